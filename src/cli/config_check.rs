@@ -1,0 +1,90 @@
+//! `switchboard config check`.
+
+use std::process::ExitCode;
+
+use clap::Subcommand;
+use serde::Serialize;
+use switchboard::config::{discover, ConfigError};
+use switchboard::{Error, TeamsConfig};
+
+use super::output::print_json;
+use super::Ctx;
+
+/// Config subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCmd {
+    /// Load and validate the teams file: print a summary and exit 0, or print every problem and
+    /// exit 2.
+    Check,
+}
+
+#[derive(Serialize)]
+struct Summary {
+    ok: bool,
+    config: String,
+    database: String,
+    teams: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct Problem {
+    path: String,
+    line: Option<usize>,
+    column: Option<usize>,
+    message: String,
+}
+
+#[derive(Serialize)]
+struct Failure {
+    ok: bool,
+    config: String,
+    problems: Vec<Problem>,
+}
+
+impl ConfigCmd {
+    pub fn run(&self, ctx: &Ctx) -> Result<ExitCode, Error> {
+        let path = discover(ctx.config_path.as_deref())?;
+        let config = match TeamsConfig::load(&path) {
+            Ok(c) => c,
+            Err(e @ ConfigError::Invalid { .. }) if ctx.json() => {
+                print_json(&Failure {
+                    ok: false,
+                    config: path.display().to_string(),
+                    problems: e
+                        .problems()
+                        .iter()
+                        .map(|p| Problem {
+                            path: p.path.clone(),
+                            line: p.line,
+                            column: p.column,
+                            message: p.message.clone(),
+                        })
+                        .collect(),
+                })?;
+                return Ok(ExitCode::from(switchboard::error::EXIT_BAD_INPUT as u8));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let database = if config.database.in_memory {
+            ":memory:".to_string()
+        } else {
+            config.database.path.display().to_string()
+        };
+        if ctx.json() {
+            print_json(&Summary {
+                ok: true,
+                config: path.display().to_string(),
+                database,
+                teams: config.teams.keys().cloned().collect(),
+            })?;
+        } else {
+            println!("{}: ok", path.display());
+            println!("database  {database}");
+            println!("teams     {}", config.teams.len());
+            for t in config.teams.values() {
+                println!("  {:<20} {}", t.name, t.path.display());
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}

@@ -1,0 +1,140 @@
+//! The command line: clap derive, one file per subcommand, each with `run(&self, ctx)`. Thin
+//! adapters over the library; output as aligned tables (`human`) or stable JSON (`json`).
+
+mod config_check;
+mod output;
+mod sessions;
+mod stats;
+mod teams;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use switchboard::{Error, SessionManager, TeamsConfig};
+
+/// Switchboard: coding agents in different project folders ("teams") message each other.
+/// One persistent agent session per ordered pair of teams, recorded in SQLite.
+#[derive(Debug, Parser)]
+#[command(name = "switchboard", version, propagate_version = true)]
+pub struct Cli {
+    /// The teams file (default: $SWITCHBOARD_CONFIG, ./teams.toml, then
+    /// ~/.config/switchboard/teams.toml).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Human)]
+    format: Format,
+
+    /// Same as `--format json`.
+    #[arg(long, global = true)]
+    json: bool,
+
+    /// More log output on stderr (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Output format of every command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Aligned tables and relative times, for people.
+    Human,
+    /// JSON with snake_case keys and RFC 3339 times, for programs.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List, open, show, delete and compact sessions.
+    #[command(subcommand)]
+    Sessions(sessions::SessionsCmd),
+    /// Totals, counts by status and process state, per team, busiest pairs.
+    Stats(stats::StatsCmd),
+    /// The teams of the teams file.
+    Teams(teams::TeamsCmd),
+    /// Check the teams file.
+    #[command(subcommand)]
+    Config(config_check::ConfigCmd),
+}
+
+/// What every command gets: where the config is and how to print.
+pub struct Ctx {
+    config_path: Option<PathBuf>,
+    format: Format,
+}
+
+impl Ctx {
+    /// Finds and loads the teams file.
+    pub fn load_config(&self) -> Result<TeamsConfig, Error> {
+        let path = switchboard::config::discover(self.config_path.as_deref())?;
+        Ok(TeamsConfig::load(&path)?)
+    }
+
+    /// Loads the config, opens the database and runs the start-up reset.
+    pub fn manager(&self) -> Result<SessionManager, Error> {
+        let config = Arc::new(self.load_config()?);
+        let manager = SessionManager::open(config)?;
+        manager.initialize()?;
+        Ok(manager)
+    }
+
+    /// Whether the output is JSON.
+    pub fn json(&self) -> bool {
+        self.format == Format::Json
+    }
+}
+
+impl Cli {
+    /// Runs the command.
+    pub fn run(self) -> Result<ExitCode, Error> {
+        let ctx = Ctx {
+            config_path: self.config,
+            format: if self.json { Format::Json } else { self.format },
+        };
+        match &self.command {
+            Command::Sessions(cmd) => cmd.run(&ctx),
+            Command::Stats(cmd) => cmd.run(&ctx),
+            Command::Teams(cmd) => cmd.run(&ctx),
+            Command::Config(cmd) => cmd.run(&ctx),
+        }
+    }
+}
+
+/// One tracing set-up for the CLI: warnings by default, `-v` raises the level, `RUST_LOG`
+/// overrides; always to stderr (stdout is the command's output).
+pub fn init_tracing(verbosity: u8) {
+    use tracing_subscriber::EnvFilter;
+    let level = match verbosity {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// The error and its causes, each once.
+pub fn render_error(e: &Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = s.source();
+    }
+    text
+}

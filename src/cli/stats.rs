@@ -1,0 +1,73 @@
+//! `switchboard stats`.
+
+use std::process::ExitCode;
+
+use clap::Args;
+use switchboard::Error;
+
+use super::output::{print_json, Table};
+use super::Ctx;
+
+/// Print statistics over every session.
+#[derive(Debug, Args)]
+pub struct StatsCmd {}
+
+impl StatsCmd {
+    pub fn run(&self, ctx: &Ctx) -> Result<ExitCode, Error> {
+        let m = ctx.manager()?;
+        let s = m.stats()?;
+        if ctx.json() {
+            print_json(&s)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        println!("sessions            {}", s.total_sessions);
+        println!("messages            {}", s.total_messages);
+        println!(
+            "tokens              {} in, {} out",
+            s.total_input_tokens, s.total_output_tokens
+        );
+        println!("cost                ${:.4}", s.total_cost_usd);
+        println!("due for compaction  {}", s.due_for_compaction);
+        let join = |m: &std::collections::BTreeMap<String, i64>| {
+            m.iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        println!("by status           {}", join(&s.by_status));
+        println!("by process state    {}", join(&s.by_process_state));
+        println!();
+        let mut teams = Table::new(&[
+            "TEAM",
+            ">SESSIONS AS CALLER",
+            ">SESSIONS AS CALLEE",
+            ">MSGS AS CALLER",
+            ">MSGS AS CALLEE",
+            ">COST AS CALLEE",
+        ]);
+        for t in &s.per_team {
+            teams.row(vec![
+                t.team.clone(),
+                t.sessions_as_caller.to_string(),
+                t.sessions_as_callee.to_string(),
+                t.messages_as_caller.to_string(),
+                t.messages_as_callee.to_string(),
+                format!("${:.4}", t.cost_usd_as_callee),
+            ]);
+        }
+        teams.print();
+        if !s.busiest_pairs.is_empty() {
+            println!();
+            let mut pairs = Table::new(&["BUSIEST PAIRS", ">MSGS", "SESSION"]);
+            for p in &s.busiest_pairs {
+                pairs.row(vec![
+                    format!("{} -> {}", p.from_team, p.to_team),
+                    p.message_count.to_string(),
+                    p.session_id.clone(),
+                ]);
+            }
+            pairs.print();
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}

@@ -1,0 +1,203 @@
+//! The teams file (TOML): `[settings]`, `[database]`, `[teams.NAME]`.
+//!
+//! Owns loading, `${VAR}` / `${VAR:-default}` interpolation, `~` expansion, discovery of the file,
+//! and validation that collects every problem (each naming its key path, syntax errors with line
+//! and column). Must not touch SQLite or processes.
+
+mod interpolate;
+mod load;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[doc(hidden)]
+pub use load::discover_in;
+pub use load::{discover, ConfigError, ConfigProblem};
+
+/// The whole teams file, loaded and validated.
+#[derive(Debug, Clone)]
+pub struct TeamsConfig {
+    /// Where the file was read from (absolute), if it came from a file.
+    pub source: Option<PathBuf>,
+    /// `[settings]`.
+    pub settings: Settings,
+    /// `[database]`.
+    pub database: DatabaseConfig,
+    /// `[teams.NAME]`, by name.
+    pub teams: BTreeMap<String, TeamConfig>,
+}
+
+/// `[settings]`: limits and timeouts of the orchestrator.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// Most live agent processes at once (≥ 1). Default 8.
+    pub max_processes: usize,
+    /// An idle agent stops after this long. Default 10m.
+    pub idle_timeout: Duration,
+    /// A turn with no output for this long is a stall. Default 5m.
+    pub response_timeout: Duration,
+    /// Longest wait for a spawned agent's first event. Default 30s.
+    pub spawn_timeout: Duration,
+    /// Longest wait for a new session's initialisation. Default 60s.
+    pub session_init_timeout: Duration,
+    /// Time-to-live of the session cache. Default 60s.
+    pub cache_ttl: Duration,
+    /// How often live agents are checked. Default 30s.
+    pub health_check_interval: Duration,
+    /// `[settings.compaction]`.
+    pub compaction: CompactionPolicy,
+}
+
+/// `[settings.compaction]`: when a session is due for compaction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompactionPolicy {
+    /// Due when message_count ≥ this. Default 500.
+    pub max_messages: u64,
+    /// Also due when message_count ≥ this and the session is unused for `stale_age`. Default 100.
+    pub stale_messages: u64,
+    /// See `stale_messages`. Default 7d.
+    pub stale_age: Duration,
+}
+
+/// `[database]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatabaseConfig {
+    /// Resolved absolute path of the SQLite file (`~` expanded, relative paths against the
+    /// teams file's folder, default `<data dir>/switchboard.db`). Ignored when `in_memory`.
+    pub path: PathBuf,
+    /// Use a private in-memory database instead of the file.
+    pub in_memory: bool,
+}
+
+/// `[teams.NAME]`: one project folder and the agent that works in it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TeamConfig {
+    /// The team's name (the table key).
+    pub name: String,
+    /// Absolute path of the project folder (after `~` expansion).
+    pub path: PathBuf,
+    /// Free text shown in `switchboard teams`.
+    pub description: Option<String>,
+    /// Agent kind; `claude` (Claude Code) is the only one so far. Default `claude`.
+    pub agent: String,
+    /// Path or name of the agent executable; default: the agent's own (`claude`).
+    pub agent_path: Option<String>,
+    /// Extra argv passed to the agent.
+    pub args: Vec<String>,
+    /// Extra environment for the agent.
+    pub env: BTreeMap<String, String>,
+    /// Team override of `settings.idle_timeout`.
+    #[serde(serialize_with = "ser_opt_duration")]
+    pub idle_timeout: Option<Duration>,
+    /// Team override of `settings.session_init_timeout`.
+    #[serde(serialize_with = "ser_opt_duration")]
+    pub session_init_timeout: Option<Duration>,
+    /// Tools the agent may use (`--allowedTools`).
+    pub allowed_tools: Vec<String>,
+    /// Tools the agent may not use (`--disallowedTools`).
+    pub disallowed_tools: Vec<String>,
+    /// Text appended to the agent's system prompt.
+    pub append_system_prompt: Option<String>,
+    /// Agent permission mode (`default`, `acceptEdits`, `bypassPermissions`, `plan`, `dontAsk`).
+    pub permission_mode: Option<String>,
+    /// Reserved: URL of a remote Switchboard serving this team. Validated, not used yet.
+    pub remote: Option<String>,
+}
+
+fn ser_opt_duration<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_some(&crate::util::format_duration(*d)),
+        None => s.serialize_none(),
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            max_processes: 8,
+            idle_timeout: Duration::from_secs(600),
+            response_timeout: Duration::from_secs(300),
+            spawn_timeout: Duration::from_secs(30),
+            session_init_timeout: Duration::from_secs(60),
+            cache_ttl: Duration::from_secs(60),
+            health_check_interval: Duration::from_secs(30),
+            compaction: CompactionPolicy::default(),
+        }
+    }
+}
+
+impl Default for CompactionPolicy {
+    fn default() -> Self {
+        Self {
+            max_messages: 500,
+            stale_messages: 100,
+            stale_age: Duration::from_secs(7 * 86_400),
+        }
+    }
+}
+
+impl TeamsConfig {
+    /// Loads and validates the teams file at `path`, reading `${VAR}`s from the process
+    /// environment. Every problem is reported at once in the error.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        load::load_file(path, &|k| std::env::var(k).ok())
+    }
+
+    /// Parses and validates teams-file text. `origin` is used for relative paths and messages;
+    /// `env` looks up variables for interpolation.
+    pub fn parse(
+        text: &str,
+        origin: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        load::parse_str(text, origin, env)
+    }
+
+    /// A team by name.
+    pub fn team(&self, name: &str) -> Option<&TeamConfig> {
+        self.teams.get(name)
+    }
+
+    /// The effective idle timeout of a team.
+    pub fn idle_timeout(&self, team: &TeamConfig) -> Duration {
+        team.idle_timeout.unwrap_or(self.settings.idle_timeout)
+    }
+
+    /// The effective session-init timeout of a team.
+    pub fn session_init_timeout(&self, team: &TeamConfig) -> Duration {
+        team.session_init_timeout
+            .unwrap_or(self.settings.session_init_timeout)
+    }
+}
+
+impl TeamConfig {
+    /// A JSON snapshot of the team's config for the session's debug info, with env values whose
+    /// names contain KEY, TOKEN, SECRET or PASSWORD replaced by `***`.
+    pub fn redacted_snapshot(&self) -> serde_json::Value {
+        let mut copy = self.clone();
+        for (k, v) in copy.env.iter_mut() {
+            if is_secret_name(k) {
+                *v = "***".to_string();
+            }
+        }
+        serde_json::to_value(&copy).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// Whether an environment variable's value must be hidden in logs and snapshots.
+pub fn is_secret_name(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    ["KEY", "TOKEN", "SECRET", "PASSWORD"]
+        .iter()
+        .any(|w| upper.contains(w))
+}
+
+/// Whether `name` is a valid team name: 1–100 characters of `[A-Za-z0-9_.@-]`.
+pub fn is_valid_team_name(name: &str) -> bool {
+    (1..=100).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'@' | b'-'))
+}

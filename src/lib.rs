@@ -1,0 +1,22 @@
+//! Switchboard: lets coding agents that work in different project folders ("teams") message each
+//! other. One persistent agent session per ordered pair of teams, recorded in SQLite.
+//!
+//! Layers (a folder is a layer):
+//! - [`config`]: the teams file (TOML): load, interpolate env, validate, report every error.
+//! - [`store`]: the only place with SQL; an r2d2 pool of rusqlite connections, migrations.
+//! - [`session`]: the [`session::SessionManager`]: get-or-create per pair, TTL cache, updates,
+//!   compaction policy, stats. Knows neither SQL strings nor child processes.
+//! - [`agent`]: what Switchboard knows about the agent CLIs it drives (Claude Code).
+//! - [`util`]: small shared helpers (time, durations, process identity).
+
+pub mod agent;
+pub mod config;
+pub mod error;
+pub mod session;
+pub mod store;
+pub mod util;
+
+pub use config::TeamsConfig;
+pub use error::Error;
+pub use session::SessionManager;
+pub use store::SessionStore;

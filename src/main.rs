@@ -1,0 +1,20 @@
+//! The `switchboard` binary: parse the command line, set up tracing, run the command, map the
+//! error to an exit code. Everything else lives in the library.
+
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    cli::init_tracing(args.verbose);
+    match args.run() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {}", cli::render_error(&e));
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}

@@ -1,0 +1,365 @@
+//! The SessionManager: one persistent session per ordered pair of teams. Creates sessions on
+//! demand (race-free), reads them through a TTL cache that every write invalidates, records
+//! process state, usage and compaction, and answers stats. It knows neither SQL nor processes:
+//! SQL is the store's, processes are the agent runtime's.
+
+mod cache;
+mod compaction;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::config::{is_valid_team_name, TeamsConfig};
+use crate::store::{
+    DueQuery, ListFilter, ProcessState, Session, SessionStatus, SessionStore, Stats, StoreError,
+};
+use crate::util::{now_ms, ProcessIdentity};
+
+use cache::SessionCache;
+
+/// Errors of the session layer.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// A team name that the teams file does not define.
+    #[error("unknown team {team:?} (teams in the config: {known})")]
+    UnknownTeam {
+        /// The name given.
+        team: String,
+        /// The teams the config defines, comma-separated.
+        known: String,
+    },
+    /// A name that cannot be a team name at all.
+    #[error("invalid team name {0:?}: use 1-100 characters of A-Z a-z 0-9 _ . @ -")]
+    InvalidTeamName(String),
+    /// A team cannot have a session with itself.
+    #[error("a team cannot open a session with itself ({0} -> {0})")]
+    SelfPair(String),
+    /// No such session.
+    #[error("session {0} not found")]
+    NotFound(String),
+    /// The session is in a state that does not allow the operation.
+    #[error("session {session}: {message}")]
+    Conflict {
+        /// Which session (`FROM:TO`).
+        session: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The transcript could not be removed.
+    #[error("cannot remove transcript {path}: {source}")]
+    Transcript {
+        /// The transcript file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for SessionError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(what) => {
+                SessionError::NotFound(what.trim_start_matches("session ").to_string())
+            }
+            other => SessionError::Store(other),
+        }
+    }
+}
+
+/// Result of session operations.
+pub type SessionResult<T> = Result<T, SessionError>;
+
+/// What [`SessionManager::initialize`] found and did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InitReport {
+    /// Sessions reset to `stopped` because their owner process is gone.
+    pub reset: usize,
+    /// Sessions left alone because another live Switchboard process owns them.
+    pub owned_by_live_process: usize,
+    /// Teams whose folder no longer exists or is not a folder.
+    pub missing_team_folders: Vec<String>,
+}
+
+/// The session layer over a store and the teams config.
+pub struct SessionManager {
+    config: Arc<TeamsConfig>,
+    store: SessionStore,
+    cache: SessionCache,
+    me: ProcessIdentity,
+}
+
+impl std::fmt::Debug for SessionManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionManager")
+            .field("store", &self.store)
+            .finish()
+    }
+}
+
+impl SessionManager {
+    /// A manager over `store` for the teams of `config`. Call [`Self::initialize`] once at
+    /// start-up.
+    pub fn new(config: Arc<TeamsConfig>, store: SessionStore) -> Self {
+        let cache = SessionCache::new(config.settings.cache_ttl);
+        Self {
+            config,
+            store,
+            cache,
+            me: ProcessIdentity::current(),
+        }
+    }
+
+    /// Opens the store the config names (file or in-memory) and builds a manager over it.
+    pub fn open(config: Arc<TeamsConfig>) -> SessionResult<Self> {
+        let store = if config.database.in_memory {
+            SessionStore::open_in_memory()?
+        } else {
+            SessionStore::open(&config.database.path)?
+        };
+        Ok(Self::new(config, store))
+    }
+
+    /// The teams config.
+    pub fn config(&self) -> &Arc<TeamsConfig> {
+        &self.config
+    }
+
+    /// The store.
+    pub fn store(&self) -> &SessionStore {
+        &self.store
+    }
+
+    /// Start-up: checks that every team folder still exists, and resets to `stopped` the sessions
+    /// whose owner process is gone (a session owned by another live Switchboard process is left
+    /// alone). Logs what it did.
+    pub fn initialize(&self) -> SessionResult<InitReport> {
+        let mut report = InitReport::default();
+        for (name, team) in &self.config.teams {
+            if !team.path.is_dir() {
+                tracing::warn!(team = %name, path = %team.path.display(), "team folder is missing");
+                report.missing_team_folders.push(name.clone());
+            }
+        }
+        let reset = self.store.reset_orphaned(&|owner| owner.is_alive())?;
+        for s in &reset.reset {
+            self.cache.invalidate(&s.from_team, &s.to_team);
+        }
+        report.reset = reset.reset.len();
+        report.owned_by_live_process = reset.owned_by_live_process;
+        tracing::info!(
+            reset = report.reset,
+            owned_by_live_process = report.owned_by_live_process,
+            "reset sessions left by Switchboard processes that are gone"
+        );
+        Ok(report)
+    }
+
+    /// Checks that `name` is a team of the config.
+    pub fn check_team(&self, name: &str) -> SessionResult<()> {
+        if !is_valid_team_name(name) {
+            return Err(SessionError::InvalidTeamName(name.to_string()));
+        }
+        if self.config.teams.contains_key(name) {
+            return Ok(());
+        }
+        Err(SessionError::UnknownTeam {
+            team: name.to_string(),
+            known: self
+                .config
+                .teams
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+    }
+
+    /// The session of the pair, creating it if needed. Both teams must be in the config.
+    /// Race-free: concurrent callers (threads or processes) get the same single session.
+    /// Creating a session makes no model call and starts no process.
+    pub fn get_or_create(&self, from: &str, to: &str) -> SessionResult<Arc<Session>> {
+        if let Some(s) = self.cache.get(from, to) {
+            return Ok(s);
+        }
+        self.check_team(from)?;
+        self.check_team(to)?;
+        if from == to {
+            return Err(SessionError::SelfPair(from.to_string()));
+        }
+        self.cache
+            .load(from, to, || {
+                let new_id = uuid::Uuid::new_v4().to_string();
+                let (s, created) = self.store.insert_or_get(from, to, &new_id, now_ms())?;
+                if created {
+                    tracing::info!(from, to, session_id = %s.session_id, "created session");
+                }
+                Ok(Some(s))
+            })?
+            .ok_or_else(|| SessionError::NotFound(format!("{from}:{to}")))
+    }
+
+    /// The session of the pair, if it exists (through the cache).
+    pub fn get(&self, from: &str, to: &str) -> SessionResult<Option<Arc<Session>>> {
+        if let Some(s) = self.cache.get(from, to) {
+            return Ok(Some(s));
+        }
+        self.cache
+            .load(from, to, || Ok(self.store.get_by_pair(from, to)?))
+    }
+
+    /// The session with this UUID, if it exists.
+    pub fn get_by_id(&self, session_id: &str) -> SessionResult<Option<Session>> {
+        Ok(self.store.get_by_session_id(session_id)?)
+    }
+
+    /// Sessions matching the filter.
+    pub fn list(&self, filter: &ListFilter) -> SessionResult<Vec<Session>> {
+        Ok(self.store.list(filter)?)
+    }
+
+    /// Deletes the session; with `remove_transcript`, also the agent's transcript file of it
+    /// (a missing transcript is fine). Returns the deleted row.
+    pub fn delete(&self, session: &Session, remove_transcript: bool) -> SessionResult<Session> {
+        let deleted = self.write(|st| st.delete(&session.session_id))?;
+        if remove_transcript {
+            if let Some(path) = self.transcript_path(&deleted) {
+                match std::fs::remove_file(&path) {
+                    Ok(()) => tracing::info!(path = %path.display(), "removed transcript"),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(source) => return Err(SessionError::Transcript { path, source }),
+                }
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Where the agent keeps the session's transcript, if the callee team is known.
+    pub fn transcript_path(&self, session: &Session) -> Option<PathBuf> {
+        let team = self.config.team(&session.to_team)?;
+        let home = crate::util::home_dir()?;
+        Some(crate::agent::claude_transcript_path(
+            &home,
+            &team.path,
+            &session.session_id,
+        ))
+    }
+
+    /// Marks the session used now.
+    pub fn record_usage(&self, session_id: &str) -> SessionResult<Session> {
+        self.write(|st| st.touch(session_id, now_ms()))
+    }
+
+    /// Adds `n` completed tells to the message count (and marks the session used).
+    pub fn increment_message_count(&self, session_id: &str, n: i64) -> SessionResult<Session> {
+        self.write(|st| st.increment_message_count(session_id, n, now_ms()))
+    }
+
+    /// Sets the process state. A live state records this process as the owner; `stopped`
+    /// clears the owner and the current tell.
+    pub fn update_process_state(
+        &self,
+        session_id: &str,
+        state: ProcessState,
+    ) -> SessionResult<Session> {
+        self.write(|st| st.update_process_state(session_id, state, self.me, now_ms()))
+    }
+
+    /// Sets (or clears) the tell being processed.
+    pub fn set_current_tell(
+        &self,
+        session_id: &str,
+        tell_id: Option<&str>,
+    ) -> SessionResult<Session> {
+        self.write(|st| st.set_current_tell(session_id, tell_id))
+    }
+
+    /// Records that the agent printed something now.
+    pub fn update_last_response(&self, session_id: &str) -> SessionResult<Session> {
+        self.write(|st| st.update_last_response(session_id, now_ms()))
+    }
+
+    /// Records the agent's launch command and the team config snapshot (both already redacted).
+    pub fn update_debug_info(
+        &self,
+        session_id: &str,
+        launch_command: &str,
+        team_config_snapshot: &str,
+    ) -> SessionResult<Session> {
+        self.write(|st| st.update_debug_info(session_id, launch_command, team_config_snapshot))
+    }
+
+    /// Adds a turn's tokens and cost to the session's totals.
+    pub fn record_usage_totals(
+        &self,
+        session_id: &str,
+        input_tokens: i64,
+        output_tokens: i64,
+        cost_usd: f64,
+    ) -> SessionResult<Session> {
+        if input_tokens < 0 || output_tokens < 0 || !(cost_usd >= 0.0 && cost_usd.is_finite()) {
+            return Err(SessionError::Conflict {
+                session: session_id.to_string(),
+                message: format!(
+                    "usage must be non-negative (input {input_tokens}, output {output_tokens}, cost {cost_usd})"
+                ),
+            });
+        }
+        self.write(|st| st.add_usage(session_id, input_tokens, output_tokens, cost_usd))
+    }
+
+    /// Sets status `error` with the reason.
+    pub fn mark_error(&self, session_id: &str, reason: &str) -> SessionResult<Session> {
+        self.write(|st| st.set_status(session_id, SessionStatus::Error, Some(reason)))
+    }
+
+    /// Sets the status (for example `archived`, or `active` again).
+    pub fn set_status(&self, session_id: &str, status: SessionStatus) -> SessionResult<Session> {
+        self.write(|st| st.set_status(session_id, status, None))
+    }
+
+    /// Aggregates over every session: totals, counts by status and state, due for compaction,
+    /// per team (every team of the config, plus any other team found in the database), busiest
+    /// pairs.
+    pub fn stats(&self) -> SessionResult<Stats> {
+        let mut stats = self.store.stats(self.due_query())?;
+        for name in self.config.teams.keys() {
+            if let Err(i) = stats
+                .per_team
+                .binary_search_by(|t| t.team.as_str().cmp(name))
+            {
+                stats.per_team.insert(
+                    i,
+                    crate::store::TeamStats {
+                        team: name.clone(),
+                        ..Default::default()
+                    },
+                );
+            }
+        }
+        Ok(stats)
+    }
+
+    fn due_query(&self) -> DueQuery {
+        let p = &self.config.settings.compaction;
+        DueQuery {
+            max_messages: i64::try_from(p.max_messages).unwrap_or(i64::MAX),
+            stale_messages: i64::try_from(p.stale_messages).unwrap_or(i64::MAX),
+            stale_before: now_ms()
+                .saturating_sub(i64::try_from(p.stale_age.as_millis()).unwrap_or(i64::MAX)),
+        }
+    }
+
+    /// Runs a store write and invalidates the cache entry of the pair it touched.
+    fn write(
+        &self,
+        op: impl FnOnce(&SessionStore) -> Result<Session, StoreError>,
+    ) -> SessionResult<Session> {
+        let s = op(&self.store)?;
+        self.cache.invalidate(&s.from_team, &s.to_team);
+        Ok(s)
+    }
+}

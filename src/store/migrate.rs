@@ -1,0 +1,113 @@
+//! Embedded, immutable migrations (`migrations/NNNN_name.sql`), applied in order at open, one
+//! transaction each, each recorded in `schema_migrations`.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::{StoreError, StoreResult};
+
+/// Every migration this binary knows: (version, name, SQL). Never edit an applied one.
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "0001_init",
+    include_str!("../../migrations/0001_init.sql"),
+)];
+
+/// The newest schema version this binary knows.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
+
+const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    INTEGER PRIMARY KEY,
+    name       TEXT    NOT NULL,
+    applied_at INTEGER NOT NULL
+)";
+
+/// The schema version recorded in the database (0 when none).
+pub(crate) fn current_version(conn: &Connection) -> rusqlite::Result<i64> {
+    let exists: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !exists {
+        return Ok(0);
+    }
+    conn.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+        [],
+        |r| r.get(0),
+    )
+}
+
+/// Applies every pending migration. Safe against other processes doing the same at once: each
+/// step re-reads the version inside an IMMEDIATE transaction.
+pub(crate) fn apply(conn: &mut Connection, path: &str) -> StoreResult<()> {
+    // Read-only check first, so a database from the future is not touched at all.
+    let found = current_version(conn)?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew {
+            path: path.to_string(),
+            found,
+            known: SCHEMA_VERSION,
+        });
+    }
+    if found == SCHEMA_VERSION {
+        return Ok(());
+    }
+    for &(version, name, sql) in MIGRATIONS {
+        let fail = |source| StoreError::Migration {
+            path: path.to_string(),
+            version,
+            name,
+            source,
+        };
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(fail)?;
+        tx.execute_batch(CREATE_TABLE).map_err(fail)?;
+        let now_version = current_version(&tx).map_err(fail)?;
+        if now_version > SCHEMA_VERSION {
+            return Err(StoreError::SchemaTooNew {
+                path: path.to_string(),
+                found: now_version,
+                known: SCHEMA_VERSION,
+            });
+        }
+        if now_version >= version {
+            continue; // applied meanwhile by another process; the transaction rolls back
+        }
+        tx.execute_batch(sql).map_err(fail)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
+            rusqlite::params![version, name, crate::util::now_ms()],
+        )
+        .map_err(fail)?;
+        tx.commit().map_err(fail)?;
+        tracing::info!(version, name, db = path, "applied migration");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_numbered_in_order_and_match_the_folder() {
+        let mut files: Vec<String> =
+            std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
+                .expect("migrations folder")
+                .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".sql"))
+                .collect();
+        files.sort();
+        let names: Vec<String> = MIGRATIONS.iter().map(|m| format!("{}.sql", m.1)).collect();
+        assert_eq!(
+            files, names,
+            "every file in migrations/ must be listed in MIGRATIONS"
+        );
+        for (i, m) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(m.0, i as i64 + 1);
+            assert!(m.1.starts_with(&format!("{:04}_", m.0)));
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! The store: the only module with SQL. An r2d2 pool of rusqlite connections over one SQLite
+//! file (WAL, synchronous=NORMAL, foreign keys, busy timeout) or a private in-memory database;
+//! embedded migrations applied at open. It knows nothing of configs, caches or processes.
+
+mod migrate;
+mod model;
+mod sessions;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use r2d2::{Pool, PooledConnection};
+use r2d2_sqlite::SqliteConnectionManager;
+
+pub use migrate::{MIGRATIONS, SCHEMA_VERSION};
+pub use model::{
+    ListFilter, ListOrder, PairStats, ProcessState, Session, SessionStatus, Stats, TeamStats,
+};
+pub use sessions::{DueQuery, ResetReport};
+
+/// How long a connection waits for a lock held by another connection or process.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database file could not be opened or set up.
+    #[error("cannot open database {path}: {source}")]
+    Open {
+        /// The database path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The folder of the database file could not be created.
+    #[error("cannot create database folder {path}: {source}")]
+    CreateDir {
+        /// The folder.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The database was written by a newer Switchboard.
+    #[error(
+        "database {path} has schema version {found}, newer than this switchboard knows ({known}); \
+         upgrade switchboard (nothing was changed)"
+    )]
+    SchemaTooNew {
+        /// The database path.
+        path: String,
+        /// Version found in the database.
+        found: i64,
+        /// Newest version this binary knows.
+        known: i64,
+    },
+    /// A migration failed; it was rolled back.
+    #[error("migration {version} ({name}) failed on {path}: {source}")]
+    Migration {
+        /// The database path.
+        path: String,
+        /// Migration version.
+        version: i64,
+        /// Migration name.
+        name: &'static str,
+        /// Why.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// No connection could be had from the pool.
+    #[error("database connection pool: {0}")]
+    Pool(#[from] r2d2::Error),
+    /// A statement failed.
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The row asked for does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+}
+
+/// Result of store operations.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The SQLite store: a pool of connections and the schema.
+#[derive(Clone)]
+pub struct SessionStore {
+    pool: Pool<SqliteConnectionManager>,
+    path: String,
+}
+
+impl std::fmt::Debug for SessionStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionStore")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+fn init_connection(conn: &mut rusqlite::Connection) -> rusqlite::Result<()> {
+    // busy_timeout first: switching to WAL takes a lock another process may hold.
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = NORMAL;
+         PRAGMA foreign_keys = ON;",
+    )?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(())
+}
+
+impl SessionStore {
+    /// Opens (creating if needed) the database file at `path` and applies pending migrations.
+    /// Fails, changing nothing, if the file's schema is newer than this binary knows.
+    pub fn open(path: &Path) -> StoreResult<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        // Fail early with the path in the message (r2d2 would only say "timed out").
+        let mut probe = rusqlite::Connection::open(path).map_err(|source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        init_connection(&mut probe).map_err(|source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        drop(probe);
+        let manager = SqliteConnectionManager::file(path).with_init(init_connection);
+        let pool = Pool::builder()
+            .max_size(8)
+            .min_idle(Some(1))
+            .connection_timeout(BUSY_TIMEOUT)
+            .build(manager)?;
+        let store = Self {
+            pool,
+            path: path.display().to_string(),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Opens a private in-memory database (a pool of one connection), for tests and
+    /// `[database] in_memory = true`.
+    pub fn open_in_memory() -> StoreResult<Self> {
+        let manager = SqliteConnectionManager::memory().with_init(|c| {
+            c.execute_batch("PRAGMA foreign_keys = ON;")?;
+            c.set_prepared_statement_cache_capacity(64);
+            Ok(())
+        });
+        // One connection: every connection of `memory()` would be its own empty database.
+        let pool = Pool::builder()
+            .max_size(1)
+            .connection_timeout(BUSY_TIMEOUT)
+            .build(manager)?;
+        let store = Self {
+            pool,
+            path: ":memory:".to_string(),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Where the database lives (`:memory:` for an in-memory one).
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The schema version of the database.
+    pub fn schema_version(&self) -> StoreResult<i64> {
+        let conn = self.conn()?;
+        migrate::current_version(&conn).map_err(StoreError::from)
+    }
+
+    pub(crate) fn conn(&self) -> StoreResult<PooledConnection<SqliteConnectionManager>> {
+        Ok(self.pool.get()?)
+    }
+
+    fn migrate(&self) -> StoreResult<()> {
+        let mut conn = self.conn()?;
+        migrate::apply(&mut conn, &self.path)
+    }
+}

@@ -1,0 +1,269 @@
+//! Row types of the store: [`Session`], its [`SessionStatus`] and [`ProcessState`], [`Stats`].
+//! Times are unix milliseconds; JSON output renders them as RFC 3339.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
+use serde::{Serialize, Serializer};
+
+macro_rules! text_enum {
+    ($(#[$meta:meta])* $name:ident, $what:literal, { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant),+
+        }
+
+        impl $name {
+            /// Every value, in lifecycle order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The text stored in SQLite and shown to people.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    other => Err(format!(
+                        concat!("unknown ", $what, " {:?} (expected one of: {})"),
+                        other,
+                        [$($text),+].join(", ")
+                    )),
+                }
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl ToSql for $name {
+            fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+                Ok(ToSqlOutput::from(self.as_str()))
+            }
+        }
+
+        impl FromSql for $name {
+            fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+                let text = value.as_str()?;
+                text.parse().map_err(|e: String| FromSqlError::Other(e.into()))
+            }
+        }
+    };
+}
+
+text_enum!(
+    /// Lifecycle of the session record.
+    SessionStatus, "status", {
+        /// In use (the default).
+        Active => "active",
+        /// Compaction requested, not started yet.
+        CompactPending => "compact_pending",
+        /// The agent is compacting its context.
+        Compacting => "compacting",
+        /// Kept for the record, no longer used.
+        Archived => "archived",
+        /// Something failed; `last_error` says what.
+        Error => "error",
+    }
+);
+
+text_enum!(
+    /// What the agent process of the session is doing.
+    ProcessState, "process state", {
+        /// No agent process.
+        Stopped => "stopped",
+        /// Started, waiting for its first event.
+        Spawning => "spawning",
+        /// Running, waiting for a message.
+        Idle => "idle",
+        /// Running a turn.
+        Processing => "processing",
+        /// Being stopped.
+        Terminating => "terminating",
+    }
+);
+
+/// One session: the persistent conversation of the ordered pair (from_team, to_team).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Session {
+    /// Row id.
+    pub id: i64,
+    /// The team that talks.
+    pub from_team: String,
+    /// The team whose agent answers.
+    pub to_team: String,
+    /// UUID v4 of the agent session.
+    pub session_id: String,
+    /// When the session was created.
+    #[serde(serialize_with = "ser_time")]
+    pub created_at: i64,
+    /// When the session was last used.
+    #[serde(serialize_with = "ser_time")]
+    pub last_used_at: i64,
+    /// Completed tells since the last compaction.
+    pub message_count: i64,
+    /// Lifecycle of the record.
+    pub status: SessionStatus,
+    /// What the agent process is doing.
+    pub process_state: ProcessState,
+    /// The tell being processed, if any.
+    pub current_tell_id: Option<String>,
+    /// When the agent last printed anything.
+    #[serde(serialize_with = "ser_opt_time")]
+    pub last_response_at: Option<i64>,
+    /// The argv the agent was last started with (JSON array), secrets redacted.
+    pub launch_command: Option<String>,
+    /// The team's config when the agent was last started (JSON), secrets redacted.
+    pub team_config_snapshot: Option<String>,
+    /// Completed compactions.
+    pub compaction_count: i64,
+    /// When the last compaction finished.
+    #[serde(serialize_with = "ser_opt_time")]
+    pub last_compacted_at: Option<i64>,
+    /// Context tokens before the last compaction.
+    pub last_pre_compact_tokens: Option<i64>,
+    /// Context tokens after the last compaction.
+    pub last_post_compact_tokens: Option<i64>,
+    /// Input tokens used by the session, all turns.
+    pub input_tokens: i64,
+    /// Output tokens used by the session, all turns.
+    pub output_tokens: i64,
+    /// Cost of the session in US dollars, all turns.
+    pub cost_usd: f64,
+    /// The last failure, if any.
+    pub last_error: Option<String>,
+    /// Pid of the Switchboard process that owns the live agent, if any.
+    pub owner_pid: Option<i64>,
+    /// Start time of the owner process (tells a reused pid apart).
+    #[serde(serialize_with = "ser_opt_time")]
+    pub owner_started_at: Option<i64>,
+    /// When the owner last said it is alive.
+    #[serde(serialize_with = "ser_opt_time")]
+    pub owner_heartbeat_at: Option<i64>,
+}
+
+impl Session {
+    /// `FROM:TO`, as typed on the command line.
+    pub fn pair(&self) -> String {
+        format!("{}:{}", self.from_team, self.to_team)
+    }
+}
+
+fn ser_time<S: Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&crate::util::rfc3339(*ms))
+}
+
+fn ser_opt_time<S: Serializer>(ms: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
+    match ms {
+        Some(ms) => s.serialize_str(&crate::util::rfc3339(*ms)),
+        None => s.serialize_none(),
+    }
+}
+
+/// Filters and order of [`crate::SessionStore::list`].
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    /// Only sessions from this team.
+    pub from_team: Option<String>,
+    /// Only sessions to this team.
+    pub to_team: Option<String>,
+    /// Only sessions with this status.
+    pub status: Option<SessionStatus>,
+    /// Only sessions in this process state.
+    pub process_state: Option<ProcessState>,
+    /// Only sessions created at or after this time (unix ms).
+    pub created_after: Option<i64>,
+    /// Only sessions used at or after this time (unix ms).
+    pub used_after: Option<i64>,
+    /// At most this many rows.
+    pub limit: Option<u32>,
+    /// Order of the rows.
+    pub order: ListOrder,
+}
+
+/// Order of listed sessions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ListOrder {
+    /// Most recently used first (the default).
+    #[default]
+    LastUsedDesc,
+    /// Oldest first.
+    CreatedAsc,
+    /// Newest first.
+    CreatedDesc,
+    /// Most messages first.
+    MessagesDesc,
+}
+
+/// Aggregates over every session ([`crate::SessionManager::stats`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Stats {
+    /// Number of sessions.
+    pub total_sessions: i64,
+    /// Sessions per status (every status present, zeros included).
+    pub by_status: BTreeMap<String, i64>,
+    /// Sessions per process state (every state present, zeros included).
+    pub by_process_state: BTreeMap<String, i64>,
+    /// Sum of message counts.
+    pub total_messages: i64,
+    /// Sum of input tokens.
+    pub total_input_tokens: i64,
+    /// Sum of output tokens.
+    pub total_output_tokens: i64,
+    /// Sum of cost, US dollars.
+    pub total_cost_usd: f64,
+    /// Sessions the compaction policy says are due.
+    pub due_for_compaction: i64,
+    /// Per team, as caller (from) and as callee (to), by team name.
+    pub per_team: Vec<TeamStats>,
+    /// The 10 pairs with the most messages.
+    pub busiest_pairs: Vec<PairStats>,
+}
+
+/// One team's share of the sessions.
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+pub struct TeamStats {
+    /// Team name.
+    pub team: String,
+    /// Sessions in which the team talks.
+    pub sessions_as_caller: i64,
+    /// Sessions in which the team answers.
+    pub sessions_as_callee: i64,
+    /// Messages in sessions where the team talks.
+    pub messages_as_caller: i64,
+    /// Messages in sessions where the team answers.
+    pub messages_as_callee: i64,
+    /// Cost of sessions where the team answers, US dollars.
+    pub cost_usd_as_callee: f64,
+}
+
+/// One pair in the busiest list.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PairStats {
+    /// The team that talks.
+    pub from_team: String,
+    /// The team that answers.
+    pub to_team: String,
+    /// The pair's session id.
+    pub session_id: String,
+    /// Its message count.
+    pub message_count: i64,
+}

@@ -1,0 +1,548 @@
+//! SQL over the `sessions` table (and the `session_totals` kept by its triggers). Every update
+//! addresses a session by its `session_id` and returns the updated row (`UPDATE ... RETURNING`),
+//! so the caller knows which pair it touched.
+
+use std::collections::BTreeMap;
+
+use rusqlite::{params, params_from_iter, types::Value, Connection, OptionalExtension, Row};
+
+use super::model::{
+    ListFilter, ListOrder, PairStats, ProcessState, Session, SessionStatus, Stats, TeamStats,
+};
+use super::{SessionStore, StoreError, StoreResult};
+use crate::util::ProcessIdentity;
+
+const COLUMNS: &str = "id, from_team, to_team, session_id, created_at, last_used_at, message_count, \
+    status, process_state, current_tell_id, last_response_at, launch_command, team_config_snapshot, \
+    compaction_count, last_compacted_at, last_pre_compact_tokens, last_post_compact_tokens, \
+    input_tokens, output_tokens, cost_usd, last_error, owner_pid, owner_started_at, owner_heartbeat_at";
+
+fn row_to_session(r: &Row<'_>) -> rusqlite::Result<Session> {
+    Ok(Session {
+        id: r.get(0)?,
+        from_team: r.get(1)?,
+        to_team: r.get(2)?,
+        session_id: r.get(3)?,
+        created_at: r.get(4)?,
+        last_used_at: r.get(5)?,
+        message_count: r.get(6)?,
+        status: r.get(7)?,
+        process_state: r.get(8)?,
+        current_tell_id: r.get(9)?,
+        last_response_at: r.get(10)?,
+        launch_command: r.get(11)?,
+        team_config_snapshot: r.get(12)?,
+        compaction_count: r.get(13)?,
+        last_compacted_at: r.get(14)?,
+        last_pre_compact_tokens: r.get(15)?,
+        last_post_compact_tokens: r.get(16)?,
+        input_tokens: r.get(17)?,
+        output_tokens: r.get(18)?,
+        cost_usd: r.get(19)?,
+        last_error: r.get(20)?,
+        owner_pid: r.get(21)?,
+        owner_started_at: r.get(22)?,
+        owner_heartbeat_at: r.get(23)?,
+    })
+}
+
+/// The compaction policy, as the store needs it to find due sessions.
+#[derive(Debug, Clone, Copy)]
+pub struct DueQuery {
+    /// Due when message_count ≥ this.
+    pub max_messages: i64,
+    /// Also due when message_count ≥ this and last used before `stale_before`.
+    pub stale_messages: i64,
+    /// Unix ms; see `stale_messages`.
+    pub stale_before: i64,
+}
+
+const DUE_WHERE: &str = "message_count >= min(?1, ?2) \
+    AND (message_count >= ?1 OR (message_count >= ?2 AND last_used_at < ?3)) \
+    AND status IN ('active', 'compact_pending', 'error')";
+
+/// What [`SessionStore::reset_orphaned`] did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ResetReport {
+    /// The sessions reset to `stopped` (their rows after the reset).
+    pub reset: Vec<Session>,
+    /// Sessions left alone because another live process owns them.
+    pub owned_by_live_process: usize,
+}
+
+impl SessionStore {
+    /// Inserts a new session for the pair, or returns the existing one. Race-free across threads
+    /// and processes (UNIQUE(from_team, to_team)). The bool is true when this call created it.
+    pub fn insert_or_get(
+        &self,
+        from: &str,
+        to: &str,
+        new_session_id: &str,
+        now: i64,
+    ) -> StoreResult<(Session, bool)> {
+        let conn = self.conn()?;
+        let insert = format!(
+            "INSERT INTO sessions (from_team, to_team, session_id, created_at, last_used_at) \
+             VALUES (?1, ?2, ?3, ?4, ?4) ON CONFLICT (from_team, to_team) DO NOTHING RETURNING {COLUMNS}"
+        );
+        // A concurrent delete between the INSERT and the SELECT is retried; it cannot loop
+        // forever in practice, but bound it anyway.
+        for _ in 0..8 {
+            let created = conn
+                .prepare_cached(&insert)?
+                .query_row(params![from, to, new_session_id, now], row_to_session)
+                .optional()?;
+            if let Some(s) = created {
+                return Ok((s, true));
+            }
+            if let Some(s) = get_by_pair(&conn, from, to)? {
+                return Ok((s, false));
+            }
+        }
+        Err(StoreError::NotFound(format!(
+            "session {from}:{to} (deleted while being opened)"
+        )))
+    }
+
+    /// The session of the pair, if any.
+    pub fn get_by_pair(&self, from: &str, to: &str) -> StoreResult<Option<Session>> {
+        let conn = self.conn()?;
+        get_by_pair(&conn, from, to)
+    }
+
+    /// The session with this UUID, if any.
+    pub fn get_by_session_id(&self, session_id: &str) -> StoreResult<Option<Session>> {
+        let conn = self.conn()?;
+        let sql = format!("SELECT {COLUMNS} FROM sessions WHERE session_id = ?1");
+        let found = conn
+            .prepare_cached(&sql)?
+            .query_row([session_id], row_to_session)
+            .optional()?;
+        Ok(found)
+    }
+
+    /// Sessions matching the filter.
+    pub fn list(&self, f: &ListFilter) -> StoreResult<Vec<Session>> {
+        let mut sql = format!("SELECT {COLUMNS} FROM sessions WHERE 1 = 1");
+        let mut args: Vec<Value> = Vec::new();
+        let mut cond = |sql: &mut String, clause: &str, v: Value| {
+            args.push(v);
+            sql.push_str(&format!(" AND {clause} ?{}", args.len()));
+        };
+        if let Some(t) = &f.from_team {
+            cond(&mut sql, "from_team =", Value::Text(t.clone()));
+        }
+        if let Some(t) = &f.to_team {
+            cond(&mut sql, "to_team =", Value::Text(t.clone()));
+        }
+        if let Some(s) = f.status {
+            cond(&mut sql, "status =", Value::Text(s.as_str().into()));
+        }
+        if let Some(p) = f.process_state {
+            cond(&mut sql, "process_state =", Value::Text(p.as_str().into()));
+        }
+        if let Some(t) = f.created_after {
+            cond(&mut sql, "created_at >=", Value::Integer(t));
+        }
+        if let Some(t) = f.used_after {
+            cond(&mut sql, "last_used_at >=", Value::Integer(t));
+        }
+        sql.push_str(match f.order {
+            ListOrder::LastUsedDesc => " ORDER BY last_used_at DESC, id DESC",
+            ListOrder::CreatedAsc => " ORDER BY created_at ASC, id ASC",
+            ListOrder::CreatedDesc => " ORDER BY created_at DESC, id DESC",
+            ListOrder::MessagesDesc => " ORDER BY message_count DESC, id ASC",
+        });
+        if let Some(n) = f.limit {
+            sql.push_str(&format!(" LIMIT {n}"));
+        }
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(params_from_iter(args), row_to_session)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Deletes the session; returns the deleted row.
+    pub fn delete(&self, session_id: &str) -> StoreResult<Session> {
+        self.one(
+            &format!("DELETE FROM sessions WHERE session_id = ?1 RETURNING {COLUMNS}"),
+            params![session_id],
+            session_id,
+        )
+    }
+
+    /// Marks the session used now.
+    pub fn touch(&self, session_id: &str, now: i64) -> StoreResult<Session> {
+        self.update(session_id, "last_used_at = ?2", params![session_id, now])
+    }
+
+    /// Adds `n` completed tells to the message count; marks the session used now.
+    pub fn increment_message_count(
+        &self,
+        session_id: &str,
+        n: i64,
+        now: i64,
+    ) -> StoreResult<Session> {
+        self.update(
+            session_id,
+            "message_count = message_count + ?2, last_used_at = ?3",
+            params![session_id, n, now],
+        )
+    }
+
+    /// Sets the process state. A live state records `owner` as the owner (heartbeat now);
+    /// `stopped` clears the owner and the current tell.
+    pub fn update_process_state(
+        &self,
+        session_id: &str,
+        state: ProcessState,
+        owner: ProcessIdentity,
+        now: i64,
+    ) -> StoreResult<Session> {
+        if state == ProcessState::Stopped {
+            self.update(
+                session_id,
+                "process_state = ?2, owner_pid = NULL, owner_started_at = NULL, \
+                 owner_heartbeat_at = NULL, current_tell_id = NULL",
+                params![session_id, state],
+            )
+        } else {
+            self.update(
+                session_id,
+                "process_state = ?2, owner_pid = ?3, owner_started_at = ?4, owner_heartbeat_at = ?5",
+                params![session_id, state, owner.pid, owner.started_at, now],
+            )
+        }
+    }
+
+    /// Sets (or clears) the tell being processed.
+    pub fn set_current_tell(
+        &self,
+        session_id: &str,
+        tell_id: Option<&str>,
+    ) -> StoreResult<Session> {
+        self.update(
+            session_id,
+            "current_tell_id = ?2",
+            params![session_id, tell_id],
+        )
+    }
+
+    /// Records that the agent printed something now.
+    pub fn update_last_response(&self, session_id: &str, now: i64) -> StoreResult<Session> {
+        self.update(
+            session_id,
+            "last_response_at = ?2",
+            params![session_id, now],
+        )
+    }
+
+    /// Records how the agent was launched and the team config it was launched with.
+    pub fn update_debug_info(
+        &self,
+        session_id: &str,
+        launch_command: &str,
+        team_config_snapshot: &str,
+    ) -> StoreResult<Session> {
+        self.update(
+            session_id,
+            "launch_command = ?2, team_config_snapshot = ?3",
+            params![session_id, launch_command, team_config_snapshot],
+        )
+    }
+
+    /// Adds a turn's usage to the session's totals.
+    pub fn add_usage(
+        &self,
+        session_id: &str,
+        input_tokens: i64,
+        output_tokens: i64,
+        cost_usd: f64,
+    ) -> StoreResult<Session> {
+        self.update(
+            session_id,
+            "input_tokens = input_tokens + ?2, output_tokens = output_tokens + ?3, cost_usd = cost_usd + ?4",
+            params![session_id, input_tokens, output_tokens, cost_usd],
+        )
+    }
+
+    /// Sets the status (and, if given, the last error).
+    pub fn set_status(
+        &self,
+        session_id: &str,
+        status: SessionStatus,
+        last_error: Option<&str>,
+    ) -> StoreResult<Session> {
+        match last_error {
+            Some(e) => self.update(
+                session_id,
+                "status = ?2, last_error = ?3",
+                params![session_id, status, e],
+            ),
+            None => self.update(session_id, "status = ?2", params![session_id, status]),
+        }
+    }
+
+    /// Records a finished compaction: message count to 0, one more compaction, tokens, status
+    /// back to active, last error cleared.
+    pub fn finish_compaction(
+        &self,
+        session_id: &str,
+        pre_tokens: i64,
+        post_tokens: i64,
+        now: i64,
+    ) -> StoreResult<Session> {
+        self.update(
+            session_id,
+            "message_count = 0, compaction_count = compaction_count + 1, last_compacted_at = ?2, \
+             last_pre_compact_tokens = ?3, last_post_compact_tokens = ?4, status = 'active', \
+             last_error = NULL",
+            params![session_id, now, pre_tokens, post_tokens],
+        )
+    }
+
+    /// Renews the owner's heartbeat, only if `owner` still owns the session. Returns the row, or
+    /// `None` if the session is owned by someone else (or nobody).
+    pub fn heartbeat(
+        &self,
+        session_id: &str,
+        owner: ProcessIdentity,
+        now: i64,
+    ) -> StoreResult<Option<Session>> {
+        let conn = self.conn()?;
+        let sql = format!(
+            "UPDATE sessions SET owner_heartbeat_at = ?4 WHERE session_id = ?1 AND owner_pid = ?2 \
+             AND owner_started_at = ?3 RETURNING {COLUMNS}"
+        );
+        let found = conn
+            .prepare_cached(&sql)?
+            .query_row(
+                params![session_id, owner.pid, owner.started_at, now],
+                row_to_session,
+            )
+            .optional()?;
+        Ok(found)
+    }
+
+    /// Resets sessions whose owner process is gone (`is_alive` says false) or that claim a live
+    /// process state with no owner: process state `stopped`, current tell and owner cleared,
+    /// an interrupted compaction (`compacting`) back to `compact_pending`. Sessions owned by a
+    /// live process are left alone. One transaction.
+    pub fn reset_orphaned(
+        &self,
+        is_alive: &dyn Fn(ProcessIdentity) -> bool,
+    ) -> StoreResult<ResetReport> {
+        let mut conn = self.conn()?;
+        let owners: Vec<(i64, Option<i64>, i64)> = conn
+            .prepare_cached(
+                "SELECT owner_pid, owner_started_at, count(*) FROM sessions \
+                 WHERE owner_pid IS NOT NULL GROUP BY owner_pid, owner_started_at",
+            )?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<_, _>>()?;
+        let mut report = ResetReport::default();
+        let mut dead = Vec::new();
+        for (pid, started_at, n) in owners {
+            let identity = ProcessIdentity {
+                pid: u32::try_from(pid).unwrap_or(0),
+                started_at: started_at.unwrap_or(0),
+            };
+            if identity.pid != 0 && is_alive(identity) {
+                report.owned_by_live_process += n as usize;
+            } else {
+                dead.push((pid, started_at));
+            }
+        }
+        const RESET: &str = "process_state = 'stopped', current_tell_id = NULL, owner_pid = NULL, \
+            owner_started_at = NULL, owner_heartbeat_at = NULL, \
+            status = CASE status WHEN 'compacting' THEN 'compact_pending' ELSE status END";
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        {
+            let mut by_owner = tx.prepare_cached(&format!(
+                "UPDATE sessions SET {RESET} WHERE owner_pid = ?1 AND owner_started_at IS ?2 \
+                 RETURNING {COLUMNS}"
+            ))?;
+            for (pid, started_at) in dead {
+                let rows = by_owner.query_map(params![pid, started_at], row_to_session)?;
+                for row in rows {
+                    report.reset.push(row?);
+                }
+            }
+            let mut ownerless = tx.prepare_cached(&format!(
+                "UPDATE sessions SET {RESET} WHERE owner_pid IS NULL \
+                 AND (process_state != 'stopped' OR status = 'compacting') RETURNING {COLUMNS}"
+            ))?;
+            for row in ownerless.query_map([], row_to_session)? {
+                report.reset.push(row?);
+            }
+        }
+        tx.commit()?;
+        Ok(report)
+    }
+
+    /// Sessions due for compaction, most messages first.
+    pub fn due_for_compaction(&self, q: DueQuery, limit: Option<u32>) -> StoreResult<Vec<Session>> {
+        let conn = self.conn()?;
+        let mut sql = format!(
+            "SELECT {COLUMNS} FROM sessions WHERE {DUE_WHERE} ORDER BY message_count DESC, id ASC"
+        );
+        if let Some(n) = limit {
+            sql.push_str(&format!(" LIMIT {n}"));
+        }
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(
+            params![q.max_messages, q.stale_messages, q.stale_before],
+            row_to_session,
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Aggregates over every session, in one read transaction: totals from `session_totals`
+    /// (kept by triggers), due count and busiest pairs from the message_count index.
+    pub fn stats(&self, q: DueQuery) -> StoreResult<Stats> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction()?;
+        let mut stats = Stats {
+            total_sessions: 0,
+            by_status: SessionStatus::ALL
+                .iter()
+                .map(|s| (s.as_str().to_string(), 0))
+                .collect(),
+            by_process_state: ProcessState::ALL
+                .iter()
+                .map(|s| (s.as_str().to_string(), 0))
+                .collect(),
+            total_messages: 0,
+            total_input_tokens: 0,
+            total_output_tokens: 0,
+            total_cost_usd: 0.0,
+            due_for_compaction: 0,
+            per_team: Vec::new(),
+            busiest_pairs: Vec::new(),
+        };
+        let mut teams: BTreeMap<String, TeamStats> = BTreeMap::new();
+        {
+            let mut stmt = tx.prepare_cached(
+                "SELECT scope, key, sessions, messages, input_tokens, output_tokens, cost_usd \
+                 FROM session_totals",
+            )?;
+            let mut rows = stmt.query([])?;
+            while let Some(r) = rows.next()? {
+                let scope: String = r.get(0)?;
+                let key: String = r.get(1)?;
+                let sessions: i64 = r.get(2)?;
+                let messages: i64 = r.get(3)?;
+                match scope.as_str() {
+                    "all" => {
+                        stats.total_sessions = sessions;
+                        stats.total_messages = messages;
+                        stats.total_input_tokens = r.get(4)?;
+                        stats.total_output_tokens = r.get(5)?;
+                        stats.total_cost_usd = r.get(6)?;
+                    }
+                    "status" => {
+                        stats.by_status.insert(key, sessions);
+                    }
+                    "state" => {
+                        stats.by_process_state.insert(key, sessions);
+                    }
+                    "from" | "to" if sessions > 0 => {
+                        let t = teams.entry(key.clone()).or_insert_with(|| TeamStats {
+                            team: key,
+                            ..TeamStats::default()
+                        });
+                        if scope == "from" {
+                            t.sessions_as_caller = sessions;
+                            t.messages_as_caller = messages;
+                        } else {
+                            t.sessions_as_callee = sessions;
+                            t.messages_as_callee = messages;
+                            t.cost_usd_as_callee = r.get(6)?;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        stats.per_team = teams.into_values().collect();
+        stats.due_for_compaction = tx
+            .prepare_cached(&format!("SELECT count(*) FROM sessions WHERE {DUE_WHERE}"))?
+            .query_row(
+                params![q.max_messages, q.stale_messages, q.stale_before],
+                |r| r.get(0),
+            )?;
+        stats.busiest_pairs = tx
+            .prepare_cached(
+                "SELECT from_team, to_team, session_id, message_count FROM sessions \
+                 WHERE message_count > 0 ORDER BY message_count DESC, id ASC LIMIT 10",
+            )?
+            .query_map([], |r| {
+                Ok(PairStats {
+                    from_team: r.get(0)?,
+                    to_team: r.get(1)?,
+                    session_id: r.get(2)?,
+                    message_count: r.get(3)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        tx.commit()?;
+        Ok(stats)
+    }
+
+    /// Sets the owner lease fields directly (for tests and recovery tools).
+    #[doc(hidden)]
+    pub fn force_owner(
+        &self,
+        session_id: &str,
+        state: ProcessState,
+        owner: Option<ProcessIdentity>,
+        now: i64,
+    ) -> StoreResult<Session> {
+        self.update(
+            session_id,
+            "process_state = ?2, owner_pid = ?3, owner_started_at = ?4, owner_heartbeat_at = ?5",
+            params![
+                session_id,
+                state,
+                owner.map(|o| o.pid),
+                owner.map(|o| o.started_at),
+                owner.map(|_| now)
+            ],
+        )
+    }
+
+    fn update(
+        &self,
+        session_id: &str,
+        set: &str,
+        params: &[&dyn rusqlite::ToSql],
+    ) -> StoreResult<Session> {
+        self.one(
+            &format!("UPDATE sessions SET {set} WHERE session_id = ?1 RETURNING {COLUMNS}"),
+            params,
+            session_id,
+        )
+    }
+
+    fn one(
+        &self,
+        sql: &str,
+        params: &[&dyn rusqlite::ToSql],
+        session_id: &str,
+    ) -> StoreResult<Session> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached(sql)?;
+        stmt.query_row(params, row_to_session)
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound(format!("session {session_id}")))
+    }
+}
+
+fn get_by_pair(conn: &Connection, from: &str, to: &str) -> StoreResult<Option<Session>> {
+    let sql = format!("SELECT {COLUMNS} FROM sessions WHERE from_team = ?1 AND to_team = ?2");
+    let found = conn
+        .prepare_cached(&sql)?
+        .query_row([from, to], row_to_session)
+        .optional()?;
+    Ok(found)
+}
