@@ -237,10 +237,14 @@ impl SessionManager {
         Ok(deleted)
     }
 
-    /// Where the agent keeps the session's transcript, if the callee team is known.
+    /// Where the agent keeps the session's transcript, if the callee team is known: under the
+    /// HOME the agent runs with (the team's `env.HOME`, else ours).
     pub fn transcript_path(&self, session: &Session) -> Option<PathBuf> {
         let team = self.config.team(&session.to_team)?;
-        let home = crate::util::home_dir()?;
+        let home = match team.env.get("HOME") {
+            Some(h) if !h.is_empty() => PathBuf::from(h),
+            _ => crate::util::home_dir()?,
+        };
         Some(crate::agent::claude_transcript_path(
             &home,
             &team.path,

@@ -79,6 +79,19 @@ pub enum StoreError {
     NotFound(String),
 }
 
+/// Per-connection settings, as SQLite reports them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionPragmas {
+    /// `wal` for files, `memory` for in-memory databases.
+    pub journal_mode: String,
+    /// 1 = NORMAL.
+    pub synchronous: i64,
+    /// 1 = on.
+    pub foreign_keys: i64,
+    /// Milliseconds a connection waits for a lock.
+    pub busy_timeout_ms: i64,
+}
+
 /// Result of store operations.
 pub type StoreResult<T> = Result<T, StoreError>;
 
@@ -173,6 +186,20 @@ impl SessionStore {
     pub fn schema_version(&self) -> StoreResult<i64> {
         let conn = self.conn()?;
         migrate::current_version(&conn).map_err(StoreError::from)
+    }
+
+    /// The settings of a pooled connection, as SQLite reports them (diagnostics and tests).
+    pub fn connection_pragmas(&self) -> StoreResult<ConnectionPragmas> {
+        let conn = self.conn()?;
+        let get_i = |name: &str| -> rusqlite::Result<i64> {
+            conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))
+        };
+        Ok(ConnectionPragmas {
+            journal_mode: conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?,
+            synchronous: get_i("synchronous")?,
+            foreign_keys: get_i("foreign_keys")?,
+            busy_timeout_ms: get_i("busy_timeout")?,
+        })
     }
 
     pub(crate) fn conn(&self) -> StoreResult<PooledConnection<SqliteConnectionManager>> {

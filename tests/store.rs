@@ -1,0 +1,331 @@
+//! The store on real SQLite files: migrations (empty database, re-open, a newer schema, a failed
+//! migration), pragmas, constraints, and the trigger-kept totals against a brute-force count.
+
+use std::path::Path;
+
+use rusqlite::Connection;
+use switchboard::store::{
+    DueQuery, ListFilter, ProcessState, SessionStatus, SessionStore, StoreError, MIGRATIONS,
+    SCHEMA_VERSION,
+};
+use switchboard::util::ProcessIdentity;
+
+fn migrations_rows(path: &Path) -> Vec<(i64, String, i64)> {
+    let c = Connection::open(path).expect("open raw");
+    let mut stmt = c
+        .prepare("SELECT version, name, applied_at FROM schema_migrations ORDER BY version")
+        .expect("prepare");
+    let rows = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .expect("query")
+        .collect::<Result<Vec<_>, _>>()
+        .expect("rows");
+    rows
+}
+
+#[test]
+fn empty_database_gets_every_migration_with_wal_and_pragmas() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("nested/dir/sb.db");
+    let store = SessionStore::open(&path).expect("open creates the folder and the file");
+    assert_eq!(store.schema_version().expect("version"), SCHEMA_VERSION);
+    let rows = migrations_rows(&path);
+    assert_eq!(rows.len(), MIGRATIONS.len());
+    assert_eq!(rows[0].1, "0001_init");
+    let c = Connection::open(&path).expect("open raw");
+    let mode: String = c
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .expect("journal_mode");
+    assert_eq!(mode, "wal");
+    for table in ["sessions", "session_totals", "schema_migrations"] {
+        let n: i64 = c
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                [table],
+                |r| r.get(0),
+            )
+            .expect("table lookup");
+        assert_eq!(n, 1, "table {table} exists");
+    }
+    let p = store.connection_pragmas().expect("pragmas");
+    assert_eq!(p.foreign_keys, 1);
+    assert_eq!(p.synchronous, 1, "synchronous=NORMAL");
+    assert!(p.busy_timeout_ms >= 1000);
+}
+
+#[test]
+fn reopening_applies_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("sb.db");
+    let store = SessionStore::open(&path).expect("open");
+    store
+        .insert_or_get("a", "b", "11111111-1111-4111-8111-111111111111", 1)
+        .expect("insert");
+    drop(store);
+    let before = migrations_rows(&path);
+    let store = SessionStore::open(&path).expect("reopen");
+    assert_eq!(migrations_rows(&path), before, "no migration re-applied");
+    let s = store.get_by_pair("a", "b").expect("get").expect("row kept");
+    assert_eq!(s.session_id, "11111111-1111-4111-8111-111111111111");
+}
+
+#[test]
+fn a_newer_schema_is_refused_and_left_unchanged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("sb.db");
+    drop(SessionStore::open(&path).expect("open"));
+    {
+        let c = Connection::open(&path).expect("raw");
+        c.execute(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, 'from_the_future', 0)",
+            [SCHEMA_VERSION + 1],
+        )
+        .expect("insert future version");
+        c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+            .expect("checkpoint");
+    }
+    let bytes_before = std::fs::read(&path).expect("read db");
+    let rows_before = migrations_rows(&path);
+    let err = SessionStore::open(&path).expect_err("must refuse a newer schema");
+    match &err {
+        StoreError::SchemaTooNew { found, known, .. } => {
+            assert_eq!(*found, SCHEMA_VERSION + 1);
+            assert_eq!(*known, SCHEMA_VERSION);
+        }
+        other => panic!("expected SchemaTooNew, got {other:?}"),
+    }
+    let text = err.to_string();
+    assert!(
+        text.contains("newer") && text.contains("nothing was changed"),
+        "{text}"
+    );
+    assert_eq!(migrations_rows(&path), rows_before);
+    let c = Connection::open(&path).expect("raw");
+    c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+        .expect("checkpoint");
+    drop(c);
+    assert_eq!(
+        std::fs::read(&path).expect("read db"),
+        bytes_before,
+        "file untouched"
+    );
+}
+
+#[test]
+fn a_failing_migration_is_rolled_back_and_reported() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("sb.db");
+    {
+        // Somebody else's database that happens to have a `sessions` table.
+        let c = Connection::open(&path).expect("raw");
+        c.execute_batch("CREATE TABLE sessions (x INTEGER)")
+            .expect("create");
+    }
+    let err = SessionStore::open(&path).expect_err("migration 1 cannot apply");
+    assert!(
+        matches!(err, StoreError::Migration { version: 1, .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("0001_init"), "{err}");
+    let c = Connection::open(&path).expect("raw");
+    let n: i64 = c
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name IN ('session_totals', 'sessions_by_status')",
+            [],
+            |r| r.get(0),
+        )
+        .expect("lookup");
+    assert_eq!(n, 0, "nothing of the failed migration stays");
+    let recorded: i64 = c
+        .query_row("SELECT count(*) FROM schema_migrations", [], |r| r.get(0))
+        .unwrap_or(0);
+    assert_eq!(recorded, 0);
+}
+
+#[test]
+fn constraints_reject_bad_rows() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("sb.db");
+    let store = SessionStore::open(&path).expect("open");
+    store
+        .insert_or_get("a", "b", "11111111-1111-4111-8111-111111111111", 1)
+        .expect("insert");
+    let c = Connection::open(&path).expect("raw");
+    let bad = [
+        "UPDATE sessions SET status = 'sleeping'",
+        "UPDATE sessions SET process_state = 'dead'",
+        "UPDATE sessions SET message_count = -1",
+        "INSERT INTO sessions (from_team, to_team, session_id, created_at, last_used_at) \
+         VALUES ('a', 'b', '22222222-2222-4222-8222-222222222222', 1, 1)",
+        "INSERT INTO sessions (from_team, to_team, session_id, created_at, last_used_at) \
+         VALUES ('x', 'y', '11111111-1111-4111-8111-111111111111', 1, 1)",
+    ];
+    for sql in bad {
+        assert!(c.execute(sql, []).is_err(), "must be rejected: {sql}");
+    }
+}
+
+#[test]
+fn an_in_memory_store_works() {
+    let store = SessionStore::open_in_memory().expect("memory");
+    let (s, created) = store
+        .insert_or_get("a", "b", "11111111-1111-4111-8111-111111111111", 5)
+        .expect("insert");
+    assert!(created);
+    let (again, created) = store
+        .insert_or_get("a", "b", "22222222-2222-4222-8222-222222222222", 6)
+        .expect("insert again");
+    assert!(!created);
+    assert_eq!(again.session_id, s.session_id);
+}
+
+/// A tiny deterministic PRNG for the random walk below.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+#[test]
+fn trigger_totals_match_a_full_count_after_random_operations() {
+    let store = SessionStore::open_in_memory().expect("memory");
+    let teams = ["t0", "t1", "t2", "t3", "t4"];
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let dead = ProcessIdentity {
+        pid: 1,
+        started_at: 7,
+    };
+    for step in 0..2_000u64 {
+        let from = teams[rng.below(5) as usize];
+        let to = teams[rng.below(5) as usize];
+        let existing = store.get_by_pair(from, to).expect("get");
+        match (rng.below(8), existing) {
+            (_, None) => {
+                let id = format!("{:08x}-0000-4000-8000-{:012x}", step, rng.below(1 << 40));
+                store
+                    .insert_or_get(from, to, &id, step as i64)
+                    .expect("insert");
+            }
+            (0, Some(s)) => {
+                store.delete(&s.session_id).expect("delete");
+            }
+            (1, Some(s)) => {
+                store
+                    .increment_message_count(&s.session_id, rng.below(50) as i64, step as i64)
+                    .expect("incr");
+            }
+            (2, Some(s)) => {
+                store
+                    .add_usage(
+                        &s.session_id,
+                        rng.below(1000) as i64,
+                        rng.below(100) as i64,
+                        0.25,
+                    )
+                    .expect("usage");
+            }
+            (3, Some(s)) => {
+                let st = SessionStatus::ALL[rng.below(5) as usize];
+                store.set_status(&s.session_id, st, None).expect("status");
+            }
+            (4, Some(s)) => {
+                let ps = ProcessState::ALL[rng.below(5) as usize];
+                store
+                    .update_process_state(&s.session_id, ps, dead, step as i64)
+                    .expect("state");
+            }
+            (5, Some(s)) => {
+                store
+                    .finish_compaction(&s.session_id, 100, 10, step as i64)
+                    .expect("compact");
+            }
+            (_, Some(s)) => {
+                store.touch(&s.session_id, step as i64).expect("touch");
+            }
+        }
+    }
+    store.reset_orphaned(&|_| false).expect("reset");
+
+    let all = store.list(&ListFilter::default()).expect("list");
+    let q = DueQuery {
+        max_messages: 60,
+        stale_messages: 20,
+        stale_before: 1_000,
+    };
+    let stats = store.stats(q).expect("stats");
+    assert_eq!(stats.total_sessions, all.len() as i64);
+    assert_eq!(
+        stats.total_messages,
+        all.iter().map(|s| s.message_count).sum::<i64>()
+    );
+    assert_eq!(
+        stats.total_input_tokens,
+        all.iter().map(|s| s.input_tokens).sum::<i64>()
+    );
+    assert_eq!(
+        stats.total_output_tokens,
+        all.iter().map(|s| s.output_tokens).sum::<i64>()
+    );
+    assert!((stats.total_cost_usd - all.iter().map(|s| s.cost_usd).sum::<f64>()).abs() < 1e-6);
+    for st in SessionStatus::ALL {
+        let n = all.iter().filter(|s| s.status == *st).count() as i64;
+        assert_eq!(stats.by_status[st.as_str()], n, "status {st}");
+    }
+    for ps in ProcessState::ALL {
+        let n = all.iter().filter(|s| s.process_state == *ps).count() as i64;
+        assert_eq!(stats.by_process_state[ps.as_str()], n, "state {ps}");
+    }
+    assert_eq!(
+        stats.by_process_state["stopped"],
+        all.len() as i64,
+        "reset stopped every one"
+    );
+    for t in &stats.per_team {
+        let caller: Vec<_> = all.iter().filter(|s| s.from_team == t.team).collect();
+        let callee: Vec<_> = all.iter().filter(|s| s.to_team == t.team).collect();
+        assert_eq!(t.sessions_as_caller, caller.len() as i64);
+        assert_eq!(t.sessions_as_callee, callee.len() as i64);
+        assert_eq!(
+            t.messages_as_caller,
+            caller.iter().map(|s| s.message_count).sum::<i64>()
+        );
+        assert_eq!(
+            t.messages_as_callee,
+            callee.iter().map(|s| s.message_count).sum::<i64>()
+        );
+    }
+    let due = all
+        .iter()
+        .filter(|s| {
+            matches!(
+                s.status,
+                SessionStatus::Active | SessionStatus::CompactPending | SessionStatus::Error
+            ) && (s.message_count >= 60 || (s.message_count >= 20 && s.last_used_at < 1_000))
+        })
+        .count() as i64;
+    assert_eq!(stats.due_for_compaction, due);
+    assert_eq!(
+        store.due_for_compaction(q, None).expect("due").len() as i64,
+        due
+    );
+    let mut by_messages: Vec<_> = all.iter().filter(|s| s.message_count > 0).collect();
+    by_messages.sort_by(|a, b| b.message_count.cmp(&a.message_count).then(a.id.cmp(&b.id)));
+    let expected: Vec<_> = by_messages
+        .iter()
+        .take(10)
+        .map(|s| s.session_id.clone())
+        .collect();
+    let got: Vec<_> = stats
+        .busiest_pairs
+        .iter()
+        .map(|p| p.session_id.clone())
+        .collect();
+    assert_eq!(got, expected);
+}
