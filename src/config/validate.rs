@@ -1,0 +1,793 @@
+//! Checks of the interpolated teams file, table by table, building the [`TeamsConfig`].
+//!
+//! Walks the `toml::Table` by hand so that every problem is reported (serde would stop at the
+//! first). Each check names the key path it is about; values that fail are left at their
+//! defaults, since the config is thrown away whenever a problem was reported. Team folders are
+//! checked on disk (exists, is a readable directory, not a system folder). Must not touch SQLite
+//! or processes.
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use toml::{Table, Value};
+
+use super::load::{non_empty, Env, KeyPath, Report};
+use super::{is_valid_team_name, DatabaseConfig, Settings, TeamConfig, TeamsConfig};
+
+const TOP_KEYS: &[&str] = &["settings", "database", "teams", "server"];
+const SETTINGS_KEYS: &[&str] = &[
+    "max_processes",
+    "idle_timeout",
+    "response_timeout",
+    "spawn_timeout",
+    "session_init_timeout",
+    "cache_ttl",
+    "health_check_interval",
+    "compaction",
+];
+const COMPACTION_KEYS: &[&str] = &["max_messages", "stale_messages", "stale_age"];
+const DATABASE_KEYS: &[&str] = &["path", "in_memory"];
+const TEAM_KEYS: &[&str] = &[
+    "path",
+    "description",
+    "agent",
+    "agent_path",
+    "args",
+    "env",
+    "idle_timeout",
+    "session_init_timeout",
+    "allowed_tools",
+    "disallowed_tools",
+    "append_system_prompt",
+    "permission_mode",
+    "remote",
+];
+/// Agent kinds Switchboard knows how to drive.
+const KNOWN_AGENTS: &[&str] = &["claude"];
+const PERMISSION_MODES: &[&str] = &[
+    "default",
+    "acceptEdits",
+    "bypassPermissions",
+    "plan",
+    "dontAsk",
+];
+/// System folders no team may work in (also checked after resolving symlinks).
+const FORBIDDEN_DIRS: &[&str] = &[
+    "/etc",
+    "/usr/bin",
+    "/usr/sbin",
+    "/bin",
+    "/sbin",
+    "/boot",
+    "/proc",
+    "/sys",
+    "/dev",
+];
+/// Folders of the home directory no team may work in.
+const FORBIDDEN_HOME_DIRS: &[&str] = &[".ssh", ".gnupg"];
+
+/// Checks the whole document; the returned config is only meaningful when nothing was reported.
+pub(super) fn validate(
+    root: &Table,
+    origin: Option<&Path>,
+    env: Env<'_>,
+    report: &mut Report<'_>,
+) -> TeamsConfig {
+    let top = KeyPath::root();
+    check_keys(root, &top, TOP_KEYS, report);
+    // `[server]` is reserved for a later feature: only its type is checked.
+    let _ = get_table(root, "server", &top, report);
+    let home = non_empty(env, "HOME").map(PathBuf::from);
+    TeamsConfig {
+        source: origin.map(Path::to_path_buf),
+        settings: settings(root, report),
+        database: database(root, origin, env, home.as_deref(), report),
+        teams: teams(root, home.as_deref(), report),
+    }
+}
+
+fn settings(root: &Table, report: &mut Report<'_>) -> Settings {
+    let mut settings = Settings::default();
+    let path = KeyPath::root().key("settings");
+    let Some(table) = get_table(root, "settings", &KeyPath::root(), report) else {
+        return settings;
+    };
+    check_keys(table, &path, SETTINGS_KEYS, report);
+    if let Some(n) = get_count(table, "max_processes", &path, report) {
+        settings.max_processes = usize::try_from(n).unwrap_or(usize::MAX);
+    }
+    for (key, slot) in [
+        ("idle_timeout", &mut settings.idle_timeout),
+        ("response_timeout", &mut settings.response_timeout),
+        ("spawn_timeout", &mut settings.spawn_timeout),
+        ("session_init_timeout", &mut settings.session_init_timeout),
+        ("cache_ttl", &mut settings.cache_ttl),
+        ("health_check_interval", &mut settings.health_check_interval),
+    ] {
+        if let Some(d) = get_duration(table, key, &path, report) {
+            *slot = d;
+        }
+    }
+    let compaction = &mut settings.compaction;
+    let path_c = path.key("compaction");
+    if let Some(table) = get_table(table, "compaction", &path, report) {
+        check_keys(table, &path_c, COMPACTION_KEYS, report);
+        if let Some(n) = get_count(table, "max_messages", &path_c, report) {
+            compaction.max_messages = n;
+        }
+        if let Some(n) = get_count(table, "stale_messages", &path_c, report) {
+            compaction.stale_messages = n;
+        }
+        if let Some(d) = get_duration(table, "stale_age", &path_c, report) {
+            compaction.stale_age = d;
+        }
+    }
+    settings
+}
+
+fn database(
+    root: &Table,
+    origin: Option<&Path>,
+    env: Env<'_>,
+    home: Option<&Path>,
+    report: &mut Report<'_>,
+) -> DatabaseConfig {
+    let path = KeyPath::root().key("database");
+    let empty = Table::new();
+    let table = get_table(root, "database", &KeyPath::root(), report).unwrap_or(&empty);
+    check_keys(table, &path, DATABASE_KEYS, report);
+    let in_memory = get_bool(table, "in_memory", &path, report).unwrap_or(false);
+    let db_path = if table.contains_key("path") {
+        get_str(table, "path", &path, report)
+            .and_then(|raw| resolve_db_path(raw, origin, home, &path.key("path"), report))
+    } else {
+        let data_dir = non_empty(env, "XDG_DATA_HOME")
+            .map(|x| PathBuf::from(x).join("switchboard"))
+            .or_else(|| home.map(|h| h.join(".local/share/switchboard")));
+        if data_dir.is_none() && !in_memory {
+            report.add(
+                &path.key("path"),
+                "no database path given and neither XDG_DATA_HOME nor HOME is set to find \
+                 the default (<data dir>/switchboard/switchboard.db); set [database] path",
+            );
+        }
+        data_dir.map(|d| d.join("switchboard.db"))
+    };
+    DatabaseConfig {
+        path: db_path.unwrap_or_default(),
+        in_memory,
+    }
+}
+
+fn resolve_db_path(
+    raw: &str,
+    origin: Option<&Path>,
+    home: Option<&Path>,
+    path: &KeyPath,
+    report: &mut Report<'_>,
+) -> Option<PathBuf> {
+    if raw.trim().is_empty() {
+        report.add(path, "must not be empty (leave it out to use the default)");
+        return None;
+    }
+    let expanded = expand_tilde(raw, home, path, report)?;
+    if expanded.is_absolute() {
+        return Some(expanded);
+    }
+    let base = match origin.and_then(Path::parent) {
+        Some(dir) => dir.to_path_buf(),
+        None => match std::env::current_dir() {
+            Ok(dir) => dir,
+            Err(e) => {
+                report.add(
+                    path,
+                    format!("relative path {raw:?} cannot be resolved: no current directory ({e})"),
+                );
+                return None;
+            }
+        },
+    };
+    // Collecting the components drops `.` steps: `./data/x.db` → `<dir>/data/x.db`.
+    Some(base.join(expanded).components().collect())
+}
+
+fn teams(
+    root: &Table,
+    home: Option<&Path>,
+    report: &mut Report<'_>,
+) -> BTreeMap<String, TeamConfig> {
+    let mut out = BTreeMap::new();
+    let path = KeyPath::root().key("teams");
+    if !root.contains_key("teams") {
+        report.add(
+            &path,
+            "no teams defined: add at least one [teams.NAME] table with a path",
+        );
+        return out;
+    }
+    let Some(table) = get_table(root, "teams", &KeyPath::root(), report) else {
+        return out;
+    };
+    if table.is_empty() {
+        report.add(
+            &path,
+            "no teams defined: add at least one [teams.NAME] table with a path",
+        );
+    }
+    for (name, value) in table {
+        let team_path = path.key(name);
+        if !is_valid_team_name(name) {
+            report.add(
+                &team_path,
+                format!(
+                    "invalid team name {name:?}: use 1 to 100 characters among letters, digits, \
+                     \"_\", \".\", \"@\" and \"-\""
+                ),
+            );
+        }
+        match value {
+            Value::Table(t) => {
+                if let Some(team) = team(name, t, &team_path, home, report) {
+                    out.insert(name.clone(), team);
+                }
+            }
+            other => report.add(
+                &team_path,
+                format!(
+                    "expected a table ([teams.{name}]), found {}",
+                    describe(other)
+                ),
+            ),
+        }
+    }
+    out
+}
+
+fn team(
+    name: &str,
+    table: &Table,
+    path: &KeyPath,
+    home: Option<&Path>,
+    report: &mut Report<'_>,
+) -> Option<TeamConfig> {
+    check_keys(table, path, TEAM_KEYS, report);
+    let dir = if table.contains_key("path") {
+        get_str(table, "path", path, report)
+            .and_then(|raw| check_team_path(raw, home, &path.key("path"), report))
+    } else {
+        report.add(
+            &path.key("path"),
+            "missing: every team needs the path of its project folder",
+        );
+        None
+    };
+    let agent = get_str(table, "agent", path, report).unwrap_or("claude");
+    if !KNOWN_AGENTS.contains(&agent) {
+        report.add(
+            &path.key("agent"),
+            format!(
+                "unknown agent {agent:?} (known agents: {})",
+                KNOWN_AGENTS.join(", ")
+            ),
+        );
+    }
+    let agent_path = get_str(table, "agent_path", path, report);
+    if agent_path.is_some_and(|p| p.trim().is_empty()) {
+        report.add(
+            &path.key("agent_path"),
+            "must not be empty (leave it out to use the agent's default)",
+        );
+    }
+    let permission_mode = get_str(table, "permission_mode", path, report);
+    if let Some(mode) = permission_mode {
+        if !PERMISSION_MODES.contains(&mode) {
+            report.add(
+                &path.key("permission_mode"),
+                format!(
+                    "unknown permission mode {mode:?} (one of: {})",
+                    PERMISSION_MODES.join(", ")
+                ),
+            );
+        }
+    }
+    let remote = get_str(table, "remote", path, report);
+    if let Some(url) = remote {
+        if let Err(why) = check_url(url) {
+            report.add(&path.key("remote"), format!("invalid URL {url:?}: {why}"));
+        }
+    }
+    // Read every key before giving up on a team without a usable path, so that all of its
+    // problems are reported.
+    let team = TeamConfig {
+        name: name.to_string(),
+        path: PathBuf::new(),
+        description: get_str(table, "description", path, report).map(str::to_string),
+        agent: agent.to_string(),
+        agent_path: agent_path.map(str::to_string),
+        args: get_strings(table, "args", path, false, report),
+        env: get_env(table, path, report),
+        idle_timeout: get_duration(table, "idle_timeout", path, report),
+        session_init_timeout: get_duration(table, "session_init_timeout", path, report),
+        allowed_tools: get_strings(table, "allowed_tools", path, true, report),
+        disallowed_tools: get_strings(table, "disallowed_tools", path, true, report),
+        append_system_prompt: get_str(table, "append_system_prompt", path, report)
+            .map(str::to_string),
+        permission_mode: permission_mode.map(str::to_string),
+        remote: remote.map(str::to_string),
+    };
+    Some(TeamConfig { path: dir?, ..team })
+}
+
+/// Checks a team's project folder and returns it `~`-expanded (not canonicalized).
+fn check_team_path(
+    raw: &str,
+    home: Option<&Path>,
+    path: &KeyPath,
+    report: &mut Report<'_>,
+) -> Option<PathBuf> {
+    if raw.trim().is_empty() {
+        report.add(path, "must not be empty");
+        return None;
+    }
+    let dir = expand_tilde(raw, home, path, report)?;
+    let shown = dir.display().to_string();
+    if !dir.is_absolute() {
+        report.add(
+            path,
+            format!("path {shown:?} must be an absolute path (or start with ~/)"),
+        );
+        return None;
+    }
+    let mut ok = true;
+    let has_parent_dir = dir.components().any(|c| c == Component::ParentDir);
+    if has_parent_dir {
+        report.add(path, format!("path {shown:?} must not contain \"..\""));
+        ok = false;
+    }
+    let forbidden = forbidden_dirs(home);
+    // With "..", the written form says little about where the path leads: the resolved form
+    // is checked below instead.
+    let written_inside = (!has_parent_dir)
+        .then(|| inside_any(&dir, &forbidden))
+        .flatten();
+    if let Some(system) = &written_inside {
+        report.add(
+            path,
+            format!(
+                "path {shown:?} is inside the protected folder {}",
+                system.display()
+            ),
+        );
+        ok = false;
+    }
+    match std::fs::metadata(&dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            report.add(path, format!("path {shown:?} does not exist"));
+            return None;
+        }
+        Err(e) => {
+            report.add(path, format!("path {shown:?} cannot be accessed: {e}"));
+            return None;
+        }
+        Ok(meta) if !meta.is_dir() => {
+            report.add(path, format!("path {shown:?} is not a directory"));
+            return None;
+        }
+        Ok(_) => {}
+    }
+    if let Err(e) = std::fs::read_dir(&dir) {
+        report.add(path, format!("path {shown:?} is not readable: {e}"));
+        ok = false;
+    }
+    if written_inside.is_none() {
+        if let Ok(real) = dir.canonicalize() {
+            if let Some(system) = inside_any(&real, &forbidden) {
+                report.add(
+                    path,
+                    format!(
+                        "path {shown:?} resolves to {:?}, inside the protected folder {}",
+                        real.display().to_string(),
+                        system.display()
+                    ),
+                );
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(dir)
+}
+
+/// The protected folders, as written and (when it differs) with symlinks resolved.
+fn forbidden_dirs(home: Option<&Path>) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = FORBIDDEN_DIRS.iter().map(PathBuf::from).collect();
+    if let Some(home) = home {
+        dirs.extend(FORBIDDEN_HOME_DIRS.iter().map(|d| home.join(d)));
+    }
+    let resolved: Vec<PathBuf> = dirs
+        .iter()
+        .filter_map(|d| d.canonicalize().ok())
+        .filter(|r| !dirs.contains(r))
+        .collect();
+    dirs.extend(resolved);
+    dirs
+}
+
+/// The protected folder `path` is inside of (or equal to), compared component by component.
+fn inside_any(path: &Path, forbidden: &[PathBuf]) -> Option<PathBuf> {
+    forbidden.iter().find(|d| path.starts_with(d)).cloned()
+}
+
+/// `~` → HOME, `~/x` → HOME/x; anything else is returned unchanged.
+fn expand_tilde(
+    raw: &str,
+    home: Option<&Path>,
+    path: &KeyPath,
+    report: &mut Report<'_>,
+) -> Option<PathBuf> {
+    if raw.contains('\0') {
+        report.add(
+            path,
+            format!("path {raw:?} must not contain a NUL character"),
+        );
+        return None;
+    }
+    let rest = match raw.strip_prefix('~') {
+        None => return Some(PathBuf::from(raw)),
+        Some(rest) => rest,
+    };
+    if !(rest.is_empty() || rest.starts_with('/')) {
+        report.add(
+            path,
+            format!(
+                "cannot expand {raw:?}: only \"~\" and \"~/...\" (the current user) are supported"
+            ),
+        );
+        return None;
+    }
+    match home {
+        Some(home) => Some(home.join(rest.trim_start_matches('/'))),
+        None => {
+            report.add(
+                path,
+                format!("cannot expand \"~\" in {raw:?}: HOME is not set"),
+            );
+            None
+        }
+    }
+}
+
+/// Checks an `http://` or `https://` URL with a non-empty host.
+fn check_url(url: &str) -> Result<(), String> {
+    let lower = url.to_ascii_lowercase();
+    let Some(scheme_len) = ["http://", "https://"]
+        .iter()
+        .find(|s| lower.starts_with(*s))
+        .map(|s| s.len())
+    else {
+        return Err("must start with http:// or https://".to_string());
+    };
+    if url.chars().any(char::is_whitespace) {
+        return Err("must not contain spaces".to_string());
+    }
+    let rest = &url[scheme_len..];
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host_port = authority.rsplit('@').next().unwrap_or("");
+    let (host, port) = if let Some(v6) = host_port.strip_prefix('[') {
+        match v6.split_once(']') {
+            Some((host, after)) if !host.is_empty() => match after {
+                "" => (host, None),
+                _ => match after.strip_prefix(':') {
+                    Some(port) => (host, Some(port)),
+                    None => return Err("unexpected text after the IPv6 address".to_string()),
+                },
+            },
+            _ => return Err("malformed IPv6 host".to_string()),
+        }
+    } else {
+        match host_port.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (host_port, None),
+        }
+    };
+    if host.is_empty() {
+        return Err("the host is missing".to_string());
+    }
+    if let Some(port) = port {
+        if port.parse::<u16>().map_or(true, |p| p == 0) {
+            return Err(format!("invalid port {port:?}"));
+        }
+    }
+    Ok(())
+}
+
+// ---- typed getters: each reports a value of the wrong type or out of range, and returns
+// ---- `None` when the key is absent, wrong, or was already reported.
+
+/// Reports every key of `table` not in `allowed`.
+fn check_keys(table: &Table, path: &KeyPath, allowed: &[&str], report: &mut Report<'_>) {
+    for key in table.keys() {
+        if allowed.contains(&key.as_str()) {
+            continue;
+        }
+        let hint = allowed
+            .iter()
+            .find(|a| edit_distance(a, key) <= 2)
+            .map(|a| format!("did you mean {a:?}? "))
+            .unwrap_or_default();
+        report.add(
+            &path.key(key),
+            format!(
+                "unknown key {key:?} ({hint}allowed: {})",
+                allowed.join(", ")
+            ),
+        );
+    }
+}
+
+fn get<'t>(table: &'t Table, key: &str, path: &KeyPath, report: &Report<'_>) -> Option<&'t Value> {
+    table
+        .get(key)
+        .filter(|_| !report.is_poisoned(&path.key(key)))
+}
+
+fn wrong_type(key: &str, path: &KeyPath, expected: &str, found: &Value, report: &mut Report<'_>) {
+    report.add(
+        &path.key(key),
+        format!("expected {expected}, found {}", describe(found)),
+    );
+}
+
+fn get_table<'t>(
+    table: &'t Table,
+    key: &str,
+    path: &KeyPath,
+    report: &mut Report<'_>,
+) -> Option<&'t Table> {
+    match get(table, key, path, report)? {
+        Value::Table(t) => Some(t),
+        other => {
+            wrong_type(key, path, "a table", other, report);
+            None
+        }
+    }
+}
+
+fn get_str<'t>(
+    table: &'t Table,
+    key: &str,
+    path: &KeyPath,
+    report: &mut Report<'_>,
+) -> Option<&'t str> {
+    match get(table, key, path, report)? {
+        Value::String(s) => Some(s),
+        other => {
+            wrong_type(key, path, "a string", other, report);
+            None
+        }
+    }
+}
+
+fn get_bool(table: &Table, key: &str, path: &KeyPath, report: &mut Report<'_>) -> Option<bool> {
+    match get(table, key, path, report)? {
+        Value::Boolean(b) => Some(*b),
+        other => {
+            wrong_type(key, path, "true or false", other, report);
+            None
+        }
+    }
+}
+
+/// An integer ≥ 1.
+fn get_count(table: &Table, key: &str, path: &KeyPath, report: &mut Report<'_>) -> Option<u64> {
+    match get(table, key, path, report)? {
+        Value::Integer(n) if *n >= 1 => u64::try_from(*n).ok(),
+        Value::Integer(n) => {
+            report.add(&path.key(key), format!("must be at least 1, found {n}"));
+            None
+        }
+        other => {
+            wrong_type(key, path, "an integer ≥ 1", other, report);
+            None
+        }
+    }
+}
+
+/// A duration string (`"90s"`, `"5m"`, `"7d"`) longer than zero.
+fn get_duration(
+    table: &Table,
+    key: &str,
+    path: &KeyPath,
+    report: &mut Report<'_>,
+) -> Option<Duration> {
+    match get(table, key, path, report)? {
+        Value::String(s) => match crate::util::parse_duration(s) {
+            Ok(d) if d.is_zero() => {
+                report.add(
+                    &path.key(key),
+                    format!("must be longer than zero, found {s:?}"),
+                );
+                None
+            }
+            Ok(d) => Some(d),
+            Err(e) => {
+                report.add(&path.key(key), e);
+                None
+            }
+        },
+        other => {
+            wrong_type(
+                key,
+                path,
+                "a duration string such as \"30s\", \"5m\" or \"1h\"",
+                other,
+                report,
+            );
+            None
+        }
+    }
+}
+
+/// An array of strings (non-empty ones when `non_empty`); empty when absent.
+fn get_strings(
+    table: &Table,
+    key: &str,
+    path: &KeyPath,
+    non_empty: bool,
+    report: &mut Report<'_>,
+) -> Vec<String> {
+    let array = match get(table, key, path, report) {
+        None => return Vec::new(),
+        Some(Value::Array(a)) => a,
+        Some(other) => {
+            wrong_type(key, path, "an array of strings", other, report);
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for (i, element) in array.iter().enumerate() {
+        let at = path.key(key).index(i);
+        if report.is_poisoned(&at) {
+            continue;
+        }
+        match element {
+            Value::String(s) if non_empty && s.trim().is_empty() => {
+                report.add(&at, "must not be empty");
+            }
+            Value::String(s) => out.push(s.clone()),
+            other => report.add(&at, format!("expected a string, found {}", describe(other))),
+        }
+    }
+    out
+}
+
+/// `env`: a table of variable names to string values.
+fn get_env(table: &Table, path: &KeyPath, report: &mut Report<'_>) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let Some(env) = get_table(table, "env", path, report) else {
+        return out;
+    };
+    let path = path.key("env");
+    for (name, value) in env {
+        let at = path.key(name);
+        if !is_valid_env_name(name) {
+            report.add(
+                &at,
+                format!(
+                    "invalid environment variable name {name:?}: use letters, digits and \"_\", \
+                     not starting with a digit"
+                ),
+            );
+        }
+        if report.is_poisoned(&at) {
+            continue;
+        }
+        match value {
+            Value::String(s) => {
+                out.insert(name.clone(), s.clone());
+            }
+            other => report.add(
+                &at,
+                format!(
+                    "expected a string (quote it: {name} = \"...\"), found {}",
+                    describe(other)
+                ),
+            ),
+        }
+    }
+    out
+}
+
+fn is_valid_env_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// A value's type and (for scalars) the value, for messages: `string "four"`, `integer 4`.
+fn describe(value: &Value) -> String {
+    match value {
+        Value::String(s) if s.chars().count() > 40 => {
+            let head: String = s.chars().take(40).collect();
+            format!("string {:?}", format!("{head}..."))
+        }
+        Value::String(s) => format!("string {s:?}"),
+        Value::Integer(n) => format!("integer {n}"),
+        Value::Float(x) => format!("float {x}"),
+        Value::Boolean(b) => format!("boolean {b}"),
+        Value::Datetime(d) => format!("datetime {d}"),
+        Value::Array(_) => "an array".to_string(),
+        Value::Table(_) => "a table".to_string(),
+    }
+}
+
+/// Levenshtein distance, for "did you mean" hints on short keys.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let substitute = prev[j] + usize::from(ca != *cb);
+            cur.push(substitute.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        for ok in [
+            "http://localhost",
+            "https://example.com:8443/x?y#z",
+            "HTTPS://Example.com",
+            "http://user:pw@host:1",
+            "http://[::1]:8080/",
+        ] {
+            assert_eq!(check_url(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "ftp://x",
+            "example.com",
+            "http://",
+            "http:///path",
+            "http://host:port",
+            "http://host:0",
+            "http://a b",
+            "http://[::1",
+            "http://:80",
+        ] {
+            assert!(check_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn env_names() {
+        assert!(is_valid_env_name("API_TOKEN"));
+        assert!(is_valid_env_name("_x1"));
+        assert!(!is_valid_env_name("1X"));
+        assert!(!is_valid_env_name("A-B"));
+        assert!(!is_valid_env_name(""));
+    }
+
+    #[test]
+    fn inside_compares_components() {
+        let forbidden = vec![PathBuf::from("/etc")];
+        assert!(inside_any(Path::new("/etc"), &forbidden).is_some());
+        assert!(inside_any(Path::new("/etc/nginx"), &forbidden).is_some());
+        assert!(inside_any(Path::new("/etcetera"), &forbidden).is_none());
+    }
+
+    #[test]
+    fn edit_distances() {
+        assert_eq!(edit_distance("path", "path"), 0);
+        assert_eq!(edit_distance("path", "paht"), 2);
+        assert_eq!(edit_distance("agent", "agnet"), 2);
+        assert_eq!(edit_distance("", "abc"), 3);
+    }
+}
