@@ -329,3 +329,34 @@ fn trigger_totals_match_a_full_count_after_random_operations() {
         .collect();
     assert_eq!(got, expected);
 }
+
+#[test]
+fn the_released_v1_database_opens_and_migrates_with_its_data() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("v1.db");
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/schema-v1.db"),
+        &path,
+    )
+    .expect("copy fixture");
+    let store = SessionStore::open(&path).expect("open a v1 database");
+    assert_eq!(store.schema_version().expect("version"), SCHEMA_VERSION);
+    let s = store
+        .get_by_pair("frontend", "backend")
+        .expect("get")
+        .expect("row survived");
+    assert_eq!(s.session_id, "3d0c8a4e-7b9f-4c1e-9a57-2f6f1f0e9b11");
+    assert_eq!(s.message_count, 42);
+    assert_eq!(s.input_tokens, 1000);
+    assert!(s.agent_pid.is_none());
+    let stats = store
+        .stats(DueQuery {
+            max_messages: 500,
+            stale_messages: 100,
+            stale_before: 0,
+        })
+        .expect("stats");
+    assert_eq!(stats.total_sessions, 2);
+    assert_eq!(stats.total_messages, 49);
+    assert_eq!(stats.by_status["archived"], 1);
+}

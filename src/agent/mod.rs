@@ -1,6 +1,8 @@
 //! What Switchboard knows about the agent CLIs it drives. For now: where Claude Code keeps a
 //! session's transcript. Process handling arrives with the agent runtime.
 
+pub mod event;
+
 use std::path::{Path, PathBuf};
 
 /// Claude Code's transcript of a session:

@@ -5,6 +5,7 @@
 mod migrate;
 mod model;
 mod sessions;
+mod tells;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -14,9 +15,11 @@ use r2d2_sqlite::SqliteConnectionManager;
 
 pub use migrate::{MIGRATIONS, SCHEMA_VERSION};
 pub use model::{
-    ListFilter, ListOrder, PairStats, ProcessState, Session, SessionStatus, Stats, TeamStats,
+    ListFilter, ListOrder, PairStats, ProcessState, Session, SessionStatus, Stats, TeamStats, Tell,
+    TellKind, TellOutcome, TellState,
 };
 pub use sessions::{DueQuery, ResetReport};
+pub use tells::NewTell;
 
 /// How long a connection waits for a lock held by another connection or process.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);

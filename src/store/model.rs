@@ -158,6 +158,11 @@ pub struct Session {
     /// When the owner last said it is alive.
     #[serde(serialize_with = "ser_opt_time")]
     pub owner_heartbeat_at: Option<i64>,
+    /// Pid (and process group) of the live agent process, if any.
+    pub agent_pid: Option<i64>,
+    /// Start time of the agent process (tells a reused pid apart).
+    #[serde(serialize_with = "ser_opt_time")]
+    pub agent_started_at: Option<i64>,
 }
 
 impl Session {
@@ -266,4 +271,102 @@ pub struct PairStats {
     pub session_id: String,
     /// Its message count.
     pub message_count: i64,
+}
+
+text_enum!(
+    /// Where a tell is in its life.
+    TellState, "tell state", {
+        /// Stored, waiting for its turn.
+        Queued => "queued",
+        /// Written to the agent; no answer yet.
+        Delivered => "delivered",
+        /// The agent answered.
+        Answered => "answered",
+        /// It failed; `error` says why.
+        Failed => "failed",
+        /// Cancelled before it was answered.
+        Cancelled => "cancelled",
+    }
+);
+
+text_enum!(
+    /// What a tell asks of the agent.
+    TellKind, "tell kind", {
+        /// A message to answer.
+        Tell => "tell",
+        /// Compact the context.
+        Compact => "compact",
+    }
+);
+
+impl TellState {
+    /// Whether the tell is finished (answered, failed or cancelled).
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            TellState::Answered | TellState::Failed | TellState::Cancelled
+        )
+    }
+}
+
+/// One message to a team's agent and its answer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Tell {
+    /// Row id; orders tells.
+    #[serde(skip)]
+    pub id: i64,
+    /// UUID of the tell.
+    pub tell_id: String,
+    /// The session it was sent in.
+    pub session_id: String,
+    /// The team that told.
+    pub from_team: String,
+    /// The team whose agent answers.
+    pub to_team: String,
+    /// A message, or a compaction.
+    pub kind: TellKind,
+    /// The message text.
+    pub text: String,
+    /// Where it is in its life.
+    pub state: TellState,
+    /// When it was stored.
+    #[serde(serialize_with = "ser_time")]
+    pub created_at: i64,
+    /// When it was written to the agent.
+    #[serde(serialize_with = "ser_opt_time")]
+    pub delivered_at: Option<i64>,
+    /// When it was answered (or failed, or was cancelled).
+    #[serde(serialize_with = "ser_opt_time")]
+    pub answered_at: Option<i64>,
+    /// The answer text.
+    pub answer: Option<String>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// Input tokens of the turn.
+    pub input_tokens: Option<i64>,
+    /// Output tokens of the turn.
+    pub output_tokens: Option<i64>,
+    /// Cost of the turn, US dollars.
+    pub cost_usd: Option<f64>,
+    /// Duration of the turn as the agent measured it.
+    pub duration_ms: Option<i64>,
+    /// The tell during which this one was sent (a chain of tells between agents).
+    pub parent_tell_id: Option<String>,
+}
+
+/// How a tell ended, as recorded.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TellOutcome {
+    /// The answer text.
+    pub answer: Option<String>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// Input tokens.
+    pub input_tokens: Option<i64>,
+    /// Output tokens.
+    pub output_tokens: Option<i64>,
+    /// Cost, US dollars.
+    pub cost_usd: Option<f64>,
+    /// Duration as the agent measured it.
+    pub duration_ms: Option<i64>,
 }

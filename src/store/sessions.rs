@@ -15,7 +15,8 @@ use crate::util::ProcessIdentity;
 const COLUMNS: &str = "id, from_team, to_team, session_id, created_at, last_used_at, message_count, \
     status, process_state, current_tell_id, last_response_at, launch_command, team_config_snapshot, \
     compaction_count, last_compacted_at, last_pre_compact_tokens, last_post_compact_tokens, \
-    input_tokens, output_tokens, cost_usd, last_error, owner_pid, owner_started_at, owner_heartbeat_at";
+    input_tokens, output_tokens, cost_usd, last_error, owner_pid, owner_started_at, owner_heartbeat_at, \
+    agent_pid, agent_started_at";
 
 fn row_to_session(r: &Row<'_>) -> rusqlite::Result<Session> {
     Ok(Session {
@@ -43,6 +44,8 @@ fn row_to_session(r: &Row<'_>) -> rusqlite::Result<Session> {
         owner_pid: r.get(21)?,
         owner_started_at: r.get(22)?,
         owner_heartbeat_at: r.get(23)?,
+        agent_pid: r.get(24)?,
+        agent_started_at: r.get(25)?,
     })
 }
 

@@ -1,0 +1,391 @@
+//! The stream-json codec: each stdout line of the agent becomes a typed [`AgentEvent`]; lines
+//! are read with a hard length bound so a huge or endless line cannot grow memory without limit.
+
+use serde_json::Value;
+use tokio::io::{AsyncBufRead, AsyncBufReadExt};
+
+/// Token usage of a turn, as the agent reports it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Usage {
+    /// Input tokens, including tokens written to and read from the prompt cache.
+    pub input_tokens: i64,
+    /// Output tokens.
+    pub output_tokens: i64,
+}
+
+/// The line that ends a turn.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TurnResult {
+    /// `success`, `error_during_execution`, `error_max_turns`, ...
+    pub subtype: String,
+    /// Whether the turn failed.
+    pub is_error: bool,
+    /// The answer text (or the error text).
+    pub text: Option<String>,
+    /// Tokens of the turn.
+    pub usage: Usage,
+    /// Cost of the turn in US dollars.
+    pub cost_usd: f64,
+    /// Wall time of the turn as the agent measured it.
+    pub duration_ms: Option<i64>,
+    /// Model round trips in the turn.
+    pub num_turns: Option<i64>,
+    /// The agent's session id.
+    pub session_id: Option<String>,
+}
+
+/// One event printed by the agent.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AgentEvent {
+    /// `system/init`: the agent is up (Claude Code prints one per turn).
+    Init {
+        /// The agent's session id.
+        session_id: Option<String>,
+    },
+    /// `system/status`, e.g. `compacting`.
+    Status {
+        /// The status text, if any.
+        status: Option<String>,
+    },
+    /// `system/compact_boundary`: a compaction finished.
+    CompactBoundary {
+        /// `manual` or `auto`.
+        trigger: Option<String>,
+        /// Context tokens before.
+        pre_tokens: Option<i64>,
+        /// Context tokens after, when the agent says.
+        post_tokens: Option<i64>,
+    },
+    /// An assistant message (text and tool calls of the model).
+    Assistant {
+        /// The text blocks joined, if any.
+        text: Option<String>,
+    },
+    /// A user message echoed back (tool results, replays).
+    User,
+    /// The end of a turn.
+    Result(TurnResult),
+    /// The answer to a control request we sent (e.g. interrupt).
+    ControlResponse {
+        /// The request id we sent.
+        request_id: Option<String>,
+        /// Whether it succeeded.
+        success: bool,
+        /// The error text, if it failed.
+        error: Option<String>,
+    },
+    /// A control request from the agent to us (e.g. a permission prompt).
+    ControlRequest {
+        /// Its id.
+        request_id: Option<String>,
+        /// The request body.
+        request: Value,
+    },
+    /// Any other JSON line, kept as is.
+    Other {
+        /// Its `type` (and `subtype`), or empty.
+        kind: String,
+        /// The whole line.
+        raw: Value,
+    },
+}
+
+/// A stdout line that is not an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BadLine {
+    /// Not JSON, or not a JSON object; the first bytes of it.
+    NotJson(String),
+    /// Longer than the bound; the rest of it was skipped.
+    TooLong(usize),
+}
+
+impl std::fmt::Display for BadLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BadLine::NotJson(start) => write!(f, "not a JSON object: {start:?}"),
+            BadLine::TooLong(n) => write!(f, "line of {n} bytes is over the limit; skipped"),
+        }
+    }
+}
+
+fn s(v: &Value, key: &str) -> Option<String> {
+    v.get(key).and_then(Value::as_str).map(str::to_string)
+}
+
+fn i(v: &Value, key: &str) -> Option<i64> {
+    v.get(key).and_then(Value::as_i64)
+}
+
+/// Decodes one stdout line (without its newline).
+pub fn decode(line: &[u8]) -> Result<AgentEvent, BadLine> {
+    let trimmed = line.trim_ascii();
+    let v: Value = match serde_json::from_slice(trimmed) {
+        Ok(v @ Value::Object(_)) => v,
+        _ => {
+            let start = String::from_utf8_lossy(&trimmed[..trimmed.len().min(120)]).into_owned();
+            return Err(BadLine::NotJson(start));
+        }
+    };
+    let kind = v.get("type").and_then(Value::as_str).unwrap_or("");
+    let subtype = v.get("subtype").and_then(Value::as_str).unwrap_or("");
+    Ok(match (kind, subtype) {
+        ("system", "init") => AgentEvent::Init {
+            session_id: s(&v, "session_id"),
+        },
+        ("system", "status") => AgentEvent::Status {
+            status: s(&v, "status"),
+        },
+        ("system", "compact_boundary") => {
+            let meta = v.get("compact_metadata").cloned().unwrap_or(Value::Null);
+            AgentEvent::CompactBoundary {
+                trigger: s(&meta, "trigger"),
+                pre_tokens: i(&meta, "pre_tokens"),
+                post_tokens: i(&meta, "post_tokens"),
+            }
+        }
+        ("assistant", _) => {
+            let text: Vec<&str> = v
+                .pointer("/message/content")
+                .and_then(Value::as_array)
+                .map(|blocks| {
+                    blocks
+                        .iter()
+                        .filter(|b| b.get("type").and_then(Value::as_str) == Some("text"))
+                        .filter_map(|b| b.get("text").and_then(Value::as_str))
+                        .collect()
+                })
+                .unwrap_or_default();
+            AgentEvent::Assistant {
+                text: (!text.is_empty()).then(|| text.join("")),
+            }
+        }
+        ("user", _) => AgentEvent::User,
+        ("result", _) => {
+            let u = v.get("usage").cloned().unwrap_or(Value::Null);
+            let input = i(&u, "input_tokens").unwrap_or(0)
+                + i(&u, "cache_creation_input_tokens").unwrap_or(0)
+                + i(&u, "cache_read_input_tokens").unwrap_or(0);
+            let is_error = v
+                .get("is_error")
+                .and_then(Value::as_bool)
+                .unwrap_or(subtype != "success");
+            let text = s(&v, "result").or_else(|| {
+                v.get("errors")
+                    .and_then(Value::as_array)
+                    .map(|e| {
+                        e.iter()
+                            .filter_map(Value::as_str)
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    })
+                    .filter(|t| !t.is_empty())
+            });
+            AgentEvent::Result(TurnResult {
+                subtype: subtype.to_string(),
+                is_error,
+                text,
+                usage: Usage {
+                    input_tokens: input.max(0),
+                    output_tokens: i(&u, "output_tokens").unwrap_or(0).max(0),
+                },
+                cost_usd: v
+                    .get("total_cost_usd")
+                    .and_then(Value::as_f64)
+                    .filter(|c| c.is_finite() && *c >= 0.0)
+                    .unwrap_or(0.0),
+                duration_ms: i(&v, "duration_ms"),
+                num_turns: i(&v, "num_turns"),
+                session_id: s(&v, "session_id"),
+            })
+        }
+        ("control_response", _) => {
+            let r = v.get("response").cloned().unwrap_or(Value::Null);
+            AgentEvent::ControlResponse {
+                request_id: s(&r, "request_id"),
+                success: r.get("subtype").and_then(Value::as_str) == Some("success"),
+                error: s(&r, "error"),
+            }
+        }
+        ("control_request", _) => AgentEvent::ControlRequest {
+            request_id: s(&v, "request_id"),
+            request: v.get("request").cloned().unwrap_or(Value::Null),
+        },
+        _ => AgentEvent::Other {
+            kind: if subtype.is_empty() {
+                kind.to_string()
+            } else {
+                format!("{kind}/{subtype}")
+            },
+            raw: v,
+        },
+    })
+}
+
+/// Reads one line of at most `max` bytes into `buf` (cleared first). Returns `Ok(None)` at end
+/// of stream, `Ok(Some(Ok(())))` for a line, `Ok(Some(Err(n)))` for a line of `n > max` bytes
+/// whose content was skipped without being kept.
+pub async fn read_line_bounded<R: AsyncBufRead + Unpin>(
+    reader: &mut R,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<Option<Result<(), usize>>> {
+    buf.clear();
+    let mut total = 0usize;
+    let mut overflow = false;
+    loop {
+        let chunk = reader.fill_buf().await?;
+        if chunk.is_empty() {
+            // End of stream: a last line without a newline still counts.
+            return Ok(if total == 0 {
+                None
+            } else if overflow {
+                Some(Err(total))
+            } else {
+                Some(Ok(()))
+            });
+        }
+        let (part, done) = match memchr(chunk) {
+            Some(at) => (&chunk[..at], Some(at + 1)),
+            None => (chunk, None),
+        };
+        total += part.len();
+        if !overflow && buf.len() + part.len() <= max {
+            buf.extend_from_slice(part);
+        } else if !overflow {
+            overflow = true;
+            buf.clear();
+            buf.shrink_to(64 * 1024);
+        }
+        let used = done.unwrap_or(chunk.len());
+        reader.consume(used);
+        if done.is_some() {
+            return Ok(Some(if overflow { Err(total) } else { Ok(()) }));
+        }
+    }
+}
+
+fn memchr(haystack: &[u8]) -> Option<usize> {
+    haystack.iter().position(|&b| b == b'\n')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_the_lines_claude_code_prints() {
+        let init = br#"{"type":"system","subtype":"init","session_id":"abc","tools":[]}"#;
+        assert_eq!(
+            decode(init),
+            Ok(AgentEvent::Init {
+                session_id: Some("abc".into())
+            })
+        );
+        let result = br#"{"type":"result","subtype":"success","is_error":false,"result":"hi","usage":{"input_tokens":10,"cache_read_input_tokens":5,"output_tokens":3},"total_cost_usd":0.002,"num_turns":1,"duration_ms":120,"session_id":"abc"}"#;
+        match decode(result) {
+            Ok(AgentEvent::Result(r)) => {
+                assert_eq!(r.text.as_deref(), Some("hi"));
+                assert!(!r.is_error);
+                assert_eq!(
+                    r.usage,
+                    Usage {
+                        input_tokens: 15,
+                        output_tokens: 3
+                    }
+                );
+                assert_eq!(r.num_turns, Some(1));
+                assert!((r.cost_usd - 0.002).abs() < 1e-12);
+            }
+            other => panic!("{other:?}"),
+        }
+        let cb = br#"{"type":"system","subtype":"compact_boundary","compact_metadata":{"trigger":"manual","pre_tokens":900}}"#;
+        assert_eq!(
+            decode(cb),
+            Ok(AgentEvent::CompactBoundary {
+                trigger: Some("manual".into()),
+                pre_tokens: Some(900),
+                post_tokens: None
+            })
+        );
+        let asst = br#"{"type":"assistant","message":{"content":[{"type":"text","text":"a"},{"type":"tool_use","id":"t"},{"type":"text","text":"b"}]}}"#;
+        assert_eq!(
+            decode(asst),
+            Ok(AgentEvent::Assistant {
+                text: Some("ab".into())
+            })
+        );
+        let cr =
+            br#"{"type":"control_response","response":{"subtype":"success","request_id":"r1"}}"#;
+        assert_eq!(
+            decode(cr),
+            Ok(AgentEvent::ControlResponse {
+                request_id: Some("r1".into()),
+                success: true,
+                error: None
+            })
+        );
+        assert!(
+            matches!(decode(br#"{"type":"stream_event"}"#), Ok(AgentEvent::Other { kind, .. }) if kind == "stream_event")
+        );
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        for bad in [
+            &b"hello"[..],
+            b"[1,2]",
+            b"{\"type\":",
+            b"\xff\xfe",
+            b"",
+            b"42",
+        ] {
+            assert!(matches!(decode(bad), Err(BadLine::NotJson(_))), "{bad:?}");
+        }
+        let err_result =
+            br#"{"type":"result","subtype":"error_during_execution","errors":["boom"]}"#;
+        match decode(err_result) {
+            Ok(AgentEvent::Result(r)) => {
+                assert!(r.is_error);
+                assert_eq!(r.text.as_deref(), Some("boom"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn bounded_lines_skip_what_is_too_long_and_keep_going() {
+        let mut data = Vec::new();
+        data.extend_from_slice(b"short\n");
+        data.extend(std::iter::repeat_n(b'x', 100_000));
+        data.extend_from_slice(b"\nafter\nlast");
+        let mut r = tokio::io::BufReader::with_capacity(1024, &data[..]);
+        let mut buf = Vec::new();
+        assert_eq!(
+            read_line_bounded(&mut r, &mut buf, 1000).await.unwrap(),
+            Some(Ok(()))
+        );
+        assert_eq!(buf, b"short");
+        assert_eq!(
+            read_line_bounded(&mut r, &mut buf, 1000).await.unwrap(),
+            Some(Err(100_000))
+        );
+        assert!(
+            buf.capacity() <= 64 * 1024,
+            "memory of the long line given back"
+        );
+        assert_eq!(
+            read_line_bounded(&mut r, &mut buf, 1000).await.unwrap(),
+            Some(Ok(()))
+        );
+        assert_eq!(buf, b"after");
+        assert_eq!(
+            read_line_bounded(&mut r, &mut buf, 1000).await.unwrap(),
+            Some(Ok(()))
+        );
+        assert_eq!(buf, b"last");
+        assert_eq!(
+            read_line_bounded(&mut r, &mut buf, 1000).await.unwrap(),
+            None
+        );
+    }
+}

@@ -1,0 +1,187 @@
+//! SQL over the `tells` table: the durable, ordered message log of each pair.
+
+use rusqlite::{params, OptionalExtension, Row};
+
+use super::model::{Tell, TellKind, TellOutcome, TellState};
+use super::{SessionStore, StoreError, StoreResult};
+
+const COLUMNS: &str =
+    "id, tell_id, session_id, from_team, to_team, kind, text, state, created_at, \
+    delivered_at, answered_at, answer, error, input_tokens, output_tokens, cost_usd, duration_ms, \
+    parent_tell_id";
+
+fn row_to_tell(r: &Row<'_>) -> rusqlite::Result<Tell> {
+    Ok(Tell {
+        id: r.get(0)?,
+        tell_id: r.get(1)?,
+        session_id: r.get(2)?,
+        from_team: r.get(3)?,
+        to_team: r.get(4)?,
+        kind: r.get(5)?,
+        text: r.get(6)?,
+        state: r.get(7)?,
+        created_at: r.get(8)?,
+        delivered_at: r.get(9)?,
+        answered_at: r.get(10)?,
+        answer: r.get(11)?,
+        error: r.get(12)?,
+        input_tokens: r.get(13)?,
+        output_tokens: r.get(14)?,
+        cost_usd: r.get(15)?,
+        duration_ms: r.get(16)?,
+        parent_tell_id: r.get(17)?,
+    })
+}
+
+/// A tell to store.
+#[derive(Debug, Clone)]
+pub struct NewTell<'a> {
+    /// Its UUID.
+    pub tell_id: &'a str,
+    /// The session (at the time of the tell).
+    pub session_id: &'a str,
+    /// The team that tells.
+    pub from_team: &'a str,
+    /// The team whose agent answers.
+    pub to_team: &'a str,
+    /// A message or a compaction.
+    pub kind: TellKind,
+    /// The text.
+    pub text: &'a str,
+    /// The tell during which this one was sent, if any.
+    pub parent_tell_id: Option<&'a str>,
+}
+
+impl SessionStore {
+    /// Stores a new tell as `queued`.
+    pub fn insert_tell(&self, t: &NewTell<'_>, now: i64) -> StoreResult<Tell> {
+        let conn = self.conn()?;
+        let sql = format!(
+            "INSERT INTO tells (tell_id, session_id, from_team, to_team, kind, text, created_at, parent_tell_id) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING {COLUMNS}"
+        );
+        let tell = conn.prepare_cached(&sql)?.query_row(
+            params![
+                t.tell_id,
+                t.session_id,
+                t.from_team,
+                t.to_team,
+                t.kind,
+                t.text,
+                now,
+                t.parent_tell_id
+            ],
+            row_to_tell,
+        )?;
+        Ok(tell)
+    }
+
+    /// A tell by its UUID.
+    pub fn get_tell(&self, tell_id: &str) -> StoreResult<Option<Tell>> {
+        let conn = self.conn()?;
+        let sql = format!("SELECT {COLUMNS} FROM tells WHERE tell_id = ?1");
+        let found = conn
+            .prepare_cached(&sql)?
+            .query_row([tell_id], row_to_tell)
+            .optional()?;
+        Ok(found)
+    }
+
+    /// `queued` → `delivered`, only if still queued (a cancelled tell is not delivered).
+    pub fn mark_tell_delivered(&self, tell_id: &str, now: i64) -> StoreResult<Option<Tell>> {
+        let conn = self.conn()?;
+        let sql = format!(
+            "UPDATE tells SET state = 'delivered', delivered_at = ?2 WHERE tell_id = ?1 \
+             AND state = 'queued' RETURNING {COLUMNS}"
+        );
+        let found = conn
+            .prepare_cached(&sql)?
+            .query_row(params![tell_id, now], row_to_tell)
+            .optional()?;
+        Ok(found)
+    }
+
+    /// Ends an open tell (`queued` or `delivered`) in `state` with its outcome. Returns `None`
+    /// if the tell had ended already (the first ending wins).
+    pub fn finish_tell(
+        &self,
+        tell_id: &str,
+        state: TellState,
+        outcome: &TellOutcome,
+        now: i64,
+    ) -> StoreResult<Option<Tell>> {
+        if !state.is_final() {
+            return Err(StoreError::NotFound(format!(
+                "final state for tell {tell_id}"
+            )));
+        }
+        let conn = self.conn()?;
+        let sql = format!(
+            "UPDATE tells SET state = ?2, answered_at = ?3, answer = ?4, error = ?5, input_tokens = ?6, \
+             output_tokens = ?7, cost_usd = ?8, duration_ms = ?9 \
+             WHERE tell_id = ?1 AND state IN ('queued', 'delivered') RETURNING {COLUMNS}"
+        );
+        let found = conn
+            .prepare_cached(&sql)?
+            .query_row(
+                params![
+                    tell_id,
+                    state,
+                    now,
+                    outcome.answer,
+                    outcome.error,
+                    outcome.input_tokens,
+                    outcome.output_tokens,
+                    outcome.cost_usd,
+                    outcome.duration_ms
+                ],
+                row_to_tell,
+            )
+            .optional()?;
+        Ok(found)
+    }
+
+    /// The open tells (`queued` or `delivered`) of a pair, oldest first.
+    pub fn open_tells(&self, from: &str, to: &str) -> StoreResult<Vec<Tell>> {
+        let conn = self.conn()?;
+        let sql = format!(
+            "SELECT {COLUMNS} FROM tells WHERE from_team = ?1 AND to_team = ?2 \
+             AND state IN ('queued', 'delivered') ORDER BY id"
+        );
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map([from, to], row_to_tell)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every open tell, oldest first (recovery at start-up).
+    pub fn all_open_tells(&self) -> StoreResult<Vec<Tell>> {
+        let conn = self.conn()?;
+        let sql = format!(
+            "SELECT {COLUMNS} FROM tells WHERE state IN ('queued', 'delivered') ORDER BY id"
+        );
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map([], row_to_tell)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The last `limit` tells of a pair, oldest first.
+    pub fn recent_tells(&self, from: &str, to: &str, limit: u32) -> StoreResult<Vec<Tell>> {
+        let conn = self.conn()?;
+        let sql = format!(
+            "SELECT {COLUMNS} FROM (SELECT {COLUMNS} FROM tells WHERE from_team = ?1 AND to_team = ?2 \
+             ORDER BY id DESC LIMIT ?3) ORDER BY id"
+        );
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(params![from, to, limit], row_to_tell)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Deletes every tell of a pair (with its session).
+    pub fn delete_tells(&self, from: &str, to: &str) -> StoreResult<usize> {
+        let conn = self.conn()?;
+        let n = conn
+            .prepare_cached("DELETE FROM tells WHERE from_team = ?1 AND to_team = ?2")?
+            .execute([from, to])?;
+        Ok(n)
+    }
+}
