@@ -49,7 +49,10 @@ impl Env {
 fn clock_past(ms: i64) {
     let deadline = std::time::Instant::now() + Duration::from_secs(2);
     while now_ms() <= ms {
-        assert!(std::time::Instant::now() < deadline, "clock did not advance");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "clock did not advance"
+        );
         std::thread::yield_now();
     }
 }
@@ -72,7 +75,10 @@ fn get_or_create_from_8_threads_yields_one_session() {
             })
         })
         .collect();
-    let ids: Vec<String> = handles.into_iter().map(|h| h.join().expect("join")).collect();
+    let ids: Vec<String> = handles
+        .into_iter()
+        .map(|h| h.join().expect("join"))
+        .collect();
     assert!(ids.iter().all(|i| *i == ids[0]), "{ids:?}");
     assert!(uuid::Uuid::parse_str(&ids[0]).is_ok_and(|u| u.get_version_num() == 4));
     assert_eq!(m.list(&ListFilter::default()).expect("list").len(), 1);
@@ -90,11 +96,17 @@ fn get_or_create_from_8_managers_on_one_file_yields_one_session() {
             std::thread::spawn(move || {
                 let m = SessionManager::open(config).expect("open");
                 b.wait();
-                m.get_or_create("docs", "backend").expect("create").session_id.clone()
+                m.get_or_create("docs", "backend")
+                    .expect("create")
+                    .session_id
+                    .clone()
             })
         })
         .collect();
-    let ids: Vec<String> = handles.into_iter().map(|h| h.join().expect("join")).collect();
+    let ids: Vec<String> = handles
+        .into_iter()
+        .map(|h| h.join().expect("join"))
+        .collect();
     assert!(ids.iter().all(|i| *i == ids[0]), "{ids:?}");
 }
 
@@ -160,10 +172,7 @@ fn no_read_after_a_write_returns_the_old_value() {
         (
             "update_process_state",
             Box::new(|m, s| m.update_process_state(&s.session_id, ProcessState::Processing)),
-            Box::new(|_, new| {
-                new.process_state == ProcessState::Processing
-                    && new.owner_pid == Some(i64::from(std::process::id()))
-            }),
+            Box::new(|_, new| new.process_state == ProcessState::Processing),
         ),
         (
             "set_current_tell",
@@ -190,12 +199,42 @@ fn no_read_after_a_write_returns_the_old_value() {
             }),
         ),
         (
+            "set_agent",
+            Box::new(|m, s| {
+                m.set_agent(
+                    &s.session_id,
+                    Some(ProcessIdentity {
+                        pid: 4242,
+                        started_at: 7,
+                    }),
+                )
+            }),
+            Box::new(|_, new| new.agent_pid == Some(4242)),
+        ),
+        (
+            "acquire_lease",
+            Box::new(|m, s| m.acquire_lease(&s.session_id)),
+            Box::new(|_, new| new.owner_pid == Some(i64::from(std::process::id()))),
+        ),
+        (
+            "heartbeat",
+            Box::new(|m, s| {
+                clock_past(s.owner_heartbeat_at.unwrap_or(0));
+                assert!(m.heartbeat(&s.session_id)?);
+                Ok(m.get_by_id(&s.session_id)?.expect("exists"))
+            }),
+            Box::new(|old, new| new.owner_heartbeat_at > old.owner_heartbeat_at),
+        ),
+        (
+            "release_lease",
+            Box::new(|m, s| Ok(m.release_lease(&s.session_id)?.expect("held"))),
+            Box::new(|_, new| new.owner_pid.is_none() && new.agent_pid.is_none()),
+        ),
+        (
             "update_process_state(stopped)",
             Box::new(|m, s| m.update_process_state(&s.session_id, ProcessState::Stopped)),
             Box::new(|_, new| {
-                new.process_state == ProcessState::Stopped
-                    && new.owner_pid.is_none()
-                    && new.current_tell_id.is_none()
+                new.process_state == ProcessState::Stopped && new.current_tell_id.is_none()
             }),
         ),
         (
@@ -244,16 +283,31 @@ fn no_read_after_a_write_returns_the_old_value() {
     for (name, write, check) in cases {
         let old = m.get_or_create("frontend", "backend").expect("read 1");
         // Twice, so the second read is certainly a cache hit before the write.
-        let cached = m.get("frontend", "backend").expect("read 2").expect("exists");
+        let cached = m
+            .get("frontend", "backend")
+            .expect("read 2")
+            .expect("exists");
         assert_eq!(*old, *cached);
         let returned = write(&m, &old).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(check(&old, &returned), "{name}: the write's own result");
         let via_get = m.get("frontend", "backend").expect("get").expect("exists");
-        assert!(check(&old, &via_get), "{name}: get() after the write is stale: {via_get:?}");
+        assert!(
+            check(&old, &via_get),
+            "{name}: get() after the write is stale: {via_get:?}"
+        );
         let via_goc = m.get_or_create("frontend", "backend").expect("goc");
-        assert!(check(&old, &via_goc), "{name}: get_or_create() after the write is stale");
-        let via_id = m.get_by_id(&old.session_id).expect("by id").expect("exists");
-        assert!(check(&old, &via_id), "{name}: get_by_id() after the write is stale");
+        assert!(
+            check(&old, &via_goc),
+            "{name}: get_or_create() after the write is stale"
+        );
+        let via_id = m
+            .get_by_id(&old.session_id)
+            .expect("by id")
+            .expect("exists");
+        assert!(
+            check(&old, &via_id),
+            "{name}: get_by_id() after the write is stale"
+        );
     }
     // delete: the pair is gone from the cache too, and a new session takes its place.
     let old = m.get_or_create("frontend", "backend").expect("read");
@@ -285,21 +339,33 @@ fn writes_from_another_manager_show_up_within_the_cache_ttl() {
     let a = env.manager();
     let b = env.manager();
     let s = a.get_or_create("frontend", "docs").expect("create");
-    assert_eq!(a.get("frontend", "docs").expect("get").expect("exists").message_count, 0);
-    b.increment_message_count(&s.session_id, 5).expect("incr by b");
+    assert_eq!(
+        a.get("frontend", "docs")
+            .expect("get")
+            .expect("exists")
+            .message_count,
+        0
+    );
+    b.increment_message_count(&s.session_id, 5)
+        .expect("incr by b");
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
         let seen = a.get("frontend", "docs").expect("get").expect("exists");
         if seen.message_count == 5 {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "a never saw b's write");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a never saw b's write"
+        );
         std::thread::yield_now();
     }
 }
 
 fn dead_identity() -> ProcessIdentity {
-    let mut child = std::process::Command::new("true").spawn().expect("spawn true");
+    let mut child = std::process::Command::new("true")
+        .spawn()
+        .expect("spawn true");
     let pid = child.id();
     child.wait().expect("reap");
     ProcessIdentity {
@@ -330,11 +396,22 @@ fn initialize_resets_sessions_of_dead_owners_and_leaves_live_ones_alone() {
     };
     let now = now_ms();
     let st = m.store();
-    st.force_owner(&dead_owned.session_id, ProcessState::Processing, Some(dead_identity()), now)
-        .expect("dead");
-    st.set_current_tell(&dead_owned.session_id, Some("tell-9")).expect("tell");
-    st.force_owner(&live_owned.session_id, ProcessState::Processing, Some(live_id), now)
-        .expect("live");
+    st.force_owner(
+        &dead_owned.session_id,
+        ProcessState::Processing,
+        Some(dead_identity()),
+        now,
+    )
+    .expect("dead");
+    st.set_current_tell(&dead_owned.session_id, Some("tell-9"))
+        .expect("tell");
+    st.force_owner(
+        &live_owned.session_id,
+        ProcessState::Processing,
+        Some(live_id),
+        now,
+    )
+    .expect("live");
     st.force_owner(
         &reused_pid.session_id,
         ProcessState::Idle,
@@ -347,28 +424,50 @@ fn initialize_resets_sessions_of_dead_owners_and_leaves_live_ones_alone() {
     .expect("reused");
     st.force_owner(&ownerless.session_id, ProcessState::Spawning, None, now)
         .expect("ownerless");
-    st.force_owner(&compacting.session_id, ProcessState::Processing, Some(dead_identity()), now)
-        .expect("compacting");
+    st.force_owner(
+        &compacting.session_id,
+        ProcessState::Processing,
+        Some(dead_identity()),
+        now,
+    )
+    .expect("compacting");
     st.set_status(&compacting.session_id, SessionStatus::Compacting, None)
         .expect("status");
 
     // A fresh manager, as a restarted Switchboard.
     let restarted = env.manager_uninitialized();
     let report = restarted.initialize().expect("initialize");
-    let get = |s: &Session| restarted.get_by_id(&s.session_id).expect("get").expect("exists");
+    let get = |s: &Session| {
+        restarted
+            .get_by_id(&s.session_id)
+            .expect("get")
+            .expect("exists")
+    };
 
     let s = get(&dead_owned);
     assert_eq!(s.process_state, ProcessState::Stopped);
     assert!(s.current_tell_id.is_none() && s.owner_pid.is_none());
-    assert_eq!(get(&live_owned).process_state, ProcessState::Processing, "live owner kept");
+    assert_eq!(
+        get(&live_owned).process_state,
+        ProcessState::Processing,
+        "live owner kept"
+    );
     assert_eq!(get(&live_owned).owner_pid, Some(i64::from(live_id.pid)));
     if cfg!(target_os = "linux") {
-        assert_eq!(get(&reused_pid).process_state, ProcessState::Stopped, "reused pid reset");
+        assert_eq!(
+            get(&reused_pid).process_state,
+            ProcessState::Stopped,
+            "reused pid reset"
+        );
     }
     assert_eq!(get(&ownerless).process_state, ProcessState::Stopped);
     let c = get(&compacting);
     assert_eq!(c.process_state, ProcessState::Stopped);
-    assert_eq!(c.status, SessionStatus::CompactPending, "interrupted compaction stays due");
+    assert_eq!(
+        c.status,
+        SessionStatus::CompactPending,
+        "interrupted compaction stays due"
+    );
     assert_eq!(get(&untouched).process_state, ProcessState::Stopped);
     let expected_reset = if cfg!(target_os = "linux") { 4 } else { 3 };
     assert_eq!(report.reset, expected_reset);
@@ -392,25 +491,37 @@ impl Env {
 fn initialize_reports_missing_team_folders() {
     let env = Env::new("");
     std::fs::remove_dir(env.dir.path().join("projects/docs")).expect("rmdir");
-    let report = env.manager_uninitialized().initialize().expect("initialize");
+    let report = env
+        .manager_uninitialized()
+        .initialize()
+        .expect("initialize");
     assert_eq!(report.missing_team_folders, vec!["docs".to_string()]);
 }
 
 #[test]
 fn stats_on_a_seeded_database() {
-    let env = Env::new("[settings.compaction]\nmax_messages = 50\nstale_messages = 10\nstale_age = \"1h\"");
+    let env = Env::new(
+        "[settings.compaction]\nmax_messages = 50\nstale_messages = 10\nstale_age = \"1h\"",
+    );
     let m = env.manager();
     let fb = m.get_or_create("frontend", "backend").expect("fb");
     let fd = m.get_or_create("frontend", "docs").expect("fd");
     let bd = m.get_or_create("backend", "docs").expect("bd");
     let db = m.get_or_create("docs", "backend").expect("db");
-    m.increment_message_count(&fb.session_id, 60).expect("fb msgs"); // due: ≥ max
-    m.increment_message_count(&fd.session_id, 12).expect("fd msgs"); // not due: fresh
-    m.increment_message_count(&bd.session_id, 30).expect("bd msgs");
-    m.record_usage_totals(&fb.session_id, 1_000, 200, 0.75).expect("usage");
-    m.record_usage_totals(&bd.session_id, 10, 5, 0.25).expect("usage");
-    m.update_process_state(&bd.session_id, ProcessState::Idle).expect("idle");
-    m.set_status(&db.session_id, SessionStatus::Archived).expect("archive");
+    m.increment_message_count(&fb.session_id, 60)
+        .expect("fb msgs"); // due: ≥ max
+    m.increment_message_count(&fd.session_id, 12)
+        .expect("fd msgs"); // not due: fresh
+    m.increment_message_count(&bd.session_id, 30)
+        .expect("bd msgs");
+    m.record_usage_totals(&fb.session_id, 1_000, 200, 0.75)
+        .expect("usage");
+    m.record_usage_totals(&bd.session_id, 10, 5, 0.25)
+        .expect("usage");
+    m.update_process_state(&bd.session_id, ProcessState::Idle)
+        .expect("idle");
+    m.set_status(&db.session_id, SessionStatus::Archived)
+        .expect("archive");
 
     let s = m.stats().expect("stats");
     assert_eq!(s.total_sessions, 4);
@@ -456,7 +567,9 @@ fn stats_on_a_seeded_database() {
 
 #[test]
 fn compaction_policy_and_bookkeeping() {
-    let env = Env::new("[settings.compaction]\nmax_messages = 50\nstale_messages = 10\nstale_age = \"1h\"");
+    let env = Env::new(
+        "[settings.compaction]\nmax_messages = 50\nstale_messages = 10\nstale_age = \"1h\"",
+    );
     let m = env.manager();
     let s = m.get_or_create("frontend", "backend").expect("s");
     assert!(!m.should_compact(&s));
@@ -466,7 +579,9 @@ fn compaction_policy_and_bookkeeping() {
     assert!(m.should_compact(&s), "50 ≥ max");
     // Stale: ≥ stale_messages and unused for stale_age.
     let other = m.get_or_create("frontend", "docs").expect("other");
-    let mut old = m.increment_message_count(&other.session_id, 10).expect("10");
+    let mut old = m
+        .increment_message_count(&other.session_id, 10)
+        .expect("10");
     assert!(!m.should_compact(&old));
     old.last_used_at -= 2 * 3_600_000;
     assert!(m.should_compact(&old));
@@ -479,10 +594,15 @@ fn compaction_policy_and_bookkeeping() {
     let compacting = m.begin_compaction(&s).expect("begin");
     assert!(!m.should_compact(&compacting), "not due while compacting");
     assert!(
-        matches!(m.begin_compaction(&compacting), Err(SessionError::Conflict { .. })),
+        matches!(
+            m.begin_compaction(&compacting),
+            Err(SessionError::Conflict { .. })
+        ),
         "no second compaction at once"
     );
-    let done = m.finish_compaction(&s.session_id, 150_000, 12_000).expect("finish");
+    let done = m
+        .finish_compaction(&s.session_id, 150_000, 12_000)
+        .expect("finish");
     assert_eq!(done.message_count, 0);
     assert_eq!(done.compaction_count, 1);
     assert_eq!(done.status, SessionStatus::Active);
@@ -490,8 +610,13 @@ fn compaction_policy_and_bookkeeping() {
     assert!(m.due_for_compaction(None).expect("due").is_empty());
     let failed = m.fail_compaction(&s.session_id, "timeout").expect("fail");
     assert_eq!(failed.status, SessionStatus::Error);
-    let archived = m.set_status(&s.session_id, SessionStatus::Archived).expect("archive");
-    assert!(matches!(m.request_compaction(&archived), Err(SessionError::Conflict { .. })));
+    let archived = m
+        .set_status(&s.session_id, SessionStatus::Archived)
+        .expect("archive");
+    assert!(matches!(
+        m.request_compaction(&archived),
+        Err(SessionError::Conflict { .. })
+    ));
 }
 
 #[test]
@@ -508,28 +633,79 @@ fn list_filters_order_and_limit() {
     for (i, (f, t)) in pairs.iter().enumerate() {
         let s = m.get_or_create(f, t).expect("create");
         clock_past(s.created_at);
-        m.increment_message_count(&s.session_id, i as i64 + 1).expect("msgs");
+        m.increment_message_count(&s.session_id, i as i64 + 1)
+            .expect("msgs");
         ids.push(s.session_id.clone());
     }
-    m.update_process_state(&ids[1], ProcessState::Idle).expect("idle");
+    m.update_process_state(&ids[1], ProcessState::Idle)
+        .expect("idle");
     m.mark_error(&ids[2], "x").expect("error");
     let list = |f: ListFilter| -> Vec<String> {
-        m.list(&f).expect("list").into_iter().map(|s| s.session_id).collect()
+        m.list(&f)
+            .expect("list")
+            .into_iter()
+            .map(|s| s.session_id)
+            .collect()
     };
     assert_eq!(
-        list(ListFilter { from_team: Some("frontend".into()), order: ListOrder::CreatedAsc, ..Default::default() }),
+        list(ListFilter {
+            from_team: Some("frontend".into()),
+            order: ListOrder::CreatedAsc,
+            ..Default::default()
+        }),
         [ids[0].clone(), ids[1].clone()]
     );
-    assert_eq!(list(ListFilter { to_team: Some("docs".into()), order: ListOrder::CreatedAsc, ..Default::default() }), [ids[1].clone(), ids[2].clone()]);
-    assert_eq!(list(ListFilter { status: Some(SessionStatus::Error), ..Default::default() }), [ids[2].clone()]);
-    assert_eq!(list(ListFilter { process_state: Some(ProcessState::Idle), ..Default::default() }), [ids[1].clone()]);
-    assert_eq!(list(ListFilter { order: ListOrder::MessagesDesc, limit: Some(2), ..Default::default() }), [ids[3].clone(), ids[2].clone()]);
+    assert_eq!(
+        list(ListFilter {
+            to_team: Some("docs".into()),
+            order: ListOrder::CreatedAsc,
+            ..Default::default()
+        }),
+        [ids[1].clone(), ids[2].clone()]
+    );
+    assert_eq!(
+        list(ListFilter {
+            status: Some(SessionStatus::Error),
+            ..Default::default()
+        }),
+        [ids[2].clone()]
+    );
+    assert_eq!(
+        list(ListFilter {
+            process_state: Some(ProcessState::Idle),
+            ..Default::default()
+        }),
+        [ids[1].clone()]
+    );
+    assert_eq!(
+        list(ListFilter {
+            order: ListOrder::MessagesDesc,
+            limit: Some(2),
+            ..Default::default()
+        }),
+        [ids[3].clone(), ids[2].clone()]
+    );
     let all = m.list(&ListFilter::default()).expect("all");
     assert_eq!(all.len(), 4);
-    assert!(all.windows(2).all(|w| w[0].last_used_at >= w[1].last_used_at), "most recent first");
+    assert!(
+        all.windows(2)
+            .all(|w| w[0].last_used_at >= w[1].last_used_at),
+        "most recent first"
+    );
     let future = now_ms() + 60_000;
-    assert!(list(ListFilter { used_after: Some(future), ..Default::default() }).is_empty());
-    assert_eq!(list(ListFilter { created_after: Some(0), ..Default::default() }).len(), 4);
+    assert!(list(ListFilter {
+        used_after: Some(future),
+        ..Default::default()
+    })
+    .is_empty());
+    assert_eq!(
+        list(ListFilter {
+            created_after: Some(0),
+            ..Default::default()
+        })
+        .len(),
+        4
+    );
 }
 
 #[test]
@@ -538,7 +714,10 @@ fn delete_removes_the_transcript_when_asked() {
     let m = env.manager();
     let s = m.get_or_create("frontend", "backend").expect("create");
     let path = m.transcript_path(&s).expect("transcript path");
-    assert!(path.starts_with(env.dir.path().join("home/.claude/projects")), "{path:?}");
+    assert!(
+        path.starts_with(env.dir.path().join("home/.claude/projects")),
+        "{path:?}"
+    );
     std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
     std::fs::write(&path, "{}\n").expect("write transcript");
     m.delete(&s, false).expect("delete without transcript");
@@ -552,7 +731,10 @@ fn delete_removes_the_transcript_when_asked() {
     // A missing transcript is fine.
     let s = m.get_or_create("frontend", "backend").expect("recreate");
     m.delete(&s, true).expect("delete, no transcript");
-    assert!(matches!(m.delete(&s, false), Err(SessionError::NotFound(_))));
+    assert!(matches!(
+        m.delete(&s, false),
+        Err(SessionError::NotFound(_))
+    ));
 }
 
 #[test]
@@ -582,10 +764,51 @@ fn racing_readers_never_make_a_writer_read_its_old_value() {
         let written = m.increment_message_count(&s.session_id, 1).expect("write");
         assert_eq!(written.message_count, i);
         let read = m.get("frontend", "backend").expect("read").expect("exists");
-        assert!(read.message_count >= i, "read {} after writing {i}", read.message_count);
+        assert!(
+            read.message_count >= i,
+            "read {} after writing {i}",
+            read.message_count
+        );
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for r in readers {
         assert!(r.join().expect("reader") > 0);
     }
+}
+
+#[test]
+fn the_owner_lease_is_exclusive_and_a_dead_holder_is_reclaimed() {
+    let env = Env::new("");
+    let m = env.manager();
+    let s = m.get_or_create("frontend", "backend").expect("create");
+    let mut live = std::process::Command::new("sleep")
+        .arg("600")
+        .spawn()
+        .expect("spawn sleep");
+    let holder = ProcessIdentity {
+        pid: live.id(),
+        started_at: switchboard::util::process_start_ms(live.id()).unwrap_or(0),
+    };
+    m.store()
+        .force_owner(&s.session_id, ProcessState::Idle, Some(holder), now_ms())
+        .expect("held by the child");
+    match m.acquire_lease(&s.session_id) {
+        Err(e @ SessionError::Busy { .. }) => {
+            assert_eq!(
+                e.to_string(),
+                format!("session frontend:backend is busy: held by pid {}", holder.pid)
+            );
+        }
+        other => panic!("expected Busy, got {other:?}"),
+    }
+    live.kill().expect("kill");
+    live.wait().expect("reap");
+    let taken = m.acquire_lease(&s.session_id).expect("dead holder reclaimed");
+    assert_eq!(taken.owner_pid, Some(i64::from(std::process::id())));
+    assert_eq!(taken.process_state, ProcessState::Stopped, "reset as the dead holder left it");
+    // Taking it again is fine; releasing gives it back.
+    m.acquire_lease(&s.session_id).expect("re-entrant");
+    let released = m.release_lease(&s.session_id).expect("release").expect("was held");
+    assert!(released.owner_pid.is_none());
+    assert!(m.release_lease(&s.session_id).expect("release again").is_none());
 }

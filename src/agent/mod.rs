@@ -1,7 +1,37 @@
-//! What Switchboard knows about the agent CLIs it drives. For now: where Claude Code keeps a
-//! session's transcript. Process handling arrives with the agent runtime.
+//! The agent runtime's lower half: the agent CLIs Switchboard drives (behind
+//! [`adapter::AgentAdapter`]), the stream-json codec ([`event`]), one agent child process
+//! ([`process`]) and the pool of live agents ([`supervisor`]). It reports through the
+//! SessionManager; it holds no SQL.
 
+pub mod adapter;
+pub mod claude;
 pub mod event;
+pub mod process;
+
+/// Errors of the agent runtime.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The agent could not be started.
+    #[error("cannot start agent {program:?} in {}: {source}", cwd.display())]
+    Spawn {
+        /// The executable.
+        program: String,
+        /// The team folder.
+        cwd: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Reading from or writing to the agent failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
 
 use std::path::{Path, PathBuf};
 

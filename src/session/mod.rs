@@ -37,6 +37,14 @@ pub enum SessionError {
     /// No such session.
     #[error("session {0} not found")]
     NotFound(String),
+    /// Another live Switchboard process holds the session's agent.
+    #[error("session {session} is busy: held by pid {pid}")]
+    Busy {
+        /// Which session (`FROM:TO`).
+        session: String,
+        /// The holder's pid.
+        pid: u32,
+    },
     /// The session is in a state that does not allow the operation.
     #[error("session {session}: {message}")]
     Conflict {
@@ -145,6 +153,11 @@ impl SessionManager {
             }
         }
         let reset = self.store.reset_orphaned(&|owner| owner.is_alive())?;
+        for agent in &reset.orphan_agents {
+            if crate::agent::process::reap_orphan_group(*agent) {
+                tracing::warn!(pid = agent.pid, "killed an agent left by a Switchboard process that is gone");
+            }
+        }
         for s in &reset.reset {
             self.cache.invalidate(&s.from_team, &s.to_team);
         }
@@ -262,14 +275,95 @@ impl SessionManager {
         self.write(|st| st.increment_message_count(session_id, n, now_ms()))
     }
 
-    /// Sets the process state. A live state records this process as the owner; `stopped`
-    /// clears the owner and the current tell.
+    /// Sets the process state; `stopped` also clears the current tell and the agent pid.
     pub fn update_process_state(
         &self,
         session_id: &str,
         state: ProcessState,
     ) -> SessionResult<Session> {
-        self.write(|st| st.update_process_state(session_id, state, self.me, now_ms()))
+        self.write(|st| st.update_process_state(session_id, state))
+    }
+
+    /// Records the live agent process of the session (or clears it).
+    pub fn set_agent(
+        &self,
+        session_id: &str,
+        agent: Option<ProcessIdentity>,
+    ) -> SessionResult<Session> {
+        self.write(|st| st.set_agent(session_id, agent))
+    }
+
+    /// This process's identity, as recorded in the leases it takes.
+    pub fn me(&self) -> ProcessIdentity {
+        self.me
+    }
+
+    /// Takes the session's owner lease for this process: at most one live agent per session on
+    /// the machine. A lease held by a dead process is reclaimed (what its agent left behind is
+    /// killed). A lease held by another live process is [`SessionError::Busy`].
+    pub fn acquire_lease(&self, session_id: &str) -> SessionResult<Session> {
+        for _ in 0..4 {
+            let holder = match self.store.acquire_lease(session_id, self.me, now_ms())? {
+                Ok(s) => {
+                    self.cache.invalidate(&s.from_team, &s.to_team);
+                    return Ok(s);
+                }
+                Err(held) => held,
+            };
+            let owner = ProcessIdentity {
+                pid: holder.owner_pid.and_then(|p| u32::try_from(p).ok()).unwrap_or(0),
+                started_at: holder.owner_started_at.unwrap_or(0),
+            };
+            if owner.pid != 0 && owner.is_alive() {
+                return Err(SessionError::Busy {
+                    session: holder.pair(),
+                    pid: owner.pid,
+                });
+            }
+            if let (Some(pid), started_at) = (holder.agent_pid, holder.agent_started_at) {
+                if let Ok(pid) = u32::try_from(pid) {
+                    let agent = ProcessIdentity {
+                        pid,
+                        started_at: started_at.unwrap_or(0),
+                    };
+                    if crate::agent::process::reap_orphan_group(agent) {
+                        tracing::warn!(pid, session = %holder.pair(), "killed an agent left by a dead Switchboard");
+                    }
+                }
+            }
+            if let Some(s) = self
+                .store
+                .reclaim_lease(session_id, owner, self.me, now_ms())?
+            {
+                tracing::info!(session = %s.pair(), dead_owner = owner.pid, "reclaimed lease of a dead owner");
+                self.cache.invalidate(&s.from_team, &s.to_team);
+                return Ok(s);
+            }
+            // The lease changed hands meanwhile: look again.
+        }
+        Err(SessionError::Conflict {
+            session: session_id.to_string(),
+            message: "the owner lease keeps changing hands".into(),
+        })
+    }
+
+    /// Gives the lease back: the session is stopped, with no current tell and no agent.
+    /// Does nothing if this process does not hold it.
+    pub fn release_lease(&self, session_id: &str) -> SessionResult<Option<Session>> {
+        let s = self.store.release_lease(session_id, self.me)?;
+        if let Some(s) = &s {
+            self.cache.invalidate(&s.from_team, &s.to_team);
+        }
+        Ok(s)
+    }
+
+    /// Renews this process's heartbeat on a session it holds; false if it no longer holds it.
+    pub fn heartbeat(&self, session_id: &str) -> SessionResult<bool> {
+        let s = self.store.heartbeat(session_id, self.me, now_ms())?;
+        if let Some(s) = &s {
+            self.cache.invalidate(&s.from_team, &s.to_team);
+        }
+        Ok(s.is_some())
     }
 
     /// Sets (or clears) the tell being processed.

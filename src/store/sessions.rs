@@ -71,6 +71,8 @@ pub struct ResetReport {
     pub reset: Vec<Session>,
     /// Sessions left alone because another live process owns them.
     pub owned_by_live_process: usize,
+    /// Agent processes the reset sessions recorded (they may have outlived their owner).
+    pub orphan_agents: Vec<ProcessIdentity>,
 }
 
 impl SessionStore {
@@ -193,29 +195,100 @@ impl SessionStore {
         )
     }
 
-    /// Sets the process state. A live state records `owner` as the owner (heartbeat now);
-    /// `stopped` clears the owner and the current tell.
-    pub fn update_process_state(
-        &self,
-        session_id: &str,
-        state: ProcessState,
-        owner: ProcessIdentity,
-        now: i64,
-    ) -> StoreResult<Session> {
+    /// Sets the process state; `stopped` also clears the current tell and the agent pid.
+    pub fn update_process_state(&self, session_id: &str, state: ProcessState) -> StoreResult<Session> {
         if state == ProcessState::Stopped {
             self.update(
                 session_id,
-                "process_state = ?2, owner_pid = NULL, owner_started_at = NULL, \
-                 owner_heartbeat_at = NULL, current_tell_id = NULL",
+                "process_state = ?2, current_tell_id = NULL, agent_pid = NULL, agent_started_at = NULL",
                 params![session_id, state],
             )
         } else {
-            self.update(
-                session_id,
-                "process_state = ?2, owner_pid = ?3, owner_started_at = ?4, owner_heartbeat_at = ?5",
-                params![session_id, state, owner.pid, owner.started_at, now],
-            )
+            self.update(session_id, "process_state = ?2", params![session_id, state])
         }
+    }
+
+    /// Records the live agent process of the session (or clears it).
+    pub fn set_agent(&self, session_id: &str, agent: Option<ProcessIdentity>) -> StoreResult<Session> {
+        self.update(
+            session_id,
+            "agent_pid = ?2, agent_started_at = ?3",
+            params![session_id, agent.map(|a| a.pid), agent.map(|a| a.started_at)],
+        )
+    }
+
+    /// Takes the session's owner lease for `me` if nobody holds it (or `me` does already):
+    /// `Ok(Ok(row))`. If another process holds it: `Ok(Err(row))`, the row naming the holder.
+    pub fn acquire_lease(
+        &self,
+        session_id: &str,
+        me: ProcessIdentity,
+        now: i64,
+    ) -> StoreResult<Result<Session, Session>> {
+        let conn = self.conn()?;
+        let sql = format!(
+            "UPDATE sessions SET owner_pid = ?2, owner_started_at = ?3, owner_heartbeat_at = ?4 \
+             WHERE session_id = ?1 AND (owner_pid IS NULL OR (owner_pid = ?2 AND owner_started_at IS ?3)) \
+             RETURNING {COLUMNS}"
+        );
+        let taken = conn
+            .prepare_cached(&sql)?
+            .query_row(params![session_id, me.pid, me.started_at, now], row_to_session)
+            .optional()?;
+        if let Some(s) = taken {
+            return Ok(Ok(s));
+        }
+        let sql = format!("SELECT {COLUMNS} FROM sessions WHERE session_id = ?1");
+        let held = conn
+            .prepare_cached(&sql)?
+            .query_row([session_id], row_to_session)
+            .optional()?;
+        match held {
+            Some(s) => Ok(Err(s)),
+            None => Err(StoreError::NotFound(format!("session {session_id}"))),
+        }
+    }
+
+    /// Takes over the lease of a dead holder: only if `dead` still holds it. The session is
+    /// reset as the holder left it (stopped, no current tell, no agent). `None` if the lease
+    /// changed hands meanwhile.
+    pub fn reclaim_lease(
+        &self,
+        session_id: &str,
+        dead: ProcessIdentity,
+        me: ProcessIdentity,
+        now: i64,
+    ) -> StoreResult<Option<Session>> {
+        let conn = self.conn()?;
+        let sql = format!(
+            "UPDATE sessions SET owner_pid = ?4, owner_started_at = ?5, owner_heartbeat_at = ?6, \
+             process_state = 'stopped', current_tell_id = NULL, agent_pid = NULL, agent_started_at = NULL, \
+             status = CASE status WHEN 'compacting' THEN 'compact_pending' ELSE status END \
+             WHERE session_id = ?1 AND owner_pid = ?2 AND owner_started_at IS ?3 RETURNING {COLUMNS}"
+        );
+        let found = conn
+            .prepare_cached(&sql)?
+            .query_row(
+                params![session_id, dead.pid, dead.started_at, me.pid, me.started_at, now],
+                row_to_session,
+            )
+            .optional()?;
+        Ok(found)
+    }
+
+    /// Gives the lease back (only if `me` holds it): stopped, no current tell, no agent.
+    pub fn release_lease(&self, session_id: &str, me: ProcessIdentity) -> StoreResult<Option<Session>> {
+        let conn = self.conn()?;
+        let sql = format!(
+            "UPDATE sessions SET owner_pid = NULL, owner_started_at = NULL, owner_heartbeat_at = NULL, \
+             process_state = 'stopped', current_tell_id = NULL, agent_pid = NULL, agent_started_at = NULL \
+             WHERE session_id = ?1 AND owner_pid = ?2 AND owner_started_at IS ?3 RETURNING {COLUMNS}"
+        );
+        let found = conn
+            .prepare_cached(&sql)?
+            .query_row(params![session_id, me.pid, me.started_at], row_to_session)
+            .optional()?;
+        Ok(found)
     }
 
     /// Sets (or clears) the tell being processed.
@@ -357,9 +430,38 @@ impl SessionStore {
             }
         }
         const RESET: &str = "process_state = 'stopped', current_tell_id = NULL, owner_pid = NULL, \
-            owner_started_at = NULL, owner_heartbeat_at = NULL, \
+            owner_started_at = NULL, owner_heartbeat_at = NULL, agent_pid = NULL, agent_started_at = NULL, \
             status = CASE status WHEN 'compacting' THEN 'compact_pending' ELSE status END";
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        {
+            let agent_row = |r: &Row<'_>| Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?));
+            let mut found: Vec<(i64, Option<i64>)> = tx
+                .prepare_cached(
+                    "SELECT agent_pid, agent_started_at FROM sessions \
+                     WHERE agent_pid IS NOT NULL AND owner_pid IS NULL",
+                )?
+                .query_map([], agent_row)?
+                .collect::<Result<_, _>>()?;
+            let mut by_owner = tx.prepare_cached(
+                "SELECT agent_pid, agent_started_at FROM sessions \
+                 WHERE agent_pid IS NOT NULL AND owner_pid = ?1 AND owner_started_at IS ?2",
+            )?;
+            for (pid, started_at) in &dead {
+                for row in by_owner.query_map(params![pid, started_at], agent_row)? {
+                    found.push(row?);
+                }
+            }
+            let ownerless_agents = found;
+            report.orphan_agents = ownerless_agents
+                .into_iter()
+                .filter_map(|(pid, st)| {
+                    Some(ProcessIdentity {
+                        pid: u32::try_from(pid).ok()?,
+                        started_at: st.unwrap_or(0),
+                    })
+                })
+                .collect();
+        }
         {
             let mut by_owner = tx.prepare_cached(&format!(
                 "UPDATE sessions SET {RESET} WHERE owner_pid = ?1 AND owner_started_at IS ?2 \
@@ -373,7 +475,8 @@ impl SessionStore {
             }
             let mut ownerless = tx.prepare_cached(&format!(
                 "UPDATE sessions SET {RESET} WHERE owner_pid IS NULL \
-                 AND (process_state != 'stopped' OR status = 'compacting') RETURNING {COLUMNS}"
+                 AND (process_state != 'stopped' OR status = 'compacting' OR agent_pid IS NOT NULL) \
+                 RETURNING {COLUMNS}"
             ))?;
             for row in ownerless.query_map([], row_to_session)? {
                 report.reset.push(row?);

@@ -1,0 +1,95 @@
+//! The agent behind a small trait: how to launch it for a session, how to write a message or
+//! an interrupt, how to ask for compaction, how to read its events, where its transcript is.
+//! Another agent CLI is one more implementation; the supervisor does not change.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::event::{AgentEvent, BadLine};
+use crate::config::{is_secret_name, TeamConfig};
+
+/// What to run, where, with what environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaunchSpec {
+    /// The executable (a path, or a name looked up in PATH).
+    pub program: String,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// Working directory: the team's folder.
+    pub cwd: PathBuf,
+    /// Environment added to Switchboard's own.
+    pub env: BTreeMap<String, String>,
+}
+
+#[derive(Serialize)]
+struct LaunchRecord<'a> {
+    argv: Vec<&'a str>,
+    cwd: String,
+    env: BTreeMap<&'a str, &'a str>,
+}
+
+impl LaunchSpec {
+    /// The launch as JSON for the session's debug info: argv, cwd and the added environment,
+    /// with values of secret-looking names (KEY, TOKEN, SECRET, PASSWORD) as `***`.
+    pub fn redacted_json(&self) -> String {
+        let record = LaunchRecord {
+            argv: std::iter::once(self.program.as_str())
+                .chain(self.args.iter().map(String::as_str))
+                .collect(),
+            cwd: self.cwd.display().to_string(),
+            env: self
+                .env
+                .iter()
+                .map(|(k, v)| {
+                    let shown = if is_secret_name(k) { "***" } else { v.as_str() };
+                    (k.as_str(), shown)
+                })
+                .collect(),
+        };
+        serde_json::to_string(&record).unwrap_or_default()
+    }
+}
+
+/// Per-launch extras that are not in the team's config.
+#[derive(Debug, Clone, Default)]
+pub struct LaunchExtras {
+    /// An MCP config file to hand to the agent.
+    pub mcp_config: Option<PathBuf>,
+}
+
+/// One kind of agent CLI.
+pub trait AgentAdapter: Send + Sync + std::fmt::Debug {
+    /// The `agent` value of the teams file that selects this adapter.
+    fn name(&self) -> &'static str;
+    /// How to launch the agent for a session: a new conversation (`resume` false) or the
+    /// continuation of one.
+    fn launch(
+        &self,
+        team: &TeamConfig,
+        session_id: &str,
+        resume: bool,
+        extras: &LaunchExtras,
+    ) -> LaunchSpec;
+    /// The stdin line that delivers a user message.
+    fn encode_message(&self, text: &str) -> String;
+    /// The stdin line that interrupts the running turn.
+    fn encode_interrupt(&self, request_id: &str) -> String;
+    /// The message text that asks the agent to compact its context.
+    fn compact_text(&self) -> &'static str;
+    /// Decodes one stdout line.
+    fn decode(&self, line: &[u8]) -> Result<AgentEvent, BadLine> {
+        super::event::decode(line)
+    }
+    /// Where the agent keeps the transcript of a session run in `project` with HOME `home`.
+    fn transcript_path(&self, home: &Path, project: &Path, session_id: &str) -> PathBuf;
+}
+
+/// The adapter for a team's `agent` value.
+pub fn adapter_for(agent: &str) -> Option<&'static dyn AgentAdapter> {
+    match agent {
+        "claude" => Some(&super::claude::ClaudeCode),
+        _ => None,
+    }
+}

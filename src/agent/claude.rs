@@ -1,0 +1,87 @@
+//! Claude Code in `-p --input-format stream-json --output-format stream-json --verbose` mode.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+
+use super::adapter::{AgentAdapter, LaunchExtras, LaunchSpec};
+use crate::config::TeamConfig;
+
+/// The Claude Code CLI (npm `@anthropic-ai/claude-code`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClaudeCode;
+
+impl AgentAdapter for ClaudeCode {
+    fn name(&self) -> &'static str {
+        "claude"
+    }
+
+    fn launch(
+        &self,
+        team: &TeamConfig,
+        session_id: &str,
+        resume: bool,
+        extras: &LaunchExtras,
+    ) -> LaunchSpec {
+        let mut args: Vec<String> = [
+            "-p",
+            "--input-format",
+            "stream-json",
+            "--output-format",
+            "stream-json",
+            "--verbose",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.push(if resume { "--resume" } else { "--session-id" }.to_string());
+        args.push(session_id.to_string());
+        if !team.allowed_tools.is_empty() {
+            args.push("--allowedTools".into());
+            args.push(team.allowed_tools.join(","));
+        }
+        if !team.disallowed_tools.is_empty() {
+            args.push("--disallowedTools".into());
+            args.push(team.disallowed_tools.join(","));
+        }
+        if let Some(mode) = &team.permission_mode {
+            args.push("--permission-mode".into());
+            args.push(mode.clone());
+        }
+        if let Some(prompt) = &team.append_system_prompt {
+            args.push("--append-system-prompt".into());
+            args.push(prompt.clone());
+        }
+        if let Some(mcp) = &extras.mcp_config {
+            args.push("--mcp-config".into());
+            args.push(mcp.display().to_string());
+        }
+        args.extend(team.args.iter().cloned());
+        LaunchSpec {
+            program: team
+                .agent_path
+                .clone()
+                .unwrap_or_else(|| "claude".to_string()),
+            args,
+            cwd: team.path.clone(),
+            env: team.env.clone(),
+        }
+    }
+
+    fn encode_message(&self, text: &str) -> String {
+        json!({"type": "user", "message": {"role": "user", "content": text}}).to_string()
+    }
+
+    fn encode_interrupt(&self, request_id: &str) -> String {
+        json!({"type": "control_request", "request_id": request_id, "request": {"subtype": "interrupt"}})
+            .to_string()
+    }
+
+    fn compact_text(&self) -> &'static str {
+        "/compact"
+    }
+
+    fn transcript_path(&self, home: &Path, project: &Path, session_id: &str) -> PathBuf {
+        super::claude_transcript_path(home, project, session_id)
+    }
+}

@@ -1,0 +1,173 @@
+//! Timing helpers: a seeded PRNG (splitmix64), per-op timing into preallocated `u32` nanosecond
+//! buffers, nearest-rank percentiles and the one-line report format.
+
+use std::time::{Duration, Instant};
+
+/// Errors of the benchmark: anything that can fail, with a message.
+pub type BenchError = Box<dyn std::error::Error + Send + Sync>;
+/// Result of the benchmark's steps.
+pub type BenchResult<T> = Result<T, BenchError>;
+
+/// splitmix64: tiny, fast, and good enough to pick benchmark inputs reproducibly.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator seeded with `seed`.
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A uniform index in `0..n` (multiply-shift; `n` > 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        ((u128::from(self.next_u64()) * n as u128) >> 64) as usize
+    }
+
+    /// `n` indices in `0..bound`, as `u32`.
+    pub fn indices(&mut self, n: usize, bound: usize) -> Vec<u32> {
+        (0..n).map(|_| self.below(bound) as u32).collect()
+    }
+
+    /// Shuffles `v` in place (Fisher–Yates).
+    pub fn shuffle<T>(&mut self, v: &mut [T]) {
+        for i in (1..v.len()).rev() {
+            let j = self.below(i + 1);
+            v.swap(i, j);
+        }
+    }
+}
+
+/// One measured operation: how many, how long in all, and each op's latency.
+#[derive(Debug)]
+pub struct Measurement {
+    /// Operation name as printed (`op=<name>`).
+    pub name: String,
+    /// Number of operations.
+    pub n: usize,
+    /// Wall-clock time of the whole loop (or the sum of the timed parts).
+    pub wall: Duration,
+    /// Latencies in nanoseconds, sorted.
+    sorted: Vec<u32>,
+}
+
+impl Measurement {
+    /// A measurement from raw latencies (sorted here, in place: no copy).
+    pub fn new(name: impl Into<String>, wall: Duration, mut nanos: Vec<u32>) -> Self {
+        nanos.sort_unstable();
+        Self {
+            name: name.into(),
+            n: nanos.len(),
+            wall,
+            sorted: nanos,
+        }
+    }
+
+    /// Nearest-rank percentile `p` (0 < p ≤ 1) in microseconds.
+    pub fn percentile_us(&self, p: f64) -> f64 {
+        if self.sorted.is_empty() {
+            return 0.0;
+        }
+        let rank = ((self.sorted.len() as f64 * p).ceil() as usize).max(1);
+        f64::from(self.sorted[rank.min(self.sorted.len()) - 1]) / 1000.0
+    }
+
+    /// Median in microseconds.
+    pub fn p50_us(&self) -> f64 {
+        self.percentile_us(0.50)
+    }
+
+    /// 99th percentile in microseconds.
+    pub fn p99_us(&self) -> f64 {
+        self.percentile_us(0.99)
+    }
+
+    /// Operations per second over the wall time.
+    pub fn ops_per_s(&self) -> f64 {
+        let secs = self.wall.as_secs_f64();
+        if secs > 0.0 {
+            self.n as f64 / secs
+        } else {
+            0.0
+        }
+    }
+
+    /// Prints `op=<name> n=<count> ops_per_s=<..> p50_us=<..> p99_us=<..>`.
+    pub fn print(&self) {
+        println!(
+            "op={} n={} ops_per_s={:.0} p50_us={:.3} p99_us={:.3}",
+            self.name,
+            self.n,
+            self.ops_per_s(),
+            self.p50_us(),
+            self.p99_us()
+        );
+    }
+
+    /// Frees the latency buffer (keeps the summary numbers usable: they are computed on demand,
+    /// so call this only once the measurement was printed and compared).
+    pub fn into_summary(self) -> Summary {
+        Summary {
+            p50_us: self.p50_us(),
+        }
+    }
+}
+
+/// What is kept of a measurement after its buffer is freed.
+#[derive(Debug, Clone, Copy)]
+pub struct Summary {
+    /// Median in microseconds.
+    pub p50_us: f64,
+}
+
+/// Prints `ratio=<op> <layer p50 / raw p50>`.
+pub fn print_ratio(op: &str, layer: Summary, raw: Summary) {
+    let ratio = if raw.p50_us > 0.0 {
+        layer.p50_us / raw.p50_us
+    } else {
+        f64::NAN
+    };
+    println!("ratio={op} {ratio:.2}");
+}
+
+/// Nanoseconds of a duration, saturated to `u32` (4.29 s).
+pub fn nanos(d: Duration) -> u32 {
+    u32::try_from(d.as_nanos()).unwrap_or(u32::MAX)
+}
+
+/// Runs `op(i)` for `i` in `0..n`, timing each call. One clock read per op: each sample runs
+/// from the end of the previous op to the end of this one, so it includes the loop's own
+/// overhead (a push into a preallocated buffer, ~1 ns) and one clock read (~20 ns).
+pub fn time_ops(
+    name: &str,
+    n: usize,
+    mut op: impl FnMut(usize) -> BenchResult<()>,
+) -> BenchResult<Measurement> {
+    let mut samples = Vec::with_capacity(n);
+    let start = Instant::now();
+    let mut prev = start;
+    for i in 0..n {
+        op(i).map_err(|e| format!("{name} (op #{i}): {e}"))?;
+        let now = Instant::now();
+        samples.push(nanos(now - prev));
+        prev = now;
+    }
+    Ok(Measurement::new(name, prev - start, samples))
+}
+
+/// Median cost of one `Instant::now()` pair as `time_ops` uses it, in nanoseconds: the floor
+/// under every sample.
+pub fn timer_floor_ns() -> f64 {
+    match time_ops("timer", 100_000, |_| Ok(())) {
+        Ok(m) => m.p50_us() * 1000.0,
+        Err(_) => 0.0,
+    }
+}
