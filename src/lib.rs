@@ -12,6 +12,7 @@
 pub mod agent;
 pub mod config;
 pub mod error;
+pub mod router;
 pub mod session;
 pub mod store;
 pub mod util;

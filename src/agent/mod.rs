@@ -7,6 +7,7 @@ pub mod adapter;
 pub mod claude;
 pub mod event;
 pub mod process;
+pub mod supervisor;
 
 /// Errors of the agent runtime.
 #[derive(Debug, thiserror::Error)]

@@ -11,9 +11,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, ChildStdin, ChildStdout};
+use tokio::process::{Child, ChildStdin};
+use tokio::sync::mpsc;
 
 use super::adapter::LaunchSpec;
+use super::event::{read_line_bounded, AgentEvent, BadLine};
 use super::AgentError;
 use crate::util::{process_start_ms, ProcessIdentity};
 
@@ -21,6 +23,19 @@ use crate::util::{process_start_ms, ProcessIdentity};
 /// kept on disk per session.
 pub const STDERR_LOG_MAX: u64 = 4 * 1024 * 1024;
 const STDERR_TAIL: usize = 4096;
+/// The longest stdout line decoded; a longer one is skipped (and reported) without being kept.
+pub const MAX_LINE: usize = 64 * 1024 * 1024;
+
+/// What the stdout reader saw.
+#[derive(Debug)]
+pub enum StdoutLine {
+    /// An event.
+    Event(AgentEvent),
+    /// A line that is not an event.
+    Bad(BadLine),
+    /// End of stdout (the agent exited or closed it), or a read error.
+    Closed(Option<std::io::Error>),
+}
 
 /// A running agent process.
 pub struct AgentProcess {
@@ -28,8 +43,8 @@ pub struct AgentProcess {
     /// Its pid, which is also its process group id.
     pub identity: ProcessIdentity,
     stdin: Option<ChildStdin>,
-    /// Its stdout, buffered.
-    pub stdout: BufReader<ChildStdout>,
+    /// Its stdout, decoded line by line by a reader task (cancel-safe to receive from).
+    pub lines: mpsc::Receiver<StdoutLine>,
     stderr_tail: Arc<Mutex<VecDeque<u8>>>,
     stderr_task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -45,11 +60,15 @@ impl std::fmt::Debug for AgentProcess {
 impl AgentProcess {
     /// Spawns the agent. Must be called from a runtime worker thread (not `spawn_blocking`):
     /// PR_SET_PDEATHSIG fires when the spawning *thread* exits.
-    pub fn spawn(spec: &LaunchSpec, stderr_log: &Path) -> Result<Self, AgentError> {
+    pub fn spawn(
+        spec: &LaunchSpec,
+        stderr_log: &Path,
+        decode: fn(&[u8]) -> Result<AgentEvent, BadLine>,
+    ) -> Result<Self, AgentError> {
         let mut cmd = tokio::process::Command::new(&spec.program);
         cmd.args(&spec.args)
             .current_dir(&spec.cwd)
-            .envs(spec.env.iter().map(|(k, v)| (k, v)))
+            .envs(&spec.env)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -112,11 +131,34 @@ impl AgentProcess {
                 }
             })
         });
+        let (tx, lines) = mpsc::channel(64);
+        tokio::spawn(async move {
+            let mut reader = BufReader::with_capacity(64 * 1024, stdout);
+            let mut buf = Vec::new();
+            loop {
+                let msg = match read_line_bounded(&mut reader, &mut buf, MAX_LINE).await {
+                    Ok(None) => StdoutLine::Closed(None),
+                    Ok(Some(Ok(()))) => match decode(&buf) {
+                        Ok(ev) => StdoutLine::Event(ev),
+                        Err(bad) => StdoutLine::Bad(bad),
+                    },
+                    Ok(Some(Err(n))) => StdoutLine::Bad(BadLine::TooLong(n)),
+                    Err(e) => StdoutLine::Closed(Some(e)),
+                };
+                let closed = matches!(msg, StdoutLine::Closed(_));
+                if buf.capacity() > 1024 * 1024 {
+                    buf = Vec::new(); // give a huge line's memory back
+                }
+                if tx.send(msg).await.is_err() || closed {
+                    break;
+                }
+            }
+        });
         Ok(Self {
             child,
             identity,
             stdin,
-            stdout: BufReader::with_capacity(64 * 1024, stdout),
+            lines,
             stderr_tail,
             stderr_task,
         })
@@ -300,7 +342,10 @@ mod tests {
         }
         let main = std::fs::metadata(&path).unwrap().len();
         let old = std::fs::metadata(dir.path().join("a.log.1")).unwrap().len();
-        assert!(main <= STDERR_LOG_MAX && old <= STDERR_LOG_MAX, "{main} {old}");
+        assert!(
+            main <= STDERR_LOG_MAX && old <= STDERR_LOG_MAX,
+            "{main} {old}"
+        );
         assert!(main > 0);
     }
 }

@@ -46,6 +46,9 @@ pub struct Settings {
     pub cache_ttl: Duration,
     /// How often live agents are checked. Default 30s.
     pub health_check_interval: Duration,
+    /// On shutdown, how long running turns may finish before their agents are killed.
+    /// Default 10s.
+    pub shutdown_grace: Duration,
     /// `[settings.compaction]`.
     pub compaction: CompactionPolicy,
 }
@@ -123,6 +126,7 @@ impl Default for Settings {
             session_init_timeout: Duration::from_secs(60),
             cache_ttl: Duration::from_secs(60),
             health_check_interval: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(10),
             compaction: CompactionPolicy::default(),
         }
     }

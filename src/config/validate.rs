@@ -24,6 +24,7 @@ const SETTINGS_KEYS: &[&str] = &[
     "session_init_timeout",
     "cache_ttl",
     "health_check_interval",
+    "shutdown_grace",
     "compaction",
 ];
 const COMPACTION_KEYS: &[&str] = &["max_messages", "stale_messages", "stale_age"];
@@ -104,6 +105,7 @@ fn settings(root: &Table, report: &mut Report<'_>) -> Settings {
         ("session_init_timeout", &mut settings.session_init_timeout),
         ("cache_ttl", &mut settings.cache_ttl),
         ("health_check_interval", &mut settings.health_check_interval),
+        ("shutdown_grace", &mut settings.shutdown_grace),
     ] {
         if let Some(d) = get_duration(table, key, &path, report) {
             *slot = d;

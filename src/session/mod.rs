@@ -155,7 +155,10 @@ impl SessionManager {
         let reset = self.store.reset_orphaned(&|owner| owner.is_alive())?;
         for agent in &reset.orphan_agents {
             if crate::agent::process::reap_orphan_group(*agent) {
-                tracing::warn!(pid = agent.pid, "killed an agent left by a Switchboard process that is gone");
+                tracing::warn!(
+                    pid = agent.pid,
+                    "killed an agent left by a Switchboard process that is gone"
+                );
             }
         }
         for s in &reset.reset {
@@ -311,7 +314,10 @@ impl SessionManager {
                 Err(held) => held,
             };
             let owner = ProcessIdentity {
-                pid: holder.owner_pid.and_then(|p| u32::try_from(p).ok()).unwrap_or(0),
+                pid: holder
+                    .owner_pid
+                    .and_then(|p| u32::try_from(p).ok())
+                    .unwrap_or(0),
                 started_at: holder.owner_started_at.unwrap_or(0),
             };
             if owner.pid != 0 && owner.is_alive() {
@@ -407,6 +413,15 @@ impl SessionManager {
             });
         }
         self.write(|st| st.add_usage(session_id, input_tokens, output_tokens, cost_usd))
+    }
+
+    /// Gives the pair a new conversation (a new session id); the old transcript stays on disk
+    /// and the tells history is kept. The caller stops the agent first.
+    pub fn reboot(&self, session_id: &str) -> SessionResult<Session> {
+        let new_id = uuid::Uuid::new_v4().to_string();
+        let s = self.write(|st| st.reboot_session(session_id, &new_id, now_ms()))?;
+        tracing::info!(session = %s.pair(), old = session_id, new = %s.session_id, "rebooted session");
+        Ok(s)
     }
 
     /// Sets status `error` with the reason.

@@ -196,7 +196,11 @@ impl SessionStore {
     }
 
     /// Sets the process state; `stopped` also clears the current tell and the agent pid.
-    pub fn update_process_state(&self, session_id: &str, state: ProcessState) -> StoreResult<Session> {
+    pub fn update_process_state(
+        &self,
+        session_id: &str,
+        state: ProcessState,
+    ) -> StoreResult<Session> {
         if state == ProcessState::Stopped {
             self.update(
                 session_id,
@@ -209,11 +213,19 @@ impl SessionStore {
     }
 
     /// Records the live agent process of the session (or clears it).
-    pub fn set_agent(&self, session_id: &str, agent: Option<ProcessIdentity>) -> StoreResult<Session> {
+    pub fn set_agent(
+        &self,
+        session_id: &str,
+        agent: Option<ProcessIdentity>,
+    ) -> StoreResult<Session> {
         self.update(
             session_id,
             "agent_pid = ?2, agent_started_at = ?3",
-            params![session_id, agent.map(|a| a.pid), agent.map(|a| a.started_at)],
+            params![
+                session_id,
+                agent.map(|a| a.pid),
+                agent.map(|a| a.started_at)
+            ],
         )
     }
 
@@ -233,7 +245,10 @@ impl SessionStore {
         );
         let taken = conn
             .prepare_cached(&sql)?
-            .query_row(params![session_id, me.pid, me.started_at, now], row_to_session)
+            .query_row(
+                params![session_id, me.pid, me.started_at, now],
+                row_to_session,
+            )
             .optional()?;
         if let Some(s) = taken {
             return Ok(Ok(s));
@@ -269,7 +284,14 @@ impl SessionStore {
         let found = conn
             .prepare_cached(&sql)?
             .query_row(
-                params![session_id, dead.pid, dead.started_at, me.pid, me.started_at, now],
+                params![
+                    session_id,
+                    dead.pid,
+                    dead.started_at,
+                    me.pid,
+                    me.started_at,
+                    now
+                ],
                 row_to_session,
             )
             .optional()?;
@@ -277,7 +299,11 @@ impl SessionStore {
     }
 
     /// Gives the lease back (only if `me` holds it): stopped, no current tell, no agent.
-    pub fn release_lease(&self, session_id: &str, me: ProcessIdentity) -> StoreResult<Option<Session>> {
+    pub fn release_lease(
+        &self,
+        session_id: &str,
+        me: ProcessIdentity,
+    ) -> StoreResult<Option<Session>> {
         let conn = self.conn()?;
         let sql = format!(
             "UPDATE sessions SET owner_pid = NULL, owner_started_at = NULL, owner_heartbeat_at = NULL, \
@@ -374,6 +400,22 @@ impl SessionStore {
              last_pre_compact_tokens = ?3, last_post_compact_tokens = ?4, status = 'active', \
              last_error = NULL",
             params![session_id, now, pre_tokens, post_tokens],
+        )
+    }
+
+    /// Gives the pair a new conversation: a new session id, message count 0, status active,
+    /// no error. Tokens, cost, compaction history and the tells are kept.
+    pub fn reboot_session(
+        &self,
+        session_id: &str,
+        new_session_id: &str,
+        now: i64,
+    ) -> StoreResult<Session> {
+        self.update(
+            session_id,
+            "session_id = ?2, message_count = 0, status = 'active', last_error = NULL, \
+             last_used_at = ?3, current_tell_id = NULL",
+            params![session_id, new_session_id, now],
         )
     }
 

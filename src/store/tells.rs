@@ -153,6 +153,34 @@ impl SessionStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// The oldest `queued` tell of a pair, if any.
+    pub fn next_queued_tell(&self, from: &str, to: &str) -> StoreResult<Option<Tell>> {
+        let conn = self.conn()?;
+        let sql = format!(
+            "SELECT {COLUMNS} FROM tells WHERE from_team = ?1 AND to_team = ?2 AND state = 'queued' \
+             ORDER BY id LIMIT 1"
+        );
+        let found = conn
+            .prepare_cached(&sql)?
+            .query_row([from, to], row_to_tell)
+            .optional()?;
+        Ok(found)
+    }
+
+    /// Cancels every `queued` tell of a pair; returns them.
+    pub fn cancel_queued_tells(&self, from: &str, to: &str, now: i64) -> StoreResult<Vec<Tell>> {
+        let conn = self.conn()?;
+        let sql = format!(
+            "UPDATE tells SET state = 'cancelled', answered_at = ?3, error = 'cancelled before delivery' \
+             WHERE from_team = ?1 AND to_team = ?2 AND state = 'queued' RETURNING {COLUMNS}"
+        );
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(params![from, to, now], row_to_tell)?;
+        let mut v: Vec<Tell> = rows.collect::<Result<_, _>>()?;
+        v.sort_by_key(|t| t.id);
+        Ok(v)
+    }
+
     /// Every open tell, oldest first (recovery at start-up).
     pub fn all_open_tells(&self) -> StoreResult<Vec<Tell>> {
         let conn = self.conn()?;

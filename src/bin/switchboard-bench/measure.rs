@@ -55,6 +55,8 @@ pub struct Measurement {
     pub n: usize,
     /// Wall-clock time of the whole loop (or the sum of the timed parts).
     pub wall: Duration,
+    /// CPU time this thread spent in the loop (user + system), when measured.
+    pub cpu: Option<Duration>,
     /// Latencies in nanoseconds, sorted.
     sorted: Vec<u32>,
 }
@@ -67,6 +69,7 @@ impl Measurement {
             name: name.into(),
             n: nanos.len(),
             wall,
+            cpu: None,
             sorted: nanos,
         }
     }
@@ -110,6 +113,16 @@ impl Measurement {
             self.p50_us(),
             self.p99_us()
         );
+        if let Some(cpu) = self.cpu {
+            // Context for a shared machine: wall time well above CPU time means the thread
+            // waited (other processes on the cores, or I/O).
+            eprintln!(
+                "# {}: cpu {:.2} us/op, wall {:.2} us/op",
+                self.name,
+                cpu.as_secs_f64() * 1e6 / self.n.max(1) as f64,
+                self.wall.as_secs_f64() * 1e6 / self.n.max(1) as f64
+            );
+        }
     }
 
     /// Frees the latency buffer (keeps the summary numbers usable: they are computed on demand,
@@ -152,6 +165,7 @@ pub fn time_ops(
     mut op: impl FnMut(usize) -> BenchResult<()>,
 ) -> BenchResult<Measurement> {
     let mut samples = Vec::with_capacity(n);
+    let cpu0 = thread_cpu();
     let start = Instant::now();
     let mut prev = start;
     for i in 0..n {
@@ -160,7 +174,34 @@ pub fn time_ops(
         samples.push(nanos(now - prev));
         prev = now;
     }
-    Ok(Measurement::new(name, prev - start, samples))
+    let cpu = thread_cpu().saturating_sub(cpu0);
+    let mut m = Measurement::new(name, prev - start, samples);
+    m.cpu = Some(cpu);
+    Ok(m)
+}
+
+/// CPU time (user + system) of the calling thread so far.
+pub fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec through a valid pointer; no other requirement.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(
+        u64::try_from(ts.tv_sec).unwrap_or(0),
+        u32::try_from(ts.tv_nsec).unwrap_or(0),
+    )
+}
+
+/// `/proc/loadavg` (first three fields), for context on a shared machine.
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
 }
 
 /// Median cost of one `Instant::now()` pair as `time_ops` uses it, in nanoseconds: the floor

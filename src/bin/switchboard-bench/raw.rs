@@ -16,7 +16,8 @@ use switchboard::util::ProcessIdentity;
 const COLUMNS: &str = "id, from_team, to_team, session_id, created_at, last_used_at, message_count, \
     status, process_state, current_tell_id, last_response_at, launch_command, team_config_snapshot, \
     compaction_count, last_compacted_at, last_pre_compact_tokens, last_post_compact_tokens, \
-    input_tokens, output_tokens, cost_usd, last_error, owner_pid, owner_started_at, owner_heartbeat_at";
+    input_tokens, output_tokens, cost_usd, last_error, owner_pid, owner_started_at, owner_heartbeat_at, \
+    agent_pid, agent_started_at";
 
 /// Copied from `DUE_WHERE` in `src/store/sessions.rs`.
 const DUE_WHERE: &str = "message_count >= min(?1, ?2) \
@@ -25,14 +26,19 @@ const DUE_WHERE: &str = "message_count >= min(?1, ?2) \
 
 /// Copied from `reset_orphaned` in `src/store/sessions.rs`.
 const RESET: &str = "process_state = 'stopped', current_tell_id = NULL, owner_pid = NULL, \
-    owner_started_at = NULL, owner_heartbeat_at = NULL, \
+    owner_started_at = NULL, owner_heartbeat_at = NULL, agent_pid = NULL, agent_started_at = NULL, \
     status = CASE status WHEN 'compacting' THEN 'compact_pending' ELSE status END";
 
 /// Copied from `stats` in `src/store/sessions.rs`.
-const STATS_TOTALS: &str = "SELECT scope, key, sessions, messages, input_tokens, output_tokens, cost_usd \
+const STATS_TOTALS: &str =
+    "SELECT scope, key, sessions, messages, input_tokens, output_tokens, cost_usd \
                  FROM session_totals";
 const STATS_BUSIEST: &str = "SELECT from_team, to_team, session_id, message_count FROM sessions \
                  WHERE message_count > 0 ORDER BY message_count DESC, id ASC LIMIT 10";
+const RESET_AGENTS_OWNERLESS: &str = "SELECT agent_pid, agent_started_at FROM sessions \
+                     WHERE agent_pid IS NOT NULL AND owner_pid IS NULL";
+const RESET_AGENTS_BY_OWNER: &str = "SELECT agent_pid, agent_started_at FROM sessions \
+                 WHERE agent_pid IS NOT NULL AND owner_pid = ?1 AND owner_started_at IS ?2";
 const RESET_OWNERS: &str = "SELECT owner_pid, owner_started_at, count(*) FROM sessions \
                  WHERE owner_pid IS NOT NULL GROUP BY owner_pid, owner_started_at";
 
@@ -63,6 +69,8 @@ fn row_to_session(r: &Row<'_>) -> rusqlite::Result<Session> {
         owner_pid: r.get(21)?,
         owner_started_at: r.get(22)?,
         owner_heartbeat_at: r.get(23)?,
+        agent_pid: r.get(24)?,
+        agent_started_at: r.get(25)?,
     })
 }
 
@@ -84,7 +92,8 @@ pub struct Raw {
     by_pair: String,
     insert: String,
     incr: String,
-    set_live_state: String,
+    set_state: String,
+    force_owner: String,
     list_to_team: String,
     due_count: String,
     reset_by_owner: String,
@@ -116,7 +125,10 @@ impl Raw {
                 "UPDATE sessions SET message_count = message_count + ?2, last_used_at = ?3 \
                  WHERE session_id = ?1 RETURNING {COLUMNS}"
             ),
-            set_live_state: format!(
+            set_state: format!(
+                "UPDATE sessions SET process_state = ?2 WHERE session_id = ?1 RETURNING {COLUMNS}"
+            ),
+            force_owner: format!(
                 "UPDATE sessions SET process_state = ?2, owner_pid = ?3, owner_started_at = ?4, \
                  owner_heartbeat_at = ?5 WHERE session_id = ?1 RETURNING {COLUMNS}"
             ),
@@ -131,7 +143,8 @@ impl Raw {
             ),
             reset_ownerless: format!(
                 "UPDATE sessions SET {RESET} WHERE owner_pid IS NULL \
-                 AND (process_state != 'stopped' OR status = 'compacting') RETURNING {COLUMNS}"
+                 AND (process_state != 'stopped' OR status = 'compacting' OR agent_pid IS NOT NULL) \
+                 RETURNING {COLUMNS}"
             ),
         })
     }
@@ -159,18 +172,15 @@ impl Raw {
             .query_row(params![session_id, n, now], row_to_session)
     }
 
-    /// `update_process_state` for a live state (records the owner).
+    /// `update_process_state` for a state other than `stopped`.
     pub fn set_proc_state(
         &self,
         session_id: &str,
         state: ProcessState,
-        owner: ProcessIdentity,
-        now: i64,
     ) -> rusqlite::Result<Session> {
-        self.conn.prepare_cached(&self.set_live_state)?.query_row(
-            params![session_id, state, owner.pid, owner.started_at, now],
-            row_to_session,
-        )
+        self.conn
+            .prepare_cached(&self.set_state)?
+            .query_row(params![session_id, state], row_to_session)
     }
 
     /// `list` with only `to_team` and `limit 50` set (default order).
@@ -203,10 +213,11 @@ impl Raw {
                 out.totals_rows += 1;
             }
         }
-        out.due = tx.prepare_cached(&self.due_count)?.query_row(
-            params![max_messages, stale_messages, stale_before],
-            |r| r.get(0),
-        )?;
+        out.due = tx
+            .prepare_cached(&self.due_count)?
+            .query_row(params![max_messages, stale_messages, stale_before], |r| {
+                r.get(0)
+            })?;
         out.busiest = tx
             .prepare_cached(STATS_BUSIEST)?
             .query_map([], |r| {
@@ -223,8 +234,9 @@ impl Raw {
         Ok(out)
     }
 
-    /// `reset_orphaned`: the same statements in the same order; returns how many were reset.
-    pub fn reset_orphaned(&mut self) -> rusqlite::Result<usize> {
+    /// `reset_orphaned`: the same statements in the same order; returns how many sessions were
+    /// reset and how many orphan agents were found.
+    pub fn reset_orphaned(&mut self) -> rusqlite::Result<(usize, usize)> {
         let owners: Vec<(i64, Option<i64>, i64)> = self
             .conn
             .prepare_cached(RESET_OWNERS)?
@@ -244,6 +256,21 @@ impl Raw {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut orphan_agents = 0;
+        {
+            let agent_row = |r: &Row<'_>| Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?));
+            let mut found: Vec<(i64, Option<i64>)> = tx
+                .prepare_cached(RESET_AGENTS_OWNERLESS)?
+                .query_map([], agent_row)?
+                .collect::<Result<_, _>>()?;
+            let mut by_owner = tx.prepare_cached(RESET_AGENTS_BY_OWNER)?;
+            for (pid, started_at) in &dead {
+                for row in by_owner.query_map(params![pid, started_at], agent_row)? {
+                    found.push(row?);
+                }
+            }
+            orphan_agents += found.len();
+        }
         {
             let mut by_owner = tx.prepare_cached(&self.reset_by_owner)?;
             for (pid, started_at) in dead {
@@ -257,7 +284,7 @@ impl Raw {
             }
         }
         tx.commit()?;
-        Ok(reset.len())
+        Ok((reset.len(), orphan_agents))
     }
 
     /// Inserts sessions for `pairs` in one transaction with the store's INSERT (set-up only).
@@ -285,7 +312,7 @@ impl Raw {
     ) -> rusqlite::Result<()> {
         let tx = self.conn.transaction()?;
         {
-            let mut stmt = tx.prepare_cached(&self.set_live_state)?;
+            let mut stmt = tx.prepare_cached(&self.force_owner)?;
             for id in ids {
                 stmt.query_row(
                     params![id, state, owner.pid, owner.started_at, now],

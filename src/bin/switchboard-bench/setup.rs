@@ -21,10 +21,8 @@ impl Scratch {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or(0);
-        let dir = std::env::temp_dir().join(format!(
-            "switchboard-bench-{}-{nanos}",
-            std::process::id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("switchboard-bench-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         Ok(Self { dir })
@@ -38,6 +36,13 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
+        if std::env::var_os("SWITCHBOARD_BENCH_KEEP").is_some() {
+            eprintln!(
+                "# kept {} (SWITCHBOARD_BENCH_KEEP is set)",
+                self.dir.display()
+            );
+            return;
+        }
         if let Err(e) = std::fs::remove_dir_all(&self.dir) {
             eprintln!("warning: cannot remove {}: {e}", self.dir.display());
         }

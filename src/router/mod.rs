@@ -1,0 +1,558 @@
+//! The router: tells between teams. A tell is stored (`queued`) before anything else, then the
+//! pair's worker delivers the pair's tells one at a time, oldest first, to the callee team's
+//! agent, and stores the answer when the agent's result arrives. Callers wait for the answer,
+//! for a while, or not at all. Also: cancel, compaction, sleep / wake / reboot of a pair's
+//! agent, the history of a pair, recovery after a restart, and an orderly shutdown.
+
+mod worker;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch, Notify};
+
+use crate::agent::adapter::adapter_for;
+use crate::agent::supervisor::{LiveAgent, Supervisor};
+use crate::session::{SessionError, SessionManager};
+use crate::store::{NewTell, Session, StoreError, Tell, TellKind, TellOutcome, TellState};
+use crate::util::{now_ms, ProcessIdentity};
+
+use worker::{Cmd, Worker};
+
+/// The largest message accepted, in bytes.
+pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
+
+/// How often a caller waiting on a tell that another process may deliver looks at the database.
+const WAIT_POLL: Duration = Duration::from_millis(200);
+
+/// How long a caller is willing to wait for the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// Return at once with the stored tell (a quick tell).
+    None,
+    /// Wait at most this long; then return the tell as it is (still running).
+    For(Duration),
+    /// Wait for the answer.
+    Forever,
+}
+
+/// Errors of the router.
+#[derive(Debug, thiserror::Error)]
+pub enum RouterError {
+    /// The session layer refused or failed.
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The router is shutting down.
+    #[error("switchboard is shutting down; the tell was not accepted")]
+    ShuttingDown,
+    /// A message that cannot be sent.
+    #[error("invalid message: {0}")]
+    BadMessage(String),
+    /// No such tell.
+    #[error("tell {0} not found")]
+    TellNotFound(String),
+    /// The callee's agent kind is not one this build can run.
+    #[error("team {team} uses agent {agent:?}, which this switchboard cannot run")]
+    UnknownAgent {
+        /// The team.
+        team: String,
+        /// Its agent value.
+        agent: String,
+    },
+    /// Starting or talking to the agent failed.
+    #[error("{0}")]
+    Agent(String),
+}
+
+/// Result of router operations.
+pub type RouterResult<T> = Result<T, RouterError>;
+
+/// What `cancel` did.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct CancelReport {
+    /// Queued tells cancelled before delivery.
+    pub cancelled_queued: Vec<String>,
+    /// The running tell that was interrupted, if any.
+    pub interrupted: Option<String>,
+}
+
+/// Counters for status and metrics.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Tells answered.
+    pub answered: AtomicU64,
+    /// Tells failed.
+    pub failed: AtomicU64,
+    /// Tells cancelled.
+    pub cancelled: AtomicU64,
+    /// Agent stdout lines that were not events.
+    pub bad_lines: AtomicU64,
+    /// Agents spawned.
+    pub spawned: AtomicU64,
+}
+
+struct WorkerHandle {
+    tx: mpsc::UnboundedSender<Cmd>,
+    interrupt: Arc<Notify>,
+}
+
+pub(crate) struct Inner {
+    manager: Arc<SessionManager>,
+    supervisor: Arc<Supervisor>,
+    workers: Mutex<HashMap<String, WorkerHandle>>,
+    waiters: Mutex<HashMap<String, Vec<oneshot::Sender<Tell>>>>,
+    shutdown: watch::Sender<bool>,
+    accepting: AtomicBool,
+    log_dir: PathBuf,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    counters: Counters,
+}
+
+/// Tells between teams, over a SessionManager. Cheap to clone. Must be used inside a tokio
+/// runtime (multi-threaded: agent children must be spawned from runtime worker threads).
+#[derive(Clone)]
+pub struct Router {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router").finish_non_exhaustive()
+    }
+}
+
+fn pair_key(from: &str, to: &str) -> String {
+    format!("{from}\0{to}")
+}
+
+impl Router {
+    /// A router over `manager` (already initialised). Agent stderr logs go to `logs/` beside
+    /// the database file.
+    pub fn new(manager: Arc<SessionManager>) -> Self {
+        let db = manager.store().path().to_string();
+        let log_dir = if db == ":memory:" {
+            crate::util::data_dir()
+                .unwrap_or_else(std::env::temp_dir)
+                .join("logs")
+        } else {
+            PathBuf::from(db)
+                .parent()
+                .map(|p| p.join("logs"))
+                .unwrap_or_else(|| PathBuf::from("logs"))
+        };
+        let supervisor = Supervisor::new(manager.config().settings.max_processes);
+        let (shutdown, _) = watch::channel(false);
+        Self {
+            inner: Arc::new(Inner {
+                manager,
+                supervisor,
+                workers: Mutex::new(HashMap::new()),
+                waiters: Mutex::new(HashMap::new()),
+                shutdown,
+                accepting: AtomicBool::new(true),
+                log_dir,
+                tasks: Mutex::new(Vec::new()),
+                counters: Counters::default(),
+            }),
+        }
+    }
+
+    /// The session manager.
+    pub fn manager(&self) -> &Arc<SessionManager> {
+        &self.inner.manager
+    }
+
+    /// Counters since start.
+    pub fn counters(&self) -> &Counters {
+        &self.inner.counters
+    }
+
+    /// The live agents of this process.
+    pub fn live_agents(&self) -> Vec<LiveAgent> {
+        self.inner.supervisor.live()
+    }
+
+    /// Where agent stderr logs go.
+    pub fn log_dir(&self) -> &std::path::Path {
+        &self.inner.log_dir
+    }
+
+    /// After a restart: tells left `delivered` by a process that is gone are marked failed
+    /// ("interrupted by restart"); tells still `queued` are delivered, in order. Tells of a
+    /// session held by another live Switchboard process are left to it. `only` limits this to
+    /// one pair. Returns (failed, requeued).
+    pub fn recover(&self, only: Option<(&str, &str)>) -> RouterResult<(usize, usize)> {
+        let m = &self.inner.manager;
+        let me = m.me();
+        let mut failed = 0;
+        let mut queued_pairs: Vec<(String, String)> = Vec::new();
+        for t in m.store().all_open_tells()? {
+            if only.is_some_and(|(f, to)| f != t.from_team || to != t.to_team) {
+                continue;
+            }
+            let session = m.get(&t.from_team, &t.to_team)?;
+            if let Some(s) = &session {
+                if held_by_other_live(s, me) {
+                    continue;
+                }
+            }
+            match t.state {
+                TellState::Delivered => {
+                    let reason = if session.is_some() {
+                        "interrupted by restart: the Switchboard process delivering it is gone"
+                    } else {
+                        "interrupted: the session was deleted"
+                    };
+                    self.finish(
+                        &t,
+                        TellState::Failed,
+                        TellOutcome {
+                            error: Some(reason.to_string()),
+                            ..Default::default()
+                        },
+                    )?;
+                    failed += 1;
+                }
+                TellState::Queued => {
+                    let pair = (t.from_team.clone(), t.to_team.clone());
+                    if !queued_pairs.contains(&pair) {
+                        queued_pairs.push(pair);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let requeued = queued_pairs.len();
+        for (from, to) in queued_pairs {
+            self.wake_worker(&from, &to);
+        }
+        if failed > 0 || requeued > 0 {
+            tracing::info!(
+                failed,
+                pairs_with_queued_tells = requeued,
+                "recovered tells after restart"
+            );
+        }
+        Ok((failed, requeued))
+    }
+
+    /// Sends `text` from team `from` to team `to`'s agent and waits for the answer as `wait`
+    /// says. The tell is stored before it is delivered; tells of a pair are answered in order.
+    pub async fn tell(&self, from: &str, to: &str, text: &str, wait: Wait) -> RouterResult<Tell> {
+        let tell = self.submit(from, to, TellKind::Tell, text, None)?;
+        self.wait_for(&tell.tell_id, wait).await
+    }
+
+    /// Stores a tell (`queued`) and wakes the pair's worker; returns at once.
+    pub fn submit(
+        &self,
+        from: &str,
+        to: &str,
+        kind: TellKind,
+        text: &str,
+        parent_tell_id: Option<&str>,
+    ) -> RouterResult<Tell> {
+        if !self.inner.accepting.load(Ordering::SeqCst) {
+            return Err(RouterError::ShuttingDown);
+        }
+        if kind == TellKind::Tell {
+            check_message(text)?;
+        }
+        let m = &self.inner.manager;
+        let session = m.get_or_create(from, to)?;
+        let team = m
+            .config()
+            .team(to)
+            .ok_or_else(|| RouterError::Agent(format!("team {to} vanished from the config")))?;
+        if adapter_for(&team.agent).is_none() {
+            return Err(RouterError::UnknownAgent {
+                team: to.to_string(),
+                agent: team.agent.clone(),
+            });
+        }
+        let tell_id = uuid::Uuid::new_v4().to_string();
+        let tell = m.store().insert_tell(
+            &NewTell {
+                tell_id: &tell_id,
+                session_id: &session.session_id,
+                from_team: from,
+                to_team: to,
+                kind,
+                text,
+                parent_tell_id,
+            },
+            now_ms(),
+        )?;
+        tracing::debug!(from, to, tell_id = %tell.tell_id, "tell queued");
+        self.wake_worker(from, to);
+        Ok(tell)
+    }
+
+    /// A tell by id.
+    pub fn tell_status(&self, tell_id: &str) -> RouterResult<Tell> {
+        self.inner
+            .manager
+            .store()
+            .get_tell(tell_id)?
+            .ok_or_else(|| RouterError::TellNotFound(tell_id.to_string()))
+    }
+
+    /// Waits for a tell to end, as `wait` says; returns the tell as it is then.
+    pub async fn wait_for(&self, tell_id: &str, wait: Wait) -> RouterResult<Tell> {
+        let (tx, rx) = oneshot::channel();
+        self.lock_waiters()
+            .entry(tell_id.to_string())
+            .or_default()
+            .push(tx);
+        let mut rx = Some(rx);
+        let deadline = match wait {
+            Wait::None => Some(tokio::time::Instant::now()),
+            Wait::For(d) => Some(tokio::time::Instant::now() + d),
+            Wait::Forever => None,
+        };
+        loop {
+            let current = self.tell_status(tell_id)?;
+            if current.state.is_final()
+                || deadline.is_some_and(|d| tokio::time::Instant::now() >= d)
+            {
+                return Ok(current);
+            }
+            let answer = async {
+                match rx.as_mut() {
+                    Some(r) => r.await.ok(),
+                    None => std::future::pending().await,
+                }
+            };
+            let until = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            // The poll covers a tell delivered by another process (no local notification).
+            tokio::select! {
+                done = answer => match done {
+                    Some(t) => return Ok(t),
+                    None => rx = None, // the worker went away: read the database from now on
+                },
+                _ = tokio::time::sleep(WAIT_POLL) => {}
+                _ = until => {}
+            }
+        }
+    }
+
+    /// The last `limit` tells of a pair, oldest first (from SQLite: survives restarts).
+    pub fn report(&self, from: &str, to: &str, limit: u32) -> RouterResult<Vec<Tell>> {
+        let m = &self.inner.manager;
+        m.check_team(from)?;
+        m.check_team(to)?;
+        Ok(m.store().recent_tells(from, to, limit)?)
+    }
+
+    /// Cancels the pair's queued tells and interrupts its running one (the agent stays up).
+    pub fn cancel(&self, from: &str, to: &str) -> RouterResult<CancelReport> {
+        let m = &self.inner.manager;
+        m.check_team(from)?;
+        m.check_team(to)?;
+        let mut report = CancelReport::default();
+        let session = m.get(from, to)?;
+        if let Some(s) = &session {
+            if held_by_other_live(s, m.me()) && s.current_tell_id.is_some() {
+                return Err(SessionError::Busy {
+                    session: s.pair(),
+                    pid: s.owner_pid.and_then(|p| u32::try_from(p).ok()).unwrap_or(0),
+                }
+                .into());
+            }
+        }
+        for t in m.store().cancel_queued_tells(from, to, now_ms())? {
+            self.inner
+                .counters
+                .cancelled
+                .fetch_add(1, Ordering::Relaxed);
+            report.cancelled_queued.push(t.tell_id.clone());
+            self.notify(&t);
+        }
+        if let Some(current) = session
+            .and_then(|_| m.store().open_tells(from, to).ok())
+            .and_then(|open| open.into_iter().find(|t| t.state == TellState::Delivered))
+        {
+            if let Some(w) = self.lock_workers().get(&pair_key(from, to)) {
+                w.interrupt.notify_one();
+                report.interrupted = Some(current.tell_id);
+            }
+        }
+        Ok(report)
+    }
+
+    /// Compacts the pair's agent context: queues a compaction behind the pair's tells and
+    /// waits as `wait` says. The agent is resumed if it is stopped.
+    pub async fn compact(&self, from: &str, to: &str, wait: Wait) -> RouterResult<Tell> {
+        let session = self.inner.manager.get_or_create(from, to)?;
+        self.inner.manager.request_compaction(&session)?;
+        let tell = self.submit(from, to, TellKind::Compact, "/compact", None)?;
+        self.wait_for(&tell.tell_id, wait).await
+    }
+
+    /// Starts the pair's agent now (no model call). Returns its pid.
+    pub async fn wake(&self, from: &str, to: &str) -> RouterResult<u32> {
+        let (tx, rx) = oneshot::channel();
+        self.command(from, to, Cmd::Start(tx))?;
+        rx.await
+            .map_err(|_| RouterError::Agent("the pair's worker stopped".into()))?
+    }
+
+    /// Stops the pair's agent once its queued tells are done; the session is kept. Returns
+    /// whether an agent was running.
+    pub async fn sleep(&self, from: &str, to: &str) -> RouterResult<bool> {
+        let (tx, rx) = oneshot::channel();
+        self.command(from, to, Cmd::Sleep(tx))?;
+        rx.await
+            .map_err(|_| RouterError::Agent("the pair's worker stopped".into()))?
+    }
+
+    /// Stops the pair's agent and gives the pair a new conversation (new session id); the old
+    /// transcript and the tells history are kept.
+    pub async fn reboot(&self, from: &str, to: &str) -> RouterResult<Session> {
+        let (tx, rx) = oneshot::channel();
+        self.command(from, to, Cmd::Reboot(tx))?;
+        rx.await
+            .map_err(|_| RouterError::Agent("the pair's worker stopped".into()))?
+    }
+
+    /// Stops taking tells, lets running turns finish for `settings.shutdown_grace`, then stops
+    /// every agent and gives every lease back. Returns when all of that is done.
+    pub async fn shutdown(&self) {
+        self.inner.accepting.store(false, Ordering::SeqCst);
+        let _ = self.inner.shutdown.send(true);
+        let tasks: Vec<_> =
+            std::mem::take(&mut *self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        for t in tasks {
+            let _ = t.await;
+        }
+        self.lock_workers().clear();
+    }
+
+    fn command(&self, from: &str, to: &str, cmd: Cmd) -> RouterResult<()> {
+        if !self.inner.accepting.load(Ordering::SeqCst) {
+            return Err(RouterError::ShuttingDown);
+        }
+        let m = &self.inner.manager;
+        m.get_or_create(from, to)?;
+        self.worker(from, to)
+            .send(cmd)
+            .map_err(|_| RouterError::Agent("the pair's worker stopped".into()))
+    }
+
+    fn wake_worker(&self, from: &str, to: &str) {
+        let _ = self.worker(from, to).send(Cmd::Wake);
+    }
+
+    fn worker(&self, from: &str, to: &str) -> mpsc::UnboundedSender<Cmd> {
+        let mut workers = self.lock_workers();
+        if let Some(w) = workers.get(&pair_key(from, to)) {
+            if !w.tx.is_closed() {
+                return w.tx.clone();
+            }
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let interrupt = Arc::new(Notify::new());
+        let worker = Worker::new(
+            self.clone(),
+            from.to_string(),
+            to.to_string(),
+            rx,
+            Arc::clone(&interrupt),
+            self.inner.shutdown.subscribe(),
+        );
+        let task = tokio::spawn(worker.run());
+        self.inner
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(task);
+        workers.insert(
+            pair_key(from, to),
+            WorkerHandle {
+                tx: tx.clone(),
+                interrupt,
+            },
+        );
+        tx
+    }
+
+    fn lock_workers(&self) -> std::sync::MutexGuard<'_, HashMap<String, WorkerHandle>> {
+        self.inner.workers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_waiters(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, Vec<oneshot::Sender<Tell>>>> {
+        self.inner.waiters.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Ends a tell (if still open) and tells its waiters.
+    pub(crate) fn finish(
+        &self,
+        t: &Tell,
+        state: TellState,
+        outcome: TellOutcome,
+    ) -> RouterResult<Option<Tell>> {
+        let done = self
+            .inner
+            .manager
+            .store()
+            .finish_tell(&t.tell_id, state, &outcome, now_ms())?;
+        if let Some(done) = &done {
+            let c = &self.inner.counters;
+            match state {
+                TellState::Answered => c.answered.fetch_add(1, Ordering::Relaxed),
+                TellState::Failed => c.failed.fetch_add(1, Ordering::Relaxed),
+                _ => c.cancelled.fetch_add(1, Ordering::Relaxed),
+            };
+            self.notify(done);
+        }
+        Ok(done)
+    }
+
+    fn notify(&self, t: &Tell) {
+        let waiters = self.lock_waiters().remove(&t.tell_id);
+        for w in waiters.into_iter().flatten() {
+            let _ = w.send(t.clone());
+        }
+    }
+}
+
+/// Whether another live Switchboard process holds the session.
+fn held_by_other_live(s: &Session, me: ProcessIdentity) -> bool {
+    match (s.owner_pid, s.owner_started_at) {
+        (Some(pid), started_at) => {
+            let owner = ProcessIdentity {
+                pid: u32::try_from(pid).unwrap_or(0),
+                started_at: started_at.unwrap_or(0),
+            };
+            owner != me && owner.pid != 0 && owner.is_alive()
+        }
+        _ => false,
+    }
+}
+
+/// A message must be non-empty and at most [`MAX_MESSAGE_BYTES`].
+pub fn check_message(text: &str) -> RouterResult<()> {
+    if text.trim().is_empty() {
+        return Err(RouterError::BadMessage("the message is empty".into()));
+    }
+    if text.len() > MAX_MESSAGE_BYTES {
+        return Err(RouterError::BadMessage(format!(
+            "the message is {} bytes, over the limit of {MAX_MESSAGE_BYTES} bytes",
+            text.len()
+        )));
+    }
+    Ok(())
+}

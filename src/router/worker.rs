@@ -1,0 +1,689 @@
+//! The worker of one pair: delivers the pair's queued tells one at a time, oldest first, to the
+//! callee's agent (started on demand, resumed when it has a transcript), reads the agent's
+//! events until the result, and records everything through the SessionManager. Stops the agent
+//! when idle too long, when the pool needs its slot, or at shutdown.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch, Notify};
+use tokio::time::Instant;
+
+use super::{Router, RouterError, RouterResult};
+use crate::agent::adapter::{adapter_for, AgentAdapter, LaunchExtras};
+use crate::agent::event::{AgentEvent, TurnResult};
+use crate::agent::process::{AgentProcess, StdoutLine};
+use crate::agent::supervisor::Slot;
+use crate::config::TeamConfig;
+use crate::store::{ProcessState, Session, SessionStatus, Tell, TellKind, TellOutcome, TellState};
+
+/// How long a stopped agent may take to exit after SIGTERM before SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(3);
+/// After an interrupt, how long the agent may take to end the turn before it is killed.
+const INTERRUPT_GRACE: Duration = Duration::from_secs(15);
+
+pub(super) enum Cmd {
+    /// Look at the queue.
+    Wake,
+    /// Start the agent now.
+    Start(oneshot::Sender<RouterResult<u32>>),
+    /// Stop the agent (after the queue is done).
+    Sleep(oneshot::Sender<RouterResult<bool>>),
+    /// Stop the agent and start a new conversation.
+    Reboot(oneshot::Sender<RouterResult<Session>>),
+}
+
+struct Live {
+    proc: AgentProcess,
+    _slot: Slot,
+    slot_idle: bool,
+    session_id: String,
+    idle_since: Instant,
+    /// Whether the agent has printed anything yet (before that, spawn_timeout applies).
+    started: bool,
+    spawned_at: Instant,
+}
+
+pub(super) struct Worker {
+    router: Router,
+    from: String,
+    to: String,
+    rx: mpsc::UnboundedReceiver<Cmd>,
+    interrupt: Arc<Notify>,
+    shutdown: watch::Receiver<bool>,
+    agent: Option<Live>,
+}
+
+/// How a turn ended.
+enum TurnEnd {
+    Result {
+        result: TurnResult,
+        compacted: Option<(Option<i64>, Option<i64>)>,
+        interrupted: bool,
+    },
+    Stalled(Duration),
+    NoStart(Duration),
+    Exited(String),
+    Shutdown,
+}
+
+enum Idle {
+    Cmd(Option<Cmd>),
+    TimedOut,
+    Evicted,
+    Exited(String),
+    Shutdown,
+    Tick,
+}
+
+impl Worker {
+    pub(super) fn new(
+        router: Router,
+        from: String,
+        to: String,
+        rx: mpsc::UnboundedReceiver<Cmd>,
+        interrupt: Arc<Notify>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        Self {
+            router,
+            from,
+            to,
+            rx,
+            interrupt,
+            shutdown,
+            agent: None,
+        }
+    }
+
+    fn pair(&self) -> String {
+        format!("{}:{}", self.from, self.to)
+    }
+
+    fn shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    pub(super) async fn run(mut self) {
+        loop {
+            if self.shutting_down() {
+                break;
+            }
+            match self.next_queued() {
+                Ok(Some(tell)) => {
+                    self.deliver(tell).await;
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => tracing::error!(pair = %self.pair(), error = %e, "cannot read the queue"),
+            }
+            self.mark_idle();
+            match self.wait_idle().await {
+                Idle::Cmd(None) | Idle::Shutdown => break,
+                Idle::Cmd(Some(cmd)) => self.handle(cmd).await,
+                Idle::TimedOut => self.stop_agent("idle timeout").await,
+                Idle::Evicted => self.stop_agent("pool full: least recently used").await,
+                Idle::Exited(why) => self.agent_gone(&why, false).await,
+                Idle::Tick => self.heartbeat(),
+            }
+        }
+        self.stop_agent("shutdown").await;
+        // Answer whatever command is still waiting.
+        while let Ok(cmd) = self.rx.try_recv() {
+            match cmd {
+                Cmd::Wake => {}
+                Cmd::Start(tx) => drop(tx.send(Err(RouterError::ShuttingDown))),
+                Cmd::Sleep(tx) => drop(tx.send(Err(RouterError::ShuttingDown))),
+                Cmd::Reboot(tx) => drop(tx.send(Err(RouterError::ShuttingDown))),
+            }
+        }
+    }
+
+    fn next_queued(&self) -> RouterResult<Option<Tell>> {
+        Ok(self
+            .router
+            .manager()
+            .store()
+            .next_queued_tell(&self.from, &self.to)?)
+    }
+
+    fn mark_idle(&mut self) {
+        if let Some(a) = self.agent.as_mut() {
+            if !a.slot_idle {
+                a.slot_idle = true;
+                a.idle_since = Instant::now();
+                a._slot.set_idle(true);
+            }
+        }
+    }
+
+    async fn wait_idle(&mut self) -> Idle {
+        let settings = &self.router.manager().config().settings;
+        let tick = settings.health_check_interval;
+        let idle_timeout = self
+            .team()
+            .map(|t| self.router.manager().config().idle_timeout(t))
+            .unwrap_or(settings.idle_timeout);
+        let Some(agent) = self.agent.as_mut() else {
+            return tokio::select! {
+                cmd = self.rx.recv() => Idle::Cmd(cmd),
+                _ = self.shutdown.changed() => Idle::Shutdown,
+            };
+        };
+        let idle_deadline = agent.idle_since + idle_timeout;
+        tokio::select! {
+            cmd = self.rx.recv() => Idle::Cmd(cmd),
+            _ = tokio::time::sleep_until(idle_deadline) => Idle::TimedOut,
+            _ = agent._slot.evicted() => Idle::Evicted,
+            status = agent.proc.wait() => Idle::Exited(describe_exit(status, &agent.proc)),
+            _ = self.shutdown.changed() => Idle::Shutdown,
+            _ = tokio::time::sleep(tick) => Idle::Tick,
+        }
+    }
+
+    fn heartbeat(&self) {
+        if let Some(a) = &self.agent {
+            if let Err(e) = self.router.manager().heartbeat(&a.session_id) {
+                tracing::warn!(pair = %self.pair(), error = %e, "heartbeat failed");
+            }
+        }
+    }
+
+    async fn handle(&mut self, cmd: Cmd) {
+        match cmd {
+            Cmd::Wake => {}
+            Cmd::Start(tx) => {
+                let r = self
+                    .ensure_agent()
+                    .await
+                    .map(|_| self.agent.as_ref().map_or(0, |a| a.proc.identity.pid));
+                let _ = tx.send(r);
+            }
+            Cmd::Sleep(tx) => {
+                let was = self.agent.is_some();
+                self.stop_agent("asked to sleep").await;
+                let _ = tx.send(Ok(was));
+            }
+            Cmd::Reboot(tx) => {
+                self.stop_agent("reboot").await;
+                let m = self.router.manager();
+                let r = (|| -> RouterResult<Session> {
+                    let s = m.get_or_create(&self.from, &self.to)?;
+                    let taken = m.acquire_lease(&s.session_id)?;
+                    let rebooted = m.reboot(&taken.session_id);
+                    m.release_lease(&taken.session_id).ok();
+                    let rebooted = rebooted?;
+                    m.release_lease(&rebooted.session_id)?;
+                    Ok(m.get_by_id(&rebooted.session_id)?.unwrap_or(rebooted))
+                })();
+                let _ = tx.send(r);
+            }
+        }
+    }
+
+    fn team(&self) -> Option<&TeamConfig> {
+        self.router.manager().config().team(&self.to)
+    }
+
+    /// Makes sure the pair's agent is running: takes the lease, a pool slot, and spawns the
+    /// agent (resuming the conversation when it has a transcript).
+    async fn ensure_agent(&mut self) -> RouterResult<()> {
+        if let Some(a) = self.agent.as_mut() {
+            if a.proc.try_wait().is_none() {
+                return Ok(());
+            }
+            let why = describe_exit(a.proc.wait().await, &a.proc);
+            self.agent_gone(&why, false).await;
+        }
+        let router = self.router.clone();
+        let m = router.manager();
+        let team = self
+            .team()
+            .cloned()
+            .ok_or_else(|| RouterError::Agent(format!("team {} is not in the config", self.to)))?;
+        let adapter = adapter_for(&team.agent).ok_or_else(|| RouterError::UnknownAgent {
+            team: team.name.clone(),
+            agent: team.agent.clone(),
+        })?;
+        let session = m.get_or_create(&self.from, &self.to)?;
+        let session = m.acquire_lease(&session.session_id)?;
+        let slot = {
+            let pair = self.pair();
+            let acquire = router.inner.supervisor.acquire(&pair);
+            tokio::select! {
+                slot = acquire => slot,
+                _ = self.shutdown.changed() => {
+                    m.release_lease(&session.session_id).ok();
+                    return Err(RouterError::ShuttingDown);
+                }
+            }
+        };
+        let home = team
+            .env
+            .get("HOME")
+            .filter(|h| !h.is_empty())
+            .map(std::path::PathBuf::from)
+            .or_else(crate::util::home_dir);
+        let resume = home.as_ref().is_some_and(|h| {
+            adapter
+                .transcript_path(h, &team.path, &session.session_id)
+                .exists()
+        });
+        match self.spawn(adapter, &team, &session, resume, slot).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                m.release_lease(&session.session_id).ok();
+                m.mark_error(&session.session_id, &e.to_string()).ok();
+                Err(e)
+            }
+        }
+    }
+
+    async fn spawn(
+        &mut self,
+        adapter: &'static dyn AgentAdapter,
+        team: &TeamConfig,
+        session: &Session,
+        resume: bool,
+        slot: Slot,
+    ) -> RouterResult<()> {
+        let m = self.router.manager();
+        let spec = adapter.launch(team, &session.session_id, resume, &LaunchExtras::default());
+        m.update_debug_info(
+            &session.session_id,
+            &spec.redacted_json(),
+            &team.redacted_snapshot().to_string(),
+        )?;
+        m.update_process_state(&session.session_id, ProcessState::Spawning)?;
+        let log = self
+            .router
+            .log_dir()
+            .join(format!("{}.stderr.log", session.session_id));
+        let decode = decode_fn(adapter);
+        let proc = AgentProcess::spawn(&spec, &log, decode)
+            .map_err(|e| RouterError::Agent(e.to_string()))?;
+        self.router
+            .counters()
+            .spawned
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::info!(pair = %self.pair(), pid = proc.identity.pid, resume, "agent started");
+        m.set_agent(&session.session_id, Some(proc.identity))?;
+        m.update_process_state(&session.session_id, ProcessState::Idle)?;
+        self.agent = Some(Live {
+            proc,
+            _slot: slot,
+            slot_idle: false,
+            session_id: session.session_id.clone(),
+            idle_since: Instant::now(),
+            started: false,
+            spawned_at: Instant::now(),
+        });
+        Ok(())
+    }
+
+    /// Stops the agent (if any): terminating → SIGTERM, grace, SIGKILL → lease released
+    /// (stopped).
+    async fn stop_agent(&mut self, why: &str) {
+        let Some(mut a) = self.agent.take() else {
+            return;
+        };
+        let m = self.router.manager();
+        m.update_process_state(&a.session_id, ProcessState::Terminating)
+            .ok();
+        let status = a.proc.stop(STOP_GRACE).await;
+        tracing::info!(pair = %self.pair(), pid = a.proc.identity.pid, ?status, why, "agent stopped");
+        m.release_lease(&a.session_id).ok();
+    }
+
+    /// The agent exited on its own: record it and give everything back.
+    async fn agent_gone(&mut self, why: &str, in_turn: bool) {
+        let Some(mut a) = self.agent.take() else {
+            return;
+        };
+        a.proc.kill().await; // whatever is left of its group
+        let m = self.router.manager();
+        if in_turn {
+            m.mark_error(&a.session_id, why).ok();
+        }
+        tracing::warn!(pair = %self.pair(), why, "agent exited");
+        m.release_lease(&a.session_id).ok();
+    }
+
+    /// Delivers one tell and records its end.
+    async fn deliver(&mut self, tell: Tell) {
+        let router = self.router.clone();
+        let m = router.manager();
+        if let Err(e) = self.ensure_agent().await {
+            self.fail(&tell, TellState::Failed, &e.to_string(), None);
+            return;
+        }
+        let Some(agent) = self.agent.as_mut() else {
+            return;
+        };
+        let session_id = agent.session_id.clone();
+        let store = m.store();
+        let tell = match store.mark_tell_delivered(&tell.tell_id, crate::util::now_ms()) {
+            Ok(Some(t)) => t,
+            Ok(None) => return, // cancelled meanwhile
+            Err(e) => {
+                tracing::error!(error = %e, "cannot mark the tell delivered");
+                return;
+            }
+        };
+        agent.slot_idle = false;
+        agent._slot.set_idle(false);
+        m.set_current_tell(&session_id, Some(&tell.tell_id)).ok();
+        m.update_process_state(&session_id, ProcessState::Processing)
+            .ok();
+        let adapter = self
+            .team()
+            .and_then(|t| adapter_for(&t.agent))
+            .unwrap_or(&crate::agent::claude::ClaudeCode);
+        if tell.kind == TellKind::Compact {
+            if let Ok(Some(s)) = m.get_by_id(&session_id) {
+                if let Err(e) = m.begin_compaction(&s) {
+                    self.fail(&tell, TellState::Failed, &e.to_string(), None);
+                    m.update_process_state(&session_id, ProcessState::Idle).ok();
+                    m.set_current_tell(&session_id, None).ok();
+                    return;
+                }
+            }
+        }
+        let text = match tell.kind {
+            TellKind::Tell => tell.text.as_str(),
+            TellKind::Compact => adapter.compact_text(),
+        };
+        let line = adapter.encode_message(text);
+        let Some(agent) = self.agent.as_mut() else {
+            return;
+        };
+        let end = match agent.proc.send_line(&line).await {
+            Ok(()) => self.run_turn(adapter).await,
+            Err(e) => match self.agent.as_mut() {
+                // Writing fails when the agent is gone: say how it ended.
+                Some(a) => {
+                    let status = a.proc.wait().await;
+                    let when = if a.started {
+                        "mid-turn"
+                    } else {
+                        "before it started"
+                    };
+                    TurnEnd::Exited(format!(
+                        "agent exited {when}: {} ({e})",
+                        describe_exit(status, &a.proc)
+                    ))
+                }
+                None => TurnEnd::Exited(e.to_string()),
+            },
+        };
+        self.record(&tell, &session_id, end).await;
+    }
+
+    /// Reads events until the turn's result, a stall, the agent's exit or shutdown.
+    async fn run_turn(&mut self, adapter: &dyn AgentAdapter) -> TurnEnd {
+        let settings = self.router.manager().config().settings.clone();
+        let m = self.router.manager().clone();
+        let counters = &self.router.inner.counters;
+        let Some(agent) = self.agent.as_mut() else {
+            return TurnEnd::Exited("no agent".into());
+        };
+        let mut compacted = None;
+        let mut interrupted = false;
+        let mut interrupt_deadline: Option<Instant> = None;
+        let mut shutdown_deadline: Option<Instant> = None;
+        let mut last_output = Instant::now();
+        loop {
+            let (limit, stall_at) = if agent.started {
+                (
+                    settings.response_timeout,
+                    last_output + settings.response_timeout,
+                )
+            } else {
+                (
+                    settings.spawn_timeout,
+                    agent.spawned_at.max(last_output) + settings.spawn_timeout,
+                )
+            };
+            let far = Instant::now() + Duration::from_secs(86_400 * 365);
+            tokio::select! {
+                line = agent.proc.lines.recv() => {
+                    last_output = Instant::now();
+                    match line {
+                        None | Some(StdoutLine::Closed(_)) => {
+                            let status = agent.proc.wait().await;
+                            let why = describe_exit(status, &agent.proc);
+                            return if agent.started {
+                                TurnEnd::Exited(format!("agent exited mid-turn: {why}"))
+                            } else {
+                                TurnEnd::Exited(format!("agent exited before it started: {why}"))
+                            };
+                        }
+                        Some(StdoutLine::Bad(bad)) => {
+                            counters.bad_lines.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(pair = %format!("{}:{}", self.from, self.to), "agent printed a line that is not an event: {bad}");
+                            m.update_last_response(&agent.session_id).ok();
+                        }
+                        Some(StdoutLine::Event(ev)) => {
+                            agent.started = true;
+                            m.update_last_response(&agent.session_id).ok();
+                            match ev {
+                                AgentEvent::Result(result) => {
+                                    return TurnEnd::Result { result, compacted, interrupted };
+                                }
+                                AgentEvent::CompactBoundary { pre_tokens, post_tokens, .. } => {
+                                    compacted = Some((pre_tokens, post_tokens));
+                                }
+                                AgentEvent::ControlRequest { request_id, request } => {
+                                    tracing::warn!(?request_id, %request, "agent asked for something Switchboard does not grant");
+                                }
+                                _ => {}
+                            }
+                        }
+                    }
+                }
+                _ = tokio::time::sleep_until(stall_at) => {
+                    return if agent.started { TurnEnd::Stalled(limit) } else { TurnEnd::NoStart(limit) };
+                }
+                _ = self.interrupt.notified(), if !interrupted => {
+                    interrupted = true;
+                    interrupt_deadline = Some(Instant::now() + INTERRUPT_GRACE);
+                    let id = uuid::Uuid::new_v4().to_string();
+                    if agent.proc.send_line(&adapter.encode_interrupt(&id)).await.is_err() {
+                        tracing::warn!("could not write the interrupt to the agent");
+                    }
+                }
+                _ = tokio::time::sleep_until(interrupt_deadline.unwrap_or(far)), if interrupt_deadline.is_some() => {
+                    return TurnEnd::Exited("the agent did not end the turn after an interrupt".into());
+                }
+                _ = self.shutdown.changed(), if shutdown_deadline.is_none() => {
+                    shutdown_deadline = Some(Instant::now() + settings.shutdown_grace);
+                }
+                _ = tokio::time::sleep_until(shutdown_deadline.unwrap_or(far)), if shutdown_deadline.is_some() => {
+                    return TurnEnd::Shutdown;
+                }
+            }
+        }
+    }
+
+    /// Records how a turn ended: the tell, the session's counters and state, the agent.
+    async fn record(&mut self, tell: &Tell, session_id: &str, end: TurnEnd) {
+        let router = self.router.clone();
+        let m = router.manager();
+        match end {
+            TurnEnd::Result {
+                result,
+                compacted,
+                interrupted,
+            } => {
+                let outcome = TellOutcome {
+                    answer: result.text.clone().filter(|_| !result.is_error),
+                    error: result.is_error.then(|| {
+                        result
+                            .text
+                            .clone()
+                            .unwrap_or_else(|| result.subtype.clone())
+                    }),
+                    input_tokens: Some(result.usage.input_tokens),
+                    output_tokens: Some(result.usage.output_tokens),
+                    cost_usd: Some(result.cost_usd),
+                    duration_ms: result.duration_ms,
+                };
+                m.record_usage_totals(
+                    session_id,
+                    result.usage.input_tokens,
+                    result.usage.output_tokens,
+                    result.cost_usd,
+                )
+                .ok();
+                m.set_current_tell(session_id, None).ok();
+                m.update_process_state(session_id, ProcessState::Idle).ok();
+                let state = if interrupted {
+                    TellState::Cancelled
+                } else if result.is_error {
+                    TellState::Failed
+                } else {
+                    TellState::Answered
+                };
+                match tell.kind {
+                    TellKind::Compact => match compacted {
+                        Some((pre, post)) if !result.is_error => {
+                            let pre = pre.unwrap_or(0);
+                            let post = post.unwrap_or(result.usage.output_tokens);
+                            m.finish_compaction(session_id, pre, post).ok();
+                            let outcome = TellOutcome {
+                                answer: Some(format!("compacted: {pre} -> {post} tokens")),
+                                ..outcome
+                            };
+                            self.finish(tell, TellState::Answered, outcome);
+                        }
+                        _ => {
+                            let why = outcome.error.clone().unwrap_or_else(|| {
+                                "the agent ended the turn without compacting".into()
+                            });
+                            m.fail_compaction(session_id, &why).ok();
+                            let state = if interrupted {
+                                TellState::Cancelled
+                            } else {
+                                TellState::Failed
+                            };
+                            self.finish(
+                                tell,
+                                state,
+                                TellOutcome {
+                                    error: Some(why),
+                                    ..outcome
+                                },
+                            );
+                        }
+                    },
+                    TellKind::Tell => {
+                        if state == TellState::Answered {
+                            m.increment_message_count(session_id, 1).ok();
+                            if let Ok(Some(s)) = m.get_by_id(session_id) {
+                                if s.status == SessionStatus::Error {
+                                    m.set_status(session_id, SessionStatus::Active).ok();
+                                }
+                            }
+                        } else if state == TellState::Failed {
+                            let why = outcome.error.clone().unwrap_or_default();
+                            m.mark_error(session_id, &format!("turn failed: {why}"))
+                                .ok();
+                        }
+                        self.finish(tell, state, outcome);
+                    }
+                }
+            }
+            TurnEnd::Stalled(limit) => {
+                let why = format!(
+                    "timeout: no output from the agent for {}; it was killed",
+                    crate::util::format_duration(limit)
+                );
+                self.fail_turn(tell, session_id, &why).await;
+            }
+            TurnEnd::NoStart(limit) => {
+                let why = format!(
+                    "timeout: the agent did not start within {}; it was killed",
+                    crate::util::format_duration(limit)
+                );
+                self.fail_turn(tell, session_id, &why).await;
+            }
+            TurnEnd::Exited(why) => {
+                self.fail_turn(tell, session_id, &why).await;
+            }
+            TurnEnd::Shutdown => {
+                self.fail_turn(
+                    tell,
+                    session_id,
+                    "switchboard shut down before the agent answered",
+                )
+                .await;
+            }
+        }
+    }
+
+    /// A turn that ended without a result: the tell fails, the agent is killed, the session
+    /// records the error and is stopped (the next tell resumes it).
+    async fn fail_turn(&mut self, tell: &Tell, session_id: &str, why: &str) {
+        let m = self.router.manager().clone();
+        if let Some(mut a) = self.agent.take() {
+            a.proc.kill().await;
+        }
+        if tell.kind == TellKind::Compact {
+            m.fail_compaction(session_id, why).ok();
+        } else {
+            m.mark_error(session_id, why).ok();
+        }
+        m.release_lease(session_id).ok();
+        tracing::warn!(pair = %self.pair(), tell = %tell.tell_id, why, "tell failed");
+        self.fail(tell, TellState::Failed, why, None);
+    }
+
+    fn fail(&self, tell: &Tell, state: TellState, why: &str, outcome: Option<TellOutcome>) {
+        let outcome = TellOutcome {
+            error: Some(why.to_string()),
+            ..outcome.unwrap_or_default()
+        };
+        self.finish(tell, state, outcome);
+    }
+
+    fn finish(&self, tell: &Tell, state: TellState, outcome: TellOutcome) {
+        if let Err(e) = self.router.finish(tell, state, outcome) {
+            tracing::error!(tell = %tell.tell_id, error = %e, "cannot record the end of a tell");
+        }
+    }
+}
+
+fn decode_fn(
+    adapter: &'static dyn AgentAdapter,
+) -> fn(&[u8]) -> Result<AgentEvent, crate::agent::event::BadLine> {
+    // Every adapter so far speaks stream-json; an adapter with its own format would carry its
+    // own decoder here.
+    let _ = adapter;
+    crate::agent::event::decode
+}
+
+fn describe_exit(status: std::io::Result<std::process::ExitStatus>, proc: &AgentProcess) -> String {
+    let status = match status {
+        Ok(s) => match (s.code(), std::os::unix::process::ExitStatusExt::signal(&s)) {
+            (Some(c), _) => format!("exit status {c}"),
+            (None, Some(sig)) => format!("killed by signal {sig}"),
+            _ => s.to_string(),
+        },
+        Err(e) => format!("unknown exit status ({e})"),
+    };
+    let tail = proc.stderr_tail();
+    if tail.is_empty() {
+        status
+    } else {
+        let tail: String = tail
+            .chars()
+            .rev()
+            .take(1000)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        format!("{status}; stderr: {tail}")
+    }
+}
