@@ -796,19 +796,34 @@ fn the_owner_lease_is_exclusive_and_a_dead_holder_is_reclaimed() {
         Err(e @ SessionError::Busy { .. }) => {
             assert_eq!(
                 e.to_string(),
-                format!("session frontend:backend is busy: held by pid {}", holder.pid)
+                format!(
+                    "session frontend:backend is busy: held by pid {}",
+                    holder.pid
+                )
             );
         }
         other => panic!("expected Busy, got {other:?}"),
     }
     live.kill().expect("kill");
     live.wait().expect("reap");
-    let taken = m.acquire_lease(&s.session_id).expect("dead holder reclaimed");
+    let taken = m
+        .acquire_lease(&s.session_id)
+        .expect("dead holder reclaimed");
     assert_eq!(taken.owner_pid, Some(i64::from(std::process::id())));
-    assert_eq!(taken.process_state, ProcessState::Stopped, "reset as the dead holder left it");
+    assert_eq!(
+        taken.process_state,
+        ProcessState::Stopped,
+        "reset as the dead holder left it"
+    );
     // Taking it again is fine; releasing gives it back.
     m.acquire_lease(&s.session_id).expect("re-entrant");
-    let released = m.release_lease(&s.session_id).expect("release").expect("was held");
+    let released = m
+        .release_lease(&s.session_id)
+        .expect("release")
+        .expect("was held");
     assert!(released.owner_pid.is_none());
-    assert!(m.release_lease(&s.session_id).expect("release again").is_none());
+    assert!(m
+        .release_lease(&s.session_id)
+        .expect("release again")
+        .is_none());
 }

@@ -237,7 +237,9 @@ fn trigger_totals_match_a_full_count_after_random_operations() {
             }
             (4, Some(s)) => {
                 let ps = ProcessState::ALL[rng.below(5) as usize];
-                store.update_process_state(&s.session_id, ps).expect("state");
+                store
+                    .update_process_state(&s.session_id, ps)
+                    .expect("state");
                 store
                     .force_owner(&s.session_id, ps, Some(dead), step as i64)
                     .expect("owner");

@@ -61,14 +61,22 @@ fn append_transcript(path: &PathBuf, role: &str, text: &str) {
     if let Some(dir) = path.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
-    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
         let _ = writeln!(f, "{}", json!({"type": role, "text": text}));
     }
 }
 
 fn history(path: &PathBuf) -> usize {
     std::fs::read_to_string(path)
-        .map(|t| t.lines().filter(|l| l.contains("\"type\":\"user\"")).count())
+        .map(|t| {
+            t.lines()
+                .filter(|l| l.contains("\"type\":\"user\""))
+                .count()
+        })
         .unwrap_or(0)
 }
 
@@ -85,7 +93,11 @@ fn main() {
             .cloned()
     };
     if let Some(pidfile) = std::env::var_os("TEST_AGENT_PIDFILE") {
-        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(pidfile) {
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(pidfile)
+        {
             let _ = writeln!(f, "{}", std::process::id());
         }
     }
@@ -151,7 +163,9 @@ fn main() {
                     }
                     Some("control_request") => {
                         let id = v.get("request_id").cloned().unwrap_or(Value::Null);
-                        if v.pointer("/request/subtype").and_then(Value::as_str) == Some("interrupt") {
+                        if v.pointer("/request/subtype").and_then(Value::as_str)
+                            == Some("interrupt")
+                        {
                             interrupted.store(true, Ordering::SeqCst);
                         }
                         emit(
@@ -180,7 +194,10 @@ fn main() {
         let started = Instant::now();
         let answer: String = match text.as_str() {
             "crash" => {
-                emit(&out, &json!({"type":"assistant","message":{"role":"assistant","content":[{"type":"text","text":"about to crash"}]}}));
+                emit(
+                    &out,
+                    &json!({"type":"assistant","message":{"role":"assistant","content":[{"type":"text","text":"about to crash"}]}}),
+                );
                 eprintln!("test agent: simulated crash");
                 std::process::exit(9);
             }
@@ -191,23 +208,38 @@ fn main() {
                 emit_raw(&out, "this is not json");
                 emit_raw(&out, "{\"type\": broken");
                 emit_raw(&out, "[1,2,3]");
-                emit(&out, &json!({"type":"mystery","detail":"unknown event type"}));
+                emit(
+                    &out,
+                    &json!({"type":"mystery","detail":"unknown event type"}),
+                );
                 "garbage done".to_string()
             }
             "history" => format!("history: {}", history(&transcript) - 1),
             "/compact" => {
-                emit(&out, &json!({"type":"system","subtype":"status","status":"compacting","session_id":session_id}));
+                emit(
+                    &out,
+                    &json!({"type":"system","subtype":"status","status":"compacting","session_id":session_id}),
+                );
                 let pre = context_tokens.max(1);
                 let post = (pre / 10).max(1);
-                emit(&out, &json!({"type":"system","subtype":"compact_boundary","session_id":session_id,"compact_metadata":{"trigger":"manual","pre_tokens":pre,"post_tokens":post}}));
+                emit(
+                    &out,
+                    &json!({"type":"system","subtype":"compact_boundary","session_id":session_id,"compact_metadata":{"trigger":"manual","pre_tokens":pre,"post_tokens":post}}),
+                );
                 context_tokens = post;
-                emit(&out, &json!({"type":"system","subtype":"status","status":null,"session_id":session_id}));
+                emit(
+                    &out,
+                    &json!({"type":"system","subtype":"status","status":null,"session_id":session_id}),
+                );
                 String::new()
             }
             t if t.starts_with("huge:") => {
                 let n: usize = t[5..].parse().unwrap_or(0);
                 let big = "x".repeat(n);
-                emit(&out, &json!({"type":"assistant","message":{"role":"assistant","content":[{"type":"text","text":big}]}}));
+                emit(
+                    &out,
+                    &json!({"type":"assistant","message":{"role":"assistant","content":[{"type":"text","text":big}]}}),
+                );
                 "huge done".to_string()
             }
             t if t.starts_with("sleep:") => {
@@ -221,14 +253,20 @@ fn main() {
             t => format!("echo: {t}"),
         };
         if interrupted.load(Ordering::SeqCst) {
-            emit(&out, &json!({"type":"result","subtype":"error_during_execution","is_error":true,"session_id":session_id,"errors":["interrupted"],"usage":{"input_tokens":1,"output_tokens":0},"total_cost_usd":0.0,"num_turns":1,"duration_ms":started.elapsed().as_millis() as u64}));
+            emit(
+                &out,
+                &json!({"type":"result","subtype":"error_during_execution","is_error":true,"session_id":session_id,"errors":["interrupted"],"usage":{"input_tokens":1,"output_tokens":0},"total_cost_usd":0.0,"num_turns":1,"duration_ms":started.elapsed().as_millis() as u64}),
+            );
             continue;
         }
         let input_tokens = text.len() as i64 + 10;
         let output_tokens = answer.len() as i64 + 1;
         context_tokens += input_tokens + output_tokens;
         if !answer.is_empty() {
-            emit(&out, &json!({"type":"assistant","message":{"role":"assistant","content":[{"type":"text","text":answer}]}}));
+            emit(
+                &out,
+                &json!({"type":"assistant","message":{"role":"assistant","content":[{"type":"text","text":answer}]}}),
+            );
             append_transcript(&transcript, "assistant", &answer);
         }
         emit(
