@@ -1,6 +1,7 @@
 //! The top-level error: every layer's error, the exit code it maps to, and how it prints.
 
 use crate::config::ConfigError;
+use crate::router::RouterError;
 use crate::session::SessionError;
 use crate::store::StoreError;
 
@@ -21,6 +22,9 @@ pub enum Error {
     /// The store.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Tells and agents.
+    #[error(transparent)]
+    Router(#[from] RouterError),
     /// A bad command-line argument (beyond what the parser catches).
     #[error("{0}")]
     Usage(String),
@@ -42,6 +46,12 @@ impl Error {
                 | SessionError::InvalidTeamName(_)
                 | SessionError::SelfPair(_),
             ) => EXIT_BAD_INPUT,
+            Error::Router(RouterError::BadMessage(_) | RouterError::UnknownAgent { .. })
+            | Error::Router(RouterError::Session(
+                SessionError::UnknownTeam { .. }
+                | SessionError::InvalidTeamName(_)
+                | SessionError::SelfPair(_),
+            )) => EXIT_BAD_INPUT,
             _ => EXIT_FAILURE,
         }
     }

@@ -14,6 +14,7 @@ pub mod config;
 pub mod error;
 pub mod router;
 pub mod session;
+pub mod signals;
 pub mod store;
 pub mod util;
 

@@ -391,6 +391,28 @@ impl Router {
         Ok(report)
     }
 
+    /// Cancels one tell: a queued one is cancelled at once; a running one (in this process) is
+    /// interrupted and ends `cancelled`. Returns the tell as it is now.
+    pub fn cancel_tell(&self, tell_id: &str) -> RouterResult<Tell> {
+        let t = self.tell_status(tell_id)?;
+        match t.state {
+            TellState::Queued => {
+                let outcome = TellOutcome {
+                    error: Some("cancelled before delivery".into()),
+                    ..Default::default()
+                };
+                Ok(self.finish(&t, TellState::Cancelled, outcome)?.unwrap_or(t))
+            }
+            TellState::Delivered => {
+                if let Some(w) = self.lock_workers().get(&pair_key(&t.from_team, &t.to_team)) {
+                    w.interrupt.notify_one();
+                }
+                Ok(t)
+            }
+            _ => Ok(t),
+        }
+    }
+
     /// Compacts the pair's agent context: queues a compaction behind the pair's tells and
     /// waits as `wait` says. The agent is resumed if it is stopped.
     pub async fn compact(&self, from: &str, to: &str, wait: Wait) -> RouterResult<Tell> {

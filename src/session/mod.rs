@@ -239,10 +239,12 @@ impl SessionManager {
 
     /// Deletes the session; with `remove_transcript`, also the agent's transcript file of it
     /// (a missing transcript is fine). Returns the deleted row.
+    ///
+    /// The transcript goes first: if it cannot be removed, nothing is deleted, so the command
+    /// can be repeated once the problem is fixed. The pair's tells go with the session.
     pub fn delete(&self, session: &Session, remove_transcript: bool) -> SessionResult<Session> {
-        let deleted = self.write(|st| st.delete(&session.session_id))?;
         if remove_transcript {
-            if let Some(path) = self.transcript_path(&deleted) {
+            if let Some(path) = self.transcript_path(session) {
                 match std::fs::remove_file(&path) {
                     Ok(()) => tracing::info!(path = %path.display(), "removed transcript"),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -250,7 +252,7 @@ impl SessionManager {
                 }
             }
         }
-        Ok(deleted)
+        self.write(|st| st.delete(&session.session_id))
     }
 
     /// Where the agent keeps the session's transcript, if the callee team is known: under the

@@ -114,15 +114,45 @@ impl std::fmt::Debug for SessionStore {
 }
 
 fn init_connection(conn: &mut rusqlite::Connection) -> rusqlite::Result<()> {
-    // busy_timeout first: switching to WAL takes a lock another process may hold.
     conn.busy_timeout(BUSY_TIMEOUT)?;
+    enable_wal(conn)?;
     conn.execute_batch(
-        "PRAGMA journal_mode = WAL;
-         PRAGMA synchronous = NORMAL;
+        "PRAGMA synchronous = NORMAL;
          PRAGMA foreign_keys = ON;",
     )?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(())
+}
+
+/// Switches the database to WAL. Changing the journal mode does not go through the busy
+/// handler (SQLite returns BUSY at once when another connection holds a lock), so when several
+/// processes open a new database together it is retried here, up to [`BUSY_TIMEOUT`].
+fn enable_wal(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        let mode = conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get::<_, String>(0))
+            .and_then(|mode| {
+                if mode.eq_ignore_ascii_case("wal") {
+                    Ok(mode)
+                } else {
+                    conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))
+                }
+            });
+        match mode {
+            Ok(_) => return Ok(()),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy
+                    && std::time::Instant::now() < deadline =>
+            {
+                // Back off briefly: the other process finishes its switch in microseconds.
+                std::thread::park_timeout(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 impl SessionStore {

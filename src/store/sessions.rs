@@ -167,13 +167,21 @@ impl SessionStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Deletes the session; returns the deleted row.
+    /// Deletes the session and its pair's tells, in one transaction; returns the deleted row.
     pub fn delete(&self, session_id: &str) -> StoreResult<Session> {
-        self.one(
-            &format!("DELETE FROM sessions WHERE session_id = ?1 RETURNING {COLUMNS}"),
-            params![session_id],
-            session_id,
-        )
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let deleted = tx
+            .prepare_cached(&format!(
+                "DELETE FROM sessions WHERE session_id = ?1 RETURNING {COLUMNS}"
+            ))?
+            .query_row(params![session_id], row_to_session)
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound(format!("session {session_id}")))?;
+        tx.prepare_cached("DELETE FROM tells WHERE from_team = ?1 AND to_team = ?2")?
+            .execute(params![deleted.from_team, deleted.to_team])?;
+        tx.commit()?;
+        Ok(deleted)
     }
 
     /// Marks the session used now.

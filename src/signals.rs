@@ -1,0 +1,41 @@
+//! Shutdown signals in one place: SIGINT and SIGTERM end the wait; tests use
+//! [`Signals::none`], which never fires.
+
+/// Where shutdown requests come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signals {
+    /// SIGINT and SIGTERM.
+    Os,
+    /// Nothing (tests, embedding).
+    None,
+}
+
+impl Signals {
+    /// No signal handling.
+    pub fn none() -> Self {
+        Signals::None
+    }
+
+    /// Resolves with the signal's name when one arrives. Must be called inside a runtime.
+    pub async fn wait(self) -> &'static str {
+        match self {
+            Signals::None => std::future::pending().await,
+            Signals::Os => {
+                use tokio::signal::unix::{signal, SignalKind};
+                let (Ok(mut int), Ok(mut term)) = (
+                    signal(SignalKind::interrupt()),
+                    signal(SignalKind::terminate()),
+                ) else {
+                    tracing::warn!(
+                        "cannot install signal handlers; Ctrl-C will not stop agents cleanly"
+                    );
+                    return std::future::pending().await;
+                };
+                tokio::select! {
+                    _ = int.recv() => "SIGINT",
+                    _ = term.recv() => "SIGTERM",
+                }
+            }
+        }
+    }
+}
