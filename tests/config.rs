@@ -537,7 +537,7 @@ fn bad_permission_mode() {
     );
     assert!(
         p.message
-            .contains("default, acceptEdits, bypassPermissions, plan, dontAsk"),
+            .contains("acceptEdits, auto, bypassPermissions, manual, dontAsk, plan"),
         "{p:?}"
     );
 }

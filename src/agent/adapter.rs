@@ -3,7 +3,7 @@
 //! Another agent CLI is one more implementation; the supervisor does not change.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::Serialize;
 
@@ -21,6 +21,8 @@ pub struct LaunchSpec {
     pub cwd: PathBuf,
     /// Environment added to Switchboard's own.
     pub env: BTreeMap<String, String>,
+    /// Variables of Switchboard's own environment not passed on.
+    pub env_remove: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -76,14 +78,21 @@ pub trait AgentAdapter: Send + Sync + std::fmt::Debug {
     fn encode_message(&self, text: &str) -> String;
     /// The stdin line that interrupts the running turn.
     fn encode_interrupt(&self, request_id: &str) -> String;
+    /// A stdin line the agent answers without a model call, to prove it is up, if it has one
+    /// (Claude Code prints nothing before the first message otherwise).
+    fn encode_ready_probe(&self, request_id: &str) -> Option<String> {
+        let _ = request_id;
+        None
+    }
     /// The message text that asks the agent to compact its context.
     fn compact_text(&self) -> &'static str;
     /// Decodes one stdout line.
     fn decode(&self, line: &[u8]) -> Result<AgentEvent, BadLine> {
         super::event::decode(line)
     }
-    /// Where the agent keeps the transcript of a session run in `project` with HOME `home`.
-    fn transcript_path(&self, home: &Path, project: &Path, session_id: &str) -> PathBuf;
+    /// Where the agent keeps the transcript of a session of `team` (its env, else ours,
+    /// decides the agent's home), if that can be told.
+    fn transcript_path(&self, team: &TeamConfig, session_id: &str) -> Option<PathBuf>;
 }
 
 /// The adapter for a team's `agent` value.

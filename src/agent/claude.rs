@@ -1,6 +1,6 @@
 //! Claude Code in `-p --input-format stream-json --output-format stream-json --verbose` mode.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde_json::json;
 
@@ -65,6 +65,9 @@ impl AgentAdapter for ClaudeCode {
             args,
             cwd: team.path.clone(),
             env: team.env.clone(),
+            // Markers of an outer Claude Code session (when Switchboard runs inside one) would
+            // change how the agent behaves.
+            env_remove: vec!["CLAUDECODE".into(), "CLAUDE_CODE_ENTRYPOINT".into()],
         }
     }
 
@@ -77,11 +80,34 @@ impl AgentAdapter for ClaudeCode {
             .to_string()
     }
 
+    fn encode_ready_probe(&self, request_id: &str) -> Option<String> {
+        Some(
+            json!({"type": "control_request", "request_id": request_id, "request": {"subtype": "initialize"}})
+                .to_string(),
+        )
+    }
+
     fn compact_text(&self) -> &'static str {
         "/compact"
     }
 
-    fn transcript_path(&self, home: &Path, project: &Path, session_id: &str) -> PathBuf {
-        super::claude_transcript_path(home, project, session_id)
+    fn transcript_path(&self, team: &TeamConfig, session_id: &str) -> Option<PathBuf> {
+        // The agent runs with our environment plus the team's: the team's value wins.
+        let var = |name: &str| {
+            team.env
+                .get(name)
+                .cloned()
+                .or_else(|| std::env::var(name).ok())
+                .filter(|v| !v.is_empty())
+        };
+        let config_dir = match var("CLAUDE_CONFIG_DIR") {
+            Some(dir) => PathBuf::from(dir),
+            None => PathBuf::from(var("HOME")?).join(".claude"),
+        };
+        Some(super::claude_transcript_path(
+            &config_dir,
+            &team.path,
+            session_id,
+        ))
     }
 }

@@ -36,18 +36,59 @@ pub enum AgentError {
 
 use std::path::{Path, PathBuf};
 
-/// Claude Code's transcript of a session:
-/// `<home>/.claude/projects/<project path with every non-alphanumeric character as '-'>/<id>.jsonl`.
-pub fn claude_transcript_path(home: &Path, project: &Path, session_id: &str) -> PathBuf {
-    let escaped: String = project
-        .to_string_lossy()
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect();
-    home.join(".claude")
+/// Claude Code's transcript of a session: `<config dir>/projects/<escaped project>/<id>.jsonl`,
+/// where the config dir is `$CLAUDE_CONFIG_DIR` or `~/.claude`, and the project is the resolved
+/// (symlink-free) folder with every character that is not an ASCII letter or digit as `-`;
+/// a name longer than 200 characters is cut there and gets a hash suffix (Claude Code 2.1.328).
+pub fn claude_transcript_path(config_dir: &Path, project: &Path, session_id: &str) -> PathBuf {
+    let resolved = std::fs::canonicalize(project).unwrap_or_else(|_| project.to_path_buf());
+    config_dir
         .join("projects")
-        .join(escaped)
+        .join(claude_project_folder(&resolved.to_string_lossy()))
         .join(format!("{session_id}.jsonl"))
+}
+
+/// The folder name Claude Code gives a project path.
+pub fn claude_project_folder(path: &str) -> String {
+    const MAX: usize = 200;
+    // The rule works on UTF-16 code units: a character outside the BMP becomes two '-'.
+    let units: Vec<u16> = path.encode_utf16().collect();
+    let escaped: String = units
+        .iter()
+        .map(|&u| {
+            if u < 128 && (u as u8).is_ascii_alphanumeric() {
+                u as u8 as char
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if escaped.len() <= MAX {
+        return escaped;
+    }
+    let mut h: i32 = 0;
+    for &u in &units {
+        h = (h << 5).wrapping_sub(h).wrapping_add(i32::from(u));
+    }
+    format!(
+        "{}-{}",
+        &escaped[..MAX],
+        to_base36(i64::from(h).unsigned_abs())
+    )
+}
+
+fn to_base36(mut n: u64) -> String {
+    const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    if n == 0 {
+        return "0".to_string();
+    }
+    let mut out = Vec::new();
+    while n > 0 {
+        out.push(DIGITS[(n % 36) as usize]);
+        n /= 36;
+    }
+    out.reverse();
+    String::from_utf8(out).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -57,13 +98,26 @@ mod tests {
     #[test]
     fn transcript_path_escapes_the_project_path() {
         let p = claude_transcript_path(
-            Path::new("/home/u"),
-            Path::new("/work/my.app_x"),
+            Path::new("/home/u/.claude"),
+            Path::new("/nonexistent/my.app_x"),
             "0b0f0c4e-0000-4000-8000-000000000000",
         );
         assert_eq!(
             p,
-            Path::new("/home/u/.claude/projects/-work-my-app-x/0b0f0c4e-0000-4000-8000-000000000000.jsonl")
+            Path::new("/home/u/.claude/projects/-nonexistent-my-app-x/0b0f0c4e-0000-4000-8000-000000000000.jsonl")
         );
+        // Examples observed from Claude Code 2.1.328.
+        assert_eq!(
+            claude_project_folder("/tmp/ccresearch/proj2/we.ird_dir-x y"),
+            "-tmp-ccresearch-proj2-we-ird-dir-x-y"
+        );
+        let long = format!(
+            "/tmp/ccresearch/proj3/{}/{}/Ünï€de.x",
+            "a".repeat(120),
+            "b".repeat(120)
+        );
+        let folder = claude_project_folder(&long);
+        assert_eq!(folder.len(), 200 + 1 + "dvpecg".len());
+        assert!(folder.ends_with("-dvpecg"), "{folder}");
     }
 }

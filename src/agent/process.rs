@@ -66,6 +66,9 @@ impl AgentProcess {
         decode: fn(&[u8]) -> Result<AgentEvent, BadLine>,
     ) -> Result<Self, AgentError> {
         let mut cmd = tokio::process::Command::new(&spec.program);
+        for name in &spec.env_remove {
+            cmd.env_remove(name);
+        }
         cmd.args(&spec.args)
             .current_dir(&spec.cwd)
             .envs(&spec.env)

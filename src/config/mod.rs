@@ -103,7 +103,8 @@ pub struct TeamConfig {
     pub disallowed_tools: Vec<String>,
     /// Text appended to the agent's system prompt.
     pub append_system_prompt: Option<String>,
-    /// Agent permission mode (`default`, `acceptEdits`, `bypassPermissions`, `plan`, `dontAsk`).
+    /// Agent permission mode (`acceptEdits`, `auto`, `bypassPermissions`, `manual`, `dontAsk`,
+    /// `plan`).
     pub permission_mode: Option<String>,
     /// Reserved: URL of a remote Switchboard serving this team. Validated, not used yet.
     pub remote: Option<String>,

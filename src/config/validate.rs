@@ -46,12 +46,14 @@ const TEAM_KEYS: &[&str] = &[
 ];
 /// Agent kinds Switchboard knows how to drive.
 const KNOWN_AGENTS: &[&str] = &["claude"];
+/// The choices of Claude Code 2.1.328's `--permission-mode`.
 const PERMISSION_MODES: &[&str] = &[
-    "default",
     "acceptEdits",
+    "auto",
     "bypassPermissions",
-    "plan",
+    "manual",
     "dontAsk",
+    "plan",
 ];
 /// System folders no team may work in (also checked after resolving symlinks).
 const FORBIDDEN_DIRS: &[&str] = &[

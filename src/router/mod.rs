@@ -261,34 +261,7 @@ impl Router {
         if !self.inner.accepting.load(Ordering::SeqCst) {
             return Err(RouterError::ShuttingDown);
         }
-        if kind == TellKind::Tell {
-            check_message(text)?;
-        }
-        let m = &self.inner.manager;
-        let session = m.get_or_create(from, to)?;
-        let team = m
-            .config()
-            .team(to)
-            .ok_or_else(|| RouterError::Agent(format!("team {to} vanished from the config")))?;
-        if adapter_for(&team.agent).is_none() {
-            return Err(RouterError::UnknownAgent {
-                team: to.to_string(),
-                agent: team.agent.clone(),
-            });
-        }
-        let tell_id = uuid::Uuid::new_v4().to_string();
-        let tell = m.store().insert_tell(
-            &NewTell {
-                tell_id: &tell_id,
-                session_id: &session.session_id,
-                from_team: from,
-                to_team: to,
-                kind,
-                text,
-                parent_tell_id,
-            },
-            now_ms(),
-        )?;
+        let tell = queue_tell(&self.inner.manager, from, to, kind, text, parent_tell_id)?;
         tracing::debug!(from, to, tell_id = %tell.tell_id, "tell queued");
         self.wake_worker(from, to);
         Ok(tell)
@@ -549,6 +522,45 @@ impl Router {
             let _ = w.send(t.clone());
         }
     }
+}
+
+/// Validates and stores a tell as `queued` (creating the pair's session if needed), without
+/// delivering it: the next process working on the pair does.
+pub fn queue_tell(
+    m: &SessionManager,
+    from: &str,
+    to: &str,
+    kind: TellKind,
+    text: &str,
+    parent_tell_id: Option<&str>,
+) -> RouterResult<Tell> {
+    if kind == TellKind::Tell {
+        check_message(text)?;
+    }
+    let session = m.get_or_create(from, to)?;
+    let team = m
+        .config()
+        .team(to)
+        .ok_or_else(|| RouterError::Agent(format!("team {to} vanished from the config")))?;
+    if adapter_for(&team.agent).is_none() {
+        return Err(RouterError::UnknownAgent {
+            team: to.to_string(),
+            agent: team.agent.clone(),
+        });
+    }
+    let tell_id = uuid::Uuid::new_v4().to_string();
+    Ok(m.store().insert_tell(
+        &NewTell {
+            tell_id: &tell_id,
+            session_id: &session.session_id,
+            from_team: from,
+            to_team: to,
+            kind,
+            text,
+            parent_tell_id,
+        },
+        now_ms(),
+    )?)
 }
 
 /// Whether another live Switchboard process holds the session.

@@ -194,10 +194,10 @@ impl Worker {
         match cmd {
             Cmd::Wake => {}
             Cmd::Start(tx) => {
-                let r = self
-                    .ensure_agent()
-                    .await
-                    .map(|_| self.agent.as_ref().map_or(0, |a| a.proc.identity.pid));
+                let r = match self.ensure_agent().await {
+                    Ok(()) => self.probe_ready().await,
+                    Err(e) => Err(e),
+                };
                 let _ = tx.send(r);
             }
             Cmd::Sleep(tx) => {
@@ -220,6 +220,70 @@ impl Worker {
                 let _ = tx.send(r);
             }
         }
+    }
+
+    /// Proves a just-started agent is up, without a model call, where the agent has a way
+    /// (Claude Code answers an `initialize` control request). Returns its pid.
+    async fn probe_ready(&mut self) -> RouterResult<u32> {
+        let timeout = self.router.manager().config().settings.spawn_timeout;
+        let adapter = self
+            .team()
+            .and_then(|t| adapter_for(&t.agent))
+            .unwrap_or(&crate::agent::claude::ClaudeCode);
+        let Some(agent) = self.agent.as_mut() else {
+            return Err(RouterError::Agent("the agent stopped".into()));
+        };
+        let pid = agent.proc.identity.pid;
+        if agent.started {
+            return Ok(pid);
+        }
+        let id = format!("ready-{}", uuid::Uuid::new_v4());
+        let Some(probe) = adapter.encode_ready_probe(&id) else {
+            return Ok(pid);
+        };
+        let outcome = async {
+            agent
+                .proc
+                .send_line(&probe)
+                .await
+                .map_err(|e| e.to_string())?;
+            loop {
+                match agent.proc.lines.recv().await {
+                    Some(StdoutLine::Event(AgentEvent::ControlResponse { request_id, .. }))
+                        if request_id.as_deref() == Some(id.as_str()) =>
+                    {
+                        return Ok(());
+                    }
+                    Some(StdoutLine::Event(_)) | Some(StdoutLine::Bad(_)) => {}
+                    None | Some(StdoutLine::Closed(_)) => {
+                        let status = agent.proc.wait().await;
+                        return Err(format!(
+                            "agent exited before it started: {}",
+                            describe_exit(status, &agent.proc)
+                        ));
+                    }
+                }
+            }
+        };
+        let result = match tokio::time::timeout(timeout, outcome).await {
+            Ok(Ok(())) => {
+                agent.started = true;
+                return Ok(pid);
+            }
+            Ok(Err(why)) => why,
+            Err(_) => format!(
+                "timeout: the agent did not start within {}; it was killed",
+                crate::util::format_duration(timeout)
+            ),
+        };
+        let session_id = agent.session_id.clone();
+        if let Some(mut a) = self.agent.take() {
+            a.proc.kill().await;
+        }
+        let m = self.router.manager();
+        m.mark_error(&session_id, &result).ok();
+        m.release_lease(&session_id).ok();
+        Err(RouterError::Agent(result))
     }
 
     fn team(&self) -> Option<&TeamConfig> {
@@ -259,17 +323,9 @@ impl Worker {
                 }
             }
         };
-        let home = team
-            .env
-            .get("HOME")
-            .filter(|h| !h.is_empty())
-            .map(std::path::PathBuf::from)
-            .or_else(crate::util::home_dir);
-        let resume = home.as_ref().is_some_and(|h| {
-            adapter
-                .transcript_path(h, &team.path, &session.session_id)
-                .exists()
-        });
+        let resume = adapter
+            .transcript_path(&team, &session.session_id)
+            .is_some_and(|p| p.exists());
         match self.spawn(adapter, &team, &session, resume, slot).await {
             Ok(()) => Ok(()),
             Err(e) => {

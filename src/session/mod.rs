@@ -255,19 +255,11 @@ impl SessionManager {
         self.write(|st| st.delete(&session.session_id))
     }
 
-    /// Where the agent keeps the session's transcript, if the callee team is known: under the
-    /// HOME the agent runs with (the team's `env.HOME`, else ours).
+    /// Where the callee's agent keeps the session's transcript, if that can be told (the team
+    /// is in the config and its agent kind is known).
     pub fn transcript_path(&self, session: &Session) -> Option<PathBuf> {
         let team = self.config.team(&session.to_team)?;
-        let home = match team.env.get("HOME") {
-            Some(h) if !h.is_empty() => PathBuf::from(h),
-            _ => crate::util::home_dir()?,
-        };
-        Some(crate::agent::claude_transcript_path(
-            &home,
-            &team.path,
-            &session.session_id,
-        ))
+        crate::agent::adapter::adapter_for(&team.agent)?.transcript_path(team, &session.session_id)
     }
 
     /// Marks the session used now.

@@ -123,6 +123,7 @@ impl Measurement {
                 self.wall.as_secs_f64() * 1e6 / self.n.max(1) as f64
             );
         }
+        crate::setup::rss_phase(&self.name);
     }
 
     /// Frees the latency buffer (keeps the summary numbers usable: they are computed on demand,

@@ -2,6 +2,7 @@
 //! process identity, and the peak RSS of this process.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use switchboard::util::ProcessIdentity;
@@ -113,9 +114,31 @@ fn status_mb(field: &str) -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-/// Peak resident set size of this process so far (`VmHWM`), in MB.
+/// Highest `VmHWM` seen before a reset of the high-water mark, in kB.
+static PEAK_KB: AtomicU64 = AtomicU64::new(0);
+
+/// Peak resident set size of this process so far, in MB: `VmHWM`, or the highest value it had
+/// before [`rss_phase`] reset it.
 pub fn peak_rss_mb() -> Option<f64> {
-    status_mb("VmHWM")
+    let now = status_mb("VmHWM")?;
+    let before = PEAK_KB.load(Ordering::Relaxed) as f64 / 1024.0;
+    Some(now.max(before))
+}
+
+/// Ends a phase for memory accounting: prints the phase's peak RSS (`VmHWM`) to stderr, keeps
+/// it for [`peak_rss_mb`], and resets the high-water mark to the current RSS (by writing `5` to
+/// `/proc/self/clear_refs`) so the next phase's peak is its own.
+pub fn rss_phase(name: &str) {
+    let Some(hwm) = status_mb("VmHWM") else {
+        return;
+    };
+    PEAK_KB.fetch_max((hwm * 1024.0) as u64, Ordering::Relaxed);
+    let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
+    eprintln!(
+        "# {name}: peak rss {hwm:.1} MB, rss now {:.1} MB{}",
+        rss_mb().unwrap_or(f64::NAN),
+        if reset { "" } else { " (cannot reset VmHWM)" }
+    );
 }
 
 /// Resident set size of this process now (`VmRSS`), in MB.

@@ -1,0 +1,48 @@
+//! Running a command that needs live agents: a tokio runtime, a Router over the database,
+//! recovery of the pair's tells, the command, then an orderly shutdown (agents stopped, leases
+//! given back). SIGINT/SIGTERM during the command shut down the same way.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use switchboard::router::Router;
+use switchboard::signals::Signals;
+use switchboard::Error;
+
+use super::Ctx;
+
+/// What ended the command.
+pub enum Ended<T> {
+    /// It finished.
+    Done(T),
+    /// A signal arrived first (its name).
+    Signal(&'static str),
+}
+
+/// Runs `body` with a router; `pair` limits start-up recovery to that pair.
+pub fn with_router<T, F, Fut>(ctx: &Ctx, pair: (&str, &str), body: F) -> Result<Ended<T>, Error>
+where
+    F: FnOnce(Router) -> Fut,
+    Fut: Future<Output = Result<T, Error>>,
+{
+    let manager = Arc::new(ctx.manager()?);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Other(format!("cannot start the async runtime: {e}")))?;
+    runtime.block_on(async move {
+        let router = Router::new(manager);
+        router.recover(Some(pair))?;
+        let result = tokio::select! {
+            r = body(router.clone()) => r.map(Ended::Done),
+            sig = Signals::Os.wait() => {
+                eprintln!("{sig}: stopping; running turns get {} to finish",
+                    switchboard::util::format_duration(router.manager().config().settings.shutdown_grace));
+                Ok(Ended::Signal(sig))
+            }
+        };
+        router.shutdown().await;
+        result
+    })
+}
