@@ -19,8 +19,13 @@ pub enum Ended<T> {
     Signal(&'static str),
 }
 
-/// Runs `body` with a router; `pair` limits start-up recovery to that pair.
-pub fn with_router<T, F, Fut>(ctx: &Ctx, pair: (&str, &str), body: F) -> Result<Ended<T>, Error>
+/// Runs `body` with a router; start-up recovery covers `pair` only (none when `None`: the body
+/// recovers what it works on).
+pub fn with_router<T, F, Fut>(
+    ctx: &Ctx,
+    pair: Option<(&str, &str)>,
+    body: F,
+) -> Result<Ended<T>, Error>
 where
     F: FnOnce(Router) -> Fut,
     Fut: Future<Output = Result<T, Error>>,
@@ -33,7 +38,9 @@ where
         .map_err(|e| Error::Other(format!("cannot start the async runtime: {e}")))?;
     runtime.block_on(async move {
         let router = Router::new(manager);
-        router.recover(Some(pair))?;
+        if let Some(pair) = pair {
+            router.recover(Some(pair))?;
+        }
         let result = tokio::select! {
             r = body(router.clone()) => r.map(Ended::Done),
             sig = Signals::Os.wait() => {

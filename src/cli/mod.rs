@@ -1,11 +1,15 @@
 //! The command line: clap derive, one file per subcommand, each with `run(&self, ctx)`. Thin
 //! adapters over the library; output as aligned tables (`human`) or stable JSON (`json`).
 
+mod agent_cmds;
 mod config_check;
+mod live;
 mod output;
+mod report;
 mod sessions;
 mod stats;
 mod teams;
+mod tell;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -51,6 +55,16 @@ pub enum Format {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Send a message to a team's agent and print its answer.
+    Tell(tell::TellCmd),
+    /// The history of tells from one team to another.
+    Report(report::ReportCmd),
+    /// Start a pair's agent and deliver its queued tells.
+    Wake(agent_cmds::WakeCmd),
+    /// Stop a pair's agent (the session is kept).
+    Sleep(agent_cmds::SleepCmd),
+    /// Cancel a pair's queued tells and interrupt its running one.
+    Cancel(agent_cmds::CancelCmd),
     /// List, open, show, delete and compact sessions.
     #[command(subcommand)]
     Sessions(sessions::SessionsCmd),
@@ -98,6 +112,11 @@ impl Cli {
             format: if self.json { Format::Json } else { self.format },
         };
         match &self.command {
+            Command::Tell(cmd) => cmd.run(&ctx),
+            Command::Report(cmd) => cmd.run(&ctx),
+            Command::Wake(cmd) => cmd.run(&ctx),
+            Command::Sleep(cmd) => cmd.run(&ctx),
+            Command::Cancel(cmd) => cmd.run(&ctx),
             Command::Sessions(cmd) => cmd.run(&ctx),
             Command::Stats(cmd) => cmd.run(&ctx),
             Command::Teams(cmd) => cmd.run(&ctx),

@@ -50,17 +50,26 @@ impl TellCmd {
         if self.r#async {
             // Store it and leave; nothing is started.
             let m = ctx.manager()?;
-            let t = switchboard::router::queue_tell(&m, &self.from, &self.to, TellKind::Tell, &text, None)?;
+            let t = switchboard::router::queue_tell(
+                &m,
+                &self.from,
+                &self.to,
+                TellKind::Tell,
+                &text,
+                None,
+            )?;
             return print_tell(ctx, &t, false);
         }
         let wait = self.timeout.map_or(Wait::Forever, Wait::For);
         let (from, to) = (self.from.as_str(), self.to.as_str());
-        let ended = with_router(ctx, (from, to), |router| async move {
+        let ended = with_router(ctx, Some((from, to)), |router| async move {
             let t = router.tell(from, to, &text, wait).await?;
             if !t.state.is_final() {
                 // Out of time: stop it rather than leave it to die with this process.
                 let t = router.cancel_tell(&t.tell_id)?;
-                let t = router.wait_for(&t.tell_id, Wait::For(Duration::from_secs(20))).await?;
+                let t = router
+                    .wait_for(&t.tell_id, Wait::For(Duration::from_secs(20)))
+                    .await?;
                 return Ok((t, true));
             }
             Ok((t, false))
@@ -101,7 +110,10 @@ fn print_tell(ctx: &Ctx, t: &Tell, waited: bool) -> Result<ExitCode, Error> {
             }
             TellState::Queued | TellState::Delivered => {
                 println!("{}", t.tell_id);
-                eprintln!("[tell {} {}: see `switchboard report {} {}`]", t.tell_id, t.state, t.from_team, t.to_team);
+                eprintln!(
+                    "[tell {} {}: see `switchboard report {} {}`]",
+                    t.tell_id, t.state, t.from_team, t.to_team
+                );
             }
             TellState::Failed | TellState::Cancelled => {
                 eprintln!(
@@ -113,5 +125,9 @@ fn print_tell(ctx: &Ctx, t: &Tell, waited: bool) -> Result<ExitCode, Error> {
             }
         }
     }
-    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

@@ -322,10 +322,7 @@ impl Router {
 
     /// The last `limit` tells of a pair, oldest first (from SQLite: survives restarts).
     pub fn report(&self, from: &str, to: &str, limit: u32) -> RouterResult<Vec<Tell>> {
-        let m = &self.inner.manager;
-        m.check_team(from)?;
-        m.check_team(to)?;
-        Ok(m.store().recent_tells(from, to, limit)?)
+        report_tells(&self.inner.manager, from, to, limit)
     }
 
     /// Cancels the pair's queued tells and interrupts its running one (the agent stays up).
@@ -561,6 +558,18 @@ pub fn queue_tell(
         },
         now_ms(),
     )?)
+}
+
+/// The last `limit` tells of a pair, oldest first; both teams must be in the config.
+pub fn report_tells(
+    m: &SessionManager,
+    from: &str,
+    to: &str,
+    limit: u32,
+) -> RouterResult<Vec<Tell>> {
+    m.check_team(from)?;
+    m.check_team(to)?;
+    Ok(m.store().recent_tells(from, to, limit)?)
 }
 
 /// Whether another live Switchboard process holds the session.

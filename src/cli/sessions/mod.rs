@@ -24,8 +24,10 @@ pub enum SessionsCmd {
     Show(show::ShowCmd),
     /// Delete a session (its tells history goes with it).
     Delete(delete::DeleteCmd),
-    /// Ask for compaction of a session, or of every session due for it.
+    /// Compact a session's agent context, or every session due for it.
     Compact(compact::CompactCmd),
+    /// Stop a pair's agent and start a new conversation (new session id).
+    Reboot(crate::cli::agent_cmds::RebootCmd),
 }
 
 impl SessionsCmd {
@@ -36,6 +38,7 @@ impl SessionsCmd {
             SessionsCmd::Show(c) => c.run(ctx),
             SessionsCmd::Delete(c) => c.run(ctx),
             SessionsCmd::Compact(c) => c.run(ctx),
+            SessionsCmd::Reboot(c) => c.run(ctx),
         }
     }
 }
