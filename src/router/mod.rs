@@ -99,7 +99,33 @@ pub struct Counters {
 
 struct WorkerHandle {
     tx: mpsc::UnboundedSender<Cmd>,
-    interrupt: Arc<Notify>,
+    interrupt: Arc<Interrupt>,
+}
+
+/// A request to interrupt one tell. Naming the tell keeps a request that arrives just after
+/// its turn ended from interrupting the next one.
+#[derive(Default)]
+pub(crate) struct Interrupt {
+    notify: Notify,
+    target: Mutex<Option<String>>,
+}
+
+impl Interrupt {
+    fn request(&self, tell_id: &str) {
+        *self.target.lock().unwrap_or_else(|p| p.into_inner()) = Some(tell_id.to_string());
+        self.notify.notify_one();
+    }
+
+    /// Resolves when an interrupt of `tell_id` is requested.
+    pub(crate) async fn wait_for(&self, tell_id: &str) {
+        loop {
+            self.notify.notified().await;
+            let target = self.target.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if target.as_deref() == Some(tell_id) {
+                return;
+            }
+        }
+    }
 }
 
 pub(crate) struct Inner {
@@ -278,16 +304,36 @@ impl Router {
 
     /// Waits for a tell to end, as `wait` says; returns the tell as it is then.
     pub async fn wait_for(&self, tell_id: &str, wait: Wait) -> RouterResult<Tell> {
+        if wait == Wait::None {
+            return self.tell_status(tell_id);
+        }
         let (tx, rx) = oneshot::channel();
         self.lock_waiters()
             .entry(tell_id.to_string())
             .or_default()
             .push(tx);
+        let result = self.wait_registered(tell_id, wait, rx).await;
+        // Drop our registration if the tell did not end here (e.g. timed out).
+        let mut waiters = self.lock_waiters();
+        if let Some(list) = waiters.get_mut(tell_id) {
+            list.retain(|w| !w.is_closed());
+            if list.is_empty() {
+                waiters.remove(tell_id);
+            }
+        }
+        result
+    }
+
+    async fn wait_registered(
+        &self,
+        tell_id: &str,
+        wait: Wait,
+        rx: oneshot::Receiver<Tell>,
+    ) -> RouterResult<Tell> {
         let mut rx = Some(rx);
         let deadline = match wait {
-            Wait::None => Some(tokio::time::Instant::now()),
             Wait::For(d) => Some(tokio::time::Instant::now() + d),
-            Wait::Forever => None,
+            Wait::None | Wait::Forever => None,
         };
         loop {
             let current = self.tell_status(tell_id)?;
@@ -354,7 +400,7 @@ impl Router {
             .and_then(|open| open.into_iter().find(|t| t.state == TellState::Delivered))
         {
             if let Some(w) = self.lock_workers().get(&pair_key(from, to)) {
-                w.interrupt.notify_one();
+                w.interrupt.request(&current.tell_id);
                 report.interrupted = Some(current.tell_id);
             }
         }
@@ -375,7 +421,7 @@ impl Router {
             }
             TellState::Delivered => {
                 if let Some(w) = self.lock_workers().get(&pair_key(&t.from_team, &t.to_team)) {
-                    w.interrupt.notify_one();
+                    w.interrupt.request(&t.tell_id);
                 }
                 Ok(t)
             }
@@ -454,7 +500,7 @@ impl Router {
             }
         }
         let (tx, rx) = mpsc::unbounded_channel();
-        let interrupt = Arc::new(Notify::new());
+        let interrupt = Arc::new(Interrupt::default());
         let worker = Worker::new(
             self.clone(),
             from.to_string(),

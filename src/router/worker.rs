@@ -7,10 +7,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot, watch, Notify};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
-use super::{Router, RouterError, RouterResult};
+use super::{Interrupt, Router, RouterError, RouterResult};
 use crate::agent::adapter::{adapter_for, AgentAdapter, LaunchExtras};
 use crate::agent::event::{AgentEvent, TurnResult};
 use crate::agent::process::{AgentProcess, StdoutLine};
@@ -50,7 +50,7 @@ pub(super) struct Worker {
     from: String,
     to: String,
     rx: mpsc::UnboundedReceiver<Cmd>,
-    interrupt: Arc<Notify>,
+    interrupt: Arc<Interrupt>,
     shutdown: watch::Receiver<bool>,
     agent: Option<Live>,
 }
@@ -83,7 +83,7 @@ impl Worker {
         from: String,
         to: String,
         rx: mpsc::UnboundedReceiver<Cmd>,
-        interrupt: Arc<Notify>,
+        interrupt: Arc<Interrupt>,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
         Self {
@@ -423,7 +423,9 @@ impl Worker {
             Ok(Some(t)) => t,
             Ok(None) => return, // cancelled meanwhile
             Err(e) => {
-                tracing::error!(error = %e, "cannot mark the tell delivered");
+                tracing::error!(error = %e, "cannot mark the tell delivered; retrying shortly");
+                // Rate-limit the retry of a database that keeps failing.
+                tokio::time::sleep(Duration::from_millis(200)).await;
                 return;
             }
         };
@@ -455,7 +457,7 @@ impl Worker {
             return;
         };
         let end = match agent.proc.send_line(&line).await {
-            Ok(()) => self.run_turn(adapter).await,
+            Ok(()) => self.run_turn(adapter, &tell.tell_id).await,
             Err(e) => match self.agent.as_mut() {
                 // Writing fails when the agent is gone: say how it ended.
                 Some(a) => {
@@ -477,7 +479,7 @@ impl Worker {
     }
 
     /// Reads events until the turn's result, a stall, the agent's exit or shutdown.
-    async fn run_turn(&mut self, adapter: &dyn AgentAdapter) -> TurnEnd {
+    async fn run_turn(&mut self, adapter: &dyn AgentAdapter, tell_id: &str) -> TurnEnd {
         let settings = self.router.manager().config().settings.clone();
         let m = self.router.manager().clone();
         let counters = &self.router.inner.counters;
@@ -541,7 +543,7 @@ impl Worker {
                 _ = tokio::time::sleep_until(stall_at) => {
                     return if agent.started { TurnEnd::Stalled(limit) } else { TurnEnd::NoStart(limit) };
                 }
-                _ = self.interrupt.notified(), if !interrupted => {
+                _ = self.interrupt.wait_for(tell_id), if !interrupted => {
                     interrupted = true;
                     interrupt_deadline = Some(Instant::now() + INTERRUPT_GRACE);
                     let id = uuid::Uuid::new_v4().to_string();
@@ -594,6 +596,8 @@ impl Worker {
                 .ok();
                 m.set_current_tell(session_id, None).ok();
                 m.update_process_state(session_id, ProcessState::Idle).ok();
+                // Idle in the pool before the caller hears the answer.
+                self.mark_idle();
                 let state = if interrupted {
                     TellState::Cancelled
                 } else if result.is_error {
