@@ -142,9 +142,21 @@ fn unknown_top_level_key() {
 }
 
 #[test]
-fn server_table_is_reserved_and_accepted() {
+fn server_table() {
     let f = Fixture::new();
-    f.ok(&f.with_team("[server]\nanything = \"goes\"\nport = 1\n"));
+    let c = f.ok(&f.with_team("[server]\nauth_token = \"0123456789abcdef0123\"\n"));
+    assert_eq!(c.server.auth_token.as_deref(), Some("0123456789abcdef0123"));
+    assert_eq!(f.ok(&f.with_team("")).server.auth_token, None);
+    f.one_problem(
+        &f.with_team("[server]\nanything = \"goes\"\n"),
+        "server.anything",
+        "unknown key",
+    );
+    f.one_problem(
+        &f.with_team("[server]\nauth_token = \"short\"\n"),
+        "server.auth_token",
+        "at least 16 characters",
+    );
     f.one_problem(
         &format!("server = 3\n{}", f.with_team("")),
         "server",
@@ -156,8 +168,8 @@ fn server_table_is_reserved_and_accepted() {
 fn unknown_settings_key() {
     let f = Fixture::new();
     f.one_problem(
-        &f.with_team("[settings]\nmax_message_bytes = 10\n"),
-        "settings.max_message_bytes",
+        &f.with_team("[settings]\nmax_message_size = 10\n"),
+        "settings.max_message_size",
         "unknown key",
     );
     f.one_problem(

@@ -510,7 +510,7 @@ async fn bad_tells_are_refused_before_anything_is_stored() {
     let r = env.router();
     assert!(r.tell("a", "nope", "hi", Wait::None).await.is_err());
     assert!(r.tell("a", "b", "   ", Wait::None).await.is_err());
-    let big = "x".repeat(switchboard::router::MAX_MESSAGE_BYTES + 1);
+    let big = "x".repeat(env.config.settings.max_message_bytes + 1);
     let err = r
         .tell("a", "b", &big, Wait::None)
         .await
@@ -519,4 +519,89 @@ async fn bad_tells_are_refused_before_anything_is_stored() {
     assert!(r.tell("a", "a", "hi", Wait::None).await.is_err());
     assert!(r.report("a", "b", 10).expect("report").is_empty());
     let _ = &env.dir;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chains_of_tells_are_bounded_and_loops_refused() {
+    use switchboard::router::Caller;
+    let env = Env::new("max_hops = 2", "");
+    let r = env.router();
+    r.set_mcp_endpoint(Some("http://127.0.0.1:9/mcp".into()), None);
+    // a tells b; while b's agent works on it, b's agent (its session's caller) tells c.
+    let first = r
+        .submit("a", "b", TellKind::Tell, "sleep:5000", None)
+        .expect("submit");
+    let m = Arc::clone(r.manager());
+    eventually("processing", || {
+        m.get("a", "b").expect("get").expect("s").process_state == ProcessState::Processing
+    })
+    .await;
+    let ab = m.get("a", "b").expect("get").expect("s");
+    // The spawned agent got an MCP config naming its session, with Switchboard's tools allowed.
+    let launch = ab.launch_command.clone().expect("launch");
+    assert!(
+        launch.contains("--mcp-config") && launch.contains("mcp__switchboard"),
+        "{launch}"
+    );
+    let config_path = env
+        .dir
+        .path()
+        .join("mcp")
+        .join(format!("{}.json", ab.session_id));
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&config_path).expect("mcp config"))
+            .expect("json");
+    let token = config["mcpServers"]["switchboard"]["headers"]["X-Switchboard-Agent"]
+        .as_str()
+        .expect("token")
+        .to_string();
+    let b_agent = r
+        .caller_from_agent_token(&token)
+        .expect("token names the session");
+    assert_eq!(
+        b_agent,
+        Caller::Agent {
+            session_id: ab.session_id.clone()
+        }
+    );
+    assert_eq!(r.caller_team(&b_agent).expect("team"), "b");
+    assert!(r.caller_from_agent_token("forged").is_none());
+
+    // b -> a would close a loop: a is waiting for b.
+    let err = r.submit_as(&b_agent, "a", "hi").expect_err("loop");
+    assert_eq!(
+        err.to_string(),
+        "refused: a -> b -> a is a loop: a is waiting for an answer in this chain"
+    );
+    // b -> c is fine (2 hops) and chained to a's tell.
+    let bc = r.submit_as(&b_agent, "c", "sleep:5000").expect("b -> c");
+    assert_eq!(bc.from_team, "b");
+    assert_eq!(bc.parent_tell_id.as_deref(), Some(first.tell_id.as_str()));
+    eventually("c processing", || {
+        m.get("b", "c")
+            .ok()
+            .flatten()
+            .is_some_and(|s| s.process_state == ProcessState::Processing)
+    })
+    .await;
+    let bc_session = m.get("b", "c").expect("get").expect("s");
+    let c_agent = Caller::Agent {
+        session_id: bc_session.session_id.clone(),
+    };
+    // c -> d would be 3 hops.
+    let err = r.submit_as(&c_agent, "d", "hi").expect_err("too long");
+    assert!(
+        err.to_string()
+            .contains("a -> b -> c -> d is 3 hops, more than settings.max_hops = 2"),
+        "{err}"
+    );
+    // c -> a and c -> b: loops.
+    assert!(r.submit_as(&c_agent, "a", "hi").is_err());
+    assert!(r.submit_as(&c_agent, "b", "hi").is_err());
+    // A person acting as a team has no chain.
+    assert!(r.submit_as(&Caller::Team("d".into()), "a", "hi").is_ok());
+    r.cancel("a", "b").expect("cancel");
+    r.cancel("b", "c").expect("cancel");
+    r.shutdown().await;
+    env.assert_no_agents();
 }

@@ -36,9 +36,14 @@ impl AgentAdapter for ClaudeCode {
         .collect();
         args.push(if resume { "--resume" } else { "--session-id" }.to_string());
         args.push(session_id.to_string());
-        if !team.allowed_tools.is_empty() {
+        let mut allowed = team.allowed_tools.clone();
+        if extras.mcp_config.is_some() {
+            // Switchboard's own tools run without a permission prompt (there is nobody to ask).
+            allowed.push(format!("mcp__{}", crate::router::MCP_SERVER_NAME));
+        }
+        if !allowed.is_empty() {
             args.push("--allowedTools".into());
-            args.push(team.allowed_tools.join(","));
+            args.push(allowed.join(","));
         }
         if !team.disallowed_tools.is_empty() {
             args.push("--disallowedTools".into());

@@ -46,7 +46,8 @@ impl TellCmd {
         } else {
             self.text.clone()
         };
-        switchboard::router::check_message(&text)?;
+        let limit = ctx.load_config()?.settings.max_message_bytes;
+        switchboard::router::check_message(&text, limit)?;
         if self.r#async {
             // Store it and leave; nothing is started.
             let m = ctx.manager()?;

@@ -23,6 +23,8 @@ pub struct TeamsConfig {
     pub source: Option<PathBuf>,
     /// `[settings]`.
     pub settings: Settings,
+    /// `[server]`.
+    pub server: ServerConfig,
     /// `[database]`.
     pub database: DatabaseConfig,
     /// `[teams.NAME]`, by name.
@@ -49,8 +51,20 @@ pub struct Settings {
     /// On shutdown, how long running turns may finish before their agents are killed.
     /// Default 10s.
     pub shutdown_grace: Duration,
+    /// The largest message a tell may carry, in bytes. Default 1 MiB.
+    pub max_message_bytes: usize,
+    /// The longest chain of tells (A tells B, whose agent tells C, ...). Default 4.
+    pub max_hops: u32,
     /// `[settings.compaction]`.
     pub compaction: CompactionPolicy,
+}
+
+/// `[server]`: the MCP server (`switchboard serve`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServerConfig {
+    /// Bearer token every HTTP request must carry when the server binds a non-loopback
+    /// address (`$SWITCHBOARD_TOKEN` also works).
+    pub auth_token: Option<String>,
 }
 
 /// `[settings.compaction]`: when a session is due for compaction.
@@ -128,6 +142,8 @@ impl Default for Settings {
             cache_ttl: Duration::from_secs(60),
             health_check_interval: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(10),
+            max_message_bytes: 1024 * 1024,
+            max_hops: 4,
             compaction: CompactionPolicy::default(),
         }
     }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use toml::{Table, Value};
 
 use super::load::{non_empty, Env, KeyPath, Report};
-use super::{is_valid_team_name, DatabaseConfig, Settings, TeamConfig, TeamsConfig};
+use super::{is_valid_team_name, DatabaseConfig, ServerConfig, Settings, TeamConfig, TeamsConfig};
 
 const TOP_KEYS: &[&str] = &["settings", "database", "teams", "server"];
 const SETTINGS_KEYS: &[&str] = &[
@@ -25,8 +25,11 @@ const SETTINGS_KEYS: &[&str] = &[
     "cache_ttl",
     "health_check_interval",
     "shutdown_grace",
+    "max_message_bytes",
+    "max_hops",
     "compaction",
 ];
+const SERVER_KEYS: &[&str] = &["auth_token"];
 const COMPACTION_KEYS: &[&str] = &["max_messages", "stale_messages", "stale_age"];
 const DATABASE_KEYS: &[&str] = &["path", "in_memory"];
 const TEAM_KEYS: &[&str] = &[
@@ -79,15 +82,35 @@ pub(super) fn validate(
 ) -> TeamsConfig {
     let top = KeyPath::root();
     check_keys(root, &top, TOP_KEYS, report);
-    // `[server]` is reserved for a later feature: only its type is checked.
-    let _ = get_table(root, "server", &top, report);
     let home = non_empty(env, "HOME").map(PathBuf::from);
     TeamsConfig {
         source: origin.map(Path::to_path_buf),
         settings: settings(root, report),
+        server: server(root, report),
         database: database(root, origin, env, home.as_deref(), report),
         teams: teams(root, home.as_deref(), report),
     }
+}
+
+fn server(root: &Table, report: &mut Report<'_>) -> ServerConfig {
+    let mut server = ServerConfig::default();
+    let path = KeyPath::root().key("server");
+    let Some(table) = get_table(root, "server", &KeyPath::root(), report) else {
+        return server;
+    };
+    check_keys(table, &path, SERVER_KEYS, report);
+    if let Some(token) = get_str(table, "auth_token", &path, report) {
+        if token.len() < 16 || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            report.add(
+                &path.key("auth_token"),
+                "must be at least 16 characters, without spaces (use a long random string)"
+                    .to_string(),
+            );
+        } else {
+            server.auth_token = Some(token.to_string());
+        }
+    }
+    server
 }
 
 fn settings(root: &Table, report: &mut Report<'_>) -> Settings {
@@ -99,6 +122,12 @@ fn settings(root: &Table, report: &mut Report<'_>) -> Settings {
     check_keys(table, &path, SETTINGS_KEYS, report);
     if let Some(n) = get_count(table, "max_processes", &path, report) {
         settings.max_processes = usize::try_from(n).unwrap_or(usize::MAX);
+    }
+    if let Some(n) = get_count(table, "max_message_bytes", &path, report) {
+        settings.max_message_bytes = usize::try_from(n).unwrap_or(usize::MAX);
+    }
+    if let Some(n) = get_count(table, "max_hops", &path, report) {
+        settings.max_hops = u32::try_from(n).unwrap_or(u32::MAX);
     }
     for (key, slot) in [
         ("idle_timeout", &mut settings.idle_timeout),

@@ -345,7 +345,10 @@ impl Worker {
         slot: Slot,
     ) -> RouterResult<()> {
         let m = self.router.manager();
-        let spec = adapter.launch(team, &session.session_id, resume, &LaunchExtras::default());
+        let extras = LaunchExtras {
+            mcp_config: self.router.agent_mcp_config(&session.session_id)?,
+        };
+        let spec = adapter.launch(team, &session.session_id, resume, &extras);
         m.update_debug_info(
             &session.session_id,
             &spec.redacted_json(),

@@ -213,3 +213,35 @@ impl SessionStore {
         Ok(n)
     }
 }
+
+impl SessionStore {
+    /// The chain of tells that led to `tell_id`: the tell itself, then its parent, and so on,
+    /// at most `max` tells.
+    pub fn tell_chain(&self, tell_id: &str, max: usize) -> StoreResult<Vec<Tell>> {
+        let mut chain = Vec::new();
+        let mut next = Some(tell_id.to_string());
+        while let Some(id) = next.take() {
+            if chain.len() >= max {
+                break;
+            }
+            let Some(t) = self.get_tell(&id)? else {
+                break;
+            };
+            next = t.parent_tell_id.clone();
+            chain.push(t);
+        }
+        Ok(chain)
+    }
+
+    /// Open tells (queued or delivered) of a pair.
+    pub fn count_open_tells(&self, from: &str, to: &str) -> StoreResult<i64> {
+        let conn = self.conn()?;
+        let n = conn
+            .prepare_cached(
+                "SELECT count(*) FROM tells WHERE from_team = ?1 AND to_team = ?2 \
+                 AND state IN ('queued', 'delivered')",
+            )?
+            .query_row([from, to], |r| r.get(0))?;
+        Ok(n)
+    }
+}
