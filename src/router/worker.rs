@@ -210,12 +210,19 @@ impl Worker {
                 let m = self.router.manager();
                 let r = (|| -> RouterResult<Session> {
                     let s = m.get_or_create(&self.from, &self.to)?;
+                    // Holding the lease keeps another process from starting the old
+                    // conversation while the id changes.
                     let taken = m.acquire_lease(&s.session_id)?;
-                    let rebooted = m.reboot(&taken.session_id);
-                    m.release_lease(&taken.session_id).ok();
-                    let rebooted = rebooted?;
-                    m.release_lease(&rebooted.session_id)?;
-                    Ok(m.get_by_id(&rebooted.session_id)?.unwrap_or(rebooted))
+                    match m.reboot(&taken.session_id) {
+                        Ok(rebooted) => {
+                            let released = m.release_lease(&rebooted.session_id)?;
+                            Ok(released.unwrap_or(rebooted))
+                        }
+                        Err(e) => {
+                            m.release_lease(&taken.session_id).ok();
+                            Err(e.into())
+                        }
+                    }
                 })();
                 let _ = tx.send(r);
             }
