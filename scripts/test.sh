@@ -1,5 +1,45 @@
 #!/usr/bin/env bash
 # Runs every test of the crate (unit and integration), building with the committed Cargo.lock.
+#
+# First makes sure the real Claude Code CLI that tests/claude_code.rs drives is installed, pinned,
+# into the git-ignored .tools/claude-code (npm `@anthropic-ai/claude-code`; about 360 MB, ~15 s).
+# Set SWITCHBOARD_TEST_CLAUDE=/path/to/claude to use another binary instead (no install then).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+CLAUDE_CODE_VERSION=2.1.328
+
+if [[ -z ${SWITCHBOARD_TEST_CLAUDE:-} ]]; then
+    tools=$PWD/.tools
+    claude=$tools/claude-code/node_modules/.bin/claude
+    claude_version() {
+        # `claude --version` prints "2.1.328 (Claude Code)".
+        "$claude" --version 2>/dev/null | awk 'NR == 1 { print $1 }' || true
+    }
+    mkdir -p "$tools"
+    (
+        # One install at a time, also across concurrent runs of this script.
+        flock 9
+        if [[ ! -x $claude || $(claude_version) != "$CLAUDE_CODE_VERSION" ]]; then
+            command -v npm >/dev/null || {
+                echo "error: npm is needed to install Claude Code $CLAUDE_CODE_VERSION into $tools/claude-code" >&2
+                exit 1
+            }
+            echo "installing @anthropic-ai/claude-code@$CLAUDE_CODE_VERSION into $tools/claude-code" >&2
+            # A clean install: npm leaves a damaged one (e.g. a stub binary) "up to date".
+            rm -rf .tools/claude-code
+            npm install --prefix .tools/claude-code --no-audit --no-fund --loglevel=error \
+                "@anthropic-ai/claude-code@$CLAUDE_CODE_VERSION"
+            found=$(claude_version)
+            if [[ $found != "$CLAUDE_CODE_VERSION" ]]; then
+                echo "error: $claude --version gives '${found}', expected $CLAUDE_CODE_VERSION" >&2
+                echo "(if npm skipped the package's postinstall step, the real binary is" >&2
+                echo " .tools/claude-code/node_modules/@anthropic-ai/claude-code-linux-x64/claude:" >&2
+                echo " point SWITCHBOARD_TEST_CLAUDE at it)" >&2
+                exit 1
+            fi
+        fi
+    ) 9>"$tools/.claude-code.lock"
+fi
+
 cargo test --locked --all-targets

@@ -162,9 +162,33 @@ pub fn decode(line: &[u8]) -> Result<AgentEvent, BadLine> {
         ("user", _) => AgentEvent::User,
         ("result", _) => {
             let u = v.get("usage").cloned().unwrap_or(Value::Null);
-            let input = i(&u, "input_tokens").unwrap_or(0)
+            let mut input = i(&u, "input_tokens").unwrap_or(0)
                 + i(&u, "cache_creation_input_tokens").unwrap_or(0)
                 + i(&u, "cache_read_input_tokens").unwrap_or(0);
+            let mut output = i(&u, "output_tokens").unwrap_or(0);
+            // `total_cost_usd` is the session's running total (it carries on across --resume);
+            // the turn's own cost and tokens, all models together, are in
+            // `model_usage_since_last_result` when Claude Code gives it.
+            let mut cost = v
+                .get("total_cost_usd")
+                .and_then(Value::as_f64)
+                .filter(|c| c.is_finite() && *c >= 0.0)
+                .unwrap_or(0.0);
+            if let Some(per_model) = v
+                .get("model_usage_since_last_result")
+                .and_then(Value::as_object)
+            {
+                let sum = |key: &str| -> i64 { per_model.values().filter_map(|m| i(m, key)).sum() };
+                input = sum("inputTokens")
+                    + sum("cacheReadInputTokens")
+                    + sum("cacheCreationInputTokens");
+                output = sum("outputTokens");
+                cost = per_model
+                    .values()
+                    .filter_map(|m| m.get("costUSD").and_then(Value::as_f64))
+                    .filter(|c| c.is_finite() && *c >= 0.0)
+                    .sum();
+            }
             let is_error = v
                 .get("is_error")
                 .and_then(Value::as_bool)
@@ -186,13 +210,9 @@ pub fn decode(line: &[u8]) -> Result<AgentEvent, BadLine> {
                 text,
                 usage: Usage {
                     input_tokens: input.max(0),
-                    output_tokens: i(&u, "output_tokens").unwrap_or(0).max(0),
+                    output_tokens: output.max(0),
                 },
-                cost_usd: v
-                    .get("total_cost_usd")
-                    .and_then(Value::as_f64)
-                    .filter(|c| c.is_finite() && *c >= 0.0)
-                    .unwrap_or(0.0),
+                cost_usd: cost,
                 duration_ms: i(&v, "duration_ms"),
                 num_turns: i(&v, "num_turns"),
                 session_id: s(&v, "session_id"),
@@ -327,6 +347,25 @@ mod tests {
         assert!(
             matches!(decode(br#"{"type":"stream_event"}"#), Ok(AgentEvent::Other { kind, .. }) if kind == "stream_event")
         );
+    }
+
+    #[test]
+    fn turn_cost_comes_from_the_usage_since_the_last_result() {
+        // total_cost_usd is a running total; the turn's share is in model_usage_since_last_result.
+        let line = br#"{"type":"result","subtype":"success","is_error":false,"result":"","total_cost_usd":0.0018,"usage":{"input_tokens":0,"output_tokens":0},"model_usage_since_last_result":{"m1":{"inputTokens":100,"cacheReadInputTokens":20,"outputTokens":10,"costUSD":0.0004},"m2":{"inputTokens":5,"outputTokens":1,"costUSD":0.0002}}}"#;
+        match decode(line) {
+            Ok(AgentEvent::Result(r)) => {
+                assert_eq!(
+                    r.usage,
+                    Usage {
+                        input_tokens: 125,
+                        output_tokens: 11
+                    }
+                );
+                assert!((r.cost_usd - 0.0006).abs() < 1e-12, "{}", r.cost_usd);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -20,6 +20,8 @@ use crate::store::{ProcessState, Session, SessionStatus, Tell, TellKind, TellOut
 
 /// How long a stopped agent may take to exit after SIGTERM before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(3);
+/// How long a stalled or abandoned agent gets between SIGTERM and SIGKILL.
+const KILL_GRACE: Duration = Duration::from_millis(1500);
 /// After an interrupt, how long the agent may take to end the turn before it is killed.
 const INTERRUPT_GRACE: Duration = Duration::from_secs(15);
 
@@ -697,7 +699,8 @@ impl Worker {
     async fn fail_turn(&mut self, tell: &Tell, session_id: &str, why: &str) {
         let m = self.router.manager().clone();
         if let Some(mut a) = self.agent.take() {
-            a.proc.kill().await;
+            // SIGTERM first, briefly: a killed Claude Code leaves its socket file behind.
+            a.proc.stop(KILL_GRACE).await;
         }
         if tell.kind == TellKind::Compact {
             m.fail_compaction(session_id, why).ok();

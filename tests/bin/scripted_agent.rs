@@ -181,6 +181,9 @@ fn main() {
     }
 
     let mut context_tokens: i64 = 0;
+    // Like Claude Code: total_cost_usd is the running total of the process; the turn's own
+    // usage is in model_usage_since_last_result.
+    let mut total_cost = 0.0f64;
     while let Ok(Input::User(text)) = rx.recv() {
         interrupted.store(false, Ordering::SeqCst);
         if let Some(d) = slow_init {
@@ -214,7 +217,7 @@ fn main() {
                 );
                 "garbage done".to_string()
             }
-            "history" => format!("history: {}", history(&transcript) - 1),
+            "history" => format!("history: {}", history(&transcript).saturating_sub(1)),
             "/compact" => {
                 emit(
                     &out,
@@ -261,6 +264,8 @@ fn main() {
         }
         let input_tokens = text.len() as i64 + 10;
         let output_tokens = answer.len() as i64 + 1;
+        let cost = (input_tokens + output_tokens) as f64 * 0.000_001;
+        total_cost += cost;
         context_tokens += input_tokens + output_tokens;
         if !answer.is_empty() {
             emit(
@@ -273,7 +278,8 @@ fn main() {
             &out,
             &json!({"type":"result","subtype":"success","is_error":false,"result":answer,"session_id":session_id,
                 "usage":{"input_tokens":input_tokens,"output_tokens":output_tokens},
-                "total_cost_usd": (input_tokens + output_tokens) as f64 * 0.000_001,
+                "total_cost_usd": total_cost,
+                "model_usage_since_last_result": {"scripted": {"inputTokens": input_tokens, "outputTokens": output_tokens, "costUSD": cost}},
                 "num_turns":1,"duration_ms":started.elapsed().as_millis() as u64}),
         );
         if text == "exit" {
