@@ -31,12 +31,6 @@ fn fails(env: &TestEnv, args: &[&str], code: i32) -> String {
     stderr(&out)
 }
 
-/// Sorted, for comparing sets of ids.
-fn sorted(mut v: Vec<String>) -> Vec<String> {
-    v.sort();
-    v
-}
-
 /// Checks that every row of a table starts its left-aligned columns where the header does, and
 /// ends its right-aligned columns where the header does.
 fn assert_aligned(table: &str, left: &[&str], right: &[&str]) {
@@ -805,83 +799,171 @@ fn sessions_delete_transcript() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// sessions compact
+// sessions compact (through the agent: every team runs the scripted agent)
+
+/// The `results` of a compaction report as (from, to, state) triples, in order.
+fn compact_results(v: &Value) -> Vec<(String, String, String)> {
+    v["results"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no results array in {v}"))
+        .iter()
+        .map(|r| {
+            let s = |k: &str| r[k].as_str().unwrap_or_else(|| panic!("no {k} in {r}"));
+            (
+                s("from_team").into(),
+                s("to_team").into(),
+                s("state").into(),
+            )
+        })
+        .collect()
+}
+
+/// (message_count, compaction_count, status) of a session, as `sessions show --json` says.
+fn compaction_fields(env: &TestEnv, session: &str) -> (i64, i64, String) {
+    let v = env.run_json(&["sessions", "show", session]);
+    (
+        v["message_count"].as_i64().expect("message_count"),
+        v["compaction_count"].as_i64().expect("compaction_count"),
+        v["status"].as_str().expect("status").to_string(),
+    )
+}
 
 #[test]
 fn sessions_compact_one_session() {
-    let env = TestEnv::new();
+    let env = TestEnv::with_scripted_agent();
     let fb = open(&env, "frontend", "backend");
     let fd = open(&env, "frontend", "docs");
+    let m = env.manager();
+    m.increment_message_count(&fb, 7).expect("messages");
+    m.increment_message_count(&fd, 3).expect("messages");
 
+    // JSON: the agent compacted; the session's counters are reset.
     let v = env.run_json(&["sessions", "compact", "frontend:backend"]);
     assert_eq!(v["dry_run"], false);
-    assert_eq!(v["marked"], 1);
-    assert_eq!(session_ids(&v["sessions"]), [&*fb]);
-    assert_eq!(v["sessions"][0]["status"], "compact_pending");
-    insta::assert_json_snapshot!("session_compact", env.redact(v));
+    assert_eq!(v["compacted"], 1, "{v}");
+    assert_eq!(v["failed"], 0, "{v}");
     assert_eq!(
-        env.run_json(&["sessions", "show", &fb])["status"],
-        "compact_pending"
+        compact_results(&v),
+        [("frontend".into(), "backend".into(), "answered".into())]
     );
-
-    let out = env.run_ok(&["sessions", "compact", &fd]);
-    assert!(out.starts_with("SESSION "), "{out}");
-    assert!(row_with(&out, &fd).contains("compact_pending"), "{out}");
+    let r = &v["results"][0];
+    assert_eq!(r["session_id"], fb.as_str());
+    assert_eq!(r["error"], Value::Null);
+    let (pre, post) = (
+        r["pre_tokens"].as_i64().expect("pre_tokens"),
+        r["post_tokens"].as_i64().expect("post_tokens"),
+    );
+    assert!(pre >= post && post > 0, "{pre} -> {post}");
+    assert_eq!(r["result"], format!("compacted: {pre} -> {post} tokens"));
+    assert_eq!(session_ids(&v["sessions"]), [&*fb]);
+    let s = &v["sessions"][0];
+    assert_eq!(s["message_count"], 0, "{s}");
+    assert_eq!(s["compaction_count"], 1, "{s}");
+    assert_eq!(s["status"], "active", "{s}");
+    assert_eq!(s["process_state"], "stopped", "{s}");
+    assert_eq!(s["owner_pid"], Value::Null, "{s}");
+    assert_eq!(s["last_pre_compact_tokens"], pre);
+    assert_eq!(s["last_post_compact_tokens"], post);
+    insta::assert_json_snapshot!("session_compact", env.redact(v));
+    assert_eq!(compaction_fields(&env, &fb), (0, 1, "active".into()));
     assert!(
-        out.ends_with("1 session(s) selected; 1 marked compact_pending\n"),
+        env.transcript_path("backend", &fb).exists(),
+        "the agent ran in backend's folder"
+    );
+    env.assert_no_agents();
+
+    // Human: a result table and a summary line.
+    let out = env.run_ok(&["sessions", "compact", &fd]);
+    let header = out.lines().next().expect("header");
+    assert_eq!(cells(header), ["FROM", "TO", "RESULT", "BEFORE", "AFTER"]);
+    assert_aligned(
+        out.trim_end()
+            .rsplit_once('\n')
+            .map_or(out.as_str(), |(table, _)| table),
+        &["FROM", "TO", "RESULT"],
+        &["BEFORE", "AFTER"],
+    );
+    let row = cells(row_with(&out, "frontend  docs"));
+    assert_eq!(row[..2], ["frontend", "docs"]);
+    assert!(row[2].starts_with("compacted: "), "{out}");
+    assert!(
+        out.ends_with("\ncompacted 1 of 1 session(s); 0 failed\n"),
         "{out}"
     );
-    assert_eq!(
-        sorted(session_ids(&env.run_json(&[
-            "sessions",
-            "list",
-            "--status",
-            "compact_pending"
-        ]))),
-        sorted(vec![fb.clone(), fd.clone()])
-    );
+    assert_eq!(compaction_fields(&env, &fd), (0, 1, "active".into()));
 
-    // Dry run on one session changes nothing.
+    // Dry run on one session: listed, nothing changed, no agent started.
     let bd = open(&env, "backend", "docs");
+    m.increment_message_count(&bd, 4).expect("messages");
     let out = env.run_ok(&["sessions", "compact", "backend:docs", "--dry-run"]);
+    assert!(row_with(&out, &bd).contains("backend"), "{out}");
     assert!(
         out.ends_with("1 session(s) selected; dry run, nothing changed\n"),
         "{out}"
     );
-    assert_eq!(env.run_json(&["sessions", "show", &bd])["status"], "active");
+    assert_eq!(compaction_fields(&env, &bd), (4, 0, "active".into()));
+    assert!(!env.transcript_path("docs", &bd).exists(), "no agent ran");
 
-    // An archived session cannot be compacted; an unknown one is not found.
-    env.manager()
-        .set_status(&bd, SessionStatus::Archived)
-        .expect("archive");
-    let err = fails(&env, &["sessions", "compact", &bd], 1);
-    assert!(err.contains("archived"), "{err}");
-    assert_eq!(
-        env.run_json(&["sessions", "show", &bd])["status"],
-        "archived"
+    // An archived session fails (exit 1), in both formats, and stays as it was.
+    m.set_status(&bd, SessionStatus::Archived).expect("archive");
+    let out = env.run(&["sessions", "compact", &bd]);
+    assert_exit(&out, 1, &["sessions", "compact", &bd]);
+    let text = stdout(&out);
+    let row = row_with(&text, "backend  docs");
+    assert!(
+        row.contains("failed: ") && row.contains("archived"),
+        "{text}"
     );
+    assert!(
+        text.ends_with("\ncompacted 0 of 1 session(s); 1 failed\n"),
+        "{text}"
+    );
+    let out = env.run(&["sessions", "compact", &bd, "--json"]);
+    assert_exit(&out, 1, &["sessions", "compact", &bd, "--json"]);
+    let v = parse_json(&out);
+    assert_eq!(
+        (v["compacted"].clone(), v["failed"].clone()),
+        (json!(0), json!(1))
+    );
+    assert_eq!(v["results"][0]["state"], "failed");
+    assert!(
+        v["results"][0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("archived")),
+        "{v}"
+    );
+    assert_eq!(compaction_fields(&env, &bd), (4, 0, "archived".into()));
+
+    // An unknown session is not found.
     let err = fails(&env, &["sessions", "compact", "docs:backend"], 1);
     assert!(err.contains("not found"), "{err}");
 
     // Neither can one that a live process is compacting now.
     let df = open(&env, "docs", "frontend");
-    let m = env.manager();
     support::hold_session(&m, &df, ProcessState::Processing);
     m.set_status(&df, SessionStatus::Compacting)
         .expect("compacting");
-    let err = fails(&env, &["sessions", "compact", "docs:frontend"], 1);
-    assert!(err.contains("compacting already"), "{err}");
+    let out = env.run(&["sessions", "compact", "docs:frontend", "--json"]);
+    assert_exit(&out, 1, &["sessions", "compact", "docs:frontend"]);
+    let v = parse_json(&out);
+    assert!(
+        v["results"][0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("compacting already")),
+        "{v}"
+    );
     let v = env.run_json(&["sessions", "compact", "--due", "--dry-run"]);
     assert_eq!(
         v["sessions"],
         json!([]),
         "compacting sessions are never due"
     );
+    env.assert_no_agents();
 }
 
 #[test]
 fn sessions_compact_due() {
-    let env = TestEnv::with_extra_config(
+    let env = TestEnv::scripted_with_config(
         "[settings.compaction]\nmax_messages = 50\nstale_messages = 10\nstale_age = \"1h\"\n",
     );
     let fb = open(&env, "frontend", "backend"); // 600 messages: due (max_messages)
@@ -896,26 +978,16 @@ fn sessions_compact_due() {
     m.set_status(&db, SessionStatus::Archived).expect("archive");
     env.backdate(&fd, 3 * HOUR, 2 * HOUR);
     env.backdate(&df, 3 * HOUR, 2 * HOUR);
-    let statuses = || {
-        env.run_json(&["sessions", "list"])
-            .as_array()
-            .expect("list")
-            .iter()
-            .map(|s| {
-                (
-                    s["session_id"].as_str().expect("id").to_string(),
-                    s["status"].as_str().expect("status").to_string(),
-                )
-            })
-            .collect::<std::collections::BTreeMap<_, _>>()
-    };
-    let before = statuses();
+    let sessions = || env.run_json(&["sessions", "list"]);
+    let before = sessions();
     assert_eq!(env.run_json(&["stats"])["due_for_compaction"], 2);
 
     // Dry run: lists the due sessions, most messages first, changes nothing.
     let v = env.run_json(&["sessions", "compact", "--due", "--dry-run"]);
     assert_eq!(v["dry_run"], true);
-    assert_eq!(v["marked"], 0);
+    assert_eq!(v["compacted"], 0);
+    assert_eq!(v["failed"], 0);
+    assert_eq!(v["results"], json!([]));
     assert_eq!(session_ids(&v["sessions"]), [&*fb, &*fd]);
     insta::assert_json_snapshot!("sessions_compact_due_dry_run", env.redact(v));
     let out = env.run_ok(&["sessions", "compact", "--due", "--dry-run"]);
@@ -928,7 +1000,11 @@ fn sessions_compact_due() {
         out.ends_with("2 session(s) due for compaction; dry run, nothing changed\n"),
         "{out}"
     );
-    assert_eq!(statuses(), before, "a dry run changes nothing");
+    assert_eq!(sessions(), before, "a dry run changes nothing");
+    assert!(
+        !env.home().join(".claude").exists(),
+        "a dry run starts no agent"
+    );
 
     // The human show marks them too.
     let out = env.run_ok(&["sessions", "show", &fb]);
@@ -939,21 +1015,61 @@ fn sessions_compact_due() {
     let out = env.run_ok(&["sessions", "show", &bd]);
     assert!(out.contains("\nmessages        20\n"), "{out}");
 
-    // For real.
-    let out = env.run_ok(&["sessions", "compact", "--due"]);
+    // For real: exactly the due sessions are compacted, most messages first.
+    let v = env.run_json(&["sessions", "compact", "--due"]);
+    assert_eq!(v["dry_run"], false);
+    assert_eq!(
+        (v["compacted"].clone(), v["failed"].clone()),
+        (json!(2), json!(0)),
+        "{v}"
+    );
+    assert_eq!(
+        compact_results(&v),
+        [
+            ("frontend".into(), "backend".into(), "answered".into()),
+            ("frontend".into(), "docs".into(), "answered".into()),
+        ]
+    );
+    for r in v["results"].as_array().expect("results") {
+        assert!(r["pre_tokens"].is_i64() && r["post_tokens"].is_i64(), "{r}");
+    }
+    assert_eq!(session_ids(&v["sessions"]), [&*fb, &*fd]);
+    assert_eq!(compaction_fields(&env, &fb), (0, 1, "active".into()));
+    assert_eq!(compaction_fields(&env, &fd), (0, 1, "active".into()));
+    assert_eq!(compaction_fields(&env, &bd), (20, 0, "active".into()));
+    assert_eq!(compaction_fields(&env, &df), (5, 0, "active".into()));
+    assert_eq!(compaction_fields(&env, &db), (100, 0, "archived".into()));
+    env.assert_no_agents();
+
+    // Nothing is due any more.
+    assert_eq!(
+        env.run_ok(&["sessions", "compact", "--due"]),
+        "0 session(s) due for compaction\n"
+    );
+    let v = env.run_json(&["sessions", "compact", "--due"]);
+    assert_eq!(v["sessions"], json!([]));
+    assert_eq!(v["compacted"], 0);
+
+    // --jobs 1, human: two more sessions become due and are compacted one at a time.
+    m.increment_message_count(&bd, 100).expect("messages");
+    m.increment_message_count(&df, 60).expect("messages");
+    let out = env.run_ok(&["sessions", "compact", "--due", "--jobs", "1"]);
+    let rows: Vec<Vec<String>> = out.lines().skip(1).map(cells).collect();
+    assert_eq!(rows.len(), 3, "two rows and the summary:\n{out}");
+    assert_eq!(rows[0][..2], ["backend", "docs"], "{out}");
+    assert_eq!(rows[1][..2], ["docs", "frontend"], "{out}");
     assert!(
-        out.ends_with("2 session(s) due for compaction; 2 marked compact_pending\n"),
+        rows[..2].iter().all(|r| r[2].starts_with("compacted: ")),
         "{out}"
     );
-    let after = statuses();
-    assert_eq!(after[&fb], "compact_pending");
-    assert_eq!(after[&fd], "compact_pending");
-    assert_eq!(after[&bd], "active");
-    assert_eq!(after[&df], "active");
-    assert_eq!(after[&db], "archived");
-
-    let v = env.run_json(&["sessions", "compact", "--due"]);
-    assert_eq!(v["marked"], 2, "still due until compacted: {v}");
+    assert!(
+        out.ends_with("\ncompacted 2 of 2 session(s); 0 failed\n"),
+        "{out}"
+    );
+    assert_eq!(compaction_fields(&env, &bd), (0, 1, "active".into()));
+    assert_eq!(compaction_fields(&env, &df), (0, 1, "active".into()));
+    assert_eq!(compaction_fields(&env, &fb), (0, 1, "active".into()));
+    env.assert_no_agents();
 }
 
 #[test]
@@ -964,23 +1080,22 @@ fn sessions_compact_needs_a_session_or_due() {
         &["sessions", "compact"][..],
         &["sessions", "compact", "--dry-run"],
         &["sessions", "compact", "--json"],
+        &["sessions", "compact", "--jobs", "2"],
         &["sessions", "compact", "--due", "frontend:backend"],
+        &["sessions", "compact", "--due", "--jobs", "0"],
+        &["sessions", "compact", "--due", "--jobs", "many"],
     ] {
         let out = env.run(args);
         assert_exit(&out, 2, args);
-        assert_eq!(stdout(&out), "");
+        assert_eq!(stdout(&out), "", "{args:?}");
     }
     let err = fails(&env, &["sessions", "compact", "garbage"], 2);
     assert!(err.contains("neither a session id"), "{err}");
     let out = env.run_ok(&["sessions", "compact", "--due"]);
-    assert_eq!(
-        out,
-        "0 session(s) due for compaction; 0 marked compact_pending\n"
-    );
-    assert_eq!(
-        env.run_json(&["sessions", "show", "frontend:backend"])["status"],
-        "active"
-    );
+    assert_eq!(out, "0 session(s) due for compaction\n");
+    let v = env.run_json(&["sessions", "show", "frontend:backend"]);
+    assert_eq!(v["status"], "active");
+    assert_eq!(v["compaction_count"], 0);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -48,9 +48,15 @@ pub struct WakeCmd {
 impl WakeCmd {
     pub fn run(&self, ctx: &Ctx) -> Result<ExitCode, Error> {
         let (from, to) = (self.pair.from.as_str(), self.pair.to.as_str());
+        // What is queued now is delivered by this command (recovery wakes the pair's worker).
+        let queued = {
+            let m = ctx.manager()?;
+            m.check_team(from)?;
+            m.check_team(to)?;
+            m.store().open_tells(from, to)?
+        };
         let report = signalled(with_router(ctx, Some((from, to)), |r| async move {
             let pid = r.wake(from, to).await?;
-            let queued = r.manager().store().open_tells(from, to)?;
             for t in &queued {
                 r.wait_for(&t.tell_id, Wait::Forever).await?;
             }
@@ -64,7 +70,7 @@ impl WakeCmd {
         if ctx.json() {
             print_json(&report)?;
         } else {
-            println!(
+            outln!(
                 "{from} -> {to}: agent started (pid {}); {} queued tell(s) delivered; stopped again as this command ends",
                 report.pid, report.delivered
             );
@@ -114,9 +120,9 @@ impl SleepCmd {
                 was_running,
             })?;
         } else if was_running {
-            println!("{from} -> {to}: agent stopped");
+            outln!("{from} -> {to}: agent stopped");
         } else {
-            println!("{from} -> {to}: no agent was running");
+            outln!("{from} -> {to}: no agent was running");
         }
         Ok(ExitCode::SUCCESS)
     }
@@ -132,7 +138,8 @@ pub struct CancelCmd {
 impl CancelCmd {
     pub fn run(&self, ctx: &Ctx) -> Result<ExitCode, Error> {
         let (from, to) = (self.pair.from.as_str(), self.pair.to.as_str());
-        let report = signalled(with_router(ctx, Some((from, to)), |r| async move {
+        // No recovery first: it would wake the pair and deliver what is to be cancelled.
+        let report = signalled(with_router(ctx, None, |r| async move {
             let report = r.cancel(from, to)?;
             if let Some(id) = &report.interrupted {
                 r.wait_for(id, Wait::For(Duration::from_secs(20))).await?;
@@ -142,7 +149,7 @@ impl CancelCmd {
         if ctx.json() {
             print_json(&report)?;
         } else {
-            println!(
+            outln!(
                 "{from} -> {to}: {} queued tell(s) cancelled{}",
                 report.cancelled_queued.len(),
                 report
@@ -177,7 +184,7 @@ impl RebootCmd {
         if ctx.json() {
             print_json(&s)?;
         } else {
-            println!(
+            outln!(
                 "{from} -> {to}: new session {}{}",
                 s.session_id,
                 before

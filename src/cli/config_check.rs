@@ -78,11 +78,11 @@ impl ConfigCmd {
                 teams: config.teams.keys().cloned().collect(),
             })?;
         } else {
-            println!("{}: ok", path.display());
-            println!("database  {database}");
-            println!("teams     {}", config.teams.len());
+            outln!("{}: ok", path.display());
+            outln!("database  {database}");
+            outln!("teams     {}", config.teams.len());
             for t in config.teams.values() {
-                println!("  {:<20} {}", t.name, t.path.display());
+                outln!("  {:<20} {}", t.name, t.path.display());
             }
         }
         Ok(ExitCode::SUCCESS)

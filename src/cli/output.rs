@@ -5,11 +5,28 @@ use switchboard::store::Session;
 use switchboard::util::{now_ms, relative, rfc3339};
 use switchboard::Error;
 
+/// Writes command output to stdout. When stdout is closed (`switchboard ... | head`), the
+/// process ends quietly instead of panicking; the command's work is done by then.
+pub fn out(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let written = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush());
+    if let Err(e) = written {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write to stdout: {e}");
+        std::process::exit(1);
+    }
+}
+
 /// Prints a value as pretty JSON on stdout.
 pub fn print_json<T: Serialize + ?Sized>(value: &T) -> Result<(), Error> {
     let text = serde_json::to_string_pretty(value)
         .map_err(|e| Error::Other(format!("cannot render JSON: {e}")))?;
-    println!("{text}");
+    outln!("{text}");
     Ok(())
 }
 
@@ -71,7 +88,7 @@ impl Table {
 
     /// Prints the table on stdout.
     pub fn print(&self) {
-        print!("{}", self.render());
+        out!("{}", self.render());
     }
 }
 

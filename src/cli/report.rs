@@ -40,7 +40,7 @@ impl ReportCmd {
             return Ok(ExitCode::SUCCESS);
         }
         if tells.is_empty() {
-            println!("no tells from {} to {}", self.from, self.to);
+            outln!("no tells from {} to {}", self.from, self.to);
             return Ok(ExitCode::SUCCESS);
         }
         let mut t = Table::new(&[

@@ -20,23 +20,24 @@ impl StatsCmd {
             print_json(&s)?;
             return Ok(ExitCode::SUCCESS);
         }
-        println!("sessions            {}", s.total_sessions);
-        println!("messages            {}", s.total_messages);
-        println!(
+        outln!("sessions            {}", s.total_sessions);
+        outln!("messages            {}", s.total_messages);
+        outln!(
             "tokens              {} in, {} out",
-            s.total_input_tokens, s.total_output_tokens
+            s.total_input_tokens,
+            s.total_output_tokens
         );
-        println!("cost                ${:.4}", s.total_cost_usd);
-        println!("due for compaction  {}", s.due_for_compaction);
+        outln!("cost                ${:.4}", s.total_cost_usd);
+        outln!("due for compaction  {}", s.due_for_compaction);
         let join = |m: &std::collections::BTreeMap<String, i64>| {
             m.iter()
                 .map(|(k, v)| format!("{k} {v}"))
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        println!("by status           {}", join(&s.by_status));
-        println!("by process state    {}", join(&s.by_process_state));
-        println!();
+        outln!("by status           {}", join(&s.by_status));
+        outln!("by process state    {}", join(&s.by_process_state));
+        outln!();
         let mut teams = Table::new(&[
             "TEAM",
             ">SESSIONS AS CALLER",
@@ -57,7 +58,7 @@ impl StatsCmd {
         }
         teams.print();
         if !s.busiest_pairs.is_empty() {
-            println!();
+            outln!();
             let mut pairs = Table::new(&["BUSIEST PAIRS", ">MSGS", "SESSION"]);
             for p in &s.busiest_pairs {
                 pairs.row(vec![

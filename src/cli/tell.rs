@@ -23,7 +23,7 @@ pub struct TellCmd {
     /// The message; `-` reads it from stdin.
     text: String,
     /// Wait at most this long for the answer (e.g. 90s, 2m, 1h). Default: until it comes.
-    #[arg(long, value_name = "DURATION", value_parser = parse_timeout, conflicts_with = "r#async")]
+    #[arg(long, value_name = "DURATION", value_parser = parse_timeout, conflicts_with = "async")]
     timeout: Option<Duration>,
     /// Store the tell and return its id at once; it is delivered by the next Switchboard
     /// process that works on this pair (a later `tell` or `wake`, or the server).
@@ -97,7 +97,7 @@ fn print_tell(ctx: &Ctx, t: &Tell, waited: bool) -> Result<ExitCode, Error> {
     } else {
         match t.state {
             TellState::Answered => {
-                println!("{}", t.answer.as_deref().unwrap_or(""));
+                outln!("{}", t.answer.as_deref().unwrap_or(""));
                 eprintln!(
                     "[tell {} answered: {} in / {} out tokens, ${:.4}{}]",
                     t.tell_id,
@@ -110,7 +110,7 @@ fn print_tell(ctx: &Ctx, t: &Tell, waited: bool) -> Result<ExitCode, Error> {
                 );
             }
             TellState::Queued | TellState::Delivered => {
-                println!("{}", t.tell_id);
+                outln!("{}", t.tell_id);
                 eprintln!(
                     "[tell {} {}: see `switchboard report {} {}`]",
                     t.tell_id, t.state, t.from_team, t.to_team

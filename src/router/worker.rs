@@ -690,6 +690,12 @@ impl Worker {
                     "switchboard shut down before the agent answered",
                 )
                 .await;
+                // Not the agent's fault: the session is fine, only stopped.
+                if let Ok(Some(s)) = m.get_by_id(session_id) {
+                    if s.status == SessionStatus::Error {
+                        m.set_status(session_id, SessionStatus::Active).ok();
+                    }
+                }
             }
         }
     }
@@ -708,7 +714,7 @@ impl Worker {
             m.mark_error(session_id, why).ok();
         }
         m.release_lease(session_id).ok();
-        tracing::warn!(pair = %self.pair(), tell = %tell.tell_id, why, "tell failed");
+        tracing::info!(pair = %self.pair(), tell = %tell.tell_id, why, "tell failed");
         self.fail(tell, TellState::Failed, why, None);
     }
 

@@ -8,9 +8,9 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use switchboard::config::TeamsConfig;
@@ -26,6 +26,9 @@ pub const TEAMS: [&str; 3] = ["frontend", "backend", "docs"];
 /// environment of the commands it runs.
 pub struct TestEnv {
     dir: TempDir,
+    /// With the scripted agent: the value of `TEST_AGENT_MARKER` in every team's `env`, which
+    /// finds this test's agent processes in `/proc`.
+    marker: Option<String>,
 }
 
 impl TestEnv {
@@ -37,11 +40,27 @@ impl TestEnv {
     /// The default project with `extra` TOML (for example a `[settings]` table; not
     /// `[database]`, which the default file has) put before `[database]` and the teams.
     pub fn with_extra_config(extra: &str) -> Self {
+        Self::build(extra, None)
+    }
+
+    /// The default project where every team's agent is the scripted test agent
+    /// (`switchboard-test-agent`): each team gets `agent_path` and
+    /// `env = { HOME = <home>, TEST_AGENT_MARKER = <uuid> }`.
+    pub fn with_scripted_agent() -> Self {
+        Self::scripted_with_config("")
+    }
+
+    /// [`TestEnv::with_scripted_agent`] with `extra` TOML (for example `[settings]`).
+    pub fn scripted_with_config(extra: &str) -> Self {
+        Self::build(extra, Some(uuid::Uuid::new_v4().to_string()))
+    }
+
+    fn build(extra: &str, marker: Option<String>) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("switchboard-test-")
             .tempdir()
             .expect("create temp dir");
-        let env = Self { dir };
+        let env = Self { dir, marker };
         for team in TEAMS {
             std::fs::create_dir_all(env.project(team)).expect("create project folder");
         }
@@ -97,6 +116,14 @@ impl TestEnv {
                 "\n[teams.{team}]\npath = {}\n",
                 toml_string(&self.project(team).display().to_string())
             ));
+            if let Some(marker) = &self.marker {
+                text.push_str(&format!(
+                    "agent_path = {}\nenv = {{ HOME = {}, TEST_AGENT_MARKER = {} }}\n",
+                    toml_string(agent_bin()),
+                    toml_string(&self.home().display().to_string()),
+                    toml_string(marker),
+                ));
+            }
         }
         text
     }
@@ -207,6 +234,57 @@ impl TestEnv {
             .join(format!("{session_id}.jsonl"))
     }
 
+    /// The marker of this env's scripted agents (panics without the scripted agent).
+    pub fn agent_marker(&self) -> &str {
+        self.marker
+            .as_deref()
+            .expect("a TestEnv made with_scripted_agent")
+    }
+
+    /// Pids of this test's live (not zombie) scripted agent processes, found in `/proc` by
+    /// `TEST_AGENT_MARKER=<marker>` in their environment.
+    pub fn agent_pids(&self) -> Vec<u32> {
+        let needle = format!("TEST_AGENT_MARKER={}", self.agent_marker());
+        live_pids(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|&b| b == 0).any(|kv| kv == needle.as_bytes()))
+        })
+    }
+
+    /// Polls `/proc` (bounded: 10 s) until no scripted agent of this test is left; panics
+    /// naming the orphans otherwise.
+    pub fn assert_no_agents(&self) {
+        let mut left = Vec::new();
+        let gone = poll_until(Duration::from_secs(10), || {
+            left = self.agent_pids();
+            left.is_empty()
+        });
+        assert!(gone, "orphan agent processes: {left:?}");
+    }
+
+    /// Pids of live (not zombie) `switchboard` processes started with this env's teams file
+    /// (`/proc/<pid>/cmdline` is the binary under test and names `teams.toml` of this env).
+    pub fn switchboard_pids(&self) -> Vec<u32> {
+        let config = self.config_path().display().to_string();
+        live_pids(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
+                let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+                args.first().is_some_and(|a| *a == bin().as_bytes())
+                    && args.contains(&config.as_bytes())
+            })
+        })
+    }
+
+    /// The session of a pair, read from the database file directly (no cache): for polling
+    /// what another process does. `None` when there is no database or no such session yet.
+    pub fn session(&self, from: &str, to: &str) -> Option<switchboard::store::Session> {
+        if !self.db_path().exists() {
+            return None;
+        }
+        let store = switchboard::store::SessionStore::open(&self.db_path()).ok()?;
+        store.get_by_pair(from, to).ok().flatten()
+    }
+
     /// The spellings of the temp dir that may show up in output, longest first.
     fn tmp_prefixes(&self) -> Vec<String> {
         let mut prefixes = vec![self.path().display().to_string()];
@@ -221,7 +299,7 @@ impl TestEnv {
     /// [`redact_text`], plus the temp dir replaced by `[tmp]`, and by `[escaped-tmp]` where it
     /// appears escaped as in a Claude Code transcript folder (`-tmp-switchboard-test-XXXX`).
     pub fn redact_text(&self, text: &str) -> String {
-        let mut out = text.to_string();
+        let mut out = text.replace(agent_bin(), "[agent]");
         for prefix in self.tmp_prefixes() {
             out = out.replace(&prefix, "[tmp]");
             out = out.replace(&escape_path(&prefix), "[escaped-tmp]");
@@ -244,6 +322,77 @@ impl Default for TestEnv {
 /// The `switchboard` binary under test.
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_switchboard")
+}
+
+/// The scripted agent speaking Claude Code's protocol (`tests/bin/scripted_agent.rs`).
+pub fn agent_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_switchboard-test-agent")
+}
+
+/// Calls `cond` until it is true or `within` has passed (a short pause between calls);
+/// returns whether it became true.
+pub fn poll_until(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::park_timeout(Duration::from_millis(10));
+    }
+}
+
+/// Waits (bounded) for a child to exit; `None` if it is still running at the deadline.
+pub fn wait_timeout(child: &mut Child, within: Duration) -> Option<ExitStatus> {
+    let mut status = None;
+    poll_until(within, || {
+        status = child.try_wait().expect("poll the child");
+        status.is_some()
+    });
+    status
+}
+
+/// Sends `signal` to `pid`.
+pub fn send_signal(pid: u32, signal: libc::c_int) {
+    let pid = libc::pid_t::try_from(pid).expect("pid fits in pid_t");
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    let rc = unsafe { libc::kill(pid, signal) };
+    assert_eq!(
+        rc,
+        0,
+        "kill({pid}, {signal}): {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+/// Pids in `/proc` that are not zombies and satisfy `matches`.
+fn live_pids(matches: impl Fn(u32) -> bool) -> Vec<u32> {
+    let mut pids = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return pids;
+    };
+    for entry in entries.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if !matches(pid) {
+            continue;
+        }
+        let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| {
+                s.rsplit(')')
+                    .next()
+                    .is_some_and(|r| r.trim_start().starts_with(['Z', 'X']))
+            })
+            .unwrap_or(true);
+        if !zombie {
+            pids.push(pid);
+        }
+    }
+    pids.sort_unstable();
+    pids
 }
 
 /// A path as Claude Code names its project folder: every non-alphanumeric character as `-`.

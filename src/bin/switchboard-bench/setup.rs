@@ -135,8 +135,11 @@ pub fn rss_phase(name: &str) {
     PEAK_KB.fetch_max((hwm * 1024.0) as u64, Ordering::Relaxed);
     let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
     eprintln!(
-        "# {name}: peak rss {hwm:.1} MB, rss now {:.1} MB{}",
+        "# {name}: peak rss {hwm:.1} MB, rss now {:.1} MB (anon {:.1}, file {:.1}, shmem {:.1}){}",
         rss_mb().unwrap_or(f64::NAN),
+        status_mb("RssAnon").unwrap_or(f64::NAN),
+        status_mb("RssFile").unwrap_or(f64::NAN),
+        status_mb("RssShmem").unwrap_or(f64::NAN),
         if reset { "" } else { " (cannot reset VmHWM)" }
     );
 }

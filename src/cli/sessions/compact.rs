@@ -113,8 +113,15 @@ impl CompactCmd {
                             state: t.state,
                             result: t.answer.clone(),
                             error: t.error.clone(),
-                            pre_tokens: s.as_ref().and_then(|s| s.last_pre_compact_tokens),
-                            post_tokens: s.as_ref().and_then(|s| s.last_post_compact_tokens),
+                            // Only a compaction that happened has token counts.
+                            pre_tokens: s
+                                .as_ref()
+                                .filter(|_| t.state == TellState::Answered)
+                                .and_then(|s| s.last_pre_compact_tokens),
+                            post_tokens: s
+                                .as_ref()
+                                .filter(|_| t.state == TellState::Answered)
+                                .and_then(|s| s.last_post_compact_tokens),
                         },
                         Err(e) => Outcome {
                             session_id: s.map(|s| s.session_id.clone()).unwrap_or_default(),
@@ -192,7 +199,7 @@ impl CompactCmd {
             } else {
                 ""
             };
-            println!("{} session(s) {what}{tail}", sessions.len());
+            outln!("{} session(s) {what}{tail}", sessions.len());
             return Ok(code);
         }
         let mut t = Table::new(&["FROM", "TO", "RESULT", ">BEFORE", ">AFTER"]);
@@ -210,7 +217,7 @@ impl CompactCmd {
             ]);
         }
         t.print();
-        println!(
+        outln!(
             "compacted {compacted} of {} session(s); {failed} failed",
             results.len()
         );

@@ -79,15 +79,17 @@ impl DeleteCmd {
                 transcript_removed: transcript_existed,
             })?;
         } else {
-            println!(
+            outln!(
                 "deleted session {} ({} -> {})",
-                deleted.session_id, deleted.from_team, deleted.to_team
+                deleted.session_id,
+                deleted.from_team,
+                deleted.to_team
             );
             if let Some(p) = transcript {
                 if transcript_existed {
-                    println!("removed transcript {}", p.display());
+                    outln!("removed transcript {}", p.display());
                 } else {
-                    println!("no transcript at {}", p.display());
+                    outln!("no transcript at {}", p.display());
                 }
             }
         }

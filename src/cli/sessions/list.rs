@@ -77,7 +77,7 @@ impl ListCmd {
             return Ok(ExitCode::SUCCESS);
         }
         if sessions.is_empty() {
-            println!("no sessions");
+            outln!("no sessions");
             return Ok(ExitCode::SUCCESS);
         }
         let mut t = Table::new(SESSION_HEADERS);

@@ -23,7 +23,7 @@ impl ShowCmd {
         if ctx.json() {
             print_json(&s)?;
         } else {
-            print!("{}", session_details(&s, m.should_compact(&s)));
+            out!("{}", session_details(&s, m.should_compact(&s)));
         }
         Ok(ExitCode::SUCCESS)
     }

@@ -1,0 +1,152 @@
+//! Reaching a running `switchboard serve` that serves the same database: commands that act on
+//! live agents go through it (its agents, its leases) instead of starting agents in this
+//! process. The server announces itself in `server.json` beside the database; requests are
+//! plain HTTP/1.1 JSON to its `/api/` routes on loopback.
+
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::Value;
+use switchboard::util::ProcessIdentity;
+use switchboard::{Error, TeamsConfig};
+
+/// A running server.
+#[derive(Debug, Clone)]
+pub struct Remote {
+    host: String,
+    port: u16,
+    token: Option<String>,
+    pid: u32,
+}
+
+/// Where a server serving this config's database announces itself.
+pub fn announce_path(config: &TeamsConfig) -> Option<PathBuf> {
+    if config.database.in_memory {
+        return None;
+    }
+    config.database.path.parent().map(|d| d.join("server.json"))
+}
+
+impl Remote {
+    /// The running server of this database, if there is one (its process is alive).
+    pub fn find(config: &TeamsConfig) -> Option<Remote> {
+        let text = std::fs::read_to_string(announce_path(config)?).ok()?;
+        let v: Value = serde_json::from_str(&text).ok()?;
+        let pid = u32::try_from(v.get("pid")?.as_u64()?).ok()?;
+        let started_at = v.get("process_started_at").and_then(Value::as_i64).unwrap_or(0);
+        if !(ProcessIdentity { pid, started_at }).is_alive() || pid == std::process::id() {
+            return None;
+        }
+        let url = v.get("url")?.as_str()?;
+        let rest = url.strip_prefix("http://")?;
+        let authority = rest.split('/').next()?;
+        let (host, port) = authority.rsplit_once(':')?;
+        let token = config
+            .server
+            .auth_token
+            .clone()
+            .or_else(|| std::env::var("SWITCHBOARD_TOKEN").ok().filter(|t| !t.is_empty()));
+        Some(Remote {
+            host: host.trim_start_matches('[').trim_end_matches(']').to_string(),
+            port: port.parse().ok()?,
+            token,
+            pid,
+        })
+    }
+
+    /// The server's pid.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// POSTs `body` to `/api/{op}` and returns the JSON answer; an error answer becomes an
+    /// error with the server's message and exit code.
+    pub fn call(&self, op: &str, body: &Value, timeout: Option<Duration>) -> Result<Value, Error> {
+        let fail = |what: String| Error::Other(format!("server (pid {}): {what}", self.pid));
+        let addr = (self.host.as_str(), self.port)
+            .to_socket_addrs()
+            .map_err(|e| fail(format!("bad address: {e}")))?
+            .next()
+            .ok_or_else(|| fail("no address".into()))?;
+        let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+            .map_err(|e| fail(format!("cannot connect to {addr}: {e}")))?;
+        // Allow for the server's own wait, plus slack.
+        stream
+            .set_read_timeout(timeout.map(|t| t + Duration::from_secs(30)))
+            .map_err(|e| fail(e.to_string()))?;
+        let payload = body.to_string();
+        let host = if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        };
+        let mut request = format!(
+            "POST /api/{op} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n",
+            payload.len()
+        );
+        if let Some(t) = &self.token {
+            request.push_str(&format!("Authorization: Bearer {t}\r\n"));
+        }
+        request.push_str("\r\n");
+        request.push_str(&payload);
+        stream
+            .write_all(request.as_bytes())
+            .map_err(|e| fail(format!("cannot send: {e}")))?;
+        let mut raw = Vec::new();
+        stream
+            .read_to_end(&mut raw)
+            .map_err(|e| fail(format!("no answer: {e}")))?;
+        let (status, body) = parse_response(&raw).ok_or_else(|| fail("malformed HTTP answer".into()))?;
+        let v: Value = serde_json::from_slice(body)
+            .map_err(|e| fail(format!("answer is not JSON ({e}), HTTP {status}")))?;
+        if (200..300).contains(&status) {
+            return Ok(v);
+        }
+        let message = v
+            .get("error")
+            .and_then(Value::as_str)
+            .unwrap_or("request failed")
+            .to_string();
+        Err(match v.get("exit_code").and_then(Value::as_i64) {
+            Some(2) => Error::Usage(message),
+            _ if status == 404 => Error::NotFound(message),
+            _ => Error::Other(message),
+        })
+    }
+}
+
+/// Splits an HTTP/1.1 answer into status and body (Content-Length or to the end; chunked
+/// bodies are decoded).
+fn parse_response(raw: &[u8]) -> Option<(u16, &[u8])> {
+    let head_end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&raw[..head_end]).ok()?;
+    let status: u16 = head.split_whitespace().nth(1)?.parse().ok()?;
+    let body = &raw[head_end + 4..];
+    let chunked = head
+        .lines()
+        .any(|l| l.to_ascii_lowercase().starts_with("transfer-encoding:") && l.to_ascii_lowercase().contains("chunked"));
+    if chunked {
+        // Rare for our server (it sends Content-Length); take the first chunk's data.
+        let line_end = body.windows(2).position(|w| w == b"\r\n")?;
+        let size = usize::from_str_radix(std::str::from_utf8(&body[..line_end]).ok()?.trim(), 16).ok()?;
+        return body.get(line_end + 2..line_end + 2 + size).map(|b| (status, b));
+    }
+    Some((status, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_answers() {
+        let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}";
+        assert_eq!(parse_response(raw), Some((200, &b"{}"[..])));
+        let raw = b"HTTP/1.1 400 Bad Request\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n";
+        assert_eq!(parse_response(raw), Some((400, &b"{}"[..])));
+        assert_eq!(parse_response(b"garbage"), None);
+    }
+}

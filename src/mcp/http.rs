@@ -1,0 +1,256 @@
+//! The HTTP listener (hyper, HTTP/1.1): rmcp's streamable HTTP service at `/mcp`, and
+//! `GET /health`, `/status`, `/metrics`.
+//!
+//! Every request passes two gates first. On a loopback bind, `Host` must name a loopback
+//! host (`localhost`, `127.0.0.1`, `[::1]`) with the server's port, and `Origin`, when
+//! present, a loopback origin with the server's port (DNS-rebinding protection): 403
+//! otherwise. With a token, `Authorization: Bearer <token>` is required: 401 otherwise.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use super::ops::{self, Metrics};
+use super::tools::SwitchboardTools;
+use super::MCP_PATH;
+use crate::router::Router;
+
+/// How long open connections (SSE streams included) get to end after shutdown starts.
+const DRAIN: Duration = Duration::from_secs(3);
+
+type Body = BoxBody<Bytes, Infallible>;
+
+/// What the listener serves and how it guards it.
+pub(crate) struct HttpState {
+    pub router: Router,
+    pub metrics: Arc<Metrics>,
+    /// Bearer token every request must carry, if any.
+    pub token: Option<String>,
+    /// Check Host and Origin (the listener is on a loopback address).
+    pub loopback: bool,
+    /// The bound port (what Host and Origin must name).
+    pub port: u16,
+    /// The MCP endpoint's URL (for `/status`).
+    pub url: String,
+    pub started_at_ms: i64,
+    mcp: StreamableHttpService<SwitchboardTools, LocalSessionManager>,
+}
+
+impl HttpState {
+    /// The state of a listener on `port`; `stop` ends rmcp's sessions and streams.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        router: Router,
+        metrics: Arc<Metrics>,
+        token: Option<String>,
+        loopback: bool,
+        port: u16,
+        url: String,
+        started_at_ms: i64,
+        stop: CancellationToken,
+    ) -> Self {
+        let limit = router.manager().config().settings.max_message_bytes;
+        let mut config = StreamableHttpServerConfig::default()
+            .with_cancellation_token(stop)
+            // Room for the largest message, JSON-escaped, and the request around it.
+            .with_max_request_body_bytes(limit.saturating_mul(6).saturating_add(64 * 1024));
+        if !loopback {
+            // Any host name may reach a public bind; the token guards it.
+            config = config.disable_allowed_hosts();
+        }
+        let tools = SwitchboardTools::new(router.clone(), None, Arc::clone(&metrics));
+        let mcp = StreamableHttpService::new(
+            move || Ok(tools.clone()),
+            Arc::new(LocalSessionManager::default()),
+            config,
+        );
+        Self { router, metrics, token, loopback, port, url, started_at_ms, mcp }
+    }
+
+    async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+        if let Err(resp) = self.guard(&req) {
+            return resp;
+        }
+        let path = req.uri().path();
+        match (req.method(), path) {
+            (_, MCP_PATH) => self.mcp.handle(req).await,
+            (&Method::GET, "/health") => json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
+            (&Method::GET, "/status") => json(
+                StatusCode::OK,
+                &ops::status(&self.router, &self.url, self.started_at_ms),
+            ),
+            (&Method::GET, "/metrics") => text(
+                StatusCode::OK,
+                "text/plain; version=0.0.4; charset=utf-8",
+                ops::metrics(&self.router, &self.metrics, self.started_at_ms),
+            ),
+            (_, "/health" | "/status" | "/metrics") => {
+                text(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "use GET\n".into())
+            }
+            _ => text(
+                StatusCode::NOT_FOUND,
+                "text/plain",
+                format!("not found; the MCP endpoint is {MCP_PATH}\n"),
+            ),
+        }
+    }
+
+    fn guard(&self, req: &Request<Incoming>) -> Result<(), Response<Body>> {
+        let forbidden = |what: &str| text(StatusCode::FORBIDDEN, "text/plain", format!("forbidden: {what}\n"));
+        if self.loopback {
+            let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok());
+            if !host.is_some_and(|h| loopback_authority(h, self.port)) {
+                return Err(forbidden("the Host header must be localhost, 127.0.0.1 or [::1] with this server's port"));
+            }
+            if let Some(origin) = req.headers().get(header::ORIGIN) {
+                if !origin.to_str().is_ok_and(|o| loopback_origin(o, self.port)) {
+                    return Err(forbidden("cross-origin requests are not allowed"));
+                }
+            }
+        }
+        if let Some(token) = &self.token {
+            let given = req
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|h| h.to_str().ok())
+                .and_then(|h| h.strip_prefix("Bearer "))
+                .map(str::trim);
+            if !given.is_some_and(|g| same(g.as_bytes(), token.as_bytes())) {
+                let mut resp = text(
+                    StatusCode::UNAUTHORIZED,
+                    "text/plain",
+                    "unauthorized: send Authorization: Bearer <token>\n".into(),
+                );
+                resp.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    header::HeaderValue::from_static("Bearer realm=\"switchboard\""),
+                );
+                return Err(resp);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Serves connections from `listener` until `stop` is cancelled, then lets open connections
+/// finish for a moment.
+pub(crate) async fn serve(listener: TcpListener, state: Arc<HttpState>, stop: CancellationToken) {
+    let graceful = GracefulShutdown::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = stop.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let state = Arc::clone(&state);
+        let service = service_fn(move |req| {
+            let state = Arc::clone(&state);
+            async move { Ok::<_, Infallible>(state.handle(req).await) }
+        });
+        let conn = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(DRAIN, graceful.shutdown()).await.is_err() {
+        tracing::debug!("connections still open after the drain period; dropping them");
+    }
+}
+
+fn loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost") || host == "127.0.0.1" || host == "::1"
+}
+
+/// Whether a Host header names a loopback host and `port` (no port: 80).
+fn loopback_authority(value: &str, port: u16) -> bool {
+    match value.parse::<http::uri::Authority>() {
+        Ok(a) => loopback_host(a.host()) && a.port_u16().unwrap_or(80) == port,
+        Err(_) => false,
+    }
+}
+
+/// Whether an Origin header is a loopback origin with `port`.
+fn loopback_origin(value: &str, port: u16) -> bool {
+    let Ok(uri) = value.parse::<http::Uri>() else {
+        return false;
+    };
+    let default = match uri.scheme_str() {
+        Some("http") => 80,
+        Some("https") => 443,
+        _ => return false,
+    };
+    uri.authority()
+        .is_some_and(|a| loopback_host(a.host()) && a.port_u16().unwrap_or(default) == port)
+}
+
+/// Compares secrets in time independent of where they differ.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn text(status: StatusCode, content_type: &'static str, body: String) -> Response<Body> {
+    let mut resp = Response::new(Full::new(Bytes::from(body)).boxed());
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type));
+    resp
+}
+
+fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response<Body> {
+    match serde_json::to_string_pretty(value) {
+        Ok(body) => text(status, "application/json", body + "\n"),
+        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", format!("{e}\n")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_and_origin_checks() {
+        assert!(loopback_authority("127.0.0.1:7717", 7717));
+        assert!(loopback_authority("localhost:7717", 7717));
+        assert!(loopback_authority("LOCALHOST:7717", 7717));
+        assert!(loopback_authority("[::1]:7717", 7717));
+        assert!(!loopback_authority("127.0.0.1:7718", 7717));
+        assert!(!loopback_authority("evil.example.com:7717", 7717));
+        assert!(!loopback_authority("127.0.0.1", 7717));
+        assert!(loopback_authority("localhost", 80));
+        assert!(!loopback_authority("not a host", 80));
+        assert!(loopback_origin("http://localhost:7717", 7717));
+        assert!(loopback_origin("http://[::1]:7717", 7717));
+        assert!(!loopback_origin("http://localhost:3000", 7717));
+        assert!(!loopback_origin("http://evil.example.com:7717", 7717));
+        assert!(!loopback_origin("null", 7717));
+        assert!(loopback_origin("https://127.0.0.1", 443));
+        assert!(same(b"abc", b"abc"));
+        assert!(!same(b"abc", b"abd"));
+        assert!(!same(b"abc", b"abcd"));
+    }
+}
