@@ -8,8 +8,9 @@ cd "$(dirname "$0")/.."
 export SWITCHBOARD_PROJECTS="${SWITCHBOARD_PROJECTS:-$PWD/target/demo/projects}"
 mkdir -p "$SWITCHBOARD_PROJECTS"/frontend "$SWITCHBOARD_PROJECTS"/backend "$SWITCHBOARD_PROJECTS"/docs
 
-cargo build --locked --release --bin switchboard
-sb() { ./target/release/switchboard --config teams.example.toml "$@"; }
+# A debug build: it shares its compiled dependencies with the test build (CI runs both).
+cargo build --locked --bin switchboard
+sb() { ./target/debug/switchboard --config teams.example.toml "$@"; }
 
 sb config check
 sb sessions open frontend backend
