@@ -7,11 +7,13 @@
 //! - [`session`]: the [`session::SessionManager`]: get-or-create per pair, TTL cache, updates,
 //!   compaction policy, stats. Knows neither SQL strings nor child processes.
 //! - [`agent`]: what Switchboard knows about the agent CLIs it drives (Claude Code).
+//! - [`mcp`]: the MCP server (`switchboard serve`): tools over stdio and streamable HTTP.
 //! - [`util`]: small shared helpers (time, durations, process identity).
 
 pub mod agent;
 pub mod config;
 pub mod error;
+pub mod mcp;
 pub mod router;
 pub mod session;
 pub mod signals;

@@ -6,6 +6,7 @@ mod config_check;
 mod live;
 mod output;
 mod report;
+mod serve;
 mod sessions;
 mod stats;
 mod teams;
@@ -75,6 +76,8 @@ enum Command {
     /// Check the teams file.
     #[command(subcommand)]
     Config(config_check::ConfigCmd),
+    /// Serve Switchboard's tools to agents over MCP (stdio or streamable HTTP).
+    Serve(serve::ServeCmd),
 }
 
 /// What every command gets: where the config is and how to print.
@@ -121,6 +124,7 @@ impl Cli {
             Command::Stats(cmd) => cmd.run(&ctx),
             Command::Teams(cmd) => cmd.run(&ctx),
             Command::Config(cmd) => cmd.run(&ctx),
+            Command::Serve(cmd) => cmd.run(&ctx),
         }
     }
 }

@@ -36,7 +36,11 @@ impl SwitchboardTools {
         ctx: RequestContext<RoleServer>,
     ) -> Result<Json<SleepOut>, String> {
         let (from, to) = self.pair(&ctx, &args.get()?.to)?;
-        let was_running = self.router.sleep(&from, &to).await.map_err(|e| msg(&e))?;
+        let session = self.router.manager().get(&from, &to).map_err(|e| msg(&e))?;
+        let was_running = match session {
+            Some(_) => self.router.sleep(&from, &to).await.map_err(|e| msg(&e))?,
+            None => false,
+        };
         Ok(Json(SleepOut {
             to_team: to,
             was_running,
@@ -127,12 +131,10 @@ impl SwitchboardTools {
         ctx: RequestContext<RoleServer>,
     ) -> Result<Json<AwakeOut>, String> {
         let (from, to) = self.pair(&ctx, &args.get()?.to)?;
-        let s = self
-            .router
-            .manager()
-            .get(&from, &to)
-            .map_err(|e| msg(&e))?;
-        let state = s.as_ref().map_or(ProcessState::Stopped, |s| s.process_state);
+        let s = self.router.manager().get(&from, &to).map_err(|e| msg(&e))?;
+        let state = s
+            .as_ref()
+            .map_or(ProcessState::Stopped, |s| s.process_state);
         Ok(Json(AwakeOut {
             awake: matches!(state, ProcessState::Idle | ProcessState::Processing),
             process_state: state.to_string(),

@@ -123,8 +123,14 @@ mod tests {
 
     #[test]
     fn query_params_are_found_and_decoded() {
-        assert_eq!(query_param("team=frontend", "team").as_deref(), Some("frontend"));
-        assert_eq!(query_param("a=1&team=me%40home", "team").as_deref(), Some("me@home"));
+        assert_eq!(
+            query_param("team=frontend", "team").as_deref(),
+            Some("frontend")
+        );
+        assert_eq!(
+            query_param("a=1&team=me%40home", "team").as_deref(),
+            Some("me@home")
+        );
         assert_eq!(query_param("team=", "team"), None);
         assert_eq!(query_param("teams=x", "team"), None);
         assert_eq!(query_param("team=a%2", "team").as_deref(), Some("a%2"));

@@ -33,10 +33,9 @@ const DRAIN: Duration = Duration::from_secs(3);
 
 type Body = BoxBody<Bytes, Infallible>;
 
-/// What the listener serves and how it guards it.
-pub(crate) struct HttpState {
-    pub router: Router,
-    pub metrics: Arc<Metrics>,
+/// Where a listener is and how it guards itself.
+#[derive(Debug, Clone)]
+pub(crate) struct Endpoint {
     /// Bearer token every request must carry, if any.
     pub token: Option<String>,
     /// Check Host and Origin (the listener is on a loopback address).
@@ -45,21 +44,24 @@ pub(crate) struct HttpState {
     pub port: u16,
     /// The MCP endpoint's URL (for `/status`).
     pub url: String,
+    /// When the server started (unix ms).
     pub started_at_ms: i64,
+}
+
+/// What the listener serves and how it guards it.
+pub(crate) struct HttpState {
+    router: Router,
+    metrics: Arc<Metrics>,
+    endpoint: Endpoint,
     mcp: StreamableHttpService<SwitchboardTools, LocalSessionManager>,
 }
 
 impl HttpState {
-    /// The state of a listener on `port`; `stop` ends rmcp's sessions and streams.
-    #[allow(clippy::too_many_arguments)]
+    /// The state of a listener; `stop` ends rmcp's sessions and streams.
     pub fn new(
         router: Router,
         metrics: Arc<Metrics>,
-        token: Option<String>,
-        loopback: bool,
-        port: u16,
-        url: String,
-        started_at_ms: i64,
+        endpoint: Endpoint,
         stop: CancellationToken,
     ) -> Self {
         let limit = router.manager().config().settings.max_message_bytes;
@@ -67,7 +69,7 @@ impl HttpState {
             .with_cancellation_token(stop)
             // Room for the largest message, JSON-escaped, and the request around it.
             .with_max_request_body_bytes(limit.saturating_mul(6).saturating_add(64 * 1024));
-        if !loopback {
+        if !endpoint.loopback {
             // Any host name may reach a public bind; the token guards it.
             config = config.disable_allowed_hosts();
         }
@@ -77,12 +79,17 @@ impl HttpState {
             Arc::new(LocalSessionManager::default()),
             config,
         );
-        Self { router, metrics, token, loopback, port, url, started_at_ms, mcp }
+        Self {
+            router,
+            metrics,
+            endpoint,
+            mcp,
+        }
     }
 
     async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
-        if let Err(resp) = self.guard(&req) {
-            return resp;
+        if let Some(refused) = self.guard(&req) {
+            return refused;
         }
         let path = req.uri().path();
         match (req.method(), path) {
@@ -90,16 +97,22 @@ impl HttpState {
             (&Method::GET, "/health") => json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
             (&Method::GET, "/status") => json(
                 StatusCode::OK,
-                &ops::status(&self.router, &self.url, self.started_at_ms),
+                &ops::status(
+                    &self.router,
+                    &self.endpoint.url,
+                    self.endpoint.started_at_ms,
+                ),
             ),
             (&Method::GET, "/metrics") => text(
                 StatusCode::OK,
                 "text/plain; version=0.0.4; charset=utf-8",
-                ops::metrics(&self.router, &self.metrics, self.started_at_ms),
+                ops::metrics(&self.router, &self.metrics, self.endpoint.started_at_ms),
             ),
-            (_, "/health" | "/status" | "/metrics") => {
-                text(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "use GET\n".into())
-            }
+            (_, "/health" | "/status" | "/metrics") => text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "text/plain",
+                "use GET\n".into(),
+            ),
             _ => text(
                 StatusCode::NOT_FOUND,
                 "text/plain",
@@ -108,20 +121,35 @@ impl HttpState {
         }
     }
 
-    fn guard(&self, req: &Request<Incoming>) -> Result<(), Response<Body>> {
-        let forbidden = |what: &str| text(StatusCode::FORBIDDEN, "text/plain", format!("forbidden: {what}\n"));
-        if self.loopback {
-            let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok());
-            if !host.is_some_and(|h| loopback_authority(h, self.port)) {
-                return Err(forbidden("the Host header must be localhost, 127.0.0.1 or [::1] with this server's port"));
+    /// The response refusing `req`, if a gate refuses it.
+    fn guard(&self, req: &Request<Incoming>) -> Option<Response<Body>> {
+        let forbidden = |what: &str| {
+            text(
+                StatusCode::FORBIDDEN,
+                "text/plain",
+                format!("forbidden: {what}\n"),
+            )
+        };
+        if self.endpoint.loopback {
+            let host = req
+                .headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok());
+            if !host.is_some_and(|h| loopback_authority(h, self.endpoint.port)) {
+                return Some(forbidden(
+                    "the Host header must be localhost, 127.0.0.1 or [::1] with this server's port",
+                ));
             }
             if let Some(origin) = req.headers().get(header::ORIGIN) {
-                if !origin.to_str().is_ok_and(|o| loopback_origin(o, self.port)) {
-                    return Err(forbidden("cross-origin requests are not allowed"));
+                if !origin
+                    .to_str()
+                    .is_ok_and(|o| loopback_origin(o, self.endpoint.port))
+                {
+                    return Some(forbidden("cross-origin requests are not allowed"));
                 }
             }
         }
-        if let Some(token) = &self.token {
+        if let Some(token) = &self.endpoint.token {
             let given = req
                 .headers()
                 .get(header::AUTHORIZATION)
@@ -138,10 +166,10 @@ impl HttpState {
                     header::WWW_AUTHENTICATE,
                     header::HeaderValue::from_static("Bearer realm=\"switchboard\""),
                 );
-                return Err(resp);
+                return Some(resp);
             }
         }
-        Ok(())
+        None
     }
 }
 
@@ -176,7 +204,10 @@ pub(crate) async fn serve(listener: TcpListener, state: Arc<HttpState>, stop: Ca
         });
     }
     drop(listener);
-    if tokio::time::timeout(DRAIN, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(DRAIN, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::debug!("connections still open after the drain period; dropping them");
     }
 }
@@ -216,15 +247,21 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 fn text(status: StatusCode, content_type: &'static str, body: String) -> Response<Body> {
     let mut resp = Response::new(Full::new(Bytes::from(body)).boxed());
     *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(content_type),
+    );
     resp
 }
 
 fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response<Body> {
     match serde_json::to_string_pretty(value) {
         Ok(body) => text(status, "application/json", body + "\n"),
-        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", format!("{e}\n")),
+        Err(e) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "text/plain",
+            format!("{e}\n"),
+        ),
     }
 }
 

@@ -17,6 +17,7 @@
 //! This layer holds no SQL and no process code: it calls the router and the session manager.
 //! Logs go to stderr only; in stdio mode stdout carries JSON-RPC and nothing else.
 
+mod agent_tools;
 pub mod caller;
 pub mod http;
 pub mod ops;

@@ -125,13 +125,26 @@ pub fn metrics(router: &Router, m: &Metrics, started_at_ms: i64) -> String {
     let mut out = String::new();
     let c = router.counters();
     let name = "switchboard_tells_total";
-    header(&mut out, name, "counter", "Tells finished since start, by outcome.");
+    header(
+        &mut out,
+        name,
+        "counter",
+        "Tells finished since start, by outcome.",
+    );
     for (outcome, v) in outcomes(router) {
         let _ = writeln!(out, "{name}{{outcome=\"{outcome}\"}} {v}");
     }
     for (name, help, v) in [
-        ("switchboard_agents_spawned_total", "Agent processes started since start.", &c.spawned),
-        ("switchboard_agent_bad_lines_total", "Agent output lines that were not events.", &c.bad_lines),
+        (
+            "switchboard_agents_spawned_total",
+            "Agent processes started since start.",
+            &c.spawned,
+        ),
+        (
+            "switchboard_agent_bad_lines_total",
+            "Agent output lines that were not events.",
+            &c.bad_lines,
+        ),
     ] {
         header(&mut out, name, "counter", help);
         let _ = writeln!(out, "{name} {}", v.load(Ordering::Relaxed));
@@ -139,20 +152,40 @@ pub fn metrics(router: &Router, m: &Metrics, started_at_ms: i64) -> String {
     let live = router.live_agents();
     let idle = live.iter().filter(|a| a.idle).count();
     let name = "switchboard_live_agents";
-    header(&mut out, name, "gauge", "Agent processes this server runs, by state.");
+    header(
+        &mut out,
+        name,
+        "gauge",
+        "Agent processes this server runs, by state.",
+    );
     let _ = writeln!(out, "{name}{{state=\"idle\"}} {idle}");
     let _ = writeln!(out, "{name}{{state=\"busy\"}} {}", live.len() - idle);
     let (queues, probe) = queues(router);
     let name = "switchboard_queue_depth";
-    header(&mut out, name, "gauge", "Tells stored and not answered yet, all pairs.");
+    header(
+        &mut out,
+        name,
+        "gauge",
+        "Tells stored and not answered yet, all pairs.",
+    );
     let _ = writeln!(out, "{name} {}", queues.values().sum::<usize>());
     if let Some(secs) = probe {
         let name = "switchboard_store_query_seconds";
-        header(&mut out, name, "gauge", "How long this scrape's store query (open tells) took.");
+        header(
+            &mut out,
+            name,
+            "gauge",
+            "How long this scrape's store query (open tells) took.",
+        );
         let _ = writeln!(out, "{name} {secs:.6}");
     }
     let name = "switchboard_tell_duration_seconds";
-    header(&mut out, name, "histogram", "Tells this server waited for, from stored to ended.");
+    header(
+        &mut out,
+        name,
+        "histogram",
+        "Tells this server waited for, from stored to ended.",
+    );
     for (i, bound) in BUCKETS.iter().enumerate() {
         let v = m.buckets[i].load(Ordering::Relaxed);
         let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {v}");

@@ -84,13 +84,19 @@ impl SwitchboardTools {
     }
 
     /// The caller's team and a checked other team `to`.
-    pub(super) fn pair(&self, ctx: &RequestContext<RoleServer>, to: &str) -> Result<(String, String), String> {
+    pub(super) fn pair(
+        &self,
+        ctx: &RequestContext<RoleServer>,
+        to: &str,
+    ) -> Result<(String, String), String> {
         let caller = self.caller(ctx)?;
         let from = self.router.caller_team(&caller).map_err(|e| msg(&e))?;
         let m = self.router.manager();
         m.check_team(to).map_err(|e| msg(&e))?;
         if from == to {
-            return Err(format!("{to} is your own team: name another team (see team_teams)"));
+            return Err(format!(
+                "{to} is your own team: name another team (see team_teams)"
+            ));
         }
         Ok((from, to.to_string()))
     }
@@ -155,9 +161,12 @@ impl SwitchboardTools {
         let me = self.router.caller_team(&caller).map_err(|e| msg(&e))?;
         let id = args.tell_id.trim();
         if id.is_empty() || id.len() > 100 {
-            return Err("invalid tell_id: give the id team_tell or team_quick_tell returned".into());
+            return Err(
+                "invalid tell_id: give the id team_tell or team_quick_tell returned".into(),
+            );
         }
-        let not_found = || format!("tell {id} not found (only tells from or to team {me} are visible)");
+        let not_found =
+            || format!("tell {id} not found (only tells from or to team {me} are visible)");
         let t = self.router.tell_status(id).map_err(|_| not_found())?;
         if t.from_team != me && t.to_team != me {
             return Err(not_found());
@@ -177,7 +186,9 @@ impl SwitchboardTools {
         let args = args.get()?;
         let limit = args.limit.unwrap_or(DEFAULT_REPORT_LIMIT);
         if !(1..=MAX_REPORT_LIMIT).contains(&limit) {
-            return Err(format!("invalid limit {limit}: use 1 to {MAX_REPORT_LIMIT}"));
+            return Err(format!(
+                "invalid limit {limit}: use 1 to {MAX_REPORT_LIMIT}"
+            ));
         }
         let (from, to) = self.pair(&ctx, &args.to)?;
         let tells = self.router.report(&from, &to, limit).map_err(|e| msg(&e))?;
@@ -188,7 +199,11 @@ impl SwitchboardTools {
                 ..TellOut::from_tell(t)
             })
             .collect();
-        Ok(Json(ReportOut { from_team: from, to_team: to, tells }))
+        Ok(Json(ReportOut {
+            from_team: from,
+            to_team: to,
+            tells,
+        }))
     }
 
     /// Every team you can talk to: its description, whether its agent for your conversation
@@ -206,7 +221,11 @@ impl SwitchboardTools {
         let mut teams = Vec::new();
         for (name, team) in &m.config().teams {
             let is_you = *name == me;
-            let session = if is_you { None } else { m.get(&me, name).map_err(|e| msg(&e))? };
+            let session = if is_you {
+                None
+            } else {
+                m.get(&me, name).map_err(|e| msg(&e))?
+            };
             let state = session.as_ref().map(|s| s.process_state);
             teams.push(TeamOut {
                 name: name.clone(),
@@ -215,7 +234,11 @@ impl SwitchboardTools {
                 session_id: session.as_ref().map(|s| s.session_id.clone()),
                 process_state: state.map(|s| s.to_string()),
                 awake: matches!(state, Some(ProcessState::Idle | ProcessState::Processing)),
-                queue_length: if is_you { 0 } else { self.router.queue_len(&me, name) },
+                queue_length: if is_you {
+                    0
+                } else {
+                    self.router.queue_len(&me, name)
+                },
             });
         }
         Ok(Json(TeamsOut { you: me, teams }))
@@ -239,4 +262,24 @@ pub(crate) fn structured<T: serde::Serialize>(value: &T) -> Result<CallToolResul
     serde_json::to_value(value)
         .map(CallToolResult::structured)
         .map_err(|e| format!("cannot encode the result: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts() {
+        assert_eq!(wait_of(None), Ok(Wait::For(Duration::from_millis(300_000))));
+        assert_eq!(wait_of(Some(-1)), Ok(Wait::None));
+        assert_eq!(wait_of(Some(1)), Ok(Wait::For(Duration::from_millis(1))));
+        assert_eq!(
+            wait_of(Some(MAX_TIMEOUT_MS)),
+            Ok(Wait::For(Duration::from_secs(3600)))
+        );
+        for bad in [0, -2, MAX_TIMEOUT_MS + 1, i64::MIN] {
+            let e = wait_of(Some(bad)).expect_err("refused");
+            assert!(e.starts_with(&format!("invalid timeout_ms {bad}:")), "{e}");
+        }
+    }
 }

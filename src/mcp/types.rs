@@ -286,3 +286,46 @@ pub struct CancelOut {
     /// The running tell that was interrupted, if any.
     pub interrupted: Option<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mcp::caller::schema;
+
+    fn properties<T: JsonSchema + 'static>() -> Vec<String> {
+        let s = rmcp::handler::server::common::schema_for_input::<T>()
+            .unwrap_or_else(|e| panic!("{}: {e}", std::any::type_name::<T>()));
+        assert_eq!(s.get("type"), Some(&serde_json::json!("object")));
+        assert_eq!(schema::<T>(), s);
+        s.get("properties")
+            .and_then(|p| p.as_object())
+            .map(|p| p.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn every_argument_type_has_an_object_schema() {
+        assert_eq!(properties::<TellArgs>(), ["message", "timeout_ms", "to"]);
+        assert_eq!(properties::<QuickTellArgs>(), ["message", "to"]);
+        assert_eq!(properties::<TellStatusArgs>(), ["tell_id"]);
+        assert_eq!(properties::<ReportArgs>(), ["limit", "to"]);
+        assert_eq!(properties::<TeamArgs>(), ["to"]);
+        assert_eq!(properties::<CompactArgs>(), ["timeout_ms", "to"]);
+        assert_eq!(properties::<CancelArgs>(), ["tell_id", "to"]);
+        assert_eq!(
+            properties::<DeleteArgs>(),
+            ["confirm", "remove_transcript", "to"]
+        );
+        assert!(properties::<NoArgs>().is_empty());
+    }
+
+    #[test]
+    fn descriptions_come_from_doc_comments() {
+        let s = schema::<TellArgs>();
+        let to = &s["properties"]["to"]["description"];
+        assert_eq!(
+            to,
+            "The team whose agent should answer (a name from team_teams)."
+        );
+    }
+}

@@ -1,0 +1,285 @@
+//! The server as a library function: [`run`] serves until a signal (or, on stdio, until the
+//! client leaves), then shuts the router down; [`start`] returns a [`ServerHandle`] for tests
+//! that boot the server in-process.
+//!
+//! Both transports also listen on HTTP: `--http ADDR` on ADDR, stdio on `127.0.0.1:0`, so the
+//! agents Switchboard spawns can call back (the router gets the URL via
+//! [`Router::set_mcp_endpoint`]). While serving, `<database folder>/server.json` says
+//! `{pid, process_started_at, url, started_at, transport, auth}` so other commands can find
+//! the server.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use rmcp::ServiceExt;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::http::{self, Endpoint, HttpState};
+use super::ops::Metrics;
+use super::tools::SwitchboardTools;
+use super::{check_token, McpError, MCP_PATH};
+use crate::router::{Caller, Router};
+use crate::signals::Signals;
+use crate::util::{now_ms, rfc3339};
+
+/// How MCP clients reach the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transport {
+    /// JSON-RPC on stdin/stdout for one client acting as `as_team`.
+    Stdio {
+        /// The team the client acts as.
+        as_team: String,
+    },
+    /// Streamable HTTP at `http://ADDR/mcp`.
+    Http {
+        /// Where to listen (port 0: any free port).
+        addr: SocketAddr,
+    },
+}
+
+/// How to serve.
+#[derive(Debug)]
+pub struct ServeOptions {
+    /// The transport.
+    pub transport: Transport,
+    /// Where shutdown requests come from ([`Signals::none`] in tests).
+    pub signals: Signals,
+    /// Bearer token HTTP requests must carry; default `[server] auth_token` of the config.
+    pub auth_token: Option<String>,
+    /// Gets the bound HTTP address once the server listens.
+    pub ready: Option<oneshot::Sender<SocketAddr>>,
+}
+
+impl ServeOptions {
+    /// Options for `transport`, with OS signals, the config's token and no ready report.
+    pub fn new(transport: Transport) -> Self {
+        Self {
+            transport,
+            signals: Signals::Os,
+            auth_token: None,
+            ready: None,
+        }
+    }
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct ServerHandle {
+    addr: SocketAddr,
+    url: String,
+    router: Router,
+    stop: CancellationToken,
+    http: JoinHandle<()>,
+    stdio: Option<JoinHandle<Result<(), McpError>>>,
+    state_file: Option<PathBuf>,
+}
+
+/// Serves until a signal arrives (or the stdio client leaves), then stops the router: running
+/// turns get `settings.shutdown_grace`, agents are stopped, leases given back.
+pub async fn run(router: Router, mut options: ServeOptions) -> Result<(), McpError> {
+    let signals = options.signals;
+    let ready = options.ready.take();
+    let mut handle = start(router, options).await?;
+    if let Some(tx) = ready {
+        let _ = tx.send(handle.addr());
+    }
+    let result = tokio::select! {
+        r = handle.finished() => r,
+        sig = signals.wait() => {
+            tracing::info!(signal = sig, "shutting down");
+            Ok(())
+        }
+    };
+    handle.shutdown().await;
+    result
+}
+
+/// Starts serving and returns at once (the stdio handshake runs in the background).
+pub async fn start(router: Router, mut options: ServeOptions) -> Result<ServerHandle, McpError> {
+    let config = Arc::clone(router.manager().config());
+    let token = options
+        .auth_token
+        .take()
+        .or_else(|| config.server.auth_token.clone());
+    if let Some(t) = &token {
+        check_token(t).map_err(|problem| McpError::BadToken {
+            source_name: "the server options".into(),
+            problem,
+        })?;
+    }
+    let (bind, fixed) = match &options.transport {
+        Transport::Stdio { as_team } => {
+            router
+                .manager()
+                .check_team(as_team)
+                .map_err(|e| McpError::BadTeam {
+                    team: as_team.clone(),
+                    message: e.to_string(),
+                })?;
+            let local = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
+            (local, Some(Caller::Team(as_team.clone())))
+        }
+        Transport::Http { addr } => {
+            if !addr.ip().is_loopback() && token.is_none() {
+                return Err(McpError::InsecureBind { addr: *addr });
+            }
+            (*addr, None)
+        }
+    };
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .map_err(|source| McpError::Bind { addr: bind, source })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| McpError::Bind { addr: bind, source })?;
+    let url = endpoint_url(addr);
+    let started_at = now_ms();
+    let stop = CancellationToken::new();
+    let metrics = Arc::new(Metrics::default());
+    let endpoint = Endpoint {
+        token: token.clone(),
+        loopback: addr.ip().is_loopback(),
+        port: addr.port(),
+        url: url.clone(),
+        started_at_ms: started_at,
+    };
+    let state = Arc::new(HttpState::new(
+        router.clone(),
+        Arc::clone(&metrics),
+        endpoint,
+        stop.child_token(),
+    ));
+    let http = tokio::spawn(http::serve(listener, state, stop.child_token()));
+    router.set_mcp_endpoint(Some(url.clone()), token.clone());
+    let stdio = fixed.map(|caller| {
+        let tools = SwitchboardTools::new(router.clone(), Some(caller), metrics);
+        let ct = stop.child_token();
+        tokio::spawn(async move {
+            let running = tools
+                .serve_with_ct(rmcp::transport::stdio_pipes(), ct)
+                .await
+                .map_err(|e| McpError::Stdio(e.to_string()))?;
+            running
+                .waiting()
+                .await
+                .map_err(|e| McpError::Stdio(e.to_string()))?;
+            Ok(())
+        })
+    });
+    let transport = if stdio.is_some() { "stdio" } else { "http" };
+    let state_file = write_state_file(&router, &url, started_at, transport, token.is_some());
+    tracing::info!(%url, transport, "serving MCP");
+    Ok(ServerHandle {
+        addr,
+        url,
+        router,
+        stop,
+        http,
+        stdio,
+        state_file,
+    })
+}
+
+impl ServerHandle {
+    /// The bound HTTP address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The MCP endpoint's URL (`http://HOST:PORT/mcp`).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Resolves when the server ends by itself: on stdio, when the client closes stdin (or
+    /// the handshake fails); over HTTP, never.
+    pub async fn finished(&mut self) -> Result<(), McpError> {
+        match self.stdio.as_mut() {
+            Some(task) => {
+                let r = task
+                    .await
+                    .unwrap_or_else(|e| Err(McpError::Stdio(e.to_string())));
+                self.stdio = None;
+                r
+            }
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Stops serving (open HTTP connections get a moment to end), stops the router (running
+    /// turns get `settings.shutdown_grace`) and removes `server.json`.
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        let _ = self.http.await;
+        if let Some(task) = self.stdio {
+            let _ = task.await;
+        }
+        self.router.set_mcp_endpoint(None, None);
+        self.router.shutdown().await;
+        if let Some(path) = self.state_file {
+            remove_state_file(&path);
+        }
+    }
+}
+
+/// `http://HOST:PORT/mcp` for a bound address; an unspecified address (0.0.0.0, ::) is
+/// reached through loopback.
+pub fn endpoint_url(addr: SocketAddr) -> String {
+    let ip = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!("http://{}{MCP_PATH}", SocketAddr::new(ip, addr.port()))
+}
+
+/// Where `server.json` goes: beside the database file (none for an in-memory database).
+pub fn state_file_path(router: &Router) -> Option<PathBuf> {
+    let db = &router.manager().config().database;
+    (!db.in_memory).then(|| db.path.parent().map(|p| p.join("server.json")))?
+}
+
+fn write_state_file(
+    router: &Router,
+    url: &str,
+    started_at: i64,
+    transport: &str,
+    auth: bool,
+) -> Option<PathBuf> {
+    let path = state_file_path(router)?;
+    let body = serde_json::json!({
+        "pid": std::process::id(),
+        // With pid, tells this process apart from a later one that reuses the pid.
+        "process_started_at": crate::util::ProcessIdentity::current().started_at,
+        "url": url,
+        "started_at": rfc3339(started_at),
+        "transport": transport,
+        "auth": auth,
+    });
+    let tmp = path.with_extension(format!("json.{}", std::process::id()));
+    let written =
+        std::fs::write(&tmp, format!("{body:#}\n")).and_then(|()| std::fs::rename(&tmp, &path));
+    match written {
+        Ok(()) => Some(path),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot write the server file; other commands will not find this server");
+            let _ = std::fs::remove_file(&tmp);
+            None
+        }
+    }
+}
+
+/// Removes `server.json` if it still names this process (another server may have replaced it).
+fn remove_state_file(path: &std::path::Path) {
+    let ours = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v.get("pid").and_then(serde_json::Value::as_u64))
+        == Some(u64::from(std::process::id()));
+    if ours {
+        let _ = std::fs::remove_file(path);
+    }
+}
