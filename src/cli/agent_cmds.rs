@@ -1,16 +1,18 @@
 //! `switchboard wake|sleep|cancel FROM TO` and `switchboard sessions reboot FROM TO`: act on a
-//! pair's agent. They run in this process: an agent started here stops when the command ends.
+//! pair's agent. When a server serves this database they go through it (its agents); else they
+//! run in this process, and an agent started here stops when the command ends.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use serde::Serialize;
-use switchboard::router::Wait;
+use serde_json::{json, Value};
+use switchboard::router::{Router, Wait};
 use switchboard::Error;
 
 use super::live::{with_router, Ended};
 use super::output::print_json;
+use super::remote::Remote;
 use super::Ctx;
 
 /// A pair of teams.
@@ -22,23 +24,42 @@ pub struct PairArgs {
     to: String,
 }
 
-fn signalled<T>(e: Ended<T>) -> Result<T, Error> {
-    match e {
-        Ended::Done(v) => Ok(v),
+/// Runs `op` on the pair: through the running server if there is one, else in this process
+/// with `local`. Returns the JSON report and whether it went through a server.
+fn run_pair_op<F, Fut>(
+    ctx: &Ctx,
+    op: &str,
+    pair: &PairArgs,
+    recover: bool,
+    local: F,
+) -> Result<(Value, bool), Error>
+where
+    F: FnOnce(Router, String, String) -> Fut,
+    Fut: std::future::Future<Output = Result<Value, Error>>,
+{
+    let config = ctx.load_config()?;
+    if let Some(remote) = Remote::find(&config) {
+        let v = remote.call(op, &json!({"from": pair.from, "to": pair.to}), None)?;
+        return Ok((v, true));
+    }
+    let (from, to) = (pair.from.clone(), pair.to.clone());
+    let only = recover.then_some((pair.from.as_str(), pair.to.as_str()));
+    match with_router(ctx, only, |r| local(r, from, to))? {
+        Ended::Done(v) => Ok((v, false)),
         Ended::Signal(sig) => Err(Error::Other(format!("interrupted by {sig}"))),
     }
 }
 
-#[derive(Serialize)]
-struct WakeReport {
-    from_team: String,
-    to_team: String,
-    pid: u32,
-    delivered: usize,
+fn s(v: &Value, k: &str) -> String {
+    match v.get(k) {
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+        None => String::new(),
+    }
 }
 
-/// Start the pair's agent (no model call: Claude Code answers a control request), deliver the
-/// pair's queued tells, then stop it again as this process ends.
+/// Start the pair's agent (no model call: Claude Code answers a control request) and deliver
+/// the pair's queued tells. Without a server, the agent stops again as this command ends.
 #[derive(Debug, Args)]
 pub struct WakeCmd {
     #[command(flatten)]
@@ -47,82 +68,83 @@ pub struct WakeCmd {
 
 impl WakeCmd {
     pub fn run(&self, ctx: &Ctx) -> Result<ExitCode, Error> {
-        let (from, to) = (self.pair.from.as_str(), self.pair.to.as_str());
         // What is queued now is delivered by this command (recovery wakes the pair's worker).
         let queued = {
             let m = ctx.manager()?;
-            m.check_team(from)?;
-            m.check_team(to)?;
-            m.store().open_tells(from, to)?
+            m.check_team(&self.pair.from)?;
+            m.check_team(&self.pair.to)?;
+            m.store().open_tells(&self.pair.from, &self.pair.to)?
         };
-        let report = signalled(with_router(ctx, Some((from, to)), |r| async move {
-            let pid = r.wake(from, to).await?;
+        let (v, remote) = run_pair_op(ctx, "wake", &self.pair, true, |r, from, to| async move {
+            let pid = r.wake(&from, &to).await?;
             for t in &queued {
                 r.wait_for(&t.tell_id, Wait::Forever).await?;
             }
-            Ok(WakeReport {
-                from_team: from.into(),
-                to_team: to.into(),
-                pid,
-                delivered: queued.len(),
-            })
-        })?)?;
+            Ok(json!({"from_team": from, "to_team": to, "pid": pid, "delivered": queued.len()}))
+        })?;
         if ctx.json() {
-            print_json(&report)?;
+            print_json(&v)?;
         } else {
+            let after = if remote {
+                "it keeps running in the server"
+            } else {
+                "stopped again as this command ends"
+            };
             outln!(
-                "{from} -> {to}: agent started (pid {}); {} queued tell(s) delivered; stopped again as this command ends",
-                report.pid, report.delivered
+                "{} -> {}: agent started (pid {}); {} queued tell(s) delivered; {after}",
+                s(&v, "from_team"),
+                s(&v, "to_team"),
+                s(&v, "pid"),
+                s(&v, "delivered")
             );
         }
         Ok(ExitCode::SUCCESS)
     }
 }
 
-/// Stop the pair's agent in this process, if it runs here. An agent held by another
-/// Switchboard process is reported busy.
+/// Stop the pair's agent; the session is kept. An agent held by another Switchboard process
+/// (not a server) is reported busy.
 #[derive(Debug, Args)]
 pub struct SleepCmd {
     #[command(flatten)]
     pair: PairArgs,
 }
 
-#[derive(Serialize)]
-struct SleepReport {
-    from_team: String,
-    to_team: String,
-    was_running: bool,
-}
-
 impl SleepCmd {
     pub fn run(&self, ctx: &Ctx) -> Result<ExitCode, Error> {
-        let (from, to) = (self.pair.from.as_str(), self.pair.to.as_str());
-        let m = ctx.manager()?;
-        m.check_team(from)?;
-        m.check_team(to)?;
-        if let Some(s) = m.get(from, to)? {
-            if let Some(pid) = s.owner_pid.filter(|&p| p != i64::from(std::process::id())) {
-                return Err(switchboard::session::SessionError::Busy {
-                    session: s.pair(),
-                    pid: u32::try_from(pid).unwrap_or(0),
+        let config = ctx.load_config()?;
+        if Remote::find(&config).is_none() {
+            let m = ctx.manager()?;
+            m.check_team(&self.pair.from)?;
+            m.check_team(&self.pair.to)?;
+            if let Some(s) = m.get(&self.pair.from, &self.pair.to)? {
+                if let Some(pid) = s.owner_pid.filter(|&p| p != i64::from(std::process::id())) {
+                    return Err(switchboard::session::SessionError::Busy {
+                        session: s.pair(),
+                        pid: u32::try_from(pid).unwrap_or(0),
+                    }
+                    .into());
                 }
-                .into());
             }
         }
-        drop(m);
-        let was_running = signalled(with_router(ctx, Some((from, to)), |r| async move {
-            Ok(r.sleep(from, to).await?)
-        })?)?;
+        let (v, _) = run_pair_op(ctx, "sleep", &self.pair, true, |r, from, to| async move {
+            let was_running = r.sleep(&from, &to).await?;
+            Ok(json!({"from_team": from, "to_team": to, "was_running": was_running}))
+        })?;
         if ctx.json() {
-            print_json(&SleepReport {
-                from_team: from.into(),
-                to_team: to.into(),
-                was_running,
-            })?;
-        } else if was_running {
-            outln!("{from} -> {to}: agent stopped");
+            print_json(&v)?;
+        } else if v.get("was_running") == Some(&Value::Bool(true)) {
+            outln!(
+                "{} -> {}: agent stopped",
+                s(&v, "from_team"),
+                s(&v, "to_team")
+            );
         } else {
-            outln!("{from} -> {to}: no agent was running");
+            outln!(
+                "{} -> {}: no agent was running",
+                s(&v, "from_team"),
+                s(&v, "to_team")
+            );
         }
         Ok(ExitCode::SUCCESS)
     }
@@ -137,26 +159,30 @@ pub struct CancelCmd {
 
 impl CancelCmd {
     pub fn run(&self, ctx: &Ctx) -> Result<ExitCode, Error> {
-        let (from, to) = (self.pair.from.as_str(), self.pair.to.as_str());
         // No recovery first: it would wake the pair and deliver what is to be cancelled.
-        let report = signalled(with_router(ctx, None, |r| async move {
-            let report = r.cancel(from, to)?;
+        let (v, _) = run_pair_op(ctx, "cancel", &self.pair, false, |r, from, to| async move {
+            let report = r.cancel(&from, &to)?;
             if let Some(id) = &report.interrupted {
                 r.wait_for(id, Wait::For(Duration::from_secs(20))).await?;
             }
-            Ok(report)
-        })?)?;
+            serde_json::to_value(report).map_err(|e| Error::Other(e.to_string()))
+        })?;
         if ctx.json() {
-            print_json(&report)?;
+            print_json(&v)?;
         } else {
+            let cancelled = v
+                .get("cancelled_queued")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len);
+            let interrupted = v
+                .get("interrupted")
+                .and_then(Value::as_str)
+                .map(|t| format!(", running tell {t} interrupted"))
+                .unwrap_or_default();
             outln!(
-                "{from} -> {to}: {} queued tell(s) cancelled{}",
-                report.cancelled_queued.len(),
-                report
-                    .interrupted
-                    .as_ref()
-                    .map(|t| format!(", running tell {t} interrupted"))
-                    .unwrap_or_default()
+                "{} -> {}: {cancelled} queued tell(s) cancelled{interrupted}",
+                self.pair.from,
+                self.pair.to
             );
         }
         Ok(ExitCode::SUCCESS)
@@ -173,20 +199,23 @@ pub struct RebootCmd {
 
 impl RebootCmd {
     pub fn run(&self, ctx: &Ctx) -> Result<ExitCode, Error> {
-        let (from, to) = (self.pair.from.as_str(), self.pair.to.as_str());
         let before = {
             let m = ctx.manager()?;
-            m.get(from, to)?.map(|s| s.session_id.clone())
+            m.get(&self.pair.from, &self.pair.to)?
+                .map(|s| s.session_id.clone())
         };
-        let s = signalled(with_router(ctx, Some((from, to)), |r| async move {
-            Ok(r.reboot(from, to).await?)
-        })?)?;
+        let (v, _) = run_pair_op(ctx, "reboot", &self.pair, true, |r, from, to| async move {
+            let s = r.reboot(&from, &to).await?;
+            serde_json::to_value(s).map_err(|e| Error::Other(e.to_string()))
+        })?;
         if ctx.json() {
-            print_json(&s)?;
+            print_json(&v)?;
         } else {
             outln!(
-                "{from} -> {to}: new session {}{}",
-                s.session_id,
+                "{} -> {}: new session {}{}",
+                self.pair.from,
+                self.pair.to,
+                s(&v, "session_id"),
                 before
                     .map(|b| format!(" (was {b}; its transcript is kept)"))
                     .unwrap_or_default()

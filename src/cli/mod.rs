@@ -5,6 +5,7 @@ mod agent_cmds;
 mod config_check;
 mod live;
 mod output;
+mod remote;
 mod report;
 mod serve;
 mod sessions;

@@ -35,7 +35,10 @@ impl Remote {
         let text = std::fs::read_to_string(announce_path(config)?).ok()?;
         let v: Value = serde_json::from_str(&text).ok()?;
         let pid = u32::try_from(v.get("pid")?.as_u64()?).ok()?;
-        let started_at = v.get("process_started_at").and_then(Value::as_i64).unwrap_or(0);
+        let started_at = v
+            .get("process_started_at")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
         if !(ProcessIdentity { pid, started_at }).is_alive() || pid == std::process::id() {
             return None;
         }
@@ -43,22 +46,20 @@ impl Remote {
         let rest = url.strip_prefix("http://")?;
         let authority = rest.split('/').next()?;
         let (host, port) = authority.rsplit_once(':')?;
-        let token = config
-            .server
-            .auth_token
-            .clone()
-            .or_else(|| std::env::var("SWITCHBOARD_TOKEN").ok().filter(|t| !t.is_empty()));
+        let token = config.server.auth_token.clone().or_else(|| {
+            std::env::var("SWITCHBOARD_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty())
+        });
         Some(Remote {
-            host: host.trim_start_matches('[').trim_end_matches(']').to_string(),
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
             port: port.parse().ok()?,
             token,
             pid,
         })
-    }
-
-    /// The server's pid.
-    pub fn pid(&self) -> u32 {
-        self.pid
     }
 
     /// POSTs `body` to `/api/{op}` and returns the JSON answer; an error answer becomes an
@@ -99,7 +100,8 @@ impl Remote {
         stream
             .read_to_end(&mut raw)
             .map_err(|e| fail(format!("no answer: {e}")))?;
-        let (status, body) = parse_response(&raw).ok_or_else(|| fail("malformed HTTP answer".into()))?;
+        let (status, body) =
+            parse_response(&raw).ok_or_else(|| fail("malformed HTTP answer".into()))?;
         let v: Value = serde_json::from_slice(body)
             .map_err(|e| fail(format!("answer is not JSON ({e}), HTTP {status}")))?;
         if (200..300).contains(&status) {
@@ -125,14 +127,18 @@ fn parse_response(raw: &[u8]) -> Option<(u16, &[u8])> {
     let head = std::str::from_utf8(&raw[..head_end]).ok()?;
     let status: u16 = head.split_whitespace().nth(1)?.parse().ok()?;
     let body = &raw[head_end + 4..];
-    let chunked = head
-        .lines()
-        .any(|l| l.to_ascii_lowercase().starts_with("transfer-encoding:") && l.to_ascii_lowercase().contains("chunked"));
+    let chunked = head.lines().any(|l| {
+        l.to_ascii_lowercase().starts_with("transfer-encoding:")
+            && l.to_ascii_lowercase().contains("chunked")
+    });
     if chunked {
         // Rare for our server (it sends Content-Length); take the first chunk's data.
         let line_end = body.windows(2).position(|w| w == b"\r\n")?;
-        let size = usize::from_str_radix(std::str::from_utf8(&body[..line_end]).ok()?.trim(), 16).ok()?;
-        return body.get(line_end + 2..line_end + 2 + size).map(|b| (status, b));
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&body[..line_end]).ok()?.trim(), 16).ok()?;
+        return body
+            .get(line_end + 2..line_end + 2 + size)
+            .map(|b| (status, b));
     }
     Some((status, body))
 }
@@ -145,7 +151,8 @@ mod tests {
     fn parses_answers() {
         let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}";
         assert_eq!(parse_response(raw), Some((200, &b"{}"[..])));
-        let raw = b"HTTP/1.1 400 Bad Request\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n";
+        let raw =
+            b"HTTP/1.1 400 Bad Request\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n";
         assert_eq!(parse_response(raw), Some((400, &b"{}"[..])));
         assert_eq!(parse_response(b"garbage"), None);
     }

@@ -5,12 +5,14 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
+use serde_json::Value;
 use switchboard::router::Wait;
 use switchboard::store::{Tell, TellKind, TellState};
 use switchboard::Error;
 
 use super::live::{with_router, Ended};
 use super::output::print_json;
+use super::remote::Remote;
 use super::Ctx;
 
 /// Send a message from one team to another team's agent and print the answer.
@@ -46,8 +48,24 @@ impl TellCmd {
         } else {
             self.text.clone()
         };
-        let limit = ctx.load_config()?.settings.max_message_bytes;
-        switchboard::router::check_message(&text, limit)?;
+        let config = ctx.load_config()?;
+        switchboard::router::check_message(&text, config.settings.max_message_bytes)?;
+        if let Some(remote) = Remote::find(&config) {
+            // A server serves this database: it delivers with its agents and leases.
+            let body = serde_json::json!({
+                "from": self.from,
+                "to": self.to,
+                "text": text,
+                "timeout_ms": self.timeout.map(|d| d.as_millis() as u64),
+                "async": self.r#async,
+                "cancel_on_timeout": true,
+            });
+            let v = remote.call("tell", &body, self.timeout)?;
+            if v.get("timed_out").and_then(serde_json::Value::as_bool) == Some(true) {
+                self.say_timed_out();
+            }
+            return print_tell(ctx, v, !self.r#async);
+        }
         if self.r#async {
             // Store it and leave; nothing is started.
             let m = ctx.manager()?;
@@ -59,7 +77,7 @@ impl TellCmd {
                 &text,
                 None,
             )?;
-            return print_tell(ctx, &t, false);
+            return print_tell(ctx, to_value(&t), false);
         }
         let wait = self.timeout.map_or(Wait::Forever, Wait::For);
         let (from, to) = (self.from.as_str(), self.to.as_str());
@@ -78,52 +96,77 @@ impl TellCmd {
         match ended {
             Ended::Done((t, timed_out)) => {
                 if timed_out {
-                    eprintln!(
-                        "no answer within {}; the tell was cancelled",
-                        switchboard::util::format_duration(self.timeout.unwrap_or_default())
-                    );
+                    self.say_timed_out();
                 }
-                print_tell(ctx, &t, true)
+                print_tell(ctx, to_value(&t), true)
             }
             Ended::Signal(sig) => Err(Error::Other(format!("interrupted by {sig}"))),
         }
     }
+
+    fn say_timed_out(&self) {
+        eprintln!(
+            "no answer within {}; the tell was cancelled",
+            switchboard::util::format_duration(self.timeout.unwrap_or_default())
+        );
+    }
 }
 
-fn print_tell(ctx: &Ctx, t: &Tell, waited: bool) -> Result<ExitCode, Error> {
-    let ok = matches!(t.state, TellState::Answered) || (!waited && t.state == TellState::Queued);
+fn to_value(t: &Tell) -> Value {
+    serde_json::to_value(t).unwrap_or(Value::Null)
+}
+
+/// Prints a tell (as stored, or as a server sent it): the answer on stdout and a summary on
+/// stderr, or the JSON. Exit 0 when answered (or queued, for a tell not waited for).
+fn print_tell(ctx: &Ctx, t: Value, waited: bool) -> Result<ExitCode, Error> {
+    let s = |k: &str| t.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    let n = |k: &str| t.get(k).and_then(Value::as_i64).unwrap_or(0);
+    let state: TellState = s("state")
+        .parse()
+        .map_err(|e: String| Error::Other(format!("unexpected tell: {e}")))?;
+    let ok = state == TellState::Answered || (!waited && state == TellState::Queued);
     if ctx.json() {
-        print_json(t)?;
-    } else {
-        match t.state {
-            TellState::Answered => {
-                outln!("{}", t.answer.as_deref().unwrap_or(""));
-                eprintln!(
-                    "[tell {} answered: {} in / {} out tokens, ${:.4}{}]",
-                    t.tell_id,
-                    t.input_tokens.unwrap_or(0),
-                    t.output_tokens.unwrap_or(0),
-                    t.cost_usd.unwrap_or(0.0),
-                    t.duration_ms
-                        .map(|d| format!(", {:.1}s", d as f64 / 1000.0))
-                        .unwrap_or_default()
-                );
-            }
-            TellState::Queued | TellState::Delivered => {
-                outln!("{}", t.tell_id);
-                eprintln!(
-                    "[tell {} {}: see `switchboard report {} {}`]",
-                    t.tell_id, t.state, t.from_team, t.to_team
-                );
-            }
-            TellState::Failed | TellState::Cancelled => {
-                eprintln!(
-                    "error: tell {} {}: {}",
-                    t.tell_id,
-                    t.state,
-                    t.error.as_deref().unwrap_or("no reason recorded")
-                );
-            }
+        print_json(&t)?;
+        return Ok(if ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        });
+    }
+    let id = s("tell_id");
+    match state {
+        TellState::Answered => {
+            outln!("{}", s("answer"));
+            let secs = t
+                .get("duration_ms")
+                .and_then(Value::as_i64)
+                .map(|d| format!(", {:.1}s", d as f64 / 1000.0))
+                .unwrap_or_default();
+            eprintln!(
+                "[tell {id} answered: {} in / {} out tokens, ${:.4}{secs}]",
+                n("input_tokens"),
+                n("output_tokens"),
+                t.get("cost_usd").and_then(Value::as_f64).unwrap_or(0.0),
+            );
+        }
+        TellState::Queued | TellState::Delivered => {
+            outln!("{id}");
+            eprintln!(
+                "[tell {id} {state}: see `switchboard report {} {}`]",
+                s("from_team"),
+                s("to_team")
+            );
+        }
+        TellState::Failed | TellState::Cancelled => {
+            let why = s("error");
+            eprintln!(
+                "error: tell {id} {state}: {}",
+                if why.is_empty() {
+                    "no reason recorded"
+                } else {
+                    &why
+                }
+            );
         }
     }
     Ok(if ok {

@@ -91,7 +91,11 @@ impl HttpState {
         if let Some(refused) = self.guard(&req) {
             return refused;
         }
-        let path = req.uri().path();
+        let path = req.uri().path().to_string();
+        if let Some(op) = path.strip_prefix("/api/") {
+            return self.api(op, req).await;
+        }
+        let path = path.as_str();
         match (req.method(), path) {
             (_, MCP_PATH) => self.mcp.handle(req).await,
             (&Method::GET, "/health") => json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
@@ -117,6 +121,44 @@ impl HttpState {
                 StatusCode::NOT_FOUND,
                 "text/plain",
                 format!("not found; the MCP endpoint is {MCP_PATH}\n"),
+            ),
+        }
+    }
+
+    /// `POST /api/<op>` for the CLI (see `api.rs`).
+    async fn api(&self, op: &str, req: Request<Incoming>) -> Response<Body> {
+        if req.method() != Method::POST {
+            return text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "text/plain",
+                "use POST\n".into(),
+            );
+        }
+        let limit = self
+            .router
+            .manager()
+            .config()
+            .settings
+            .max_message_bytes
+            .saturating_mul(6)
+            .saturating_add(64 * 1024);
+        let body = match http_body_util::Limited::new(req.into_body(), limit)
+            .collect()
+            .await
+        {
+            Ok(b) => b.to_bytes(),
+            Err(e) => {
+                return json(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    &serde_json::json!({"error": format!("request body: {e}"), "exit_code": 2}),
+                )
+            }
+        };
+        match super::api::handle(&self.router, op, &body).await {
+            Ok(v) => json(StatusCode::OK, &v),
+            Err((status, v)) => json(
+                StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                &v,
             ),
         }
     }

@@ -18,6 +18,7 @@
 //! Logs go to stderr only; in stdio mode stdout carries JSON-RPC and nothing else.
 
 mod agent_tools;
+mod api;
 pub mod caller;
 pub mod http;
 pub mod ops;

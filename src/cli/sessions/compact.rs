@@ -15,6 +15,7 @@ use switchboard::Error;
 use super::SessionRef;
 use crate::cli::live::{with_router, Ended};
 use crate::cli::output::{print_json, session_row, Table, SESSION_HEADERS};
+use crate::cli::remote::Remote;
 use crate::cli::Ctx;
 
 /// Compact one session, or every session due for compaction.
@@ -67,9 +68,29 @@ impl CompactCmd {
         if self.dry_run || targets.is_empty() {
             return self.print(ctx, targets, Vec::new());
         }
-        let max = ctx.load_config()?.settings.max_processes.max(1);
+        let config = ctx.load_config()?;
+        let max = config.settings.max_processes.max(1);
         let jobs = self.jobs.map_or(4.min(max), |j| j as usize);
         let show_progress = !ctx.json() && std::io::stderr().is_terminal() && targets.len() > 1;
+        if let Some(remote) = Remote::find(&config) {
+            let results = compact_through(&remote, &targets, jobs, show_progress);
+            if show_progress {
+                eprintln!();
+            }
+            let m = ctx.manager()?;
+            let mut sessions = Vec::new();
+            let results = results
+                .into_iter()
+                .map(|(target, r)| {
+                    let s = m.get(&target.from_team, &target.to_team).ok().flatten();
+                    if let Some(s) = &s {
+                        sessions.push((**s).clone());
+                    }
+                    outcome_of(target, s.as_deref(), r)
+                })
+                .collect();
+            return self.print(ctx, sessions, results);
+        }
         let pairs: Vec<(String, String)> = targets
             .iter()
             .map(|s| (s.from_team.clone(), s.to_team.clone()))
@@ -222,6 +243,78 @@ impl CompactCmd {
             results.len()
         );
         Ok(code)
+    }
+}
+
+/// Compacts `targets` through the server, `jobs` at once.
+fn compact_through(
+    remote: &Remote,
+    targets: &[Session],
+    jobs: usize,
+    show_progress: bool,
+) -> Vec<(Session, Result<serde_json::Value, Error>)> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let done = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.max(1).min(targets.len()) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let Some(t) = targets.get(i) else { break };
+                let body = serde_json::json!({"from": t.from_team, "to": t.to_team});
+                let r = remote.call("compact", &body, None);
+                let mut d = done.lock().unwrap_or_else(|p| p.into_inner());
+                d.push((i, t.clone(), r));
+                if show_progress {
+                    progress(d.len(), targets.len());
+                }
+            });
+        }
+    });
+    let mut d = done.into_inner().unwrap_or_else(|p| p.into_inner());
+    d.sort_by_key(|x| x.0);
+    d.into_iter().map(|(_, t, r)| (t, r)).collect()
+}
+
+/// The outcome of one compaction answered by a server.
+fn outcome_of(
+    target: Session,
+    s: Option<&Session>,
+    r: Result<serde_json::Value, Error>,
+) -> Outcome {
+    match r {
+        Ok(v) => {
+            let state: TellState = v
+                .get("state")
+                .and_then(serde_json::Value::as_str)
+                .and_then(|x| x.parse().ok())
+                .unwrap_or(TellState::Failed);
+            let text = |k: &str| {
+                v.get(k)
+                    .and_then(serde_json::Value::as_str)
+                    .map(str::to_string)
+            };
+            let done = state == TellState::Answered;
+            Outcome {
+                session_id: text("session_id").unwrap_or_else(|| target.session_id.clone()),
+                from_team: target.from_team,
+                to_team: target.to_team,
+                state,
+                result: text("answer"),
+                error: text("error"),
+                pre_tokens: s.filter(|_| done).and_then(|s| s.last_pre_compact_tokens),
+                post_tokens: s.filter(|_| done).and_then(|s| s.last_post_compact_tokens),
+            }
+        }
+        Err(e) => Outcome {
+            session_id: target.session_id,
+            from_team: target.from_team,
+            to_team: target.to_team,
+            state: TellState::Failed,
+            result: None,
+            error: Some(super::super::render_error(&e)),
+            pre_tokens: None,
+            post_tokens: None,
+        },
     }
 }
 
