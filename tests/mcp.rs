@@ -332,6 +332,8 @@ async fn health_status_and_metrics() {
         "switchboard_queue_depth 0",
         "switchboard_tell_duration_seconds_bucket{le=\"+Inf\"}",
         "switchboard_store_query_seconds",
+        "switchboard_session_cache_lookups_total{result=\"hit\"}",
+        "switchboard_session_cache_hit_ratio",
     ] {
         assert!(
             metrics.body.contains(needle),

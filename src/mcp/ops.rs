@@ -149,6 +149,29 @@ pub fn metrics(router: &Router, m: &Metrics, started_at_ms: i64) -> String {
         header(&mut out, name, "counter", help);
         let _ = writeln!(out, "{name} {}", v.load(Ordering::Relaxed));
     }
+    let (hits, misses) = router.manager().cache_stats();
+    let name = "switchboard_session_cache_lookups_total";
+    header(
+        &mut out,
+        name,
+        "counter",
+        "Session cache lookups since start, by result.",
+    );
+    let _ = writeln!(out, "{name}{{result=\"hit\"}} {hits}");
+    let _ = writeln!(out, "{name}{{result=\"miss\"}} {misses}");
+    let name = "switchboard_session_cache_hit_ratio";
+    header(
+        &mut out,
+        name,
+        "gauge",
+        "Share of session cache lookups that were hits.",
+    );
+    let ratio = if hits + misses == 0 {
+        0.0
+    } else {
+        hits as f64 / (hits + misses) as f64
+    };
+    let _ = writeln!(out, "{name} {ratio}");
     let live = router.live_agents();
     let idle = live.iter().filter(|a| a.idle).count();
     let name = "switchboard_live_agents";

@@ -3,6 +3,7 @@
 //! under the same lock, so a value loaded before a write can never be cached after that write's
 //! invalidation: no read after a write returns the old value.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,6 +20,8 @@ const KEY_BUF: usize = 201;
 pub(super) struct SessionCache {
     cache: Cache<Box<str>, Arc<Session>>,
     stripes: Vec<Mutex<()>>,
+    hits: AtomicU64,
+    misses: AtomicU64,
 }
 
 impl SessionCache {
@@ -29,11 +32,28 @@ impl SessionCache {
                 .time_to_live(ttl)
                 .build(),
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
         }
     }
 
     pub(super) fn get(&self, from: &str, to: &str) -> Option<Arc<Session>> {
-        with_key(from, to, |k| self.cache.get(k))
+        let found = with_key(from, to, |k| self.cache.get(k));
+        let counter = if found.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
+    }
+
+    /// (hits, misses) since start.
+    pub(super) fn stats(&self) -> (u64, u64) {
+        (
+            self.hits.load(Ordering::Relaxed),
+            self.misses.load(Ordering::Relaxed),
+        )
     }
 
     /// On a miss: runs `load` under the pair's stripe lock and caches what it returns.

@@ -131,6 +131,11 @@ impl SessionManager {
         Ok(Self::new(config, store))
     }
 
+    /// Lookups of the session cache since start: (hits, misses).
+    pub fn cache_stats(&self) -> (u64, u64) {
+        self.cache.stats()
+    }
+
     /// The teams config.
     pub fn config(&self) -> &Arc<TeamsConfig> {
         &self.config
