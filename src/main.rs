@@ -26,7 +26,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
-    cli::init_tracing(args.verbose);
+    cli::init_tracing(args.verbose, args.log_file().as_deref());
     match args.run() {
         Ok(code) => code,
         Err(e) => {

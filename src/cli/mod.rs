@@ -4,6 +4,7 @@
 mod agent_cmds;
 mod config_check;
 mod live;
+mod logfile;
 mod output;
 mod remote;
 mod report;
@@ -109,6 +110,28 @@ impl Ctx {
 }
 
 impl Cli {
+    /// Where `serve` logs besides stderr: `logs/switchboard-serve.log` beside the database
+    /// (a rolling file). `None` for other commands, or when the config cannot be loaded (the
+    /// command reports that itself).
+    pub fn log_file(&self) -> Option<std::path::PathBuf> {
+        if !matches!(self.command, Command::Serve(_)) {
+            return None;
+        }
+        let path = switchboard::config::discover(self.config.as_deref()).ok()?;
+        let config = TeamsConfig::load(&path).ok()?;
+        if config.database.in_memory {
+            return None;
+        }
+        Some(
+            config
+                .database
+                .path
+                .parent()?
+                .join("logs")
+                .join("switchboard-serve.log"),
+        )
+    }
+
     /// Runs the command.
     pub fn run(self) -> Result<ExitCode, Error> {
         let ctx = Ctx {
@@ -132,8 +155,10 @@ impl Cli {
 
 /// One tracing set-up for the CLI: warnings by default, `-v` raises the level, `RUST_LOG`
 /// overrides; always to stderr (stdout is the command's output).
-pub fn init_tracing(verbosity: u8) {
-    use tracing_subscriber::EnvFilter;
+pub fn init_tracing(verbosity: u8, log_file: Option<&std::path::Path>) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{EnvFilter, Layer};
     let level = match verbosity {
         0 => "warn",
         1 => "info",
@@ -141,11 +166,15 @@ pub fn init_tracing(verbosity: u8) {
         _ => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let stderr = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_filter(filter);
+    let file = log_file.and_then(logfile::file_layer);
+    let _ = tracing_subscriber::registry()
+        .with(stderr)
+        .with(file)
         .try_init();
 }
 

@@ -84,6 +84,7 @@ impl ServeCmd {
         };
         let announce = matches!(transport, Transport::Http { .. });
         let manager = Arc::new(ctx.manager()?);
+
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
