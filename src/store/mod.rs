@@ -98,6 +98,23 @@ pub struct ConnectionPragmas {
 /// Result of store operations.
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// Runs a write that returns at most one row (`... RETURNING`) and steps it to completion.
+/// SQLite commits an autocommit write and runs the WAL auto-checkpoint only when the statement
+/// reaches its end; `query_row` stops at the first row, and the WAL then grows without bound.
+pub(crate) fn write_returning<T, P: rusqlite::Params>(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    params: P,
+    map: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<Option<T>> {
+    let mut rows = stmt.query(params)?;
+    let first = match rows.next()? {
+        Some(row) => Some(map(row)?),
+        None => None,
+    };
+    while rows.next()?.is_some() {}
+    Ok(first)
+}
+
 /// The SQLite store: a pool of connections and the schema.
 #[derive(Clone)]
 pub struct SessionStore {

@@ -9,7 +9,7 @@ use rusqlite::{params, params_from_iter, types::Value, Connection, OptionalExten
 use super::model::{
     ListFilter, ListOrder, PairStats, ProcessState, Session, SessionStatus, Stats, TeamStats,
 };
-use super::{SessionStore, StoreError, StoreResult};
+use super::{write_returning, SessionStore, StoreError, StoreResult};
 use crate::util::ProcessIdentity;
 
 const COLUMNS: &str = "id, from_team, to_team, session_id, created_at, last_used_at, message_count, \
@@ -62,7 +62,7 @@ pub struct DueQuery {
 
 const DUE_WHERE: &str = "message_count >= min(?1, ?2) \
     AND (message_count >= ?1 OR (message_count >= ?2 AND last_used_at < ?3)) \
-    AND status IN ('active', 'compact_pending', 'error')";
+    AND +status IN ('active', 'compact_pending', 'error')";
 
 /// What [`SessionStore::reset_orphaned`] did.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -93,10 +93,11 @@ impl SessionStore {
         // A concurrent delete between the INSERT and the SELECT is retried; it cannot loop
         // forever in practice, but bound it anyway.
         for _ in 0..8 {
-            let created = conn
-                .prepare_cached(&insert)?
-                .query_row(params![from, to, new_session_id, now], row_to_session)
-                .optional()?;
+            let created = write_returning(
+                &mut conn.prepare_cached(&insert)?,
+                params![from, to, new_session_id, now],
+                row_to_session,
+            )?;
             if let Some(s) = created {
                 return Ok((s, true));
             }
@@ -251,13 +252,11 @@ impl SessionStore {
              WHERE session_id = ?1 AND (owner_pid IS NULL OR (owner_pid = ?2 AND owner_started_at IS ?3)) \
              RETURNING {COLUMNS}"
         );
-        let taken = conn
-            .prepare_cached(&sql)?
-            .query_row(
-                params![session_id, me.pid, me.started_at, now],
-                row_to_session,
-            )
-            .optional()?;
+        let taken = write_returning(
+            &mut conn.prepare_cached(&sql)?,
+            params![session_id, me.pid, me.started_at, now],
+            row_to_session,
+        )?;
         if let Some(s) = taken {
             return Ok(Ok(s));
         }
@@ -289,20 +288,18 @@ impl SessionStore {
              status = CASE status WHEN 'compacting' THEN 'compact_pending' ELSE status END \
              WHERE session_id = ?1 AND owner_pid = ?2 AND owner_started_at IS ?3 RETURNING {COLUMNS}"
         );
-        let found = conn
-            .prepare_cached(&sql)?
-            .query_row(
-                params![
-                    session_id,
-                    dead.pid,
-                    dead.started_at,
-                    me.pid,
-                    me.started_at,
-                    now
-                ],
-                row_to_session,
-            )
-            .optional()?;
+        let found = write_returning(
+            &mut conn.prepare_cached(&sql)?,
+            params![
+                session_id,
+                dead.pid,
+                dead.started_at,
+                me.pid,
+                me.started_at,
+                now
+            ],
+            row_to_session,
+        )?;
         Ok(found)
     }
 
@@ -318,10 +315,11 @@ impl SessionStore {
              process_state = 'stopped', current_tell_id = NULL, agent_pid = NULL, agent_started_at = NULL \
              WHERE session_id = ?1 AND owner_pid = ?2 AND owner_started_at IS ?3 RETURNING {COLUMNS}"
         );
-        let found = conn
-            .prepare_cached(&sql)?
-            .query_row(params![session_id, me.pid, me.started_at], row_to_session)
-            .optional()?;
+        let found = write_returning(
+            &mut conn.prepare_cached(&sql)?,
+            params![session_id, me.pid, me.started_at],
+            row_to_session,
+        )?;
         Ok(found)
     }
 
@@ -440,13 +438,11 @@ impl SessionStore {
             "UPDATE sessions SET owner_heartbeat_at = ?4 WHERE session_id = ?1 AND owner_pid = ?2 \
              AND owner_started_at = ?3 RETURNING {COLUMNS}"
         );
-        let found = conn
-            .prepare_cached(&sql)?
-            .query_row(
-                params![session_id, owner.pid, owner.started_at, now],
-                row_to_session,
-            )
-            .optional()?;
+        let found = write_returning(
+            &mut conn.prepare_cached(&sql)?,
+            params![session_id, owner.pid, owner.started_at, now],
+            row_to_session,
+        )?;
         Ok(found)
     }
 
@@ -688,8 +684,7 @@ impl SessionStore {
     ) -> StoreResult<Session> {
         let conn = self.conn()?;
         let mut stmt = conn.prepare_cached(sql)?;
-        stmt.query_row(params, row_to_session)
-            .optional()?
+        write_returning(&mut stmt, params, row_to_session)?
             .ok_or_else(|| StoreError::NotFound(format!("session {session_id}")))
     }
 }

@@ -3,7 +3,7 @@
 use rusqlite::{params, OptionalExtension, Row};
 
 use super::model::{Tell, TellKind, TellOutcome, TellState};
-use super::{SessionStore, StoreError, StoreResult};
+use super::{write_returning, SessionStore, StoreError, StoreResult};
 
 const COLUMNS: &str =
     "id, tell_id, session_id, from_team, to_team, kind, text, state, created_at, \
@@ -60,7 +60,8 @@ impl SessionStore {
             "INSERT INTO tells (tell_id, session_id, from_team, to_team, kind, text, created_at, parent_tell_id) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING {COLUMNS}"
         );
-        let tell = conn.prepare_cached(&sql)?.query_row(
+        let tell = write_returning(
+            &mut conn.prepare_cached(&sql)?,
             params![
                 t.tell_id,
                 t.session_id,
@@ -73,7 +74,7 @@ impl SessionStore {
             ],
             row_to_tell,
         )?;
-        Ok(tell)
+        tell.ok_or_else(|| StoreError::NotFound(format!("tell {} just inserted", t.tell_id)))
     }
 
     /// A tell by its UUID.
@@ -94,10 +95,11 @@ impl SessionStore {
             "UPDATE tells SET state = 'delivered', delivered_at = ?2 WHERE tell_id = ?1 \
              AND state = 'queued' RETURNING {COLUMNS}"
         );
-        let found = conn
-            .prepare_cached(&sql)?
-            .query_row(params![tell_id, now], row_to_tell)
-            .optional()?;
+        let found = write_returning(
+            &mut conn.prepare_cached(&sql)?,
+            params![tell_id, now],
+            row_to_tell,
+        )?;
         Ok(found)
     }
 
@@ -121,23 +123,21 @@ impl SessionStore {
              output_tokens = ?7, cost_usd = ?8, duration_ms = ?9 \
              WHERE tell_id = ?1 AND state IN ('queued', 'delivered') RETURNING {COLUMNS}"
         );
-        let found = conn
-            .prepare_cached(&sql)?
-            .query_row(
-                params![
-                    tell_id,
-                    state,
-                    now,
-                    outcome.answer,
-                    outcome.error,
-                    outcome.input_tokens,
-                    outcome.output_tokens,
-                    outcome.cost_usd,
-                    outcome.duration_ms
-                ],
-                row_to_tell,
-            )
-            .optional()?;
+        let found = write_returning(
+            &mut conn.prepare_cached(&sql)?,
+            params![
+                tell_id,
+                state,
+                now,
+                outcome.answer,
+                outcome.error,
+                outcome.input_tokens,
+                outcome.output_tokens,
+                outcome.cost_usd,
+                outcome.duration_ms
+            ],
+            row_to_tell,
+        )?;
         Ok(found)
     }
 
