@@ -166,8 +166,8 @@ impl SessionManager {
                 );
             }
         }
-        for s in &reset.reset {
-            self.cache.invalidate(&s.from_team, &s.to_team);
+        for (from, to) in &reset.reset {
+            self.cache.invalidate(from, to);
         }
         report.reset = reset.reset.len();
         report.owned_by_live_process = reset.owned_by_live_process;

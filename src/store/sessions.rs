@@ -67,8 +67,8 @@ const DUE_WHERE: &str = "message_count >= min(?1, ?2) \
 /// What [`SessionStore::reset_orphaned`] did.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ResetReport {
-    /// The sessions reset to `stopped` (their rows after the reset).
-    pub reset: Vec<Session>,
+    /// The pairs (from, to) of the sessions reset to `stopped`.
+    pub reset: Vec<(String, String)>,
     /// Sessions left alone because another live process owns them.
     pub owned_by_live_process: usize,
     /// Agent processes the reset sessions recorded (they may have outlived their owner).
@@ -509,22 +509,28 @@ impl SessionStore {
                 .collect();
         }
         {
+            // Only the pair comes back: the caller needs it to invalidate its cache.
+            let pair = |r: &Row<'_>| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?));
             let mut by_owner = tx.prepare_cached(&format!(
                 "UPDATE sessions SET {RESET} WHERE owner_pid = ?1 AND owner_started_at IS ?2 \
-                 RETURNING {COLUMNS}"
+                 RETURNING from_team, to_team"
             ))?;
             for (pid, started_at) in dead {
-                let rows = by_owner.query_map(params![pid, started_at], row_to_session)?;
-                for row in rows {
+                for row in by_owner.query_map(params![pid, started_at], pair)? {
                     report.reset.push(row?);
                 }
             }
+            // Written as a union of index searches (process_state, status, the agent_pid
+            // partial index): SQLite would scan every session for the equivalent OR.
             let mut ownerless = tx.prepare_cached(&format!(
-                "UPDATE sessions SET {RESET} WHERE owner_pid IS NULL \
-                 AND (process_state != 'stopped' OR status = 'compacting' OR agent_pid IS NOT NULL) \
-                 RETURNING {COLUMNS}"
+                "UPDATE sessions SET {RESET} WHERE owner_pid IS NULL AND rowid IN ( \
+                   SELECT rowid FROM sessions \
+                     WHERE process_state IN ('spawning', 'idle', 'processing', 'terminating') \
+                   UNION ALL SELECT rowid FROM sessions WHERE status = 'compacting' \
+                   UNION ALL SELECT rowid FROM sessions WHERE agent_pid IS NOT NULL) \
+                 RETURNING from_team, to_team"
             ))?;
-            for row in ownerless.query_map([], row_to_session)? {
+            for row in ownerless.query_map([], pair)? {
                 report.reset.push(row?);
             }
         }
