@@ -31,6 +31,10 @@ pub struct TellCmd {
     /// process that works on this pair (a later `tell` or `wake`, or the server).
     #[arg(long = "async")]
     r#async: bool,
+    /// When another Switchboard process holds the pair's agent, wait for it (up to --timeout)
+    /// instead of failing with "busy: held by pid N".
+    #[arg(long, conflicts_with = "async")]
+    wait_busy: bool,
 }
 
 fn parse_timeout(s: &str) -> Result<Duration, String> {
@@ -81,7 +85,11 @@ impl TellCmd {
         }
         let wait = self.timeout.map_or(Wait::Forever, Wait::For);
         let (from, to) = (self.from.as_str(), self.to.as_str());
+        let busy_wait = self
+            .wait_busy
+            .then(|| self.timeout.unwrap_or(Duration::from_secs(86_400)));
         let ended = with_router(ctx, Some((from, to)), |router| async move {
+            router.wait_when_busy(busy_wait);
             let t = router.tell(from, to, &text, wait).await?;
             if !t.state.is_final() {
                 // Out of time: stop it rather than leave it to die with this process.

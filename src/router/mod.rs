@@ -26,6 +26,10 @@ use worker::{Cmd, Worker};
 /// `mcp__switchboard__team_tell`, ...
 pub const MCP_SERVER_NAME: &str = "switchboard";
 
+/// How long a spawned agent waits for one of Switchboard's tools: longer than the longest
+/// `team_tell` wait (one hour).
+pub const AGENT_TOOL_TIMEOUT_MS: u64 = 3_700_000;
+
 /// Writes a file only the user can read (it holds tokens).
 fn write_private(path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
@@ -175,6 +179,8 @@ pub(crate) struct Inner {
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     counters: Counters,
     mcp: Mutex<McpEndpoint>,
+    /// How long a worker waits for a session held by another process (None: not at all).
+    busy_wait: Mutex<Option<Duration>>,
 }
 
 /// Where agents Switchboard spawns reach the MCP server, and the tokens that name them.
@@ -232,6 +238,7 @@ impl Router {
                 tasks: Mutex::new(Vec::new()),
                 counters: Counters::default(),
                 mcp: Mutex::new(McpEndpoint::default()),
+                busy_wait: Mutex::new(None),
             }),
         }
     }
@@ -254,6 +261,24 @@ impl Router {
     /// Where agent stderr logs go.
     pub fn log_dir(&self) -> &std::path::Path {
         &self.inner.log_dir
+    }
+
+    /// When a pair's session is held by another live Switchboard process, wait up to `wait`
+    /// for it to be free instead of failing at once with "busy: held by pid N".
+    pub fn wait_when_busy(&self, wait: Option<Duration>) {
+        *self
+            .inner
+            .busy_wait
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = wait;
+    }
+
+    pub(crate) fn busy_wait(&self) -> Option<Duration> {
+        *self
+            .inner
+            .busy_wait
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// Tells spawned agents where the MCP server is (`url` of its `/mcp` endpoint, and the
@@ -378,8 +403,12 @@ impl Router {
         if let Some(b) = bearer {
             headers.insert("Authorization".into(), format!("Bearer {b}").into());
         }
+        // Claude Code gives up on an HTTP MCP call after 60 s unless the server entry says
+        // otherwise; a team_tell may wait up to an hour.
         let config = serde_json::json!({
-            "mcpServers": { MCP_SERVER_NAME: { "type": "http", "url": url, "headers": headers } }
+            "mcpServers": { MCP_SERVER_NAME: {
+                "type": "http", "url": url, "headers": headers, "timeout": AGENT_TOOL_TIMEOUT_MS
+            } }
         });
         let dir = self
             .inner
@@ -736,6 +765,16 @@ impl Router {
             .store()
             .finish_tell(&t.tell_id, state, &outcome, now_ms())?;
         if let Some(done) = &done {
+            if state != TellState::Answered {
+                // Nobody will read what the tells sent during this one bring back.
+                if let Ok(children) = self.inner.manager.store().open_child_tells(&done.tell_id) {
+                    for child in children {
+                        if let Err(e) = self.cancel_tell(&child.tell_id) {
+                            tracing::warn!(tell = %child.tell_id, error = %e, "cannot cancel a child tell");
+                        }
+                    }
+                }
+            }
             let c = &self.inner.counters;
             match state {
                 TellState::Answered => c.answered.fetch_add(1, Ordering::Relaxed),

@@ -320,7 +320,7 @@ impl Worker {
             agent: team.agent.clone(),
         })?;
         let session = m.get_or_create(&self.from, &self.to)?;
-        let session = m.acquire_lease(&session.session_id)?;
+        let session = self.acquire_lease(&session.session_id).await?;
         let slot = {
             let pair = self.pair();
             let acquire = router.inner.supervisor.acquire(&pair);
@@ -341,6 +341,27 @@ impl Worker {
                 m.release_lease(&session.session_id).ok();
                 m.mark_error(&session.session_id, &e.to_string()).ok();
                 Err(e)
+            }
+        }
+    }
+
+    /// Takes the session's lease. Held by another live process: busy at once, or, when the
+    /// router was asked to wait (`Router::wait_when_busy`), polls until it is free, the wait
+    /// runs out, or shutdown.
+    async fn acquire_lease(&mut self, session_id: &str) -> RouterResult<Session> {
+        let m = self.router.manager().clone();
+        let deadline = self.router.busy_wait().map(|d| Instant::now() + d);
+        loop {
+            match m.acquire_lease(session_id) {
+                Err(crate::session::SessionError::Busy { .. })
+                    if deadline.is_some_and(|d| Instant::now() < d) =>
+                {
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                        _ = self.shutdown.changed() => return Err(RouterError::ShuttingDown),
+                    }
+                }
+                other => return Ok(other?),
             }
         }
     }
@@ -553,6 +574,16 @@ impl Worker {
                     }
                 }
                 _ = tokio::time::sleep_until(stall_at) => {
+                    // An agent waiting for a tell it sent (a Switchboard tool call) prints
+                    // nothing meanwhile: that is not a stall.
+                    let waiting = m
+                        .store()
+                        .open_child_tells(tell_id)
+                        .is_ok_and(|c| !c.is_empty());
+                    if agent.started && waiting {
+                        last_output = Instant::now();
+                        continue;
+                    }
                     return if agent.started { TurnEnd::Stalled(limit) } else { TurnEnd::NoStart(limit) };
                 }
                 _ = self.interrupt.wait_for(tell_id), if !interrupted => {

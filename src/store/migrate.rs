@@ -17,6 +17,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0002_tells",
         include_str!("../../migrations/0002_tells.sql"),
     ),
+    (
+        3,
+        "0003_tell_children",
+        include_str!("../../migrations/0003_tell_children.sql"),
+    ),
 ];
 
 /// The newest schema version this binary knows.

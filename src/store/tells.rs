@@ -233,6 +233,18 @@ impl SessionStore {
         Ok(chain)
     }
 
+    /// The open tells (queued or delivered) sent during tell `parent_id`.
+    pub fn open_child_tells(&self, parent_id: &str) -> StoreResult<Vec<Tell>> {
+        let conn = self.conn()?;
+        let sql = format!(
+            "SELECT {COLUMNS} FROM tells WHERE parent_tell_id = ?1 \
+             AND state IN ('queued', 'delivered') ORDER BY id"
+        );
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map([parent_id], row_to_tell)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Open tells (queued or delivered) of a pair.
     pub fn count_open_tells(&self, from: &str, to: &str) -> StoreResult<i64> {
         let conn = self.conn()?;

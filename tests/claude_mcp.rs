@@ -1,0 +1,797 @@
+//! End to end through Switchboard's MCP server with the real Claude Code CLI (npm
+//! `@anthropic-ai/claude-code@2.1.328`, see tests/claude_code.rs for how it is found) and the
+//! stand-in Messages API (`tests/fake_api`). The server runs in-process over streamable HTTP on
+//! 127.0.0.1; the agents Switchboard spawns get a per-session `--mcp-config` naming them, so
+//! when the stand-in makes team a's agent call `mcp__switchboard__team_tell`, Claude Code calls
+//! back into Switchboard, which spawns team b's agent and hands b's answer back as the tool
+//! result. Also: a tell that would close a loop (a -> b -> a) is refused as a tool error, and
+//! nothing deadlocks.
+//!
+//! The stand-in tells the agents apart by their system prompt (`append_system_prompt`).
+
+mod fake_api;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fake_api::{Answer, FakeApi, Recorded};
+use serde_json::{json, Value};
+use switchboard::mcp::serve::{start, ServeOptions, ServerHandle, Transport};
+use switchboard::router::{Router, Wait};
+use switchboard::signals::Signals;
+use switchboard::store::{ProcessState, Session, Tell, TellState};
+use switchboard::{SessionManager, TeamsConfig};
+use tempfile::TempDir;
+
+const CLAUDE_VERSION: &str = "2.1.328";
+/// The environment variable that marks the claude processes of one test (for the /proc scan).
+const MARKER_VAR: &str = "SWITCHBOARD_CLAUDE_MCP_TEST_MARKER";
+/// The tool as Claude Code names it: `mcp__<server>__<tool>`.
+const TEAM_TELL: &str = "mcp__switchboard__team_tell";
+/// Claude Code's limit on one MCP tool call (`MCP_TOOL_TIMEOUT`, ms). Set explicitly so a
+/// tool call that never returns becomes a tool error well within [`TELL_LIMIT`].
+const MCP_TOOL_TIMEOUT_MS: u64 = 60_000;
+/// How long the router waits for the person's tell.
+const TELL_WAIT: Duration = Duration::from_secs(90);
+/// Hard bound on the whole tell (a hang fails the test with diagnostics, never blocks it).
+const TELL_LIMIT: Duration = Duration::from_secs(120);
+
+/// The claude binary: `$SWITCHBOARD_TEST_CLAUDE`, or the pinned one in `.tools/claude-code`.
+/// Fails (never skips) when it is missing.
+fn claude_binary() -> String {
+    if let Ok(path) = std::env::var("SWITCHBOARD_TEST_CLAUDE") {
+        assert!(
+            Path::new(&path).is_file(),
+            "SWITCHBOARD_TEST_CLAUDE={path} is not a file (unset it and run `bash scripts/test.sh` \
+             to install the pinned Claude Code {CLAUDE_VERSION})"
+        );
+        return path;
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".tools/claude-code");
+    let bin = root.join("node_modules/.bin/claude");
+    let package = root.join("node_modules/@anthropic-ai/claude-code/package.json");
+    let version = std::fs::read_to_string(&package)
+        .ok()
+        .and_then(|p| serde_json::from_str::<Value>(&p).ok())
+        .and_then(|p| p.get("version").and_then(Value::as_str).map(String::from));
+    assert!(
+        bin.is_file() && version.as_deref() == Some(CLAUDE_VERSION),
+        "Claude Code {CLAUDE_VERSION} is not installed at {} (found version {version:?}): \
+         run `bash scripts/test.sh` (it installs it), or set SWITCHBOARD_TEST_CLAUDE to a claude binary",
+        bin.display()
+    );
+    bin.display().to_string()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading the stand-in's requests
+
+/// Which team's agent sent a request: its system prompt holds "You are team X"
+/// (`append_system_prompt`).
+fn agent_of(rec: &Recorded) -> Option<&'static str> {
+    const MARK: &str = "You are team ";
+    let blocks = rec.json.as_ref()?.get("system")?.as_array()?;
+    blocks
+        .iter()
+        .filter_map(|b| b.get("text").and_then(Value::as_str))
+        .flat_map(|text| {
+            text.match_indices(MARK)
+                .map(move |(i, _)| &text[i + MARK.len()..])
+        })
+        .find_map(|rest| {
+            let name: String = rest
+                .chars()
+                .take_while(char::is_ascii_alphanumeric)
+                .collect();
+            ["a", "b"].into_iter().find(|t| *t == name)
+        })
+}
+
+/// A `tool_result` block as the stand-in received it.
+#[derive(Debug, Clone)]
+struct ToolResult {
+    tool_use_id: String,
+    is_error: bool,
+    text: String,
+}
+
+/// The text of a `tool_result`'s content (a string or text blocks).
+fn result_text(content: &Value) -> String {
+    match content {
+        Value::String(s) => s.clone(),
+        Value::Array(blocks) => blocks
+            .iter()
+            .filter_map(|b| b.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        _ => String::new(),
+    }
+}
+
+/// The `tool_result` blocks of the last user message of a request.
+fn tool_results(rec: &Recorded) -> Vec<ToolResult> {
+    rec.messages()
+        .iter()
+        .rev()
+        .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
+        .and_then(|m| m.get("content"))
+        .and_then(Value::as_array)
+        .map(|blocks| {
+            blocks
+                .iter()
+                .filter(|b| b.get("type").and_then(Value::as_str) == Some("tool_result"))
+                .map(|b| ToolResult {
+                    tool_use_id: b
+                        .get("tool_use_id")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string(),
+                    is_error: b.get("is_error").and_then(Value::as_bool).unwrap_or(false),
+                    text: b.get("content").map(result_text).unwrap_or_default(),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The `answer` of a `team_tell` result (its text is the tell as JSON), else the whole text.
+fn tell_answer(result: &ToolResult) -> String {
+    serde_json::from_str::<Value>(&result.text)
+        .ok()
+        .and_then(|v| v.get("answer").and_then(Value::as_str).map(String::from))
+        .unwrap_or_else(|| result.text.clone())
+}
+
+/// At most `max` characters of `s` (the end, when `tail`).
+fn clip(s: &str, max: usize, tail: bool) -> String {
+    let n = s.chars().count();
+    if n <= max {
+        return s.to_string();
+    }
+    if tail {
+        format!("…{}", s.chars().skip(n - max).collect::<String>())
+    } else {
+        format!("{}…", s.chars().take(max).collect::<String>())
+    }
+}
+
+/// One line per request: number, agent, session, and the last user message in short.
+fn summarize(rec: &Recorded) -> String {
+    let last: Vec<String> = rec
+        .last_user_texts()
+        .iter()
+        .filter(|t| !t.starts_with("<system-reminder>"))
+        .map(|t| clip(t, 300, false))
+        .collect();
+    format!(
+        "#{} {} {} agent={:?} session={:?} last user texts={last:?} tool results={:?}",
+        rec.n,
+        rec.method,
+        rec.path,
+        agent_of(rec),
+        rec.header("x-claude-code-session-id"),
+        tool_results(rec)
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// The test environment
+
+struct Env {
+    /// Holds the teams' folders, HOME, the database and the logs; removed at drop.
+    dir: TempDir,
+    marker: String,
+    config: Arc<TeamsConfig>,
+    api: FakeApi,
+}
+
+impl Env {
+    /// Teams `person` (the caller; never spawned), `a` and `b`, run by the real Claude Code
+    /// pointed at a fresh stand-in API, with a per-test HOME; `MCP_TOOL_TIMEOUT` set to
+    /// [`MCP_TOOL_TIMEOUT_MS`].
+    async fn new() -> Self {
+        Self::with("response_timeout = \"100s\"", Some(MCP_TOOL_TIMEOUT_MS)).await
+    }
+
+    /// [`Env::new`] with `settings` (TOML lines of `[settings]`) and Claude Code's
+    /// `MCP_TOOL_TIMEOUT` (`None`: not set, Claude Code's default).
+    async fn with(settings: &str, mcp_tool_timeout_ms: Option<u64>) -> Self {
+        let claude = claude_binary();
+        let api = FakeApi::start().await;
+        let dir = tempfile::Builder::new()
+            .prefix("switchboard-claude-mcp-")
+            .tempdir()
+            .expect("tempdir");
+        let marker = uuid::Uuid::new_v4().to_string();
+        let root = dir.path().display().to_string();
+        let home = format!("{root}/home");
+        std::fs::create_dir_all(&home).expect("mkdir home");
+        let mut env = vec![
+            ("HOME", home.clone()),
+            ("ANTHROPIC_BASE_URL", api.url()),
+            ("ANTHROPIC_API_KEY", "test-key".to_string()),
+            ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1".to_string()),
+            ("DISABLE_TELEMETRY", "1".to_string()),
+            ("CLAUDE_CODE_MAX_RETRIES", "0".to_string()),
+            (MARKER_VAR, marker.clone()),
+        ];
+        if let Some(ms) = mcp_tool_timeout_ms {
+            env.push(("MCP_TOOL_TIMEOUT", ms.to_string()));
+        }
+        // A CLAUDE_CONFIG_DIR of the environment the tests run in (an outer Claude Code) would
+        // beat HOME: pin it to this test's home.
+        if std::env::var_os("CLAUDE_CONFIG_DIR").is_some() {
+            env.push(("CLAUDE_CONFIG_DIR", format!("{home}/.claude")));
+        }
+        let env: Vec<String> = env
+            .iter()
+            .map(|(k, v)| format!("{k} = {}", Value::from(v.as_str())))
+            .collect();
+        let mut text = format!(
+            "[settings]\nshutdown_grace = \"2s\"\n{settings}\n\
+             [database]\npath = \"{root}/data/sb.db\"\n"
+        );
+        for t in ["person", "a", "b"] {
+            std::fs::create_dir_all(dir.path().join(t)).expect("mkdir");
+            text.push_str(&format!(
+                "[teams.{t}]\npath = \"{root}/{t}\"\nagent_path = {}\n\
+                 append_system_prompt = \"You are team {t}\"\nenv = {{ {} }}\n",
+                Value::from(claude.as_str()),
+                env.join(", ")
+            ));
+        }
+        let config = TeamsConfig::parse(&text, None, &|_| None)
+            .unwrap_or_else(|e| panic!("test config: {e}\n{text}"));
+        Self {
+            dir,
+            marker,
+            config: Arc::new(config),
+            api,
+        }
+    }
+
+    fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A Switchboard over the test's database.
+    fn router(&self) -> Router {
+        let m = SessionManager::open(Arc::clone(&self.config)).expect("open");
+        m.initialize().expect("initialize");
+        let r = Router::new(Arc::new(m));
+        r.recover(None).expect("recover");
+        r
+    }
+
+    /// The MCP server in-process over HTTP on 127.0.0.1 (any free port), serving `router`.
+    async fn serve(&self, router: &Router) -> ServerHandle {
+        let addr: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+        let mut options = ServeOptions::new(Transport::Http { addr });
+        options.signals = Signals::none();
+        start(router.clone(), options)
+            .await
+            .expect("the MCP server starts")
+    }
+
+    /// Pids of live processes of this test (claude and anything it started), found by the
+    /// marker in their environment.
+    fn agent_pids(&self) -> Vec<u32> {
+        let needle = format!("{MARKER_VAR}={}", self.marker);
+        let mut pids = Vec::new();
+        for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+                continue;
+            };
+            let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map(|s| {
+                    s.rsplit(')')
+                        .next()
+                        .is_some_and(|r| r.trim_start().starts_with('Z'))
+                })
+                .unwrap_or(true);
+            if !zombie && env.split(|&b| b == 0).any(|kv| kv == needle.as_bytes()) {
+                pids.push(pid);
+            }
+        }
+        pids
+    }
+
+    /// Polls (bounded) until no process of this test is left.
+    async fn assert_no_agents(&self) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let left = self.agent_pids();
+            if left.is_empty() {
+                return;
+            }
+            if Instant::now() >= deadline {
+                panic!("orphan claude processes: {left:?}\n{}", self.diagnostics());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// What the stand-in saw, the agents' stderr logs, Claude Code's MCP logs, and the tells
+    /// in SQLite: for failure messages.
+    fn diagnostics(&self) -> String {
+        let mut out = String::from("\n===== stand-in requests\n");
+        for rec in self.api.requests() {
+            out.push_str(&summarize(&rec));
+            out.push('\n');
+        }
+        out.push_str("===== agent stderr logs (<db dir>/logs)\n");
+        out.push_str(&files_under(&self.root().join("data/logs"), 4000));
+        out.push_str("===== Claude Code MCP logs ($HOME/.cache/claude-cli-nodejs)\n");
+        out.push_str(&files_under(
+            &self.root().join("home/.cache/claude-cli-nodejs"),
+            3000,
+        ));
+        out.push_str("===== tells in SQLite\n");
+        match SessionManager::open(Arc::clone(&self.config)) {
+            Ok(m) => {
+                for (from, to) in [("person", "a"), ("a", "b"), ("b", "a")] {
+                    match m.store().recent_tells(from, to, 20) {
+                        Ok(tells) => {
+                            for t in tells {
+                                out.push_str(&format!(
+                                    "{from} -> {to} {} {:?} parent={:?} answer={:?} error={:?}\n",
+                                    t.tell_id, t.state, t.parent_tell_id, t.answer, t.error
+                                ));
+                            }
+                        }
+                        Err(e) => out.push_str(&format!("{from} -> {to}: {e}\n")),
+                    }
+                }
+            }
+            Err(e) => out.push_str(&format!("cannot open the database: {e}\n")),
+        }
+        out
+    }
+
+    /// The person's tell to team a, bounded by [`TELL_LIMIT`]; a hang fails with diagnostics.
+    async fn tell_a(&self, r: &Router, text: &str) -> (Tell, Duration) {
+        let started = Instant::now();
+        let told = tokio::time::timeout(
+            TELL_LIMIT,
+            r.tell("person", "a", text, Wait::For(TELL_WAIT)),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "the tell person -> a did not end within {TELL_LIMIT:?}{}",
+                self.diagnostics()
+            )
+        })
+        .unwrap_or_else(|e| panic!("the tell person -> a: {e}{}", self.diagnostics()));
+        (told, started.elapsed())
+    }
+
+    /// The session of a pair, which must exist.
+    fn session(&self, r: &Router, from: &str, to: &str) -> Arc<Session> {
+        r.manager()
+            .get(from, to)
+            .expect("read the session")
+            .unwrap_or_else(|| panic!("no session {from} -> {to}{}", self.diagnostics()))
+    }
+
+    /// Shuts the server (and with it the router and every agent) down; checks that nothing
+    /// is left: no claude process, no server file, nothing listening.
+    async fn shutdown(&self, server: ServerHandle, r: &Router) {
+        let addr = server.addr();
+        let state_file = self.root().join("data/server.json");
+        assert!(state_file.exists(), "server.json while serving");
+        tokio::time::timeout(Duration::from_secs(30), server.shutdown())
+            .await
+            .unwrap_or_else(|_| {
+                panic!("the server did not shut down in 30 s{}", self.diagnostics())
+            });
+        self.assert_no_agents().await;
+        assert!(!state_file.exists(), "server.json removed at shutdown");
+        assert!(
+            tokio::net::TcpStream::connect(addr).await.is_err(),
+            "the MCP server still accepts connections on {addr} after shutdown"
+        );
+        for (from, to) in [("person", "a"), ("a", "b")] {
+            let s = self.session(r, from, to);
+            assert_eq!(
+                s.process_state,
+                ProcessState::Stopped,
+                "{from} -> {to} after shutdown: {s:?}"
+            );
+            assert!(s.agent_pid.is_none() && s.owner_pid.is_none(), "{s:?}");
+        }
+        assert!(
+            r.tell("person", "a", "late", Wait::None).await.is_err(),
+            "no tells after shutdown"
+        );
+    }
+}
+
+/// Every file under `dir` (recursively), each clipped to its last `max` characters.
+fn files_under(dir: &Path, max: usize) -> String {
+    let mut out = String::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        let mut entries: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+        entries.sort();
+        for p in entries {
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let text = std::fs::read_to_string(&p).unwrap_or_else(|e| format!("({e})"));
+                out.push_str(&format!(
+                    "--- {}\n{}\n",
+                    p.display(),
+                    clip(&text, max, true)
+                ));
+            }
+        }
+    }
+    if out.is_empty() {
+        out.push_str(&format!("(nothing under {})\n", dir.display()));
+    }
+    out
+}
+
+/// Fails with the diagnostics of `env` unless `cond`.
+macro_rules! ensure {
+    ($env:expr, $cond:expr, $($arg:tt)+) => {
+        if !$cond {
+            panic!("{}{}", format!($($arg)+), $env.diagnostics());
+        }
+    };
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// a's agent asks b's agent through `team_tell`; b's answer comes back as the tool result and
+/// into a's answer; both sessions and both tells (chained) are in SQLite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_agent_tells_another_team_through_the_mcp_server() {
+    let env = Env::new().await;
+    env.api.respond_with(|rec| match agent_of(rec)? {
+        "a" => Some(match tool_results(rec).pop() {
+            None => Answer::text("Let me ask team b.").with_tool_use(
+                "toolu_a_1",
+                TEAM_TELL,
+                json!({"to": "b", "message": "what is the answer?"}),
+            ),
+            Some(result) => {
+                Answer::text(format!("a relays: {}", tell_answer(&result))).with_usage(200, 20)
+            }
+        }),
+        "b" => Some(Answer::text("b says 42").with_usage(150, 15)),
+        _ => None,
+    });
+    let r = env.router();
+    let server = env.serve(&r).await;
+
+    let (t1, took) = env.tell_a(&r, "Ask team b for the answer.").await;
+    eprintln!("person -> a -> b -> a answered in {took:?}");
+    ensure!(
+        env,
+        t1.state == TellState::Answered,
+        "the tell person -> a: {t1:?}"
+    );
+    let answer = t1.answer.clone().unwrap_or_default();
+    ensure!(
+        env,
+        answer.contains("b says 42"),
+        "a's answer lacks b's: {t1:?}"
+    );
+    assert_eq!(answer, "a relays: b says 42");
+
+    // What the stand-in saw: a asks (1), b answers (2), a gets b's answer as the tool result (3).
+    let requests = env.api.message_requests();
+    let from_a: Vec<&Recorded> = requests
+        .iter()
+        .filter(|q| agent_of(q) == Some("a"))
+        .collect();
+    let from_b: Vec<&Recorded> = requests
+        .iter()
+        .filter(|q| agent_of(q) == Some("b"))
+        .collect();
+    ensure!(
+        env,
+        from_a.len() == 2 && from_b.len() == 1 && requests.len() == 3,
+        "expected 2 requests from a's agent and 1 from b's, got {} and {} of {}",
+        from_a.len(),
+        from_b.len(),
+        requests.len()
+    );
+    assert_eq!(from_a[0].last_user_text(), "Ask team b for the answer.");
+    // Claude Code connected to the MCP server before its first request: the tool is named
+    // there (MCP tools are deferred: listed by name in a system message, not in `tools`).
+    ensure!(
+        env,
+        String::from_utf8_lossy(&from_a[0].body).contains(TEAM_TELL),
+        "a's first request does not name {TEAM_TELL}"
+    );
+    assert_eq!(from_b[0].last_user_text(), "what is the answer?");
+    assert!(from_a[0].n < from_b[0].n && from_b[0].n < from_a[1].n);
+    let results = tool_results(from_a[1]);
+    ensure!(
+        env,
+        results.len() == 1
+            && results[0].tool_use_id == "toolu_a_1"
+            && !results[0].is_error
+            && results[0].text.contains("b says 42"),
+        "a's agent got the tool result {results:?}"
+    );
+
+    // SQLite: the sessions person -> a and a -> b, and the chained tells.
+    let pa = env.session(&r, "person", "a");
+    let ab = env.session(&r, "a", "b");
+    assert_eq!(
+        from_a[0].header("x-claude-code-session-id"),
+        Some(pa.session_id.as_str()),
+        "a's agent runs the session person -> a"
+    );
+    assert_eq!(
+        from_b[0].header("x-claude-code-session-id"),
+        Some(ab.session_id.as_str()),
+        "b's agent runs the session a -> b"
+    );
+    assert!(
+        r.manager().get("b", "a").expect("get").is_none(),
+        "no session b -> a"
+    );
+    let ab_tells = r.report("a", "b", 10).expect("report a -> b");
+    assert_eq!(ab_tells.len(), 1, "{ab_tells:?}");
+    let t2 = &ab_tells[0];
+    assert_eq!((t2.from_team.as_str(), t2.to_team.as_str()), ("a", "b"));
+    assert_eq!(t2.state, TellState::Answered, "{t2:?}");
+    assert_eq!(t2.text, "what is the answer?");
+    assert_eq!(t2.answer.as_deref(), Some("b says 42"));
+    assert_eq!(t2.session_id, ab.session_id);
+    assert_eq!(
+        t2.parent_tell_id.as_deref(),
+        Some(t1.tell_id.as_str()),
+        "the tell a -> b was sent while a answered person -> a"
+    );
+    assert_eq!(t1.parent_tell_id, None);
+    assert_eq!(t1.session_id, pa.session_id);
+    assert_eq!(r.report("person", "a", 10).expect("report").len(), 1);
+
+    // Tokens and cost: b's turn is one model call; a's is two (before and after the tool).
+    assert_eq!(
+        (t2.input_tokens, t2.output_tokens),
+        (Some(150), Some(15)),
+        "{t2:?}"
+    );
+    assert!(t2.cost_usd.is_some_and(|c| c > 0.0), "{t2:?}");
+    // Claude Code's result sums its model calls: 100 + 200 in, 10 + 20 out.
+    assert_eq!(
+        (t1.input_tokens, t1.output_tokens),
+        (Some(300), Some(30)),
+        "{t1:?}"
+    );
+    assert!(t1.cost_usd.is_some_and(|c| c > 0.0), "{t1:?}");
+    for s in [&pa, &ab] {
+        assert!(
+            s.input_tokens > 0 && s.output_tokens > 0 && s.cost_usd > 0.0,
+            "{s:?}"
+        );
+        assert_eq!(s.message_count, 1, "{s:?}");
+    }
+    assert_eq!((ab.input_tokens, ab.output_tokens), (150, 15), "{ab:?}");
+    assert_eq!((pa.input_tokens, pa.output_tokens), (300, 30), "{pa:?}");
+
+    // Each agent was started with Switchboard's MCP server allowed, via its own MCP config.
+    for s in [&pa, &ab] {
+        let launch = s.launch_command.clone().unwrap_or_default();
+        assert!(
+            launch.contains("--mcp-config") && launch.contains("mcp__switchboard"),
+            "{launch}"
+        );
+        let file = env.root().join(format!("data/mcp/{}.json", s.session_id));
+        let mcp: Value = serde_json::from_str(&std::fs::read_to_string(&file).expect("MCP config"))
+            .expect("json");
+        assert_eq!(mcp["mcpServers"]["switchboard"]["url"], server.url());
+    }
+
+    env.shutdown(server, &r).await;
+}
+
+/// b's agent, asked by a's agent, tries to tell a back: a waits in this chain, so the tell is
+/// refused as a tool error; b and a still answer and everything ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tell_back_to_a_waiting_team_is_refused_as_a_loop() {
+    let env = Env::new().await;
+    env.api.respond_with(|rec| match agent_of(rec)? {
+        "a" => Some(match tool_results(rec).pop() {
+            None => Answer::text("Asking b.").with_tool_use(
+                "toolu_a_1",
+                TEAM_TELL,
+                json!({"to": "b", "message": "ask a what the answer is"}),
+            ),
+            Some(result) => Answer::text(format!("a heard: {}", tell_answer(&result))),
+        }),
+        "b" => Some(match tool_results(rec).pop() {
+            None => Answer::text("Asking a back.").with_tool_use(
+                "toolu_b_1",
+                TEAM_TELL,
+                json!({"to": "a", "message": "what is the answer?"}),
+            ),
+            Some(result) => Answer::text(format!(
+                "b could not ask a (error={}): {}",
+                result.is_error, result.text
+            )),
+        }),
+        _ => None,
+    });
+    let r = env.router();
+    let server = env.serve(&r).await;
+
+    let (t1, took) = env.tell_a(&r, "Find out the answer.").await;
+    eprintln!("person -> a -> b -> (refused) answered in {took:?}");
+    ensure!(
+        env,
+        t1.state == TellState::Answered,
+        "the tell person -> a: {t1:?}"
+    );
+    let answer = t1.answer.clone().unwrap_or_default();
+    ensure!(
+        env,
+        answer.starts_with("a heard: b could not ask a (error=true): ")
+            && answer.contains("a -> b -> a is a loop"),
+        "a's answer: {answer:?}"
+    );
+
+    // b's agent got the refusal as an error tool result.
+    let requests = env.api.message_requests();
+    let from_b: Vec<&Recorded> = requests
+        .iter()
+        .filter(|q| agent_of(q) == Some("b"))
+        .collect();
+    let from_a: Vec<&Recorded> = requests
+        .iter()
+        .filter(|q| agent_of(q) == Some("a"))
+        .collect();
+    ensure!(
+        env,
+        from_a.len() == 2 && from_b.len() == 2 && requests.len() == 4,
+        "expected 2 requests from each agent, got a: {}, b: {}, all: {}",
+        from_a.len(),
+        from_b.len(),
+        requests.len()
+    );
+    let refusal = tool_results(from_b[1]);
+    ensure!(
+        env,
+        refusal.len() == 1
+            && refusal[0].tool_use_id == "toolu_b_1"
+            && refusal[0].is_error
+            && refusal[0].text.contains("refused: ")
+            && refusal[0].text.contains("person -> a -> b -> a is a loop"),
+        "b's agent got {refusal:?}"
+    );
+    eprintln!("b's agent was told: {}", refusal[0].text);
+    let relayed = tool_results(from_a[1]);
+    ensure!(
+        env,
+        relayed.len() == 1
+            && !relayed[0].is_error
+            && tell_answer(&relayed[0]).contains("is a loop"),
+        "a's agent got {relayed:?}"
+    );
+
+    // SQLite: person -> a and a -> b answered and chained; nothing from b to a was stored.
+    let ab_tells = r.report("a", "b", 10).expect("report a -> b");
+    assert_eq!(ab_tells.len(), 1, "{ab_tells:?}");
+    assert_eq!(ab_tells[0].state, TellState::Answered, "{:?}", ab_tells[0]);
+    assert_eq!(
+        ab_tells[0].parent_tell_id.as_deref(),
+        Some(t1.tell_id.as_str())
+    );
+    assert!(
+        r.report("b", "a", 10).expect("report b -> a").is_empty(),
+        "the refused tell is not stored"
+    );
+    assert!(
+        r.manager().get("b", "a").expect("get").is_none(),
+        "no session b -> a"
+    );
+    for (from, to) in [("person", "a"), ("a", "b")] {
+        assert_eq!(r.queue_len(from, to), 0, "{from} -> {to} has open tells");
+        let s = env.session(&r, from, to);
+        assert_eq!(s.current_tell_id, None, "{s:?}");
+        assert_eq!(s.process_state, ProcessState::Idle, "{s:?}");
+    }
+
+    env.shutdown(server, &r).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Long waits between agents: a tool call slower than Claude Code's default MCP limit (60 s),
+// and a caller kept alive while it waits on a tell of its own.
+
+/// a's agent asks b's agent (via `team_tell`, default wait five minutes), and b needs 63 s.
+/// Claude Code's HTTP MCP transport gives up on a request after 60 s unless `MCP_TOOL_TIMEOUT`
+/// or the server's `timeout` in the MCP config says otherwise: the config Switchboard writes
+/// for its agents sets `timeout`, so a gets b's answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tell_slower_than_a_minute_still_reaches_the_calling_agent() {
+    let env = Env::with("response_timeout = \"100s\"", None).await;
+    env.api.respond_with(|rec| match agent_of(rec)? {
+        "a" => Some(match tool_results(rec).pop() {
+            None => Answer::text("Let me ask team b.").with_tool_use(
+                "toolu_a_1",
+                TEAM_TELL,
+                json!({"to": "b", "message": "what is the answer?"}),
+            ),
+            Some(result) if result.is_error => {
+                Answer::text(format!("a's tool call failed: {}", result.text))
+            }
+            Some(result) => Answer::text(format!("a relays: {}", tell_answer(&result))),
+        }),
+        "b" => Some(Answer::text("b says 42").with_delay(Duration::from_secs(63))),
+        _ => None,
+    });
+    let r = env.router();
+    let server = env.serve(&r).await;
+    let (t1, took) = env.tell_a(&r, "Ask team b for the answer.").await;
+    eprintln!("slow callee: answered in {took:?}");
+    ensure!(
+        env,
+        t1.answer.as_deref() == Some("a relays: b says 42"),
+        "the tell person -> a: {t1:?}"
+    );
+    env.shutdown(server, &r).await;
+}
+
+/// a's agent waits for b's answer, and prints nothing meanwhile (a turn waiting on a tool
+/// call is silent on stdout). b works for ~25 s, visibly (a tool call every 6 s, so b itself
+/// never looks stalled). Switchboard's stall detector (`settings.response_timeout`, here 15 s)
+/// must know a is waiting on a tell of its own and leave it alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_agent_waiting_for_a_nested_tell_is_not_killed_as_stalled() {
+    let env = Env::with("response_timeout = \"15s\"", Some(MCP_TOOL_TIMEOUT_MS)).await;
+    env.api.respond_with(|rec| match agent_of(rec)? {
+        "a" => Some(match tool_results(rec).pop() {
+            None => Answer::text("Let me ask team b.").with_tool_use(
+                "toolu_a_1",
+                TEAM_TELL,
+                json!({"to": "b", "message": "what is the answer?"}),
+            ),
+            Some(result) => Answer::text(format!("a relays: {}", tell_answer(&result))),
+        }),
+        "b" => {
+            let rounds = rec
+                .messages()
+                .iter()
+                .filter(|m| m["role"] == "assistant")
+                .count();
+            Some(if rounds < 4 {
+                Answer::text("Looking around.")
+                    .with_tool_use(
+                        &format!("toolu_b_{rounds}"),
+                        "mcp__switchboard__team_teams",
+                        json!({}),
+                    )
+                    .with_delay(Duration::from_secs(6))
+            } else {
+                Answer::text("b says 42")
+            })
+        }
+        _ => None,
+    });
+    let r = env.router();
+    let server = env.serve(&r).await;
+    let (t1, took) = env.tell_a(&r, "Ask team b for the answer.").await;
+    eprintln!("busy callee: answered in {took:?}");
+    ensure!(
+        env,
+        t1.answer.as_deref() == Some("a relays: b says 42"),
+        "the tell person -> a: {t1:?}"
+    );
+    env.shutdown(server, &r).await;
+}
