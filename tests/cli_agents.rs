@@ -1001,3 +1001,30 @@ fn a_pair_busy_in_another_process_fails_fast() {
         pairs(&[("sleep:60000", "failed"), ("x", "failed"), ("y", "failed"),])
     );
 }
+
+#[test]
+fn wait_busy_waits_for_the_other_process_and_then_answers() {
+    let env = TestEnv::with_scripted_agent();
+    let sb = start_long_tell(&env, "sleep:1500");
+    // The pair is held by the first process; with --wait-busy the second waits, then takes
+    // over the session once the first one has answered and exited.
+    let out = env.run(&[
+        "tell",
+        "frontend",
+        "backend",
+        "after",
+        "--wait-busy",
+        "--timeout",
+        "60s",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "echo: after");
+    let (status, first, _) = sb.finish(Duration::from_secs(15));
+    assert!(status.success(), "{status:?}");
+    assert_eq!(first.trim(), "slept 1500ms");
+    env.assert_no_agents();
+    assert_eq!(
+        texts_and_states(&report(&env, "frontend", "backend")),
+        pairs(&[("sleep:1500", "answered"), ("after", "answered")])
+    );
+}
