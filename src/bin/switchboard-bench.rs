@@ -1,20 +1,27 @@
-//! `switchboard-bench`: throughput and latency of the session layer (`SessionManager` over the
-//! SQLite `SessionStore`) on a file-backed database in a scratch folder, next to the floor set by
-//! the same SQL through bare rusqlite on one connection.
+//! `switchboard-bench`: Switchboard's own cost per operation, each next to a floor.
 //!
-//! `cargo run --release --bin switchboard-bench -- [--quick]`
+//! `cargo build --release --locked --bin switchboard-test-agent` (part 3 needs it), then
+//! `cargo run --release --locked --bin switchboard-bench -- [--quick] [--only sessions|orchestration]`
 //!
-//! Seeds 9,900 sessions (100 teams, every ordered pair), then times each operation individually
-//! and prints one line per operation:
-//! `op=<name> n=<count> ops_per_s=<..> p50_us=<..> p99_us=<..>`, a line
-//! `ratio=<op> <layer p50 / raw p50>` for each operation that has a raw floor (`op=<name>_raw`),
-//! and `peak_rss_mb=<..>` (`VmHWM`) at the end. Then it grows the database to 100,172 sessions
-//! (317 teams) for `stats` and the start-up reset. Inputs come from a seeded PRNG and are chosen
-//! before each timed loop. `--quick` divides every operation count by 10 (seed sizes stay).
-//! Progress and context go to stderr; stdout holds only the result lines. See BENCHMARKS.md.
+//! Parts 1 and 2, the session layer (`SessionManager` over the SQLite `SessionStore`) on a
+//! file-backed database, next to the same SQL through bare rusqlite on one connection: seeds
+//! 9,900 sessions (100 teams, every ordered pair), times each operation individually, then grows
+//! the database to 100,172 sessions (317 teams) for `stats` and the start-up reset. Inputs come
+//! from a seeded PRNG and are chosen before each timed loop.
+//!
+//! Part 3, orchestration overhead (`orchestration.rs`): the router with the scripted test agent
+//! (`switchboard-test-agent`, next to this binary), next to the same agent driven directly.
+//!
+//! Each operation prints `op=<name> n=<count> ops_per_s=<..> p50_us=<..> p99_us=<..>`; an
+//! operation with a floor (`op=<name>_raw`, `op=spawn_raw`) also prints
+//! `ratio=<op> <layer p50 / floor p50>`; the run ends with `peak_rss_mb=<..>` (`VmHWM`).
+//! `--quick` divides every operation count by 10 (seed sizes and the 50 pairs stay). Progress and
+//! context go to stderr; stdout holds only the result lines. See BENCHMARKS.md.
 
 #[path = "switchboard-bench/measure.rs"]
 mod measure;
+#[path = "switchboard-bench/orchestration.rs"]
+mod orchestration;
 #[path = "switchboard-bench/raw.rs"]
 mod raw;
 #[path = "switchboard-bench/setup.rs"]
@@ -86,39 +93,100 @@ impl World {
 }
 
 fn run() -> BenchResult<()> {
+    const USAGE: &str =
+        "usage: switchboard-bench [--quick] [--only sessions|orchestration]   (see BENCHMARKS.md)";
     let mut quick = false;
-    for arg in std::env::args().skip(1) {
+    let (mut sessions, mut orchestration) = (true, true);
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
         match arg.as_str() {
             "--quick" => quick = true,
+            "--only" => match args.next().as_deref() {
+                Some("sessions") => orchestration = false,
+                Some("orchestration") => sessions = false,
+                other => {
+                    return Err(format!(
+                        "--only takes sessions or orchestration, not {}; {USAGE}",
+                        other.map_or("nothing".to_string(), |o| format!("{o:?}"))
+                    )
+                    .into())
+                }
+            },
             "-h" | "--help" => {
-                println!("usage: switchboard-bench [--quick]   (see BENCHMARKS.md)");
+                println!("{USAGE}");
                 return Ok(());
             }
-            other => {
-                return Err(format!(
-                    "unknown argument {other:?}; usage: switchboard-bench [--quick]"
-                )
-                .into())
-            }
+            other => return Err(format!("unknown argument {other:?}; {USAGE}").into()),
         }
     }
     let counts = Counts {
         div: if quick { 10 } else { 1 },
     };
+    // Part 3 needs the scripted agent: fail before the long session phases if it is missing.
+    if orchestration {
+        orchestration::agent_path()?;
+    }
     let scratch = Scratch::new()?;
-    let team_dir = scratch.path().join("team");
-    std::fs::create_dir_all(&team_dir)?;
-    let db = scratch.path().join("bench.db");
     eprintln!(
-        "# switchboard-bench{}: database {}",
+        "# switchboard-bench{}: scratch folder {}",
         if quick { " --quick" } else { "" },
-        db.display()
+        scratch.path().display()
     );
     eprintln!(
         "# timer floor (one Instant::now per op, loop included): p50 {:.0} ns",
         measure::timer_floor_ns()
     );
     eprintln!("# load average at start: {}", measure::loadavg());
+    if orchestration && sessions {
+        // Part 3 runs in a child process of its own, so that neither part sees the other's
+        // memory: the agents are spawned by fork(), whose cost grows with the forking process's
+        // memory, and the session mix has an RSS target.
+        let exe = std::env::current_exe()?;
+        let mut child = std::process::Command::new(&exe);
+        child.args(["--only", "orchestration"]);
+        if quick {
+            child.arg("--quick");
+        }
+        let status = child
+            .status()
+            .map_err(|e| format!("cannot run {} for part 3: {e}", exe.display()))?;
+        if !status.success() {
+            return Err(format!("part 3 (orchestration) failed: {status}").into());
+        }
+    } else if orchestration {
+        setup::start_peak_window();
+        orchestration::run(
+            scratch.path(),
+            orchestration::Counts {
+                tells: counts.n(1_000),
+                spawns: counts.n(50),
+                per_pair: counts.n(1_000) / 50,
+            },
+        )?;
+        println!(
+            "peak_rss_mb_orchestration={:.1}",
+            setup::peak_rss_mb_window().unwrap_or(f64::NAN)
+        );
+    }
+    if sessions {
+        session_parts(scratch.path(), counts)?;
+    }
+    eprintln!("# load average at end: {}", measure::loadavg());
+    if sessions {
+        println!(
+            "peak_rss_mb={:.1}",
+            setup::peak_rss_mb().unwrap_or(f64::NAN)
+        );
+    }
+    Ok(())
+}
+
+/// Parts 1 and 2: the session layer and its raw floor, at 9,900 and then 100,172 sessions.
+fn session_parts(scratch: &Path, counts: Counts) -> BenchResult<()> {
+    let team_dir = scratch.join("team");
+    std::fs::create_dir_all(&team_dir)?;
+    let db = scratch.join("bench.db");
+    eprintln!("# parts 1 and 2: database {}", db.display());
     let mut rng = Rng::new(SEED);
     let dead = setup::dead_identity()?;
     eprintln!("# dead owner pid {} (a reaped child)", dead.pid);
@@ -127,28 +195,27 @@ fn run() -> BenchResult<()> {
     let mgr = SessionManager::open(Arc::clone(&config))?;
     mgr.initialize()?;
     let world = seed(&mgr, &mut rng)?;
-    let mut raw = Raw::open(&db)?;
+    let raw = Raw::open(&db)?;
     self_check(&mgr, &raw, &world)?;
     eprintln!(
         "# rss after seed {:.1} MB",
         setup::rss_mb().unwrap_or(f64::NAN)
     );
 
-    session_mix(&mgr, &mut raw, &world, &mut rng, counts, dead)?;
-    concurrent(&mgr, &world, &mut rng, counts)?;
+    session_mix(&mgr, &raw, &world, &mut rng, counts, dead)?;
+    println!(
+        "peak_rss_mb_session_mix_1t={:.1}",
+        setup::peak_rss_mb().unwrap_or(f64::NAN)
+    );
+    concurrent(&mgr, &raw, &world, &mut rng, counts)?;
     drop(mgr);
     println!(
         "peak_rss_mb_session_mix={:.1}",
         setup::peak_rss_mb().unwrap_or(f64::NAN)
     );
 
-    large(&mut raw, &team_dir, &db, counts, dead)?;
+    large(&raw, &team_dir, &db, counts, dead)?;
     drop(raw);
-    eprintln!("# load average at end: {}", measure::loadavg());
-    println!(
-        "peak_rss_mb={:.1}",
-        setup::peak_rss_mb().unwrap_or(f64::NAN)
-    );
     Ok(())
 }
 
@@ -182,6 +249,23 @@ fn self_check(mgr: &SessionManager, raw: &Raw, w: &World) -> BenchResult<()> {
             )
             .into());
         }
+    }
+    Ok(())
+}
+
+/// Before a timed loop: reports the WAL the step `after` left when it is large (before the
+/// store stepped its writes to completion, they never ran SQLite's automatic checkpoint; see
+/// BENCHMARKS.md), then checkpoints and truncates it, untimed, so every loop starts from an
+/// empty WAL and pays only for its own writes and the checkpoints they trigger.
+fn fresh_wal(raw: &Raw, after: &str) -> BenchResult<()> {
+    let bytes = raw.wal_bytes();
+    let (busy, _, _) = raw.checkpoint()?;
+    if bytes > 8 << 20 || busy != 0 {
+        eprintln!(
+            "# WAL after {after}: {:.1} MB{}",
+            bytes as f64 / 1048576.0,
+            if busy != 0 { " (checkpoint busy)" } else { "" }
+        );
     }
     Ok(())
 }
@@ -226,7 +310,7 @@ fn found<T>(x: Option<T>, what: &str) -> BenchResult<T> {
 /// The single-thread session mix at 9,900 sessions, each op next to its raw floor.
 fn session_mix(
     mgr: &SessionManager,
-    raw: &mut Raw,
+    raw: &Raw,
     w: &World,
     rng: &mut Rng,
     c: Counts,
@@ -242,6 +326,7 @@ fn session_mix(
     for &(f, t) in &hot {
         found(mgr.get(f, t)?, "hot pair")?;
     }
+    fresh_wal(raw, "seed")?;
     let m = time_ops("get_pair_hot", picks.len(), |i| {
         let (f, t) = hot[picks[i] as usize];
         if mgr.get(f, t)?.is_none() {
@@ -266,19 +351,23 @@ fn session_mix(
     drop(picks);
 
     let idx = rng.indices(c.n(100_000), n_pairs);
+    fresh_wal(raw, "get_pair_hot")?;
     let layer = time_ops("get_by_id", idx.len(), |i| {
         found(mgr.get_by_id(w.id(idx[i]))?, "session").map(drop)
     })?;
+    fresh_wal(raw, "get_by_id")?;
     let floor = time_ops("get_by_id_raw", idx.len(), |i| {
         found(raw.get_by_id(w.id(idx[i]))?, "session").map(drop)
     })?;
     compare("get_by_id", layer, floor);
 
     let idx = rng.indices(c.n(100_000), n_pairs);
+    fresh_wal(raw, "get_by_id_raw")?;
     let layer = time_ops("incr_msg", idx.len(), |i| {
         mgr.increment_message_count(w.id(idx[i]), 1)?;
         Ok(())
     })?;
+    fresh_wal(raw, "incr_msg")?;
     let floor = time_ops("incr_msg_raw", idx.len(), |i| {
         raw.incr_msg(w.id(idx[i]), 1, now_ms())?;
         Ok(())
@@ -287,16 +376,18 @@ fn session_mix(
 
     let idx = rng.indices(c.n(100_000), n_pairs);
     let state = |i: usize| {
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             ProcessState::Idle
         } else {
             ProcessState::Processing
         }
     };
+    fresh_wal(raw, "incr_msg_raw")?;
     let layer = time_ops("set_proc_state", idx.len(), |i| {
         mgr.update_process_state(w.id(idx[i]), state(i))?;
         Ok(())
     })?;
+    fresh_wal(raw, "set_proc_state")?;
     let floor = time_ops("set_proc_state_raw", idx.len(), |i| {
         raw.set_proc_state(w.id(idx[i]), state(i))?;
         Ok(())
@@ -313,6 +404,7 @@ fn session_mix(
         })
         .collect();
     let idx = rng.indices(c.n(10_000), w.teams.len());
+    fresh_wal(raw, "set_proc_state_raw")?;
     let layer = time_ops("list_to_team", idx.len(), |i| {
         let rows = mgr.list(&filters[idx[i] as usize])?;
         if rows.len() != 50 {
@@ -320,6 +412,7 @@ fn session_mix(
         }
         Ok(())
     })?;
+    fresh_wal(raw, "list_to_team")?;
     let floor = time_ops("list_to_team_raw", idx.len(), |i| {
         let rows = raw.list_to_team(&w.teams[idx[i] as usize])?;
         if rows.len() != 50 {
@@ -340,11 +433,13 @@ fn session_mix(
         mgr.get_or_create(f, t)?;
     }
     let idx = rng.indices(c.n(100_000), n_pairs);
+    fresh_wal(raw, "reset_on_start_raw")?;
     let layer = time_ops("get_or_create_existing", idx.len(), |i| {
         let (f, t) = w.pair(idx[i]);
         mgr.get_or_create(f, t)?;
         Ok(())
     })?;
+    fresh_wal(raw, "get_or_create_existing")?;
     let floor = time_ops("get_or_create_existing_raw", idx.len(), |i| {
         let (f, t) = w.pair(idx[i]);
         found(raw.get_by_pair(f, t)?, "pair").map(drop)
@@ -354,6 +449,7 @@ fn session_mix(
     // The first get_or_create after a write to the pair (a tell updates its session): the write
     // invalidated the cache entry, so this is a cache miss that reads SQLite.
     let idx = rng.indices(c.n(10_000), n_pairs);
+    fresh_wal(raw, "get_or_create_existing_raw")?;
     let m = time_ops_prepared(
         "get_or_create_after_write",
         idx.len(),
@@ -372,15 +468,17 @@ fn session_mix(
 }
 
 /// `stats()` through the manager and its queries through the raw connection.
-fn stats_pair(name: &str, mgr: &SessionManager, raw: &mut Raw, n: usize) -> BenchResult<()> {
+fn stats_pair(name: &str, mgr: &SessionManager, raw: &Raw, n: usize) -> BenchResult<()> {
     let policy = mgr.config().settings.compaction.clone();
     let max = i64::try_from(policy.max_messages)?;
     let stale = i64::try_from(policy.stale_messages)?;
     let age = i64::try_from(policy.stale_age.as_millis())?;
+    fresh_wal(raw, &format!("the step before {name}"))?;
     let layer = time_ops(name, n, |_| {
         mgr.stats()?;
         Ok(())
     })?;
+    fresh_wal(raw, name)?;
     let floor = time_ops(&format!("{name}_raw"), n, |_| {
         raw.stats(max, stale, now_ms() - age)?;
         Ok(())
@@ -396,14 +494,15 @@ fn stats_pair(name: &str, mgr: &SessionManager, raw: &mut Raw, n: usize) -> Benc
 fn reset_pair(
     name: &str,
     mgr: &SessionManager,
-    raw: &mut Raw,
+    raw: &Raw,
     w: &World,
     reps: usize,
     dead: ProcessIdentity,
     bulk: bool,
 ) -> BenchResult<()> {
     let half: Vec<&str> = w.ids.iter().step_by(2).map(String::as_str).collect();
-    let mark = |raw: &mut Raw| -> BenchResult<Duration> {
+    let mark = |raw: &Raw| -> BenchResult<Duration> {
+        fresh_wal(raw, "the previous reset")?;
         let t0 = Instant::now();
         if bulk {
             raw.force_owner_many(&half, ProcessState::Processing, dead, now_ms())?;
@@ -413,7 +512,9 @@ fn reset_pair(
                     .force_owner(id, ProcessState::Processing, Some(dead), now_ms())?;
             }
         }
-        Ok(t0.elapsed())
+        let took = t0.elapsed();
+        fresh_wal(raw, "marking")?;
+        Ok(took)
     };
     // Start clean: sessions left in a live state by earlier phases (with no owner) are reset by
     // this untimed call, so each timed call resets exactly the marked half.
@@ -491,7 +592,9 @@ struct ThreadRun {
     incrs: Vec<u32>,
 }
 
-/// Runs one plan per thread, all released at once; two clock reads per op.
+/// Runs one plan per thread, all released at once; two clock reads per op. The wall time runs
+/// from the first thread's start to the last thread's end (each thread reads the clock itself:
+/// the releasing thread may be descheduled while the workers run).
 fn run_threads(mgr: &SessionManager, w: &World, plans: Vec<Vec<Op>>) -> BenchResult<ThreadRun> {
     let barrier = Barrier::new(plans.len() + 1);
     std::thread::scope(|scope| {
@@ -499,48 +602,59 @@ fn run_threads(mgr: &SessionManager, w: &World, plans: Vec<Vec<Op>>) -> BenchRes
             .into_iter()
             .map(|plan| {
                 let barrier = &barrier;
-                scope.spawn(move || -> BenchResult<(Vec<u32>, Vec<u32>)> {
-                    let mut gets = Vec::with_capacity(plan.len());
-                    let mut incrs = Vec::with_capacity(plan.len());
-                    barrier.wait();
-                    for op in plan {
-                        let t0 = Instant::now();
-                        match op {
-                            Op::Get(p) => {
-                                let (f, t) = w.pair(p);
-                                mgr.get_or_create(f, t)?;
-                                gets.push(nanos(t0.elapsed()));
-                            }
-                            Op::Incr(p) => {
-                                mgr.increment_message_count(w.id(p), 1)?;
-                                incrs.push(nanos(t0.elapsed()));
+                scope.spawn(
+                    move || -> BenchResult<(Vec<u32>, Vec<u32>, Instant, Instant)> {
+                        let mut gets = Vec::with_capacity(plan.len());
+                        let mut incrs = Vec::with_capacity(plan.len());
+                        barrier.wait();
+                        let started = Instant::now();
+                        for op in plan {
+                            let t0 = Instant::now();
+                            match op {
+                                Op::Get(p) => {
+                                    let (f, t) = w.pair(p);
+                                    mgr.get_or_create(f, t)?;
+                                    gets.push(nanos(t0.elapsed()));
+                                }
+                                Op::Incr(p) => {
+                                    mgr.increment_message_count(w.id(p), 1)?;
+                                    incrs.push(nanos(t0.elapsed()));
+                                }
                             }
                         }
-                    }
-                    Ok((gets, incrs))
-                })
+                        Ok((gets, incrs, started, Instant::now()))
+                    },
+                )
             })
             .collect();
         barrier.wait();
-        let start = Instant::now();
         let mut run = ThreadRun {
             wall: Duration::ZERO,
             gets: Vec::new(),
             incrs: Vec::new(),
         };
+        let (mut first, mut last): (Option<Instant>, Option<Instant>) = (None, None);
         for h in handles {
-            let (g, i) = h.join().map_err(|_| "a worker thread panicked")??;
+            let (g, i, started, ended) = h.join().map_err(|_| "a worker thread panicked")??;
             run.gets.extend(g);
             run.incrs.extend(i);
+            first = Some(first.map_or(started, |f| f.min(started)));
+            last = Some(last.map_or(ended, |l| l.max(ended)));
         }
-        run.wall = start.elapsed();
+        run.wall = last.zip(first).map_or(Duration::ZERO, |(l, f)| l - f);
         Ok(run)
     })
 }
 
 /// 8 threads: get_or_create on existing pairs, increment_message_count, each alone and both at
 /// once (every thread interleaves both in random order).
-fn concurrent(mgr: &SessionManager, w: &World, rng: &mut Rng, c: Counts) -> BenchResult<()> {
+fn concurrent(
+    mgr: &SessionManager,
+    raw: &Raw,
+    w: &World,
+    rng: &mut Rng,
+    c: Counts,
+) -> BenchResult<()> {
     let n_pairs = w.pairs.len();
     let per_thread = c.n(100_000) / THREADS;
     let warm = || -> BenchResult<()> {
@@ -559,6 +673,7 @@ fn concurrent(mgr: &SessionManager, w: &World, rng: &mut Rng, c: Counts) -> Benc
                 .collect()
         })
         .collect();
+    fresh_wal(raw, "get_or_create_after_write")?;
     let r = run_threads(mgr, w, plans)?;
     Measurement::new("get_or_create_existing_8t_alone", r.wall, r.gets).print();
 
@@ -569,6 +684,7 @@ fn concurrent(mgr: &SessionManager, w: &World, rng: &mut Rng, c: Counts) -> Benc
                 .collect()
         })
         .collect();
+    fresh_wal(raw, "get_or_create_existing_8t_alone")?;
     let r = run_threads(mgr, w, plans)?;
     Measurement::new("incr_msg_8t_alone", r.wall, r.incrs).print();
 
@@ -587,6 +703,7 @@ fn concurrent(mgr: &SessionManager, w: &World, rng: &mut Rng, c: Counts) -> Benc
             plan
         })
         .collect();
+    fresh_wal(raw, "incr_msg_8t_alone")?;
     let r = run_threads(mgr, w, plans)?;
     let all: Vec<u32> = r.gets.iter().chain(&r.incrs).copied().collect();
     Measurement::new("mixed_8t", r.wall, all).print();
@@ -597,7 +714,7 @@ fn concurrent(mgr: &SessionManager, w: &World, rng: &mut Rng, c: Counts) -> Benc
 
 /// Grows the database to 100,172 sessions (317 teams) and times stats and the start-up reset.
 fn large(
-    raw: &mut Raw,
+    raw: &Raw,
     team_dir: &Path,
     db: &Path,
     c: Counts,

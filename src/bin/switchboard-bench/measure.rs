@@ -198,6 +198,23 @@ pub fn thread_cpu() -> Duration {
     )
 }
 
+/// CPU time (user + system) of the whole process so far, every thread included.
+pub fn process_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec through a valid pointer; no other requirement.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(
+        u64::try_from(ts.tv_sec).unwrap_or(0),
+        u32::try_from(ts.tv_nsec).unwrap_or(0),
+    )
+}
+
 /// `/proc/loadavg` (first three fields), for context on a shared machine.
 pub fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")

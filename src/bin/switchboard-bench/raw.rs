@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
 use switchboard::store::{ProcessState, Session, BUSY_TIMEOUT};
 use switchboard::util::ProcessIdentity;
 
@@ -22,7 +22,7 @@ const COLUMNS: &str = "id, from_team, to_team, session_id, created_at, last_used
 /// Copied from `DUE_WHERE` in `src/store/sessions.rs`.
 const DUE_WHERE: &str = "message_count >= min(?1, ?2) \
     AND (message_count >= ?1 OR (message_count >= ?2 AND last_used_at < ?3)) \
-    AND status IN ('active', 'compact_pending', 'error')";
+    AND +status IN ('active', 'compact_pending', 'error')";
 
 /// Copied from `reset_orphaned` in `src/store/sessions.rs`.
 const RESET: &str = "process_state = 'stopped', current_tell_id = NULL, owner_pid = NULL, \
@@ -74,6 +74,26 @@ fn row_to_session(r: &Row<'_>) -> rusqlite::Result<Session> {
     })
 }
 
+/// Runs a single-row `UPDATE ... RETURNING` to completion and returns its row, as the store's
+/// `write_returning` does.
+///
+/// Stepping until SQLite says DONE (not `query_row`, which resets the statement after the first
+/// row) makes the autocommit commit happen inside `sqlite3_step`, which is where SQLite runs the
+/// WAL hook (the automatic checkpoint). Before the store did the same, its WAL grew without
+/// bound. See BENCHMARKS.md.
+fn write_one(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    params: &[&dyn rusqlite::ToSql],
+) -> rusqlite::Result<Session> {
+    let mut rows = stmt.query(params)?;
+    let row = match rows.next()? {
+        Some(r) => row_to_session(r)?,
+        None => return Err(rusqlite::Error::QueryReturnedNoRows),
+    };
+    while rows.next()?.is_some() {}
+    Ok(row)
+}
+
 /// Totals read by [`Raw::stats`] (kept so the reads are not optimised away).
 #[derive(Debug, Default)]
 pub struct RawStats {
@@ -88,6 +108,7 @@ pub struct RawStats {
 /// One bare connection and the statement texts, formatted once.
 pub struct Raw {
     conn: Connection,
+    wal: std::path::PathBuf,
     by_id: String,
     by_pair: String,
     insert: String,
@@ -111,8 +132,14 @@ impl Raw {
              PRAGMA foreign_keys = ON;",
         )?;
         conn.set_prepared_statement_cache_capacity(64);
+        // wal_autocheckpoint stays at SQLite's default (1000 pages), like the store's
+        // connections: a raw write pays for the checkpoints its commits trigger, as the store's
+        // do. The benchmark also truncates the WAL between timed loops (see `checkpoint`).
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
         Ok(Self {
             conn,
+            wal: wal.into(),
             by_id: format!("SELECT {COLUMNS} FROM sessions WHERE session_id = ?1"),
             by_pair: format!(
                 "SELECT {COLUMNS} FROM sessions WHERE from_team = ?1 AND to_team = ?2"
@@ -139,12 +166,15 @@ impl Raw {
             due_count: format!("SELECT count(*) FROM sessions WHERE {DUE_WHERE}"),
             reset_by_owner: format!(
                 "UPDATE sessions SET {RESET} WHERE owner_pid = ?1 AND owner_started_at IS ?2 \
-                 RETURNING {COLUMNS}"
+                 RETURNING from_team, to_team"
             ),
             reset_ownerless: format!(
-                "UPDATE sessions SET {RESET} WHERE owner_pid IS NULL \
-                 AND (process_state != 'stopped' OR status = 'compacting' OR agent_pid IS NOT NULL) \
-                 RETURNING {COLUMNS}"
+                "UPDATE sessions SET {RESET} WHERE owner_pid IS NULL AND rowid IN ( \
+                   SELECT rowid FROM sessions \
+                     WHERE process_state IN ('spawning', 'idle', 'processing', 'terminating') \
+                   UNION ALL SELECT rowid FROM sessions WHERE status = 'compacting' \
+                   UNION ALL SELECT rowid FROM sessions WHERE agent_pid IS NOT NULL) \
+                 RETURNING from_team, to_team"
             ),
         })
     }
@@ -167,9 +197,8 @@ impl Raw {
 
     /// `increment_message_count`.
     pub fn incr_msg(&self, session_id: &str, n: i64, now: i64) -> rusqlite::Result<Session> {
-        self.conn
-            .prepare_cached(&self.incr)?
-            .query_row(params![session_id, n, now], row_to_session)
+        let mut stmt = self.conn.prepare_cached(&self.incr)?;
+        write_one(&mut stmt, params![session_id, n, now])
     }
 
     /// `update_process_state` for a state other than `stopped`.
@@ -178,9 +207,8 @@ impl Raw {
         session_id: &str,
         state: ProcessState,
     ) -> rusqlite::Result<Session> {
-        self.conn
-            .prepare_cached(&self.set_state)?
-            .query_row(params![session_id, state], row_to_session)
+        let mut stmt = self.conn.prepare_cached(&self.set_state)?;
+        write_one(&mut stmt, params![session_id, state])
     }
 
     /// `list` with only `to_team` and `limit 50` set (default order).
@@ -192,12 +220,12 @@ impl Raw {
 
     /// The queries of `stats`, in one read transaction.
     pub fn stats(
-        &mut self,
+        &self,
         max_messages: i64,
         stale_messages: i64,
         stale_before: i64,
     ) -> rusqlite::Result<RawStats> {
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.unchecked_transaction()?;
         let mut out = RawStats::default();
         {
             let mut stmt = tx.prepare_cached(STATS_TOTALS)?;
@@ -236,7 +264,7 @@ impl Raw {
 
     /// `reset_orphaned`: the same statements in the same order; returns how many sessions were
     /// reset and how many orphan agents were found.
-    pub fn reset_orphaned(&mut self) -> rusqlite::Result<(usize, usize)> {
+    pub fn reset_orphaned(&self) -> rusqlite::Result<(usize, usize)> {
         let owners: Vec<(i64, Option<i64>, i64)> = self
             .conn
             .prepare_cached(RESET_OWNERS)?
@@ -252,10 +280,8 @@ impl Raw {
                 dead.push((pid, started_at));
             }
         }
-        let mut reset: Vec<Session> = Vec::new();
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut reset: Vec<(String, String)> = Vec::new();
+        let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
         let mut orphan_agents = 0;
         {
             let agent_row = |r: &Row<'_>| Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?));
@@ -272,14 +298,15 @@ impl Raw {
             orphan_agents += found.len();
         }
         {
+            let pair = |r: &Row<'_>| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?));
             let mut by_owner = tx.prepare_cached(&self.reset_by_owner)?;
             for (pid, started_at) in dead {
-                for row in by_owner.query_map(params![pid, started_at], row_to_session)? {
+                for row in by_owner.query_map(params![pid, started_at], pair)? {
                     reset.push(row?);
                 }
             }
             let mut ownerless = tx.prepare_cached(&self.reset_ownerless)?;
-            for row in ownerless.query_map([], row_to_session)? {
+            for row in ownerless.query_map([], pair)? {
                 reset.push(row?);
             }
         }
@@ -288,14 +315,14 @@ impl Raw {
     }
 
     /// Inserts sessions for `pairs` in one transaction with the store's INSERT (set-up only).
-    pub fn insert_many(&mut self, pairs: &[(String, String)], now: i64) -> rusqlite::Result<()> {
-        let tx = self.conn.transaction()?;
+    pub fn insert_many(&self, pairs: &[(String, String)], now: i64) -> rusqlite::Result<()> {
+        let tx = self.conn.unchecked_transaction()?;
         {
             let mut stmt = tx.prepare_cached(&self.insert)?;
             for (from, to) in pairs {
                 let id = uuid::Uuid::new_v4().to_string();
-                stmt.query_row(params![from, to, id, now], row_to_session)
-                    .optional()?;
+                let mut rows = stmt.query(params![from, to, id, now])?;
+                while rows.next()?.is_some() {}
             }
         }
         tx.commit()
@@ -304,23 +331,37 @@ impl Raw {
     /// `force_owner` (the same UPDATE as a live `update_process_state`) on every session of
     /// `ids`, in one transaction (set-up only).
     pub fn force_owner_many(
-        &mut self,
+        &self,
         ids: &[&str],
         state: ProcessState,
         owner: ProcessIdentity,
         now: i64,
     ) -> rusqlite::Result<()> {
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.unchecked_transaction()?;
         {
             let mut stmt = tx.prepare_cached(&self.force_owner)?;
             for id in ids {
-                stmt.query_row(
+                write_one(
+                    &mut stmt,
                     params![id, state, owner.pid, owner.started_at, now],
-                    row_to_session,
                 )?;
             }
         }
         tx.commit()
+    }
+
+    /// Size of the WAL file in bytes (0 when there is none).
+    pub fn wal_bytes(&self) -> u64 {
+        std::fs::metadata(&self.wal).map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// `PRAGMA wal_checkpoint(TRUNCATE)`: copies the WAL into the database and empties it.
+    /// Returns (busy, frames in the log, frames checkpointed).
+    pub fn checkpoint(&self) -> rusqlite::Result<(i64, i64, i64)> {
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
     }
 
     /// Every session id, by (from_team, to_team) order of the UNIQUE index.

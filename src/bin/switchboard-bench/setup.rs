@@ -56,7 +56,7 @@ pub fn team_name(i: usize) -> String {
 }
 
 /// A TOML basic string holding `s`.
-fn toml_string(s: &str) -> String {
+pub fn toml_string(s: &str) -> String {
     let mut out = String::from("\"");
     for c in s.chars() {
         match c {
@@ -117,6 +117,39 @@ fn status_mb(field: &str) -> Option<f64> {
 /// Highest `VmHWM` seen before a reset of the high-water mark, in kB.
 static PEAK_KB: AtomicU64 = AtomicU64::new(0);
 
+/// Highest `VmHWM` seen since [`start_peak_window`], in kB.
+static WINDOW_KB: AtomicU64 = AtomicU64::new(0);
+
+/// Starts a window for [`peak_rss_mb_window`]: resets the high-water mark to the current RSS.
+pub fn start_peak_window() {
+    if let Some(hwm) = status_mb("VmHWM") {
+        PEAK_KB.fetch_max((hwm * 1024.0) as u64, Ordering::Relaxed);
+    }
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    WINDOW_KB.store(0, Ordering::Relaxed);
+}
+
+/// Peak resident set size since [`start_peak_window`], in MB.
+pub fn peak_rss_mb_window() -> Option<f64> {
+    let now = status_mb("VmHWM")?;
+    let before = WINDOW_KB.load(Ordering::Relaxed) as f64 / 1024.0;
+    Some(now.max(before))
+}
+
+/// Resident set size of another process (`VmRSS` of `/proc/PID/status`), in MB.
+pub fn rss_mb_of(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: f64 = line
+        .trim_start_matches("VmRSS:")
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
+}
+
 /// Peak resident set size of this process so far, in MB: `VmHWM`, or the highest value it had
 /// before [`rss_phase`] reset it.
 pub fn peak_rss_mb() -> Option<f64> {
@@ -133,6 +166,7 @@ pub fn rss_phase(name: &str) {
         return;
     };
     PEAK_KB.fetch_max((hwm * 1024.0) as u64, Ordering::Relaxed);
+    WINDOW_KB.fetch_max((hwm * 1024.0) as u64, Ordering::Relaxed);
     let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
     eprintln!(
         "# {name}: peak rss {hwm:.1} MB, rss now {:.1} MB (anon {:.1}, file {:.1}, shmem {:.1}){}",
