@@ -231,6 +231,47 @@ fn no_read_after_a_write_returns_the_old_value() {
             Box::new(|_, new| new.owner_pid.is_none() && new.agent_pid.is_none()),
         ),
         (
+            "begin_turn",
+            Box::new(|m, s| {
+                let tell_id = uuid::Uuid::new_v4().to_string();
+                m.store()
+                    .insert_tell(
+                        &switchboard::store::NewTell {
+                            tell_id: &tell_id,
+                            session_id: &s.session_id,
+                            from_team: &s.from_team,
+                            to_team: &s.to_team,
+                            kind: switchboard::store::TellKind::Tell,
+                            text: "hi",
+                            parent_tell_id: None,
+                        },
+                        now_ms(),
+                    )
+                    .expect("insert tell");
+                let tell = m.begin_turn(&s.session_id, &tell_id)?.expect("was queued");
+                assert_eq!(tell.state, switchboard::store::TellState::Delivered);
+                assert!(
+                    m.begin_turn(&s.session_id, &tell_id)?.is_none(),
+                    "only once"
+                );
+                Ok(m.get_by_id(&s.session_id)?.expect("exists"))
+            }),
+            Box::new(|_, new| {
+                new.process_state == ProcessState::Processing && new.current_tell_id.is_some()
+            }),
+        ),
+        (
+            "end_turn",
+            Box::new(|m, s| m.end_turn(&s.session_id, 10, 2, 0.25, true)),
+            Box::new(|old, new| {
+                new.process_state == ProcessState::Idle
+                    && new.current_tell_id.is_none()
+                    && new.message_count == old.message_count + 1
+                    && new.input_tokens == old.input_tokens + 10
+                    && new.last_response_at.is_some()
+            }),
+        ),
+        (
             "update_process_state(stopped)",
             Box::new(|m, s| m.update_process_state(&s.session_id, ProcessState::Stopped)),
             Box::new(|_, new| {

@@ -453,8 +453,7 @@ impl Worker {
             return;
         };
         let session_id = agent.session_id.clone();
-        let store = m.store();
-        let tell = match store.mark_tell_delivered(&tell.tell_id, crate::util::now_ms()) {
+        let tell = match m.begin_turn(&session_id, &tell.tell_id) {
             Ok(Some(t)) => t,
             Ok(None) => return, // cancelled meanwhile
             Err(e) => {
@@ -466,9 +465,6 @@ impl Worker {
         };
         agent.slot_idle = false;
         agent._slot.set_idle(false);
-        m.set_current_tell(&session_id, Some(&tell.tell_id)).ok();
-        m.update_process_state(&session_id, ProcessState::Processing)
-            .ok();
         let adapter = self
             .team()
             .and_then(|t| adapter_for(&t.agent))
@@ -559,7 +555,10 @@ impl Worker {
                         }
                         Some(StdoutLine::Event(ev)) => {
                             agent.started = true;
-                            m.update_last_response(&agent.session_id).ok();
+                            // The result's own time is written with the turn's end (one write).
+                            if !matches!(ev, AgentEvent::Result(_)) {
+                                m.update_last_response(&agent.session_id).ok();
+                            }
                             match ev {
                                 AgentEvent::Result(result) => {
                                     return TurnEnd::Result { result, compacted, interrupted };

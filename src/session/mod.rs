@@ -78,6 +78,18 @@ impl From<StoreError> for SessionError {
     }
 }
 
+fn check_usage(session_id: &str, input: i64, output: i64, cost: f64) -> SessionResult<()> {
+    if input < 0 || output < 0 || !(cost >= 0.0 && cost.is_finite()) {
+        return Err(SessionError::Conflict {
+            session: session_id.to_string(),
+            message: format!(
+                "usage must be non-negative (input {input}, output {output}, cost {cost})"
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Result of session operations.
 pub type SessionResult<T> = Result<T, SessionError>;
 
@@ -371,6 +383,45 @@ impl SessionManager {
         Ok(s.is_some())
     }
 
+    /// A turn starts: the tell is delivered and becomes the session's current tell (processing),
+    /// in one transaction. `None` if the tell is no longer queued (it was cancelled).
+    pub fn begin_turn(
+        &self,
+        session_id: &str,
+        tell_id: &str,
+    ) -> SessionResult<Option<crate::store::Tell>> {
+        match self.store.begin_turn(session_id, tell_id, now_ms())? {
+            Some((tell, s)) => {
+                self.cache.invalidate(&s.from_team, &s.to_team);
+                Ok(Some(tell))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// A turn ended with a result: usage added, idle, no current tell; an answered tell counts
+    /// one message and clears an `error` status. One write.
+    pub fn end_turn(
+        &self,
+        session_id: &str,
+        input_tokens: i64,
+        output_tokens: i64,
+        cost_usd: f64,
+        answered: bool,
+    ) -> SessionResult<Session> {
+        check_usage(session_id, input_tokens, output_tokens, cost_usd)?;
+        self.write(|st| {
+            st.end_turn(
+                session_id,
+                input_tokens,
+                output_tokens,
+                cost_usd,
+                answered,
+                now_ms(),
+            )
+        })
+    }
+
     /// Sets (or clears) the tell being processed.
     pub fn set_current_tell(
         &self,
@@ -403,14 +454,8 @@ impl SessionManager {
         output_tokens: i64,
         cost_usd: f64,
     ) -> SessionResult<Session> {
-        if input_tokens < 0 || output_tokens < 0 || !(cost_usd >= 0.0 && cost_usd.is_finite()) {
-            return Err(SessionError::Conflict {
-                session: session_id.to_string(),
-                message: format!(
-                    "usage must be non-negative (input {input_tokens}, output {output_tokens}, cost {cost_usd})"
-                ),
-            });
-        }
+        check_usage(session_id, input_tokens, output_tokens, cost_usd)?;
+
         self.write(|st| st.add_usage(session_id, input_tokens, output_tokens, cost_usd))
     }
 

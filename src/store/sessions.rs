@@ -323,6 +323,37 @@ impl SessionStore {
         Ok(found)
     }
 
+    /// A turn ended with a result, in one statement: its usage added, no current tell, idle,
+    /// last response now; an answered tell also counts one message, marks the session used,
+    /// and clears an `error` status.
+    pub fn end_turn(
+        &self,
+        session_id: &str,
+        input_tokens: i64,
+        output_tokens: i64,
+        cost_usd: f64,
+        answered: bool,
+        now: i64,
+    ) -> StoreResult<Session> {
+        self.update(
+            session_id,
+            "input_tokens = input_tokens + ?2, output_tokens = output_tokens + ?3, \
+             cost_usd = cost_usd + ?4, current_tell_id = NULL, process_state = 'idle', \
+             last_response_at = ?5, \
+             message_count = message_count + CASE WHEN ?6 THEN 1 ELSE 0 END, \
+             last_used_at = CASE WHEN ?6 THEN ?5 ELSE last_used_at END, \
+             status = CASE WHEN ?6 AND status = 'error' THEN 'active' ELSE status END",
+            params![
+                session_id,
+                input_tokens,
+                output_tokens,
+                cost_usd,
+                now,
+                answered
+            ],
+        )
+    }
+
     /// Sets (or clears) the tell being processed.
     pub fn set_current_tell(
         &self,
@@ -693,6 +724,19 @@ impl SessionStore {
         write_returning(&mut stmt, params, row_to_session)?
             .ok_or_else(|| StoreError::NotFound(format!("session {session_id}")))
     }
+}
+
+/// `UPDATE sessions SET {set} WHERE session_id = ?1 RETURNING *` on `conn` (which may be a
+/// transaction).
+pub(super) fn update_in(
+    conn: &Connection,
+    session_id: &str,
+    set: &str,
+    params: &[&dyn rusqlite::ToSql],
+) -> StoreResult<Session> {
+    let sql = format!("UPDATE sessions SET {set} WHERE session_id = ?1 RETURNING {COLUMNS}");
+    write_returning(&mut conn.prepare_cached(&sql)?, params, row_to_session)?
+        .ok_or_else(|| StoreError::NotFound(format!("session {session_id}")))
 }
 
 fn get_by_pair(conn: &Connection, from: &str, to: &str) -> StoreResult<Option<Session>> {

@@ -88,6 +88,39 @@ impl SessionStore {
         Ok(found)
     }
 
+    /// A turn starts, in one transaction: the tell `queued` → `delivered` (only if still
+    /// queued: a cancelled tell is not delivered), and the session makes it its current tell,
+    /// processing. `None` when the tell is no longer queued.
+    pub fn begin_turn(
+        &self,
+        session_id: &str,
+        tell_id: &str,
+        now: i64,
+    ) -> StoreResult<Option<(Tell, super::Session)>> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let sql = format!(
+            "UPDATE tells SET state = 'delivered', delivered_at = ?2 WHERE tell_id = ?1 \
+             AND state = 'queued' RETURNING {COLUMNS}"
+        );
+        let Some(tell) = write_returning(
+            &mut tx.prepare_cached(&sql)?,
+            params![tell_id, now],
+            row_to_tell,
+        )?
+        else {
+            return Ok(None);
+        };
+        let session = super::sessions::update_in(
+            &tx,
+            session_id,
+            "current_tell_id = ?2, process_state = 'processing'",
+            params![session_id, tell_id],
+        )?;
+        tx.commit()?;
+        Ok(Some((tell, session)))
+    }
+
     /// `queued` → `delivered`, only if still queued (a cancelled tell is not delivered).
     pub fn mark_tell_delivered(&self, tell_id: &str, now: i64) -> StoreResult<Option<Tell>> {
         let conn = self.conn()?;

@@ -2,7 +2,7 @@
 //! state, and what happens to the agent (kept idle, or stopped after a failure).
 
 use super::{TurnEnd, Worker, KILL_GRACE};
-use crate::store::{ProcessState, SessionStatus, Tell, TellKind, TellOutcome, TellState};
+use crate::store::{SessionStatus, Tell, TellKind, TellOutcome, TellState};
 
 impl Worker {
     /// Records how a turn ended: the tell, the session's counters and state, the agent.
@@ -28,17 +28,6 @@ impl Worker {
                     cost_usd: Some(result.cost_usd),
                     duration_ms: result.duration_ms,
                 };
-                m.record_usage_totals(
-                    session_id,
-                    result.usage.input_tokens,
-                    result.usage.output_tokens,
-                    result.cost_usd,
-                )
-                .ok();
-                m.set_current_tell(session_id, None).ok();
-                m.update_process_state(session_id, ProcessState::Idle).ok();
-                // Idle in the pool before the caller hears the answer.
-                self.mark_idle();
                 let state = if interrupted {
                     TellState::Cancelled
                 } else if result.is_error {
@@ -46,6 +35,18 @@ impl Worker {
                 } else {
                     TellState::Answered
                 };
+                // One write: usage, idle, no current tell; an answered tell counts once.
+                let counts = tell.kind == TellKind::Tell && state == TellState::Answered;
+                m.end_turn(
+                    session_id,
+                    result.usage.input_tokens,
+                    result.usage.output_tokens,
+                    result.cost_usd,
+                    counts,
+                )
+                .ok();
+                // Idle in the pool before the caller hears the answer.
+                self.mark_idle();
                 match tell.kind {
                     TellKind::Compact => match compacted {
                         Some((pre, post)) if !result.is_error => {
@@ -79,14 +80,7 @@ impl Worker {
                         }
                     },
                     TellKind::Tell => {
-                        if state == TellState::Answered {
-                            m.increment_message_count(session_id, 1).ok();
-                            if let Ok(Some(s)) = m.get_by_id(session_id) {
-                                if s.status == SessionStatus::Error {
-                                    m.set_status(session_id, SessionStatus::Active).ok();
-                                }
-                            }
-                        } else if state == TellState::Failed {
+                        if state == TellState::Failed {
                             let why = outcome.error.clone().unwrap_or_default();
                             m.mark_error(session_id, &format!("turn failed: {why}"))
                                 .ok();
