@@ -868,3 +868,30 @@ fn the_owner_lease_is_exclusive_and_a_dead_holder_is_reclaimed() {
         .expect("release again")
         .is_none());
 }
+
+#[test]
+fn a_session_held_by_another_live_process_is_not_deleted() {
+    let env = Env::new("");
+    let m = env.manager();
+    let s = m.get_or_create("frontend", "backend").expect("create");
+    let mut live = std::process::Command::new("sleep")
+        .arg("600")
+        .spawn()
+        .expect("spawn sleep");
+    let holder = ProcessIdentity {
+        pid: live.id(),
+        started_at: switchboard::util::process_start_ms(live.id()).unwrap_or(0),
+    };
+    m.store()
+        .force_owner(&s.session_id, ProcessState::Idle, Some(holder), now_ms())
+        .expect("held");
+    match m.delete(&s, false) {
+        Err(SessionError::Busy { pid, .. }) => assert_eq!(pid, holder.pid),
+        other => panic!("expected Busy, got {other:?}"),
+    }
+    assert!(m.get_by_id(&s.session_id).expect("get").is_some(), "kept");
+    live.kill().expect("kill");
+    live.wait().expect("reap");
+    m.delete(&s, false)
+        .expect("deleted once the holder is gone");
+}

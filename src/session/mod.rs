@@ -260,6 +260,22 @@ impl SessionManager {
     /// The transcript goes first: if it cannot be removed, nothing is deleted, so the command
     /// can be repeated once the problem is fixed. The pair's tells go with the session.
     pub fn delete(&self, session: &Session, remove_transcript: bool) -> SessionResult<Session> {
+        // A live agent of another process would go on writing to a session that is gone.
+        let current = self
+            .get_by_id(&session.session_id)?
+            .unwrap_or_else(|| session.clone());
+        if let (Some(pid), started_at) = (current.owner_pid, current.owner_started_at) {
+            let owner = ProcessIdentity {
+                pid: u32::try_from(pid).unwrap_or(0),
+                started_at: started_at.unwrap_or(0),
+            };
+            if owner != self.me && owner.pid != 0 && owner.is_alive() {
+                return Err(SessionError::Busy {
+                    session: current.pair(),
+                    pid: owner.pid,
+                });
+            }
+        }
         if remove_transcript {
             if let Some(path) = self.transcript_path(session) {
                 match std::fs::remove_file(&path) {
