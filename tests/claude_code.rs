@@ -5,6 +5,8 @@
 //! a restart), tokens and cost, compaction, API errors, and no claude process left behind.
 
 mod fake_api;
+#[path = "common/procs.rs"]
+mod procs;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -117,27 +119,7 @@ impl Env {
     /// Pids of live processes of this test (claude and anything it started), found by the
     /// marker in their environment.
     fn agent_pids(&self) -> Vec<u32> {
-        let needle = format!("{MARKER_VAR}={}", self.marker);
-        let mut pids = Vec::new();
-        for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
-            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-                continue;
-            };
-            let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
-                continue;
-            };
-            let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .map(|s| {
-                    s.rsplit(')')
-                        .next()
-                        .is_some_and(|r| r.trim_start().starts_with('Z'))
-                })
-                .unwrap_or(true);
-            if !zombie && env.split(|&b| b == 0).any(|kv| kv == needle.as_bytes()) {
-                pids.push(pid);
-            }
-        }
-        pids
+        procs::pids_with_env(MARKER_VAR, &self.marker)
     }
 
     /// Polls (bounded) until no process of this test is left.

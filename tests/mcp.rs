@@ -6,6 +6,8 @@
 
 #[path = "mcp/harness.rs"]
 mod harness;
+#[path = "common/procs.rs"]
+mod procs;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

@@ -3,6 +3,9 @@
 //! exit before init, slow init, pool eviction, idle timeout, cancel, compaction, sleep / wake /
 //! reboot, shutdown, restart recovery — and never an orphan agent process.
 
+#[path = "common/procs.rs"]
+mod procs;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -53,27 +56,7 @@ impl Env {
 
     /// Pids of live agent processes of this test (found by the marker in their environment).
     fn agent_pids(&self) -> Vec<u32> {
-        let needle = format!("TEST_AGENT_MARKER={}", self.marker);
-        let mut pids = Vec::new();
-        for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
-            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-                continue;
-            };
-            let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
-                continue;
-            };
-            let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .map(|s| {
-                    s.rsplit(')')
-                        .next()
-                        .is_some_and(|r| r.trim_start().starts_with('Z'))
-                })
-                .unwrap_or(true);
-            if !zombie && env.split(|&b| b == 0).any(|kv| kv == needle.as_bytes()) {
-                pids.push(pid);
-            }
-        }
-        pids
+        procs::pids_with_env("TEST_AGENT_MARKER", &self.marker)
     }
 
     /// Polls (bounded) until no agent process of this test is left.

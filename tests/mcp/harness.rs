@@ -95,25 +95,7 @@ impl Env {
 
     /// Live agent processes of this test (by the marker in their environment).
     pub fn agent_pids(&self) -> Vec<u32> {
-        let needle = format!("TEST_AGENT_MARKER={}", self.marker);
-        let mut pids = Vec::new();
-        for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
-            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-                continue;
-            };
-            let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .map(|s| {
-                    s.rsplit(')')
-                        .next()
-                        .is_some_and(|r| r.trim_start().starts_with('Z'))
-                })
-                .unwrap_or(true);
-            let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-            if !zombie && env.split(|&b| b == 0).any(|kv| kv == needle.as_bytes()) {
-                pids.push(pid);
-            }
-        }
-        pids
+        crate::procs::pids_with_env("TEST_AGENT_MARKER", &self.marker)
     }
 
     /// Polls (bounded) until no agent process of this test is left.

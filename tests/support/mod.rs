@@ -7,6 +7,9 @@
 
 #![allow(dead_code)]
 
+#[path = "../common/procs.rs"]
+mod procs;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::Arc;
@@ -244,11 +247,7 @@ impl TestEnv {
     /// Pids of this test's live (not zombie) scripted agent processes, found in `/proc` by
     /// `TEST_AGENT_MARKER=<marker>` in their environment.
     pub fn agent_pids(&self) -> Vec<u32> {
-        let needle = format!("TEST_AGENT_MARKER={}", self.agent_marker());
-        live_pids(|pid| {
-            std::fs::read(format!("/proc/{pid}/environ"))
-                .is_ok_and(|env| env.split(|&b| b == 0).any(|kv| kv == needle.as_bytes()))
-        })
+        procs::pids_with_env("TEST_AGENT_MARKER", self.agent_marker())
     }
 
     /// Polls `/proc` (bounded: 10 s) until no scripted agent of this test is left; panics
@@ -266,7 +265,7 @@ impl TestEnv {
     /// (`/proc/<pid>/cmdline` is the binary under test and names `teams.toml` of this env).
     pub fn switchboard_pids(&self) -> Vec<u32> {
         let config = self.config_path().display().to_string();
-        live_pids(|pid| {
+        procs::live_pids(|pid| {
             std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
                 let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
                 args.first().is_some_and(|a| *a == bin().as_bytes())
@@ -365,34 +364,6 @@ pub fn send_signal(pid: u32, signal: libc::c_int) {
         "kill({pid}, {signal}): {}",
         std::io::Error::last_os_error()
     );
-}
-
-/// Pids in `/proc` that are not zombies and satisfy `matches`.
-fn live_pids(matches: impl Fn(u32) -> bool) -> Vec<u32> {
-    let mut pids = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return pids;
-    };
-    for entry in entries.flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        if !matches(pid) {
-            continue;
-        }
-        let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|s| {
-                s.rsplit(')')
-                    .next()
-                    .is_some_and(|r| r.trim_start().starts_with(['Z', 'X']))
-            })
-            .unwrap_or(true);
-        if !zombie {
-            pids.push(pid);
-        }
-    }
-    pids.sort_unstable();
-    pids
 }
 
 /// A path as Claude Code names its project folder: every non-alphanumeric character as `-`.
