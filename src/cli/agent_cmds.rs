@@ -118,13 +118,7 @@ impl SleepCmd {
             m.check_team(&self.pair.from)?;
             m.check_team(&self.pair.to)?;
             if let Some(s) = m.get(&self.pair.from, &self.pair.to)? {
-                if let Some(pid) = s.owner_pid.filter(|&p| p != i64::from(std::process::id())) {
-                    return Err(switchboard::session::SessionError::Busy {
-                        session: s.pair(),
-                        pid: u32::try_from(pid).unwrap_or(0),
-                    }
-                    .into());
-                }
+                m.check_not_held_elsewhere(&s)?;
             }
         }
         let (v, _) = run_pair_op(ctx, "sleep", &self.pair, true, |r, from, to| async move {

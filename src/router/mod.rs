@@ -21,7 +21,7 @@ use crate::agent::adapter::adapter_for;
 use crate::agent::supervisor::{LiveAgent, Supervisor};
 use crate::session::{SessionError, SessionManager};
 use crate::store::{NewTell, Session, StoreError, Tell, TellKind, TellOutcome, TellState};
-use crate::util::{now_ms, ProcessIdentity};
+use crate::util::now_ms;
 
 use worker::{Cmd, Worker};
 
@@ -266,7 +266,6 @@ impl Router {
     /// one pair. Returns (failed, requeued).
     pub fn recover(&self, only: Option<(&str, &str)>) -> RouterResult<(usize, usize)> {
         let m = &self.inner.manager;
-        let me = m.me();
         let mut failed = 0;
         let mut queued_pairs: Vec<(String, String)> = Vec::new();
         for t in m.store().all_open_tells()? {
@@ -274,10 +273,11 @@ impl Router {
                 continue;
             }
             let session = m.get(&t.from_team, &t.to_team)?;
-            if let Some(s) = &session {
-                if held_by_other_live(s, me) {
-                    continue;
-                }
+            if session
+                .as_ref()
+                .is_some_and(|s| m.check_not_held_elsewhere(s).is_err())
+            {
+                continue; // its owner handles it
             }
             match t.state {
                 TellState::Delivered => {
@@ -429,14 +429,8 @@ impl Router {
         m.check_team(to)?;
         let mut report = CancelReport::default();
         let session = m.get(from, to)?;
-        if let Some(s) = &session {
-            if held_by_other_live(s, m.me()) && s.current_tell_id.is_some() {
-                return Err(SessionError::Busy {
-                    session: s.pair(),
-                    pid: s.owner_pid.and_then(|p| u32::try_from(p).ok()).unwrap_or(0),
-                }
-                .into());
-            }
+        if let Some(s) = session.as_ref().filter(|s| s.current_tell_id.is_some()) {
+            m.check_not_held_elsewhere(s)?;
         }
         for t in m.store().cancel_queued_tells(from, to, now_ms())? {
             self.inner
@@ -681,20 +675,6 @@ pub fn report_tells(
     m.check_team(from)?;
     m.check_team(to)?;
     Ok(m.store().recent_tells(from, to, limit)?)
-}
-
-/// Whether another live Switchboard process holds the session.
-fn held_by_other_live(s: &Session, me: ProcessIdentity) -> bool {
-    match (s.owner_pid, s.owner_started_at) {
-        (Some(pid), started_at) => {
-            let owner = ProcessIdentity {
-                pid: u32::try_from(pid).unwrap_or(0),
-                started_at: started_at.unwrap_or(0),
-            };
-            owner != me && owner.pid != 0 && owner.is_alive()
-        }
-        _ => false,
-    }
 }
 
 /// A message must be non-empty and at most `limit` bytes (`settings.max_message_bytes`).

@@ -264,18 +264,7 @@ impl SessionManager {
         let current = self
             .get_by_id(&session.session_id)?
             .unwrap_or_else(|| session.clone());
-        if let (Some(pid), started_at) = (current.owner_pid, current.owner_started_at) {
-            let owner = ProcessIdentity {
-                pid: u32::try_from(pid).unwrap_or(0),
-                started_at: started_at.unwrap_or(0),
-            };
-            if owner != self.me && owner.pid != 0 && owner.is_alive() {
-                return Err(SessionError::Busy {
-                    session: current.pair(),
-                    pid: owner.pid,
-                });
-            }
-        }
+        self.check_not_held_elsewhere(&current)?;
         if remove_transcript {
             if let Some(path) = self.transcript_path(session) {
                 match std::fs::remove_file(&path) {
@@ -340,28 +329,19 @@ impl SessionManager {
                 }
                 Err(held) => held,
             };
-            let owner = ProcessIdentity {
-                pid: holder
-                    .owner_pid
-                    .and_then(|p| u32::try_from(p).ok())
-                    .unwrap_or(0),
-                started_at: holder.owner_started_at.unwrap_or(0),
-            };
+            let owner = holder.owner().unwrap_or(ProcessIdentity {
+                pid: 0,
+                started_at: 0,
+            });
             if owner.pid != 0 && owner.is_alive() {
                 return Err(SessionError::Busy {
                     session: holder.pair(),
                     pid: owner.pid,
                 });
             }
-            if let (Some(pid), started_at) = (holder.agent_pid, holder.agent_started_at) {
-                if let Ok(pid) = u32::try_from(pid) {
-                    let agent = ProcessIdentity {
-                        pid,
-                        started_at: started_at.unwrap_or(0),
-                    };
-                    if crate::agent::process::reap_orphan_group(agent) {
-                        tracing::warn!(pid, session = %holder.pair(), "killed an agent left by a dead Switchboard");
-                    }
+            if let Some(agent) = holder.agent() {
+                if crate::agent::process::reap_orphan_group(agent) {
+                    tracing::warn!(pid = agent.pid, session = %holder.pair(), "killed an agent left by a dead Switchboard");
                 }
             }
             if let Some(s) = self
@@ -378,6 +358,17 @@ impl SessionManager {
             session: session_id.to_string(),
             message: "the owner lease keeps changing hands".into(),
         })
+    }
+
+    /// Busy if another live Switchboard process holds the session's lease.
+    pub fn check_not_held_elsewhere(&self, s: &Session) -> SessionResult<()> {
+        match s.owner() {
+            Some(owner) if owner != self.me && owner.is_alive() => Err(SessionError::Busy {
+                session: s.pair(),
+                pid: owner.pid,
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// Gives the lease back: the session is stopped, with no current tell and no agent.

@@ -170,6 +170,24 @@ impl Session {
     pub fn pair(&self) -> String {
         format!("{}:{}", self.from_team, self.to_team)
     }
+
+    /// The Switchboard process holding the session's lease, if any.
+    pub fn owner(&self) -> Option<crate::util::ProcessIdentity> {
+        identity(self.owner_pid, self.owner_started_at)
+    }
+
+    /// The session's recorded agent process, if any.
+    pub fn agent(&self) -> Option<crate::util::ProcessIdentity> {
+        identity(self.agent_pid, self.agent_started_at)
+    }
+}
+
+fn identity(pid: Option<i64>, started_at: Option<i64>) -> Option<crate::util::ProcessIdentity> {
+    let pid = u32::try_from(pid?).ok().filter(|&p| p != 0)?;
+    Some(crate::util::ProcessIdentity {
+        pid,
+        started_at: started_at.unwrap_or(0),
+    })
 }
 
 fn ser_time<S: Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
