@@ -57,8 +57,22 @@ impl LaunchSpec {
 /// Per-launch extras that are not in the team's config.
 #[derive(Debug, Clone, Default)]
 pub struct LaunchExtras {
-    /// An MCP config file to hand to the agent.
+    /// The MCP config file to hand to the agent: the only MCP servers it may load.
     pub mcp_config: Option<PathBuf>,
+    /// Whether that config holds Switchboard's server (its tools then run without a prompt).
+    pub switchboard_tools: bool,
+}
+
+/// Switchboard's MCP server as a spawned agent must reach it: the URL of its HTTP endpoint and
+/// the headers naming the agent's session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwitchboardServer {
+    /// `http://127.0.0.1:PORT/mcp`.
+    pub url: String,
+    /// Headers of every request (the agent token, the bearer token).
+    pub headers: BTreeMap<String, String>,
+    /// How long the agent waits for one tool call, in ms.
+    pub timeout_ms: u64,
 }
 
 /// One kind of agent CLI.
@@ -74,6 +88,17 @@ pub trait AgentAdapter: Send + Sync + std::fmt::Debug {
         resume: bool,
         extras: &LaunchExtras,
     ) -> LaunchSpec;
+    /// The MCP configuration of a spawned agent of `team` (JSON, written to the file of
+    /// [`LaunchExtras::mcp_config`]): `switchboard` when given, and whichever of the team's own
+    /// MCP servers the agent keeps. `None`: the agent takes no MCP config.
+    fn mcp_config(
+        &self,
+        team: &TeamConfig,
+        switchboard: Option<&SwitchboardServer>,
+    ) -> Result<Option<serde_json::Value>, super::AgentError> {
+        let _ = (team, switchboard);
+        Ok(None)
+    }
     /// The stdin line that delivers a user message.
     fn encode_message(&self, text: &str) -> String;
     /// The stdin line that interrupts the running turn.

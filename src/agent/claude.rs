@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use serde_json::json;
 
-use super::adapter::{AgentAdapter, LaunchExtras, LaunchSpec};
+use super::adapter::{AgentAdapter, LaunchExtras, LaunchSpec, SwitchboardServer};
+use super::claude_mcp;
 use crate::config::TeamConfig;
 
 /// The Claude Code CLI (npm `@anthropic-ai/claude-code`).
@@ -37,9 +38,9 @@ impl AgentAdapter for ClaudeCode {
         args.push(if resume { "--resume" } else { "--session-id" }.to_string());
         args.push(session_id.to_string());
         let mut allowed = team.allowed_tools.clone();
-        if extras.mcp_config.is_some() {
+        if extras.switchboard_tools {
             // Switchboard's own tools run without a permission prompt (there is nobody to ask).
-            allowed.push(format!("mcp__{}", crate::router::MCP_SERVER_NAME));
+            allowed.push(format!("mcp__{}", claude_mcp::SERVER_NAME));
         }
         if !allowed.is_empty() {
             args.push("--allowedTools".into());
@@ -58,8 +59,12 @@ impl AgentAdapter for ClaudeCode {
             args.push(prompt.clone());
         }
         if let Some(mcp) = &extras.mcp_config {
+            // Only the servers of that file: a registration of Switchboard in the team's own
+            // config (any name, any scope) would let the agent tell as the plain team, outside
+            // its chain. The file carries the team's other servers (see claude_mcp).
             args.push("--mcp-config".into());
             args.push(mcp.display().to_string());
+            args.push("--strict-mcp-config".into());
         }
         args.extend(team.args.iter().cloned());
         LaunchSpec {
@@ -74,6 +79,20 @@ impl AgentAdapter for ClaudeCode {
             // change how the agent behaves.
             env_remove: vec!["CLAUDECODE".into(), "CLAUDE_CODE_ENTRYPOINT".into()],
         }
+    }
+
+    fn mcp_config(
+        &self,
+        team: &TeamConfig,
+        switchboard: Option<&SwitchboardServer>,
+    ) -> Result<Option<serde_json::Value>, super::AgentError> {
+        // Claude Code gives up on an HTTP MCP call after 60 s unless the server entry says
+        // otherwise; a team_tell may wait up to an hour.
+        let entry = switchboard.map(|s| {
+            json!({"type": "http", "url": s.url, "headers": s.headers, "timeout": s.timeout_ms})
+        });
+        let url = switchboard.map(|s| s.url.as_str());
+        claude_mcp::agent_mcp_config(team, entry, url).map(Some)
     }
 
     fn encode_message(&self, text: &str) -> String {

@@ -5,6 +5,7 @@
 
 pub mod adapter;
 pub mod claude;
+pub mod claude_mcp;
 pub mod event;
 pub mod process;
 pub mod supervisor;
@@ -22,6 +23,22 @@ pub enum AgentError {
         /// Why.
         #[source]
         source: std::io::Error,
+    },
+    /// A file of Claude Code's own configuration (`.claude.json`, `.mcp.json`) cannot be read.
+    #[error("{}: {message}", path.display())]
+    ClaudeConfig {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A command of the agent CLI (such as `claude mcp add-json`) failed.
+    #[error("`{command}` failed: {message}")]
+    Command {
+        /// The command line.
+        command: String,
+        /// Its exit status and output.
+        message: String,
     },
     /// Reading from or writing to the agent failed.
     #[error("{what}: {source}")]

@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use switchboard::mcp::serve::start_agent_endpoint;
 use switchboard::router::Router;
 use switchboard::signals::Signals;
 use switchboard::Error;
@@ -41,6 +42,11 @@ where
         if let Some(pair) = pair {
             router.recover(Some(pair))?;
         }
+        // The agents this command spawns reach Switchboard (chained to the tell they answer)
+        // through a private loopback endpoint while the command runs.
+        let endpoint = start_agent_endpoint(&router)
+            .await
+            .map_err(|e| Error::Other(format!("cannot serve MCP to spawned agents: {e}")))?;
         let result = tokio::select! {
             r = body(router.clone()) => r.map(Ended::Done),
             sig = Signals::Os.wait() => {
@@ -50,6 +56,7 @@ where
             }
         };
         router.shutdown().await;
+        endpoint.shutdown().await;
         result
     })
 }

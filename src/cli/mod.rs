@@ -5,6 +5,7 @@ mod agent_cmds;
 mod config_check;
 mod live;
 mod logfile;
+mod mcp_install;
 mod output;
 mod remote;
 mod report;
@@ -80,6 +81,9 @@ enum Command {
     Config(config_check::ConfigCmd),
     /// Serve Switchboard's tools to agents over MCP (stdio or streamable HTTP).
     Serve(serve::ServeCmd),
+    /// Register Switchboard in a team's Claude Code (`mcp install TEAM`).
+    #[command(subcommand)]
+    Mcp(mcp_install::McpCmd),
 }
 
 /// What every command gets: where the config is and how to print.
@@ -149,6 +153,7 @@ impl Cli {
             Command::Teams(cmd) => cmd.run(&ctx),
             Command::Config(cmd) => cmd.run(&ctx),
             Command::Serve(cmd) => cmd.run(&ctx),
+            Command::Mcp(cmd) => cmd.run(&ctx),
         }
     }
 }

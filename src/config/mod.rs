@@ -122,6 +122,22 @@ pub struct TeamConfig {
     pub permission_mode: Option<String>,
     /// Reserved: URL of a remote Switchboard serving this team. Validated, not used yet.
     pub remote: Option<String>,
+    /// Which of the team's own MCP servers (Claude Code's user, project and local scopes) its
+    /// spawned agents get besides Switchboard's. Default `inherit`.
+    pub mcp_servers: McpServers,
+}
+
+/// `mcp_servers` of a team: which MCP servers registered for the team's folder its spawned
+/// agents keep. Registrations of Switchboard itself are never passed on (a spawned agent
+/// reaches Switchboard only through the server naming its session).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum McpServers {
+    /// Every other MCP server of the team's folder (user, project and local scope).
+    #[default]
+    Inherit,
+    /// None: Switchboard's tools only.
+    None,
 }
 
 fn ser_opt_duration<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {

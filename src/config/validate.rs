@@ -13,7 +13,9 @@ use std::time::Duration;
 use toml::{Table, Value};
 
 use super::load::{non_empty, Env, KeyPath, Report};
-use super::{is_valid_team_name, DatabaseConfig, ServerConfig, Settings, TeamConfig, TeamsConfig};
+use super::{
+    is_valid_team_name, DatabaseConfig, McpServers, ServerConfig, Settings, TeamConfig, TeamsConfig,
+};
 
 const TOP_KEYS: &[&str] = &["settings", "database", "teams", "server"];
 const SETTINGS_KEYS: &[&str] = &[
@@ -46,6 +48,7 @@ const TEAM_KEYS: &[&str] = &[
     "append_system_prompt",
     "permission_mode",
     "remote",
+    "mcp_servers",
 ];
 /// Agent kinds Switchboard knows how to drive.
 const KNOWN_AGENTS: &[&str] = &["claude"];
@@ -324,6 +327,17 @@ fn team(
             );
         }
     }
+    let mcp_servers = match get_str(table, "mcp_servers", path, report) {
+        None | Some("inherit") => McpServers::Inherit,
+        Some("none") => McpServers::None,
+        Some(other) => {
+            report.add(
+                &path.key("mcp_servers"),
+                format!("unknown value {other:?} (one of: inherit, none)"),
+            );
+            McpServers::Inherit
+        }
+    };
     let remote = get_str(table, "remote", path, report);
     if let Some(url) = remote {
         if let Err(why) = check_url(url) {
@@ -348,6 +362,7 @@ fn team(
             .map(str::to_string),
         permission_mode: permission_mode.map(str::to_string),
         remote: remote.map(str::to_string),
+        mcp_servers,
     };
     Some(TeamConfig { path: dir?, ..team })
 }

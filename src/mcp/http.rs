@@ -46,6 +46,8 @@ pub(crate) struct Endpoint {
     pub url: String,
     /// When the server started (unix ms).
     pub started_at_ms: i64,
+    /// Serve only `/mcp`, and only to spawned agents (a command's private endpoint).
+    pub agents_only: bool,
 }
 
 /// What the listener serves and how it guards it.
@@ -73,7 +75,10 @@ impl HttpState {
             // Any host name may reach a public bind; the token guards it.
             config = config.disable_allowed_hosts();
         }
-        let tools = SwitchboardTools::new(router.clone(), None, Arc::clone(&metrics));
+        let mut tools = SwitchboardTools::new(router.clone(), None, Arc::clone(&metrics));
+        if endpoint.agents_only {
+            tools = tools.agents_only();
+        }
         let mcp = StreamableHttpService::new(
             move || Ok(tools.clone()),
             Arc::new(LocalSessionManager::default()),
@@ -92,6 +97,9 @@ impl HttpState {
             return refused;
         }
         let path = req.uri().path().to_string();
+        if self.endpoint.agents_only && path != MCP_PATH {
+            return text(StatusCode::NOT_FOUND, "text/plain", "not found\n".into());
+        }
         if let Some(op) = path.strip_prefix("/api/") {
             return self.api(op, req).await;
         }

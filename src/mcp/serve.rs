@@ -145,6 +145,7 @@ pub async fn start(router: Router, mut options: ServeOptions) -> Result<ServerHa
         port: addr.port(),
         url: url.clone(),
         started_at_ms: started_at,
+        agents_only: false,
     };
     let state = Arc::new(HttpState::new(
         router.clone(),
@@ -222,6 +223,75 @@ impl ServerHandle {
         if let Some(path) = self.state_file {
             remove_state_file(&path);
         }
+    }
+}
+
+/// The MCP endpoint a command without a server (`switchboard tell`, `wake`, ...) serves to the
+/// agents it spawns, for as long as it runs: on 127.0.0.1 (a free port), guarded by a random
+/// bearer token that only those agents' MCP configs carry, answering only callers with an
+/// agent token (so every tell is chained to the tell the agent is answering). No `server.json`:
+/// other commands do not go through it.
+#[derive(Debug)]
+pub struct AgentEndpoint {
+    url: String,
+    router: Router,
+    stop: CancellationToken,
+    http: JoinHandle<()>,
+}
+
+/// Starts an [`AgentEndpoint`] for `router` and points the router's spawned agents at it.
+pub async fn start_agent_endpoint(router: &Router) -> Result<AgentEndpoint, McpError> {
+    let bind = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .map_err(|source| McpError::Bind { addr: bind, source })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| McpError::Bind { addr: bind, source })?;
+    let url = endpoint_url(addr);
+    let token = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let stop = CancellationToken::new();
+    let endpoint = Endpoint {
+        token: Some(token.clone()),
+        loopback: true,
+        port: addr.port(),
+        url: url.clone(),
+        started_at_ms: now_ms(),
+        agents_only: true,
+    };
+    let state = Arc::new(HttpState::new(
+        router.clone(),
+        Arc::new(Metrics::default()),
+        endpoint,
+        stop.child_token(),
+    ));
+    let http = tokio::spawn(http::serve(listener, state, stop.child_token()));
+    router.set_mcp_endpoint(Some(url.clone()), Some(token));
+    tracing::debug!(%url, "serving MCP to spawned agents");
+    Ok(AgentEndpoint {
+        url,
+        router: router.clone(),
+        stop,
+        http,
+    })
+}
+
+impl AgentEndpoint {
+    /// The endpoint's URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Stops serving; agents started from now on get no Switchboard tools. Call after the
+    /// router's agents are stopped (they may be waiting on a tool call until then).
+    pub async fn shutdown(self) {
+        self.router.set_mcp_endpoint(None, None);
+        self.stop.cancel();
+        let _ = self.http.await;
     }
 }
 

@@ -28,6 +28,7 @@ recent tells to a team.";
 pub struct SwitchboardTools {
     pub(super) router: Router,
     fixed: Option<Caller>,
+    agents_only: bool,
     metrics: Arc<Metrics>,
     tool_router: Arc<ToolRouter<Self>>,
 }
@@ -74,13 +75,29 @@ impl SwitchboardTools {
         Self {
             router,
             fixed,
+            agents_only: false,
             metrics,
             tool_router: Arc::new(Self::tell_tools() + Self::agent_tools()),
         }
     }
 
+    /// The same tools, for the agents Switchboard spawned only: a call that does not carry an
+    /// agent token is refused.
+    pub fn agents_only(mut self) -> Self {
+        self.agents_only = true;
+        self
+    }
+
     pub(super) fn caller(&self, ctx: &RequestContext<RoleServer>) -> Result<Caller, String> {
-        caller_of(&self.router, self.fixed.as_ref(), ctx)
+        let caller = caller_of(&self.router, self.fixed.as_ref(), ctx)?;
+        if self.agents_only && !matches!(caller, Caller::Agent { .. }) {
+            return Err(
+                "unknown caller: this endpoint serves only the agents Switchboard \
+                        started (their MCP config names them)"
+                    .to_string(),
+            );
+        }
+        Ok(caller)
     }
 
     /// The caller's team and a checked other team `to`.

@@ -2,14 +2,17 @@
 //! the MCP config it is given). An agent's tells are chained to the tell it is answering; the
 //! chain is bounded (`settings.max_hops`) and may not come back to a team waiting in it.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::{Caller, Router, RouterError, RouterResult, Wait};
+use crate::agent::adapter::{AgentAdapter, LaunchExtras, SwitchboardServer};
+use crate::config::TeamConfig;
 use crate::store::{Tell, TellKind};
 
 /// The name of Switchboard's server in the MCP config of spawned agents: their tools are
 /// `mcp__switchboard__team_tell`, ...
-pub const MCP_SERVER_NAME: &str = "switchboard";
+pub const MCP_SERVER_NAME: &str = crate::agent::claude_mcp::SERVER_NAME;
 
 /// How long a spawned agent waits for one of Switchboard's tools: longer than the longest
 /// `team_tell` wait (one hour).
@@ -132,35 +135,47 @@ impl Router {
             .map_or(0, |n| usize::try_from(n).unwrap_or(0))
     }
 
-    /// Writes the MCP config a spawned agent of `session_id` gets (`--mcp-config FILE`), if an
-    /// MCP endpoint is set: the server's URL with a token naming the session. Returns its path.
-    pub(crate) fn agent_mcp_config(&self, session_id: &str) -> RouterResult<Option<PathBuf>> {
-        let (url, bearer, token) = {
+    /// The launch extras of a spawned agent of `session_id` in `team`: its MCP config file
+    /// (`--mcp-config FILE`, with `--strict-mcp-config`), written by the adapter's rules: with
+    /// an MCP endpoint set, Switchboard's server with a token naming the session; and the
+    /// team's own other servers (`mcp_servers`), never a registration of Switchboard itself.
+    pub(crate) fn agent_launch_extras(
+        &self,
+        adapter: &dyn AgentAdapter,
+        team: &TeamConfig,
+        session_id: &str,
+    ) -> RouterResult<LaunchExtras> {
+        let server = {
             let mut mcp = self.lock_mcp();
-            let Some(url) = mcp.url.clone() else {
-                return Ok(None);
-            };
             mcp.tokens.retain(|_, s| s != session_id);
-            let token = format!(
-                "{}{}",
-                uuid::Uuid::new_v4().simple(),
-                uuid::Uuid::new_v4().simple()
-            );
-            mcp.tokens.insert(token.clone(), session_id.to_string());
-            (url, mcp.bearer.clone(), token)
+            match mcp.url.clone() {
+                None => None,
+                Some(url) => {
+                    let token = format!(
+                        "{}{}",
+                        uuid::Uuid::new_v4().simple(),
+                        uuid::Uuid::new_v4().simple()
+                    );
+                    mcp.tokens.insert(token.clone(), session_id.to_string());
+                    let mut headers = BTreeMap::new();
+                    headers.insert("X-Switchboard-Agent".to_string(), token);
+                    if let Some(b) = &mcp.bearer {
+                        headers.insert("Authorization".to_string(), format!("Bearer {b}"));
+                    }
+                    Some(SwitchboardServer {
+                        url,
+                        headers,
+                        timeout_ms: AGENT_TOOL_TIMEOUT_MS,
+                    })
+                }
+            }
         };
-        let mut headers = serde_json::Map::new();
-        headers.insert("X-Switchboard-Agent".into(), token.into());
-        if let Some(b) = bearer {
-            headers.insert("Authorization".into(), format!("Bearer {b}").into());
-        }
-        // Claude Code gives up on an HTTP MCP call after 60 s unless the server entry says
-        // otherwise; a team_tell may wait up to an hour.
-        let config = serde_json::json!({
-            "mcpServers": { MCP_SERVER_NAME: {
-                "type": "http", "url": url, "headers": headers, "timeout": AGENT_TOOL_TIMEOUT_MS
-            } }
-        });
+        let config = adapter
+            .mcp_config(team, server.as_ref())
+            .map_err(|e| RouterError::Agent(format!("team {}: {e}", team.name)))?;
+        let Some(config) = config else {
+            return Ok(LaunchExtras::default());
+        };
         let dir = self
             .inner
             .log_dir
@@ -170,6 +185,9 @@ impl Router {
         let path = dir.join(format!("{session_id}.json"));
         write_private(&path, config.to_string().as_bytes())
             .map_err(|e| RouterError::Agent(format!("cannot write {}: {e}", path.display())))?;
-        Ok(Some(path))
+        Ok(LaunchExtras {
+            mcp_config: Some(path),
+            switchboard_tools: server.is_some(),
+        })
     }
 }

@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use super::{Interrupt, Router, RouterError, RouterResult};
-use crate::agent::adapter::{adapter_for, AgentAdapter, LaunchExtras};
+use crate::agent::adapter::{adapter_for, AgentAdapter};
 use crate::agent::event::{AgentEvent, TurnResult};
 use crate::agent::process::{AgentProcess, StdoutLine};
 use crate::agent::supervisor::Slot;
@@ -377,9 +377,9 @@ impl Worker {
         slot: Slot,
     ) -> RouterResult<()> {
         let m = self.router.manager();
-        let extras = LaunchExtras {
-            mcp_config: self.router.agent_mcp_config(&session.session_id)?,
-        };
+        let extras = self
+            .router
+            .agent_launch_extras(adapter, team, &session.session_id)?;
         let spec = adapter.launch(team, &session.session_id, resume, &extras);
         m.update_debug_info(
             &session.session_id,

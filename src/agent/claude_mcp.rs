@@ -1,0 +1,681 @@
+//! Claude Code's MCP registrations, as a team's agent sees them, and Switchboard's own entry
+//! among them.
+//!
+//! Claude Code 2.1.328 (see docs/claude-code-protocol.md, "MCP servers across scopes") reads:
+//! user scope from `mcpServers` of `<config>/.claude.json`, local scope from
+//! `projects["<project>"].mcpServers` there (the project is the git root holding the folder, else
+//! the folder), project scope from every `.mcp.json` from the folder up to `/` (the nearest
+//! wins); local beats project beats user under one name. `<config>` is `$CLAUDE_CONFIG_DIR`,
+//! else `$HOME`. In `-p` mode a `.mcp.json` server needs no approval; one the person rejected
+//! (`disabledMcpjsonServers`) is skipped, one turned off (`disabledMcpServers`) is not connected.
+//!
+//! A spawned agent gets `--strict-mcp-config` and one `--mcp-config` holding Switchboard's
+//! server (the one naming its session) plus, with `mcp_servers = "inherit"`, the team's other
+//! servers as Claude Code would load them: a Switchboard registration under any name is left
+//! out, so the agent can only reach Switchboard through its chained identity. Switchboard's
+//! entries are recognised by what they run (this binary, `serve --stdio`, a `/mcp?team=` URL,
+//! our headers), not by their name.
+//!
+//! Also: whether a team is registered correctly ([`check_registration`], for `doctor`), and
+//! registering it ([`install`], for `switchboard mcp install`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+
+use super::AgentError;
+use crate::config::{McpServers, TeamConfig};
+
+/// The name of Switchboard's server in Claude Code: its tools are `mcp__switchboard__team_tell`,
+/// ...
+pub const SERVER_NAME: &str = "switchboard";
+
+/// Where an MCP registration lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// `mcpServers` of `.claude.json`: every folder.
+    User,
+    /// A `.mcp.json` in the folder or above it.
+    Project,
+    /// `projects["<project>"].mcpServers` of `.claude.json`: this project only.
+    Local,
+}
+
+impl std::fmt::Display for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Scope::User => "user",
+            Scope::Project => "project",
+            Scope::Local => "local",
+        })
+    }
+}
+
+/// One MCP server registration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Registered {
+    /// Its name (`mcp__<name>__<tool>`).
+    pub name: String,
+    /// Its scope.
+    pub scope: Scope,
+    /// The file it is in.
+    pub file: PathBuf,
+    /// The entry as written (`command`/`args`/`env`, or `type`/`url`/`headers`).
+    pub entry: Value,
+}
+
+/// A variable as the team's agent sees it: the team's env wins over ours; empty is unset.
+fn agent_var(team: &TeamConfig, name: &str) -> Option<String> {
+    team.env
+        .get(name)
+        .cloned()
+        .or_else(|| std::env::var(name).ok())
+        .filter(|v| !v.is_empty())
+}
+
+/// `.claude.json` of the team's agent: `$CLAUDE_CONFIG_DIR/.claude.json`, else
+/// `$HOME/.claude.json`.
+pub fn claude_json_path(team: &TeamConfig) -> Option<PathBuf> {
+    match agent_var(team, "CLAUDE_CONFIG_DIR") {
+        Some(dir) => Some(PathBuf::from(dir).join(".claude.json")),
+        None => Some(PathBuf::from(agent_var(team, "HOME")?).join(".claude.json")),
+    }
+}
+
+/// Claude Code's settings folder of the team's agent (`$CLAUDE_CONFIG_DIR`, else `~/.claude`).
+fn settings_dir(team: &TeamConfig) -> Option<PathBuf> {
+    match agent_var(team, "CLAUDE_CONFIG_DIR") {
+        Some(dir) => Some(PathBuf::from(dir)),
+        None => Some(PathBuf::from(agent_var(team, "HOME")?).join(".claude")),
+    }
+}
+
+/// The key of a folder in `projects` of `.claude.json`: the git root holding it, else itself
+/// (symlinks resolved).
+pub fn project_key(folder: &Path) -> PathBuf {
+    let folder = std::fs::canonicalize(folder).unwrap_or_else(|_| folder.to_path_buf());
+    folder
+        .ancestors()
+        .find(|d| d.join(".git").exists())
+        .unwrap_or(&folder)
+        .to_path_buf()
+}
+
+/// A JSON file, `Null` when it does not exist.
+fn read_json(path: &Path) -> Result<Value, AgentError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) if text.trim().is_empty() => Ok(Value::Null),
+        Ok(text) => serde_json::from_str(&text).map_err(|e| AgentError::ClaudeConfig {
+            path: path.to_path_buf(),
+            message: format!("not valid JSON: {e}"),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Value::Null),
+        Err(e) => Err(AgentError::ClaudeConfig {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        }),
+    }
+}
+
+fn strings(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn servers_of(v: Option<&Value>, scope: Scope, file: &Path, out: &mut Vec<Registered>) {
+    if let Some(map) = v.and_then(Value::as_object) {
+        for (name, entry) in map {
+            if entry.is_object() {
+                out.push(Registered {
+                    name: name.clone(),
+                    scope,
+                    file: file.to_path_buf(),
+                    entry: entry.clone(),
+                });
+            }
+        }
+    }
+}
+
+/// What Claude Code, started in the team's folder, would load, before `disabledMcpServers`.
+struct Visible {
+    /// Every registration, lowest precedence first (user, project far to near, local).
+    all: Vec<Registered>,
+    /// Names turned off in this project (`disabledMcpServers`).
+    disabled: Vec<String>,
+}
+
+fn visible(team: &TeamConfig) -> Result<Visible, AgentError> {
+    let mut all = Vec::new();
+    let mut disabled = Vec::new();
+    let key = project_key(&team.path);
+    let claude_json = match claude_json_path(team) {
+        Some(p) => Some((read_json(&p)?, p)),
+        None => None,
+    };
+    let project = claude_json
+        .as_ref()
+        .and_then(|(v, _)| v.get("projects")?.get(key.to_str()?));
+    if let Some((v, p)) = &claude_json {
+        servers_of(v.get("mcpServers"), Scope::User, p, &mut all);
+    }
+    // `.mcp.json` servers the person rejected are skipped.
+    let mut rejected = strings(project.and_then(|p| p.get("disabledMcpjsonServers")));
+    let folder = std::fs::canonicalize(&team.path).unwrap_or_else(|_| team.path.clone());
+    let mut settings = vec![
+        folder.join(".claude/settings.json"),
+        folder.join(".claude/settings.local.json"),
+    ];
+    if let Some(dir) = settings_dir(team) {
+        settings.push(dir.join("settings.json"));
+    }
+    for file in settings {
+        if let Ok(v) = read_json(&file) {
+            rejected.extend(strings(v.get("disabledMcpjsonServers")));
+        }
+    }
+    let dirs: Vec<&Path> = folder.ancestors().collect();
+    for dir in dirs.into_iter().rev() {
+        let file = dir.join(".mcp.json");
+        let v = read_json(&file)?;
+        let mut found = Vec::new();
+        servers_of(v.get("mcpServers"), Scope::Project, &file, &mut found);
+        all.extend(found.into_iter().filter(|r| !rejected.contains(&r.name)));
+    }
+    if let (Some(project), Some((_, p))) = (project, &claude_json) {
+        servers_of(project.get("mcpServers"), Scope::Local, p, &mut all);
+        disabled = strings(project.get("disabledMcpServers"));
+    }
+    Ok(Visible { all, disabled })
+}
+
+/// The MCP servers Claude Code started in the team's folder would connect to, by name
+/// (local beats project beats user), Switchboard's own included.
+pub fn effective_servers(team: &TeamConfig) -> Result<Vec<Registered>, AgentError> {
+    let v = visible(team)?;
+    let mut out: Vec<Registered> = Vec::new();
+    for r in v.all {
+        out.retain(|o| o.name != r.name);
+        out.push(r);
+    }
+    out.retain(|r| !v.disabled.contains(&r.name));
+    Ok(out)
+}
+
+/// This process's executable, symlinks resolved.
+pub fn this_exe() -> Option<PathBuf> {
+    std::env::current_exe()
+        .ok()
+        .map(|p| std::fs::canonicalize(&p).unwrap_or(p))
+}
+
+fn same_file(a: &str, b: &Path) -> bool {
+    a.contains('/') && std::fs::canonicalize(a).is_ok_and(|a| a == b)
+}
+
+fn file_name(s: &str) -> &str {
+    s.rsplit('/').next().unwrap_or(s)
+}
+
+/// Whether an MCP server entry is a Switchboard server: judged by what it runs or where it
+/// points, never by its name. `exe` is this binary; `url` the MCP endpoint this process
+/// serves, if any.
+pub fn is_switchboard_entry(entry: &Value, exe: Option<&Path>, url: Option<&str>) -> bool {
+    if let Some(command) = entry.get("command").and_then(Value::as_str) {
+        let args = strings(entry.get("args"));
+        let ours = |s: &str| {
+            let name = file_name(s);
+            name == "switchboard"
+                || name == "switchboard.exe"
+                || exe.is_some_and(|e| same_file(s, e))
+        };
+        if ours(command) || args.iter().any(|a| ours(a)) {
+            return true;
+        }
+        // `cargo run -- serve --stdio ...`, `sh -c "switchboard serve ..."`, ...
+        if args.iter().any(|a| a == "serve") && args.iter().any(|a| a == "--stdio") {
+            return true;
+        }
+        return std::iter::once(command)
+            .chain(args.iter().map(String::as_str))
+            .any(|a| {
+                let words: Vec<&str> = a.split_whitespace().collect();
+                words.iter().any(|w| file_name(w) == "switchboard") && words.contains(&"serve")
+            });
+    }
+    let Some(target) = entry.get("url").and_then(Value::as_str) else {
+        return false;
+    };
+    let headers = entry.get("headers").and_then(Value::as_object);
+    if headers.is_some_and(|h| {
+        h.keys().any(|k| {
+            k.eq_ignore_ascii_case("x-switchboard-team")
+                || k.eq_ignore_ascii_case("x-switchboard-agent")
+        })
+    }) {
+        return true;
+    }
+    let Ok(parsed) = target.parse::<http::Uri>() else {
+        return false;
+    };
+    let team_query = parsed
+        .query()
+        .is_some_and(|q| q.split('&').any(|kv| kv.starts_with("team=")));
+    if team_query && parsed.path().trim_end_matches('/').ends_with("/mcp") {
+        return true;
+    }
+    let ours = url.and_then(|u| u.parse::<http::Uri>().ok());
+    ours.is_some_and(|o| o.authority().is_some() && o.authority() == parsed.authority())
+}
+
+/// The MCP config of a spawned agent of `team`: `switchboard` (the entry naming the agent's
+/// session, if Switchboard serves one) plus, with `mcp_servers = "inherit"`, the team's other
+/// servers as Claude Code would load them, without any Switchboard registration. Meant for
+/// `--strict-mcp-config`.
+pub fn agent_mcp_config(
+    team: &TeamConfig,
+    switchboard: Option<Value>,
+    url: Option<&str>,
+) -> Result<Value, AgentError> {
+    let mut servers = Map::new();
+    if team.mcp_servers == McpServers::Inherit {
+        let exe = this_exe();
+        for r in effective_servers(team)? {
+            if r.name != SERVER_NAME && !is_switchboard_entry(&r.entry, exe.as_deref(), url) {
+                servers.insert(r.name, r.entry);
+            }
+        }
+    }
+    if let Some(entry) = switchboard {
+        servers.insert(SERVER_NAME.to_string(), entry);
+    }
+    Ok(json!({ "mcpServers": servers }))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Registration of Switchboard in a team's Claude Code
+
+/// What a correct registration of a team runs.
+#[derive(Debug, Clone)]
+pub struct Expected {
+    /// The team.
+    pub team: String,
+    /// This switchboard binary.
+    pub exe: PathBuf,
+    /// The teams file it must be given (`--config`).
+    pub config: PathBuf,
+}
+
+impl Expected {
+    /// The stdio entry: `<exe> --config <file> serve --stdio --as <team>`.
+    pub fn stdio_entry(&self) -> Value {
+        json!({
+            "type": "stdio",
+            "command": self.exe.display().to_string(),
+            "args": ["--config", self.config.display().to_string(), "serve", "--stdio", "--as", self.team],
+            "env": {},
+        })
+    }
+
+    /// The HTTP entry for the server at `url` (`http://HOST:PORT/mcp`), with a bearer token
+    /// if the server needs one.
+    pub fn http_entry(&self, url: &str, bearer: Option<&str>) -> Value {
+        let sep = if url.contains('?') { '&' } else { '?' };
+        let mut entry = json!({ "type": "http", "url": format!("{url}{sep}team={}", self.team) });
+        if let Some(b) = bearer {
+            entry["headers"] = json!({ "Authorization": format!("Bearer {b}") });
+        }
+        entry
+    }
+}
+
+/// One Switchboard registration found for a team.
+#[derive(Debug, Clone, Serialize)]
+pub struct FoundRegistration {
+    /// Its name.
+    pub name: String,
+    /// Its scope.
+    pub scope: Scope,
+    /// The file it is in.
+    pub file: PathBuf,
+    /// What it runs, or its URL.
+    pub target: String,
+    /// What is wrong with it, if anything.
+    pub problem: Option<String>,
+}
+
+/// Whether a team's Claude Code has Switchboard registered correctly.
+#[derive(Debug, Clone, Serialize)]
+pub struct RegistrationReport {
+    /// The team.
+    pub team: String,
+    /// Registered, and every Switchboard registration it sees is right.
+    pub ok: bool,
+    /// The Switchboard registrations Claude Code in the team's folder would load.
+    pub registrations: Vec<FoundRegistration>,
+    /// What is wrong, each with how to fix it.
+    pub problems: Vec<String>,
+}
+
+fn arg_after<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
+    let i = args.iter().position(|a| a == flag)?;
+    args.get(i + 1).map(String::as_str)
+}
+
+fn canon(p: &Path) -> PathBuf {
+    std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// What is wrong with one Switchboard entry for `expected`, if anything.
+fn entry_problem(entry: &Value, expected: &Expected) -> Option<String> {
+    if let Some(command) = entry.get("command").and_then(Value::as_str) {
+        let args = strings(entry.get("args"));
+        if !same_file(command, &canon(&expected.exe)) {
+            return Some(format!(
+                "runs {command}, not this switchboard ({})",
+                expected.exe.display()
+            ));
+        }
+        match arg_after(&args, "--as") {
+            Some(t) if t == expected.team => {}
+            Some(t) => return Some(format!("acts as team {t:?}, not {:?}", expected.team)),
+            None => return Some("has no `--as TEAM`".into()),
+        }
+        if !(args.iter().any(|a| a == "serve") && args.iter().any(|a| a == "--stdio")) {
+            return Some("does not run `serve --stdio`".into());
+        }
+        return match arg_after(&args, "--config") {
+            Some(c) if canon(Path::new(c)) == canon(&expected.config) => None,
+            Some(c) => Some(format!(
+                "uses the teams file {c}, not {}",
+                expected.config.display()
+            )),
+            None => Some(format!(
+                "has no `--config {}` (it would look for the default teams file)",
+                expected.config.display()
+            )),
+        };
+    }
+    let url = entry.get("url").and_then(Value::as_str).unwrap_or("");
+    let team = url
+        .parse::<http::Uri>()
+        .ok()
+        .and_then(|u| {
+            u.query()?
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("team=").map(String::from))
+        })
+        .or_else(|| {
+            entry
+                .get("headers")?
+                .as_object()?
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("x-switchboard-team"))?
+                .1
+                .as_str()
+                .map(String::from)
+        });
+    match team {
+        Some(t) if t == expected.team => None,
+        Some(t) => Some(format!("acts as team {t:?}, not {:?}", expected.team)),
+        None => Some("names no team (`?team=NAME`)".into()),
+    }
+}
+
+fn target_of(entry: &Value) -> String {
+    match entry.get("command").and_then(Value::as_str) {
+        Some(c) => std::iter::once(c.to_string())
+            .chain(strings(entry.get("args")))
+            .collect::<Vec<_>>()
+            .join(" "),
+        None => entry
+            .get("url")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
+    }
+}
+
+/// Whether Claude Code started in `team`'s folder would reach Switchboard as that team: a
+/// Switchboard server registered (any scope, any name) that runs this binary with the right
+/// teams file and `--as TEAM` (or an HTTP one with `?team=TEAM`), and no Switchboard
+/// registration acting otherwise. For `switchboard doctor`.
+pub fn check_registration(
+    team: &TeamConfig,
+    expected: &Expected,
+) -> Result<RegistrationReport, AgentError> {
+    let exe = canon(&expected.exe);
+    let mut registrations = Vec::new();
+    let mut problems = Vec::new();
+    for r in effective_servers(team)? {
+        if !is_switchboard_entry(&r.entry, Some(&exe), None) {
+            continue;
+        }
+        let problem = entry_problem(&r.entry, expected);
+        if let Some(p) = &problem {
+            problems.push(format!(
+                "{} registration {:?} ({}) {p}",
+                r.scope,
+                r.name,
+                r.file.display()
+            ));
+        }
+        registrations.push(FoundRegistration {
+            target: target_of(&r.entry),
+            name: r.name,
+            scope: r.scope,
+            file: r.file,
+            problem,
+        });
+    }
+    if registrations.is_empty() {
+        problems.push(format!(
+            "Switchboard is not registered in team {}'s Claude Code ({}): run `switchboard mcp \
+             install {}`",
+            expected.team,
+            team.path.display(),
+            expected.team
+        ));
+    } else if !problems.is_empty() {
+        problems.push(format!(
+            "fix with `switchboard mcp install {}` (and remove the wrong registrations with \
+             `claude mcp remove NAME -s SCOPE` in {})",
+            expected.team,
+            team.path.display()
+        ));
+    }
+    Ok(RegistrationReport {
+        team: expected.team.clone(),
+        ok: problems.is_empty(),
+        registrations,
+        problems,
+    })
+}
+
+/// What [`install`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InstallOutcome {
+    /// Registered.
+    Added,
+    /// An entry of that name was replaced.
+    Updated,
+    /// Already registered like that; nothing changed.
+    Unchanged,
+}
+
+/// Whether two entries run the same thing (the `type` of stdio entries may be left out).
+fn same_entry(a: &Value, b: &Value) -> bool {
+    let norm = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(o) = v.as_object_mut() {
+            if o.get("type").and_then(Value::as_str) == Some("stdio") || !o.contains_key("type") {
+                o.insert("type".into(), json!("stdio"));
+            }
+            if o.get("env")
+                .is_some_and(|e| e.as_object().is_some_and(Map::is_empty))
+            {
+                o.remove("env");
+            }
+        }
+        v
+    };
+    norm(a) == norm(b)
+}
+
+/// The longest a `claude mcp ...` command may take.
+const COMMAND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+/// The most of its output kept.
+const COMMAND_OUTPUT_BYTES: u64 = 64 * 1024;
+
+/// Runs `claude mcp ...` in the team's folder with the agent's environment, in its own process
+/// group, bounded in time ([`COMMAND_TIMEOUT`], then the group is killed) and output.
+fn run_claude(team: &TeamConfig, args: &[&str]) -> Result<String, AgentError> {
+    use std::io::Read;
+    use std::os::unix::process::CommandExt;
+    use std::process::Stdio;
+    let program = team.agent_path.clone().unwrap_or_else(|| "claude".into());
+    let command = format!("{program} {}", args.join(" "));
+    let mut child = Command::new(&program)
+        .args(args)
+        .current_dir(&team.path)
+        .envs(&team.env)
+        .env_remove("CLAUDECODE")
+        .env_remove("CLAUDE_CODE_ENTRYPOINT")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .map_err(|source| AgentError::Spawn {
+            program: program.clone(),
+            cwd: team.path.clone(),
+            source,
+        })?;
+    let pgid = child.id();
+    let readers: Vec<_> = [
+        child.stdout.take().map(|o| Box::new(o) as Box<dyn Read + Send>),
+        child.stderr.take().map(|e| Box::new(e) as Box<dyn Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|pipe| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let mut limited = pipe.take(COMMAND_OUTPUT_BYTES);
+            let _ = limited.read_to_end(&mut buf);
+            // Drain the rest so the command never blocks on a full pipe.
+            let _ = std::io::copy(&mut limited.into_inner(), &mut std::io::sink());
+            String::from_utf8_lossy(&buf).into_owned()
+        })
+    })
+    .collect();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    let status = match rx.recv_timeout(COMMAND_TIMEOUT) {
+        Ok(status) => status.map_err(|source| AgentError::Io {
+            what: format!("waiting for `{command}`"),
+            source,
+        })?,
+        Err(_) => {
+            super::process::kill_group(pgid, libc::SIGKILL);
+            return Err(AgentError::Command {
+                command,
+                message: format!("no answer within {}s; stopped", COMMAND_TIMEOUT.as_secs()),
+            });
+        }
+    };
+    let text: String = readers
+        .into_iter()
+        .map(|r| r.join().unwrap_or_default())
+        .collect();
+    if !status.success() {
+        return Err(AgentError::Command {
+            command,
+            message: format!("{status} in {}: {}", team.path.display(), text.trim()),
+        });
+    }
+    Ok(text)
+}
+
+/// Registers `entry` as `switchboard` in the local scope of the team's Claude Code (this
+/// project only, private to the user), with `claude mcp add-json`. Idempotent: the same
+/// entry again changes nothing; a different one is replaced.
+pub fn install(team: &TeamConfig, entry: &Value) -> Result<InstallOutcome, AgentError> {
+    let current = visible(team)?
+        .all
+        .into_iter()
+        .find(|r| r.scope == Scope::Local && r.name == SERVER_NAME);
+    let outcome = match &current {
+        Some(r) if same_entry(&r.entry, entry) => return Ok(InstallOutcome::Unchanged),
+        Some(_) => {
+            run_claude(team, &["mcp", "remove", "-s", "local", SERVER_NAME])?;
+            InstallOutcome::Updated
+        }
+        None => InstallOutcome::Added,
+    };
+    let json = entry.to_string();
+    run_claude(
+        team,
+        &["mcp", "add-json", "-s", "local", SERVER_NAME, json.as_str()],
+    )?;
+    Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn switchboard_entries_are_recognised_by_what_they_run() {
+        let exe = Path::new("/nonexistent/bin/sb-renamed");
+        let yes = [
+            json!({"command": "switchboard", "args": ["serve", "--stdio", "--as", "b"]}),
+            json!({"command": "/opt/x/switchboard", "args": ["--config", "/t.toml", "serve"]}),
+            json!({"command": "env", "args": ["X=1", "/usr/local/bin/switchboard", "serve"]}),
+            json!({"command": "cargo", "args": ["run", "--", "serve", "--stdio", "--as", "b"]}),
+            json!({"command": "sh", "args": ["-c", "exec switchboard --config t serve --stdio --as b"]}),
+            json!({"type": "http", "url": "http://127.0.0.1:7717/mcp?team=b"}),
+            json!({"type": "http", "url": "http://h:1/x", "headers": {"X-Switchboard-Team": "b"}}),
+            json!({"type": "http", "url": "http://127.0.0.1:4444/other"}),
+        ];
+        for e in &yes {
+            assert!(
+                is_switchboard_entry(e, Some(exe), Some("http://127.0.0.1:4444/mcp")),
+                "{e}"
+            );
+        }
+        let no = [
+            json!({"command": "python3", "args": ["echo_server.py"]}),
+            json!({"command": "switchboard-test-agent", "args": []}),
+            json!({"command": "postgres-mcp", "args": ["--dsn", "postgres://switchboard"]}),
+            json!({"type": "http", "url": "http://127.0.0.1:7717/mcp"}),
+            json!({"type": "http", "url": "https://mcp.sentry.dev/mcp"}),
+        ];
+        for e in &no {
+            assert!(
+                !is_switchboard_entry(e, Some(exe), Some("http://127.0.0.1:4444/mcp")),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn same_entry_ignores_the_implicit_stdio_type_and_empty_env() {
+        let a = json!({"type": "stdio", "command": "x", "args": ["a"], "env": {}});
+        let b = json!({"command": "x", "args": ["a"]});
+        assert!(same_entry(&a, &b));
+        assert!(!same_entry(&a, &json!({"command": "x", "args": ["b"]})));
+    }
+}

@@ -1,0 +1,149 @@
+//! `switchboard mcp install TEAM [--http [--url URL]]`: registers Switchboard in the team's
+//! Claude Code (local scope of the team's folder, as `switchboard`), idempotently, then checks
+//! what Claude Code in that folder would load.
+
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use serde::Serialize;
+use switchboard::agent::claude_mcp::{
+    check_registration, install, this_exe, Expected, InstallOutcome, RegistrationReport,
+};
+use switchboard::mcp::TOKEN_ENV;
+use switchboard::Error;
+
+use super::output::{out, print_json};
+use super::Ctx;
+
+/// Switchboard as an MCP server of the teams' Claude Code.
+#[derive(Debug, Subcommand)]
+pub enum McpCmd {
+    /// Register Switchboard in a team's Claude Code, acting as that team.
+    ///
+    /// Runs `claude mcp add-json -s local switchboard ...` in the team's folder (this project
+    /// only, private to you): by default the stdio server, `<this binary> --config <teams
+    /// file> serve --stdio --as TEAM`. Running it again changes nothing; a different
+    /// registration named `switchboard` in that scope is replaced.
+    Install(InstallCmd),
+}
+
+/// `switchboard mcp install`.
+#[derive(Debug, Args)]
+pub struct InstallCmd {
+    /// The team.
+    team: String,
+    /// Register the HTTP endpoint of `switchboard serve --http` instead (with `?team=TEAM`):
+    /// the running server's, else --url, else http://127.0.0.1:7717/mcp. A token of the
+    /// teams file ([server] auth_token) or $SWITCHBOARD_TOKEN is added as a header.
+    #[arg(long)]
+    http: bool,
+    /// With --http: the server's MCP URL.
+    #[arg(long, requires = "http", value_name = "URL")]
+    url: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Installed<'a> {
+    team: &'a str,
+    scope: &'static str,
+    outcome: InstallOutcome,
+    entry: &'a serde_json::Value,
+    check: &'a RegistrationReport,
+}
+
+impl McpCmd {
+    pub fn run(&self, ctx: &Ctx) -> Result<ExitCode, Error> {
+        match self {
+            McpCmd::Install(cmd) => cmd.run(ctx),
+        }
+    }
+}
+
+impl InstallCmd {
+    fn run(&self, ctx: &Ctx) -> Result<ExitCode, Error> {
+        let config = ctx.load_config()?;
+        let team = config.team(&self.team).ok_or_else(|| {
+            Error::Usage(format!(
+                "unknown team {:?} (teams in the config: {})",
+                self.team,
+                config.teams.keys().cloned().collect::<Vec<_>>().join(", ")
+            ))
+        })?;
+        if team.agent != "claude" {
+            return Err(Error::Usage(format!(
+                "team {} uses agent {:?}; `mcp install` registers Switchboard in Claude Code only",
+                team.name, team.agent
+            )));
+        }
+        let source = config.source.clone().ok_or_else(|| {
+            Error::Usage("the teams file has no path to register; pass --config FILE".into())
+        })?;
+        let exe = this_exe()
+            .ok_or_else(|| Error::Other("cannot tell where this switchboard binary is".into()))?;
+        let expected = Expected {
+            team: team.name.clone(),
+            exe,
+            config: source,
+        };
+        let entry = if self.http {
+            let url = match &self.url {
+                Some(u) => u.clone(),
+                None => running_server_url(&config)
+                    .unwrap_or_else(|| "http://127.0.0.1:7717/mcp".to_string()),
+            };
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(Error::Usage(format!(
+                    "--url {url:?}: give the server's MCP URL, such as http://127.0.0.1:7717/mcp"
+                )));
+            }
+            let token = std::env::var(TOKEN_ENV)
+                .ok()
+                .filter(|t| !t.is_empty())
+                .or_else(|| config.server.auth_token.clone());
+            expected.http_entry(&url, token.as_deref())
+        } else {
+            expected.stdio_entry()
+        };
+        let outcome = install(team, &entry).map_err(|e| Error::Other(e.to_string()))?;
+        let check = check_registration(team, &expected).map_err(|e| Error::Other(e.to_string()))?;
+        if ctx.json() {
+            print_json(&Installed {
+                team: &team.name,
+                scope: "local",
+                outcome,
+                entry: &entry,
+                check: &check,
+            })?;
+        } else {
+            let what = match outcome {
+                InstallOutcome::Added => "registered",
+                InstallOutcome::Updated => "updated the registration of",
+                InstallOutcome::Unchanged => "already registered:",
+            };
+            let mut text = format!(
+                "{what} switchboard for team {} in Claude Code (local scope of {})\n",
+                team.name,
+                team.path.display()
+            );
+            for p in &check.problems {
+                text.push_str(&format!("problem: {p}\n"));
+            }
+            out(&text);
+        }
+        Ok(if check.ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        })
+    }
+}
+
+/// The URL in `server.json` beside the database, if a server wrote one.
+fn running_server_url(config: &switchboard::TeamsConfig) -> Option<String> {
+    if config.database.in_memory {
+        return None;
+    }
+    let file = config.database.path.parent()?.join("server.json");
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(file).ok()?).ok()?;
+    v.get("url")?.as_str().map(String::from)
+}
