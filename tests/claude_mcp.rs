@@ -187,6 +187,10 @@ struct Env {
     marker: String,
     config: Arc<TeamsConfig>,
     api: FakeApi,
+    /// The claude binary.
+    claude: String,
+    /// The environment of the agents (HOME, the stand-in API, the marker, ...).
+    vars: Vec<(String, String)>,
 }
 
 impl Env {
@@ -200,6 +204,16 @@ impl Env {
     /// [`Env::new`] with `settings` (TOML lines of `[settings]`) and Claude Code's
     /// `MCP_TOOL_TIMEOUT` (`None`: not set, Claude Code's default).
     async fn with(settings: &str, mcp_tool_timeout_ms: Option<u64>) -> Self {
+        Self::build(settings, mcp_tool_timeout_ms, &[]).await
+    }
+
+    /// [`Env::with`], plus TOML lines for some teams (`(team, lines)`). The teams file is also
+    /// written to `<root>/teams.toml` (for the CLI and for stdio registrations).
+    async fn build(
+        settings: &str,
+        mcp_tool_timeout_ms: Option<u64>,
+        team_extra: &[(&str, &str)],
+    ) -> Self {
         let claude = claude_binary();
         let api = FakeApi::start().await;
         let dir = tempfile::Builder::new()
@@ -227,6 +241,10 @@ impl Env {
         if std::env::var_os("CLAUDE_CONFIG_DIR").is_some() {
             env.push(("CLAUDE_CONFIG_DIR", format!("{home}/.claude")));
         }
+        let vars: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
         let env: Vec<String> = env
             .iter()
             .map(|(k, v)| format!("{k} = {}", Value::from(v.as_str())))
@@ -243,7 +261,12 @@ impl Env {
                 Value::from(claude.as_str()),
                 env.join(", ")
             ));
+            for (_, lines) in team_extra.iter().filter(|(team, _)| *team == t) {
+                text.push_str(lines);
+                text.push('\n');
+            }
         }
+        std::fs::write(dir.path().join("teams.toml"), &text).expect("write teams.toml");
         let config = TeamsConfig::parse(&text, None, &|_| None)
             .unwrap_or_else(|e| panic!("test config: {e}\n{text}"));
         Self {
@@ -251,7 +274,67 @@ impl Env {
             marker,
             config: Arc::new(config),
             api,
+            claude,
+            vars,
         }
+    }
+
+    /// The teams file written by [`Env::build`].
+    fn config_path(&self) -> PathBuf {
+        self.root().join("teams.toml")
+    }
+
+    /// Runs `program args` in `cwd` with this test's environment (HOME, the stand-in API, the
+    /// marker), bounded by `limit`; returns whether it exited 0, its stdout and its stderr.
+    async fn run(
+        &self,
+        program: &str,
+        args: &[&str],
+        cwd: &Path,
+        limit: Duration,
+    ) -> (bool, String, String) {
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.args(args)
+            .current_dir(cwd)
+            .env_remove("CLAUDECODE")
+            .env_remove("CLAUDE_CODE_ENTRYPOINT")
+            .env_remove("SWITCHBOARD_CONFIG")
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true);
+        for (k, v) in &self.vars {
+            cmd.env(k, v);
+        }
+        let out = tokio::time::timeout(limit, cmd.output())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "`{program} {}` did not end within {limit:?}{}",
+                    args.join(" "),
+                    self.diagnostics()
+                )
+            })
+            .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Runs the real `claude mcp ARGS` in team `team`'s folder; it must succeed.
+    async fn claude_mcp(&self, team: &str, args: &[&str]) -> String {
+        let mut all = vec!["mcp"];
+        all.extend_from_slice(args);
+        let (ok, out, err) = self
+            .run(
+                &self.claude,
+                &all,
+                &self.root().join(team),
+                Duration::from_secs(60),
+            )
+            .await;
+        assert!(ok, "claude {all:?} failed:\n{out}\n{err}");
+        format!("{out}{err}")
     }
 
     fn root(&self) -> &Path {
@@ -776,4 +859,316 @@ async fn an_agent_waiting_for_a_nested_tell_is_not_killed_as_stalled() {
         "the tell person -> a: {t1:?}"
     );
     env.shutdown(server, &r).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Switchboard registered in the teams' own Claude Code config, the CLI without a server, and
+// `switchboard mcp install`.
+
+/// The switchboard binary.
+const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
+
+/// The tiny stdio MCP server (stdlib Python): one tool, `echo`.
+fn echo_server() -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/mcp/echo_server.py")
+        .display()
+        .to_string()
+}
+
+/// Every `tool_result` the stand-in saw from `team`'s agent, by tool_use id.
+fn results_of(env: &Env, team: &str) -> std::collections::HashMap<String, ToolResult> {
+    env.api
+        .message_requests()
+        .iter()
+        .filter(|q| agent_of(q) == Some(team))
+        .flat_map(tool_results)
+        .map(|r| (r.tool_use_id.clone(), r))
+        .collect()
+}
+
+/// Team b's folder registers Switchboard as b the way the README used to say, under
+/// `switchboard` and under other names, in local and project scope, with `allowed_tools`
+/// letting those run without a prompt; it also registers another MCP server (`echo`). When b's
+/// agent is spawned to answer a (person -> a -> b), Switchboard under another name is not
+/// there (so b cannot tell a as the plain team, outside the chain); its chained `switchboard`
+/// refuses a -> b -> a as a loop; `echo` still works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_spawned_agent_reaches_switchboard_only_through_its_chain() {
+    let env = Env::build(
+        "response_timeout = \"100s\"",
+        Some(MCP_TOOL_TIMEOUT_MS),
+        &[(
+            "b",
+            "allowed_tools = [\"mcp__sb\", \"mcp__sbproj\", \"mcp__echo\"]",
+        )],
+    )
+    .await;
+    let calls: [(&str, &str, Value); 4] = [
+        (
+            "toolu_b_sb",
+            "mcp__sb__team_tell",
+            json!({"to": "a", "message": "via sb"}),
+        ),
+        (
+            "toolu_b_proj",
+            "mcp__sbproj__team_tell",
+            json!({"to": "a", "message": "via sbproj"}),
+        ),
+        (
+            "toolu_b_chain",
+            TEAM_TELL,
+            json!({"to": "a", "message": "via the chain"}),
+        ),
+        ("toolu_b_echo", "mcp__echo__echo", json!({"text": "ping"})),
+    ];
+    env.api.respond_with(move |rec| match agent_of(rec)? {
+        "a" => Some(match tool_results(rec).pop() {
+            None if rec.last_user_text() == "Ask team b." => Answer::text("Asking b.")
+                .with_tool_use(
+                    "toolu_a_1",
+                    TEAM_TELL,
+                    json!({"to": "b", "message": "please check"}),
+                ),
+            // Only reached when b gets through to a outside the chain.
+            None => Answer::text("a answers b directly"),
+            Some(result) => Answer::text(format!("a relays: {}", tell_answer(&result))),
+        }),
+        "b" => {
+            let round = rec
+                .messages()
+                .iter()
+                .filter(|m| m["role"] == "assistant")
+                .count();
+            Some(match calls.get(round) {
+                Some((id, name, input)) => {
+                    Answer::text("Trying.").with_tool_use(id, name, input.clone())
+                }
+                None => Answer::text("b is done"),
+            })
+        }
+        _ => None,
+    });
+    let r = env.router();
+    let server = env.serve(&r).await;
+
+    let cfg = env.config_path().display().to_string();
+    let stdio_b = ["--", BIN, "--config", &cfg, "serve", "--stdio", "--as", "b"];
+    let url_b = format!("{}?team=b", server.url());
+    let echo = echo_server();
+    let mut add = vec!["add", "-s", "local", "sb"];
+    add.extend_from_slice(&stdio_b);
+    env.claude_mcp("b", &add).await;
+    let mut add = vec!["add", "-s", "project", "sbproj"];
+    add.extend_from_slice(&stdio_b);
+    env.claude_mcp("b", &add).await;
+    env.claude_mcp(
+        "b",
+        &[
+            "add",
+            "-s",
+            "project",
+            "--transport",
+            "http",
+            "switchboard",
+            &url_b,
+        ],
+    )
+    .await;
+    env.claude_mcp(
+        "b",
+        &[
+            "add",
+            "-s",
+            "local",
+            "echo",
+            "-e",
+            "ECHO_SERVER_NAME=b-echo",
+            "--",
+            "python3",
+            &echo,
+        ],
+    )
+    .await;
+
+    let (t1, took) = env.tell_a(&r, "Ask team b.").await;
+    eprintln!("person -> a -> b answered in {took:?}");
+    let results = results_of(&env, "b");
+    for id in ["toolu_b_sb", "toolu_b_proj"] {
+        let res = results.get(id);
+        ensure!(
+            env,
+            res.is_some_and(|x| x.is_error && x.text.contains("No such tool available")),
+            "b's agent reached Switchboard outside its chain ({id}): {res:?}"
+        );
+    }
+    let chain = results.get("toolu_b_chain");
+    ensure!(
+        env,
+        chain.is_some_and(|x| x.is_error && x.text.contains("a -> b -> a is a loop")),
+        "b's chained tell back to a: {chain:?}"
+    );
+    let echoed = results.get("toolu_b_echo");
+    ensure!(
+        env,
+        echoed.is_some_and(|x| !x.is_error && x.text.contains("echo: ping (from b-echo)")),
+        "b's own MCP server: {echoed:?}"
+    );
+    ensure!(
+        env,
+        t1.answer.as_deref() == Some("a relays: b is done"),
+        "the tell person -> a: {t1:?}"
+    );
+    assert!(
+        r.report("b", "a", 10).expect("report b -> a").is_empty(),
+        "no tell b -> a"
+    );
+    assert!(
+        r.manager().get("b", "a").expect("get").is_none(),
+        "no session b -> a"
+    );
+    // What b's agent was given: Switchboard's chained server and b's echo server, nothing else.
+    let ab = env.session(&r, "a", "b");
+    let file = env.root().join(format!("data/mcp/{}.json", ab.session_id));
+    let mcp: Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).expect("MCP config")).expect("json");
+    let names: Vec<&String> = mcp["mcpServers"]
+        .as_object()
+        .expect("mcpServers")
+        .keys()
+        .collect();
+    assert_eq!(names, ["echo", "switchboard"], "{mcp}");
+    assert_eq!(mcp["mcpServers"]["switchboard"]["url"], server.url());
+    let launch = ab.launch_command.clone().unwrap_or_default();
+    assert!(launch.contains("--strict-mcp-config"), "{launch}");
+
+    env.shutdown(server, &r).await;
+}
+
+/// `switchboard tell` with no server running runs a's agent itself; that agent still gets
+/// Switchboard's tools (from the command's private endpoint), and its tell to b is chained.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_agent_started_by_the_cli_tells_another_team() {
+    let env = Env::new().await;
+    env.api.respond_with(|rec| match agent_of(rec)? {
+        "a" => Some(match tool_results(rec).pop() {
+            None => Answer::text("Let me ask team b.").with_tool_use(
+                "toolu_a_1",
+                TEAM_TELL,
+                json!({"to": "b", "message": "what is the answer?"}),
+            ),
+            Some(result) => Answer::text(format!(
+                "a relays (error={}): {}",
+                result.is_error,
+                tell_answer(&result)
+            )),
+        }),
+        "b" => Some(Answer::text("b says 42")),
+        _ => None,
+    });
+    let cfg = env.config_path().display().to_string();
+    let (ok, out, err) = env
+        .run(
+            BIN,
+            &["--config", &cfg, "tell", "person", "a", "Ask team b."],
+            env.root(),
+            TELL_LIMIT,
+        )
+        .await;
+    ensure!(
+        env,
+        ok && out.trim() == "a relays (error=false): b says 42",
+        "switchboard tell: ok={ok}\nstdout: {out}\nstderr: {err}"
+    );
+    env.assert_no_agents().await;
+    let r = env.router();
+    let pa = r.report("person", "a", 10).expect("report");
+    let ab = r.report("a", "b", 10).expect("report");
+    assert_eq!((pa.len(), ab.len()), (1, 1), "{pa:?} {ab:?}");
+    assert_eq!(ab[0].state, TellState::Answered, "{:?}", ab[0]);
+    assert_eq!(ab[0].answer.as_deref(), Some("b says 42"));
+    assert_eq!(
+        ab[0].parent_tell_id.as_deref(),
+        Some(pa[0].tell_id.as_str()),
+        "the tell a -> b is chained to person -> a"
+    );
+    let launch = env
+        .session(&r, "person", "a")
+        .launch_command
+        .clone()
+        .unwrap_or_default();
+    assert!(
+        launch.contains("--mcp-config") && launch.contains("mcp__switchboard"),
+        "{launch}"
+    );
+}
+
+/// `switchboard mcp install b` registers Switchboard in b's Claude Code (the real `claude mcp`
+/// sees it and connects to it), twice without failing; the registration check says OK, and
+/// names a wrong registration; `--http` switches to the server's URL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mcp_install_registers_a_team_idempotently() {
+    use switchboard::agent::claude_mcp::{check_registration, Expected};
+    let env = Env::new().await;
+    let cfg = env.config_path().display().to_string();
+    let install = |extra: &'static [&'static str]| {
+        let mut args = vec!["--config", cfg.as_str(), "mcp", "install", "b"];
+        args.extend_from_slice(extra);
+        let env = &env;
+        async move {
+            let (ok, out, err) = env
+                .run(BIN, &args, env.root(), Duration::from_secs(60))
+                .await;
+            assert!(ok, "mcp install {extra:?} failed:\n{out}\n{err}");
+            out
+        }
+    };
+    let first = install(&[]).await;
+    assert!(
+        first.starts_with("registered switchboard for team b"),
+        "{first}"
+    );
+    let second = install(&[]).await;
+    assert!(second.starts_with("already registered"), "{second}");
+
+    let got = env.claude_mcp("b", &["get", "switchboard"]).await;
+    assert!(
+        got.contains("Local config")
+            && got.contains("Connected")
+            && got.contains(&format!("--config {cfg} serve --stdio --as b")),
+        "{got}"
+    );
+    let team = env.config.team("b").expect("team b").clone();
+    let expected = Expected {
+        team: "b".into(),
+        exe: PathBuf::from(BIN),
+        config: env.config_path(),
+    };
+    let report = check_registration(&team, &expected).expect("check");
+    assert!(report.ok, "{report:?}");
+    assert_eq!(report.registrations.len(), 1, "{report:?}");
+
+    // A registration acting as another team is named.
+    env.claude_mcp(
+        "b",
+        &[
+            "add", "-s", "project", "sb-a", "--", BIN, "--config", &cfg, "serve", "--stdio",
+            "--as", "a",
+        ],
+    )
+    .await;
+    let report = check_registration(&team, &expected).expect("check");
+    assert!(
+        !report.ok
+            && report.problems[0].contains("\"sb-a\"")
+            && report.problems[0].contains("acts as team \"a\""),
+        "{report:?}"
+    );
+    std::fs::remove_file(env.root().join("b/.mcp.json")).expect("remove .mcp.json");
+
+    let http = install(&["--http", "--url", "http://127.0.0.1:7717/mcp"]).await;
+    assert!(http.starts_with("updated the registration"), "{http}");
+    let got = env.claude_mcp("b", &["get", "switchboard"]).await;
+    assert!(got.contains("http://127.0.0.1:7717/mcp?team=b"), "{got}");
+    assert!(check_registration(&team, &expected).expect("check").ok);
 }

@@ -563,8 +563,14 @@ fn run_claude(team: &TeamConfig, args: &[&str]) -> Result<String, AgentError> {
         })?;
     let pgid = child.id();
     let readers: Vec<_> = [
-        child.stdout.take().map(|o| Box::new(o) as Box<dyn Read + Send>),
-        child.stderr.take().map(|e| Box::new(e) as Box<dyn Read + Send>),
+        child
+            .stdout
+            .take()
+            .map(|o| Box::new(o) as Box<dyn Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|e| Box::new(e) as Box<dyn Read + Send>),
     ]
     .into_iter()
     .flatten()
