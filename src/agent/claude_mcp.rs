@@ -233,6 +233,10 @@ pub fn is_switchboard_entry(entry: &Value, exe: Option<&Path>, url: Option<&str>
     if let Some(command) = entry.get("command").and_then(Value::as_str) {
         let args = strings(entry.get("args"));
         let ours = |s: &str| {
+            if s.contains(':') {
+                // A URL or DSN (`postgres://.../switchboard`), not a program.
+                return false;
+            }
             let name = file_name(s);
             name == "switchboard"
                 || name == "switchboard.exe"
@@ -683,5 +687,99 @@ mod tests {
         let b = json!({"command": "x", "args": ["a"]});
         assert!(same_entry(&a, &b));
         assert!(!same_entry(&a, &json!({"command": "x", "args": ["b"]})));
+    }
+
+    fn team_in(home: &Path, folder: &Path, mcp_servers: &str) -> TeamConfig {
+        let text = format!(
+            "[database]\nin_memory = true\n[teams.b]\npath = {:?}\nmcp_servers = {mcp_servers:?}\nenv = {{ HOME = {:?} }}\n",
+            folder.display().to_string(),
+            home.display().to_string()
+        );
+        crate::TeamsConfig::parse(&text, None, &|_| None)
+            .expect("config")
+            .teams
+            .remove("b")
+            .expect("team b")
+    }
+
+    /// The merge rules observed from Claude Code 2.1.328 (docs/claude-code-protocol.md).
+    #[test]
+    fn the_agent_config_merges_scopes_like_claude_code_and_drops_switchboard() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = std::fs::canonicalize(dir.path()).expect("canonical");
+        let home = root.join("home");
+        let repo = root.join("repo");
+        let folder = repo.join("svc/api");
+        std::fs::create_dir_all(&home).expect("mkdir");
+        std::fs::create_dir_all(folder.join(".claude")).expect("mkdir");
+        std::fs::create_dir_all(repo.join(".git")).expect("mkdir");
+        let stdio = |name: &str| json!({"command": "python3", "args": [name]});
+        let sb =
+            json!({"command": "/opt/bin/switchboard", "args": ["serve", "--stdio", "--as", "b"]});
+        std::fs::write(
+            home.join(".claude.json"),
+            json!({
+                "mcpServers": {"u1": stdio("user"), "shared": stdio("user"), "sb-user": sb},
+                "projects": {
+                    // The git root, not the folder, is the project of the local scope.
+                    repo.display().to_string(): {
+                        "mcpServers": {"shared": stdio("local"), "db": stdio("local"), "sb": sb,
+                                       "off": stdio("local")},
+                        "disabledMcpServers": ["off"],
+                        "disabledMcpjsonServers": ["rejected"],
+                    },
+                    folder.display().to_string(): {"mcpServers": {"never": stdio("x")}},
+                }
+            })
+            .to_string(),
+        )
+        .expect("write");
+        std::fs::write(
+            repo.join(".mcp.json"),
+            json!({"mcpServers": {"far": stdio("far"), "near": stdio("far"),
+                                  "rejected": stdio("p")}})
+            .to_string(),
+        )
+        .expect("write");
+        std::fs::write(
+            folder.join(".mcp.json"),
+            json!({"mcpServers": {"near": stdio("near"),
+                                  "switchboard": {"type": "http", "url": "http://127.0.0.1:7717/mcp?team=b"}}})
+            .to_string(),
+        )
+        .expect("write");
+
+        let team = team_in(&home, &folder, "inherit");
+        let ours = json!({"type": "http", "url": "http://127.0.0.1:9/mcp"});
+        let config = agent_mcp_config(&team, Some(ours.clone()), None).expect("config");
+        let servers = config["mcpServers"].as_object().expect("servers");
+        let names: Vec<&str> = servers.keys().map(String::as_str).collect();
+        assert_eq!(names, ["db", "far", "near", "shared", "switchboard", "u1"]);
+        assert_eq!(servers["shared"], stdio("local"), "local beats user");
+        assert_eq!(servers["near"], stdio("near"), "the nearest .mcp.json wins");
+        assert_eq!(servers["switchboard"], ours);
+
+        let none = agent_mcp_config(&team_in(&home, &folder, "none"), Some(ours.clone()), None)
+            .expect("config");
+        assert_eq!(none, json!({"mcpServers": {"switchboard": ours}}));
+
+        std::fs::write(home.join(".claude.json"), "{not json").expect("write");
+        let err = agent_mcp_config(&team, None, None).expect_err("bad JSON is an error");
+        assert!(
+            err.to_string().contains(".claude.json: not valid JSON"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_mcp_servers_value_is_reported_with_its_key() {
+        let text =
+            "[database]\nin_memory = true\n[teams.b]\npath = \"/tmp\"\nmcp_servers = \"all\"\n";
+        let err = crate::TeamsConfig::parse(text, None, &|_| None).expect_err("bad value");
+        let text = err.to_string();
+        assert!(
+            text.contains("teams.b.mcp_servers") && text.contains("one of: inherit, none"),
+            "{text}"
+        );
     }
 }
