@@ -18,9 +18,8 @@ use super::Ctx;
 
 /// Serve Switchboard's tools (team_tell, team_teams, ...) to agents over MCP.
 ///
-/// Register it in Claude Code with `claude mcp add switchboard -- switchboard serve --stdio
-/// --as TEAM`, or run `switchboard serve --http` and add
-/// `http://127.0.0.1:7717/mcp?team=TEAM` with `--transport http`.
+/// Register it in a team's Claude Code with `switchboard mcp install TEAM` (stdio), or run
+/// `switchboard serve --http` and use `switchboard mcp install TEAM --http`.
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("transport").required(true).args(["stdio", "http"])))]
 pub struct ServeCmd {
