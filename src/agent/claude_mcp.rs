@@ -104,8 +104,23 @@ pub fn project_key(folder: &Path) -> PathBuf {
         .to_path_buf()
 }
 
-/// A JSON file, `Null` when it does not exist.
+/// A JSON file, `Null` when it does not exist. Claude Code rewrites `.claude.json` while it
+/// runs: text that does not parse is read again a few times before it counts as broken.
 fn read_json(path: &Path) -> Result<Value, AgentError> {
+    let mut result = read_json_once(path);
+    for _ in 0..4 {
+        match &result {
+            Err(AgentError::ClaudeConfig { message, .. }) if message.starts_with("not valid") => {
+                std::thread::yield_now();
+                result = read_json_once(path);
+            }
+            _ => break,
+        }
+    }
+    result
+}
+
+fn read_json_once(path: &Path) -> Result<Value, AgentError> {
     match std::fs::read_to_string(path) {
         Ok(text) if text.trim().is_empty() => Ok(Value::Null),
         Ok(text) => serde_json::from_str(&text).map_err(|e| AgentError::ClaudeConfig {
