@@ -449,3 +449,46 @@ async fn stdio_needs_a_known_team() {
     let ran = run(cmd, Duration::from_secs(30)).await;
     assert_eq!(ran.code, Some(2), "--as needs --stdio: {}", ran.stderr);
 }
+
+/// The endpoint a command without a server serves to the agents it spawns: loopback, every
+/// request needs its random token, only `/mcp` is served, and it is gone after shutdown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commands_agent_endpoint_needs_its_token_and_serves_only_mcp() {
+    let env = Env::new("");
+    let router = env.router();
+    let endpoint = switchboard::mcp::serve::start_agent_endpoint(&router)
+        .await
+        .expect("agent endpoint");
+    let authority = endpoint
+        .url()
+        .strip_prefix("http://")
+        .and_then(|rest| rest.split('/').next())
+        .expect("an http:// URL");
+    let addr: SocketAddr = authority.parse().expect("addr");
+    assert!(addr.ip().is_loopback(), "{addr}");
+    let none = http(addr, "POST", "/mcp", &MCP_POST, INITIALIZE).await;
+    assert_eq!(none.status, 401, "no token");
+    let bearer = format!("Bearer {}", endpoint.token());
+    let authorized = [MCP_POST[0], MCP_POST[1], ("Authorization", bearer.as_str())];
+    let ok = http(addr, "POST", "/mcp", &authorized, INITIALIZE).await;
+    assert_eq!(ok.status, 200, "with the token");
+    for path in ["/health", "/status", "/metrics"] {
+        let r = http(addr, "GET", path, &[("Authorization", &bearer)], "").await;
+        assert_eq!(r.status, 404, "{path} is not served to agents");
+    }
+    let api = http(
+        addr,
+        "POST",
+        "/api/tell",
+        &[("Authorization", &bearer)],
+        "{}",
+    )
+    .await;
+    assert_eq!(api.status, 404, "the CLI's API is not served to agents");
+    endpoint.shutdown().await;
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "still listening after shutdown"
+    );
+    router.shutdown().await;
+}

@@ -234,6 +234,7 @@ impl ServerHandle {
 #[derive(Debug)]
 pub struct AgentEndpoint {
     url: String,
+    token: String,
     router: Router,
     stop: CancellationToken,
     http: JoinHandle<()>,
@@ -270,10 +271,11 @@ pub async fn start_agent_endpoint(router: &Router) -> Result<AgentEndpoint, McpE
         stop.child_token(),
     ));
     let http = tokio::spawn(http::serve(listener, state, stop.child_token()));
-    router.set_mcp_endpoint(Some(url.clone()), Some(token));
+    router.set_mcp_endpoint(Some(url.clone()), Some(token.clone()));
     tracing::debug!(%url, "serving MCP to spawned agents");
     Ok(AgentEndpoint {
         url,
+        token,
         router: router.clone(),
         stop,
         http,
@@ -284,6 +286,11 @@ impl AgentEndpoint {
     /// The endpoint's URL.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// The bearer token every request needs (in the spawned agents' MCP configs).
+    pub fn token(&self) -> &str {
+        &self.token
     }
 
     /// Stops serving; agents started from now on get no Switchboard tools. Call after the
