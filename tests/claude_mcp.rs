@@ -888,7 +888,8 @@ fn results_of(env: &Env, team: &str) -> std::collections::HashMap<String, ToolRe
 }
 
 /// Team b's folder registers Switchboard as b the way the README used to say, under
-/// `switchboard` and under other names, in local and project scope, with `allowed_tools`
+/// `switchboard` and under other names, in local, project and user scope, stdio and HTTP,
+/// with `allowed_tools`
 /// letting those run without a prompt; it also registers another MCP server (`echo`). When b's
 /// agent is spawned to answer a (person -> a -> b), Switchboard under another name is not
 /// there (so b cannot tell a as the plain team, outside the chain); its chained `switchboard`
@@ -900,11 +901,12 @@ async fn a_spawned_agent_reaches_switchboard_only_through_its_chain() {
         Some(MCP_TOOL_TIMEOUT_MS),
         &[(
             "b",
-            "allowed_tools = [\"mcp__sb\", \"mcp__sbproj\", \"mcp__echo\"]",
+            "allowed_tools = [\"mcp__sb\", \"mcp__sbproj\", \"mcp__sbuser\", \"mcp__sbhttp\", \
+             \"mcp__echo\"]",
         )],
     )
     .await;
-    let calls: [(&str, &str, Value); 4] = [
+    let calls: [(&str, &str, Value); 6] = [
         (
             "toolu_b_sb",
             "mcp__sb__team_tell",
@@ -914,6 +916,16 @@ async fn a_spawned_agent_reaches_switchboard_only_through_its_chain() {
             "toolu_b_proj",
             "mcp__sbproj__team_tell",
             json!({"to": "a", "message": "via sbproj"}),
+        ),
+        (
+            "toolu_b_user",
+            "mcp__sbuser__team_tell",
+            json!({"to": "a", "message": "via sbuser"}),
+        ),
+        (
+            "toolu_b_http",
+            "mcp__sbhttp__team_tell",
+            json!({"to": "a", "message": "via sbhttp"}),
         ),
         (
             "toolu_b_chain",
@@ -962,6 +974,22 @@ async fn a_spawned_agent_reaches_switchboard_only_through_its_chain() {
     let mut add = vec!["add", "-s", "project", "sbproj"];
     add.extend_from_slice(&stdio_b);
     env.claude_mcp("b", &add).await;
+    let mut add = vec!["add", "-s", "user", "sbuser"];
+    add.extend_from_slice(&stdio_b);
+    env.claude_mcp("b", &add).await;
+    env.claude_mcp(
+        "b",
+        &[
+            "add",
+            "-s",
+            "local",
+            "--transport",
+            "http",
+            "sbhttp",
+            &url_b,
+        ],
+    )
+    .await;
     env.claude_mcp(
         "b",
         &[
@@ -994,7 +1022,7 @@ async fn a_spawned_agent_reaches_switchboard_only_through_its_chain() {
     let (t1, took) = env.tell_a(&r, "Ask team b.").await;
     eprintln!("person -> a -> b answered in {took:?}");
     let results = results_of(&env, "b");
-    for id in ["toolu_b_sb", "toolu_b_proj"] {
+    for id in ["toolu_b_sb", "toolu_b_proj", "toolu_b_user", "toolu_b_http"] {
         let res = results.get(id);
         ensure!(
             env,
@@ -1171,4 +1199,54 @@ async fn mcp_install_registers_a_team_idempotently() {
     let got = env.claude_mcp("b", &["get", "switchboard"]).await;
     assert!(got.contains("http://127.0.0.1:7717/mcp?team=b"), "{got}");
     assert!(check_registration(&team, &expected).expect("check").ok);
+
+    // Teams in one git repository share Claude Code's local scope: a local registration would
+    // act as one team in both folders, so it is refused; the project scope works.
+    let (ok, out, err) = env
+        .run(
+            "git",
+            &["init", "-q", "."],
+            env.root(),
+            Duration::from_secs(30),
+        )
+        .await;
+    assert!(ok, "git init: {out}{err}");
+    let args = ["--config", cfg.as_str(), "mcp", "install", "a"];
+    let (ok, _, err) = env
+        .run(BIN, &args, env.root(), Duration::from_secs(60))
+        .await;
+    assert!(
+        !ok && err.contains("shares Claude Code's local scope") && err.contains("--scope project"),
+        "{err}"
+    );
+    let args = [
+        "--config",
+        cfg.as_str(),
+        "mcp",
+        "install",
+        "a",
+        "--scope",
+        "project",
+    ];
+    for expect in ["registered", "already registered"] {
+        let (ok, out, err) = env
+            .run(BIN, &args, env.root(), Duration::from_secs(60))
+            .await;
+        assert!(ok && out.starts_with(expect), "{out}{err}");
+    }
+    let mcp_json: Value = serde_json::from_str(
+        &std::fs::read_to_string(env.root().join("a/.mcp.json")).expect(".mcp.json of a"),
+    )
+    .expect("json");
+    assert_eq!(
+        mcp_json["mcpServers"]["switchboard"]["args"],
+        json!(["--config", cfg, "serve", "--stdio", "--as", "a"])
+    );
+    let team_a = env.config.team("a").expect("team a").clone();
+    let expected_a = Expected {
+        team: "a".into(),
+        ..expected
+    };
+    let report = check_registration(&team_a, &expected_a).expect("check");
+    assert!(report.ok, "{report:?}");
 }

@@ -634,18 +634,40 @@ fn run_claude(team: &TeamConfig, args: &[&str]) -> Result<String, AgentError> {
     Ok(text)
 }
 
-/// Registers `entry` as `switchboard` in the local scope of the team's Claude Code (this
-/// project only, private to the user), with `claude mcp add-json`. Idempotent: the same
-/// entry again changes nothing; a different one is replaced.
-pub fn install(team: &TeamConfig, entry: &Value) -> Result<InstallOutcome, AgentError> {
-    let current = visible(team)?
-        .all
-        .into_iter()
-        .find(|r| r.scope == Scope::Local && r.name == SERVER_NAME);
+/// Registers `entry` as `switchboard` in the team's Claude Code, with `claude mcp add-json`
+/// run in the team's folder: in the local scope (this project only, private to the user; the
+/// project is the git root holding the folder) or the project scope (`<folder>/.mcp.json`).
+/// Idempotent: the same entry again changes nothing; a different one is replaced.
+pub fn install(
+    team: &TeamConfig,
+    entry: &Value,
+    scope: Scope,
+) -> Result<InstallOutcome, AgentError> {
+    let current = match scope {
+        Scope::Local => visible(team)?
+            .all
+            .into_iter()
+            .find(|r| r.scope == Scope::Local && r.name == SERVER_NAME)
+            .map(|r| r.entry),
+        Scope::Project => {
+            let file = canon(&team.path).join(".mcp.json");
+            read_json(&file)?
+                .get("mcpServers")
+                .and_then(|m| m.get(SERVER_NAME))
+                .cloned()
+        }
+        Scope::User => {
+            return Err(AgentError::Command {
+                command: "mcp install".into(),
+                message: "a registration acts as one team: use the local or project scope".into(),
+            })
+        }
+    };
+    let scope_arg = scope.to_string();
     let outcome = match &current {
-        Some(r) if same_entry(&r.entry, entry) => return Ok(InstallOutcome::Unchanged),
+        Some(e) if same_entry(e, entry) => return Ok(InstallOutcome::Unchanged),
         Some(_) => {
-            run_claude(team, &["mcp", "remove", "-s", "local", SERVER_NAME])?;
+            run_claude(team, &["mcp", "remove", "-s", &scope_arg, SERVER_NAME])?;
             InstallOutcome::Updated
         }
         None => InstallOutcome::Added,
@@ -653,7 +675,14 @@ pub fn install(team: &TeamConfig, entry: &Value) -> Result<InstallOutcome, Agent
     let json = entry.to_string();
     run_claude(
         team,
-        &["mcp", "add-json", "-s", "local", SERVER_NAME, json.as_str()],
+        &[
+            "mcp",
+            "add-json",
+            "-s",
+            &scope_arg,
+            SERVER_NAME,
+            json.as_str(),
+        ],
     )?;
     Ok(outcome)
 }

@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 use serde::Serialize;
 use switchboard::agent::claude_mcp::{
-    check_registration, install, this_exe, Expected, InstallOutcome, RegistrationReport,
+    check_registration, install, project_key, this_exe, Expected, InstallOutcome,
+    RegistrationReport, Scope,
 };
 use switchboard::mcp::TOKEN_ENV;
 use switchboard::Error;
@@ -21,7 +22,8 @@ pub enum McpCmd {
     /// Register Switchboard in a team's Claude Code, acting as that team.
     ///
     /// Runs `claude mcp add-json -s local switchboard ...` in the team's folder (this project
-    /// only, private to you): by default the stdio server, `<this binary> --config <teams
+    /// only, private to you; `--scope project` writes `<folder>/.mcp.json`): by default the
+    /// stdio server, `<this binary> --config <teams
     /// file> serve --stdio --as TEAM`. Running it again changes nothing; a different
     /// registration named `switchboard` in that scope is replaced.
     Install(InstallCmd),
@@ -40,12 +42,26 @@ pub struct InstallCmd {
     /// With --http: the server's MCP URL.
     #[arg(long, requires = "http", value_name = "URL")]
     url: Option<String>,
+    /// Where to register: `local` (this project only, private to you; Claude Code's project is
+    /// the git root holding the folder) or `project` (`<team folder>/.mcp.json`, for teams that
+    /// share a git repository with another team).
+    #[arg(long, value_enum, default_value_t = InstallScope::Local)]
+    scope: InstallScope,
+}
+
+/// `--scope` of `mcp install`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum InstallScope {
+    /// `projects["<git root or folder>"].mcpServers` of ~/.claude.json.
+    Local,
+    /// `<team folder>/.mcp.json`.
+    Project,
 }
 
 #[derive(Serialize)]
 struct Installed<'a> {
     team: &'a str,
-    scope: &'static str,
+    scope: Scope,
     outcome: InstallOutcome,
     entry: &'a serde_json::Value,
     check: &'a RegistrationReport,
@@ -104,12 +120,38 @@ impl InstallCmd {
         } else {
             expected.stdio_entry()
         };
-        let outcome = install(team, &entry).map_err(|e| Error::Other(e.to_string()))?;
+        let scope = match self.scope {
+            InstallScope::Local => Scope::Local,
+            InstallScope::Project => Scope::Project,
+        };
+        if scope == Scope::Local {
+            // Claude Code keys the local scope by the git root: teams in one repository share
+            // it, and one registration would act as the same team in all their folders.
+            let key = project_key(&team.path);
+            let sharing: Vec<&str> = config
+                .teams
+                .values()
+                .filter(|t| t.name != team.name && project_key(&t.path) == key)
+                .map(|t| t.name.as_str())
+                .collect();
+            if !sharing.is_empty() {
+                return Err(Error::Usage(format!(
+                    "team {} shares Claude Code's local scope ({}) with team {}: a local \
+                     registration would act as one team in all their folders; use --scope \
+                     project (writes {}/.mcp.json)",
+                    team.name,
+                    key.display(),
+                    sharing.join(", "),
+                    team.path.display()
+                )));
+            }
+        }
+        let outcome = install(team, &entry, scope).map_err(|e| Error::Other(e.to_string()))?;
         let check = check_registration(team, &expected).map_err(|e| Error::Other(e.to_string()))?;
         if ctx.json() {
             print_json(&Installed {
                 team: &team.name,
-                scope: "local",
+                scope,
                 outcome,
                 entry: &entry,
                 check: &check,
@@ -121,7 +163,7 @@ impl InstallCmd {
                 InstallOutcome::Unchanged => "already registered:",
             };
             let mut text = format!(
-                "{what} switchboard for team {} in Claude Code (local scope of {})\n",
+                "{what} switchboard for team {} in Claude Code ({scope} scope of {})\n",
                 team.name,
                 team.path.display()
             );
