@@ -36,7 +36,8 @@ pub struct InstallCmd {
     team: String,
     /// Register the HTTP endpoint of `switchboard serve --http` instead (with `?team=TEAM`):
     /// the running server's, else --url, else http://127.0.0.1:7717/mcp. A token of the
-    /// teams file ([server] auth_token) or $SWITCHBOARD_TOKEN is added as a header.
+    /// teams file ([server] auth_token) or $SWITCHBOARD_TOKEN is added as a header (with
+    /// `--scope project`, as `${SWITCHBOARD_TOKEN}`, expanded by Claude Code).
     #[arg(long)]
     http: bool,
     /// With --http: the server's MCP URL.
@@ -116,6 +117,12 @@ impl InstallCmd {
                 .ok()
                 .filter(|t| !t.is_empty())
                 .or_else(|| config.server.auth_token.clone());
+            // `.mcp.json` is usually committed: it gets a reference Claude Code expands from
+            // its environment, never the token itself (~/.claude.json is private to the user).
+            let token = match (token, self.scope) {
+                (Some(_), InstallScope::Project) => Some(format!("${{{TOKEN_ENV}}}")),
+                (token, _) => token,
+            };
             expected.http_entry(&url, token.as_deref())
         } else {
             expected.stdio_entry()
