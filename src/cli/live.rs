@@ -30,6 +30,21 @@ where
     F: FnOnce(Router) -> Fut,
     Fut: Future<Output = Result<T, Error>>,
 {
+    with_router_on(ctx, pair, Signals::Os, body)
+}
+
+/// [`with_router`], ending early on `signals` only (a body that handles SIGINT itself passes
+/// [`Signals::TermOnly`]).
+pub fn with_router_on<T, F, Fut>(
+    ctx: &Ctx,
+    pair: Option<(&str, &str)>,
+    signals: Signals,
+    body: F,
+) -> Result<Ended<T>, Error>
+where
+    F: FnOnce(Router) -> Fut,
+    Fut: Future<Output = Result<T, Error>>,
+{
     let manager = Arc::new(ctx.manager()?);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -43,7 +58,7 @@ where
         }
         let result = tokio::select! {
             r = body(router.clone()) => r.map(Ended::Done),
-            sig = Signals::Os.wait() => {
+            sig = signals.wait() => {
                 eprintln!("{sig}: stopping; running turns get {} to finish",
                     switchboard::util::format_duration(router.manager().config().settings.shutdown_grace));
                 Ok(Ended::Signal(sig))

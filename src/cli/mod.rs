@@ -5,7 +5,7 @@ mod agent_cmds;
 mod config_check;
 mod live;
 mod logfile;
-mod output;
+pub mod output;
 mod remote;
 mod report;
 mod serve;
@@ -13,6 +13,7 @@ mod sessions;
 mod stats;
 mod teams;
 mod tell;
+mod tells;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -62,6 +63,9 @@ enum Command {
     Tell(tell::TellCmd),
     /// The history of tells from one team to another.
     Report(report::ReportCmd),
+    /// One tell: show it whole, or retry it.
+    #[command(subcommand)]
+    Tells(tells::TellsCmd),
     /// Start a pair's agent and deliver its queued tells.
     Wake(agent_cmds::WakeCmd),
     /// Stop a pair's agent (the session is kept).
@@ -132,6 +136,11 @@ impl Cli {
         )
     }
 
+    /// Whether output (and errors) are JSON.
+    pub fn json_output(&self) -> bool {
+        self.json || self.format == Format::Json
+    }
+
     /// Runs the command.
     pub fn run(self) -> Result<ExitCode, Error> {
         let ctx = Ctx {
@@ -141,6 +150,7 @@ impl Cli {
         match &self.command {
             Command::Tell(cmd) => cmd.run(&ctx),
             Command::Report(cmd) => cmd.run(&ctx),
+            Command::Tells(cmd) => cmd.run(&ctx),
             Command::Wake(cmd) => cmd.run(&ctx),
             Command::Sleep(cmd) => cmd.run(&ctx),
             Command::Cancel(cmd) => cmd.run(&ctx),

@@ -30,6 +30,12 @@ pub struct TellArgs {
     /// keeps running: ask team_tell_status for its answer later.
     #[serde(default)]
     pub timeout_ms: Option<i64>,
+    /// Optional idempotency key of your choice (1-200 characters, no spaces): calling
+    /// team_tell again with the same key and message returns the first tell instead of
+    /// sending a second (use it when you retry after an error); the same key with another
+    /// message is an error.
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
 }
 
 /// Arguments of `team_quick_tell`.
