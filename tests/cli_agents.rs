@@ -1398,3 +1398,25 @@ fn with_json_errors_are_json_on_stderr_with_the_exit_code() {
     assert_eq!(parse_json(&out)["state"], "failed");
     env.assert_no_agents();
 }
+
+#[test]
+fn sigint_on_other_agent_commands_exits_130_too() {
+    let env = TestEnv::scripted_with_config("[settings]\nshutdown_grace = \"200ms\"\n");
+    run(
+        &env,
+        &["tell", "frontend", "backend", "sleep:60000", "--async"],
+        0,
+    );
+    // `wake` delivers the queued tell and waits for it.
+    let mut sb = Reaper(Some(env.spawn(&["wake", "frontend", "backend"])));
+    let processing = poll_until(WAIT, || {
+        env.session("frontend", "backend")
+            .is_some_and(|s| s.process_state == ProcessState::Processing)
+    });
+    assert!(processing, "{:?}", sb.child().try_wait());
+    send_signal(sb.pid(), libc::SIGINT);
+    let (status, _, err) = sb.finish(WAIT);
+    assert_eq!(status.code(), Some(130), "{status:?}\n{err}");
+    assert!(err.contains("interrupted by SIGINT"), "{err}");
+    env.assert_no_agents();
+}

@@ -19,6 +19,17 @@ pub enum Ended<T> {
     Signal(&'static str),
 }
 
+/// The error of a command a signal ended: SIGINT (^C) exits 130 like every interrupted
+/// command; SIGTERM is a failure (1).
+pub fn signal_error(sig: &str) -> Error {
+    let text = format!("interrupted by {sig}");
+    if sig == "SIGINT" {
+        Error::Interrupted(text)
+    } else {
+        Error::Other(text)
+    }
+}
+
 /// Runs `body` with a router; start-up recovery covers `pair` only (none when `None`: the body
 /// recovers what it works on).
 pub fn with_router<T, F, Fut>(

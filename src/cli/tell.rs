@@ -209,7 +209,7 @@ pub fn send(
                 }
             )))
         }
-        Ended::Signal(sig) => Err(Error::Other(format!("interrupted by {sig}"))),
+        Ended::Signal(sig) => Err(super::live::signal_error(sig)),
     }
 }
 
