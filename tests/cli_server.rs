@@ -329,3 +329,125 @@ fn through_the_server_keys_retries_and_exit_codes_work_as_they_do_here() {
     server.stop();
     env.assert_no_agents();
 }
+
+/// One MCP request over streamable HTTP to the server of `env` as team `team`: returns the
+/// `mcp-session-id` header (if any) and the JSON-RPC messages of the answer (`data:` lines of
+/// the event stream, or the JSON body).
+fn mcp_post(
+    env: &TestEnv,
+    team: &str,
+    session: Option<&str>,
+    body: &Value,
+) -> (Option<String>, Vec<Value>) {
+    use std::io::{Read, Write};
+    let announce: Value = serde_json::from_str(
+        &std::fs::read_to_string(env.db_path().with_file_name("server.json")).expect("server.json"),
+    )
+    .expect("server.json is JSON");
+    let url = announce["url"].as_str().expect("url");
+    let authority = url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .expect("host:port");
+    let mut stream = std::net::TcpStream::connect(authority).expect("connect");
+    stream.set_read_timeout(Some(WAIT)).expect("read timeout");
+    let payload = body.to_string();
+    let mut req = format!(
+        "POST /mcp?team={team} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\n\
+         Accept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2025-11-25\r\n\
+         Content-Length: {}\r\nConnection: close\r\n",
+        payload.len()
+    );
+    if let Some(s) = session {
+        req.push_str(&format!("Mcp-Session-Id: {s}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(&payload);
+    stream.write_all(req.as_bytes()).expect("send");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).expect("read the answer");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, rest) = text.split_once("\r\n\r\n").expect("an HTTP answer");
+    let session = head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case("mcp-session-id")
+            .then(|| v.trim().to_string())
+    });
+    // De-chunk: size line, data, CRLF, ... (a plain body is taken as it is).
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    let mut body = String::new();
+    if chunked {
+        let mut rest = rest;
+        while let Some((size, after)) = rest.split_once("\r\n") {
+            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            body.push_str(&after[..n]);
+            rest = &after[n..];
+            rest = rest.strip_prefix("\r\n").unwrap_or(rest);
+        }
+    } else {
+        body.push_str(rest);
+    }
+    let messages = body
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("data: ")
+                .or(Some(l).filter(|l| l.starts_with('{')))
+        })
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    (session, messages)
+}
+
+#[test]
+fn team_tell_with_an_idempotency_key_gives_the_same_tell() {
+    let env = TestEnv::with_scripted_agent();
+    let server = Server::start(&env);
+    let init = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {},
+        "clientInfo": {"name": "raw", "version": "0"}}});
+    let (session, _) = mcp_post(&env, "frontend", None, &init);
+    let session = session.expect("an MCP session id");
+    mcp_post(
+        &env,
+        "frontend",
+        Some(&session),
+        &serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    );
+    let call = |message: &str| -> Value {
+        let (_, answers) = mcp_post(
+            &env,
+            "frontend",
+            Some(&session),
+            &serde_json::json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+                "name": "team_tell",
+                "arguments": {"to": "backend", "message": message, "idempotency_key": "req-7"}}}),
+        );
+        answers
+            .into_iter()
+            .find(|m| m["id"] == 2)
+            .and_then(|m| m.get("result").cloned())
+            .expect("a tools/call result")
+    };
+    let first = call("hello");
+    assert_ne!(first["isError"], true, "{first}");
+    let again = call("hello");
+    assert_eq!(
+        again["structuredContent"]["tell_id"], first["structuredContent"]["tell_id"],
+        "{again}"
+    );
+    assert_eq!(again["structuredContent"]["answer"], "echo: hello");
+    let other = call("something else");
+    assert_eq!(other["isError"], true, "{other}");
+    let text = other["content"][0]["text"].as_str().unwrap_or("");
+    assert!(text.contains("\"req-7\" was already used"), "{text}");
+    let tells = env.run_json(&["report", "frontend", "backend"]);
+    assert_eq!(tells.as_array().map(Vec::len), Some(1), "{tells}");
+    server.stop();
+    env.assert_no_agents();
+}
