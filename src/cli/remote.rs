@@ -139,8 +139,13 @@ impl Remote {
         }
         let (status, body) =
             parse_response(&raw).ok_or_else(|| fail("malformed HTTP answer".into()))?;
-        let v: Value = serde_json::from_slice(body)
-            .map_err(|e| fail(format!("answer is not JSON ({e}), HTTP {status}")))?;
+        let v: Value = serde_json::from_slice(body).map_err(|e| {
+            CallError::Answer(Error::Other(format!(
+                "server (pid {}): answer is not JSON ({e}), HTTP {status}: {}",
+                self.pid,
+                String::from_utf8_lossy(body).trim()
+            )))
+        })?;
         if (200..300).contains(&status) {
             return Ok(v);
         }

@@ -281,18 +281,32 @@ fn send_remote(
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
         })
         .map_err(|e| Error::Other(format!("cannot watch for ^C: {e}")))?;
-    let t = match what {
+    let look = match &what {
+        Sending::New { from, to, .. } => format!("switchboard report {from} {to}"),
+        Sending::Retry(_) => "switchboard report FROM TO".to_string(),
+    };
+    let sent = match what {
         Sending::New {
             from,
             to,
             text,
             key,
-        } => remote.call(
+        } => remote.call_raw(
             "tell",
             &json!({"from": from, "to": to, "text": text, "async": true, "id": key}),
             None,
-        )?,
-        Sending::Retry(id) => remote.call("retry", &json!({"tell_id": id}), None)?,
+        ),
+        Sending::Retry(id) => remote.call_raw("retry", &json!({"tell_id": id}), None),
+    };
+    let t = match sent {
+        Ok(t) => t,
+        Err(CallError::Gone(why)) => {
+            return Err(Error::Other(format!(
+                "{why}; the tell may or may not be stored: see `{look}` before sending it \
+                 again (with `--id KEY`, sending again is safe)"
+            )))
+        }
+        Err(CallError::Answer(e)) => return Err(e),
     };
     if waiting.r#async {
         return print_tell(ctx, &t, false);

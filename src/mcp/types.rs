@@ -311,7 +311,10 @@ mod tests {
 
     #[test]
     fn every_argument_type_has_an_object_schema() {
-        assert_eq!(properties::<TellArgs>(), ["message", "timeout_ms", "to"]);
+        assert_eq!(
+            properties::<TellArgs>(),
+            ["idempotency_key", "message", "timeout_ms", "to"]
+        );
         assert_eq!(properties::<QuickTellArgs>(), ["message", "to"]);
         assert_eq!(properties::<TellStatusArgs>(), ["tell_id"]);
         assert_eq!(properties::<ReportArgs>(), ["limit", "to"]);
