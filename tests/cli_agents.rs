@@ -1420,3 +1420,44 @@ fn sigint_on_other_agent_commands_exits_130_too() {
     assert!(err.contains("interrupted by SIGINT"), "{err}");
     env.assert_no_agents();
 }
+
+#[test]
+fn tells_cancel_cancels_one_tell() {
+    let env = TestEnv::scripted_with_config("[settings]\nshutdown_grace = \"200ms\"\n");
+    let ids: Vec<String> = ["q1", "q2"]
+        .iter()
+        .map(|t| {
+            run(&env, &["tell", "frontend", "backend", t, "--async"], 0)
+                .0
+                .trim_end()
+                .to_string()
+        })
+        .collect();
+    // Just that one: the other stays queued.
+    let (out, _) = run(&env, &["tells", "cancel", &ids[0][..8]], 0);
+    assert_eq!(out, format!("tell {} cancelled\n", ids[0]));
+    assert_eq!(
+        texts_and_states(&report(&env, "frontend", "backend")),
+        pairs(&[("q1", "cancelled"), ("q2", "queued")])
+    );
+    let v = env.run_json(&["tells", "cancel", &ids[0]]);
+    assert_eq!(v["state"], "cancelled");
+    env.assert_no_agents();
+
+    // A tell another process is answering: that process must interrupt it.
+    let sb = start_long_tell(&env, "sleep:60000");
+    let running = report(&env, "frontend", "backend")
+        .into_iter()
+        .find(|t| t["state"] == "delivered")
+        .expect("a running tell");
+    let id = running["tell_id"].as_str().expect("id");
+    let (_, err) = run(&env, &["tells", "cancel", id], 1);
+    assert!(
+        err.contains(&format!("busy: held by pid {}", sb.pid())),
+        "{err}"
+    );
+    send_signal(sb.pid(), libc::SIGTERM);
+    let (status, _, _) = sb.finish(WAIT);
+    assert_eq!(status.code(), Some(1), "{status:?}");
+    env.assert_no_agents();
+}

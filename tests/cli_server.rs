@@ -233,7 +233,10 @@ fn sigint_through_the_server_leaves_the_tell_running_and_says_how_to_cancel_it()
         )),
         "{err}"
     );
-    assert!(err.contains("switchboard cancel frontend backend"), "{err}");
+    assert!(
+        err.contains(&format!("switchboard tells cancel {id}")),
+        "{err}"
+    );
     assert!(
         err.contains(&format!("switchboard tells show {id}")),
         "{err}"
@@ -241,9 +244,11 @@ fn sigint_through_the_server_leaves_the_tell_running_and_says_how_to_cancel_it()
     // Still running in the server; the advice works.
     let t = env.run_json(&["tells", "show", &id]);
     assert_eq!(t["state"], "delivered", "{t}");
-    let v = env.run_json(&["cancel", "frontend", "backend"]);
-    assert_eq!(v["interrupted"], id.as_str(), "{v}");
+    let out = env.run_ok(&["tells", "cancel", &id]);
+    assert_eq!(out, format!("tell {id} cancelled\n"));
     assert_eq!(env.run_json(&["tells", "show", &id])["state"], "cancelled");
+    let out = env.run_ok(&["tells", "cancel", &id]);
+    assert_eq!(out, format!("tell {id} had already ended: cancelled\n"));
     server.stop();
     env.assert_no_agents();
 }

@@ -336,7 +336,7 @@ fn send_remote(
         ))),
         None => Err(Error::Interrupted(format!(
             "interrupted: tell {id} keeps running in the server (pid {}); {follow}; cancel it \
-             with `switchboard cancel {from} {to}`",
+             with `switchboard tells cancel {id}`",
             remote.pid()
         ))),
     }

@@ -9,7 +9,12 @@ use switchboard::store::Tell;
 use switchboard::util::{now_ms, relative, rfc3339};
 use switchboard::Error;
 
+use serde_json::json;
+use switchboard::store::TellState;
+
+use super::live::{signal_error, with_router, Ended};
 use super::output::print_json;
+use super::remote::Remote;
 use super::tell::{send, timing, Sending, Waiting};
 use super::Ctx;
 
@@ -18,6 +23,12 @@ use super::Ctx;
 pub enum TellsCmd {
     /// Every field of one tell, with its whole message and answer.
     Show {
+        /// The tell id (or a unique prefix of it, at least 4 characters).
+        id: String,
+    },
+    /// Cancel one tell: a queued one at once; a running one is interrupted (in the server that
+    /// runs it, or here when the process that ran it is gone).
+    Cancel {
         /// The tell id (or a unique prefix of it, at least 4 characters).
         id: String,
     },
@@ -42,6 +53,46 @@ impl TellsCmd {
                     print_json(&t)?;
                 } else {
                     out!("{}", tell_details(&t));
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            TellsCmd::Cancel { id } => {
+                let config = ctx.load_config()?;
+                let t = match Remote::find(&config) {
+                    Some(remote) => {
+                        let v = remote.call("cancel_tell", &json!({"tell_id": id}), None)?;
+                        let state: TellState =
+                            v["state"].as_str().unwrap_or_default().parse().map_err(
+                                |e: String| Error::Other(format!("unexpected answer: {e}")),
+                            )?;
+                        (v, state)
+                    }
+                    None => {
+                        let id = id.clone();
+                        let ended = with_router(ctx, None, |router| async move {
+                            Ok(router.cancel_one(&id).await?)
+                        })?;
+                        match ended {
+                            Ended::Done((t, was_open)) => {
+                                let state = t.state;
+                                let mut v = serde_json::to_value(&t).unwrap_or_default();
+                                v["was_open"] = json!(was_open);
+                                (v, state)
+                            }
+                            Ended::Signal(sig) => return Err(signal_error(sig)),
+                        }
+                    }
+                };
+                let (v, state) = t;
+                if ctx.json() {
+                    print_json(&v)?;
+                } else {
+                    let tell_id = v["tell_id"].as_str().unwrap_or_default();
+                    match (v["was_open"].as_bool(), state) {
+                        (Some(true), TellState::Cancelled) => outln!("tell {tell_id} cancelled"),
+                        (Some(true), other) => outln!("tell {tell_id} ended {other}"),
+                        (_, other) => outln!("tell {tell_id} had already ended: {other}"),
+                    }
                 }
                 Ok(ExitCode::SUCCESS)
             }

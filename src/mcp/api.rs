@@ -77,6 +77,19 @@ pub(crate) async fn handle(router: &Router, op: &str, body: &[u8]) -> Result<Val
                 serde_json::from_value(parse("wait")?).map_err(|e| bad(e.to_string()))?;
             wait(router, &a.tell_id, a.timeout_ms, a.cancel_on_timeout).await
         }
+        "cancel_tell" => {
+            let a: TellId =
+                serde_json::from_value(parse("cancel_tell")?).map_err(|e| bad(e.to_string()))?;
+            router
+                .cancel_one(&a.tell_id)
+                .await
+                .map(|(t, was_open)| {
+                    let mut v = serde_json::to_value(t).unwrap_or(Value::Null);
+                    v["was_open"] = json!(was_open);
+                    v
+                })
+                .map_err(Error::from)
+        }
         "retry" => {
             let a: TellId =
                 serde_json::from_value(parse("retry")?).map_err(|e| bad(e.to_string()))?;

@@ -534,6 +534,42 @@ impl Router {
         }
     }
 
+    /// Cancels one tell given by id or unique prefix (`tells cancel`): a queued one at once, a
+    /// running one is interrupted and waited for (up to 20 s). A tell another live Switchboard
+    /// process is answering is refused as busy (its owner must interrupt it); one whose
+    /// process is gone is marked failed, as recovery does. Returns the tell as it is then, and
+    /// whether it was still open when asked.
+    pub async fn cancel_one(&self, id: &str) -> RouterResult<(Tell, bool)> {
+        let m = &self.inner.manager;
+        let t = find_tell(m, id)?;
+        if t.state.is_final() {
+            return Ok((t, false));
+        }
+        Ok((self.cancel_open(t).await?, true))
+    }
+
+    async fn cancel_open(&self, t: Tell) -> RouterResult<Tell> {
+        let m = &self.inner.manager;
+        if t.state == TellState::Delivered {
+            if let Some(s) = m.get(&t.from_team, &t.to_team)? {
+                m.check_not_held_elsewhere(&s)?;
+            }
+            let here = self
+                .lock_workers()
+                .contains_key(&pair_key(&t.from_team, &t.to_team));
+            if !here {
+                self.recover(Some((&t.from_team, &t.to_team)))?;
+                return self.tell_status(&t.tell_id);
+            }
+        }
+        let t = self.cancel_tell(&t.tell_id)?;
+        if t.state.is_final() {
+            return Ok(t);
+        }
+        self.wait_for(&t.tell_id, Wait::For(Duration::from_secs(20)))
+            .await
+    }
+
     /// Compacts the pair's agent context: queues a compaction behind the pair's tells and
     /// waits as `wait` says. The agent is resumed if it is stopped.
     pub async fn compact(&self, from: &str, to: &str, wait: Wait) -> RouterResult<Tell> {
