@@ -416,8 +416,13 @@ fn print_tell(ctx: &Ctx, t: &Value, waited: bool) -> Result<ExitCode, Error> {
     let id = s("tell_id");
     let failure = || {
         let why = s("error");
+        let again = if state.is_final() {
+            format!(" (`switchboard tells retry {id}` sends it again)")
+        } else {
+            String::new()
+        };
         Error::Other(format!(
-            "tell {id} {state}: {}",
+            "tell {id} {state}: {}{again}",
             if why.is_empty() {
                 "no reason recorded"
             } else {
