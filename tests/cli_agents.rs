@@ -1461,3 +1461,34 @@ fn tells_cancel_cancels_one_tell() {
     assert_eq!(status.code(), Some(1), "{status:?}");
     env.assert_no_agents();
 }
+
+#[test]
+fn concurrent_tells_with_the_same_key_store_one_tell() {
+    let env = TestEnv::with_scripted_agent();
+    env.run_json(&["sessions", "open", "frontend", "backend"]);
+    // Several processes at once, as retries racing each other would.
+    let children: Vec<Child> = (0..6)
+        .map(|_| {
+            env.spawn(&[
+                "tell", "frontend", "backend", "once", "--async", "--id", "race-1",
+            ])
+        })
+        .collect();
+    let ids: Vec<String> = children
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().expect("output");
+            assert_exit(&out, 0, &["tell", "--id", "race-1"]);
+            stdout(&out).trim_end().to_string()
+        })
+        .collect();
+    assert!(is_uuid(&ids[0]), "{ids:?}");
+    assert!(
+        ids.iter().all(|id| *id == ids[0]),
+        "one tell for all: {ids:?}"
+    );
+    assert_eq!(
+        texts_and_states(&report(&env, "frontend", "backend")),
+        pairs(&[("once", "queued")])
+    );
+}
