@@ -9,6 +9,8 @@ use crate::store::StoreError;
 pub const EXIT_BAD_INPUT: i32 = 2;
 /// Exit code for runtime failures, including "not found".
 pub const EXIT_FAILURE: i32 = 1;
+/// Exit code when the user interrupted the command (SIGINT, ^C): 128 + 2, as shells report it.
+pub const EXIT_INTERRUPTED: i32 = 130;
 
 /// Any Switchboard error.
 #[derive(Debug, thiserror::Error)]
@@ -34,25 +36,46 @@ pub enum Error {
     /// Any other runtime failure.
     #[error("{0}")]
     Other(String),
+    /// The user interrupted the command (^C); the message says what was left running.
+    #[error("{0}")]
+    Interrupted(String),
 }
 
 impl Error {
-    /// The process exit code: 2 for bad input or config, 1 for runtime failures.
+    /// The process exit code, the same whether the command ran here or in a server: 2 for bad
+    /// input or config, 130 when interrupted, 1 for every other failure.
     pub fn exit_code(&self) -> i32 {
         match self {
+            Error::Interrupted(_) => EXIT_INTERRUPTED,
             Error::Config(_) | Error::Usage(_) => EXIT_BAD_INPUT,
             Error::Session(
                 SessionError::UnknownTeam { .. }
                 | SessionError::InvalidTeamName(_)
                 | SessionError::SelfPair(_),
             ) => EXIT_BAD_INPUT,
-            Error::Router(RouterError::BadMessage(_) | RouterError::UnknownAgent { .. })
+            Error::Router(
+                RouterError::BadMessage(_)
+                | RouterError::UnknownAgent { .. }
+                | RouterError::IdempotencyKey(_)
+                | RouterError::NotRetryable { .. }
+                | RouterError::AmbiguousTell(_),
+            )
             | Error::Router(RouterError::Session(
                 SessionError::UnknownTeam { .. }
                 | SessionError::InvalidTeamName(_)
                 | SessionError::SelfPair(_),
             )) => EXIT_BAD_INPUT,
             _ => EXIT_FAILURE,
+        }
+    }
+
+    /// The error rebuilt from a message and an exit code (an error a server sent back), so it
+    /// exits with the same code as it would have here.
+    pub fn from_exit_code(message: String, code: i64) -> Error {
+        match i32::try_from(code) {
+            Ok(EXIT_BAD_INPUT) => Error::Usage(message),
+            Ok(EXIT_INTERRUPTED) => Error::Interrupted(message),
+            _ => Error::Other(message),
         }
     }
 }

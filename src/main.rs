@@ -24,14 +24,26 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// Exit codes, the same whether a command runs here or goes through a server:
+///
+/// | code | meaning |
+/// |---|---|
+/// | 0 | success |
+/// | 1 | runtime failure (a failed or cancelled tell, not found, busy, a server gone) |
+/// | 2 | bad input: a command-line argument, an unknown team, the teams file |
+/// | 130 | interrupted (^C) |
+///
+/// With `--json` (or `--format json`), an error is also JSON on stderr:
+/// `{"error": "...", "exit_code": N}`.
 fn main() -> ExitCode {
-    let args = cli::Cli::parse();
+    let args = match cli::Cli::try_parse() {
+        Ok(args) => args,
+        Err(e) => return cli::output::usage_error(e),
+    };
     cli::init_tracing(args.verbose, args.log_file().as_deref());
+    let json = args.json_output();
     match args.run() {
         Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {}", cli::render_error(&e));
-            ExitCode::from(e.exit_code() as u8)
-        }
+        Err(e) => cli::output::print_error(&e, json),
     }
 }

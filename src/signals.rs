@@ -6,6 +6,8 @@
 pub enum Signals {
     /// SIGINT and SIGTERM.
     Os,
+    /// SIGTERM only: the command handles SIGINT itself (a waiting `tell`).
+    TermOnly,
     /// Nothing (tests, embedding).
     None,
 }
@@ -20,6 +22,15 @@ impl Signals {
     pub async fn wait(self) -> &'static str {
         match self {
             Signals::None => std::future::pending().await,
+            Signals::TermOnly => {
+                use tokio::signal::unix::{signal, SignalKind};
+                let Ok(mut term) = signal(SignalKind::terminate()) else {
+                    tracing::warn!("cannot install a SIGTERM handler");
+                    return std::future::pending().await;
+                };
+                term.recv().await;
+                "SIGTERM"
+            }
             Signals::Os => {
                 use tokio::signal::unix::{signal, SignalKind};
                 let (Ok(mut int), Ok(mut term)) = (

@@ -28,7 +28,15 @@ fn open(env: &TestEnv, from: &str, to: &str) -> String {
 fn fails(env: &TestEnv, args: &[&str], code: i32) -> String {
     let out = env.run(args);
     assert_exit(&out, code, args);
-    stderr(&out)
+    let err = stderr(&out);
+    // With --json the error is a JSON line `{"error": ..., "exit_code": N}` on stderr.
+    match serde_json::from_str::<serde_json::Value>(err.trim()) {
+        Ok(v) if args.contains(&"--json") => {
+            assert_eq!(v["exit_code"], code, "{args:?}: {err}");
+            v["error"].as_str().unwrap_or_default().to_string()
+        }
+        _ => err,
+    }
 }
 
 /// Checks that every row of a table starts its left-aligned columns where the header does, and

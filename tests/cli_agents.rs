@@ -327,7 +327,13 @@ fn tell_refuses_bad_input_with_exit_2_and_stores_nothing() {
             let out = env.run(&all);
             assert_exit(&out, 2, &all);
             assert_eq!(stdout(&out), "", "{all:?}");
-            assert!(stderr(&out).contains(wanted), "{all:?}: {}", stderr(&out));
+            // With --json the error is JSON on stderr.
+            let message = if all.contains(&"--json") {
+                json_error(&out)["error"].as_str().unwrap_or("").to_string()
+            } else {
+                stderr(&out)
+            };
+            assert!(message.contains(wanted), "{all:?}: {}", stderr(&out));
         }
     }
     let (out, _) = run(&env, &["report", "frontend", "backend"], 0);
@@ -439,7 +445,7 @@ fn async_tells_are_queued_and_delivered_first_by_the_next_process() {
     assert!(is_uuid(id) && out == format!("{id}\n"), "{out:?}");
     assert!(
         err.contains(&format!(
-            "[tell {id} queued: see `switchboard report frontend backend`]"
+            "[tell {id} queued: see `switchboard tells show {id}` or `switchboard report frontend backend`]"
         )),
         "{err}"
     );
@@ -575,7 +581,13 @@ fn report_lists_tells_oldest_first_in_both_formats() {
             let out = env.run(&all);
             assert_exit(&out, 2, &all);
             assert_eq!(stdout(&out), "", "{all:?}");
-            assert!(stderr(&out).contains(wanted), "{all:?}: {}", stderr(&out));
+            // With --json the error is JSON on stderr.
+            let message = if json {
+                json_error(&out)["error"].as_str().unwrap_or("").to_string()
+            } else {
+                stderr(&out)
+            };
+            assert!(message.contains(wanted), "{all:?}: {}", stderr(&out));
         }
     }
     env.assert_no_agents();
@@ -1026,5 +1038,457 @@ fn wait_busy_waits_for_the_other_process_and_then_answers() {
     assert_eq!(
         texts_and_states(&report(&env, "frontend", "backend")),
         pairs(&[("sleep:1500", "answered"), ("after", "answered")])
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// ^C on a waiting tell, retries, whole tells, exit codes
+
+/// Reads a child's stderr line by line on a thread, so a test can wait for a line while the
+/// child runs.
+struct StderrLines {
+    rx: std::sync::mpsc::Receiver<String>,
+    seen: String,
+}
+
+impl StderrLines {
+    fn take(child: &mut Child) -> Self {
+        use std::io::BufRead;
+        let stream = child.stderr.take().expect("piped stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stream).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        StderrLines {
+            rx,
+            seen: String::new(),
+        }
+    }
+
+    /// Waits (bounded) for a line containing `wanted`; panics with what was seen otherwise.
+    fn wait_for(&mut self, wanted: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        while !self.seen.contains(wanted) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push_str(&line);
+                    self.seen.push('\n');
+                }
+                Err(_) => panic!("no {wanted:?} on stderr within {within:?}: {}", self.seen),
+            }
+        }
+    }
+
+    /// Everything read so far plus whatever is left (the child has exited).
+    fn rest(mut self) -> String {
+        while let Ok(line) = self.rx.recv_timeout(Duration::from_secs(5)) {
+            self.seen.push_str(&line);
+            self.seen.push('\n');
+        }
+        self.seen
+    }
+}
+
+#[test]
+fn sigint_interrupts_the_turn_and_exits_130_without_waiting_the_grace() {
+    // A grace far longer than the test may take: the tell must not wait for it.
+    let env = TestEnv::scripted_with_config("[settings]\nshutdown_grace = \"120s\"\n");
+    let sb = start_long_tell(&env, "sleep:120000");
+    let id = report(&env, "frontend", "backend")[0]["tell_id"]
+        .as_str()
+        .expect("tell id")
+        .to_string();
+    send_signal(sb.pid(), libc::SIGINT);
+    let (status, out, err) = sb.finish(Duration::from_secs(40));
+    assert_eq!(status.code(), Some(130), "{status:?}\n{err}");
+    assert_eq!(out, "", "no answer came");
+    assert!(err.contains(&format!("interrupting tell {id}")), "{err}");
+    assert!(
+        err.contains(&format!("interrupted: tell {id} cancelled")),
+        "{err}"
+    );
+    let tells = report(&env, "frontend", "backend");
+    assert_eq!(
+        texts_and_states(&tells),
+        pairs(&[("sleep:120000", "cancelled")]),
+        "the turn was interrupted, as `cancel` does"
+    );
+    env.assert_no_agents();
+    assert_stopped(&env, "frontend:backend");
+}
+
+#[test]
+fn sigint_prints_the_answer_that_arrived_meanwhile() {
+    let env = TestEnv::scripted_with_config("[settings]\nshutdown_grace = \"120s\"\n");
+    // The agent does not stop on an interrupt: its answer arrives after ^C.
+    let sb = start_long_tell(&env, "deaf:1500");
+    send_signal(sb.pid(), libc::SIGINT);
+    let (status, out, err) = sb.finish(Duration::from_secs(40));
+    assert_eq!(status.code(), Some(130), "{status:?}\n{err}");
+    assert_eq!(out, "finished anyway after 1500ms\n", "{err}");
+    assert!(err.contains("its answer arrived first"), "{err}");
+    env.assert_no_agents();
+}
+
+#[test]
+fn a_second_sigint_exits_at_once() {
+    let env = TestEnv::scripted_with_config("[settings]\nshutdown_grace = \"120s\"\n");
+    // An agent that ignores the interrupt for a minute: only a second ^C ends the wait early.
+    let mut sb = start_long_tell(&env, "deaf:60000");
+    let mut lines = StderrLines::take(sb.child());
+    send_signal(sb.pid(), libc::SIGINT);
+    lines.wait_for("interrupting tell", WAIT);
+    send_signal(sb.pid(), libc::SIGINT);
+    let status = wait_timeout(sb.child(), WAIT).expect("exits on the second ^C");
+    assert_eq!(status.code(), Some(130), "{status:?}");
+    let err = lines.rest();
+    assert!(err.contains("^C again: quitting now"), "{err}");
+    // It did not wait for the turn: the tell is left as the process left it.
+    assert_eq!(
+        texts_and_states(&report(&env, "frontend", "backend")),
+        pairs(&[("deaf:60000", "delivered")])
+    );
+    // Its agent dies with it.
+    env.assert_no_agents();
+}
+
+#[test]
+fn tells_retry_queues_a_copy_of_a_failed_or_cancelled_tell() {
+    let env = TestEnv::with_scripted_agent();
+    run(
+        &env,
+        &[
+            "tell",
+            "frontend",
+            "backend",
+            "sleep:2000",
+            "--timeout",
+            "300ms",
+        ],
+        1,
+    );
+    let first = report(&env, "frontend", "backend");
+    assert_eq!(
+        texts_and_states(&first),
+        pairs(&[("sleep:2000", "cancelled")])
+    );
+    let old_id = first[0]["tell_id"].as_str().expect("id").to_string();
+
+    // By the 8-character prefix `report` prints: the copy is delivered and answered.
+    let (out, err) = run(&env, &["tells", "retry", &old_id[..8]], 0);
+    assert_eq!(out, "slept 2000ms\n", "{err}");
+    let tells = report(&env, "frontend", "backend");
+    assert_eq!(
+        texts_and_states(&tells),
+        pairs(&[("sleep:2000", "cancelled"), ("sleep:2000", "answered")]),
+        "the original stays as it ended; the copy is a new tell"
+    );
+    let new_id = tells[1]["tell_id"].as_str().expect("id").to_string();
+    assert_ne!(new_id, old_id);
+    let shown = env.run_json(&["tells", "show", &new_id]);
+    assert_eq!(shown["retry_of"], old_id.as_str(), "{shown}");
+
+    // --async only queues it.
+    let q = env.run_json(&["tells", "retry", &old_id, "--async"]);
+    assert_eq!(q["state"], "queued");
+    assert_eq!(q["retry_of"], old_id.as_str());
+
+    // What cannot be retried says why, exit 2; an unknown tell is not found, exit 1.
+    let (_, err) = run(&env, &["tells", "retry", &new_id], 2);
+    assert!(err.contains("it was answered"), "{err}");
+    let (_, err) = run(&env, &["tells", "retry", "0000ffff"], 1);
+    assert!(err.contains("tell 0000ffff not found"), "{err}");
+    env.assert_no_agents();
+}
+
+#[test]
+fn tells_show_and_report_full_print_whole_answers() {
+    let env = TestEnv::with_scripted_agent();
+    let long = format!("a long question {} the end", "word ".repeat(30));
+    let (out, _) = run(&env, &["tell", "frontend", "backend", &long], 0);
+    let answer = format!("echo: {long}");
+    assert_eq!(out.trim_end(), answer);
+    let id = report(&env, "frontend", "backend")[0]["tell_id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+
+    // The table cuts the answer short; `tells show` and `report --full` do not.
+    let table = env.run_ok(&["report", "frontend", "backend"]);
+    assert!(!table.contains(&answer), "{table}");
+    let shown = env.run_ok(&["tells", "show", &id[..8]]);
+    assert!(shown.contains(&format!("tell       {id}")), "{shown}");
+    assert!(shown.contains("state      answered"), "{shown}");
+    assert!(shown.contains(&format!("--- message\n{long}\n")), "{shown}");
+    assert!(
+        shown.contains(&format!("--- answer\n{answer}\n")),
+        "{shown}"
+    );
+    let full = env.run_ok(&["report", "frontend", "backend", "--full"]);
+    assert!(full.contains(&format!("--- answer\n{answer}\n")), "{full}");
+    let v = env.run_json(&["tells", "show", &id]);
+    assert_eq!(v["answer"], answer.as_str());
+
+    let (_, err) = run(&env, &["tells", "show", "ffffffff"], 1);
+    assert!(err.contains("tell ffffffff not found"), "{err}");
+}
+
+#[test]
+fn report_follow_prints_tells_of_the_pair_as_they_end() {
+    let env = TestEnv::with_scripted_agent();
+    run(&env, &["tell", "frontend", "backend", "before"], 0);
+    let mut follower =
+        Reaper(Some(env.spawn(&[
+            "report", "frontend", "backend", "--follow", "--json",
+        ])));
+    let stream = follower.child().stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let next = |what: &str| -> Value {
+        let line = rx
+            .recv_timeout(WAIT)
+            .unwrap_or_else(|_| panic!("no {what} line from report --follow within {WAIT:?}"));
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"))
+    };
+    // First the report so far, one JSON object a line.
+    assert_eq!(next("first")["text"], "before");
+    // Then each tell of the pair as it ends, from other processes.
+    run(&env, &["tell", "frontend", "backend", "during"], 0);
+    let t = next("new tell");
+    assert_eq!(t["text"], "during");
+    assert_eq!(t["answer"], "echo: during");
+    run(&env, &["tell", "frontend", "backend", "crash"], 1);
+    assert_eq!(next("failed tell")["state"], "failed");
+    // A tell of another pair is not followed.
+    run(&env, &["tell", "backend", "frontend", "elsewhere"], 0);
+    run(&env, &["tell", "frontend", "backend", "last"], 0);
+    assert_eq!(next("last tell")["text"], "last");
+    drop(follower);
+    env.assert_no_agents();
+}
+
+#[test]
+fn the_tell_summary_shows_queue_wait_and_turn_time_apart() {
+    let env = TestEnv::with_scripted_agent();
+    // Queued first: the next tell waits for its turn behind it (at least 1.5 s).
+    run(
+        &env,
+        &["tell", "frontend", "backend", "sleep:1500", "--async"],
+        0,
+    );
+    let (out, err) = run(&env, &["tell", "frontend", "backend", "hello"], 0);
+    assert_eq!(out, "echo: hello\n");
+    let summary = err
+        .lines()
+        .find(|l| l.starts_with("[tell "))
+        .unwrap_or_else(|| panic!("no summary: {err}"));
+    let secs = |label: &str| -> f64 {
+        let rest = summary
+            .split(&format!("{label} "))
+            .nth(1)
+            .unwrap_or_else(|| panic!("no {label:?} in {summary}"));
+        rest.split('s')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no seconds after {label:?} in {summary}"))
+    };
+    assert!(
+        secs("queued") >= 1.4,
+        "waited behind the first tell: {summary}"
+    );
+    assert!(secs("turn") < secs("queued"), "{summary}");
+}
+
+#[test]
+fn the_same_idempotency_key_gives_the_same_tell() {
+    let env = TestEnv::with_scripted_agent();
+    let a = env.run_json(&["tell", "frontend", "backend", "hello", "--id", "req-1"]);
+    assert_eq!(a["answer"], "echo: hello");
+    assert_eq!(a["idempotency_key"], "req-1");
+    // Sent again (a retry after a lost answer): the same tell, not a second one.
+    let b = env.run_json(&["tell", "frontend", "backend", "hello", "--id", "req-1"]);
+    assert_eq!(b["tell_id"], a["tell_id"]);
+    let (out, _) = run(
+        &env,
+        &["tell", "frontend", "backend", "hello", "--id", "req-1"],
+        0,
+    );
+    assert_eq!(out, "echo: hello\n");
+    assert_eq!(report(&env, "frontend", "backend").len(), 1);
+
+    // The same key for another text is refused, naming the key and the tell.
+    let (_, err) = run(
+        &env,
+        &["tell", "frontend", "backend", "other", "--id", "req-1"],
+        2,
+    );
+    assert!(err.contains("\"req-1\" was already used for tell"), "{err}");
+    assert!(err.contains(a["tell_id"].as_str().expect("id")), "{err}");
+    let (_, err) = run(
+        &env,
+        &["tell", "frontend", "backend", "x", "--id", "has space"],
+        2,
+    );
+    assert!(err.contains("not a valid key"), "{err}");
+    // Keys belong to the calling team: another team may use the same one.
+    let c = env.run_json(&["tell", "backend", "frontend", "hello", "--id", "req-1"]);
+    assert_ne!(c["tell_id"], a["tell_id"]);
+    assert_eq!(report(&env, "frontend", "backend").len(), 1);
+    env.assert_no_agents();
+}
+
+/// The JSON error a command printed on stderr with `--json`.
+fn json_error(out: &std::process::Output) -> Value {
+    let err = stderr(out);
+    let line = err
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("no JSON error on stderr: {err}"));
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"))
+}
+
+#[test]
+fn with_json_errors_are_json_on_stderr_with_the_exit_code() {
+    let env = TestEnv::with_scripted_agent();
+    for (args, code, wanted) in [
+        (
+            &["tell", "frontend", "nobody", "hi", "--json"][..],
+            2,
+            "nobody",
+        ),
+        (
+            &["tell", "frontend", "backend", "crash", "--json"],
+            1,
+            "failed",
+        ),
+        (&["tells", "show", "ffffffff", "--json"], 1, "not found"),
+        (&["tell", "frontend", "--json"], 2, "required"),
+        (
+            &["--format", "json", "report", "frontend", "nobody"],
+            2,
+            "nobody",
+        ),
+    ] {
+        let out = env.run(args);
+        assert_exit(&out, code, args);
+        let e = json_error(&out);
+        assert_eq!(e["exit_code"], code, "{args:?}: {e}");
+        assert!(
+            e["error"].as_str().is_some_and(|m| m.contains(wanted)),
+            "{args:?}: {e}"
+        );
+    }
+    // A failed tell still prints the tell itself on stdout.
+    let out = env.run(&["tell", "frontend", "backend", "crash", "--json"]);
+    assert_eq!(parse_json(&out)["state"], "failed");
+    env.assert_no_agents();
+}
+
+#[test]
+fn sigint_on_other_agent_commands_exits_130_too() {
+    let env = TestEnv::scripted_with_config("[settings]\nshutdown_grace = \"200ms\"\n");
+    run(
+        &env,
+        &["tell", "frontend", "backend", "sleep:60000", "--async"],
+        0,
+    );
+    // `wake` delivers the queued tell and waits for it.
+    let mut sb = Reaper(Some(env.spawn(&["wake", "frontend", "backend"])));
+    let processing = poll_until(WAIT, || {
+        env.session("frontend", "backend")
+            .is_some_and(|s| s.process_state == ProcessState::Processing)
+    });
+    assert!(processing, "{:?}", sb.child().try_wait());
+    send_signal(sb.pid(), libc::SIGINT);
+    let (status, _, err) = sb.finish(WAIT);
+    assert_eq!(status.code(), Some(130), "{status:?}\n{err}");
+    assert!(err.contains("interrupted by SIGINT"), "{err}");
+    env.assert_no_agents();
+}
+
+#[test]
+fn tells_cancel_cancels_one_tell() {
+    let env = TestEnv::scripted_with_config("[settings]\nshutdown_grace = \"200ms\"\n");
+    let ids: Vec<String> = ["q1", "q2"]
+        .iter()
+        .map(|t| {
+            run(&env, &["tell", "frontend", "backend", t, "--async"], 0)
+                .0
+                .trim_end()
+                .to_string()
+        })
+        .collect();
+    // Just that one: the other stays queued.
+    let (out, _) = run(&env, &["tells", "cancel", &ids[0][..8]], 0);
+    assert_eq!(out, format!("tell {} cancelled\n", ids[0]));
+    assert_eq!(
+        texts_and_states(&report(&env, "frontend", "backend")),
+        pairs(&[("q1", "cancelled"), ("q2", "queued")])
+    );
+    let v = env.run_json(&["tells", "cancel", &ids[0]]);
+    assert_eq!(v["state"], "cancelled");
+    env.assert_no_agents();
+
+    // A tell another process is answering: that process must interrupt it.
+    let sb = start_long_tell(&env, "sleep:60000");
+    let running = report(&env, "frontend", "backend")
+        .into_iter()
+        .find(|t| t["state"] == "delivered")
+        .expect("a running tell");
+    let id = running["tell_id"].as_str().expect("id");
+    let (_, err) = run(&env, &["tells", "cancel", id], 1);
+    assert!(
+        err.contains(&format!("busy: held by pid {}", sb.pid())),
+        "{err}"
+    );
+    send_signal(sb.pid(), libc::SIGTERM);
+    let (status, _, _) = sb.finish(WAIT);
+    assert_eq!(status.code(), Some(1), "{status:?}");
+    env.assert_no_agents();
+}
+
+#[test]
+fn concurrent_tells_with_the_same_key_store_one_tell() {
+    let env = TestEnv::with_scripted_agent();
+    env.run_json(&["sessions", "open", "frontend", "backend"]);
+    // Several processes at once, as retries racing each other would.
+    let children: Vec<Child> = (0..6)
+        .map(|_| {
+            env.spawn(&[
+                "tell", "frontend", "backend", "once", "--async", "--id", "race-1",
+            ])
+        })
+        .collect();
+    let ids: Vec<String> = children
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().expect("output");
+            assert_exit(&out, 0, &["tell", "--id", "race-1"]);
+            stdout(&out).trim_end().to_string()
+        })
+        .collect();
+    assert!(is_uuid(&ids[0]), "{ids:?}");
+    assert!(
+        ids.iter().all(|id| *id == ids[0]),
+        "one tell for all: {ids:?}"
+    );
+    assert_eq!(
+        texts_and_states(&report(&env, "frontend", "backend")),
+        pairs(&[("once", "queued")])
     );
 }

@@ -140,3 +140,319 @@ fn agent_commands_go_through_the_running_server() {
     assert_eq!(t["answer"], "echo: after");
     env.assert_no_agents();
 }
+
+/// How long a process may take to reach a state the test waits for.
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Starts `tell frontend backend TEXT` through the server in the background and waits until
+/// the server's agent is processing it; returns the child and the tell id.
+fn start_long_tell(env: &TestEnv, text: &str) -> (std::process::Child, String) {
+    let mut child = env.spawn(&["tell", "frontend", "backend", text]);
+    let mut exited = None;
+    let processing = poll_until(WAIT, || {
+        exited = child.try_wait().expect("poll the child");
+        exited.is_some()
+            || env
+                .session("frontend", "backend")
+                .is_some_and(|s| s.process_state.as_str() == "processing")
+    });
+    assert!(exited.is_none(), "tell exited early: {exited:?}");
+    assert!(processing, "not processing within {WAIT:?}");
+    let tells = env.run_json(&["report", "frontend", "backend"]);
+    let id = tells
+        .as_array()
+        .and_then(|a| a.iter().find(|t| t["text"] == text))
+        .and_then(|t| t["tell_id"].as_str())
+        .expect("the tell is stored")
+        .to_string();
+    (child, id)
+}
+
+/// Waits (bounded) for a child and returns (exit code, stdout, stderr).
+fn finish(mut child: std::process::Child) -> (Option<i32>, String, String) {
+    let status = wait_timeout(&mut child, WAIT);
+    if status.is_none() {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().expect("output");
+    let status = status.unwrap_or_else(|| {
+        panic!(
+            "did not exit within {WAIT:?}\n--- stdout\n{}\n--- stderr\n{}",
+            support::stdout(&out),
+            support::stderr(&out)
+        )
+    });
+    (status.code(), support::stdout(&out), support::stderr(&out))
+}
+
+#[test]
+fn a_server_dying_mid_wait_leaves_the_caller_the_tell_id() {
+    let env = TestEnv::with_scripted_agent();
+    let server = Server::start(&env);
+    let (child, id) = start_long_tell(&env, "sleep:60000");
+    send_signal(server.pid(), libc::SIGKILL);
+    let (code, out, err) = finish(child);
+    drop(server);
+    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(out, "");
+    assert!(!err.contains("malformed HTTP answer"), "{err}");
+    assert!(
+        err.contains(&format!("while tell {id} was waiting")),
+        "{err}"
+    );
+    assert!(err.contains("do not send it again"), "{err}");
+    assert!(
+        err.contains(&format!("switchboard tells show {id}")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("switchboard tells retry {id}")),
+        "{err}"
+    );
+    // The id is good: the next process marks the tell interrupted, and it can be retried.
+    env.run_json(&["tell", "frontend", "backend", "next"]);
+    let t = env.run_json(&["tells", "show", &id]);
+    assert_eq!(t["state"], "failed", "{t}");
+    let copy = env.run_json(&["tells", "retry", &id, "--async"]);
+    assert_eq!(copy["retry_of"], id.as_str());
+}
+
+#[test]
+fn sigint_through_the_server_leaves_the_tell_running_and_says_how_to_cancel_it() {
+    let env = TestEnv::with_scripted_agent();
+    let server = Server::start(&env);
+    let (child, id) = start_long_tell(&env, "sleep:60000");
+    send_signal(child.id(), libc::SIGINT);
+    let (code, out, err) = finish(child);
+    assert_eq!(code, Some(130), "{err}");
+    assert_eq!(out, "");
+    assert!(
+        err.contains(&format!(
+            "tell {id} keeps running in the server (pid {})",
+            server.pid()
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("switchboard tells cancel {id}")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("switchboard tells show {id}")),
+        "{err}"
+    );
+    // Still running in the server; the advice works.
+    let t = env.run_json(&["tells", "show", &id]);
+    assert_eq!(t["state"], "delivered", "{t}");
+    let out = env.run_ok(&["tells", "cancel", &id]);
+    assert_eq!(out, format!("tell {id} cancelled\n"));
+    assert_eq!(env.run_json(&["tells", "show", &id])["state"], "cancelled");
+    let out = env.run_ok(&["tells", "cancel", &id]);
+    assert_eq!(out, format!("tell {id} had already ended: cancelled\n"));
+    server.stop();
+    env.assert_no_agents();
+}
+
+#[test]
+fn through_the_server_keys_retries_and_exit_codes_work_as_they_do_here() {
+    let env = TestEnv::with_scripted_agent();
+    // The same cases without and with a server: same exit codes, same JSON errors.
+    let cases: &[(&[&str], i32, &str)] = &[
+        (&["tell", "frontend", "nobody", "hi"], 2, "nobody"),
+        (&["tell", "frontend", "backend", "crash"], 1, "failed"),
+        (
+            &["tell", "frontend", "backend", "k1", "--id", "key-1"],
+            0,
+            "",
+        ),
+        (
+            &["tell", "frontend", "backend", "k2", "--id", "key-1"],
+            2,
+            "already used",
+        ),
+        (&["tells", "retry", "0000ffff"], 1, "not found"),
+    ];
+    let outcomes = |env: &TestEnv| -> Vec<(i32, String)> {
+        cases
+            .iter()
+            .map(|(args, code, wanted)| {
+                let all = [*args, &["--json"]].concat();
+                let out = env.run(&all);
+                assert_eq!(
+                    support::exit_code(&out),
+                    *code,
+                    "{all:?}: {}",
+                    support::stderr(&out)
+                );
+                if *code == 0 {
+                    return (0, String::new());
+                }
+                let err = support::stderr(&out);
+                let line = err.lines().rev().find(|l| l.starts_with('{')).unwrap_or("");
+                let e: Value = serde_json::from_str(line)
+                    .unwrap_or_else(|_| panic!("{all:?}: no JSON error: {err}"));
+                assert_eq!(e["exit_code"], *code, "{all:?}: {e}");
+                let message = e["error"].as_str().unwrap_or("").to_string();
+                assert!(message.contains(wanted), "{all:?}: {e}");
+                (*code, message)
+            })
+            .collect()
+    };
+    let here = outcomes(&env);
+    let report_len = |env: &TestEnv| {
+        env.run_json(&["report", "frontend", "backend"])
+            .as_array()
+            .map_or(0, Vec::len)
+    };
+    let before = report_len(&env);
+    let server = Server::start(&env);
+    let there = outcomes(&env);
+    assert_eq!(
+        here.iter().map(|(c, _)| *c).collect::<Vec<_>>(),
+        there.iter().map(|(c, _)| *c).collect::<Vec<_>>()
+    );
+    // The key sent again through the server is the tell made here: nothing new for it.
+    assert_eq!(report_len(&env), before + 1, "only the crash tell is new");
+
+    // A retry through the server is delivered by the server's agent.
+    let failed = env
+        .run_json(&["report", "frontend", "backend"])
+        .as_array()
+        .and_then(|a| a.iter().rev().find(|t| t["state"] == "failed").cloned())
+        .expect("a failed tell");
+    let id = failed["tell_id"].as_str().expect("id");
+    let out = env.run(&["tells", "retry", id]);
+    // The copy crashes again, as the original did: a failed tell, exit 1, with its id.
+    assert_eq!(support::exit_code(&out), 1, "{}", support::stderr(&out));
+    let copy = env.run_json(&["report", "frontend", "backend"]);
+    let last = copy.as_array().and_then(|a| a.last()).expect("a tell");
+    assert_eq!(last["retry_of"], id);
+    let answered = env.run_json(&["tell", "frontend", "backend", "hello"]);
+    let out = env.run(&["tells", "retry", answered["tell_id"].as_str().expect("id")]);
+    assert_eq!(support::exit_code(&out), 2, "{}", support::stderr(&out));
+    assert!(support::stderr(&out).contains("it was answered"));
+    server.stop();
+    env.assert_no_agents();
+}
+
+/// One MCP request over streamable HTTP to the server of `env` as team `team`: returns the
+/// `mcp-session-id` header (if any) and the JSON-RPC messages of the answer (`data:` lines of
+/// the event stream, or the JSON body).
+fn mcp_post(
+    env: &TestEnv,
+    team: &str,
+    session: Option<&str>,
+    body: &Value,
+) -> (Option<String>, Vec<Value>) {
+    use std::io::{Read, Write};
+    let announce: Value = serde_json::from_str(
+        &std::fs::read_to_string(env.db_path().with_file_name("server.json")).expect("server.json"),
+    )
+    .expect("server.json is JSON");
+    let url = announce["url"].as_str().expect("url");
+    let authority = url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .expect("host:port");
+    let mut stream = std::net::TcpStream::connect(authority).expect("connect");
+    stream.set_read_timeout(Some(WAIT)).expect("read timeout");
+    let payload = body.to_string();
+    let mut req = format!(
+        "POST /mcp?team={team} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\n\
+         Accept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2025-11-25\r\n\
+         Content-Length: {}\r\nConnection: close\r\n",
+        payload.len()
+    );
+    if let Some(s) = session {
+        req.push_str(&format!("Mcp-Session-Id: {s}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(&payload);
+    stream.write_all(req.as_bytes()).expect("send");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).expect("read the answer");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, rest) = text.split_once("\r\n\r\n").expect("an HTTP answer");
+    let session = head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case("mcp-session-id")
+            .then(|| v.trim().to_string())
+    });
+    // De-chunk: size line, data, CRLF, ... (a plain body is taken as it is).
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    let mut body = String::new();
+    if chunked {
+        let mut rest = rest;
+        while let Some((size, after)) = rest.split_once("\r\n") {
+            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            body.push_str(&after[..n]);
+            rest = &after[n..];
+            rest = rest.strip_prefix("\r\n").unwrap_or(rest);
+        }
+    } else {
+        body.push_str(rest);
+    }
+    let messages = body
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("data: ")
+                .or(Some(l).filter(|l| l.starts_with('{')))
+        })
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    (session, messages)
+}
+
+#[test]
+fn team_tell_with_an_idempotency_key_gives_the_same_tell() {
+    let env = TestEnv::with_scripted_agent();
+    let server = Server::start(&env);
+    let init = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {},
+        "clientInfo": {"name": "raw", "version": "0"}}});
+    let (session, _) = mcp_post(&env, "frontend", None, &init);
+    let session = session.expect("an MCP session id");
+    mcp_post(
+        &env,
+        "frontend",
+        Some(&session),
+        &serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    );
+    let call = |message: &str| -> Value {
+        let (_, answers) = mcp_post(
+            &env,
+            "frontend",
+            Some(&session),
+            &serde_json::json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+                "name": "team_tell",
+                "arguments": {"to": "backend", "message": message, "idempotency_key": "req-7"}}}),
+        );
+        answers
+            .into_iter()
+            .find(|m| m["id"] == 2)
+            .and_then(|m| m.get("result").cloned())
+            .expect("a tools/call result")
+    };
+    let first = call("hello");
+    assert_ne!(first["isError"], true, "{first}");
+    let again = call("hello");
+    assert_eq!(
+        again["structuredContent"]["tell_id"], first["structuredContent"]["tell_id"],
+        "{again}"
+    );
+    assert_eq!(again["structuredContent"]["answer"], "echo: hello");
+    let other = call("something else");
+    assert_eq!(other["isError"], true, "{other}");
+    let text = other["content"][0]["text"].as_str().unwrap_or("");
+    assert!(text.contains("\"req-7\" was already used"), "{text}");
+    let tells = env.run_json(&["report", "frontend", "backend"]);
+    assert_eq!(tells.as_array().map(Vec::len), Some(1), "{tells}");
+    server.stop();
+    env.assert_no_agents();
+}

@@ -388,3 +388,78 @@ fn the_wal_is_checkpointed_as_writes_go() {
     // The default auto-checkpoint is 1000 pages (4 MiB); without it this WAL is ~250 MiB.
     assert!(wal < 16 * 1024 * 1024, "WAL grew to {wal} bytes");
 }
+
+#[test]
+fn the_released_v3_database_opens_and_its_tells_take_idempotency_keys() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("v3.db");
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/schema-v3.db"),
+        &path,
+    )
+    .expect("copy fixture");
+    let store = SessionStore::open(&path).expect("open a v3 database");
+    assert_eq!(store.schema_version().expect("version"), SCHEMA_VERSION);
+    let tells = store
+        .recent_tells("frontend", "backend", 10)
+        .expect("tells");
+    let texts: Vec<(&str, &str)> = tells
+        .iter()
+        .map(|t| (t.text.as_str(), t.state.as_str()))
+        .collect();
+    assert_eq!(
+        texts,
+        [
+            ("first question", "cancelled"),
+            ("second question", "cancelled"),
+            ("third question", "queued"),
+        ]
+    );
+    assert!(tells
+        .iter()
+        .all(|t| t.idempotency_key.is_none() && t.retry_of.is_none()));
+
+    // A keyed tell: stored once; the same key again gives the stored one back, not a second.
+    let new = switchboard::store::NewTell {
+        tell_id: "aaaaaaaa-0000-4000-8000-000000000001",
+        session_id: &tells[0].session_id,
+        from_team: "frontend",
+        to_team: "backend",
+        kind: switchboard::store::TellKind::Tell,
+        text: "keyed",
+        parent_tell_id: None,
+    };
+    let first = store
+        .insert_tell_keyed(&new, Some("k"), Some(&tells[0].tell_id), 1)
+        .expect("insert")
+        .expect("stored");
+    assert_eq!(first.idempotency_key.as_deref(), Some("k"));
+    assert_eq!(first.retry_of.as_deref(), Some(tells[0].tell_id.as_str()));
+    let again = switchboard::store::NewTell {
+        tell_id: "aaaaaaaa-0000-4000-8000-000000000002",
+        ..new.clone()
+    };
+    let existing = store
+        .insert_tell_keyed(&again, Some("k"), None, 2)
+        .expect("insert")
+        .expect_err("the key is taken");
+    assert_eq!(existing.tell_id, first.tell_id);
+    // Keys are per calling team.
+    let other_team = switchboard::store::NewTell {
+        tell_id: "aaaaaaaa-0000-4000-8000-000000000003",
+        from_team: "backend",
+        to_team: "frontend",
+        ..new.clone()
+    };
+    store
+        .insert_tell_keyed(&other_team, Some("k"), None, 3)
+        .expect("insert")
+        .expect("another team's key");
+    assert_eq!(
+        store
+            .recent_tells("frontend", "backend", 10)
+            .expect("tells")
+            .len(),
+        4
+    );
+}

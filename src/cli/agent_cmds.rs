@@ -46,7 +46,7 @@ where
     let only = recover.then_some((pair.from.as_str(), pair.to.as_str()));
     match with_router(ctx, only, |r| local(r, from, to))? {
         Ended::Done(v) => Ok((v, false)),
-        Ended::Signal(sig) => Err(Error::Other(format!("interrupted by {sig}"))),
+        Ended::Signal(sig) => Err(super::live::signal_error(sig)),
     }
 }
 

@@ -20,11 +20,37 @@ pub enum Ended<T> {
     Signal(&'static str),
 }
 
+/// The error of a command a signal ended: SIGINT (^C) exits 130 like every interrupted
+/// command; SIGTERM is a failure (1).
+pub fn signal_error(sig: &str) -> Error {
+    let text = format!("interrupted by {sig}");
+    if sig == "SIGINT" {
+        Error::Interrupted(text)
+    } else {
+        Error::Other(text)
+    }
+}
+
 /// Runs `body` with a router; start-up recovery covers `pair` only (none when `None`: the body
 /// recovers what it works on).
 pub fn with_router<T, F, Fut>(
     ctx: &Ctx,
     pair: Option<(&str, &str)>,
+    body: F,
+) -> Result<Ended<T>, Error>
+where
+    F: FnOnce(Router) -> Fut,
+    Fut: Future<Output = Result<T, Error>>,
+{
+    with_router_on(ctx, pair, Signals::Os, body)
+}
+
+/// [`with_router`], ending early on `signals` only (a body that handles SIGINT itself passes
+/// [`Signals::TermOnly`]).
+pub fn with_router_on<T, F, Fut>(
+    ctx: &Ctx,
+    pair: Option<(&str, &str)>,
+    signals: Signals,
     body: F,
 ) -> Result<Ended<T>, Error>
 where
@@ -49,7 +75,7 @@ where
             .map_err(|e| Error::Other(format!("cannot serve MCP to spawned agents: {e}")))?;
         let result = tokio::select! {
             r = body(router.clone()) => r.map(Ended::Done),
-            sig = Signals::Os.wait() => {
+            sig = signals.wait() => {
                 eprintln!("{sig}: stopping; running turns get {} to finish",
                     switchboard::util::format_duration(router.manager().config().settings.shutdown_grace));
                 Ok(Ended::Signal(sig))

@@ -6,7 +6,7 @@ mod config_check;
 mod live;
 mod logfile;
 mod mcp_install;
-mod output;
+pub mod output;
 mod remote;
 mod report;
 mod serve;
@@ -14,6 +14,7 @@ mod sessions;
 mod stats;
 mod teams;
 mod tell;
+mod tells;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -63,6 +64,9 @@ enum Command {
     Tell(tell::TellCmd),
     /// The history of tells from one team to another.
     Report(report::ReportCmd),
+    /// One tell: show it whole, or retry it.
+    #[command(subcommand)]
+    Tells(tells::TellsCmd),
     /// Start a pair's agent and deliver its queued tells.
     Wake(agent_cmds::WakeCmd),
     /// Stop a pair's agent (the session is kept).
@@ -136,6 +140,11 @@ impl Cli {
         )
     }
 
+    /// Whether output (and errors) are JSON.
+    pub fn json_output(&self) -> bool {
+        self.json || self.format == Format::Json
+    }
+
     /// Runs the command.
     pub fn run(self) -> Result<ExitCode, Error> {
         let ctx = Ctx {
@@ -145,6 +154,7 @@ impl Cli {
         match &self.command {
             Command::Tell(cmd) => cmd.run(&ctx),
             Command::Report(cmd) => cmd.run(&ctx),
+            Command::Tells(cmd) => cmd.run(&ctx),
             Command::Wake(cmd) => cmd.run(&ctx),
             Command::Sleep(cmd) => cmd.run(&ctx),
             Command::Cancel(cmd) => cmd.run(&ctx),

@@ -22,6 +22,59 @@ pub fn out(text: &str) {
     }
 }
 
+/// Prints an error on stderr (`error: ...`, or with `json` the line
+/// `{"error": "...", "exit_code": N}`) and returns its exit code.
+pub fn print_error(e: &Error, json: bool) -> std::process::ExitCode {
+    let code = e.exit_code();
+    let text = super::render_error(e);
+    if json {
+        eprintln!("{}", serde_json::json!({"error": text, "exit_code": code}));
+    } else {
+        eprintln!("error: {text}");
+    }
+    std::process::ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+/// A command line the parser refused (exit 2), or `--help` / `--version` (exit 0). With
+/// `--json` (or `--format json`) anywhere on the line, a refusal is JSON on stderr.
+pub fn usage_error(e: clap::Error) -> std::process::ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
+        || matches!(
+            e.kind(),
+            ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+        )
+    {
+        let _ = e.print();
+        return std::process::ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
+    }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let json = args.iter().enumerate().any(|(i, a)| {
+        a == "--json"
+            || a == "--format=json"
+            || (a == "--format" && args.get(i + 1).is_some_and(|v| v == "json"))
+    });
+    if !json {
+        let _ = e.print();
+        return std::process::ExitCode::from(2);
+    }
+    let text = e.render().to_string();
+    // The error without the usage lines, on one line.
+    let message = text
+        .split("\n\nUsage:")
+        .next()
+        .unwrap_or("bad command line")
+        .trim_start_matches("error: ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    eprintln!(
+        "{}",
+        serde_json::json!({"error": message, "exit_code": switchboard::error::EXIT_BAD_INPUT, "usage": text.trim_end()})
+    );
+    std::process::ExitCode::from(2)
+}
+
 /// Prints a value as pretty JSON on stdout.
 pub fn print_json<T: Serialize + ?Sized>(value: &T) -> Result<(), Error> {
     let text = serde_json::to_string_pretty(value)

@@ -12,6 +12,25 @@ use serde_json::Value;
 use switchboard::util::ProcessIdentity;
 use switchboard::{Error, TeamsConfig};
 
+/// Why a call to the server failed.
+#[derive(Debug)]
+pub enum CallError {
+    /// The server could not be reached, or stopped answering mid-call (it died, or the
+    /// connection broke): what the request asked may or may not have happened.
+    Gone(String),
+    /// The server answered with an error.
+    Answer(Error),
+}
+
+impl From<CallError> for Error {
+    fn from(e: CallError) -> Error {
+        match e {
+            CallError::Gone(what) => Error::Other(what),
+            CallError::Answer(e) => e,
+        }
+    }
+}
+
 /// A running server.
 #[derive(Debug, Clone)]
 pub struct Remote {
@@ -62,10 +81,25 @@ impl Remote {
         })
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
     /// POSTs `body` to `/api/{op}` and returns the JSON answer; an error answer becomes an
     /// error with the server's message and exit code.
     pub fn call(&self, op: &str, body: &Value, timeout: Option<Duration>) -> Result<Value, Error> {
-        let fail = |what: String| Error::Other(format!("server (pid {}): {what}", self.pid));
+        Ok(self.call_raw(op, body, timeout)?)
+    }
+
+    /// [`Remote::call`], telling a server that went away apart from an error answer.
+    pub fn call_raw(
+        &self,
+        op: &str,
+        body: &Value,
+        timeout: Option<Duration>,
+    ) -> Result<Value, CallError> {
+        let fail = |what: String| CallError::Gone(format!("server (pid {}): {what}", self.pid));
         let addr = (self.host.as_str(), self.port)
             .to_socket_addrs()
             .map_err(|e| fail(format!("bad address: {e}")))?
@@ -100,10 +134,18 @@ impl Remote {
         stream
             .read_to_end(&mut raw)
             .map_err(|e| fail(format!("no answer: {e}")))?;
+        if raw.is_empty() {
+            return Err(fail("the connection closed without an answer".into()));
+        }
         let (status, body) =
             parse_response(&raw).ok_or_else(|| fail("malformed HTTP answer".into()))?;
-        let v: Value = serde_json::from_slice(body)
-            .map_err(|e| fail(format!("answer is not JSON ({e}), HTTP {status}")))?;
+        let v: Value = serde_json::from_slice(body).map_err(|e| {
+            CallError::Answer(Error::Other(format!(
+                "server (pid {}): answer is not JSON ({e}), HTTP {status}: {}",
+                self.pid,
+                String::from_utf8_lossy(body).trim()
+            )))
+        })?;
         if (200..300).contains(&status) {
             return Ok(v);
         }
@@ -112,11 +154,14 @@ impl Remote {
             .and_then(Value::as_str)
             .unwrap_or("request failed")
             .to_string();
-        Err(match v.get("exit_code").and_then(Value::as_i64) {
-            Some(2) => Error::Usage(message),
-            _ if status == 404 => Error::NotFound(message),
-            _ => Error::Other(message),
-        })
+        // The same exit code as the command would have had in this process.
+        Err(CallError::Answer(
+            match v.get("exit_code").and_then(Value::as_i64) {
+                Some(code) => Error::from_exit_code(message, code),
+                None if status == 404 => Error::NotFound(message),
+                None => Error::Other(message),
+            },
+        ))
     }
 }
 

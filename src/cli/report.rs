@@ -1,4 +1,4 @@
-//! `switchboard report FROM TO [--limit N]`.
+//! `switchboard report FROM TO [--limit N] [--full] [--follow]`.
 
 use std::process::ExitCode;
 
@@ -7,7 +7,11 @@ use switchboard::router::report_tells;
 use switchboard::Error;
 
 use super::output::{ago, print_json, Table};
+use super::tells::tell_details;
 use super::Ctx;
+
+/// How often `--follow` looks for tells that ended.
+const FOLLOW_POLL: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// The history of tells from one team to another, oldest first (read from SQLite).
 #[derive(Debug, Args)]
@@ -19,6 +23,13 @@ pub struct ReportCmd {
     /// At most this many of the latest tells.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
     limit: u32,
+    /// Whole messages and answers, one tell after another, instead of the table.
+    #[arg(long)]
+    full: bool,
+    /// Then keep printing the pair's tells as they end (whole, or one JSON object per line
+    /// with --json), until interrupted.
+    #[arg(long)]
+    follow: bool,
 }
 
 /// The first line of `text`, at most `max` characters.
@@ -34,19 +45,68 @@ fn short(text: &str, max: usize) -> String {
 impl ReportCmd {
     pub fn run(&self, ctx: &Ctx) -> Result<ExitCode, Error> {
         let m = ctx.manager()?;
+        let started = switchboard::util::now_ms();
         let tells = report_tells(&m, &self.from, &self.to, self.limit)?;
-        if ctx.json() {
+        if ctx.json() && self.follow {
+            for t in &tells {
+                outln!("{}", serde_json::to_string(t).unwrap_or_default());
+            }
+        } else if ctx.json() {
             print_json(&tells)?;
-            return Ok(ExitCode::SUCCESS);
-        }
-        if tells.is_empty() {
+        } else if tells.is_empty() {
             outln!("no tells from {} to {}", self.from, self.to);
-            return Ok(ExitCode::SUCCESS);
+        } else if self.full || self.follow {
+            for t in &tells {
+                outln!("{}", tell_details(t));
+            }
+        } else {
+            self.table(&tells);
         }
+        if self.follow {
+            self.follow(ctx, &m, &tells, started)?;
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+
+    /// Prints the pair's tells as they end, until the process is interrupted.
+    fn follow(
+        &self,
+        ctx: &Ctx,
+        m: &switchboard::SessionManager,
+        shown: &[switchboard::store::Tell],
+        started: i64,
+    ) -> Result<(), Error> {
+        use std::collections::HashSet;
+        // Tells already printed as ended; open ones are printed when they end.
+        let mut printed: HashSet<String> = shown
+            .iter()
+            .filter(|t| t.state.is_final())
+            .map(|t| t.tell_id.clone())
+            .collect();
+        let mut since = started;
+        loop {
+            for t in m.store().tells_ended_since(&self.from, &self.to, since)? {
+                since = since.max(t.answered_at.unwrap_or(since));
+                if !printed.insert(t.tell_id.clone()) {
+                    continue;
+                }
+                if ctx.json() {
+                    outln!("{}", serde_json::to_string(&t).unwrap_or_default());
+                } else {
+                    outln!("{}", tell_details(&t));
+                }
+            }
+            // Other processes write the tells; SQLite tells nobody, so look again shortly.
+            std::thread::park_timeout(FOLLOW_POLL);
+        }
+    }
+
+    /// The report as a table: one line per tell, message and answer cut short.
+    fn table(&self, tells: &[switchboard::store::Tell]) {
         let mut t = Table::new(&[
             "TELL", "WHEN", "STATE", "MESSAGE", "ANSWER", ">TOKENS", ">COST",
         ]);
-        for tell in &tells {
+        for tell in tells {
             let answer = match (&tell.answer, &tell.error) {
                 (Some(a), _) => short(a, 40),
                 (None, Some(e)) => short(e, 40),
@@ -66,6 +126,5 @@ impl ReportCmd {
             ]);
         }
         t.print();
-        Ok(ExitCode::SUCCESS)
     }
 }

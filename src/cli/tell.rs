@@ -1,19 +1,30 @@
-//! `switchboard tell FROM TO "text" [--timeout 2m | --async]`.
+//! `switchboard tell FROM TO "text" [--timeout 2m | --async] [--id KEY]`, and the sending and
+//! waiting it shares with `tells retry`.
+//!
+//! A tell is stored first and waited for second, in this process or through a running server,
+//! so the tell id is known whatever happens during the wait. ^C while waiting here interrupts
+//! the turn (as `cancel` does) and exits 130, printing the answer if it arrived meanwhile; a
+//! second ^C exits at once. ^C while a server runs the tell leaves it running there and says
+//! how to follow or cancel it.
 
 use std::io::Read;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use serde_json::Value;
-use switchboard::router::Wait;
+use serde_json::{json, Value};
+use switchboard::router::{Router, TellOptions, Wait};
+use switchboard::signals::Signals;
 use switchboard::store::{Tell, TellKind, TellState};
 use switchboard::Error;
 
-use super::live::{with_router, Ended};
+use super::live::{with_router_on, Ended};
 use super::output::print_json;
-use super::remote::Remote;
+use super::remote::{CallError, Remote};
 use super::Ctx;
+
+/// After ^C, how long to wait for the interrupted turn to end before leaving anyway.
+const INTERRUPT_WAIT: Duration = Duration::from_secs(20);
 
 /// Send a message from one team to another team's agent and print the answer.
 #[derive(Debug, Args)]
@@ -24,7 +35,20 @@ pub struct TellCmd {
     to: String,
     /// The message; `-` reads it from stdin.
     text: String,
-    /// Wait at most this long for the answer (e.g. 90s, 2m, 1h). Default: until it comes.
+    #[command(flatten)]
+    waiting: Waiting,
+    /// An idempotency key of your choice: sending the same tell again with the same key (say,
+    /// after a lost connection) returns the first tell instead of sending a second; the same
+    /// key with another text is an error.
+    #[arg(long = "id", value_name = "KEY")]
+    id: Option<String>,
+}
+
+/// How a command that sends a tell waits for it.
+#[derive(Debug, Args)]
+pub struct Waiting {
+    /// Wait at most this long for the answer (e.g. 90s, 2m, 1h); then cancel the tell.
+    /// Default: until it comes.
     #[arg(long, value_name = "DURATION", value_parser = parse_timeout, conflicts_with = "async")]
     timeout: Option<Duration>,
     /// Store the tell and return its id at once; it is delivered by the next Switchboard
@@ -41,6 +65,23 @@ fn parse_timeout(s: &str) -> Result<Duration, String> {
     switchboard::util::parse_duration(s)
 }
 
+/// What to send.
+pub enum Sending<'a> {
+    /// A new tell.
+    New {
+        /// From team.
+        from: &'a str,
+        /// To team.
+        to: &'a str,
+        /// The message.
+        text: &'a str,
+        /// The caller's idempotency key.
+        key: Option<&'a str>,
+    },
+    /// A copy of a failed or cancelled tell (its id, or a unique prefix).
+    Retry(&'a str),
+}
+
 impl TellCmd {
     pub fn run(&self, ctx: &Ctx) -> Result<ExitCode, Error> {
         let text = if self.text == "-" {
@@ -54,132 +95,370 @@ impl TellCmd {
         };
         let config = ctx.load_config()?;
         switchboard::router::check_message(&text, config.settings.max_message_bytes)?;
-        if let Some(remote) = Remote::find(&config) {
-            // A server serves this database: it delivers with its agents and leases.
-            let body = serde_json::json!({
-                "from": self.from,
-                "to": self.to,
-                "text": text,
-                "timeout_ms": self.timeout.map(|d| d.as_millis() as u64),
-                "async": self.r#async,
-                "cancel_on_timeout": true,
-            });
-            let v = remote.call("tell", &body, self.timeout)?;
-            if v.get("timed_out").and_then(serde_json::Value::as_bool) == Some(true) {
-                self.say_timed_out();
-            }
-            return print_tell(ctx, v, !self.r#async);
-        }
-        if self.r#async {
-            // Store it and leave; nothing is started.
-            let m = ctx.manager()?;
-            let t = switchboard::router::queue_tell(
-                &m,
-                &self.from,
-                &self.to,
-                TellKind::Tell,
-                &text,
-                None,
-            )?;
-            return print_tell(ctx, to_value(&t), false);
-        }
-        let wait = self.timeout.map_or(Wait::Forever, Wait::For);
-        let (from, to) = (self.from.as_str(), self.to.as_str());
-        let busy_wait = self
-            .wait_busy
-            .then(|| self.timeout.unwrap_or(Duration::from_secs(86_400)));
-        let ended = with_router(ctx, Some((from, to)), |router| async move {
-            router.wait_when_busy(busy_wait);
-            let t = router.tell(from, to, &text, wait).await?;
-            if !t.state.is_final() {
-                // Out of time: stop it rather than leave it to die with this process.
-                let t = router.cancel_tell(&t.tell_id)?;
-                let t = router
-                    .wait_for(&t.tell_id, Wait::For(Duration::from_secs(20)))
-                    .await?;
-                return Ok((t, true));
-            }
-            Ok((t, false))
-        })?;
-        match ended {
-            Ended::Done((t, timed_out)) => {
-                if timed_out {
-                    self.say_timed_out();
-                }
-                print_tell(ctx, to_value(&t), true)
-            }
-            Ended::Signal(sig) => Err(Error::Other(format!("interrupted by {sig}"))),
-        }
+        let what = Sending::New {
+            from: &self.from,
+            to: &self.to,
+            text: &text,
+            key: self.id.as_deref(),
+        };
+        send(ctx, &config, what, &self.waiting)
     }
+}
 
-    fn say_timed_out(&self) {
-        eprintln!(
-            "no answer within {}; the tell was cancelled",
-            switchboard::util::format_duration(self.timeout.unwrap_or_default())
-        );
+/// Sends `what` (through a running server of this database, else here) and waits as
+/// `waiting` says; prints the answer, or the tell id when not waiting.
+pub fn send(
+    ctx: &Ctx,
+    config: &switchboard::TeamsConfig,
+    what: Sending<'_>,
+    waiting: &Waiting,
+) -> Result<ExitCode, Error> {
+    if let Some(remote) = Remote::find(config) {
+        return send_remote(ctx, &remote, what, waiting);
     }
+    if waiting.r#async {
+        // Store it and leave; nothing is started.
+        let m = ctx.manager()?;
+        let t = match what {
+            Sending::New {
+                from,
+                to,
+                text,
+                key,
+            } => switchboard::router::queue_tell_with(
+                &m,
+                from,
+                to,
+                TellKind::Tell,
+                text,
+                &TellOptions {
+                    idempotency_key: key,
+                    ..Default::default()
+                },
+            )?,
+            Sending::Retry(id) => switchboard::router::queue_retry(&m, id)?,
+        };
+        return print_tell(ctx, &to_value(&t), false);
+    }
+    // The pair, for start-up recovery of its tells.
+    let (from, to) = match &what {
+        Sending::New { from, to, .. } => (from.to_string(), to.to_string()),
+        Sending::Retry(id) => {
+            let t = switchboard::router::retryable(&ctx.manager()?, id)?;
+            (t.from_team, t.to_team)
+        }
+    };
+    let wait = waiting.timeout.map_or(Wait::Forever, Wait::For);
+    let busy_wait = waiting
+        .wait_busy
+        .then(|| waiting.timeout.unwrap_or(Duration::from_secs(86_400)));
+    let ended = with_router_on(
+        ctx,
+        Some((&from, &to)),
+        Signals::TermOnly,
+        |router| async move {
+            // Watch for ^C before the tell exists, so no ^C can kill the process unhandled
+            // while it runs.
+            let sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+                .map_err(|e| Error::Other(format!("cannot watch for ^C: {e}")))?;
+            router.wait_when_busy(busy_wait);
+            let t = match what {
+                Sending::New {
+                    from,
+                    to,
+                    text,
+                    key,
+                } => router.submit_with(
+                    from,
+                    to,
+                    TellKind::Tell,
+                    text,
+                    &TellOptions {
+                        idempotency_key: key,
+                        ..Default::default()
+                    },
+                )?,
+                Sending::Retry(id) => router.retry(id)?,
+            };
+            wait_here(&router, &t.tell_id, wait, sigint).await
+        },
+    )?;
+    match ended {
+        Ended::Done(Outcome::Ended(t)) => print_tell(ctx, &to_value(&t), true),
+        Ended::Done(Outcome::TimedOut(t)) => {
+            say_timed_out(waiting.timeout);
+            print_tell(ctx, &to_value(&t), true)
+        }
+        Ended::Done(Outcome::Interrupted(t)) => {
+            let v = to_value(&t);
+            let answered = t.answer.as_deref().is_some_and(|a| !a.is_empty());
+            if answered {
+                // The answer came in before the turn could be stopped: it is not lost.
+                let _ = print_tell(ctx, &v, true);
+            } else if ctx.json() {
+                print_json(&v)?;
+            }
+            Err(Error::Interrupted(format!(
+                "interrupted: tell {} {}{}",
+                t.tell_id,
+                t.state,
+                if answered {
+                    " (its answer arrived first; printed above)"
+                } else {
+                    ""
+                }
+            )))
+        }
+        Ended::Signal(sig) => Err(super::live::signal_error(sig)),
+    }
+}
+
+/// How waiting here ended.
+enum Outcome {
+    /// The tell ended.
+    Ended(Tell),
+    /// No answer in time: cancelled.
+    TimedOut(Tell),
+    /// ^C: the turn was interrupted.
+    Interrupted(Tell),
+}
+
+/// Waits for a tell this process delivers; ^C interrupts its turn, a second ^C exits at once.
+async fn wait_here(
+    router: &Router,
+    tell_id: &str,
+    wait: Wait,
+    mut sigint: tokio::signal::unix::Signal,
+) -> Result<Outcome, Error> {
+    let first = tokio::select! {
+        t = router.wait_for(tell_id, wait) => Some(t?),
+        _ = sigint.recv() => None,
+    };
+    match first {
+        Some(t) if t.state.is_final() => Ok(Outcome::Ended(t)),
+        Some(t) => {
+            // Out of time: stop it rather than leave it to die with this process.
+            let t = router.cancel_tell(&t.tell_id)?;
+            let t = router
+                .wait_for(&t.tell_id, Wait::For(INTERRUPT_WAIT))
+                .await?;
+            Ok(Outcome::TimedOut(t))
+        }
+        None => {
+            eprintln!("^C: interrupting tell {tell_id} (^C again quits at once)");
+            tokio::spawn(async move {
+                sigint.recv().await;
+                eprintln!(
+                    "^C again: quitting now; the next switchboard run on this pair marks the \
+                     tell failed"
+                );
+                std::process::exit(switchboard::error::EXIT_INTERRUPTED);
+            });
+            let t = router.cancel_tell(tell_id)?;
+            let t = router
+                .wait_for(&t.tell_id, Wait::For(INTERRUPT_WAIT))
+                .await?;
+            Ok(Outcome::Interrupted(t))
+        }
+    }
+}
+
+/// Sends through the running server: store first (the id comes back), then wait in a second
+/// call, so a server that dies mid-wait still leaves the caller with the id.
+fn send_remote(
+    ctx: &Ctx,
+    remote: &Remote,
+    what: Sending<'_>,
+    waiting: &Waiting,
+) -> Result<ExitCode, Error> {
+    // ^C is watched from before the tell is sent, so it never kills the process unhandled.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Other(format!("cannot start the async runtime: {e}")))?;
+    let sigint = runtime
+        .block_on(async {
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        })
+        .map_err(|e| Error::Other(format!("cannot watch for ^C: {e}")))?;
+    let look = match &what {
+        Sending::New { from, to, .. } => format!("switchboard report {from} {to}"),
+        Sending::Retry(_) => "switchboard report FROM TO".to_string(),
+    };
+    let sent = match what {
+        Sending::New {
+            from,
+            to,
+            text,
+            key,
+        } => remote.call_raw(
+            "tell",
+            &json!({"from": from, "to": to, "text": text, "async": true, "id": key}),
+            None,
+        ),
+        Sending::Retry(id) => remote.call_raw("retry", &json!({"tell_id": id}), None),
+    };
+    let t = match sent {
+        Ok(t) => t,
+        Err(CallError::Gone(why)) => {
+            return Err(Error::Other(format!(
+                "{why}; the tell may or may not be stored: see `{look}` before sending it \
+                 again (with `--id KEY`, sending again is safe)"
+            )))
+        }
+        Err(CallError::Answer(e)) => return Err(e),
+    };
+    if waiting.r#async {
+        return print_tell(ctx, &t, false);
+    }
+    let s = |k: &str| t.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    let (id, from, to) = (s("tell_id"), s("from_team"), s("to_team"));
+    let body = json!({
+        "tell_id": id,
+        "timeout_ms": waiting.timeout.map(|d| d.as_millis() as u64),
+        "cancel_on_timeout": true,
+    });
+    let follow = format!(
+        "follow it with `switchboard tells show {id}` or `switchboard report {from} {to} --follow`"
+    );
+    match wait_remote(runtime, sigint, remote, body, waiting.timeout)? {
+        Some(Ok(v)) => {
+            if v.get("timed_out").and_then(Value::as_bool) == Some(true) {
+                say_timed_out(waiting.timeout);
+            }
+            print_tell(ctx, &v, true)
+        }
+        Some(Err(CallError::Answer(e))) => Err(e),
+        Some(Err(CallError::Gone(why))) => Err(Error::Other(format!(
+            "{why}, while tell {id} was waiting for its answer. The tell is stored; do not \
+             send it again: {follow}; if it ends failed, `switchboard tells retry {id}` \
+             sends a copy"
+        ))),
+        None => Err(Error::Interrupted(format!(
+            "interrupted: tell {id} keeps running in the server (pid {}); {follow}; cancel it \
+             with `switchboard tells cancel {id}`",
+            remote.pid()
+        ))),
+    }
+}
+
+/// The `wait` call, on a blocking thread; `None` when ^C came first.
+fn wait_remote(
+    runtime: tokio::runtime::Runtime,
+    mut sigint: tokio::signal::unix::Signal,
+    remote: &Remote,
+    body: Value,
+    timeout: Option<Duration>,
+) -> Result<Option<Result<Value, CallError>>, Error> {
+    let remote = remote.clone();
+    let result = runtime.block_on(async move {
+        let call = tokio::task::spawn_blocking(move || remote.call_raw("wait", &body, timeout));
+        tokio::select! {
+            r = call => r
+                .map(Some)
+                .map_err(|e| Error::Other(format!("the wait for the server failed: {e}"))),
+            _ = sigint.recv() => Ok(None),
+        }
+    });
+    // The blocked call (if any) is left behind; the process is about to exit.
+    runtime.shutdown_background();
+    result
+}
+
+fn say_timed_out(timeout: Option<Duration>) {
+    eprintln!(
+        "no answer within {}; the tell was cancelled",
+        switchboard::util::format_duration(timeout.unwrap_or_default())
+    );
 }
 
 fn to_value(t: &Tell) -> Value {
     serde_json::to_value(t).unwrap_or(Value::Null)
 }
 
+/// Milliseconds of an RFC 3339 time field of a tell's JSON.
+fn time_ms(t: &Value, key: &str) -> Option<i64> {
+    let s = t.get(key)?.as_str()?;
+    let at = humantime::parse_rfc3339_weak(s).ok()?;
+    let d = at.duration_since(std::time::UNIX_EPOCH).ok()?;
+    i64::try_from(d.as_millis()).ok()
+}
+
+/// "queued 3.3s, turn 0.4s": how long the tell waited for its turn (stored → delivered) and
+/// how long the turn took (delivered → ended), as Switchboard saw them.
+pub fn timing(t: &Value) -> String {
+    let secs = |ms: i64| format!("{:.1}s", ms.max(0) as f64 / 1000.0);
+    let created = time_ms(t, "created_at");
+    let delivered = time_ms(t, "delivered_at");
+    let ended = time_ms(t, "answered_at");
+    let mut parts = Vec::new();
+    match (created, delivered, ended) {
+        (Some(c), Some(d), _) => parts.push(format!("queued {}", secs(d - c))),
+        (Some(c), None, Some(e)) => parts.push(format!("queued {} (never delivered)", secs(e - c))),
+        _ => {}
+    }
+    if let (Some(d), Some(e)) = (delivered, ended) {
+        parts.push(format!("turn {}", secs(e - d)));
+    }
+    parts.join(", ")
+}
+
 /// Prints a tell (as stored, or as a server sent it): the answer on stdout and a summary on
-/// stderr, or the JSON. Exit 0 when answered (or queued, for a tell not waited for).
-fn print_tell(ctx: &Ctx, t: Value, waited: bool) -> Result<ExitCode, Error> {
+/// stderr, or the JSON. Ok when answered (or queued, for a tell not waited for); a failed or
+/// cancelled tell is an error (exit 1) after its output.
+fn print_tell(ctx: &Ctx, t: &Value, waited: bool) -> Result<ExitCode, Error> {
     let s = |k: &str| t.get(k).and_then(Value::as_str).unwrap_or("").to_string();
     let n = |k: &str| t.get(k).and_then(Value::as_i64).unwrap_or(0);
     let state: TellState = s("state")
         .parse()
         .map_err(|e: String| Error::Other(format!("unexpected tell: {e}")))?;
     let ok = state == TellState::Answered || (!waited && state == TellState::Queued);
-    if ctx.json() {
-        print_json(&t)?;
-        return Ok(if ok {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::from(1)
-        });
-    }
     let id = s("tell_id");
-    match state {
-        TellState::Answered => {
-            outln!("{}", s("answer"));
-            let secs = t
-                .get("duration_ms")
-                .and_then(Value::as_i64)
-                .map(|d| format!(", {:.1}s", d as f64 / 1000.0))
-                .unwrap_or_default();
-            eprintln!(
-                "[tell {id} answered: {} in / {} out tokens, ${:.4}{secs}]",
-                n("input_tokens"),
-                n("output_tokens"),
-                t.get("cost_usd").and_then(Value::as_f64).unwrap_or(0.0),
-            );
-        }
-        TellState::Queued | TellState::Delivered => {
-            outln!("{id}");
-            eprintln!(
-                "[tell {id} {state}: see `switchboard report {} {}`]",
-                s("from_team"),
-                s("to_team")
-            );
-        }
-        TellState::Failed | TellState::Cancelled => {
-            let why = s("error");
-            eprintln!(
-                "error: tell {id} {state}: {}",
-                if why.is_empty() {
-                    "no reason recorded"
-                } else {
-                    &why
-                }
-            );
-        }
+    let failure = || {
+        let why = s("error");
+        let again = if state.is_final() {
+            format!(" (`switchboard tells retry {id}` sends it again)")
+        } else {
+            String::new()
+        };
+        Error::Other(format!(
+            "tell {id} {state}: {}{again}",
+            if why.is_empty() {
+                "no reason recorded"
+            } else {
+                &why
+            }
+        ))
+    };
+    if ctx.json() {
+        print_json(t)?;
+        return if ok {
+            Ok(ExitCode::SUCCESS)
+        } else {
+            Err(failure())
+        };
     }
-    Ok(if ok {
-        ExitCode::SUCCESS
+    let answer = s("answer");
+    if !answer.is_empty() {
+        outln!("{answer}");
+        eprintln!(
+            "[tell {id} {state}: {} in / {} out tokens, ${:.4}; {}]",
+            n("input_tokens"),
+            n("output_tokens"),
+            t.get("cost_usd").and_then(Value::as_f64).unwrap_or(0.0),
+            timing(t),
+        );
+    } else if matches!(state, TellState::Queued | TellState::Delivered) {
+        outln!("{id}");
+        eprintln!(
+            "[tell {id} {state}: see `switchboard tells show {id}` or `switchboard report {} {}`]",
+            s("from_team"),
+            s("to_team")
+        );
+    }
+    if ok {
+        Ok(ExitCode::SUCCESS)
     } else {
-        ExitCode::from(1)
-    })
+        Err(failure())
+    }
 }

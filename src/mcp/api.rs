@@ -8,8 +8,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::router::{Router, RouterError, Wait};
-use crate::store::TellKind;
+use crate::router::{Router, RouterError, TellOptions, Wait};
+use crate::store::{Tell, TellKind};
 use crate::Error;
 
 /// A pair of teams.
@@ -34,6 +34,30 @@ struct TellArgs {
     /// When the wait runs out, cancel the tell (the CLI's `--timeout`).
     #[serde(default)]
     cancel_on_timeout: bool,
+    /// The caller's idempotency key (`tell --id`): the same tell sent again with it is not a
+    /// second tell.
+    #[serde(default)]
+    id: Option<String>,
+}
+
+/// Waiting for a tell already stored (the CLI stores first, then waits, so it knows the id
+/// even when the server goes away mid-wait).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WaitArgs {
+    tell_id: String,
+    /// Wait at most this long; absent = until answered.
+    timeout_ms: Option<u64>,
+    /// When the wait runs out, cancel the tell.
+    #[serde(default)]
+    cancel_on_timeout: bool,
+}
+
+/// One tell by id.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TellId {
+    tell_id: String,
 }
 
 /// Runs `op` with the JSON `body`; `Ok` is the answer, `Err` is (HTTP status, error JSON).
@@ -47,6 +71,32 @@ pub(crate) async fn handle(router: &Router, op: &str, body: &[u8]) -> Result<Val
             let a: TellArgs =
                 serde_json::from_value(parse("tell")?).map_err(|e| bad(e.to_string()))?;
             tell(router, a).await
+        }
+        "wait" => {
+            let a: WaitArgs =
+                serde_json::from_value(parse("wait")?).map_err(|e| bad(e.to_string()))?;
+            wait(router, &a.tell_id, a.timeout_ms, a.cancel_on_timeout).await
+        }
+        "cancel_tell" => {
+            let a: TellId =
+                serde_json::from_value(parse("cancel_tell")?).map_err(|e| bad(e.to_string()))?;
+            router
+                .cancel_one(&a.tell_id)
+                .await
+                .map(|(t, was_open)| {
+                    let mut v = serde_json::to_value(t).unwrap_or(Value::Null);
+                    v["was_open"] = json!(was_open);
+                    v
+                })
+                .map_err(Error::from)
+        }
+        "retry" => {
+            let a: TellId =
+                serde_json::from_value(parse("retry")?).map_err(|e| bad(e.to_string()))?;
+            router
+                .retry(&a.tell_id)
+                .map(|t| serde_json::to_value(t).unwrap_or(Value::Null))
+                .map_err(Error::from)
         }
         "compact" | "wake" | "sleep" | "reboot" | "cancel" => {
             let p: Pair = serde_json::from_value(parse(op)?).map_err(|e| bad(e.to_string()))?;
@@ -74,16 +124,28 @@ pub(crate) async fn handle(router: &Router, op: &str, body: &[u8]) -> Result<Val
 }
 
 async fn tell(router: &Router, a: TellArgs) -> Result<Value, Error> {
+    let options = TellOptions {
+        idempotency_key: a.id.as_deref(),
+        ..Default::default()
+    };
+    let t: Tell = router.submit_with(&a.from, &a.to, TellKind::Tell, &a.text, &options)?;
     if a.quick {
-        let t = router.submit(&a.from, &a.to, TellKind::Tell, &a.text, None)?;
         return Ok(serde_json::to_value(t).unwrap_or(Value::Null));
     }
-    let wait = a
-        .timeout_ms
-        .map_or(Wait::Forever, |ms| Wait::For(Duration::from_millis(ms)));
-    let mut t = router.tell(&a.from, &a.to, &a.text, wait).await?;
+    wait(router, &t.tell_id, a.timeout_ms, a.cancel_on_timeout).await
+}
+
+/// Waits for a stored tell; `timed_out` says whether the wait ran out first.
+async fn wait(
+    router: &Router,
+    tell_id: &str,
+    timeout_ms: Option<u64>,
+    cancel_on_timeout: bool,
+) -> Result<Value, Error> {
+    let wait = timeout_ms.map_or(Wait::Forever, |ms| Wait::For(Duration::from_millis(ms)));
+    let mut t = router.wait_for(tell_id, wait).await?;
     let timed_out = !t.state.is_final();
-    if timed_out && a.cancel_on_timeout {
+    if timed_out && cancel_on_timeout {
         router.cancel_tell(&t.tell_id)?;
         t = router
             .wait_for(&t.tell_id, Wait::For(Duration::from_secs(20)))

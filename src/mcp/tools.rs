@@ -140,7 +140,16 @@ impl SwitchboardTools {
         let caller = self.caller(&ctx)?;
         let t = self
             .router
-            .tell_as(&caller, &args.to, &args.message, wait)
+            .submit_as_keyed(
+                &caller,
+                &args.to,
+                &args.message,
+                args.idempotency_key.as_deref(),
+            )
+            .map_err(|e| msg(&e))?;
+        let t = self
+            .router
+            .wait_for(&t.tell_id, wait)
             .await
             .map_err(|e| msg(&e))?;
         self.observe(&t);

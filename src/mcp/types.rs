@@ -30,6 +30,12 @@ pub struct TellArgs {
     /// keeps running: ask team_tell_status for its answer later.
     #[serde(default)]
     pub timeout_ms: Option<i64>,
+    /// Optional idempotency key of your choice (1-200 characters, no spaces): calling
+    /// team_tell again with the same key and message returns the first tell instead of
+    /// sending a second (use it when you retry after an error); the same key with another
+    /// message is an error.
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
 }
 
 /// Arguments of `team_quick_tell`.
@@ -305,7 +311,10 @@ mod tests {
 
     #[test]
     fn every_argument_type_has_an_object_schema() {
-        assert_eq!(properties::<TellArgs>(), ["message", "timeout_ms", "to"]);
+        assert_eq!(
+            properties::<TellArgs>(),
+            ["idempotency_key", "message", "timeout_ms", "to"]
+        );
         assert_eq!(properties::<QuickTellArgs>(), ["message", "to"]);
         assert_eq!(properties::<TellStatusArgs>(), ["tell_id"]);
         assert_eq!(properties::<ReportArgs>(), ["limit", "to"]);

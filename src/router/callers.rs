@@ -93,11 +93,36 @@ impl Router {
 
     /// Stores a tell from `caller` and returns at once (see [`Router::tell_as`]).
     pub fn submit_as(&self, caller: &Caller, to: &str, text: &str) -> RouterResult<Tell> {
+        self.submit_as_keyed(caller, to, text, None)
+    }
+
+    /// [`Router::submit_as`] with the caller's idempotency key (see
+    /// [`super::TellOptions::idempotency_key`]).
+    pub fn submit_as_keyed(
+        &self,
+        caller: &Caller,
+        to: &str,
+        text: &str,
+        idempotency_key: Option<&str>,
+    ) -> RouterResult<Tell> {
         let (from, parent) = self.resolve_caller(caller)?;
+        if let Some(key) = idempotency_key {
+            // The same request again: the tell it already made, even if its chain has moved on.
+            if let Some(t) = self.inner.manager.store().tell_by_key(&from, key)? {
+                if t.to_team == to && t.text == text {
+                    return Ok(t);
+                }
+            }
+        }
         if let Some(parent) = &parent {
             self.check_chain(&from, to, parent)?;
         }
-        self.submit(&from, to, TellKind::Tell, text, parent.as_deref())
+        let options = super::TellOptions {
+            parent_tell_id: parent.as_deref(),
+            idempotency_key,
+            retry_of: None,
+        };
+        self.submit_with(&from, to, TellKind::Tell, text, &options)
     }
 
     fn check_chain(&self, from: &str, to: &str, parent: &str) -> RouterResult<()> {

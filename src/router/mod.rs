@@ -74,6 +74,32 @@ pub enum RouterError {
     /// A caller that cannot be identified.
     #[error("unknown caller: {0}")]
     UnknownCaller(String),
+    /// A bad idempotency key, or one already used for a different tell.
+    #[error("idempotency key: {0}")]
+    IdempotencyKey(String),
+    /// A tell that cannot be retried (still running, answered, or a compaction).
+    #[error("cannot retry tell {tell_id}: {why}")]
+    NotRetryable {
+        /// The tell.
+        tell_id: String,
+        /// Why not.
+        why: String,
+    },
+    /// A tell id prefix that matches more than one tell.
+    #[error("tell id {0:?} is ambiguous: give more of it")]
+    AmbiguousTell(String),
+}
+
+/// How a tell is stored, beyond its pair and text.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TellOptions<'a> {
+    /// The tell during which this one was sent (a chain of agents).
+    pub parent_tell_id: Option<&'a str>,
+    /// The caller's idempotency key: sending the same tell again with the same key returns the
+    /// first one instead of storing a second; the same key with another text is an error.
+    pub idempotency_key: Option<&'a str>,
+    /// The tell this one is a copy of (`tells retry`).
+    pub retry_of: Option<&'a str>,
 }
 
 /// Who is telling: a person's agent acting as a team, or an agent Switchboard spawned (the
@@ -335,13 +361,47 @@ impl Router {
         text: &str,
         parent_tell_id: Option<&str>,
     ) -> RouterResult<Tell> {
+        let options = TellOptions {
+            parent_tell_id,
+            ..Default::default()
+        };
+        self.submit_with(from, to, kind, text, &options)
+    }
+
+    /// [`Router::submit`] with an idempotency key and the tell it retries (see
+    /// [`TellOptions`]). With a key already used for the same tell, that tell comes back.
+    pub fn submit_with(
+        &self,
+        from: &str,
+        to: &str,
+        kind: TellKind,
+        text: &str,
+        options: &TellOptions<'_>,
+    ) -> RouterResult<Tell> {
         if !self.inner.accepting.load(Ordering::SeqCst) {
             return Err(RouterError::ShuttingDown);
         }
-        let tell = queue_tell(&self.inner.manager, from, to, kind, text, parent_tell_id)?;
+        let tell = queue_tell_with(&self.inner.manager, from, to, kind, text, options)?;
         tracing::debug!(from, to, tell_id = %tell.tell_id, "tell queued");
         self.wake_worker(from, to);
         Ok(tell)
+    }
+
+    /// Queues a copy of an ended tell that failed or was cancelled (an interrupted tell is
+    /// never resent on its own: its turn may have had effects). The copy records which tell
+    /// it retries. `tell_id` may be a unique prefix.
+    pub fn retry(&self, tell_id: &str) -> RouterResult<Tell> {
+        let original = retryable(&self.inner.manager, tell_id)?;
+        self.submit_with(
+            &original.from_team,
+            &original.to_team,
+            original.kind,
+            &original.text,
+            &TellOptions {
+                retry_of: Some(&original.tell_id),
+                ..Default::default()
+            },
+        )
     }
 
     /// A tell by id.
@@ -472,6 +532,42 @@ impl Router {
             }
             _ => Ok(t),
         }
+    }
+
+    /// Cancels one tell given by id or unique prefix (`tells cancel`): a queued one at once, a
+    /// running one is interrupted and waited for (up to 20 s). A tell another live Switchboard
+    /// process is answering is refused as busy (its owner must interrupt it); one whose
+    /// process is gone is marked failed, as recovery does. Returns the tell as it is then, and
+    /// whether it was still open when asked.
+    pub async fn cancel_one(&self, id: &str) -> RouterResult<(Tell, bool)> {
+        let m = &self.inner.manager;
+        let t = find_tell(m, id)?;
+        if t.state.is_final() {
+            return Ok((t, false));
+        }
+        Ok((self.cancel_open(t).await?, true))
+    }
+
+    async fn cancel_open(&self, t: Tell) -> RouterResult<Tell> {
+        let m = &self.inner.manager;
+        if t.state == TellState::Delivered {
+            if let Some(s) = m.get(&t.from_team, &t.to_team)? {
+                m.check_not_held_elsewhere(&s)?;
+            }
+            let here = self
+                .lock_workers()
+                .contains_key(&pair_key(&t.from_team, &t.to_team));
+            if !here {
+                self.recover(Some((&t.from_team, &t.to_team)))?;
+                return self.tell_status(&t.tell_id);
+            }
+        }
+        let t = self.cancel_tell(&t.tell_id)?;
+        if t.state.is_final() {
+            return Ok(t);
+        }
+        self.wait_for(&t.tell_id, Wait::For(Duration::from_secs(20)))
+            .await
     }
 
     /// Compacts the pair's agent context: queues a compaction behind the pair's tells and
@@ -636,6 +732,38 @@ pub fn queue_tell(
     text: &str,
     parent_tell_id: Option<&str>,
 ) -> RouterResult<Tell> {
+    let options = TellOptions {
+        parent_tell_id,
+        ..Default::default()
+    };
+    queue_tell_with(m, from, to, kind, text, &options)
+}
+
+/// Longest idempotency key.
+pub const MAX_IDEMPOTENCY_KEY: usize = 200;
+
+/// [`queue_tell`] with an idempotency key and the tell it retries (see [`TellOptions`]).
+pub fn queue_tell_with(
+    m: &SessionManager,
+    from: &str,
+    to: &str,
+    kind: TellKind,
+    text: &str,
+    options: &TellOptions<'_>,
+) -> RouterResult<Tell> {
+    if let Some(key) = options.idempotency_key {
+        if key.is_empty()
+            || key.len() > MAX_IDEMPOTENCY_KEY
+            || key.chars().any(|c| c.is_control() || c.is_whitespace())
+        {
+            return Err(RouterError::IdempotencyKey(format!(
+                "{key:?} is not a valid key: use 1 to {MAX_IDEMPOTENCY_KEY} bytes without spaces or control characters"
+            )));
+        }
+        if let Some(existing) = m.store().tell_by_key(from, key)? {
+            return same_request(existing, key, to, kind, text);
+        }
+    }
     if kind == TellKind::Tell {
         check_message(text, m.config().settings.max_message_bytes)?;
     }
@@ -651,18 +779,110 @@ pub fn queue_tell(
         });
     }
     let tell_id = uuid::Uuid::new_v4().to_string();
-    Ok(m.store().insert_tell(
-        &NewTell {
-            tell_id: &tell_id,
-            session_id: &session.session_id,
-            from_team: from,
-            to_team: to,
+    let new = NewTell {
+        tell_id: &tell_id,
+        session_id: &session.session_id,
+        from_team: from,
+        to_team: to,
+        kind,
+        text,
+        parent_tell_id: options.parent_tell_id,
+    };
+    if options.idempotency_key.is_none() && options.retry_of.is_none() {
+        return Ok(m.store().insert_tell(&new, now_ms())?);
+    }
+    match m
+        .store()
+        .insert_tell_keyed(&new, options.idempotency_key, options.retry_of, now_ms())?
+    {
+        Ok(t) => Ok(t),
+        // Another caller stored a tell with this key between our look-up and our insert.
+        Err(existing) => same_request(
+            existing,
+            options.idempotency_key.unwrap_or_default(),
+            to,
             kind,
             text,
-            parent_tell_id,
+        ),
+    }
+}
+
+/// The tell already stored under an idempotency key, if it is the same request (same pair,
+/// kind and text); else an error naming the difference.
+fn same_request(
+    existing: Tell,
+    key: &str,
+    to: &str,
+    kind: TellKind,
+    text: &str,
+) -> RouterResult<Tell> {
+    let differs = if existing.to_team != to {
+        Some(format!("to team {}", existing.to_team))
+    } else if existing.kind != kind || existing.text != text {
+        Some("with a different text".to_string())
+    } else {
+        None
+    };
+    match differs {
+        None => Ok(existing),
+        Some(what) => Err(RouterError::IdempotencyKey(format!(
+            "{key:?} was already used for tell {} {what}; use a new key for a new tell",
+            existing.tell_id
+        ))),
+    }
+}
+
+/// A tell by its id or a unique prefix of it (at least 4 characters).
+pub fn find_tell(m: &SessionManager, id: &str) -> RouterResult<Tell> {
+    if let Some(t) = m.store().get_tell(id)? {
+        return Ok(t);
+    }
+    let valid = id.len() >= 4 && id.chars().all(|c| c.is_ascii_hexdigit() || c == '-');
+    if !valid {
+        return Err(RouterError::TellNotFound(id.to_string()));
+    }
+    let mut found = m.store().tells_by_id_prefix(id, 2)?;
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        0 => Err(RouterError::TellNotFound(id.to_string())),
+        _ => Err(RouterError::AmbiguousTell(id.to_string())),
+    }
+}
+
+/// The tell `id` (or a unique prefix) if it can be retried: a message that failed or was
+/// cancelled.
+pub fn retryable(m: &SessionManager, id: &str) -> RouterResult<Tell> {
+    let t = find_tell(m, id)?;
+    let why = match t.state {
+        _ if t.kind != TellKind::Tell => Some("it is a compaction (use `sessions compact`)"),
+        TellState::Queued | TellState::Delivered => Some("it has not ended yet"),
+        TellState::Answered => Some("it was answered; send a new tell instead"),
+        TellState::Failed | TellState::Cancelled => None,
+    };
+    match why {
+        Some(why) => Err(RouterError::NotRetryable {
+            tell_id: t.tell_id,
+            why: why.to_string(),
+        }),
+        None => Ok(t),
+    }
+}
+
+/// Stores a copy of a failed or cancelled tell as `queued`, without delivering it (see
+/// [`Router::retry`]).
+pub fn queue_retry(m: &SessionManager, id: &str) -> RouterResult<Tell> {
+    let original = retryable(m, id)?;
+    queue_tell_with(
+        m,
+        &original.from_team,
+        &original.to_team,
+        original.kind,
+        &original.text,
+        &TellOptions {
+            retry_of: Some(&original.tell_id),
+            ..Default::default()
         },
-        now_ms(),
-    )?)
+    )
 }
 
 /// The last `limit` tells of a pair, oldest first; both teams must be in the config.

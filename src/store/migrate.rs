@@ -22,6 +22,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0003_tell_children",
         include_str!("../../migrations/0003_tell_children.sql"),
     ),
+    (
+        4,
+        "0004_tell_keys",
+        include_str!("../../migrations/0004_tell_keys.sql"),
+    ),
 ];
 
 /// The newest schema version this binary knows.

@@ -370,6 +370,10 @@ pub struct Tell {
     pub duration_ms: Option<i64>,
     /// The tell during which this one was sent (a chain of tells between agents).
     pub parent_tell_id: Option<String>,
+    /// The caller's idempotency key: sending again with it returns this tell.
+    pub idempotency_key: Option<String>,
+    /// The tell this one is a retry of (`switchboard tells retry`).
+    pub retry_of: Option<String>,
 }
 
 /// How a tell ended, as recorded.

@@ -8,7 +8,7 @@ use super::{write_returning, SessionStore, StoreError, StoreResult};
 const COLUMNS: &str =
     "id, tell_id, session_id, from_team, to_team, kind, text, state, created_at, \
     delivered_at, answered_at, answer, error, input_tokens, output_tokens, cost_usd, duration_ms, \
-    parent_tell_id";
+    parent_tell_id, idempotency_key, retry_of";
 
 fn row_to_tell(r: &Row<'_>) -> rusqlite::Result<Tell> {
     Ok(Tell {
@@ -30,6 +30,8 @@ fn row_to_tell(r: &Row<'_>) -> rusqlite::Result<Tell> {
         cost_usd: r.get(15)?,
         duration_ms: r.get(16)?,
         parent_tell_id: r.get(17)?,
+        idempotency_key: r.get(18)?,
+        retry_of: r.get(19)?,
     })
 }
 
@@ -288,5 +290,98 @@ impl SessionStore {
             )?
             .query_row([from, to], |r| r.get(0))?;
         Ok(n)
+    }
+}
+
+// Idempotency keys, retries and tell lookup (`tell --id`, `tells retry`, `tells show`,
+// `report --follow`).
+impl SessionStore {
+    /// Stores a new tell as `queued` with the caller's idempotency key and the tell it
+    /// retries. When the calling team already has a tell with that key, nothing is stored and
+    /// `Err(existing)` comes back, so the caller can decide whether it is the same request.
+    pub fn insert_tell_keyed(
+        &self,
+        t: &NewTell<'_>,
+        idempotency_key: Option<&str>,
+        retry_of: Option<&str>,
+        now: i64,
+    ) -> StoreResult<Result<Tell, Tell>> {
+        let conn = self.conn()?;
+        let sql = format!(
+            "INSERT INTO tells (tell_id, session_id, from_team, to_team, kind, text, created_at, \
+             parent_tell_id, idempotency_key, retry_of) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+             ON CONFLICT (from_team, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
+             RETURNING {COLUMNS}"
+        );
+        let inserted = write_returning(
+            &mut conn.prepare_cached(&sql)?,
+            params![
+                t.tell_id,
+                t.session_id,
+                t.from_team,
+                t.to_team,
+                t.kind,
+                t.text,
+                now,
+                t.parent_tell_id,
+                idempotency_key,
+                retry_of
+            ],
+            row_to_tell,
+        )?;
+        if let Some(tell) = inserted {
+            return Ok(Ok(tell));
+        }
+        let key = idempotency_key.unwrap_or_default();
+        match self.tell_by_key(t.from_team, key)? {
+            Some(existing) => Ok(Err(existing)),
+            None => Err(StoreError::NotFound(format!(
+                "tell with idempotency key {key:?} of team {}",
+                t.from_team
+            ))),
+        }
+    }
+
+    /// The tell of team `from` with this idempotency key.
+    pub fn tell_by_key(&self, from: &str, key: &str) -> StoreResult<Option<Tell>> {
+        let conn = self.conn()?;
+        let sql =
+            format!("SELECT {COLUMNS} FROM tells WHERE from_team = ?1 AND idempotency_key = ?2");
+        let found = conn
+            .prepare_cached(&sql)?
+            .query_row([from, key], row_to_tell)
+            .optional()?;
+        Ok(found)
+    }
+
+    /// Up to `max` tells whose id starts with `prefix` (hex digits and dashes only).
+    pub fn tells_by_id_prefix(&self, prefix: &str, max: u32) -> StoreResult<Vec<Tell>> {
+        let conn = self.conn()?;
+        let clean: String = prefix
+            .chars()
+            .filter(|c| c.is_ascii_hexdigit() || *c == '-')
+            .collect::<String>()
+            .to_ascii_lowercase();
+        let sql = format!(
+            "SELECT {COLUMNS} FROM tells WHERE tell_id >= ?1 AND tell_id < ?1 || 'g' \
+             ORDER BY tell_id LIMIT ?2"
+        );
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(params![clean, max], row_to_tell)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The tells of a pair that ended at or after `since` (unix ms), in the order they ended.
+    pub fn tells_ended_since(&self, from: &str, to: &str, since: i64) -> StoreResult<Vec<Tell>> {
+        let conn = self.conn()?;
+        let sql = format!(
+            "SELECT {COLUMNS} FROM tells WHERE from_team = ?1 AND to_team = ?2 \
+             AND state IN ('answered', 'failed', 'cancelled') AND answered_at >= ?3 \
+             ORDER BY answered_at, id"
+        );
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(params![from, to, since], row_to_tell)?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 }

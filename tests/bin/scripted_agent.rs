@@ -9,6 +9,7 @@
 //! - `garbage` — prints lines that are not JSON, a JSON line of an unknown type, then answers.
 //! - `huge:N` — prints an assistant line of N bytes of text, then answers "huge done".
 //! - `sleep:MS` — answers after MS milliseconds (an interrupt ends the turn early).
+//! - `deaf:MS` — answers after MS milliseconds whatever happens (an interrupt does not stop it).
 //! - `history` — answers with the number of earlier user messages in the transcript.
 //! - `exit` — answers, then exits 0.
 //! - `/compact` — status compacting, a compact_boundary with pre/post tokens, then a result.
@@ -252,6 +253,15 @@ fn main() {
                     std::thread::park_timeout(Duration::from_millis(5));
                 }
                 format!("slept {ms}ms")
+            }
+            t if t.starts_with("deaf:") => {
+                let ms: u64 = t[5..].parse().unwrap_or(0);
+                let until = started + Duration::from_millis(ms);
+                while Instant::now() < until {
+                    std::thread::park_timeout(until - Instant::now());
+                }
+                interrupted.store(false, Ordering::SeqCst);
+                format!("finished anyway after {ms}ms")
             }
             t => format!("echo: {t}"),
         };

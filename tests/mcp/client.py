@@ -60,7 +60,7 @@ async def scenario(client):
         check(t.input_schema.get("type") == "object", f"{t.name} has an object input schema", t.input_schema)
     by_name = {t.name: t for t in tools}
     props = by_name["team_tell"].input_schema["properties"]
-    check(set(props) == {"to", "message", "timeout_ms"}, "team_tell arguments", props)
+    check(set(props) == {"to", "message", "timeout_ms", "idempotency_key"}, "team_tell arguments", props)
     check(props["to"].get("description"), "argument descriptions", props["to"])
     check(by_name["team_tell"].output_schema is not None, "team_tell has an output schema", None)
     info["tools"] = sorted(names)

@@ -163,7 +163,7 @@ impl CompactCmd {
         }
         let results = match ended {
             Ended::Done(r) => r,
-            Ended::Signal(sig) => return Err(Error::Other(format!("interrupted by {sig}"))),
+            Ended::Signal(sig) => return Err(crate::cli::live::signal_error(sig)),
         };
         let sessions = {
             let m = ctx.manager()?;
