@@ -26,11 +26,12 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
+    args.apply_color();
     cli::init_tracing(args.verbose, args.log_file().as_deref());
     match args.run() {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", cli::render_error(&e));
+            eprintln!("{}: {}", cli::error_label(), cli::render_error(&e));
             ExitCode::from(e.exit_code() as u8)
         }
     }

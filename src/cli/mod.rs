@@ -2,6 +2,7 @@
 //! adapters over the library; output as aligned tables (`human`) or stable JSON (`json`).
 
 mod agent_cmds;
+mod completions;
 mod config_check;
 mod live;
 mod logfile;
@@ -21,6 +22,9 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand, ValueEnum};
 use switchboard::{Error, SessionManager, TeamsConfig};
 
+pub use output::error_label;
+use output::ColorChoice;
+
 /// Switchboard: coding agents in different project folders ("teams") message each other.
 /// One persistent agent session per ordered pair of teams, recorded in SQLite.
 #[derive(Debug, Parser)]
@@ -38,6 +42,10 @@ pub struct Cli {
     /// Same as `--format json`.
     #[arg(long, global = true)]
     json: bool,
+
+    /// When to colour output: auto (on a terminal, unless NO_COLOR is set), always, never.
+    #[arg(long, global = true, value_enum, value_name = "WHEN", default_value_t = ColorChoice::Auto)]
+    color: ColorChoice,
 
     /// More log output on stderr (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -80,6 +88,10 @@ enum Command {
     Config(config_check::ConfigCmd),
     /// Serve Switchboard's tools to agents over MCP (stdio or streamable HTTP).
     Serve(serve::ServeCmd),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
+    Completions(completions::CompletionsCmd),
+    /// Print the manual page, or write one page per command into a folder.
+    Man(completions::ManCmd),
 }
 
 /// What every command gets: where the config is and how to print.
@@ -132,6 +144,12 @@ impl Cli {
         )
     }
 
+    /// Applies `--color` for the rest of the process (before tracing starts, so its stderr
+    /// follows the same choice).
+    pub fn apply_color(&self) {
+        output::set_color(self.color);
+    }
+
     /// Runs the command.
     pub fn run(self) -> Result<ExitCode, Error> {
         let ctx = Ctx {
@@ -149,6 +167,8 @@ impl Cli {
             Command::Teams(cmd) => cmd.run(&ctx),
             Command::Config(cmd) => cmd.run(&ctx),
             Command::Serve(cmd) => cmd.run(&ctx),
+            Command::Completions(cmd) => cmd.run(),
+            Command::Man(cmd) => cmd.run(),
         }
     }
 }
@@ -167,7 +187,7 @@ pub fn init_tracing(verbosity: u8, log_file: Option<&std::path::Path>) {
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     let stderr = tracing_subscriber::fmt::layer()
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(output::color_enabled(output::Stream::Stderr))
         .with_writer(std::io::stderr)
         .with_target(false)
         .with_filter(filter);

@@ -1,0 +1,220 @@
+//! Operating Switchboard: colours (`--color`, `NO_COLOR`), shell completions and the manual
+//! page, `doctor`, and what a running server does when its database is removed or replaced
+//! or when a second server is started on the same database or port.
+
+mod support;
+
+use std::process::Command;
+
+use support::{assert_exit, stderr, stdout, TestEnv};
+
+const ESC: char = '\x1b';
+
+/// Runs `switchboard --config <teams.toml> ARGS` on a pseudo-terminal (util-linux `script`),
+/// so that stdout and stderr are terminals; returns what the terminal showed.
+fn run_on_terminal(env: &TestEnv, args: &[&str], extra_env: &[(&str, &str)]) -> String {
+    let mut line = vec![
+        shell_quote(support::bin()),
+        "--config".to_string(),
+        shell_quote(&env.config_path().display().to_string()),
+    ];
+    line.extend(args.iter().map(|a| shell_quote(a)));
+    let mut cmd = Command::new("script");
+    env.configure(&mut cmd);
+    cmd.args(["-q", "-e", "-c", &line.join(" "), "/dev/null"])
+        .env_remove("NO_COLOR")
+        .env("TERM", "xterm-256color");
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    let out = support::finish(cmd);
+    assert_exit(&out, 0, args);
+    stdout(&out)
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+#[test]
+fn colours_follow_the_flag_the_terminal_and_no_color() {
+    let env = TestEnv::new();
+    env.run_ok(&["sessions", "open", "frontend", "backend"]);
+    let green_active = format!("{ESC}[32mactive{ESC}[0m");
+
+    // Off a terminal, auto means none.
+    let piped = env.run_ok(&["sessions", "list"]);
+    assert!(
+        piped.contains("active") && !piped.contains(ESC),
+        "{piped:?}"
+    );
+
+    // --color always colours states, even through a pipe; an explicit flag beats NO_COLOR.
+    let always = env.run_ok(&["--color", "always", "sessions", "list"]);
+    assert!(always.contains(&green_active), "{always:?}");
+    assert!(
+        always.contains(&format!("{ESC}[2mstopped{ESC}[0m")),
+        "{always:?}"
+    );
+    let mut cmd = env.command();
+    cmd.env("NO_COLOR", "1").args([
+        "--config",
+        &env.config_path().display().to_string(),
+        "--color",
+        "always",
+        "sessions",
+        "list",
+    ]);
+    let out = support::finish(cmd);
+    assert!(stdout(&out).contains(&green_active), "{out:?}");
+
+    // The columns still line up: padding is outside the colour codes.
+    let strip = |s: &str| s.replace(&format!("{ESC}[0m"), "").replace(ESC, "");
+    let plain_lines: Vec<usize> = piped
+        .lines()
+        .map(|l| l.find("active").unwrap_or(0))
+        .collect();
+    let coloured: Vec<usize> = always
+        .lines()
+        .map(|l| {
+            let l = strip(l)
+                .replace("[1m", "")
+                .replace("[32m", "")
+                .replace("[2m", "");
+            l.find("active").unwrap_or(0)
+        })
+        .collect();
+    assert_eq!(plain_lines, coloured);
+
+    // Costs in cyan, errors in red (on stderr).
+    let stats = env.run_ok(&["--color", "always", "stats"]);
+    assert!(
+        stats.contains(&format!("{ESC}[36m$0.0000{ESC}[0m")),
+        "{stats:?}"
+    );
+    let out = env.run(&["--color", "always", "sessions", "show", "nobody:backend"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        stderr(&out).starts_with(&format!("{ESC}[1;31merror{ESC}[0m: ")),
+        "{:?}",
+        stderr(&out)
+    );
+    // JSON is never coloured.
+    let json = env.run_ok(&["--color", "always", "sessions", "list", "--json"]);
+    assert!(!json.contains(ESC), "{json:?}");
+
+    // On a terminal, auto colours; NO_COLOR (non-empty) turns that off, as does --color never.
+    let tty = run_on_terminal(&env, &["sessions", "list"], &[]);
+    assert!(tty.contains(&green_active), "{tty:?}");
+    let tty = run_on_terminal(&env, &["sessions", "list"], &[("NO_COLOR", "1")]);
+    assert!(tty.contains("active") && !tty.contains(ESC), "{tty:?}");
+    let tty = run_on_terminal(&env, &["--color", "never", "sessions", "list"], &[]);
+    assert!(tty.contains("active") && !tty.contains(ESC), "{tty:?}");
+    // An empty NO_COLOR does not count (the convention: present and not empty).
+    let tty = run_on_terminal(&env, &["sessions", "list"], &[("NO_COLOR", "")]);
+    assert!(tty.contains(&green_active), "{tty:?}");
+}
+
+#[test]
+fn bad_color_value_is_a_usage_error() {
+    let env = TestEnv::new();
+    let out = env.run(&["--color", "sometimes", "stats"]);
+    assert_exit(&out, 2, &["--color", "sometimes", "stats"]);
+    let err = stderr(&out);
+    assert!(
+        err.contains("invalid value 'sometimes' for '--color <WHEN>'")
+            && err.contains("auto")
+            && err.contains("never"),
+        "{err}"
+    );
+}
+
+const SUBCOMMANDS: [&str; 9] = [
+    "tell", "report", "wake", "sleep", "cancel", "sessions", "stats", "teams", "serve",
+];
+
+#[test]
+fn completion_scripts_cover_every_subcommand() {
+    let env = TestEnv::new();
+    let bash = env.run_ok(&["completions", "bash"]);
+    for sub in SUBCOMMANDS {
+        assert!(bash.contains(sub), "bash completion lacks {sub}");
+    }
+    // Nested subcommands and option values too.
+    assert!(
+        bash.contains("compact") && bash.contains("--color"),
+        "{bash}"
+    );
+    let script = env.path().join("switchboard.bash");
+    std::fs::write(&script, &bash).expect("write the script");
+    let mut check = Command::new("bash");
+    check.arg("-n").arg(&script);
+    let check = support::finish(check);
+    assert!(check.status.success(), "bash -n: {}", stderr(&check));
+    // Sourcing it registers the completion function for `switchboard`.
+    let mut sourced = Command::new("bash");
+    sourced.arg("-c").arg(format!(
+        "source {} && complete -p switchboard",
+        shell_quote(&script.display().to_string())
+    ));
+    let sourced = support::finish(sourced);
+    assert!(
+        stdout(&sourced).contains("switchboard"),
+        "{}{}",
+        stdout(&sourced),
+        stderr(&sourced)
+    );
+
+    for shell in ["zsh", "fish", "powershell"] {
+        let text = env.run_ok(&["completions", shell]);
+        for sub in SUBCOMMANDS {
+            assert!(text.contains(sub), "{shell} completion lacks {sub}");
+        }
+    }
+    assert!(env
+        .run_ok(&["completions", "zsh"])
+        .starts_with("#compdef switchboard"));
+
+    let out = env.run(&["completions", "tcsh"]);
+    assert_exit(&out, 2, &["completions", "tcsh"]);
+}
+
+#[test]
+fn man_page_renders_with_every_subcommand() {
+    let env = TestEnv::new();
+    let page = env.run_ok(&["man"]);
+    assert!(page.contains(".TH switchboard 1"), "{page}");
+    for sub in SUBCOMMANDS {
+        assert!(page.contains(sub), "the man page lacks {sub}");
+    }
+    let file = env.path().join("switchboard.1");
+    std::fs::write(&file, &page).expect("write the page");
+    let mut rendered = Command::new("man");
+    rendered
+        .arg("-l")
+        .arg(&file)
+        .env("MANWIDTH", "100")
+        .env("MANPAGER", "cat")
+        .env("PAGER", "cat");
+    let rendered = support::finish(rendered);
+    assert!(rendered.status.success(), "man -l: {}", stderr(&rendered));
+    let text = stdout(&rendered);
+    assert!(
+        text.contains("SUBCOMMANDS") && text.contains("SYNOPSIS"),
+        "{text}"
+    );
+    assert!(!text.contains(".TH"), "roff was not rendered: {text}");
+
+    // One page per command into a folder.
+    let dir = env.path().join("man1");
+    env.run_ok(&["man", "--out-dir", &dir.display().to_string()]);
+    for name in [
+        "switchboard.1",
+        "switchboard-tell.1",
+        "switchboard-sessions-compact.1",
+    ] {
+        let text =
+            std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(text.contains(".TH"), "{name}: {text}");
+    }
+}
