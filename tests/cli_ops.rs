@@ -5,8 +5,10 @@
 mod support;
 
 use std::process::Command;
+use std::time::Duration;
 
-use support::{assert_exit, stderr, stdout, TestEnv};
+use support::serve::ServeProcess;
+use support::{assert_exit, poll_until, stderr, stdout, wait_timeout, TestEnv};
 
 const ESC: char = '\x1b';
 
@@ -217,4 +219,161 @@ fn man_page_renders_with_every_subcommand() {
             std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(text.contains(".TH"), "{name}: {text}");
     }
+}
+
+/// The contents of `server.json`, once it parses.
+fn server_file(env: &TestEnv) -> Option<serde_json::Value> {
+    let text = std::fs::read_to_string(env.db_path().with_file_name("server.json")).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+#[test]
+fn deleting_the_data_folder_under_a_running_server_stops_tells_and_new_databases() {
+    let env = TestEnv::new();
+    env.run_ok(&["sessions", "open", "frontend", "backend"]);
+    let server = ServeProcess::start(&env);
+    let (status, body) = server.get("/health");
+    assert_eq!((status, body["status"].as_str()), (200, Some("ok")));
+
+    std::fs::remove_dir_all(env.db_path().parent().expect("data folder")).expect("rm -r data");
+
+    // The server notices on its own and says so where commands look.
+    let mut lost = String::new();
+    let noticed = poll_until(Duration::from_secs(20), || {
+        lost = server_file(&env)
+            .and_then(|v| v["database_lost"].as_str().map(str::to_string))
+            .unwrap_or_default();
+        !lost.is_empty()
+    });
+    assert!(noticed, "server.json never said the database was lost");
+    assert!(lost.contains("was deleted or moved away"), "{lost}");
+    let (status, body) = server.get("/health");
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("was deleted or moved away")),
+        "{body}"
+    );
+
+    // A command refuses to create a new, empty database where the server serves one.
+    let out = env.run(&["sessions", "list"]);
+    assert_exit(&out, 1, &["sessions", "list"]);
+    let err = stderr(&out);
+    assert!(
+        err.contains("does not exist")
+            && err.contains(&format!("pid {}", server.pid()))
+            && err.contains(&server.url),
+        "{err}"
+    );
+    assert!(!env.db_path().exists(), "a new database was created");
+
+    // A tell (through the server) is refused, saying what happened.
+    let args = ["tell", "frontend", "backend", "--async", "hello"];
+    let out = env.run(&args);
+    assert_exit(&out, 1, &args);
+    assert!(
+        stderr(&out).contains("was deleted or moved away"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!env.db_path().exists(), "a new database was created");
+
+    // Once the server is gone, a new database may be made.
+    server.stop();
+    env.run_ok(&["sessions", "list"]);
+    assert!(env.db_path().exists());
+}
+
+#[test]
+fn replacing_the_database_file_under_a_running_server_stops_tells() {
+    let env = TestEnv::new();
+    env.run_ok(&["sessions", "open", "frontend", "backend"]);
+    let server = ServeProcess::start(&env);
+
+    // Swap the file: a copy renamed over the path (what restoring a backup does).
+    let copy = env.db_path().with_file_name("copy.db");
+    std::fs::copy(env.db_path(), &copy).expect("copy the database");
+    std::fs::rename(&copy, env.db_path()).expect("rename over the database");
+
+    let args = ["tell", "frontend", "backend", "--async", "hello"];
+    let out = env.run(&args);
+    assert_exit(&out, 1, &args);
+    let err = stderr(&out);
+    assert!(
+        err.contains("was replaced by another file")
+            && err.contains(&format!("pid {}", server.pid())),
+        "{err}"
+    );
+    let (status, body) = server.get("/health");
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        poll_until(Duration::from_secs(20), || server_file(&env)
+            .is_some_and(|v| v["database_lost"].is_string())),
+        "server.json never said the database was replaced"
+    );
+    // Nothing went into either file: the pair has no tell.
+    let report = env.run_json(&["report", "frontend", "backend"]);
+    assert_eq!(report.as_array().map(Vec::len), Some(0), "{report}");
+    server.stop();
+}
+
+#[test]
+fn a_second_server_names_the_one_running() {
+    let env = TestEnv::new();
+    let server = ServeProcess::start(&env);
+
+    // Same database, any port.
+    let mut second = env.spawn(&["serve", "--http", "127.0.0.1:0"]);
+    let status = wait_timeout(&mut second, Duration::from_secs(20));
+    if status.is_none() {
+        let _ = second.kill();
+    }
+    let out = second
+        .wait_with_output()
+        .expect("wait for the second server");
+    assert_eq!(status.and_then(|s| s.code()), Some(1), "{out:?}");
+    let err = stderr(&out);
+    assert!(
+        err.contains("already running")
+            && err.contains(&format!("pid {}", server.pid()))
+            && err.contains(&server.url),
+        "{err}"
+    );
+
+    // Another database, the same port.
+    let other = TestEnv::new();
+    let addr = format!("127.0.0.1:{}", server.port());
+    let args = ["serve", "--http", addr.as_str()];
+    let mut third = other.spawn(&args);
+    let status = wait_timeout(&mut third, Duration::from_secs(20));
+    if status.is_none() {
+        let _ = third.kill();
+    }
+    let out = third.wait_with_output().expect("wait for the third server");
+    assert_eq!(status.and_then(|s| s.code()), Some(1), "{out:?}");
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("cannot listen on {addr}"))
+            && err.contains(&format!("pid {}", server.pid()))
+            && err.contains(&server.url)
+            && err.contains(&env.db_path().display().to_string()),
+        "{err}"
+    );
+
+    // A port held by something else: said plainly.
+    let squatter = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = squatter.local_addr().expect("address").to_string();
+    let out = other.run(&["serve", "--http", &addr]);
+    assert_exit(&out, 1, &["serve", "--http", &addr]);
+    assert!(
+        stderr(&out).contains(&format!("cannot listen on {addr}")),
+        "{}",
+        stderr(&out)
+    );
+    drop(squatter);
+
+    // The first server was left alone.
+    assert_eq!(server.get("/health").0, 200);
+    server.stop();
 }

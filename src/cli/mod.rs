@@ -108,8 +108,11 @@ impl Ctx {
     }
 
     /// Loads the config, opens the database and runs the start-up reset.
+    /// Refuses to create a new database file where a live server still serves one.
     pub fn manager(&self) -> Result<SessionManager, Error> {
         let config = Arc::new(self.load_config()?);
+        switchboard::mcp::server_file::check_before_create(&config.database)
+            .map_err(|e| Error::Other(e.to_string()))?;
         let manager = SessionManager::open(config)?;
         manager.initialize()?;
         Ok(manager)
