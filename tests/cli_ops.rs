@@ -131,8 +131,8 @@ fn bad_color_value_is_a_usage_error() {
     );
 }
 
-const SUBCOMMANDS: [&str; 9] = [
-    "tell", "report", "wake", "sleep", "cancel", "sessions", "stats", "teams", "serve",
+const SUBCOMMANDS: [&str; 10] = [
+    "tell", "report", "wake", "sleep", "cancel", "sessions", "stats", "teams", "serve", "doctor",
 ];
 
 #[test]
@@ -376,4 +376,175 @@ fn a_second_server_names_the_one_running() {
     // The first server was left alone.
     assert_eq!(server.get("/health").0, 200);
     server.stop();
+}
+
+/// The pinned Claude Code: `$SWITCHBOARD_TEST_CLAUDE`, or `.tools/claude-code` (installed by
+/// `scripts/test.sh`). Fails, never skips, when it is missing.
+fn claude_binary() -> String {
+    let path = std::env::var("SWITCHBOARD_TEST_CLAUDE").unwrap_or_else(|_| {
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/.tools/claude-code/node_modules/.bin/claude"
+        )
+        .to_string()
+    });
+    assert!(
+        std::path::Path::new(&path).is_file(),
+        "no claude at {path}: run `bash scripts/test.sh` (it installs the pinned one)"
+    );
+    path
+}
+
+/// `doctor` ARGS with no credentials in the environment (only what the test gives).
+fn doctor(env: &TestEnv, args: &[&str]) -> std::process::Output {
+    let mut cmd = env.command();
+    cmd.arg("--config")
+        .arg(env.config_path())
+        .arg("doctor")
+        .args(args);
+    for var in [
+        "ANTHROPIC_API_KEY",
+        "ANTHROPIC_AUTH_TOKEN",
+        "CLAUDE_CODE_OAUTH_TOKEN",
+        "CLAUDE_CONFIG_DIR",
+        "CLAUDE_SECURESTORAGE_CONFIG_DIR",
+        "NO_COLOR",
+    ] {
+        cmd.env_remove(var);
+    }
+    support::finish(cmd)
+}
+
+const FAKE_KEY: &str = "sk-doctor-test-not-a-real-key";
+
+#[test]
+fn doctor_checks_agents_credentials_database_and_server() {
+    let env = TestEnv::new();
+    let claude = claude_binary();
+    let q = |s: &str| support::toml_string(s);
+    let missing = env.path().join("not-installed").join("claude");
+    env.write_config(&format!(
+        "[database]\npath = \"data/switchboard.db\"\n\
+         [teams.frontend]\npath = {}\nagent_path = {}\nenv = {{ ANTHROPIC_API_KEY = {} }}\n\
+         [teams.backend]\npath = {}\nagent_path = {}\n\
+         [teams.docs]\npath = {}\nagent_path = {}\n",
+        q(&env.project("frontend").display().to_string()),
+        q(&claude),
+        q(FAKE_KEY),
+        q(&env.project("backend").display().to_string()),
+        q(support::agent_bin()),
+        q(&env.project("docs").display().to_string()),
+        q(&missing.display().to_string()),
+    ));
+
+    let out = doctor(&env, &["--json"]);
+    assert_exit(&out, 1, &["doctor", "--json"]);
+    let report = support::parse_json(&out);
+    let text = report.to_string();
+    assert!(!text.contains(FAKE_KEY), "a secret was printed: {text}");
+    let outcome = |name: &str| {
+        report["checks"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["name"] == name))
+            .map(|c| c["outcome"].as_str().unwrap_or_default().to_string())
+            .unwrap_or_else(|| panic!("no check {name} in {report}"))
+    };
+    assert_eq!(outcome("teams file"), "ok");
+    assert_eq!(outcome("agent frontend"), "ok"); // the real claude answers --version
+    assert_eq!(outcome("credentials frontend"), "ok"); // the key in the team's env
+    assert_eq!(outcome("agent backend"), "fail"); // the scripted agent refuses --version
+    assert_eq!(outcome("agent docs"), "fail"); // not installed
+    assert_eq!(outcome("credentials backend"), "fail");
+    assert_eq!(outcome("database"), "ok");
+    assert_eq!(outcome("server"), "ok");
+    let redacted =
+        env.redact(serde_json::from_str(&text.replace(&claude, "[claude]")).expect("JSON"));
+    insta::assert_json_snapshot!("doctor_json", redacted);
+
+    // Human output: one line per check, the fix on the failing ones.
+    let out = doctor(&env, &[]);
+    assert_exit(&out, 1, &["doctor"]);
+    let human = stdout(&out);
+    assert_eq!(
+        human.lines().count(),
+        report["checks"].as_array().map_or(0, Vec::len),
+        "{human}"
+    );
+    let line = |name: &str| {
+        human
+            .lines()
+            .find(|l| l.split("  ").any(|part| part.trim() == name))
+            .unwrap_or_else(|| panic!("no line for {name}:\n{human}"))
+            .to_string()
+    };
+    assert!(
+        line("agent docs").starts_with("fail")
+            && line("agent docs").contains("-> fix: install Claude Code"),
+        "{human}"
+    );
+    assert!(
+        line("agent frontend").starts_with("ok")
+            && line("agent frontend").contains("2.1.328 (Claude Code)"),
+        "{human}"
+    );
+    assert!(
+        line("agent backend").contains("exited with status 2")
+            && line("agent backend").contains("need exactly one of --session-id"),
+        "{human}"
+    );
+
+    // A Claude Code login in the agent's HOME counts as credentials.
+    let claude_dir = env.home().join(".claude");
+    std::fs::create_dir_all(&claude_dir).expect("mkdir .claude");
+    std::fs::write(
+        claude_dir.join(".credentials.json"),
+        r#"{"claudeAiOauth":{"accessToken":"x","expiresAt":0}}"#,
+    )
+    .expect("write credentials");
+    let report = support::parse_json(&doctor(&env, &["--json"]));
+    let backend = report["checks"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == "credentials backend"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(backend["outcome"], "ok", "{backend}");
+    assert!(
+        backend["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains(".claude/.credentials.json")),
+        "{backend}"
+    );
+
+    // All good: exit 0; a running server and an existing database are reported.
+    env.write_config(&format!(
+        "[database]\npath = \"data/switchboard.db\"\n\
+         [teams.frontend]\npath = {}\nagent_path = {}\nenv = {{ ANTHROPIC_API_KEY = {} }}\n",
+        q(&env.project("frontend").display().to_string()),
+        q(&claude),
+        q(FAKE_KEY),
+    ));
+    let server = ServeProcess::start(&env);
+    let out = doctor(&env, &[]);
+    assert_exit(&out, 0, &["doctor"]);
+    let human = stdout(&out);
+    assert!(
+        human.contains(&format!("running: pid {}, {}", server.pid(), server.url)),
+        "{human}"
+    );
+    assert!(human.contains("writable, schema version"), "{human}");
+    server.stop();
+}
+
+#[test]
+fn doctor_without_a_teams_file_fails_with_the_fix() {
+    let env = TestEnv::new();
+    let out = env.run_raw(&["--config", "nowhere.toml", "doctor"]);
+    assert_exit(&out, 1, &["--config", "nowhere.toml", "doctor"]);
+    let text = stdout(&out);
+    assert!(
+        text.starts_with("fail  teams file")
+            && text.contains("nowhere.toml")
+            && text.contains("-> fix:"),
+        "{text}"
+    );
 }

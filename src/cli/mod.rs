@@ -4,6 +4,7 @@
 mod agent_cmds;
 mod completions;
 mod config_check;
+mod doctor;
 mod live;
 mod logfile;
 mod output;
@@ -88,6 +89,8 @@ enum Command {
     Config(config_check::ConfigCmd),
     /// Serve Switchboard's tools to agents over MCP (stdio or streamable HTTP).
     Serve(serve::ServeCmd),
+    /// Check the set-up: teams file, agents, credentials, database, server, registrations.
+    Doctor(doctor::DoctorCmd),
     /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
     Completions(completions::CompletionsCmd),
     /// Print the manual page, or write one page per command into a folder.
@@ -170,6 +173,7 @@ impl Cli {
             Command::Teams(cmd) => cmd.run(&ctx),
             Command::Config(cmd) => cmd.run(&ctx),
             Command::Serve(cmd) => cmd.run(&ctx),
+            Command::Doctor(cmd) => cmd.run(&ctx),
             Command::Completions(cmd) => cmd.run(),
             Command::Man(cmd) => cmd.run(),
         }

@@ -3,6 +3,7 @@
 //! embedded migrations applied at open. It knows nothing of configs, caches or processes.
 
 mod identity;
+mod inspect;
 mod migrate;
 mod model;
 mod sessions;
@@ -15,6 +16,7 @@ use r2d2::{Pool, PooledConnection};
 use r2d2_sqlite::SqliteConnectionManager;
 
 pub use identity::FileChange;
+pub use inspect::{can_create, inspect_file, FileInspection};
 pub use migrate::{MIGRATIONS, SCHEMA_VERSION};
 pub use model::{
     ListFilter, ListOrder, PairStats, ProcessState, Session, SessionStatus, Stats, TeamStats, Tell,

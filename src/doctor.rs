@@ -1,0 +1,316 @@
+//! `switchboard doctor`: checks that a set-up can work, each with a verdict and how to fix it.
+//! The teams file; per team, the agent binary (`--version`) and its credentials; the database
+//! (writable, schema); a running server; per team, Switchboard's registration in the team's
+//! Claude Code (a check the caller supplies, see [`DoctorOptions::registration`]).
+//!
+//! This module decides verdicts only; it reads through the layers that own each thing
+//! (config, agent, store, the MCP server's `server.json`). The CLI prints the [`Report`].
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::agent::checks::{agent_credentials, agent_version};
+use crate::config::{TeamConfig, TeamsConfig};
+use crate::mcp::server_file::{self, ServerFile};
+use crate::store;
+
+/// The verdict of one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Fine.
+    Ok,
+    /// Works, but worth a look.
+    Warn,
+    /// Will not work until fixed.
+    Fail,
+    /// Not checked.
+    Skip,
+}
+
+impl Outcome {
+    /// `ok`, `warn`, `fail`, `skip`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Warn => "warn",
+            Outcome::Fail => "fail",
+            Outcome::Skip => "skip",
+        }
+    }
+}
+
+/// One check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Check {
+    /// What was checked (`teams file`, `agent backend`, ...).
+    pub name: String,
+    /// The team it is about, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
+    /// The verdict.
+    pub outcome: Outcome,
+    /// What was found.
+    pub detail: String,
+    /// How to fix it (for `warn` and `fail`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+}
+
+impl Check {
+    fn new(name: impl Into<String>, outcome: Outcome, detail: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            team: None,
+            outcome,
+            detail: detail.into(),
+            fix: None,
+        }
+    }
+
+    fn team(mut self, team: &str) -> Self {
+        self.team = Some(team.to_string());
+        self
+    }
+
+    fn fix(mut self, fix: impl Into<String>) -> Self {
+        self.fix = Some(fix.into());
+        self
+    }
+}
+
+/// Every check, in order; `ok` unless one failed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// No check failed (warnings and skips do not count).
+    pub ok: bool,
+    /// The teams file checked, when one was found.
+    pub config: Option<PathBuf>,
+    /// The checks.
+    pub checks: Vec<Check>,
+}
+
+/// A check of one team's registration of Switchboard in its Claude Code: given the team and
+/// the teams file, returns the check's line.
+pub type RegistrationCheck<'a> = &'a dyn Fn(&TeamConfig, &Path) -> Check;
+
+/// What to check.
+#[derive(Default)]
+pub struct DoctorOptions<'a> {
+    /// `--config`, as given (discovery as every command does when `None`).
+    pub config_path: Option<&'a Path>,
+    /// Checks a team's registration in Claude Code; `None`: that check is skipped.
+    pub registration: Option<RegistrationCheck<'a>>,
+}
+
+/// Runs every check.
+pub fn run(options: &DoctorOptions<'_>) -> Report {
+    let mut checks = Vec::new();
+    let path = match crate::config::discover(options.config_path) {
+        Ok(p) => p,
+        Err(e) => {
+            checks.push(Check::new("teams file", Outcome::Fail, e.to_string()).fix(
+                "create a teams file (see teams.example.toml) and pass it with --config \
+                     FILE or $SWITCHBOARD_CONFIG",
+            ));
+            return report(None, checks);
+        }
+    };
+    let config = match TeamsConfig::load(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            checks.push(
+                Check::new("teams file", Outcome::Fail, e.to_string()).fix(format!(
+                    "fix the problems listed (switchboard --config {} config check)",
+                    path.display()
+                )),
+            );
+            return report(Some(path), checks);
+        }
+    };
+    let names: Vec<&str> = config.teams.keys().map(String::as_str).collect();
+    checks.push(Check::new(
+        "teams file",
+        Outcome::Ok,
+        format!(
+            "{}: {} team{} ({})",
+            path.display(),
+            names.len(),
+            if names.len() == 1 { "" } else { "s" },
+            names.join(", ")
+        ),
+    ));
+    for team in config.teams.values() {
+        checks.push(agent_check(team));
+        checks.push(credentials_check(team));
+    }
+    checks.push(database_check(&config));
+    checks.push(server_check(&config));
+    for team in config.teams.values() {
+        checks.push(match options.registration {
+            Some(check) => check(team, &path),
+            None => Check::new(
+                format!("registration {}", team.name),
+                Outcome::Skip,
+                "not checked",
+            )
+            .team(&team.name),
+        });
+    }
+    report(Some(path), checks)
+}
+
+fn report(config: Option<PathBuf>, checks: Vec<Check>) -> Report {
+    Report {
+        ok: !checks.iter().any(|c| c.outcome == Outcome::Fail),
+        config,
+        checks,
+    }
+}
+
+fn agent_check(team: &TeamConfig) -> Check {
+    let name = format!("agent {}", team.name);
+    let setting = format!("[teams.{}] agent_path", team.name);
+    match agent_version(team) {
+        Ok(version) => {
+            let program = crate::agent::checks::agent_program(team).unwrap_or_default();
+            Check::new(name, Outcome::Ok, format!("{program}: {version}"))
+        }
+        Err(problem) => {
+            use crate::agent::checks::VersionProblem as P;
+            let fix = match &problem {
+                P::UnknownAgent(_) => format!(
+                    "set [teams.{}] agent = \"claude\" (the agent kinds this switchboard runs)",
+                    team.name
+                ),
+                P::CannotStart { .. } => format!(
+                    "install Claude Code (npm install -g @anthropic-ai/claude-code) so `claude` \
+                     is on PATH, or set {setting} to its full path"
+                ),
+                P::Failed { .. } | P::TimedOut { .. } => format!(
+                    "run it by hand to see why; reinstall it, or point {setting} at a working \
+                     binary"
+                ),
+            };
+            Check::new(name, Outcome::Fail, problem.to_string()).fix(fix)
+        }
+    }
+    .team(&team.name)
+}
+
+fn credentials_check(team: &TeamConfig) -> Check {
+    let name = format!("credentials {}", team.name);
+    match agent_credentials(team) {
+        Ok(found) => Check::new(name, Outcome::Ok, found),
+        Err(missing) => Check::new(name, Outcome::Fail, missing).fix(format!(
+            "log in once with `claude` (as the user and HOME the agent runs with), or set \
+             ANTHROPIC_API_KEY in the environment or in [teams.{}] env",
+            team.name
+        )),
+    }
+    .team(&team.name)
+}
+
+fn database_check(config: &TeamsConfig) -> Check {
+    let db = &config.database;
+    if db.in_memory {
+        return Check::new(
+            "database",
+            Outcome::Ok,
+            "in memory ([database] in_memory = true): nothing is kept after each command",
+        );
+    }
+    let path = db.path.display();
+    if !db.path.exists() {
+        if let Err(e) = server_file::check_before_create(db) {
+            return Check::new("database", Outcome::Fail, e.to_string())
+                .fix("put the database file back, or stop that server and start it again");
+        }
+        if !store::can_create(&db.path) {
+            return Check::new(
+                "database",
+                Outcome::Fail,
+                format!("{path} does not exist and its folder is not writable"),
+            )
+            .fix("make the folder writable, or set [database] path to a writable place");
+        }
+        return Check::new(
+            "database",
+            Outcome::Ok,
+            format!("{path} does not exist yet; the first command creates it"),
+        );
+    }
+    match store::inspect_file(&db.path) {
+        Err(e) => Check::new("database", Outcome::Fail, e.to_string()).fix(
+            "check that it is a Switchboard database (SQLite); move it away to start a new one",
+        ),
+        Ok(i) if i.schema_version > i.known_version => Check::new(
+            "database",
+            Outcome::Fail,
+            format!(
+                "{path}: schema version {}, newer than this switchboard knows ({})",
+                i.schema_version, i.known_version
+            ),
+        )
+        .fix("upgrade switchboard"),
+        Ok(i) if !i.writable => Check::new(
+            "database",
+            Outcome::Fail,
+            format!("{path} (schema {}) is not writable", i.schema_version),
+        )
+        .fix("give the file and its folder write permission for this user"),
+        Ok(i) if i.schema_version < i.known_version => Check::new(
+            "database",
+            Outcome::Ok,
+            format!(
+                "{path}: schema version {}, upgraded to {} at the next command",
+                i.schema_version, i.known_version
+            ),
+        ),
+        Ok(i) => Check::new(
+            "database",
+            Outcome::Ok,
+            format!("{path}: writable, schema version {}", i.schema_version),
+        ),
+    }
+}
+
+fn server_check(config: &TeamsConfig) -> Check {
+    let Some(file) = server_file::path_for(&config.database) else {
+        return Check::new("server", Outcome::Ok, "none (in-memory database)");
+    };
+    let Some(found) = ServerFile::read(&file) else {
+        return Check::new(
+            "server",
+            Outcome::Ok,
+            "not running; commands start agents themselves (start one with `switchboard serve --http`)",
+        );
+    };
+    if !found.is_alive() {
+        return Check::new(
+            "server",
+            Outcome::Warn,
+            format!(
+                "{} names pid {}, which is gone (the server did not stop cleanly)",
+                file.display(),
+                found.pid
+            ),
+        )
+        .fix(format!("remove {}", file.display()));
+    }
+    if let Some(lost) = found.database_lost {
+        return Check::new("server", Outcome::Fail, lost).fix(format!(
+            "stop the server (kill {}) and start it again, or put the database file back",
+            found.pid
+        ));
+    }
+    Check::new(
+        "server",
+        Outcome::Ok,
+        format!(
+            "running: pid {}, {} ({})",
+            found.pid, found.url, found.transport
+        ),
+    )
+}
