@@ -279,6 +279,26 @@ fn deleting_the_data_folder_under_a_running_server_stops_tells_and_new_databases
     );
     assert!(!env.db_path().exists(), "a new database was created");
 
+    // doctor says what happened, and fails.
+    let out = doctor(&env, &["--json"]);
+    assert_exit(&out, 1, &["doctor", "--json"]);
+    let report = support::parse_json(&out);
+    for name in ["server", "database"] {
+        let check = report["checks"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["name"] == name))
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(check["outcome"], "fail", "{check}");
+        assert!(
+            check["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains(&format!("pid {}", server.pid()))),
+            "{check}"
+        );
+    }
+    assert!(!env.db_path().exists(), "doctor created a database");
+
     // Once the server is gone, a new database may be made.
     server.stop();
     env.run_ok(&["sessions", "list"]);
@@ -533,6 +553,24 @@ fn doctor_checks_agents_credentials_database_and_server() {
     );
     assert!(human.contains("writable, schema version"), "{human}");
     server.stop();
+
+    // A server.json left by a process that is gone: a warning with the fix, not a failure.
+    let mut dead = Command::new("true").spawn().expect("run true");
+    let dead_pid = dead.id();
+    dead.wait().expect("reap true");
+    let file = env.db_path().with_file_name("server.json");
+    std::fs::write(
+        &file,
+        format!(r#"{{"pid": {dead_pid}, "url": "http://127.0.0.1:9/mcp", "transport": "http"}}"#),
+    )
+    .expect("write server.json");
+    let out = doctor(&env, &[]);
+    assert_exit(&out, 0, &["doctor"]);
+    let human = stdout(&out);
+    assert!(
+        human.contains("warn  server") && human.contains(&format!("pid {dead_pid}, which is gone")),
+        "{human}"
+    );
 }
 
 #[test]
