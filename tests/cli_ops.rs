@@ -586,3 +586,55 @@ fn doctor_without_a_teams_file_fails_with_the_fix() {
         "{text}"
     );
 }
+
+#[test]
+fn a_stdio_server_leaves_the_http_servers_announcement_alone() {
+    use std::io::{BufRead, Write};
+    let env = TestEnv::new();
+    let server = ServeProcess::start(&env);
+    let file = env.db_path().with_file_name("server.json");
+    let announced_pid = || server_file(&env).and_then(|v| v["pid"].as_u64());
+    assert_eq!(announced_pid(), Some(u64::from(server.pid())));
+
+    // A stdio server (as Claude Code starts one per project) on the same database.
+    let mut cmd = env.command();
+    cmd.arg("--config")
+        .arg(env.config_path())
+        .args(["serve", "--stdio", "--as", "frontend"])
+        .stdin(std::process::Stdio::piped());
+    let mut stdio = support::spawn_piped(cmd);
+    let mut input = stdio.stdin.take().expect("stdin");
+    let output = stdio.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::BufReader::new(output).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    writeln!(
+        input,
+        r#"{{"jsonrpc":"2.0","id":1,"method":"initialize","params":{{"protocolVersion":"2025-11-25","capabilities":{{}},"clientInfo":{{"name":"test","version":"0"}}}}}}"#
+    )
+    .expect("send initialize");
+    let answer = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the stdio server answers initialize");
+    assert!(answer.contains("\"result\""), "{answer}");
+    // It is up and listening for its agents: the HTTP server's announcement still stands.
+    assert_eq!(announced_pid(), Some(u64::from(server.pid())));
+
+    // When the stdio client leaves, the announcement is still there for the HTTP server.
+    drop(input);
+    let status = wait_timeout(&mut stdio, Duration::from_secs(30));
+    assert!(
+        status.is_some(),
+        "the stdio server did not exit when stdin closed"
+    );
+    assert!(file.exists(), "server.json was removed");
+    assert_eq!(announced_pid(), Some(u64::from(server.pid())));
+    let args = ["tell", "frontend", "backend", "--async", "hello"];
+    let out = env.run(&args);
+    // Goes to the HTTP server (which queues it), not to a gone stdio server.
+    assert_exit(&out, 0, &args);
+    server.stop();
+}
