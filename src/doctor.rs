@@ -161,6 +161,36 @@ pub fn run(options: &DoctorOptions<'_>) -> Report {
     report(Some(path), checks)
 }
 
+/// The line of a team's registration check from what a registration checker found:
+/// `Ok((registered correctly, problems))`, or `Err` when Claude Code's config could not be
+/// read. For [`DoctorOptions::registration`].
+pub fn registration_check(team: &str, found: Result<(bool, Vec<String>), String>) -> Check {
+    let name = format!("registration {team}");
+    let fix = format!(
+        "register it: switchboard mcp install {team} (or claude mcp add switchboard -- \
+         switchboard --config FILE serve --stdio --as {team}, in the team's folder)"
+    );
+    match found {
+        Ok((true, _)) => Check::new(
+            name,
+            Outcome::Ok,
+            "Switchboard is registered in Claude Code",
+        ),
+        Ok((false, problems)) => Check::new(
+            name,
+            Outcome::Fail,
+            if problems.is_empty() {
+                "Switchboard is not registered in Claude Code".to_string()
+            } else {
+                problems.join("; ")
+            },
+        )
+        .fix(fix),
+        Err(e) => Check::new(name, Outcome::Fail, e).fix(fix),
+    }
+    .team(team)
+}
+
 fn report(config: Option<PathBuf>, checks: Vec<Check>) -> Report {
     Report {
         ok: !checks.iter().any(|c| c.outcome == Outcome::Fail),
@@ -313,4 +343,21 @@ fn server_check(config: &TeamsConfig) -> Check {
             found.pid, found.url, found.transport
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registration_lines() {
+        let ok = registration_check("web", Ok((true, vec![])));
+        assert_eq!((ok.outcome, ok.fix), (Outcome::Ok, None));
+        let bad = registration_check("web", Ok((false, vec!["acts as team \"api\"".into()])));
+        assert_eq!(bad.outcome, Outcome::Fail);
+        assert_eq!(bad.detail, "acts as team \"api\"");
+        assert!(bad.fix.is_some_and(|f| f.contains("mcp install web")));
+        let unread = registration_check("web", Err("cannot read ~/.claude.json".into()));
+        assert_eq!(unread.outcome, Outcome::Fail);
+    }
 }

@@ -20,12 +20,24 @@ impl DoctorCmd {
     pub fn run(&self, ctx: &Ctx) -> Result<ExitCode, Error> {
         let options = DoctorOptions {
             config_path: ctx.config_path.as_deref(),
-            // LEAD: wire the registration check of helper A here, e.g.
-            // `Some(&|team, config| registration_check(team, config))` calling
-            // `switchboard::agent::claude_mcp::check_registration(team, &Expected { team,
-            // exe: std::env::current_exe(), config })` and turning its RegistrationReport into
-            // a `doctor::Check` (ok / fail with report.problems as detail and fix). Until then
-            // the check is reported as `skip`.
+            // LEAD: wire helper A's registration check here once `agent::claude_mcp` is
+            // merged (until then every team's registration line is `skip`), replacing `None`:
+            //
+            // registration: Some(&|team, config| {
+            //     let expected = switchboard::agent::claude_mcp::Expected {
+            //         team: team.name.clone(),
+            //         exe: std::env::current_exe().unwrap_or_default(),
+            //         config: config.to_path_buf(),
+            //     };
+            //     doctor::registration_check(
+            //         &team.name,
+            //         switchboard::agent::claude_mcp::check_registration(team, &expected)
+            //             .map(|r| (r.ok, r.problems))
+            //             .map_err(|e| e.to_string()),
+            //     )
+            // }),
+            //
+            // and update tests/snapshots/cli_ops__doctor_json.snap (registration lines).
             registration: None,
         };
         let report = doctor::run(&options);
