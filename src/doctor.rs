@@ -166,10 +166,7 @@ pub fn run(options: &DoctorOptions<'_>) -> Report {
 /// read. For [`DoctorOptions::registration`].
 pub fn registration_check(team: &str, found: Result<(bool, Vec<String>), String>) -> Check {
     let name = format!("registration {team}");
-    let fix = format!(
-        "register it: switchboard mcp install {team} (or claude mcp add switchboard -- \
-         switchboard --config FILE serve --stdio --as {team}, in the team's folder)"
-    );
+    let fix = format!("register it with `switchboard mcp install {team}`");
     match found {
         Ok((true, _)) => Check::new(
             name,

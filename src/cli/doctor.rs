@@ -21,7 +21,8 @@ impl DoctorCmd {
         let options = DoctorOptions {
             config_path: ctx.config_path.as_deref(),
             // LEAD: wire helper A's registration check here once `agent::claude_mcp` is
-            // merged (until then every team's registration line is `skip`), replacing `None`:
+            // merged (until then every team's registration line is `skip`), replacing `None`
+            // (tried on a trial merge of h/a: builds, and `mcp install` turns the line ok):
             //
             // registration: Some(&|team, config| {
             //     let expected = switchboard::agent::claude_mcp::Expected {
