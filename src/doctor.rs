@@ -141,8 +141,30 @@ pub fn run(options: &DoctorOptions<'_>) -> Report {
             names.join(", ")
         ),
     ));
-    for team in config.teams.values() {
-        checks.push(agent_check(team));
+    // The agents' `--version` runs side by side (each may take a second to start).
+    let agent_checks: Vec<Check> = std::thread::scope(|scope| {
+        let running: Vec<_> = config
+            .teams
+            .values()
+            .map(|team| scope.spawn(move || agent_check(team)))
+            .collect();
+        running
+            .into_iter()
+            .zip(config.teams.values())
+            .map(|(handle, team)| {
+                handle.join().unwrap_or_else(|_| {
+                    Check::new(
+                        format!("agent {}", team.name),
+                        Outcome::Fail,
+                        "the check itself failed",
+                    )
+                    .team(&team.name)
+                })
+            })
+            .collect()
+    });
+    for (agent, team) in agent_checks.into_iter().zip(config.teams.values()) {
+        checks.push(agent);
         checks.push(credentials_check(team));
     }
     checks.push(database_check(&config));
