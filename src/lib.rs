@@ -8,10 +8,12 @@
 //!   compaction policy, stats. Knows neither SQL strings nor child processes.
 //! - [`agent`]: what Switchboard knows about the agent CLIs it drives (Claude Code).
 //! - [`mcp`]: the MCP server (`switchboard serve`): tools over stdio and streamable HTTP.
+//! - [`doctor`]: the checks of `switchboard doctor`, over every layer.
 //! - [`util`]: small shared helpers (time, durations, process identity).
 
 pub mod agent;
 pub mod config;
+pub mod doctor;
 pub mod error;
 pub mod mcp;
 pub mod router;

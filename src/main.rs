@@ -40,6 +40,7 @@ fn main() -> ExitCode {
         Ok(args) => args,
         Err(e) => return cli::output::usage_error(e),
     };
+    args.apply_color();
     cli::init_tracing(args.verbose, args.log_file().as_deref());
     let json = args.json_output();
     match args.run() {

@@ -4,6 +4,7 @@
 //! SessionManager; it holds no SQL.
 
 pub mod adapter;
+pub mod checks;
 pub mod claude;
 pub mod claude_mcp;
 pub mod event;

@@ -2,7 +2,9 @@
 //! adapters over the library; output as aligned tables (`human`) or stable JSON (`json`).
 
 mod agent_cmds;
+mod completions;
 mod config_check;
+mod doctor;
 mod live;
 mod logfile;
 mod mcp_install;
@@ -23,6 +25,8 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand, ValueEnum};
 use switchboard::{Error, SessionManager, TeamsConfig};
 
+use output::ColorChoice;
+
 /// Switchboard: coding agents in different project folders ("teams") message each other.
 /// One persistent agent session per ordered pair of teams, recorded in SQLite.
 #[derive(Debug, Parser)]
@@ -40,6 +44,10 @@ pub struct Cli {
     /// Same as `--format json`.
     #[arg(long, global = true)]
     json: bool,
+
+    /// When to colour output: auto (on a terminal, unless NO_COLOR is set), always, never.
+    #[arg(long, global = true, value_enum, value_name = "WHEN", default_value_t = ColorChoice::Auto)]
+    color: ColorChoice,
 
     /// More log output on stderr (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -88,6 +96,12 @@ enum Command {
     /// Register Switchboard in a team's Claude Code (`mcp install TEAM`).
     #[command(subcommand)]
     Mcp(mcp_install::McpCmd),
+    /// Check the set-up: teams file, agents, credentials, database, server, registrations.
+    Doctor(doctor::DoctorCmd),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
+    Completions(completions::CompletionsCmd),
+    /// Print the manual page, or write one page per command into a folder.
+    Man(completions::ManCmd),
 }
 
 /// What every command gets: where the config is and how to print.
@@ -104,8 +118,11 @@ impl Ctx {
     }
 
     /// Loads the config, opens the database and runs the start-up reset.
+    /// Refuses to create a new database file where a live server still serves one.
     pub fn manager(&self) -> Result<SessionManager, Error> {
         let config = Arc::new(self.load_config()?);
+        switchboard::mcp::server_file::check_before_create(&config.database)
+            .map_err(|e| Error::Other(e.to_string()))?;
         let manager = SessionManager::open(config)?;
         manager.initialize()?;
         Ok(manager)
@@ -145,6 +162,12 @@ impl Cli {
         self.json || self.format == Format::Json
     }
 
+    /// Applies `--color` for the rest of the process (before tracing starts, so its stderr
+    /// follows the same choice).
+    pub fn apply_color(&self) {
+        output::set_color(self.color);
+    }
+
     /// Runs the command.
     pub fn run(self) -> Result<ExitCode, Error> {
         let ctx = Ctx {
@@ -164,6 +187,9 @@ impl Cli {
             Command::Config(cmd) => cmd.run(&ctx),
             Command::Serve(cmd) => cmd.run(&ctx),
             Command::Mcp(cmd) => cmd.run(&ctx),
+            Command::Doctor(cmd) => cmd.run(&ctx),
+            Command::Completions(cmd) => cmd.run(),
+            Command::Man(cmd) => cmd.run(),
         }
     }
 }
@@ -182,7 +208,7 @@ pub fn init_tracing(verbosity: u8, log_file: Option<&std::path::Path>) {
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     let stderr = tracing_subscriber::fmt::layer()
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(output::color_enabled(output::Stream::Stderr))
         .with_writer(std::io::stderr)
         .with_target(false)
         .with_filter(filter);

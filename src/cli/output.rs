@@ -1,5 +1,14 @@
-//! Output helpers: aligned tables, JSON, the human view of a session.
+//! Output helpers: aligned tables, JSON, the human view of a session, and colours.
+//!
+//! Colours (`--color auto|always|never`): `auto` colours a stream only when it is a terminal,
+//! `NO_COLOR` is unset or empty and `TERM` is not `dumb`; `always` colours even through a pipe
+//! and wins over `NO_COLOR` (an explicit flag beats the environment, as the NO_COLOR
+//! convention says); `never` never does. States, errors and costs get colours; JSON never does.
 
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use clap::ValueEnum;
 use serde::Serialize;
 use switchboard::store::Session;
 use switchboard::util::{now_ms, relative, rfc3339};
@@ -30,7 +39,7 @@ pub fn print_error(e: &Error, json: bool) -> std::process::ExitCode {
     if json {
         eprintln!("{}", serde_json::json!({"error": text, "exit_code": code}));
     } else {
-        eprintln!("error: {text}");
+        eprintln!("{}: {text}", error_label());
     }
     std::process::ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
@@ -75,6 +84,116 @@ pub fn usage_error(e: clap::Error) -> std::process::ExitCode {
     std::process::ExitCode::from(2)
 }
 
+/// When to colour output (`--color`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum ColorChoice {
+    /// On a terminal, unless `NO_COLOR` is set (non-empty) or `TERM=dumb`.
+    #[default]
+    Auto,
+    /// Always, even through a pipe or with `NO_COLOR` set.
+    Always,
+    /// Never.
+    Never,
+}
+
+static COLOR: AtomicU8 = AtomicU8::new(0);
+
+/// Sets the colour choice for the rest of the process (once, from the command line).
+pub fn set_color(choice: ColorChoice) {
+    let v = match choice {
+        ColorChoice::Auto => 0,
+        ColorChoice::Always => 1,
+        ColorChoice::Never => 2,
+    };
+    COLOR.store(v, Ordering::Relaxed);
+}
+
+/// Where a text goes: the decision `auto` takes depends on whether that stream is a terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    /// Command output.
+    Stdout,
+    /// Errors, warnings, summaries.
+    Stderr,
+}
+
+/// Whether text written to `stream` gets colours.
+pub fn color_enabled(stream: Stream) -> bool {
+    match COLOR.load(Ordering::Relaxed) {
+        1 => true,
+        2 => false,
+        _ => {
+            let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+            let dumb = std::env::var_os("TERM").is_some_and(|t| t == "dumb");
+            let tty = match stream {
+                Stream::Stdout => std::io::stdout().is_terminal(),
+                Stream::Stderr => std::io::stderr().is_terminal(),
+            };
+            tty && !no_color && !dumb
+        }
+    }
+}
+
+/// What a coloured text means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    /// Healthy, done: green.
+    Good,
+    /// Busy, pending, a warning: yellow.
+    Busy,
+    /// Failed, an error: bold red.
+    Bad,
+    /// Inactive: dim.
+    Dim,
+    /// Money: cyan.
+    Cost,
+    /// Column headers: bold.
+    Header,
+}
+
+impl Style {
+    fn sgr(self) -> &'static str {
+        match self {
+            Style::Good => "32",
+            Style::Busy => "33",
+            Style::Bad => "1;31",
+            Style::Dim => "2",
+            Style::Cost => "36",
+            Style::Header => "1",
+        }
+    }
+}
+
+/// `text` in `style` when `stream` gets colours; `text` unchanged otherwise.
+pub fn paint(style: Style, text: &str, stream: Stream) -> String {
+    if text.is_empty() || !color_enabled(stream) {
+        return text.to_string();
+    }
+    format!("\x1b[{}m{text}\x1b[0m", style.sgr())
+}
+
+/// The style of a session status, process state or tell state (by its name).
+pub fn state_style(state: &str) -> Option<Style> {
+    Some(match state {
+        "active" | "idle" | "answered" | "ok" => Style::Good,
+        "processing" | "spawning" | "compacting" | "compact_pending" | "terminating" | "queued"
+        | "delivered" | "warn" => Style::Busy,
+        "error" | "failed" | "fail" => Style::Bad,
+        "stopped" | "archived" | "cancelled" | "skip" => Style::Dim,
+        _ => return None,
+    })
+}
+
+/// The `error` prefix of an error message on stderr, red when stderr gets colours.
+pub fn error_label() -> String {
+    paint(Style::Bad, "error", Stream::Stderr)
+}
+
+/// A cost as `$0.0123`, cyan when `stream` gets colours.
+pub fn cost(usd: f64, stream: Stream) -> String {
+    paint(Style::Cost, &format!("${usd:.4}"), stream)
+}
+
 /// Prints a value as pretty JSON on stdout.
 pub fn print_json<T: Serialize + ?Sized>(value: &T) -> Result<(), Error> {
     let text = serde_json::to_string_pretty(value)
@@ -105,8 +224,14 @@ impl Table {
         self.rows.push(cells);
     }
 
-    /// Renders the table (no trailing spaces).
+    /// Renders the table (no trailing spaces), without colours.
     pub fn render(&self) -> String {
+        self.render_with(|_, _| None)
+    }
+
+    /// Renders the table; `style(header, cell)` picks each cell's colour (padding stays
+    /// outside the colour codes, so columns still line up).
+    fn render_with(&self, style: impl Fn(&str, &str) -> Option<Style>) -> String {
         let mut widths: Vec<usize> = self.headers.iter().map(|h| h.chars().count()).collect();
         for row in &self.rows {
             for (i, cell) in row.iter().enumerate() {
@@ -117,7 +242,10 @@ impl Table {
         }
         let mut out = String::new();
         let headers: Vec<String> = self.headers.iter().map(|h| h.to_string()).collect();
-        for row in std::iter::once(&headers).chain(self.rows.iter()) {
+        for (n, row) in std::iter::once(&headers)
+            .chain(self.rows.iter())
+            .enumerate()
+        {
             let mut line = String::new();
             for (i, cell) in row.iter().enumerate() {
                 let w = widths.get(i).copied().unwrap_or(0);
@@ -125,11 +253,20 @@ impl Table {
                 if i > 0 {
                     line.push_str("  ");
                 }
+                let header = self.headers.get(i).copied().unwrap_or("");
+                let painted = match if n == 0 {
+                    Some(Style::Header)
+                } else {
+                    style(header, cell)
+                } {
+                    Some(s) => paint(s, cell, Stream::Stdout),
+                    None => cell.clone(),
+                };
                 if self.right.get(i).copied().unwrap_or(false) {
                     line.push_str(&" ".repeat(pad));
-                    line.push_str(cell);
+                    line.push_str(&painted);
                 } else {
-                    line.push_str(cell);
+                    line.push_str(&painted);
                     line.push_str(&" ".repeat(pad));
                 }
             }
@@ -139,9 +276,25 @@ impl Table {
         out
     }
 
-    /// Prints the table on stdout.
+    /// Prints the table on stdout, with colours when stdout gets them: states by their
+    /// meaning, costs in cyan, headers in bold.
     pub fn print(&self) {
-        out!("{}", self.render());
+        if !color_enabled(Stream::Stdout) {
+            out!("{}", self.render());
+            return;
+        }
+        out!(
+            "{}",
+            self.render_with(|header, cell| {
+                if header.contains("COST") || cell.starts_with('$') {
+                    Some(Style::Cost)
+                } else if matches!(header, "STATUS" | "STATE" | "RESULT") {
+                    state_style(cell)
+                } else {
+                    None
+                }
+            })
+        );
     }
 }
 
@@ -177,6 +330,13 @@ pub fn session_row(s: &Session) -> Vec<String> {
     ]
 }
 
+fn painted_state(state: &str) -> String {
+    match state_style(state) {
+        Some(style) => paint(style, state, Stream::Stdout),
+        None => state.to_string(),
+    }
+}
+
 /// Every field of a session, one per line, for `sessions show` and `sessions open`.
 pub fn session_details(s: &Session, due: bool) -> String {
     let time = |ms: Option<i64>| match ms {
@@ -192,8 +352,8 @@ pub fn session_details(s: &Session, due: bool) -> String {
     let fields: Vec<(&str, String)> = vec![
         ("session", s.session_id.clone()),
         ("pair", format!("{} -> {}", s.from_team, s.to_team)),
-        ("status", s.status.to_string()),
-        ("process state", s.process_state.to_string()),
+        ("status", painted_state(&s.status.to_string())),
+        ("process state", painted_state(&s.process_state.to_string())),
         (
             "messages",
             format!(
@@ -210,7 +370,7 @@ pub fn session_details(s: &Session, due: bool) -> String {
             "tokens",
             format!("{} in, {} out", s.input_tokens, s.output_tokens),
         ),
-        ("cost", format!("${:.4}", s.cost_usd)),
+        ("cost", cost(s.cost_usd, Stream::Stdout)),
         ("compactions", s.compaction_count.to_string()),
         ("last compacted", time(s.last_compacted_at)),
         (

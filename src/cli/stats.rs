@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Args;
 use switchboard::Error;
 
-use super::output::{print_json, Table};
+use super::output::{cost, print_json, Stream, Table};
 use super::Ctx;
 
 /// Print statistics over every session.
@@ -27,7 +27,10 @@ impl StatsCmd {
             s.total_input_tokens,
             s.total_output_tokens
         );
-        outln!("cost                ${:.4}", s.total_cost_usd);
+        outln!(
+            "cost                {}",
+            cost(s.total_cost_usd, Stream::Stdout)
+        );
         outln!("due for compaction  {}", s.due_for_compaction);
         let join = |m: &std::collections::BTreeMap<String, i64>| {
             m.iter()

@@ -106,7 +106,14 @@ impl HttpState {
         let path = path.as_str();
         match (req.method(), path) {
             (_, MCP_PATH) => self.mcp.handle(req).await,
-            (&Method::GET, "/health") => json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
+            // 503 once the database file was deleted or replaced under the server.
+            (&Method::GET, "/health") => match self.router.manager().store().check_file() {
+                Ok(()) => json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
+                Err(e) => json(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &serde_json::json!({"status": "error", "error": e.to_string()}),
+                ),
+            },
             (&Method::GET, "/status") => json(
                 StatusCode::OK,
                 &ops::status(

@@ -23,6 +23,7 @@ pub mod caller;
 pub mod http;
 pub mod ops;
 pub mod serve;
+pub mod server_file;
 pub mod tools;
 pub mod types;
 
@@ -94,6 +95,52 @@ pub enum McpError {
     /// The router refused or failed.
     #[error(transparent)]
     Router(#[from] RouterError),
+    /// A server already serves this database.
+    #[error(
+        "a switchboard server is already running for {}: pid {pid}, {url}. Commands use it \
+         as it is; to restart it, stop it first (kill {pid})",
+        database.display()
+    )]
+    AlreadyRunning {
+        /// The database file.
+        database: std::path::PathBuf,
+        /// The running server's pid.
+        pid: u32,
+        /// Its MCP endpoint.
+        url: String,
+    },
+    /// The address is taken by another Switchboard server (of another database).
+    #[error(
+        "cannot listen on {addr}: a switchboard server already listens there (pid {pid}, \
+         {url}, database {database}); pick another address (--http 127.0.0.1:PORT) or stop it \
+         (kill {pid})"
+    )]
+    PortTaken {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The server listening there.
+        pid: u32,
+        /// Its MCP endpoint.
+        url: String,
+        /// Its database file.
+        database: String,
+    },
+    /// The database file is missing while a live server still serves it.
+    #[error(
+        "database {} does not exist, but switchboard server pid {pid} ({url}) serves it: its \
+         file was deleted or moved while the server ran. Refusing to create a new, empty \
+         database there (the history would be split). Put the file back, or stop that server \
+         (kill {pid}) first",
+        database.display()
+    )]
+    DatabaseGone {
+        /// The database file.
+        database: std::path::PathBuf,
+        /// The server's pid.
+        pid: u32,
+        /// Its MCP endpoint.
+        url: String,
+    },
 }
 
 impl McpError {

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::http::{self, Endpoint, HttpState};
 use super::ops::Metrics;
+use super::server_file::{self, ServerFile};
 use super::tools::SwitchboardTools;
 use super::{check_token, McpError, MCP_PATH};
 use crate::router::{Caller, Router};
@@ -126,12 +127,27 @@ pub async fn start(router: Router, mut options: ServeOptions) -> Result<ServerHa
             if !addr.ip().is_loopback() && token.is_none() {
                 return Err(McpError::InsecureBind { addr: *addr });
             }
+            if let Some(running) = ServerFile::live_for(&config.database)
+                .filter(|f| f.transport == "http" && f.database_lost.is_none())
+            {
+                return Err(McpError::AlreadyRunning {
+                    database: config.database.path.clone(),
+                    pid: running.pid,
+                    url: running.url,
+                });
+            }
             (*addr, None)
         }
     };
-    let listener = tokio::net::TcpListener::bind(bind)
-        .await
-        .map_err(|source| McpError::Bind { addr: bind, source })?;
+    let listener = match tokio::net::TcpListener::bind(bind).await {
+        Ok(listener) => listener,
+        Err(source) if source.kind() == std::io::ErrorKind::AddrInUse => {
+            return Err(who_listens(bind, token.as_deref())
+                .await
+                .unwrap_or(McpError::Bind { addr: bind, source }))
+        }
+        Err(source) => return Err(McpError::Bind { addr: bind, source }),
+    };
     let addr = listener
         .local_addr()
         .map_err(|source| McpError::Bind { addr: bind, source })?;
@@ -171,7 +187,25 @@ pub async fn start(router: Router, mut options: ServeOptions) -> Result<ServerHa
         })
     });
     let transport = if stdio.is_some() { "stdio" } else { "http" };
-    let state_file = write_state_file(&router, &url, started_at, transport, token.is_some());
+    let announced = ServerFile {
+        pid: std::process::id(),
+        process_started_at: crate::util::ProcessIdentity::current().started_at,
+        url: url.clone(),
+        started_at: rfc3339(started_at),
+        transport: transport.to_string(),
+        auth: token.is_some(),
+        database: (!config.database.in_memory).then(|| config.database.path.clone()),
+        database_lost: None,
+    };
+    let state_file = write_state_file(&router, &announced);
+    if let Some(path) = &state_file {
+        tokio::spawn(watch_database(
+            router.clone(),
+            path.clone(),
+            announced,
+            stop.child_token(),
+        ));
+    }
     tracing::info!(%url, transport, "serving MCP");
     Ok(ServerHandle {
         addr,
@@ -315,48 +349,114 @@ pub fn endpoint_url(addr: SocketAddr) -> String {
 
 /// Where `server.json` goes: beside the database file (none for an in-memory database).
 pub fn state_file_path(router: &Router) -> Option<PathBuf> {
-    let db = &router.manager().config().database;
-    (!db.in_memory).then(|| db.path.parent().map(|p| p.join("server.json")))?
+    server_file::path_for(&router.manager().config().database)
 }
 
-fn write_state_file(
-    router: &Router,
-    url: &str,
-    started_at: i64,
-    transport: &str,
-    auth: bool,
-) -> Option<PathBuf> {
+/// Announces this server in `server.json`. A stdio server leaves a live HTTP server's
+/// announcement alone (commands should keep going through the long-lived server).
+fn write_state_file(router: &Router, file: &ServerFile) -> Option<PathBuf> {
     let path = state_file_path(router)?;
-    let body = serde_json::json!({
-        "pid": std::process::id(),
-        // With pid, tells this process apart from a later one that reuses the pid.
-        "process_started_at": crate::util::ProcessIdentity::current().started_at,
-        "url": url,
-        "started_at": rfc3339(started_at),
-        "transport": transport,
-        "auth": auth,
-    });
-    let tmp = path.with_extension(format!("json.{}", std::process::id()));
-    let written =
-        std::fs::write(&tmp, format!("{body:#}\n")).and_then(|()| std::fs::rename(&tmp, &path));
-    match written {
+    if file.transport == "stdio" {
+        let db = &router.manager().config().database;
+        if ServerFile::live_for(db).is_some_and(|f| f.transport == "http") {
+            return None;
+        }
+    }
+    match file.write(&path) {
         Ok(()) => Some(path),
         Err(e) => {
             tracing::warn!(path = %path.display(), error = %e, "cannot write the server file; other commands will not find this server");
-            let _ = std::fs::remove_file(&tmp);
             None
+        }
+    }
+}
+
+/// How often the server checks that its database file is still the one it opened.
+const WATCH_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Checks the database file every [`WATCH_EVERY`]; once it is deleted or replaced, logs it
+/// and writes `server.json` again (making the folder if it was deleted) with
+/// `database_lost`, so that commands refuse to create a new database where this server
+/// serves one. Tells are refused by the store itself, whatever this task sees.
+async fn watch_database(
+    router: Router,
+    path: PathBuf,
+    mut announced: ServerFile,
+    stop: CancellationToken,
+) {
+    let mut every = tokio::time::interval(WATCH_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        let problem = router
+            .manager()
+            .store()
+            .check_file()
+            .err()
+            .map(|e| e.to_string());
+        if problem == announced.database_lost {
+            continue;
+        }
+        match &problem {
+            Some(p) => {
+                tracing::error!(problem = %p, "the database file changed under the server; tells are refused")
+            }
+            None => tracing::warn!("the database file is back; serving again"),
+        }
+        announced.database_lost = problem;
+        // Only while the file is still ours (a later server may have taken it over).
+        let ours = ServerFile::read(&path).is_none_or(|f| f.pid == announced.pid);
+        if ours {
+            if let Err(e) = announced.write(&path) {
+                tracing::warn!(path = %path.display(), error = %e, "cannot rewrite the server file");
+            }
         }
     }
 }
 
 /// Removes `server.json` if it still names this process (another server may have replaced it).
 fn remove_state_file(path: &std::path::Path) {
-    let ours = std::fs::read_to_string(path)
+    ServerFile::remove_if_ours(path);
+}
+
+/// Who listens on `addr` when binding it failed: asks `GET /status` there (through loopback,
+/// with this server's token if any). `Some` only when a Switchboard server answers.
+async fn who_listens(addr: SocketAddr, token: Option<&str>) -> Option<McpError> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let target = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::new(Ipv4Addr::LOCALHOST.into(), addr.port())
+        }
+        IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::new(std::net::Ipv6Addr::LOCALHOST.into(), addr.port())
+        }
+        _ => addr,
+    };
+    let ask = async {
+        let mut stream = tokio::net::TcpStream::connect(target).await.ok()?;
+        let mut request =
+            format!("GET /status HTTP/1.1\r\nHost: {target}\r\nConnection: close\r\n");
+        if let Some(t) = token {
+            request.push_str(&format!("Authorization: Bearer {t}\r\n"));
+        }
+        request.push_str("\r\n");
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut raw = Vec::new();
+        stream.take(1 << 20).read_to_end(&mut raw).await.ok()?;
+        let start = raw.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+        serde_json::from_slice::<serde_json::Value>(&raw[start..]).ok()
+    };
+    let status = tokio::time::timeout(std::time::Duration::from_secs(3), ask)
+        .await
         .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .and_then(|v| v.get("pid").and_then(serde_json::Value::as_u64))
-        == Some(u64::from(std::process::id()));
-    if ours {
-        let _ = std::fs::remove_file(path);
-    }
+        .flatten()?;
+    Some(McpError::PortTaken {
+        addr,
+        pid: u32::try_from(status.get("pid")?.as_u64()?).ok()?,
+        url: status.get("url")?.as_str()?.to_string(),
+        database: status.get("database")?.as_str()?.to_string(),
+    })
 }

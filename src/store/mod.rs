@@ -2,6 +2,8 @@
 //! file (WAL, synchronous=NORMAL, foreign keys, busy timeout) or a private in-memory database;
 //! embedded migrations applied at open. It knows nothing of configs, caches or processes.
 
+mod identity;
+mod inspect;
 mod migrate;
 mod model;
 mod sessions;
@@ -13,6 +15,8 @@ use std::time::Duration;
 use r2d2::{Pool, PooledConnection};
 use r2d2_sqlite::SqliteConnectionManager;
 
+pub use identity::FileChange;
+pub use inspect::{can_create, inspect_file, FileInspection};
 pub use migrate::{MIGRATIONS, SCHEMA_VERSION};
 pub use model::{
     ListFilter, ListOrder, PairStats, ProcessState, Session, SessionStatus, Stats, TeamStats, Tell,
@@ -77,6 +81,30 @@ pub enum StoreError {
     /// A statement failed.
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// The database file was deleted, moved or replaced while this process had it open:
+    /// nothing more is read or written (it would go to a file nobody else sees).
+    #[error(
+        "database {path} {change} while switchboard (pid {pid}) had it open; refusing to go on \
+         with a file nobody else can see, so no history is split or lost. Put the file back, \
+         or stop this switchboard (pid {pid}) and start it again to use what is at the path now"
+    )]
+    FileChanged {
+        /// The database path.
+        path: PathBuf,
+        /// What happened to it.
+        change: FileChange,
+        /// This process.
+        pid: u32,
+    },
+    /// The database path could not be examined.
+    #[error("cannot stat database {path}: {source}")]
+    Stat {
+        /// The database path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// The row asked for does not exist.
     #[error("{0} not found")]
     NotFound(String),
@@ -120,6 +148,8 @@ pub(crate) fn write_returning<T, P: rusqlite::Params>(
 pub struct SessionStore {
     pool: Pool<SqliteConnectionManager>,
     path: String,
+    /// The file opened (none in memory): every checkout checks the path still names it.
+    file: Option<std::sync::Arc<identity::OpenedFile>>,
 }
 
 impl std::fmt::Debug for SessionStore {
@@ -191,6 +221,8 @@ impl SessionStore {
             path: path.to_path_buf(),
             source,
         })?;
+        // Recorded while the probe holds the file: the pool below opens the same path.
+        let file = identity::OpenedFile::record(path)?;
         drop(probe);
         let manager = SqliteConnectionManager::file(path).with_init(init_connection);
         let pool = Pool::builder()
@@ -201,6 +233,7 @@ impl SessionStore {
         let store = Self {
             pool,
             path: path.display().to_string(),
+            file: Some(std::sync::Arc::new(file)),
         };
         store.migrate()?;
         Ok(store)
@@ -222,6 +255,7 @@ impl SessionStore {
         let store = Self {
             pool,
             path: ":memory:".to_string(),
+            file: None,
         };
         store.migrate()?;
         Ok(store)
@@ -252,7 +286,17 @@ impl SessionStore {
         })
     }
 
+    /// `Ok` while the database path still names the file this store opened (always for an
+    /// in-memory database); [`StoreError::FileChanged`] once it was deleted, moved or replaced.
+    pub fn check_file(&self) -> StoreResult<()> {
+        match &self.file {
+            Some(file) => file.check(),
+            None => Ok(()),
+        }
+    }
+
     pub(crate) fn conn(&self) -> StoreResult<PooledConnection<SqliteConnectionManager>> {
+        self.check_file()?;
         Ok(self.pool.get()?)
     }
 

@@ -9,6 +9,7 @@
 
 #[path = "../common/procs.rs"]
 mod procs;
+pub mod serve;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};

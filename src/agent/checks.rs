@@ -1,0 +1,266 @@
+//! What `switchboard doctor` asks of a team's agent CLI: does its binary run (`--version`),
+//! and are there credentials it will find. The agent layer owns these because they are CLI
+//! specifics (which program, which env, which files); the checks' verdicts are made in
+//! [`crate::doctor`].
+
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::adapter::{adapter_for, LaunchExtras};
+use crate::config::TeamConfig;
+
+/// How long `<agent> --version` may take.
+pub const VERSION_TIMEOUT: Duration = Duration::from_secs(30);
+/// How much of its output is kept.
+const OUTPUT_LIMIT: u64 = 64 * 1024;
+
+/// Why an agent binary does not answer `--version`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VersionProblem {
+    /// The team's agent kind is not one this switchboard can run.
+    UnknownAgent(String),
+    /// The program could not be started (not found, not executable).
+    CannotStart {
+        /// The program as configured.
+        program: String,
+        /// Why.
+        error: String,
+    },
+    /// It ran and failed (or printed nothing).
+    Failed {
+        /// The program as configured.
+        program: String,
+        /// How it ended.
+        status: String,
+        /// The end of what it printed.
+        output: String,
+    },
+    /// It did not finish within [`VERSION_TIMEOUT`] (it was killed).
+    TimedOut {
+        /// The program as configured.
+        program: String,
+    },
+}
+
+impl std::fmt::Display for VersionProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            VersionProblem::UnknownAgent(a) => write!(f, "unknown agent kind {a:?}"),
+            VersionProblem::CannotStart { program, error } => {
+                write!(f, "cannot run {program}: {error}")
+            }
+            VersionProblem::Failed {
+                program,
+                status,
+                output,
+            } => {
+                write!(f, "`{program} --version` {status}")?;
+                if !output.is_empty() {
+                    write!(f, ": {output}")?;
+                }
+                Ok(())
+            }
+            VersionProblem::TimedOut { program } => write!(
+                f,
+                "`{program} --version` did not finish in {}s",
+                VERSION_TIMEOUT.as_secs()
+            ),
+        }
+    }
+}
+
+/// The program a team's agent runs (its `agent_path`, or the agent kind's default).
+pub fn agent_program(team: &TeamConfig) -> Option<String> {
+    let adapter = adapter_for(&team.agent)?;
+    Some(
+        adapter
+            .launch(
+                team,
+                "00000000-0000-4000-8000-000000000000",
+                false,
+                &LaunchExtras::default(),
+            )
+            .program,
+    )
+}
+
+/// Runs `<agent> --version` in the team's folder with the team's env (in its own process
+/// group, killed after [`VERSION_TIMEOUT`]); returns the first line it printed.
+pub fn agent_version(team: &TeamConfig) -> Result<String, VersionProblem> {
+    let adapter =
+        adapter_for(&team.agent).ok_or_else(|| VersionProblem::UnknownAgent(team.agent.clone()))?;
+    let spec = adapter.launch(
+        team,
+        "00000000-0000-4000-8000-000000000000",
+        false,
+        &LaunchExtras::default(),
+    );
+    let program = spec.program.clone();
+    let mut cmd = Command::new(&spec.program);
+    cmd.arg("--version")
+        .current_dir(&spec.cwd)
+        .envs(&spec.env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    for name in &spec.env_remove {
+        cmd.env_remove(name);
+    }
+    let mut child = cmd.spawn().map_err(|e| VersionProblem::CannotStart {
+        program: program.clone(),
+        error: e.to_string(),
+    })?;
+    let read = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut text = Vec::new();
+            if let Some(p) = pipe {
+                let _ = p.take(OUTPUT_LIMIT).read_to_end(&mut text);
+            }
+            String::from_utf8_lossy(&text).into_owned()
+        })
+    };
+    let out = read(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let err = read(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let deadline = Instant::now() + VERSION_TIMEOUT;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if Instant::now() < deadline => {
+                std::thread::park_timeout(Duration::from_millis(10));
+            }
+            _ => break None,
+        }
+    };
+    let Some(status) = status else {
+        kill_group(child.id());
+        let _ = child.wait();
+        return Err(VersionProblem::TimedOut { program });
+    };
+    // The group may hold the pipes open (a child of the agent): do not wait for it.
+    kill_group(child.id());
+    let stdout = out.join().unwrap_or_default();
+    let stderr = err.join().unwrap_or_default();
+    let first = stdout.lines().map(str::trim).find(|l| !l.is_empty());
+    match first {
+        Some(line) if status.success() => Ok(line.to_string()),
+        _ => Err(VersionProblem::Failed {
+            program,
+            status: match status.code() {
+                Some(c) => format!("exited with status {c}"),
+                None => format!("ended by {status}"),
+            },
+            output: tail(&format!("{stderr}{stdout}")),
+        }),
+    }
+}
+
+fn kill_group(pid: u32) {
+    if let Ok(pid) = libc::pid_t::try_from(pid) {
+        // SAFETY: kill(2) on our own child's process group; no memory is touched.
+        unsafe {
+            libc::kill(-pid, libc::SIGKILL);
+        }
+    }
+}
+
+/// The last non-empty line of `text`, at most 300 characters.
+fn tail(text: &str) -> String {
+    let line = text
+        .lines()
+        .map(str::trim)
+        .rfind(|l| !l.is_empty())
+        .unwrap_or("");
+    line.chars().take(300).collect()
+}
+
+/// Where the team's agent would find credentials, or `Err` with where it looked. Names the
+/// source, never the secret. For Claude Code 2.1.328: `ANTHROPIC_API_KEY`,
+/// `ANTHROPIC_AUTH_TOKEN` or `CLAUDE_CODE_OAUTH_TOKEN` in the team's env or Switchboard's;
+/// a login in `<config dir>/.credentials.json` (config dir: `$CLAUDE_SECURESTORAGE_CONFIG_DIR`,
+/// else `$CLAUDE_CONFIG_DIR`, else `~/.claude`); a `/login`-managed `primaryApiKey` in
+/// `.claude.json`; or an `apiKeyHelper` in `<config dir>/settings.json`.
+pub fn agent_credentials(team: &TeamConfig) -> Result<String, String> {
+    if team.agent != "claude" {
+        return Err(format!(
+            "unknown agent kind {:?}: cannot tell where it keeps credentials",
+            team.agent
+        ));
+    }
+    // The agent runs with Switchboard's environment plus the team's: the team's value wins.
+    let var = |name: &str| -> Option<(String, &'static str)> {
+        match team.env.get(name) {
+            Some(v) => Some((v.clone(), "the team's env")),
+            None => std::env::var(name).ok().map(|v| (v, "the environment")),
+        }
+        .filter(|(v, _)| !v.is_empty())
+    };
+    for name in [
+        "ANTHROPIC_API_KEY",
+        "ANTHROPIC_AUTH_TOKEN",
+        "CLAUDE_CODE_OAUTH_TOKEN",
+    ] {
+        if let Some((_, from)) = var(name) {
+            return Ok(format!("{name} set in {from}"));
+        }
+    }
+    let home = var("HOME").map(|(h, _)| PathBuf::from(h));
+    let config_dir = var("CLAUDE_CONFIG_DIR")
+        .map(|(d, _)| PathBuf::from(d))
+        .or_else(|| home.as_ref().map(|h| h.join(".claude")));
+    let secure_dir = var("CLAUDE_SECURESTORAGE_CONFIG_DIR")
+        .map(|(d, _)| PathBuf::from(d))
+        .or_else(|| config_dir.clone());
+    let mut looked =
+        vec!["ANTHROPIC_API_KEY, ANTHROPIC_AUTH_TOKEN, CLAUDE_CODE_OAUTH_TOKEN".to_string()];
+    if let Some(dir) = &secure_dir {
+        let file = dir.join(".credentials.json");
+        let logged_in = std::fs::read_to_string(&file)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .is_some_and(|v| v.as_object().is_some_and(|o| !o.is_empty()));
+        if logged_in {
+            return Ok(format!("a login in {}", file.display()));
+        }
+        looked.push(file.display().to_string());
+    }
+    let claude_json = match var("CLAUDE_CONFIG_DIR") {
+        Some((d, _)) => Some(PathBuf::from(d).join(".claude.json")),
+        None => home.as_ref().map(|h| h.join(".claude.json")),
+    };
+    if let Some(file) = &claude_json {
+        let has_key = std::fs::read_to_string(file)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .is_some_and(|v| v.get("primaryApiKey").is_some_and(|k| k.is_string()));
+        if has_key {
+            return Ok(format!("an API key from /login in {}", file.display()));
+        }
+        looked.push(format!("primaryApiKey in {}", file.display()));
+    }
+    if let Some(dir) = &config_dir {
+        let file = dir.join("settings.json");
+        let helper = std::fs::read_to_string(&file)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .is_some_and(|v| v.get("apiKeyHelper").is_some_and(|k| k.is_string()));
+        if helper {
+            return Ok(format!("apiKeyHelper in {}", file.display()));
+        }
+        looked.push(format!("apiKeyHelper in {}", file.display()));
+    }
+    Err(format!("none found (looked at {})", looked.join("; ")))
+}
