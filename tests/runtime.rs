@@ -39,6 +39,8 @@ impl Env {
         }
         let config = TeamsConfig::parse(&text, None, &|_| None)
             .unwrap_or_else(|e| panic!("test config: {e}\n{text}"));
+        // The same teams file on disk, for tests that run the `switchboard` binary.
+        std::fs::write(dir.path().join("teams.toml"), &text).expect("write teams.toml");
         Self {
             dir,
             marker,
@@ -52,6 +54,22 @@ impl Env {
         let r = Router::new(Arc::new(m));
         r.recover(None).expect("recover");
         r
+    }
+
+    /// The `switchboard` binary with this test's teams file and a HOME of its own.
+    fn command(&self, args: &[&str]) -> std::process::Command {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"));
+        cmd.arg("--config")
+            .arg(self.dir.path().join("teams.toml"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("HOME", self.dir.path().join("home"))
+            .env_remove("SWITCHBOARD_CONFIG")
+            .env_remove("RUST_LOG")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        cmd
     }
 
     /// Pids of live agent processes of this test (found by the marker in their environment).
@@ -587,4 +605,62 @@ async fn chains_of_tells_are_bounded_and_loops_refused() {
     r.cancel("b", "c").expect("cancel");
     r.shutdown().await;
     env.assert_no_agents();
+}
+
+/// Four `tell --wait-busy` processes (no server) on one pair: each agent started must deliver
+/// at least one tell, so at most four agents start for four tells. A process whose tell was
+/// answered by another process while it waited for the lease must not start an agent.
+#[test]
+fn waiting_processes_start_no_agent_they_cannot_use() {
+    // Timing decides who waits for whom: three rounds make a wasted start likely to show.
+    for _round in 0..3 {
+        let pids = tempfile::tempdir().expect("tempdir");
+        let pidfile = pids.path().join("agent-pids");
+        let extra = format!(", TEST_AGENT_PIDFILE = {:?}", pidfile.display().to_string());
+        let env = Env::new("", &extra);
+        // Started at once: each queues its tell, and whoever holds the pair delivers every tell
+        // queued by then; the others wait for the lease.
+        let children: Vec<std::process::Child> = (0..4)
+            .map(|i| {
+                env.command(&[
+                    "tell",
+                    "a",
+                    "b",
+                    &format!("sleep:{}", 300 + i * 50),
+                    "--wait-busy",
+                    "--timeout",
+                    "120s",
+                ])
+                .spawn()
+                .expect("spawn switchboard")
+            })
+            .collect();
+        for c in children {
+            let out = c.wait_with_output().expect("wait");
+            assert!(
+                out.status.success(),
+                "tell failed: {}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        // The scripted agent writes its pid when it starts and `turn PID` for each turn.
+        let log = std::fs::read_to_string(&pidfile).unwrap_or_default();
+        let started: Vec<&str> = log.lines().filter(|l| !l.starts_with("turn ")).collect();
+        let idle: Vec<&str> = started
+            .iter()
+            .copied()
+            .filter(|pid| !log.lines().any(|l| l == format!("turn {pid}")))
+            .collect();
+        assert!(
+            !started.is_empty() && started.len() <= 4,
+            "{} agents started for 4 tells",
+            started.len()
+        );
+        assert!(
+            idle.is_empty(),
+            "agents started that never got a turn: {idle:?} (of {started:?})"
+        );
+        env.assert_no_agents();
+    }
 }

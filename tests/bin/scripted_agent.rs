@@ -16,7 +16,8 @@
 //!
 //! Environment: `TEST_AGENT_STARTUP=exit` exits with status 3 before reading anything;
 //! `TEST_AGENT_STARTUP=slow:MS` waits MS milliseconds before each turn's init line;
-//! `TEST_AGENT_PIDFILE=PATH` appends the agent's pid to PATH at start.
+//! `TEST_AGENT_PIDFILE=PATH` appends the agent's pid to PATH at start, and `turn PID` at the start
+//! of each turn.
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -184,8 +185,14 @@ fn main() {
     // Like Claude Code: total_cost_usd is the running total of the process; the turn's own
     // usage is in model_usage_since_last_result.
     let mut total_cost = 0.0f64;
+    let pidfile = std::env::var_os("TEST_AGENT_PIDFILE");
     while let Ok(Input::User(text)) = rx.recv() {
         interrupted.store(false, Ordering::SeqCst);
+        if let Some(pidfile) = &pidfile {
+            if let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(pidfile) {
+                let _ = writeln!(f, "turn {}", std::process::id());
+            }
+        }
         if let Some(d) = slow_init {
             std::thread::park_timeout(d);
         }
