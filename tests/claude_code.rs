@@ -384,7 +384,9 @@ async fn compaction_records_what_claude_code_reports_and_the_conversation_goes_o
         .set_summary("1. Primary Request: team a asked for the API port; it is 8080.");
     let r = env.router();
     env.api.push(Answer::text("The API listens on port 8080."));
-    env.api.push(Answer::text("The admin port is 9090."));
+    // The last answer's usage is what Claude Code reports as the size before.
+    env.api
+        .push(Answer::text("The admin port is 9090.").with_usage(5_000, 40));
     for text in ["Which port does the API use?", "And the admin port?"] {
         let t = r.tell("a", "b", text, FOREVER).await.expect("tell");
         assert_eq!(t.state, TellState::Answered, "{t:?}");
@@ -407,6 +409,20 @@ async fn compaction_records_what_claude_code_reports_and_the_conversation_goes_o
     assert_eq!(s.last_pre_compact_tokens, Some(pre));
     assert_eq!(s.last_post_compact_tokens, Some(post));
     assert!(pre > 0 && post > 0, "{pre} -> {post}");
+    // pre_tokens is the context as the model API last counted it (the last answer's input and
+    // output tokens, from the stand-in); post_tokens is Claude Code's own estimate of the
+    // summary plus what it attaches again, not the compaction turn's output.
+    assert_eq!(pre, 5_040, "pre_tokens = the last answer's usage");
+    assert_eq!(
+        c.answer.as_deref(),
+        Some(
+            format!(
+                "compacted: context {pre} tokens before (the model API's count), about {post} \
+                 after (the agent's estimate: summary plus re-attached context)"
+            )
+            .as_str()
+        )
+    );
 
     let summaries = env.api.compaction_requests();
     assert_eq!(summaries.len(), 1, "one summary request");
@@ -576,6 +592,36 @@ async fn cost_is_recorded_per_turn_not_as_claude_codes_running_total() {
         (s.cost_usd - 3.0 * costs[0]).abs() < 1e-9,
         "session cost {} for turns {costs:?}",
         s.cost_usd
+    );
+    r.shutdown().await;
+    env.assert_no_agents().await;
+}
+
+/// Cancelling a running turn interrupts Claude Code; its result carries only an internal
+/// diagnostic (`[ede_diagnostic] result_type=user ...`), which the user never sees raw.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_turn_is_explained_in_words_not_claude_codes_diagnostic() {
+    let env = Env::new("").await;
+    let r = env.router();
+    env.api
+        .push(Answer::text("too late").with_delay(Duration::from_secs(30)));
+    let t = r
+        .submit("a", "b", TellKind::Tell, "Take your time.", None)
+        .expect("submit");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while env.api.message_requests().is_empty() {
+        assert!(Instant::now() < deadline, "claude never asked the model");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let report = r.cancel("a", "b").expect("cancel");
+    assert_eq!(report.interrupted.as_deref(), Some(t.tell_id.as_str()));
+    let t = r.wait_for(&t.tell_id, FOREVER).await.expect("wait");
+    assert_eq!(t.state, TellState::Cancelled, "{t:?}");
+    assert_eq!(t.answer, None);
+    assert_eq!(
+        t.error.as_deref(),
+        Some("the turn was interrupted before the model answered"),
+        "{t:?}"
     );
     r.shutdown().await;
     env.assert_no_agents().await;

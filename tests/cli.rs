@@ -854,7 +854,13 @@ fn sessions_compact_one_session() {
         r["post_tokens"].as_i64().expect("post_tokens"),
     );
     assert!(pre >= post && post > 0, "{pre} -> {post}");
-    assert_eq!(r["result"], format!("compacted: {pre} -> {post} tokens"));
+    assert_eq!(
+        r["result"],
+        format!(
+            "compacted: context {pre} tokens before (the model API's count), about {post} after \
+             (the agent's estimate: summary plus re-attached context)"
+        )
+    );
     assert_eq!(session_ids(&v["sessions"]), [&*fb]);
     let s = &v["sessions"][0];
     assert_eq!(s["message_count"], 0, "{s}");

@@ -390,6 +390,12 @@ async fn cancel_interrupts_the_running_tell_and_drops_the_queued_ones() {
     assert_eq!(report.cancelled_queued, vec![queued.tell_id.clone()]);
     let t = r.wait_for(&running.tell_id, FOREVER).await.expect("wait");
     assert_eq!(t.state, TellState::Cancelled);
+    // Claude Code's internal diagnostic is logged, not shown: the user gets words.
+    let error = t.error.clone().unwrap_or_default();
+    assert_eq!(
+        error, "the turn was interrupted before the model answered",
+        "{t:?}"
+    );
     let q = r.tell_status(&queued.tell_id).expect("status");
     assert_eq!(q.state, TellState::Cancelled);
     // The agent stays up and answers the next tell.
@@ -422,7 +428,36 @@ async fn compaction_records_tokens_and_resets_the_count() {
         s.last_post_compact_tokens.expect("post"),
     );
     assert!(pre > post && post > 0, "{pre} -> {post}");
+    assert_eq!(
+        t.answer.as_deref(),
+        Some(
+            format!(
+                "compacted: context {pre} tokens before (the model API's count), about {post} \
+                 after (the agent's estimate: summary plus re-attached context)"
+            )
+            .as_str()
+        )
+    );
     r.shutdown().await;
+}
+
+/// An agent that does not report the size after compaction: nothing is made up for it (the
+/// compaction turn's own output tokens are the summary's, not the context's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_without_a_size_after_records_none() {
+    let env = Env::new("", ", TEST_AGENT_COMPACT = \"no-post\"");
+    let r = env.router();
+    r.tell("a", "b", "m0", FOREVER).await.expect("tell");
+    let t = r.compact("a", "b", FOREVER).await.expect("compact");
+    assert_eq!(t.state, TellState::Answered, "{t:?}");
+    let s = r.manager().get("a", "b").expect("get").expect("s");
+    assert_eq!(s.compaction_count, 1);
+    assert!(s.last_pre_compact_tokens.is_some_and(|n| n > 0));
+    assert_eq!(s.last_post_compact_tokens, None, "{s:?}");
+    let answer = t.answer.unwrap_or_default();
+    assert!(answer.contains("no estimate of the size after"), "{answer}");
+    r.shutdown().await;
+    env.assert_no_agents();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -663,4 +698,56 @@ fn waiting_processes_start_no_agent_they_cannot_use() {
         );
         env.assert_no_agents();
     }
+}
+
+/// A turn whose tool call was cut off (Claude Code's `[Tool use interrupted]`), or that ended
+/// with a terminal reason other than `completed`, is not an answer: the tell fails with an
+/// error saying the turn was cut off, and keeps what the agent had said.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_turn_cut_off_is_a_failure_with_the_partial_answer_kept() {
+    let env = Env::new("", "");
+    let r = env.router();
+    let t = r.tell("a", "b", "toolcut", FOREVER).await.expect("tell");
+    assert_eq!(t.state, TellState::Failed, "{t:?}");
+    assert_eq!(t.answer.as_deref(), Some("partial findings"), "{t:?}");
+    let error = t.error.clone().unwrap_or_default();
+    assert!(
+        error.contains("cut off") && error.contains("tool call") && error.contains("partial"),
+        "{error}"
+    );
+    assert!(!error.contains("[Tool use interrupted]"), "{error}");
+
+    let t = r
+        .tell("a", "b", "cutoff:max_turns", FOREVER)
+        .await
+        .expect("tell");
+    assert_eq!(t.state, TellState::Failed, "{t:?}");
+    assert_eq!(t.answer.as_deref(), Some("partial answer"));
+    let error = t.error.clone().unwrap_or_default();
+    assert!(
+        error.contains("cut off") && error.contains("limit of model round trips"),
+        "{error}"
+    );
+    let s = r.manager().get("a", "b").expect("get").expect("session");
+    assert_eq!(
+        s.message_count, 0,
+        "a partial answer is not counted as answered"
+    );
+    assert_eq!(s.status, SessionStatus::Error);
+    assert!(s
+        .last_error
+        .as_deref()
+        .is_some_and(|e| e.contains("cut off")));
+
+    // A later tell that is answered clears the session's error and its last error.
+    let t = r.tell("a", "b", "fine", FOREVER).await.expect("tell");
+    assert_eq!(t.state, TellState::Answered);
+    let s = r.manager().get("a", "b").expect("get").expect("session");
+    assert_eq!(s.status, SessionStatus::Active);
+    assert_eq!(
+        s.last_error, None,
+        "last_error is cleared by an answered tell"
+    );
+    r.shutdown().await;
+    env.assert_no_agents();
 }

@@ -62,9 +62,11 @@ pub(super) struct Worker {
 /// How a turn ended.
 enum TurnEnd {
     Result {
-        result: TurnResult,
+        result: Box<TurnResult>,
         compacted: Option<(Option<i64>, Option<i64>)>,
         interrupted: bool,
+        /// The last text the agent said during the turn (kept when the turn is cut off).
+        said: Option<String>,
     },
     Stalled(Duration),
     NoStart(Duration),
@@ -539,6 +541,7 @@ impl Worker {
             return TurnEnd::Exited("no agent".into());
         };
         let mut compacted = None;
+        let mut said = None;
         let mut interrupted = false;
         let mut interrupt_deadline: Option<Instant> = None;
         let mut shutdown_deadline: Option<Instant> = None;
@@ -582,7 +585,10 @@ impl Worker {
                             }
                             match ev {
                                 AgentEvent::Result(result) => {
-                                    return TurnEnd::Result { result, compacted, interrupted };
+                                    return TurnEnd::Result { result: Box::new(result), compacted, interrupted, said };
+                                }
+                                AgentEvent::Assistant { text: Some(text) } if !text.trim().is_empty() => {
+                                    said = Some(text);
                                 }
                                 AgentEvent::CompactBoundary { pre_tokens, post_tokens, .. } => {
                                     compacted = Some((pre_tokens, post_tokens));

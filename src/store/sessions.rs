@@ -325,7 +325,7 @@ impl SessionStore {
 
     /// A turn ended with a result, in one statement: its usage added, no current tell, idle,
     /// last response now; an answered tell also counts one message, marks the session used,
-    /// and clears an `error` status.
+    /// and clears an `error` status and the last error.
     pub fn end_turn(
         &self,
         session_id: &str,
@@ -342,7 +342,8 @@ impl SessionStore {
              last_response_at = ?5, \
              message_count = message_count + CASE WHEN ?6 THEN 1 ELSE 0 END, \
              last_used_at = CASE WHEN ?6 THEN ?5 ELSE last_used_at END, \
-             status = CASE WHEN ?6 AND status = 'error' THEN 'active' ELSE status END",
+             status = CASE WHEN ?6 AND status = 'error' THEN 'active' ELSE status END, \
+             last_error = CASE WHEN ?6 THEN NULL ELSE last_error END",
             params![
                 session_id,
                 input_tokens,
@@ -427,8 +428,8 @@ impl SessionStore {
     pub fn finish_compaction(
         &self,
         session_id: &str,
-        pre_tokens: i64,
-        post_tokens: i64,
+        pre_tokens: impl Into<Option<i64>>,
+        post_tokens: impl Into<Option<i64>>,
         now: i64,
     ) -> StoreResult<Session> {
         self.update(
@@ -436,7 +437,7 @@ impl SessionStore {
             "message_count = 0, compaction_count = compaction_count + 1, last_compacted_at = ?2, \
              last_pre_compact_tokens = ?3, last_post_compact_tokens = ?4, status = 'active', \
              last_error = NULL",
-            params![session_id, now, pre_tokens, post_tokens],
+            params![session_id, now, pre_tokens.into(), post_tokens.into()],
         )
     }
 

@@ -2,6 +2,7 @@
 //! state, and what happens to the agent (kept idle, or stopped after a failure).
 
 use super::{TurnEnd, Worker, KILL_GRACE};
+use crate::agent::event::TurnEnding;
 use crate::store::{SessionStatus, Tell, TellKind, TellOutcome, TellState};
 
 impl Worker {
@@ -14,15 +15,22 @@ impl Worker {
                 result,
                 compacted,
                 interrupted,
+                said,
             } => {
+                if result.has_internal_text() {
+                    // Shown in words; the raw diagnostic stays in the log.
+                    tracing::warn!(pair = %self.pair(), tell = %tell.tell_id, raw = ?result.text,
+                        terminal_reason = ?result.terminal_reason, "the agent ended the turn with an internal diagnostic");
+                }
+                let ending = result.ending();
+                let (answer, error) = match &ending {
+                    TurnEnding::Complete(text) => (Some(text.clone()), None),
+                    TurnEnding::Partial { text, why } => (text.clone().or(said), Some(why.clone())),
+                    TurnEnding::Failed(why) => (None, Some(why.clone())),
+                };
                 let outcome = TellOutcome {
-                    answer: result.text.clone().filter(|_| !result.is_error),
-                    error: result.is_error.then(|| {
-                        result
-                            .text
-                            .clone()
-                            .unwrap_or_else(|| result.subtype.clone())
-                    }),
+                    answer,
+                    error,
                     input_tokens: Some(result.usage.input_tokens),
                     output_tokens: Some(result.usage.output_tokens),
                     cost_usd: Some(result.cost_usd),
@@ -30,10 +38,11 @@ impl Worker {
                 };
                 let state = if interrupted {
                     TellState::Cancelled
-                } else if result.is_error {
-                    TellState::Failed
-                } else {
+                } else if matches!(ending, TurnEnding::Complete(_)) {
                     TellState::Answered
+                } else {
+                    // A partial answer is not an answer: the tell fails, its text is kept.
+                    TellState::Failed
                 };
                 // One write: usage, idle, no current tell; an answered tell counts once.
                 let counts = tell.kind == TellKind::Tell && state == TellState::Answered;
@@ -50,11 +59,11 @@ impl Worker {
                 match tell.kind {
                     TellKind::Compact => match compacted {
                         Some((pre, post)) if !result.is_error => {
-                            let pre = pre.unwrap_or(0);
-                            let post = post.unwrap_or(result.usage.output_tokens);
+                            // Claude Code's numbers as it reports them: no stand-in when one
+                            // is missing (the turn's own usage is the summary's, not the context).
                             m.finish_compaction(session_id, pre, post).ok();
                             let outcome = TellOutcome {
-                                answer: Some(format!("compacted: {pre} -> {post} tokens")),
+                                answer: Some(describe_compaction(pre, post)),
                                 ..outcome
                             };
                             self.finish(tell, TellState::Answered, outcome);
@@ -160,4 +169,23 @@ impl Worker {
             tracing::error!(tell = %tell.tell_id, error = %e, "cannot record the end of a tell");
         }
     }
+}
+
+/// What a compaction did, in words. Claude Code's `pre_tokens` is the context's size as the model
+/// API last counted it (the last answer's input, cache and output tokens); its `post_tokens` is
+/// its own estimate of what the conversation starts from now: the summary plus the context it
+/// attaches again (tool, skill and agent listings). On a short conversation the second can be
+/// the larger one.
+pub(super) fn describe_compaction(pre: Option<i64>, post: Option<i64>) -> String {
+    let before = match pre {
+        Some(n) => format!("context {n} tokens before (the model API's count)"),
+        None => "the agent did not report the context size before".to_string(),
+    };
+    let after = match post {
+        Some(n) => {
+            format!("about {n} after (the agent's estimate: summary plus re-attached context)")
+        }
+        None => "no estimate of the size after".to_string(),
+    };
+    format!("compacted: {before}, {after}")
 }
