@@ -751,3 +751,47 @@ async fn a_turn_cut_off_is_a_failure_with_the_partial_answer_kept() {
     r.shutdown().await;
     env.assert_no_agents();
 }
+
+/// An agent program that is not there: the tell fails saying what to install or which
+/// `agent_path` to set, naming the team's entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_agent_program_says_what_to_install_or_which_agent_path_to_set() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().display().to_string();
+    for t in ["a", "b", "c", "empty-bin"] {
+        std::fs::create_dir_all(dir.path().join(t)).expect("mkdir");
+    }
+    // b: the default `claude`, looked up on a PATH that does not have it; c: an agent_path
+    // that does not exist.
+    let text = format!(
+        "[database]\npath = \"{root}/sb.db\"\n\
+         [teams.a]\npath = \"{root}/a\"\n\
+         [teams.b]\npath = \"{root}/b\"\nenv = {{ PATH = \"{root}/empty-bin\", HOME = \"{root}\" }}\n\
+         [teams.c]\npath = \"{root}/c\"\nagent_path = \"{root}/missing/claude\"\n"
+    );
+    let config = TeamsConfig::parse(&text, None, &|_| None)
+        .unwrap_or_else(|e| panic!("test config: {e}\n{text}"));
+    let m = SessionManager::open(Arc::new(config)).expect("open");
+    m.initialize().expect("initialize");
+    let r = Router::new(Arc::new(m));
+
+    let t = r.tell("a", "b", "hello", FOREVER).await.expect("tell");
+    assert_eq!(t.state, TellState::Failed, "{t:?}");
+    let error = t.error.unwrap_or_default();
+    assert!(
+        error.contains("no program \"claude\" on PATH")
+            && error.contains("npm install -g @anthropic-ai/claude-code")
+            && error.contains("`agent_path` in `[teams.b]`"),
+        "{error}"
+    );
+
+    let t = r.tell("a", "c", "hello", FOREVER).await.expect("tell");
+    assert_eq!(t.state, TellState::Failed, "{t:?}");
+    let error = t.error.unwrap_or_default();
+    assert!(
+        error.contains(&format!("{root}/missing/claude does not exist"))
+            && error.contains("`agent_path` in `[teams.c]`"),
+        "{error}"
+    );
+    r.shutdown().await;
+}

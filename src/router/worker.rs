@@ -411,8 +411,13 @@ impl Worker {
             .log_dir()
             .join(format!("{}.stderr.log", session.session_id));
         let decode = decode_fn(adapter);
-        let proc = AgentProcess::spawn(&spec, &log, decode)
-            .map_err(|e| RouterError::Agent(e.to_string()))?;
+        let proc = AgentProcess::spawn(&spec, &log, decode).map_err(|mut e| {
+            // Name the team: the hint says which entry's agent_path to set.
+            if let crate::agent::AgentError::Spawn { team: t, .. } = &mut e {
+                t.clone_from(&team.name);
+            }
+            RouterError::Agent(e.to_string())
+        })?;
         self.router
             .counters()
             .spawned
