@@ -6,6 +6,7 @@
 #[path = "common/procs.rs"]
 mod procs;
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,10 +26,19 @@ struct Env {
 impl Env {
     /// Teams a, b, c, d (b's agent gets `b_env` as extra env), all run by the scripted agent.
     fn new(settings: &str, b_env: &str) -> Self {
+        Self::with_db(settings, b_env, |root| format!("{root}/sb.db"))
+    }
+
+    /// The same, with the database where `db(root)` says.
+    fn with_db(settings: &str, b_env: &str, db: impl FnOnce(&str) -> String) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let marker = uuid::Uuid::new_v4().to_string();
         let root = dir.path().display().to_string();
-        let mut text = format!("[settings]\n{settings}\n[database]\npath = \"{root}/sb.db\"\n");
+        let db = db(&root);
+        if let Some(parent) = std::path::Path::new(&db).parent() {
+            std::fs::create_dir_all(parent).expect("mkdir db folder");
+        }
+        let mut text = format!("[settings]\n{settings}\n[database]\npath = \"{db}\"\n");
         for t in ["a", "b", "c", "d"] {
             std::fs::create_dir_all(dir.path().join(t)).expect("mkdir");
             let extra = if t == "b" { b_env } else { "" };
@@ -793,5 +803,233 @@ async fn a_missing_agent_program_says_what_to_install_or_which_agent_path_to_set
             && error.contains("`agent_path` in `[teams.c]`"),
         "{error}"
     );
+    r.shutdown().await;
+}
+
+/// Sets or clears the immutable attribute of a file (`chattr +i`, which stops even root from
+/// writing to it), through the ioctl, so no extra program is needed.
+fn set_immutable(path: &std::path::Path, on: bool) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    const FS_IOC_GETFLAGS: libc::c_ulong = 0x8008_6601;
+    const FS_IOC_SETFLAGS: libc::c_ulong = 0x4008_6602;
+    const FS_IMMUTABLE_FL: libc::c_int = 0x10;
+    let f = std::fs::File::open(path)?;
+    let mut flags: libc::c_int = 0;
+    // SAFETY: the fd is open for the call; flags is a valid int the kernel reads and writes.
+    if unsafe { libc::ioctl(f.as_raw_fd(), FS_IOC_GETFLAGS as _, &mut flags) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    flags = if on {
+        flags | FS_IMMUTABLE_FL
+    } else {
+        flags & !FS_IMMUTABLE_FL
+    };
+    // SAFETY: as above.
+    if unsafe { libc::ioctl(f.as_raw_fd(), FS_IOC_SETFLAGS as _, &flags) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Files made immutable for a while; writable again when dropped (also when a test fails).
+struct Immutable(Vec<std::path::PathBuf>);
+
+impl Immutable {
+    fn set(paths: &[std::path::PathBuf]) -> Self {
+        let mut guard = Immutable(Vec::new());
+        for p in paths {
+            set_immutable(p, true).unwrap_or_else(|e| {
+                panic!("cannot make {} immutable (chattr +i): {e}", p.display())
+            });
+            guard.0.push(p.clone());
+        }
+        guard
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        for p in self.0.drain(..) {
+            if let Err(e) = set_immutable(&p, false) {
+                eprintln!("cannot make {} writable again: {e}", p.display());
+            }
+        }
+    }
+}
+
+/// A small tmpfs mounted for a test; unmounted when dropped (also when the test fails).
+struct SmallFs(std::path::PathBuf);
+
+impl SmallFs {
+    fn mount(at: &std::path::Path, size: &str) -> Self {
+        use std::ffi::CString;
+        std::fs::create_dir_all(at).expect("mkdir mount point");
+        let target = CString::new(at.as_os_str().as_encoded_bytes()).expect("path");
+        let opts = CString::new(format!("size={size}")).expect("opts");
+        // SAFETY: valid NUL-terminated strings for the call.
+        let rc = unsafe {
+            libc::mount(
+                c"switchboard-test".as_ptr(),
+                target.as_ptr(),
+                c"tmpfs".as_ptr(),
+                0,
+                opts.as_ptr().cast(),
+            )
+        };
+        assert_eq!(
+            rc,
+            0,
+            "cannot mount a tmpfs at {} (the test needs root): {}",
+            at.display(),
+            std::io::Error::last_os_error()
+        );
+        SmallFs(at.to_path_buf())
+    }
+
+    /// Fills the file system with `filler` until a write fails with ENOSPC.
+    fn fill(&self, filler: &std::path::Path) {
+        use std::io::Write;
+        let mut f = std::fs::File::create(filler).expect("create filler");
+        let block = vec![0u8; 64 * 1024];
+        loop {
+            match f.write(&block) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
+                Err(e) => panic!("filling {}: {e}", filler.display()),
+            }
+        }
+        // Whatever is left of the last block: write byte by byte until full.
+        while f.write(&[0u8]).is_ok_and(|n| n == 1) {}
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        use std::ffi::CString;
+        if let Ok(target) = CString::new(self.0.as_os_str().as_encoded_bytes()) {
+            // SAFETY: a valid NUL-terminated path.
+            unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
+        }
+    }
+}
+
+/// The database refuses writes (its files immutable: read-only even for root) when the agent
+/// answers: the answer is kept and written once the database takes writes again; the tell is
+/// never left `delivered`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_that_arrives_while_the_database_is_read_only_is_kept_and_stored_later() {
+    let env = Env::new("", "");
+    let r = env.router();
+    r.tell("a", "b", "warm up", FOREVER).await.expect("tell");
+    let t = r
+        .submit("a", "b", TellKind::Tell, "sleep:800", None)
+        .expect("submit");
+    let m = Arc::clone(r.manager());
+    eventually("delivered", || {
+        m.store()
+            .get_tell(&t.tell_id)
+            .ok()
+            .flatten()
+            .is_some_and(|t| t.state == TellState::Delivered)
+    })
+    .await;
+    let db = env.dir.path().join("sb.db");
+    let wal = env.dir.path().join("sb.db-wal");
+    let read_only = Immutable::set(&[db, wal]);
+    eventually("a refused write of the answer", || {
+        r.counters().write_retries.load(Ordering::Relaxed) > 0
+    })
+    .await;
+    // Still readable: the tell is delivered, not lost, not failed.
+    let now = r.tell_status(&t.tell_id).expect("status");
+    assert_eq!(now.state, TellState::Delivered, "{now:?}");
+    drop(read_only);
+    let done = r.wait_for(&t.tell_id, FOREVER).await.expect("wait");
+    assert_eq!(done.state, TellState::Answered, "{done:?}");
+    assert_eq!(done.answer.as_deref(), Some("slept 800ms"));
+    let s = m.get_by_id(&t.session_id).expect("get").expect("session");
+    assert_eq!(s.process_state, ProcessState::Idle, "{s:?}");
+    assert_eq!(s.current_tell_id, None);
+    assert_eq!(s.message_count, 2, "the answer counted once");
+    // The pair goes on.
+    let next = r.tell("a", "b", "next", FOREVER).await.expect("next");
+    assert_eq!(next.answer.as_deref(), Some("echo: next"));
+    r.shutdown().await;
+    env.assert_no_agents();
+}
+
+/// The same with a full disk (the database on a small tmpfs that the test fills): ENOSPC while
+/// the answer is written; the answer is stored once there is room again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_that_arrives_while_the_disk_is_full_is_kept_and_stored_later() {
+    let mut fs = None;
+    let env = Env::with_db("", "", |root| {
+        fs = Some(SmallFs::mount(&std::path::Path::new(root).join("db"), "4m"));
+        format!("{root}/db/sb.db")
+    });
+    let fs = fs.expect("mounted");
+    let r = env.router();
+    r.tell("a", "b", "warm up", FOREVER).await.expect("tell");
+    let t = r
+        .submit("a", "b", TellKind::Tell, "sleep:800", None)
+        .expect("submit");
+    let m = Arc::clone(r.manager());
+    eventually("delivered", || {
+        m.store()
+            .get_tell(&t.tell_id)
+            .ok()
+            .flatten()
+            .is_some_and(|t| t.state == TellState::Delivered)
+    })
+    .await;
+    let filler = fs.0.join("filler");
+    fs.fill(&filler);
+    eventually("a refused write of the answer", || {
+        r.counters().write_retries.load(Ordering::Relaxed) > 0
+    })
+    .await;
+    let now = r.tell_status(&t.tell_id).expect("status");
+    assert_eq!(now.state, TellState::Delivered, "{now:?}");
+    std::fs::remove_file(&filler).expect("make room");
+    let done = r.wait_for(&t.tell_id, FOREVER).await.expect("wait");
+    assert_eq!(done.state, TellState::Answered, "{done:?}");
+    assert_eq!(done.answer.as_deref(), Some("slept 800ms"));
+    let s = m.get_by_id(&t.session_id).expect("get").expect("session");
+    assert_eq!(s.process_state, ProcessState::Idle, "{s:?}");
+    assert_eq!(s.message_count, 2);
+    r.shutdown().await;
+    env.assert_no_agents();
+    drop(r);
+    drop(fs);
+}
+
+/// A tell left `delivered` with no live Switchboard process delivering it (here: its session
+/// has no owner at all) is failed by the periodic sweep of a running Switchboard, not left
+/// `delivered` until the next start-up; it is not sent to an agent again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_switchboard_sweeps_tells_left_delivered_without_a_live_owner() {
+    let env = Env::new("health_check_interval = \"100ms\"", "");
+    let r = env.router();
+    let m = Arc::clone(r.manager());
+    let t = switchboard::router::queue_tell(&m, "a", "b", TellKind::Tell, "orphan", None)
+        .expect("queue");
+    m.store()
+        .begin_turn(&t.session_id, &t.tell_id, 0)
+        .expect("begin turn")
+        .expect("delivered");
+    eventually("the sweep fails the orphaned tell", || {
+        r.tell_status(&t.tell_id)
+            .is_ok_and(|t| t.state == TellState::Failed)
+    })
+    .await;
+    let t = r.tell_status(&t.tell_id).expect("status");
+    let error = t.error.unwrap_or_default();
+    assert!(
+        error.contains("interrupted") && error.contains("not sent again"),
+        "{error}"
+    );
+    assert_eq!(r.counters().swept.load(Ordering::Relaxed), 1);
+    assert!(env.agent_pids().is_empty(), "no agent was started for it");
     r.shutdown().await;
 }

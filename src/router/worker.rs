@@ -473,10 +473,18 @@ impl Worker {
             Ok(true) => {}
             Ok(false) => return, // nothing queued any more
             Err(e) => {
-                self.fail(&tell, TellState::Failed, &e.to_string(), None);
+                self.fail(&tell, TellState::Failed, &e.to_string(), None)
+                    .await;
                 return;
             }
         }
+        // The lease may have come after a wait during which another process delivered the
+        // tell picked before: the agent (started for the queue) takes what is oldest now.
+        let tell = match self.next_queued() {
+            Ok(Some(next)) => next,
+            Ok(None) => return,
+            Err(_) => tell,
+        };
         let Some(agent) = self.agent.as_mut() else {
             return;
         };
@@ -500,7 +508,8 @@ impl Worker {
         if tell.kind == TellKind::Compact {
             if let Ok(Some(s)) = m.get_by_id(&session_id) {
                 if let Err(e) = m.begin_compaction(&s) {
-                    self.fail(&tell, TellState::Failed, &e.to_string(), None);
+                    self.fail(&tell, TellState::Failed, &e.to_string(), None)
+                        .await;
                     m.update_process_state(&session_id, ProcessState::Idle).ok();
                     m.set_current_tell(&session_id, None).ok();
                     return;

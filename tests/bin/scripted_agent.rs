@@ -167,6 +167,9 @@ fn main() {
                                 .join(""),
                             _ => String::new(),
                         };
+                        // A new turn; an interrupt read after this line is for it, even one
+                        // that arrives before the turn starts.
+                        interrupted.store(false, Ordering::SeqCst);
                         if tx.send(Input::User(text)).is_err() {
                             break;
                         }
@@ -196,7 +199,6 @@ fn main() {
     let mut total_cost = 0.0f64;
     let pidfile = std::env::var_os("TEST_AGENT_PIDFILE");
     while let Ok(Input::User(text)) = rx.recv() {
-        interrupted.store(false, Ordering::SeqCst);
         if let Some(pidfile) = &pidfile {
             if let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(pidfile) {
                 let _ = writeln!(f, "turn {}", std::process::id());

@@ -1,6 +1,8 @@
 //! Recording how a turn ended: the tell's outcome, the session's counters, status and process
 //! state, and what happens to the agent (kept idle, or stopped after a failure).
 
+use std::time::Duration;
+
 use super::{TurnEnd, Worker, KILL_GRACE};
 use crate::agent::event::TurnEnding;
 use crate::store::{SessionStatus, Tell, TellKind, TellOutcome, TellState};
@@ -46,14 +48,16 @@ impl Worker {
                 };
                 // One write: usage, idle, no current tell; an answered tell counts once.
                 let counts = tell.kind == TellKind::Tell && state == TellState::Answered;
-                m.end_turn(
-                    session_id,
-                    result.usage.input_tokens,
-                    result.usage.output_tokens,
-                    result.cost_usd,
-                    counts,
-                )
-                .ok();
+                self.keep("the end of the turn", || {
+                    m.end_turn(
+                        session_id,
+                        result.usage.input_tokens,
+                        result.usage.output_tokens,
+                        result.cost_usd,
+                        counts,
+                    )
+                })
+                .await;
                 // Idle in the pool before the caller hears the answer.
                 self.mark_idle();
                 match tell.kind {
@@ -61,18 +65,24 @@ impl Worker {
                         Some((pre, post)) if !result.is_error => {
                             // Claude Code's numbers as it reports them: no stand-in when one
                             // is missing (the turn's own usage is the summary's, not the context).
-                            m.finish_compaction(session_id, pre, post).ok();
+                            self.keep("the compaction's numbers", || {
+                                m.finish_compaction(session_id, pre, post)
+                            })
+                            .await;
                             let outcome = TellOutcome {
                                 answer: Some(describe_compaction(pre, post)),
                                 ..outcome
                             };
-                            self.finish(tell, TellState::Answered, outcome);
+                            self.finish(tell, TellState::Answered, outcome).await;
                         }
                         _ => {
                             let why = outcome.error.clone().unwrap_or_else(|| {
                                 "the agent ended the turn without compacting".into()
                             });
-                            m.fail_compaction(session_id, &why).ok();
+                            self.keep("the failed compaction", || {
+                                m.fail_compaction(session_id, &why)
+                            })
+                            .await;
                             let state = if interrupted {
                                 TellState::Cancelled
                             } else {
@@ -85,16 +95,18 @@ impl Worker {
                                     error: Some(why),
                                     ..outcome
                                 },
-                            );
+                            )
+                            .await;
                         }
                     },
                     TellKind::Tell => {
                         if state == TellState::Failed {
                             let why = outcome.error.clone().unwrap_or_default();
-                            m.mark_error(session_id, &format!("turn failed: {why}"))
-                                .ok();
+                            let why = format!("turn failed: {why}");
+                            self.keep("the session's error", || m.mark_error(session_id, &why))
+                                .await;
                         }
-                        self.finish(tell, state, outcome);
+                        self.finish(tell, state, outcome).await;
                     }
                 }
             }
@@ -125,7 +137,10 @@ impl Worker {
                 // Not the agent's fault: the session is fine, only stopped.
                 if let Ok(Some(s)) = m.get_by_id(session_id) {
                     if s.status == SessionStatus::Error {
-                        m.set_status(session_id, SessionStatus::Active).ok();
+                        self.keep("the session's status", || {
+                            m.set_status(session_id, SessionStatus::Active)
+                        })
+                        .await;
                     }
                 }
             }
@@ -141,16 +156,36 @@ impl Worker {
             a.proc.stop(KILL_GRACE).await;
         }
         if tell.kind == TellKind::Compact {
-            m.fail_compaction(session_id, why).ok();
+            self.keep("the failed compaction", || {
+                m.fail_compaction(session_id, why)
+            })
+            .await;
         } else {
-            m.mark_error(session_id, why).ok();
+            self.keep("the session's error", || m.mark_error(session_id, why))
+                .await;
         }
-        m.release_lease(session_id).ok();
         tracing::info!(pair = %self.pair(), tell = %tell.tell_id, why, "tell failed");
-        self.fail(tell, TellState::Failed, why, None);
+        // The tell ends before the lease goes (a tell is never `delivered` without a live
+        // owner); its waiters hear of it once the session is stopped.
+        let router = self.router.clone();
+        let outcome = TellOutcome {
+            error: Some(why.to_string()),
+            ..Default::default()
+        };
+        let done = self
+            .keep("the end of the tell", || {
+                router.finish_unannounced(tell, TellState::Failed, outcome.clone())
+            })
+            .await
+            .flatten();
+        self.keep("giving the lease back", || m.release_lease(session_id))
+            .await;
+        if let Some(done) = done {
+            router.notify(&done);
+        }
     }
 
-    pub(super) fn fail(
+    pub(super) async fn fail(
         &self,
         tell: &Tell,
         state: TellState,
@@ -161,13 +196,93 @@ impl Worker {
             error: Some(why.to_string()),
             ..outcome.unwrap_or_default()
         };
-        self.finish(tell, state, outcome);
+        self.finish(tell, state, outcome).await;
     }
 
-    pub(super) fn finish(&self, tell: &Tell, state: TellState, outcome: TellOutcome) {
-        if let Err(e) = self.router.finish(tell, state, outcome) {
-            tracing::error!(tell = %tell.tell_id, error = %e, "cannot record the end of a tell");
+    /// Ends the tell; a database that refuses the write is retried (see [`Worker::keep`]), so
+    /// an answer the agent gave is kept until it is stored.
+    pub(super) async fn finish(&self, tell: &Tell, state: TellState, outcome: TellOutcome) {
+        let router = self.router.clone();
+        self.keep("the end of the tell", || {
+            router.finish(tell, state, outcome.clone())
+        })
+        .await;
+    }
+
+    /// Runs a write that must not be lost (a tell's end, the session's counters). When the
+    /// database refuses it for a reason that can pass (read-only, disk full, locked), the
+    /// write is retried with backoff (50 ms doubling to 5 s), the outcome kept in memory, while
+    /// this process keeps the pair's lease: the tell keeps a live owner. At shutdown the
+    /// retries get `shutdown_grace`; a write still refused then is given up with the outcome
+    /// in the log, and the next start-up fails the tell ("interrupted by restart").
+    pub(super) async fn keep<T, E>(
+        &self,
+        what: &str,
+        mut op: impl FnMut() -> Result<T, E>,
+    ) -> Option<T>
+    where
+        E: std::fmt::Display + Transient,
+    {
+        let grace = self.router.manager().config().settings.shutdown_grace;
+        let mut backoff = RETRY_FIRST;
+        let mut since_shutdown: Option<tokio::time::Instant> = None;
+        let mut attempts = 0u32;
+        loop {
+            let e = match op() {
+                Ok(v) => {
+                    if attempts > 0 {
+                        tracing::info!(pair = %self.pair(), what, attempts, "the database took the write again");
+                    }
+                    return Some(v);
+                }
+                Err(e) => e,
+            };
+            attempts += 1;
+            if !e.is_transient() {
+                tracing::error!(pair = %self.pair(), what, error = %e, "cannot record");
+                return None;
+            }
+            if attempts == 1 {
+                tracing::warn!(pair = %self.pair(), what, error = %e,
+                    "the database refuses the write; retrying until it takes it");
+            }
+            self.router
+                .counters()
+                .write_retries
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if self.shutting_down() {
+                let start = *since_shutdown.get_or_insert_with(tokio::time::Instant::now);
+                if start.elapsed() >= grace {
+                    tracing::error!(pair = %self.pair(), what, error = %e, attempts,
+                        "shutting down with a write the database still refuses; given up");
+                    return None;
+                }
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(RETRY_MAX);
         }
+    }
+}
+
+/// First wait before a refused write is tried again.
+const RETRY_FIRST: Duration = Duration::from_millis(50);
+/// Longest wait between two tries of a refused write.
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// Errors that may pass (the database is read-only, full or locked for now).
+pub(super) trait Transient {
+    fn is_transient(&self) -> bool;
+}
+
+impl Transient for crate::session::SessionError {
+    fn is_transient(&self) -> bool {
+        crate::session::SessionError::is_transient(self)
+    }
+}
+
+impl Transient for super::RouterError {
+    fn is_transient(&self) -> bool {
+        super::RouterError::is_transient(self)
     }
 }
 
