@@ -1229,14 +1229,14 @@ fn stats_human() {
         ["frontend", "2", "1", "90", "0", "$0.0000"]
     );
     let pairs = &out[pairs_start..];
-    assert_aligned(pairs, &["BUSIEST PAIRS", "SESSION"], &["MSGS"]);
+    assert_aligned(pairs, &["BUSIEST PAIRS", "SESSION"], &["MSGS", "ANSWERED"]);
     let rows: Vec<Vec<String>> = pairs.lines().skip(1).map(cells).collect();
     assert_eq!(
         rows,
         [
-            ["frontend -> docs", "60", fd.as_str()],
-            ["frontend -> backend", "30", fb.as_str()],
-            ["backend -> docs", "5", bd.as_str()],
+            ["frontend -> docs", "60", "0", fd.as_str()],
+            ["frontend -> backend", "30", "0", fb.as_str()],
+            ["backend -> docs", "5", "0", bd.as_str()],
         ]
     );
 }

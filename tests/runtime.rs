@@ -1033,3 +1033,45 @@ async fn a_running_switchboard_sweeps_tells_left_delivered_without_a_live_owner(
     assert!(env.agent_pids().is_empty(), "no agent was started for it");
     r.shutdown().await;
 }
+
+/// `message_count` restarts at each compaction; stats also show the tells answered in all,
+/// so "messages 1" after five tells is not the whole story.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_show_lifetime_answered_tells_next_to_the_message_count() {
+    let env = Env::new("", "");
+    let r = env.router();
+    for i in 0..4 {
+        r.tell("a", "b", &format!("m{i}"), FOREVER)
+            .await
+            .expect("tell");
+    }
+    r.tell("a", "b", "crash", FOREVER)
+        .await
+        .expect("failed tell");
+    let c = r.compact("a", "b", FOREVER).await.expect("compact");
+    assert_eq!(c.state, TellState::Answered, "{c:?}");
+    r.tell("a", "b", "after", FOREVER).await.expect("tell");
+    r.shutdown().await;
+    let stats = r.manager().stats().expect("stats");
+    assert_eq!(stats.total_messages, 1, "since the compaction");
+    assert_eq!(
+        stats.total_answered_tells, 5,
+        "every answered tell, not the failed one nor the compaction"
+    );
+    assert_eq!(stats.busiest_pairs.len(), 1);
+    assert_eq!(stats.busiest_pairs[0].message_count, 1);
+    assert_eq!(stats.busiest_pairs[0].answered_tells, 5);
+    let out = env
+        .command(&["stats"])
+        .spawn()
+        .and_then(std::process::Child::wait_with_output)
+        .expect("stats");
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let answered = "answered tells      5 (in all; messages restart at 0 with each compaction)";
+    assert!(
+        text.lines().any(|l| l == "messages            1") && text.lines().any(|l| l == answered),
+        "{text}"
+    );
+    env.assert_no_agents();
+}

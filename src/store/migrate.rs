@@ -22,6 +22,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0003_tell_children",
         include_str!("../../migrations/0003_tell_children.sql"),
     ),
+    (
+        5,
+        "0005_answered_tells",
+        include_str!("../../migrations/0005_answered_tells.sql"),
+    ),
 ];
 
 /// The newest schema version this binary knows.

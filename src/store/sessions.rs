@@ -603,6 +603,7 @@ impl SessionStore {
                 .map(|s| (s.as_str().to_string(), 0))
                 .collect(),
             total_messages: 0,
+            total_answered_tells: 0,
             total_input_tokens: 0,
             total_output_tokens: 0,
             total_cost_usd: 0.0,
@@ -661,10 +662,19 @@ impl SessionStore {
                 params![q.max_messages, q.stale_messages, q.stale_before],
                 |r| r.get(0),
             )?;
+        // Both counts read the partial index of answered tells (migration 0005).
+        stats.total_answered_tells = tx
+            .prepare_cached(
+                "SELECT count(*) FROM tells WHERE state = 'answered' AND kind = 'tell'",
+            )?
+            .query_row([], |r| r.get(0))?;
         stats.busiest_pairs = tx
             .prepare_cached(
-                "SELECT from_team, to_team, session_id, message_count FROM sessions \
-                 WHERE message_count > 0 ORDER BY message_count DESC, id ASC LIMIT 10",
+                "SELECT s.from_team, s.to_team, s.session_id, s.message_count, \
+                   (SELECT count(*) FROM tells t WHERE t.from_team = s.from_team \
+                      AND t.to_team = s.to_team AND t.state = 'answered' AND t.kind = 'tell') \
+                 FROM sessions s WHERE s.message_count > 0 \
+                 ORDER BY s.message_count DESC, s.id ASC LIMIT 10",
             )?
             .query_map([], |r| {
                 Ok(PairStats {
@@ -672,6 +682,7 @@ impl SessionStore {
                     to_team: r.get(1)?,
                     session_id: r.get(2)?,
                     message_count: r.get(3)?,
+                    answered_tells: r.get(4)?,
                 })
             })?
             .collect::<Result<_, _>>()?;
