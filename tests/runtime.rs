@@ -1075,3 +1075,47 @@ async fn stats_show_lifetime_answered_tells_next_to_the_message_count() {
     );
     env.assert_no_agents();
 }
+
+/// A tell whose Switchboard died mid-turn is failed at the next start, saying it was not sent
+/// again, and it is not: the agent of the next process never sees it (its turn may have had
+/// side effects).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tell_interrupted_by_a_dead_switchboard_fails_and_is_never_sent_again() {
+    let pids = tempfile::tempdir().expect("tempdir");
+    let pidfile = pids.path().join("agent-pids");
+    let extra = format!(", TEST_AGENT_PIDFILE = {:?}", pidfile.display().to_string());
+    let env = Env::new("", &extra);
+    let mut sb = env
+        .command(&["tell", "a", "b", "sleep:60000"])
+        .spawn()
+        .expect("spawn switchboard");
+    // Wait until the agent has the tell (its turn started).
+    eventually("the agent's turn", || {
+        std::fs::read_to_string(&pidfile).is_ok_and(|l| l.contains("turn "))
+    })
+    .await;
+    sb.kill().expect("SIGKILL switchboard");
+    sb.wait().expect("reap");
+    env.assert_no_agents();
+
+    let r = env.router(); // start-up recovery
+    let first = r.report("a", "b", 10).expect("report");
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].state, TellState::Failed, "{:?}", first[0]);
+    let error = first[0].error.clone().unwrap_or_default();
+    assert!(
+        error.contains("interrupted by restart") && error.contains("not sent again"),
+        "{error}"
+    );
+    // The resumed conversation holds the interrupted message once: it was not re-sent.
+    let t = r.tell("a", "b", "history", FOREVER).await.expect("tell");
+    assert_eq!(t.answer.as_deref(), Some("history: 1"), "{t:?}");
+    let log = std::fs::read_to_string(&pidfile).unwrap_or_default();
+    assert_eq!(
+        log.lines().filter(|l| l.starts_with("turn ")).count(),
+        2,
+        "two turns in all (the interrupted one and `history`): {log}"
+    );
+    r.shutdown().await;
+    env.assert_no_agents();
+}
