@@ -63,6 +63,11 @@ impl Env {
     /// Teams `a` and `b`, both run by the real Claude Code pointed at a fresh stand-in API,
     /// with a per-test HOME.
     async fn new(settings: &str) -> Self {
+        Self::with_b_options(settings, "").await
+    }
+
+    /// The same, with more options (TOML lines) in team `b`'s entry.
+    async fn with_b_options(settings: &str, b_options: &str) -> Self {
         let claude = claude_binary();
         let api = FakeApi::start().await;
         let dir = tempfile::tempdir().expect("tempdir");
@@ -92,9 +97,10 @@ impl Env {
         for t in ["a", "b"] {
             std::fs::create_dir_all(dir.path().join(t)).expect("mkdir");
             text.push_str(&format!(
-                "[teams.{t}]\npath = \"{root}/{t}\"\nagent_path = {}\nenv = {{ {} }}\n",
+                "[teams.{t}]\npath = \"{root}/{t}\"\nagent_path = {}\nenv = {{ {} }}\n{}\n",
                 Value::from(claude.as_str()),
-                env.join(", ")
+                env.join(", "),
+                if t == "b" { b_options } else { "" }
             ));
         }
         let config = TeamsConfig::parse(&text, None, &|_| None)
@@ -621,6 +627,53 @@ async fn an_interrupted_turn_is_explained_in_words_not_claude_codes_diagnostic()
     assert_eq!(
         t.error.as_deref(),
         Some("the turn was interrupted before the model answered"),
+        "{t:?}"
+    );
+    r.shutdown().await;
+    env.assert_no_agents().await;
+}
+
+/// Cancelling while a tool runs: Claude Code stops the tool and ends the turn with
+/// `terminal_reason: aborted_tools` and only an internal diagnostic; the user gets words.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupt_while_a_tool_runs_is_explained_in_words() {
+    let env = Env::with_b_options("", "allowed_tools = [\"Bash\"]").await;
+    let r = env.router();
+    env.api.push(Answer::text("Running it.").with_tool_use(
+        "toolu_sleep_1",
+        "Bash",
+        serde_json::json!({"command": "tail -f /dev/null", "description": "wait"}),
+    ));
+    let t = r
+        .submit("a", "b", TellKind::Tell, "Run the slow thing.", None)
+        .expect("submit");
+    // The tool's process carries the test's marker (claude passes its environment on).
+    let tool_runs = || {
+        env.agent_pids().iter().any(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains("tail"))
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !tool_runs() {
+        assert!(
+            Instant::now() < deadline,
+            "the tool never started: {:?} {:?}",
+            r.tell_status(&t.tell_id),
+            env.api
+                .message_requests()
+                .iter()
+                .map(seen)
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    r.cancel("a", "b").expect("cancel");
+    let t = r.wait_for(&t.tell_id, FOREVER).await.expect("wait");
+    assert_eq!(t.state, TellState::Cancelled, "{t:?}");
+    assert_eq!(
+        t.error.as_deref(),
+        Some("the turn was interrupted while a tool was running"),
         "{t:?}"
     );
     r.shutdown().await;
