@@ -1119,3 +1119,47 @@ async fn a_tell_interrupted_by_a_dead_switchboard_fails_and_is_never_sent_again(
     r.shutdown().await;
     env.assert_no_agents();
 }
+
+/// Shutting down while the database still refuses the answer: the retries get
+/// `shutdown_grace`, the shutdown completes, and the next start fails the tell (it is not left
+/// `delivered`, and not sent again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_while_the_database_refuses_the_answer_ends_and_the_next_start_fails_the_tell() {
+    let env = Env::new("shutdown_grace = \"300ms\"", "");
+    let r = env.router();
+    r.tell("a", "b", "warm up", FOREVER).await.expect("tell");
+    let t = r
+        .submit("a", "b", TellKind::Tell, "sleep:300", None)
+        .expect("submit");
+    let m = Arc::clone(r.manager());
+    eventually("delivered", || {
+        m.store()
+            .get_tell(&t.tell_id)
+            .ok()
+            .flatten()
+            .is_some_and(|t| t.state == TellState::Delivered)
+    })
+    .await;
+    let read_only = Immutable::set(&[
+        env.dir.path().join("sb.db"),
+        env.dir.path().join("sb.db-wal"),
+    ]);
+    eventually("a refused write of the answer", || {
+        r.counters().write_retries.load(Ordering::Relaxed) > 0
+    })
+    .await;
+    r.shutdown().await; // returns: the retries end with the grace
+    env.assert_no_agents();
+    drop(read_only);
+    let r2 = env.router();
+    let failed = r2.tell_status(&t.tell_id).expect("status");
+    assert_eq!(failed.state, TellState::Failed, "{failed:?}");
+    assert!(
+        failed
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("interrupted by restart")),
+        "{failed:?}"
+    );
+    r2.shutdown().await;
+}

@@ -203,10 +203,17 @@ impl Worker {
     /// an answer the agent gave is kept until it is stored.
     pub(super) async fn finish(&self, tell: &Tell, state: TellState, outcome: TellOutcome) {
         let router = self.router.clone();
-        self.keep("the end of the tell", || {
-            router.finish(tell, state, outcome.clone())
-        })
-        .await;
+        let stored = self
+            .keep("the end of the tell", || {
+                router.finish(tell, state, outcome.clone())
+            })
+            .await;
+        if stored.is_none() {
+            // Given up (shutdown with the database still refusing): the log keeps the answer.
+            tracing::error!(tell = %tell.tell_id, pair = %self.pair(), state = %state,
+                answer = ?outcome.answer, error = ?outcome.error,
+                "the end of this tell could not be stored; the next start fails it");
+        }
     }
 
     /// Runs a write that must not be lost (a tell's end, the session's counters). When the
