@@ -63,6 +63,11 @@ impl Env {
     /// Teams `a` and `b`, both run by the real Claude Code pointed at a fresh stand-in API,
     /// with a per-test HOME.
     async fn new(settings: &str) -> Self {
+        Self::with_b_options(settings, "").await
+    }
+
+    /// The same, with more options (TOML lines) in team `b`'s entry.
+    async fn with_b_options(settings: &str, b_options: &str) -> Self {
         let claude = claude_binary();
         let api = FakeApi::start().await;
         let dir = tempfile::tempdir().expect("tempdir");
@@ -92,9 +97,10 @@ impl Env {
         for t in ["a", "b"] {
             std::fs::create_dir_all(dir.path().join(t)).expect("mkdir");
             text.push_str(&format!(
-                "[teams.{t}]\npath = \"{root}/{t}\"\nagent_path = {}\nenv = {{ {} }}\n",
+                "[teams.{t}]\npath = \"{root}/{t}\"\nagent_path = {}\nenv = {{ {} }}\n{}\n",
                 Value::from(claude.as_str()),
-                env.join(", ")
+                env.join(", "),
+                if t == "b" { b_options } else { "" }
             ));
         }
         let config = TeamsConfig::parse(&text, None, &|_| None)
@@ -384,7 +390,9 @@ async fn compaction_records_what_claude_code_reports_and_the_conversation_goes_o
         .set_summary("1. Primary Request: team a asked for the API port; it is 8080.");
     let r = env.router();
     env.api.push(Answer::text("The API listens on port 8080."));
-    env.api.push(Answer::text("The admin port is 9090."));
+    // The last answer's usage is what Claude Code reports as the size before.
+    env.api
+        .push(Answer::text("The admin port is 9090.").with_usage(5_000, 40));
     for text in ["Which port does the API use?", "And the admin port?"] {
         let t = r.tell("a", "b", text, FOREVER).await.expect("tell");
         assert_eq!(t.state, TellState::Answered, "{t:?}");
@@ -407,6 +415,20 @@ async fn compaction_records_what_claude_code_reports_and_the_conversation_goes_o
     assert_eq!(s.last_pre_compact_tokens, Some(pre));
     assert_eq!(s.last_post_compact_tokens, Some(post));
     assert!(pre > 0 && post > 0, "{pre} -> {post}");
+    // pre_tokens is the context as the model API last counted it (the last answer's input and
+    // output tokens, from the stand-in); post_tokens is Claude Code's own estimate of the
+    // summary plus what it attaches again, not the compaction turn's output.
+    assert_eq!(pre, 5_040, "pre_tokens = the last answer's usage");
+    assert_eq!(
+        c.answer.as_deref(),
+        Some(
+            format!(
+                "compacted: context {pre} tokens before (the model API's count), about {post} \
+                 after (the agent's estimate: summary plus re-attached context)"
+            )
+            .as_str()
+        )
+    );
 
     let summaries = env.api.compaction_requests();
     assert_eq!(summaries.len(), 1, "one summary request");
@@ -576,6 +598,83 @@ async fn cost_is_recorded_per_turn_not_as_claude_codes_running_total() {
         (s.cost_usd - 3.0 * costs[0]).abs() < 1e-9,
         "session cost {} for turns {costs:?}",
         s.cost_usd
+    );
+    r.shutdown().await;
+    env.assert_no_agents().await;
+}
+
+/// Cancelling a running turn interrupts Claude Code; its result carries only an internal
+/// diagnostic (`[ede_diagnostic] result_type=user ...`), which the user never sees raw.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_turn_is_explained_in_words_not_claude_codes_diagnostic() {
+    let env = Env::new("").await;
+    let r = env.router();
+    env.api
+        .push(Answer::text("too late").with_delay(Duration::from_secs(30)));
+    let t = r
+        .submit("a", "b", TellKind::Tell, "Take your time.", None)
+        .expect("submit");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while env.api.message_requests().is_empty() {
+        assert!(Instant::now() < deadline, "claude never asked the model");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let report = r.cancel("a", "b").expect("cancel");
+    assert_eq!(report.interrupted.as_deref(), Some(t.tell_id.as_str()));
+    let t = r.wait_for(&t.tell_id, FOREVER).await.expect("wait");
+    assert_eq!(t.state, TellState::Cancelled, "{t:?}");
+    assert_eq!(t.answer, None);
+    assert_eq!(
+        t.error.as_deref(),
+        Some("the turn was interrupted before the model answered"),
+        "{t:?}"
+    );
+    r.shutdown().await;
+    env.assert_no_agents().await;
+}
+
+/// Cancelling while a tool runs: Claude Code stops the tool and ends the turn with
+/// `terminal_reason: aborted_tools` and only an internal diagnostic; the user gets words.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupt_while_a_tool_runs_is_explained_in_words() {
+    let env = Env::with_b_options("", "allowed_tools = [\"Bash\"]").await;
+    let r = env.router();
+    env.api.push(Answer::text("Running it.").with_tool_use(
+        "toolu_sleep_1",
+        "Bash",
+        serde_json::json!({"command": "tail -f /dev/null", "description": "wait"}),
+    ));
+    let t = r
+        .submit("a", "b", TellKind::Tell, "Run the slow thing.", None)
+        .expect("submit");
+    // The tool's process carries the test's marker (claude passes its environment on).
+    let tool_runs = || {
+        env.agent_pids().iter().any(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains("tail"))
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !tool_runs() {
+        assert!(
+            Instant::now() < deadline,
+            "the tool never started: {:?} {:?}",
+            r.tell_status(&t.tell_id),
+            env.api
+                .message_requests()
+                .iter()
+                .map(seen)
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    r.cancel("a", "b").expect("cancel");
+    let t = r.wait_for(&t.tell_id, FOREVER).await.expect("wait");
+    assert_eq!(t.state, TellState::Cancelled, "{t:?}");
+    assert_eq!(
+        t.error.as_deref(),
+        Some("the turn was interrupted while a tool was running"),
+        "{t:?}"
     );
     r.shutdown().await;
     env.assert_no_agents().await;

@@ -862,7 +862,13 @@ fn sessions_compact_one_session() {
         r["post_tokens"].as_i64().expect("post_tokens"),
     );
     assert!(pre >= post && post > 0, "{pre} -> {post}");
-    assert_eq!(r["result"], format!("compacted: {pre} -> {post} tokens"));
+    assert_eq!(
+        r["result"],
+        format!(
+            "compacted: context {pre} tokens before (the model API's count), about {post} after \
+             (the agent's estimate: summary plus re-attached context)"
+        )
+    );
     assert_eq!(session_ids(&v["sessions"]), [&*fb]);
     let s = &v["sessions"][0];
     assert_eq!(s["message_count"], 0, "{s}");
@@ -1231,14 +1237,14 @@ fn stats_human() {
         ["frontend", "2", "1", "90", "0", "$0.0000"]
     );
     let pairs = &out[pairs_start..];
-    assert_aligned(pairs, &["BUSIEST PAIRS", "SESSION"], &["MSGS"]);
+    assert_aligned(pairs, &["BUSIEST PAIRS", "SESSION"], &["MSGS", "ANSWERED"]);
     let rows: Vec<Vec<String>> = pairs.lines().skip(1).map(cells).collect();
     assert_eq!(
         rows,
         [
-            ["frontend -> docs", "60", fd.as_str()],
-            ["frontend -> backend", "30", fb.as_str()],
-            ["backend -> docs", "5", bd.as_str()],
+            ["frontend -> docs", "60", "0", fd.as_str()],
+            ["frontend -> backend", "30", "0", fb.as_str()],
+            ["backend -> docs", "5", "0", bd.as_str()],
         ]
     );
 }

@@ -6,6 +6,7 @@
 #[path = "common/procs.rs"]
 mod procs;
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,10 +26,19 @@ struct Env {
 impl Env {
     /// Teams a, b, c, d (b's agent gets `b_env` as extra env), all run by the scripted agent.
     fn new(settings: &str, b_env: &str) -> Self {
+        Self::with_db(settings, b_env, |root| format!("{root}/sb.db"))
+    }
+
+    /// The same, with the database where `db(root)` says.
+    fn with_db(settings: &str, b_env: &str, db: impl FnOnce(&str) -> String) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let marker = uuid::Uuid::new_v4().to_string();
         let root = dir.path().display().to_string();
-        let mut text = format!("[settings]\n{settings}\n[database]\npath = \"{root}/sb.db\"\n");
+        let db = db(&root);
+        if let Some(parent) = std::path::Path::new(&db).parent() {
+            std::fs::create_dir_all(parent).expect("mkdir db folder");
+        }
+        let mut text = format!("[settings]\n{settings}\n[database]\npath = \"{db}\"\n");
         for t in ["a", "b", "c", "d"] {
             std::fs::create_dir_all(dir.path().join(t)).expect("mkdir");
             let extra = if t == "b" { b_env } else { "" };
@@ -39,6 +49,8 @@ impl Env {
         }
         let config = TeamsConfig::parse(&text, None, &|_| None)
             .unwrap_or_else(|e| panic!("test config: {e}\n{text}"));
+        // The same teams file on disk, for tests that run the `switchboard` binary.
+        std::fs::write(dir.path().join("teams.toml"), &text).expect("write teams.toml");
         Self {
             dir,
             marker,
@@ -52,6 +64,22 @@ impl Env {
         let r = Router::new(Arc::new(m));
         r.recover(None).expect("recover");
         r
+    }
+
+    /// The `switchboard` binary with this test's teams file and a HOME of its own.
+    fn command(&self, args: &[&str]) -> std::process::Command {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"));
+        cmd.arg("--config")
+            .arg(self.dir.path().join("teams.toml"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("HOME", self.dir.path().join("home"))
+            .env_remove("SWITCHBOARD_CONFIG")
+            .env_remove("RUST_LOG")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        cmd
     }
 
     /// Pids of live agent processes of this test (found by the marker in their environment).
@@ -372,6 +400,12 @@ async fn cancel_interrupts_the_running_tell_and_drops_the_queued_ones() {
     assert_eq!(report.cancelled_queued, vec![queued.tell_id.clone()]);
     let t = r.wait_for(&running.tell_id, FOREVER).await.expect("wait");
     assert_eq!(t.state, TellState::Cancelled);
+    // Claude Code's internal diagnostic is logged, not shown: the user gets words.
+    let error = t.error.clone().unwrap_or_default();
+    assert_eq!(
+        error, "the turn was interrupted before the model answered",
+        "{t:?}"
+    );
     let q = r.tell_status(&queued.tell_id).expect("status");
     assert_eq!(q.state, TellState::Cancelled);
     // The agent stays up and answers the next tell.
@@ -404,7 +438,36 @@ async fn compaction_records_tokens_and_resets_the_count() {
         s.last_post_compact_tokens.expect("post"),
     );
     assert!(pre > post && post > 0, "{pre} -> {post}");
+    assert_eq!(
+        t.answer.as_deref(),
+        Some(
+            format!(
+                "compacted: context {pre} tokens before (the model API's count), about {post} \
+                 after (the agent's estimate: summary plus re-attached context)"
+            )
+            .as_str()
+        )
+    );
     r.shutdown().await;
+}
+
+/// An agent that does not report the size after compaction: nothing is made up for it (the
+/// compaction turn's own output tokens are the summary's, not the context's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_without_a_size_after_records_none() {
+    let env = Env::new("", ", TEST_AGENT_COMPACT = \"no-post\"");
+    let r = env.router();
+    r.tell("a", "b", "m0", FOREVER).await.expect("tell");
+    let t = r.compact("a", "b", FOREVER).await.expect("compact");
+    assert_eq!(t.state, TellState::Answered, "{t:?}");
+    let s = r.manager().get("a", "b").expect("get").expect("s");
+    assert_eq!(s.compaction_count, 1);
+    assert!(s.last_pre_compact_tokens.is_some_and(|n| n > 0));
+    assert_eq!(s.last_post_compact_tokens, None, "{s:?}");
+    let answer = t.answer.unwrap_or_default();
+    assert!(answer.contains("no estimate of the size after"), "{answer}");
+    r.shutdown().await;
+    env.assert_no_agents();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -587,4 +650,516 @@ async fn chains_of_tells_are_bounded_and_loops_refused() {
     r.cancel("b", "c").expect("cancel");
     r.shutdown().await;
     env.assert_no_agents();
+}
+
+/// Four `tell --wait-busy` processes (no server) on one pair: each agent started must deliver
+/// at least one tell, so at most four agents start for four tells. A process whose tell was
+/// answered by another process while it waited for the lease must not start an agent.
+#[test]
+fn waiting_processes_start_no_agent_they_cannot_use() {
+    // Timing decides who waits for whom: three rounds make a wasted start likely to show.
+    for _round in 0..3 {
+        let pids = tempfile::tempdir().expect("tempdir");
+        let pidfile = pids.path().join("agent-pids");
+        let extra = format!(", TEST_AGENT_PIDFILE = {:?}", pidfile.display().to_string());
+        let env = Env::new("", &extra);
+        // Started at once: each queues its tell, and whoever holds the pair delivers every tell
+        // queued by then; the others wait for the lease.
+        let children: Vec<std::process::Child> = (0..4)
+            .map(|i| {
+                env.command(&[
+                    "tell",
+                    "a",
+                    "b",
+                    &format!("sleep:{}", 300 + i * 50),
+                    "--wait-busy",
+                    "--timeout",
+                    "120s",
+                ])
+                .spawn()
+                .expect("spawn switchboard")
+            })
+            .collect();
+        for c in children {
+            let out = c.wait_with_output().expect("wait");
+            assert!(
+                out.status.success(),
+                "tell failed: {}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        // The scripted agent writes its pid when it starts and `turn PID` for each turn.
+        let log = std::fs::read_to_string(&pidfile).unwrap_or_default();
+        let started: Vec<&str> = log.lines().filter(|l| !l.starts_with("turn ")).collect();
+        let idle: Vec<&str> = started
+            .iter()
+            .copied()
+            .filter(|pid| !log.lines().any(|l| l == format!("turn {pid}")))
+            .collect();
+        assert!(
+            !started.is_empty() && started.len() <= 4,
+            "{} agents started for 4 tells",
+            started.len()
+        );
+        assert!(
+            idle.is_empty(),
+            "agents started that never got a turn: {idle:?} (of {started:?})"
+        );
+        env.assert_no_agents();
+    }
+}
+
+/// A turn whose tool call was cut off (Claude Code's `[Tool use interrupted]`), or that ended
+/// with a terminal reason other than `completed`, is not an answer: the tell fails with an
+/// error saying the turn was cut off, and keeps what the agent had said.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_turn_cut_off_is_a_failure_with_the_partial_answer_kept() {
+    let env = Env::new("", "");
+    let r = env.router();
+    let t = r.tell("a", "b", "toolcut", FOREVER).await.expect("tell");
+    assert_eq!(t.state, TellState::Failed, "{t:?}");
+    assert_eq!(t.answer.as_deref(), Some("partial findings"), "{t:?}");
+    let error = t.error.clone().unwrap_or_default();
+    assert!(
+        error.contains("cut off") && error.contains("tool call") && error.contains("partial"),
+        "{error}"
+    );
+    assert!(!error.contains("[Tool use interrupted]"), "{error}");
+
+    let t = r
+        .tell("a", "b", "cutoff:max_turns", FOREVER)
+        .await
+        .expect("tell");
+    assert_eq!(t.state, TellState::Failed, "{t:?}");
+    assert_eq!(t.answer.as_deref(), Some("partial answer"));
+    let error = t.error.clone().unwrap_or_default();
+    assert!(
+        error.contains("cut off") && error.contains("limit of model round trips"),
+        "{error}"
+    );
+    let s = r.manager().get("a", "b").expect("get").expect("session");
+    assert_eq!(
+        s.message_count, 0,
+        "a partial answer is not counted as answered"
+    );
+    assert_eq!(s.status, SessionStatus::Error);
+    assert!(s
+        .last_error
+        .as_deref()
+        .is_some_and(|e| e.contains("cut off")));
+
+    // A later tell that is answered clears the session's error and its last error.
+    let t = r.tell("a", "b", "fine", FOREVER).await.expect("tell");
+    assert_eq!(t.state, TellState::Answered);
+    let s = r.manager().get("a", "b").expect("get").expect("session");
+    assert_eq!(s.status, SessionStatus::Active);
+    assert_eq!(
+        s.last_error, None,
+        "last_error is cleared by an answered tell"
+    );
+    r.shutdown().await;
+    env.assert_no_agents();
+}
+
+/// An agent program that is not there: the tell fails saying what to install or which
+/// `agent_path` to set, naming the team's entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_agent_program_says_what_to_install_or_which_agent_path_to_set() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().display().to_string();
+    for t in ["a", "b", "c", "empty-bin"] {
+        std::fs::create_dir_all(dir.path().join(t)).expect("mkdir");
+    }
+    // b: the default `claude`, looked up on a PATH that does not have it; c: an agent_path
+    // that does not exist.
+    let text = format!(
+        "[database]\npath = \"{root}/sb.db\"\n\
+         [teams.a]\npath = \"{root}/a\"\n\
+         [teams.b]\npath = \"{root}/b\"\nenv = {{ PATH = \"{root}/empty-bin\", HOME = \"{root}\" }}\n\
+         [teams.c]\npath = \"{root}/c\"\nagent_path = \"{root}/missing/claude\"\n"
+    );
+    let config = TeamsConfig::parse(&text, None, &|_| None)
+        .unwrap_or_else(|e| panic!("test config: {e}\n{text}"));
+    let m = SessionManager::open(Arc::new(config)).expect("open");
+    m.initialize().expect("initialize");
+    let r = Router::new(Arc::new(m));
+
+    let t = r.tell("a", "b", "hello", FOREVER).await.expect("tell");
+    assert_eq!(t.state, TellState::Failed, "{t:?}");
+    let error = t.error.unwrap_or_default();
+    assert!(
+        error.contains("no program \"claude\" on PATH")
+            && error.contains("npm install -g @anthropic-ai/claude-code")
+            && error.contains("`agent_path` in `[teams.b]`"),
+        "{error}"
+    );
+
+    let t = r.tell("a", "c", "hello", FOREVER).await.expect("tell");
+    assert_eq!(t.state, TellState::Failed, "{t:?}");
+    let error = t.error.unwrap_or_default();
+    assert!(
+        error.contains(&format!("{root}/missing/claude does not exist"))
+            && error.contains("`agent_path` in `[teams.c]`"),
+        "{error}"
+    );
+    r.shutdown().await;
+}
+
+/// Sets or clears the immutable attribute of a file (`chattr +i`, which stops even root from
+/// writing to it), through the ioctl, so no extra program is needed.
+fn set_immutable(path: &std::path::Path, on: bool) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    const FS_IOC_GETFLAGS: libc::c_ulong = 0x8008_6601;
+    const FS_IOC_SETFLAGS: libc::c_ulong = 0x4008_6602;
+    const FS_IMMUTABLE_FL: libc::c_int = 0x10;
+    let f = std::fs::File::open(path)?;
+    let mut flags: libc::c_int = 0;
+    // SAFETY: the fd is open for the call; flags is a valid int the kernel reads and writes.
+    if unsafe { libc::ioctl(f.as_raw_fd(), FS_IOC_GETFLAGS as _, &mut flags) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    flags = if on {
+        flags | FS_IMMUTABLE_FL
+    } else {
+        flags & !FS_IMMUTABLE_FL
+    };
+    // SAFETY: as above.
+    if unsafe { libc::ioctl(f.as_raw_fd(), FS_IOC_SETFLAGS as _, &flags) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Files made immutable for a while; writable again when dropped (also when a test fails).
+struct Immutable(Vec<std::path::PathBuf>);
+
+impl Immutable {
+    fn set(paths: &[std::path::PathBuf]) -> Self {
+        let mut guard = Immutable(Vec::new());
+        for p in paths {
+            set_immutable(p, true).unwrap_or_else(|e| {
+                panic!("cannot make {} immutable (chattr +i): {e}", p.display())
+            });
+            guard.0.push(p.clone());
+        }
+        guard
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        for p in self.0.drain(..) {
+            if let Err(e) = set_immutable(&p, false) {
+                eprintln!("cannot make {} writable again: {e}", p.display());
+            }
+        }
+    }
+}
+
+/// A small tmpfs mounted for a test; unmounted when dropped (also when the test fails).
+struct SmallFs(std::path::PathBuf);
+
+impl SmallFs {
+    fn mount(at: &std::path::Path, size: &str) -> Self {
+        use std::ffi::CString;
+        std::fs::create_dir_all(at).expect("mkdir mount point");
+        let target = CString::new(at.as_os_str().as_encoded_bytes()).expect("path");
+        let opts = CString::new(format!("size={size}")).expect("opts");
+        // SAFETY: valid NUL-terminated strings for the call.
+        let rc = unsafe {
+            libc::mount(
+                c"switchboard-test".as_ptr(),
+                target.as_ptr(),
+                c"tmpfs".as_ptr(),
+                0,
+                opts.as_ptr().cast(),
+            )
+        };
+        assert_eq!(
+            rc,
+            0,
+            "cannot mount a tmpfs at {} (the test needs root): {}",
+            at.display(),
+            std::io::Error::last_os_error()
+        );
+        SmallFs(at.to_path_buf())
+    }
+
+    /// Fills the file system with `filler` until a write fails with ENOSPC.
+    fn fill(&self, filler: &std::path::Path) {
+        use std::io::Write;
+        let mut f = std::fs::File::create(filler).expect("create filler");
+        let block = vec![0u8; 64 * 1024];
+        loop {
+            match f.write(&block) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
+                Err(e) => panic!("filling {}: {e}", filler.display()),
+            }
+        }
+        // Whatever is left of the last block: write byte by byte until full.
+        while f.write(&[0u8]).is_ok_and(|n| n == 1) {}
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        use std::ffi::CString;
+        if let Ok(target) = CString::new(self.0.as_os_str().as_encoded_bytes()) {
+            // SAFETY: a valid NUL-terminated path.
+            unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
+        }
+    }
+}
+
+/// The database refuses writes (its files immutable: read-only even for root) when the agent
+/// answers: the answer is kept and written once the database takes writes again; the tell is
+/// never left `delivered`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_that_arrives_while_the_database_is_read_only_is_kept_and_stored_later() {
+    let env = Env::new("", "");
+    let r = env.router();
+    r.tell("a", "b", "warm up", FOREVER).await.expect("tell");
+    let t = r
+        .submit("a", "b", TellKind::Tell, "sleep:800", None)
+        .expect("submit");
+    let m = Arc::clone(r.manager());
+    eventually("delivered", || {
+        m.store()
+            .get_tell(&t.tell_id)
+            .ok()
+            .flatten()
+            .is_some_and(|t| t.state == TellState::Delivered)
+    })
+    .await;
+    let db = env.dir.path().join("sb.db");
+    let wal = env.dir.path().join("sb.db-wal");
+    let read_only = Immutable::set(&[db, wal]);
+    eventually("a refused write of the answer", || {
+        r.counters().write_retries.load(Ordering::Relaxed) > 0
+    })
+    .await;
+    // Still readable: the tell is delivered, not lost, not failed.
+    let now = r.tell_status(&t.tell_id).expect("status");
+    assert_eq!(now.state, TellState::Delivered, "{now:?}");
+    drop(read_only);
+    let done = r.wait_for(&t.tell_id, FOREVER).await.expect("wait");
+    assert_eq!(done.state, TellState::Answered, "{done:?}");
+    assert_eq!(done.answer.as_deref(), Some("slept 800ms"));
+    let s = m.get_by_id(&t.session_id).expect("get").expect("session");
+    assert_eq!(s.process_state, ProcessState::Idle, "{s:?}");
+    assert_eq!(s.current_tell_id, None);
+    assert_eq!(s.message_count, 2, "the answer counted once");
+    // The pair goes on.
+    let next = r.tell("a", "b", "next", FOREVER).await.expect("next");
+    assert_eq!(next.answer.as_deref(), Some("echo: next"));
+    r.shutdown().await;
+    env.assert_no_agents();
+}
+
+/// The same with a full disk (the database on a small tmpfs that the test fills): ENOSPC while
+/// the answer is written; the answer is stored once there is room again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_that_arrives_while_the_disk_is_full_is_kept_and_stored_later() {
+    let mut fs = None;
+    let env = Env::with_db("", "", |root| {
+        fs = Some(SmallFs::mount(&std::path::Path::new(root).join("db"), "4m"));
+        format!("{root}/db/sb.db")
+    });
+    let fs = fs.expect("mounted");
+    let r = env.router();
+    r.tell("a", "b", "warm up", FOREVER).await.expect("tell");
+    let t = r
+        .submit("a", "b", TellKind::Tell, "sleep:800", None)
+        .expect("submit");
+    let m = Arc::clone(r.manager());
+    eventually("delivered", || {
+        m.store()
+            .get_tell(&t.tell_id)
+            .ok()
+            .flatten()
+            .is_some_and(|t| t.state == TellState::Delivered)
+    })
+    .await;
+    let filler = fs.0.join("filler");
+    fs.fill(&filler);
+    eventually("a refused write of the answer", || {
+        r.counters().write_retries.load(Ordering::Relaxed) > 0
+    })
+    .await;
+    let now = r.tell_status(&t.tell_id).expect("status");
+    assert_eq!(now.state, TellState::Delivered, "{now:?}");
+    std::fs::remove_file(&filler).expect("make room");
+    let done = r.wait_for(&t.tell_id, FOREVER).await.expect("wait");
+    assert_eq!(done.state, TellState::Answered, "{done:?}");
+    assert_eq!(done.answer.as_deref(), Some("slept 800ms"));
+    let s = m.get_by_id(&t.session_id).expect("get").expect("session");
+    assert_eq!(s.process_state, ProcessState::Idle, "{s:?}");
+    assert_eq!(s.message_count, 2);
+    r.shutdown().await;
+    env.assert_no_agents();
+    drop(r);
+    drop(fs);
+}
+
+/// A tell left `delivered` with no live Switchboard process delivering it (here: its session
+/// has no owner at all) is failed by the periodic sweep of a running Switchboard, not left
+/// `delivered` until the next start-up; it is not sent to an agent again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_switchboard_sweeps_tells_left_delivered_without_a_live_owner() {
+    let env = Env::new("health_check_interval = \"100ms\"", "");
+    let r = env.router();
+    let m = Arc::clone(r.manager());
+    let t = switchboard::router::queue_tell(&m, "a", "b", TellKind::Tell, "orphan", None)
+        .expect("queue");
+    m.store()
+        .begin_turn(&t.session_id, &t.tell_id, 0)
+        .expect("begin turn")
+        .expect("delivered");
+    eventually("the sweep fails the orphaned tell", || {
+        r.tell_status(&t.tell_id)
+            .is_ok_and(|t| t.state == TellState::Failed)
+    })
+    .await;
+    let t = r.tell_status(&t.tell_id).expect("status");
+    let error = t.error.unwrap_or_default();
+    assert!(
+        error.contains("interrupted") && error.contains("not sent again"),
+        "{error}"
+    );
+    assert_eq!(r.counters().swept.load(Ordering::Relaxed), 1);
+    assert!(env.agent_pids().is_empty(), "no agent was started for it");
+    r.shutdown().await;
+}
+
+/// `message_count` restarts at each compaction; stats also show the tells answered in all,
+/// so "messages 1" after five tells is not the whole story.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_show_lifetime_answered_tells_next_to_the_message_count() {
+    let env = Env::new("", "");
+    let r = env.router();
+    for i in 0..4 {
+        r.tell("a", "b", &format!("m{i}"), FOREVER)
+            .await
+            .expect("tell");
+    }
+    r.tell("a", "b", "crash", FOREVER)
+        .await
+        .expect("failed tell");
+    let c = r.compact("a", "b", FOREVER).await.expect("compact");
+    assert_eq!(c.state, TellState::Answered, "{c:?}");
+    r.tell("a", "b", "after", FOREVER).await.expect("tell");
+    r.shutdown().await;
+    let stats = r.manager().stats().expect("stats");
+    assert_eq!(stats.total_messages, 1, "since the compaction");
+    assert_eq!(
+        stats.total_answered_tells, 5,
+        "every answered tell, not the failed one nor the compaction"
+    );
+    assert_eq!(stats.busiest_pairs.len(), 1);
+    assert_eq!(stats.busiest_pairs[0].message_count, 1);
+    assert_eq!(stats.busiest_pairs[0].answered_tells, 5);
+    let out = env
+        .command(&["stats"])
+        .spawn()
+        .and_then(std::process::Child::wait_with_output)
+        .expect("stats");
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let answered = "answered tells      5 (in all; messages restart at 0 with each compaction)";
+    assert!(
+        text.lines().any(|l| l == "messages            1") && text.lines().any(|l| l == answered),
+        "{text}"
+    );
+    env.assert_no_agents();
+}
+
+/// A tell whose Switchboard died mid-turn is failed at the next start, saying it was not sent
+/// again, and it is not: the agent of the next process never sees it (its turn may have had
+/// side effects).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tell_interrupted_by_a_dead_switchboard_fails_and_is_never_sent_again() {
+    let pids = tempfile::tempdir().expect("tempdir");
+    let pidfile = pids.path().join("agent-pids");
+    let extra = format!(", TEST_AGENT_PIDFILE = {:?}", pidfile.display().to_string());
+    let env = Env::new("", &extra);
+    let mut sb = env
+        .command(&["tell", "a", "b", "sleep:60000"])
+        .spawn()
+        .expect("spawn switchboard");
+    // Wait until the agent has the tell (its turn started).
+    eventually("the agent's turn", || {
+        std::fs::read_to_string(&pidfile).is_ok_and(|l| l.contains("turn "))
+    })
+    .await;
+    sb.kill().expect("SIGKILL switchboard");
+    sb.wait().expect("reap");
+    env.assert_no_agents();
+
+    let r = env.router(); // start-up recovery
+    let first = r.report("a", "b", 10).expect("report");
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].state, TellState::Failed, "{:?}", first[0]);
+    let error = first[0].error.clone().unwrap_or_default();
+    assert!(
+        error.contains("interrupted by restart") && error.contains("not sent again"),
+        "{error}"
+    );
+    // The resumed conversation holds the interrupted message once: it was not re-sent.
+    let t = r.tell("a", "b", "history", FOREVER).await.expect("tell");
+    assert_eq!(t.answer.as_deref(), Some("history: 1"), "{t:?}");
+    let log = std::fs::read_to_string(&pidfile).unwrap_or_default();
+    assert_eq!(
+        log.lines().filter(|l| l.starts_with("turn ")).count(),
+        2,
+        "two turns in all (the interrupted one and `history`): {log}"
+    );
+    r.shutdown().await;
+    env.assert_no_agents();
+}
+
+/// Shutting down while the database still refuses the answer: the retries get
+/// `shutdown_grace`, the shutdown completes, and the next start fails the tell (it is not left
+/// `delivered`, and not sent again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_while_the_database_refuses_the_answer_ends_and_the_next_start_fails_the_tell() {
+    let env = Env::new("shutdown_grace = \"300ms\"", "");
+    let r = env.router();
+    r.tell("a", "b", "warm up", FOREVER).await.expect("tell");
+    let t = r
+        .submit("a", "b", TellKind::Tell, "sleep:300", None)
+        .expect("submit");
+    let m = Arc::clone(r.manager());
+    eventually("delivered", || {
+        m.store()
+            .get_tell(&t.tell_id)
+            .ok()
+            .flatten()
+            .is_some_and(|t| t.state == TellState::Delivered)
+    })
+    .await;
+    let read_only = Immutable::set(&[
+        env.dir.path().join("sb.db"),
+        env.dir.path().join("sb.db-wal"),
+    ]);
+    eventually("a refused write of the answer", || {
+        r.counters().write_retries.load(Ordering::Relaxed) > 0
+    })
+    .await;
+    r.shutdown().await; // returns: the retries end with the grace
+    env.assert_no_agents();
+    drop(read_only);
+    let r2 = env.router();
+    let failed = r2.tell_status(&t.tell_id).expect("status");
+    assert_eq!(failed.state, TellState::Failed, "{failed:?}");
+    assert!(
+        failed
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("interrupted by restart")),
+        "{failed:?}"
+    );
+    r2.shutdown().await;
 }

@@ -577,6 +577,7 @@ fn run_claude(team: &TeamConfig, args: &[&str]) -> Result<String, AgentError> {
         .spawn()
         .map_err(|source| AgentError::Spawn {
             program: program.clone(),
+            team: team.name.clone(),
             cwd: team.path.clone(),
             source,
         })?;

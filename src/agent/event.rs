@@ -32,6 +32,115 @@ pub struct TurnResult {
     pub num_turns: Option<i64>,
     /// The agent's session id.
     pub session_id: Option<String>,
+    /// Why the turn ended, as Claude Code says (`completed`, `aborted_tools`,
+    /// `aborted_streaming`, `api_error`, `max_turns`, ...); `None` when the agent does not say.
+    pub terminal_reason: Option<String>,
+    /// The model's last stop reason (`end_turn`, `tool_use`, ...).
+    pub stop_reason: Option<String>,
+}
+
+/// The text Claude Code puts in place of an assistant message whose tool call was cut off.
+pub const TOOL_USE_INTERRUPTED: &str = "[Tool use interrupted]";
+
+/// Prefixes of Claude Code's internal diagnostics (never shown to a user as they are).
+const INTERNAL_PREFIXES: [&str; 2] = ["[ede_diagnostic]", "[session_crash]"];
+
+/// How a turn ended, judged from its result line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TurnEnding {
+    /// The agent finished the turn and this is its answer.
+    Complete(String),
+    /// The turn was cut off: `text` is what the agent had said so far (maybe nothing), `why`
+    /// says in words what cut it off.
+    Partial {
+        /// The partial answer (without Claude Code's placeholder text), if any.
+        text: Option<String>,
+        /// What happened, in words.
+        why: String,
+    },
+    /// The turn failed; the reason in words (agent-internal diagnostics mapped to words).
+    Failed(String),
+}
+
+impl TurnResult {
+    /// Judges the turn: `is_error`, a `terminal_reason` other than `completed`, or a tool call
+    /// that was cut off (the `[Tool use interrupted]` placeholder, or a `tool_use` stop
+    /// reason with no answer after it) mean the answer is not a complete one.
+    pub fn ending(&self) -> TurnEnding {
+        let reason = self.terminal_reason.as_deref();
+        if self.is_error {
+            return TurnEnding::Failed(self.error_in_words());
+        }
+        let text = self.text.clone().unwrap_or_default();
+        let cut_tool = text.trim_end().ends_with(TOOL_USE_INTERRUPTED)
+            || self.stop_reason.as_deref() == Some("tool_use");
+        let cut_reason = reason.filter(|r| *r != "completed");
+        if !cut_tool && cut_reason.is_none() {
+            return TurnEnding::Complete(text);
+        }
+        let kept = text
+            .trim_end()
+            .strip_suffix(TOOL_USE_INTERRUPTED)
+            .unwrap_or(&text)
+            .trim()
+            .to_string();
+        let why = match cut_reason {
+            Some(r) => format!(
+                "the turn was cut off before the agent finished ({}); the answer is partial",
+                reason_in_words(r)
+            ),
+            None => "the turn was cut off while the agent's tool call ran; the answer is partial"
+                .to_string(),
+        };
+        TurnEnding::Partial {
+            text: (!kept.is_empty()).then_some(kept),
+            why,
+        }
+    }
+
+    /// The error of a failed turn in words: the agent's own error text, except Claude Code's
+    /// internal diagnostics (`[ede_diagnostic] result_type=user ...`), which become a sentence
+    /// from the turn's terminal reason.
+    pub fn error_in_words(&self) -> String {
+        let text = self.text.clone().unwrap_or_default();
+        let readable: Vec<&str> = text
+            .split("; ")
+            .filter(|part| {
+                let part = part.trim();
+                !part.is_empty() && !INTERNAL_PREFIXES.iter().any(|p| part.starts_with(p))
+            })
+            .collect();
+        if !readable.is_empty() {
+            return readable.join("; ");
+        }
+        match self.terminal_reason.as_deref() {
+            Some(r) => reason_in_words(r),
+            None if self.subtype == "error_during_execution" => {
+                "the turn was interrupted before the model answered".to_string()
+            }
+            None if self.subtype.is_empty() => "the agent reported an error".to_string(),
+            None => format!("the agent reported an error ({})", self.subtype),
+        }
+    }
+
+    /// Whether the result's text is an agent-internal diagnostic (to be logged raw, shown in
+    /// words).
+    pub fn has_internal_text(&self) -> bool {
+        self.text
+            .as_deref()
+            .is_some_and(|t| INTERNAL_PREFIXES.iter().any(|p| t.contains(p)))
+    }
+}
+
+/// Claude Code's `terminal_reason` values in words.
+fn reason_in_words(reason: &str) -> String {
+    match reason {
+        "aborted_streaming" => "the turn was interrupted before the model answered".into(),
+        "aborted_tools" => "the turn was interrupted while a tool was running".into(),
+        "max_turns" => "the turn reached the agent's limit of model round trips".into(),
+        "api_error" => "the model API returned an error".into(),
+        other => format!("the turn ended early: {}", other.replace('_', " ")),
+    }
 }
 
 /// One event printed by the agent.
@@ -216,6 +325,8 @@ pub fn decode(line: &[u8]) -> Result<AgentEvent, BadLine> {
                 duration_ms: i(&v, "duration_ms"),
                 num_turns: i(&v, "num_turns"),
                 session_id: s(&v, "session_id"),
+                terminal_reason: s(&v, "terminal_reason"),
+                stop_reason: s(&v, "stop_reason"),
             })
         }
         ("control_response", _) => {
@@ -347,6 +458,50 @@ mod tests {
         assert!(
             matches!(decode(br#"{"type":"stream_event"}"#), Ok(AgentEvent::Other { kind, .. }) if kind == "stream_event")
         );
+    }
+
+    fn result_of(line: &str) -> TurnResult {
+        match decode(line.as_bytes()) {
+            Ok(AgentEvent::Result(r)) => r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn turns_that_were_cut_off_or_failed_are_not_answers() {
+        // Seen from Claude Code 2.1.328: an interrupt while a tool runs.
+        let r = result_of(
+            r#"{"type":"result","subtype":"error_during_execution","is_error":true,"stop_reason":"tool_use","terminal_reason":"aborted_tools","errors":["[ede_diagnostic] result_type=user last_content_type=n/a stop_reason=tool_use"]}"#,
+        );
+        assert!(r.has_internal_text());
+        assert_eq!(
+            r.ending(),
+            TurnEnding::Failed("the turn was interrupted while a tool was running".into())
+        );
+        // An API error keeps Claude Code's own (readable) text.
+        let r = result_of(
+            r#"{"type":"result","subtype":"success","is_error":true,"terminal_reason":"api_error","result":"API Error: 500 down"}"#,
+        );
+        assert_eq!(r.ending(), TurnEnding::Failed("API Error: 500 down".into()));
+        // A tool call cut off: the placeholder is not an answer.
+        let r = result_of(
+            r#"{"type":"result","subtype":"success","is_error":false,"stop_reason":"tool_use","result":"Looking. [Tool use interrupted]"}"#,
+        );
+        match r.ending() {
+            TurnEnding::Partial { text, why } => {
+                assert_eq!(text.as_deref(), Some("Looking."));
+                assert!(why.contains("tool call"), "{why}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let r = result_of(
+            r#"{"type":"result","subtype":"success","is_error":false,"terminal_reason":"completed","stop_reason":"end_turn","result":"done"}"#,
+        );
+        assert_eq!(r.ending(), TurnEnding::Complete("done".into()));
+        // No terminal reason (older agents, the scripted one): judged by is_error alone.
+        let r =
+            result_of(r#"{"type":"result","subtype":"success","is_error":false,"result":"ok"}"#);
+        assert_eq!(r.ending(), TurnEnding::Complete("ok".into()));
     }
 
     #[test]

@@ -15,10 +15,12 @@ pub mod supervisor;
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     /// The agent could not be started.
-    #[error("cannot start agent {program:?} in {}: {source}", cwd.display())]
+    #[error("cannot start agent {program:?} in {}: {}", cwd.display(), spawn_hint(program, cwd, team, source))]
     Spawn {
         /// The executable.
         program: String,
+        /// The team whose agent it is (empty when not known yet).
+        team: String,
         /// The team folder.
         cwd: PathBuf,
         /// Why.
@@ -53,6 +55,43 @@ pub enum AgentError {
 }
 
 use std::path::{Path, PathBuf};
+
+/// Why a spawn failed, and what to do about it: a missing program says what to install or
+/// which `agent_path` to set.
+fn spawn_hint(program: &str, cwd: &Path, team: &str, source: &std::io::Error) -> String {
+    use std::io::ErrorKind;
+    let entry = if team.is_empty() {
+        "the team's entry".to_string()
+    } else {
+        format!("`[teams.{team}]`")
+    };
+    let install = match Path::new(program).file_name().and_then(|n| n.to_str()) {
+        Some("claude") => {
+            "install Claude Code (`npm install -g @anthropic-ai/claude-code`, which puts `claude` \
+             on PATH), or "
+        }
+        _ => "install it, or ",
+    };
+    match source.kind() {
+        ErrorKind::NotFound if !cwd.is_dir() => {
+            format!("the team folder does not exist ({source})")
+        }
+        ErrorKind::NotFound if !program.contains('/') => format!(
+            "no program {program:?} on PATH; {install}set `agent_path` in {entry} of \
+             the teams file to the agent's executable"
+        ),
+        ErrorKind::NotFound => format!(
+            "{program} does not exist; set `agent_path` in {entry} of the teams file to the \
+             agent's executable, or {}",
+            install.trim_end_matches(", or ")
+        ),
+        ErrorKind::PermissionDenied => format!(
+            "{program} is not executable (permission denied); point `agent_path` at the agent's \
+             executable"
+        ),
+        _ => source.to_string(),
+    }
+}
 
 /// Claude Code's transcript of a session: `<config dir>/projects/<escaped project>/<id>.jsonl`,
 /// where the config dir is `$CLAUDE_CONFIG_DIR` or `~/.claude`, and the project is the resolved

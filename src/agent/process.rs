@@ -96,6 +96,7 @@ impl AgentProcess {
         }
         let mut child = cmd.spawn().map_err(|source| AgentError::Spawn {
             program: spec.program.clone(),
+            team: String::new(),
             cwd: spec.cwd.clone(),
             source,
         })?;

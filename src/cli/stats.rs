@@ -23,6 +23,10 @@ impl StatsCmd {
         outln!("sessions            {}", s.total_sessions);
         outln!("messages            {}", s.total_messages);
         outln!(
+            "answered tells      {} (in all; messages restart at 0 with each compaction)",
+            s.total_answered_tells
+        );
+        outln!(
             "tokens              {} in, {} out",
             s.total_input_tokens,
             s.total_output_tokens
@@ -62,11 +66,12 @@ impl StatsCmd {
         teams.print();
         if !s.busiest_pairs.is_empty() {
             outln!();
-            let mut pairs = Table::new(&["BUSIEST PAIRS", ">MSGS", "SESSION"]);
+            let mut pairs = Table::new(&["BUSIEST PAIRS", ">MSGS", ">ANSWERED", "SESSION"]);
             for p in &s.busiest_pairs {
                 pairs.row(vec![
                     format!("{} -> {}", p.from_team, p.to_team),
                     p.message_count.to_string(),
+                    p.answered_tells.to_string(),
                     p.session_id.clone(),
                 ]);
             }

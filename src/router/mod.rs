@@ -102,6 +102,17 @@ pub struct TellOptions<'a> {
     pub retry_of: Option<&'a str>,
 }
 
+impl RouterError {
+    /// Whether the database refused for a reason that can pass (read-only, disk full, locked).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            RouterError::Session(e) => e.is_transient(),
+            RouterError::Store(e) => e.is_transient(),
+            _ => false,
+        }
+    }
+}
+
 /// Who is telling: a person's agent acting as a team, or an agent Switchboard spawned (the
 /// callee of a session), whose tells are part of the tell that session is answering.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,6 +151,10 @@ pub struct Counters {
     pub bad_lines: AtomicU64,
     /// Agents spawned.
     pub spawned: AtomicU64,
+    /// Writes the database refused (read-only, disk full, locked) and that were tried again.
+    pub write_retries: AtomicU64,
+    /// Tells found `delivered` with no live Switchboard process delivering them, and failed.
+    pub swept: AtomicU64,
 }
 
 struct WorkerHandle {
@@ -231,7 +246,7 @@ impl Router {
         };
         let supervisor = Supervisor::new(manager.config().settings.max_processes);
         let (shutdown, _) = watch::channel(false);
-        Self {
+        let router = Self {
             inner: Arc::new(Inner {
                 manager,
                 supervisor,
@@ -245,7 +260,81 @@ impl Router {
                 mcp: Mutex::new(McpEndpoint::default()),
                 busy_wait: Mutex::new(None),
             }),
+        };
+        router.start_sweeper();
+        router
+    }
+
+    /// Every `health_check_interval`, fails the tells left `delivered` with no live Switchboard
+    /// process delivering them (see [`Router::sweep`]). Runs until shutdown; holds no strong
+    /// reference to the router.
+    fn start_sweeper(&self) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let every = self.inner.manager.config().settings.health_check_interval;
+        let weak = Arc::downgrade(&self.inner);
+        let mut shutdown = self.inner.shutdown.subscribe();
+        let task = rt.spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = shutdown.changed() => return,
+                }
+                let Some(inner) = weak.upgrade() else { return };
+                let router = Router { inner };
+                // Blocking SQLite reads and writes: off the async workers.
+                let r = router.clone();
+                match tokio::task::spawn_blocking(move || r.sweep()).await {
+                    Ok(Err(e)) => tracing::warn!(error = %e, "sweep of stuck tells failed"),
+                    Err(e) => tracing::warn!(error = %e, "sweep of stuck tells panicked"),
+                    Ok(Ok(_)) => {}
+                }
+            }
+        });
+        self.inner
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(task);
+    }
+
+    /// Fails every tell left `delivered` whose pair's session no live Switchboard process
+    /// holds: nobody will record its answer any more. Such a tell is not sent to an agent
+    /// again (its turn may have had side effects). Returns how many were failed.
+    pub fn sweep(&self) -> RouterResult<usize> {
+        let m = &self.inner.manager;
+        let mut failed = 0;
+        for t in m.store().all_open_tells()? {
+            if t.state != TellState::Delivered {
+                continue;
+            }
+            // Fresh from the database: the cache may hold an owner that has moved on.
+            let session = m.store().get_by_pair(&t.from_team, &t.to_team)?;
+            if session
+                .as_ref()
+                .and_then(|s| s.owner())
+                .is_some_and(|o| o.is_alive())
+            {
+                continue; // its owner records it (or retries until it can)
+            }
+            let reason = if session.is_some() {
+                "interrupted: the Switchboard process delivering it is gone; not sent again, as \
+                 the agent may have acted on it"
+            } else {
+                "interrupted: the session was deleted"
+            };
+            let outcome = TellOutcome {
+                error: Some(reason.to_string()),
+                ..Default::default()
+            };
+            if self.finish(&t, TellState::Failed, outcome)?.is_some() {
+                tracing::warn!(tell = %t.tell_id, pair = %format!("{}:{}", t.from_team, t.to_team), "failed a tell left delivered without a live owner");
+                self.inner.counters.swept.fetch_add(1, Ordering::Relaxed);
+                failed += 1;
+            }
         }
+        Ok(failed)
     }
 
     /// The session manager.
@@ -308,7 +397,8 @@ impl Router {
             match t.state {
                 TellState::Delivered => {
                     let reason = if session.is_some() {
-                        "interrupted by restart: the Switchboard process delivering it is gone"
+                        "interrupted by restart: the Switchboard process delivering it is gone; \
+                         not sent again, as the agent may have acted on it"
                     } else {
                         "interrupted: the session was deleted"
                     };
@@ -687,6 +777,21 @@ impl Router {
         state: TellState,
         outcome: TellOutcome,
     ) -> RouterResult<Option<Tell>> {
+        let done = self.finish_unannounced(t, state, outcome)?;
+        if let Some(done) = &done {
+            self.notify(done);
+        }
+        Ok(done)
+    }
+
+    /// Ends a tell (if still open) without telling its waiters yet: the caller does
+    /// ([`Router::notify`]) once the rest of the turn's end is recorded.
+    pub(crate) fn finish_unannounced(
+        &self,
+        t: &Tell,
+        state: TellState,
+        outcome: TellOutcome,
+    ) -> RouterResult<Option<Tell>> {
         let done = self
             .inner
             .manager
@@ -709,7 +814,6 @@ impl Router {
                 TellState::Failed => c.failed.fetch_add(1, Ordering::Relaxed),
                 _ => c.cancelled.fetch_add(1, Ordering::Relaxed),
             };
-            self.notify(done);
         }
         Ok(done)
     }

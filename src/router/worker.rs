@@ -62,9 +62,11 @@ pub(super) struct Worker {
 /// How a turn ended.
 enum TurnEnd {
     Result {
-        result: TurnResult,
+        result: Box<TurnResult>,
         compacted: Option<(Option<i64>, Option<i64>)>,
         interrupted: bool,
+        /// The last text the agent said during the turn (kept when the turn is cut off).
+        said: Option<String>,
     },
     Stalled(Duration),
     NoStart(Duration),
@@ -198,8 +200,8 @@ impl Worker {
         match cmd {
             Cmd::Wake => {}
             Cmd::Start(tx) => {
-                let r = match self.ensure_agent().await {
-                    Ok(()) => self.probe_ready().await,
+                let r = match self.ensure_agent(false).await {
+                    Ok(_) => self.probe_ready().await,
                     Err(e) => Err(e),
                 };
                 let _ = tx.send(r);
@@ -302,11 +304,13 @@ impl Worker {
     }
 
     /// Makes sure the pair's agent is running: takes the lease, a pool slot, and spawns the
-    /// agent (resuming the conversation when it has a transcript).
-    async fn ensure_agent(&mut self) -> RouterResult<()> {
+    /// agent (resuming the conversation when it has a transcript). With `for_queue`, an agent
+    /// is started only while the pair has a queued tell: a process that waited for the lease
+    /// while another process delivered everything returns `Ok(false)` and starts nothing.
+    async fn ensure_agent(&mut self, for_queue: bool) -> RouterResult<bool> {
         if let Some(a) = self.agent.as_mut() {
             if a.proc.try_wait().is_none() {
-                return Ok(());
+                return Ok(true);
             }
             let why = describe_exit(a.proc.wait().await, &a.proc);
             self.agent_gone(&why, false).await;
@@ -322,7 +326,14 @@ impl Worker {
             agent: team.agent.clone(),
         })?;
         let session = m.get_or_create(&self.from, &self.to)?;
-        let session = self.acquire_lease(&session.session_id).await?;
+        let Some(session) = self.acquire_lease(&session.session_id, for_queue).await? else {
+            return Ok(false);
+        };
+        if for_queue && self.next_queued()?.is_none() {
+            // Delivered by the process that held the lease meanwhile: nothing left to start for.
+            m.release_lease(&session.session_id).ok();
+            return Ok(false);
+        }
         let slot = {
             let pair = self.pair();
             let acquire = router.inner.supervisor.acquire(&pair);
@@ -338,7 +349,7 @@ impl Worker {
             .transcript_path(&team, &session.session_id)
             .is_some_and(|p| p.exists());
         match self.spawn(adapter, &team, &session, resume, slot).await {
-            Ok(()) => Ok(()),
+            Ok(()) => Ok(true),
             Err(e) => {
                 m.release_lease(&session.session_id).ok();
                 m.mark_error(&session.session_id, &e.to_string()).ok();
@@ -349,8 +360,13 @@ impl Worker {
 
     /// Takes the session's lease. Held by another live process: busy at once, or, when the
     /// router was asked to wait (`Router::wait_when_busy`), polls until it is free, the wait
-    /// runs out, or shutdown.
-    async fn acquire_lease(&mut self, session_id: &str) -> RouterResult<Session> {
+    /// runs out, or shutdown. With `for_queue`, the wait also ends (`Ok(None)`) once the pair
+    /// has no queued tell left (the holder delivered them).
+    async fn acquire_lease(
+        &mut self,
+        session_id: &str,
+        for_queue: bool,
+    ) -> RouterResult<Option<Session>> {
         let m = self.router.manager().clone();
         let deadline = self.router.busy_wait().map(|d| Instant::now() + d);
         loop {
@@ -358,12 +374,15 @@ impl Worker {
                 Err(crate::session::SessionError::Busy { .. })
                     if deadline.is_some_and(|d| Instant::now() < d) =>
                 {
+                    if for_queue && self.next_queued()?.is_none() {
+                        return Ok(None);
+                    }
                     tokio::select! {
                         _ = tokio::time::sleep(Duration::from_millis(100)) => {}
                         _ = self.shutdown.changed() => return Err(RouterError::ShuttingDown),
                     }
                 }
-                other => return Ok(other?),
+                other => return Ok(Some(other?)),
             }
         }
     }
@@ -392,8 +411,13 @@ impl Worker {
             .log_dir()
             .join(format!("{}.stderr.log", session.session_id));
         let decode = decode_fn(adapter);
-        let proc = AgentProcess::spawn(&spec, &log, decode)
-            .map_err(|e| RouterError::Agent(e.to_string()))?;
+        let proc = AgentProcess::spawn(&spec, &log, decode).map_err(|mut e| {
+            // Name the team: the hint says which entry's agent_path to set.
+            if let crate::agent::AgentError::Spawn { team: t, .. } = &mut e {
+                t.clone_from(&team.name);
+            }
+            RouterError::Agent(e.to_string())
+        })?;
         self.router
             .counters()
             .spawned
@@ -445,10 +469,22 @@ impl Worker {
     async fn deliver(&mut self, tell: Tell) {
         let router = self.router.clone();
         let m = router.manager();
-        if let Err(e) = self.ensure_agent().await {
-            self.fail(&tell, TellState::Failed, &e.to_string(), None);
-            return;
+        match self.ensure_agent(true).await {
+            Ok(true) => {}
+            Ok(false) => return, // nothing queued any more
+            Err(e) => {
+                self.fail(&tell, TellState::Failed, &e.to_string(), None)
+                    .await;
+                return;
+            }
         }
+        // The lease may have come after a wait during which another process delivered the
+        // tell picked before: the agent (started for the queue) takes what is oldest now.
+        let tell = match self.next_queued() {
+            Ok(Some(next)) => next,
+            Ok(None) => return,
+            Err(_) => tell,
+        };
         let Some(agent) = self.agent.as_mut() else {
             return;
         };
@@ -472,7 +508,8 @@ impl Worker {
         if tell.kind == TellKind::Compact {
             if let Ok(Some(s)) = m.get_by_id(&session_id) {
                 if let Err(e) = m.begin_compaction(&s) {
-                    self.fail(&tell, TellState::Failed, &e.to_string(), None);
+                    self.fail(&tell, TellState::Failed, &e.to_string(), None)
+                        .await;
                     m.update_process_state(&session_id, ProcessState::Idle).ok();
                     m.set_current_tell(&session_id, None).ok();
                     return;
@@ -518,6 +555,7 @@ impl Worker {
             return TurnEnd::Exited("no agent".into());
         };
         let mut compacted = None;
+        let mut said = None;
         let mut interrupted = false;
         let mut interrupt_deadline: Option<Instant> = None;
         let mut shutdown_deadline: Option<Instant> = None;
@@ -561,7 +599,10 @@ impl Worker {
                             }
                             match ev {
                                 AgentEvent::Result(result) => {
-                                    return TurnEnd::Result { result, compacted, interrupted };
+                                    return TurnEnd::Result { result: Box::new(result), compacted, interrupted, said };
+                                }
+                                AgentEvent::Assistant { text: Some(text) } if !text.trim().is_empty() => {
+                                    said = Some(text);
                                 }
                                 AgentEvent::CompactBoundary { pre_tokens, post_tokens, .. } => {
                                     compacted = Some((pre_tokens, post_tokens));

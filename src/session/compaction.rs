@@ -42,14 +42,15 @@ impl SessionManager {
     }
 
     /// A compaction finished: message count 0, one more compaction, when, the context tokens
-    /// before and after, status `active`.
+    /// before and after as the agent reported them (`None`: it did not say), status `active`.
     pub fn finish_compaction(
         &self,
         session_id: &str,
-        pre_tokens: i64,
-        post_tokens: i64,
+        pre_tokens: impl Into<Option<i64>>,
+        post_tokens: impl Into<Option<i64>>,
     ) -> SessionResult<Session> {
-        self.write(|st| st.finish_compaction(session_id, pre_tokens, post_tokens, now_ms()))
+        let (pre, post) = (pre_tokens.into(), post_tokens.into());
+        self.write(|st| st.finish_compaction(session_id, pre, post, now_ms()))
     }
 
     /// A compaction failed: status `error`, the reason in `last_error`.

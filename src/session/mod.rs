@@ -67,6 +67,14 @@ pub enum SessionError {
     Store(StoreError),
 }
 
+impl SessionError {
+    /// Whether the database refused for a reason that can pass (see
+    /// [`StoreError::is_transient`]).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, SessionError::Store(e) if e.is_transient())
+    }
+}
+
 impl From<StoreError> for SessionError {
     fn from(e: StoreError) -> Self {
         match e {

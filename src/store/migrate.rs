@@ -27,6 +27,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0004_tell_keys",
         include_str!("../../migrations/0004_tell_keys.sql"),
     ),
+    (
+        5,
+        "0005_answered_tells",
+        include_str!("../../migrations/0005_answered_tells.sql"),
+    ),
 ];
 
 /// The newest schema version this binary knows.

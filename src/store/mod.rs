@@ -110,6 +110,29 @@ pub enum StoreError {
     NotFound(String),
 }
 
+impl StoreError {
+    /// Whether the database refused a write for a reason that can pass (read-only file, disk
+    /// full, I/O error, locked, no connection): worth retrying, unlike a missing row or a
+    /// constraint.
+    pub fn is_transient(&self) -> bool {
+        use rusqlite::ErrorCode as C;
+        match self {
+            StoreError::Pool(_) => true,
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+                e.code,
+                C::ReadOnly
+                    | C::DiskFull
+                    | C::SystemIoFailure
+                    | C::DatabaseBusy
+                    | C::DatabaseLocked
+                    | C::CannotOpen
+                    | C::OutOfMemory
+            ),
+            _ => false,
+        }
+    }
+}
+
 /// Per-connection settings, as SQLite reports them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectionPragmas {

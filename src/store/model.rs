@@ -245,8 +245,10 @@ pub struct Stats {
     pub by_status: BTreeMap<String, i64>,
     /// Sessions per process state (every state present, zeros included).
     pub by_process_state: BTreeMap<String, i64>,
-    /// Sum of message counts.
+    /// Sum of message counts (each session's count since its last compaction).
     pub total_messages: i64,
+    /// Tells ever answered (lifetime: compaction does not reset it).
+    pub total_answered_tells: i64,
     /// Sum of input tokens.
     pub total_input_tokens: i64,
     /// Sum of output tokens.
@@ -287,8 +289,10 @@ pub struct PairStats {
     pub to_team: String,
     /// The pair's session id.
     pub session_id: String,
-    /// Its message count.
+    /// Its message count (since the last compaction).
     pub message_count: i64,
+    /// Tells of the pair ever answered (lifetime).
+    pub answered_tells: i64,
 }
 
 text_enum!(

@@ -325,7 +325,7 @@ impl SessionStore {
 
     /// A turn ended with a result, in one statement: its usage added, no current tell, idle,
     /// last response now; an answered tell also counts one message, marks the session used,
-    /// and clears an `error` status.
+    /// and clears an `error` status and the last error.
     pub fn end_turn(
         &self,
         session_id: &str,
@@ -342,7 +342,8 @@ impl SessionStore {
              last_response_at = ?5, \
              message_count = message_count + CASE WHEN ?6 THEN 1 ELSE 0 END, \
              last_used_at = CASE WHEN ?6 THEN ?5 ELSE last_used_at END, \
-             status = CASE WHEN ?6 AND status = 'error' THEN 'active' ELSE status END",
+             status = CASE WHEN ?6 AND status = 'error' THEN 'active' ELSE status END, \
+             last_error = CASE WHEN ?6 THEN NULL ELSE last_error END",
             params![
                 session_id,
                 input_tokens,
@@ -427,8 +428,8 @@ impl SessionStore {
     pub fn finish_compaction(
         &self,
         session_id: &str,
-        pre_tokens: i64,
-        post_tokens: i64,
+        pre_tokens: impl Into<Option<i64>>,
+        post_tokens: impl Into<Option<i64>>,
         now: i64,
     ) -> StoreResult<Session> {
         self.update(
@@ -436,7 +437,7 @@ impl SessionStore {
             "message_count = 0, compaction_count = compaction_count + 1, last_compacted_at = ?2, \
              last_pre_compact_tokens = ?3, last_post_compact_tokens = ?4, status = 'active', \
              last_error = NULL",
-            params![session_id, now, pre_tokens, post_tokens],
+            params![session_id, now, pre_tokens.into(), post_tokens.into()],
         )
     }
 
@@ -602,6 +603,7 @@ impl SessionStore {
                 .map(|s| (s.as_str().to_string(), 0))
                 .collect(),
             total_messages: 0,
+            total_answered_tells: 0,
             total_input_tokens: 0,
             total_output_tokens: 0,
             total_cost_usd: 0.0,
@@ -660,10 +662,19 @@ impl SessionStore {
                 params![q.max_messages, q.stale_messages, q.stale_before],
                 |r| r.get(0),
             )?;
+        // Both counts read the partial index of answered tells (migration 0005).
+        stats.total_answered_tells = tx
+            .prepare_cached(
+                "SELECT count(*) FROM tells WHERE state = 'answered' AND kind = 'tell'",
+            )?
+            .query_row([], |r| r.get(0))?;
         stats.busiest_pairs = tx
             .prepare_cached(
-                "SELECT from_team, to_team, session_id, message_count FROM sessions \
-                 WHERE message_count > 0 ORDER BY message_count DESC, id ASC LIMIT 10",
+                "SELECT s.from_team, s.to_team, s.session_id, s.message_count, \
+                   (SELECT count(*) FROM tells t WHERE t.from_team = s.from_team \
+                      AND t.to_team = s.to_team AND t.state = 'answered' AND t.kind = 'tell') \
+                 FROM sessions s WHERE s.message_count > 0 \
+                 ORDER BY s.message_count DESC, s.id ASC LIMIT 10",
             )?
             .query_map([], |r| {
                 Ok(PairStats {
@@ -671,6 +682,7 @@ impl SessionStore {
                     to_team: r.get(1)?,
                     session_id: r.get(2)?,
                     message_count: r.get(3)?,
+                    answered_tells: r.get(4)?,
                 })
             })?
             .collect::<Result<_, _>>()?;

@@ -12,12 +12,22 @@
 //! - `deaf:MS` — answers after MS milliseconds whatever happens (an interrupt does not stop it).
 //! - `history` — answers with the number of earlier user messages in the transcript.
 //! - `exit` — answers, then exits 0.
+//! - `toolcut` — says "partial findings", calls a tool, and ends the turn the way Claude Code
+//!   does when the tool call was cut off: a `success` result whose text is
+//!   `[Tool use interrupted]`, stop reason `tool_use`.
+//! - `cutoff:REASON` — says "partial answer" and ends with a `success` result whose
+//!   `terminal_reason` is REASON.
+//! - an interrupt (control request) ends the turn as Claude Code 2.1.328 does: an
+//!   `error_during_execution` result without text, an internal `[ede_diagnostic] ...` error and
+//!   `terminal_reason` `aborted_streaming`.
 //! - `/compact` — status compacting, a compact_boundary with pre/post tokens, then a result.
 //! - anything else — answers `echo: TEXT`.
 //!
 //! Environment: `TEST_AGENT_STARTUP=exit` exits with status 3 before reading anything;
 //! `TEST_AGENT_STARTUP=slow:MS` waits MS milliseconds before each turn's init line;
-//! `TEST_AGENT_PIDFILE=PATH` appends the agent's pid to PATH at start.
+//! `TEST_AGENT_COMPACT=no-post` leaves `post_tokens` out of the compact_boundary line;
+//! `TEST_AGENT_PIDFILE=PATH` appends the agent's pid to PATH at start, and `turn PID` at the start
+//! of each turn.
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -158,6 +168,9 @@ fn main() {
                                 .join(""),
                             _ => String::new(),
                         };
+                        // A new turn; an interrupt read after this line is for it, even one
+                        // that arrives before the turn starts.
+                        interrupted.store(false, Ordering::SeqCst);
                         if tx.send(Input::User(text)).is_err() {
                             break;
                         }
@@ -185,8 +198,13 @@ fn main() {
     // Like Claude Code: total_cost_usd is the running total of the process; the turn's own
     // usage is in model_usage_since_last_result.
     let mut total_cost = 0.0f64;
+    let pidfile = std::env::var_os("TEST_AGENT_PIDFILE");
     while let Ok(Input::User(text)) = rx.recv() {
-        interrupted.store(false, Ordering::SeqCst);
+        if let Some(pidfile) = &pidfile {
+            if let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(pidfile) {
+                let _ = writeln!(f, "turn {}", std::process::id());
+            }
+        }
         if let Some(d) = slow_init {
             std::thread::park_timeout(d);
         }
@@ -226,9 +244,13 @@ fn main() {
                 );
                 let pre = context_tokens.max(1);
                 let post = (pre / 10).max(1);
+                let mut meta = json!({"trigger":"manual","pre_tokens":pre,"post_tokens":post});
+                if std::env::var("TEST_AGENT_COMPACT").as_deref() == Ok("no-post") {
+                    meta.as_object_mut().map(|m| m.remove("post_tokens"));
+                }
                 emit(
                     &out,
-                    &json!({"type":"system","subtype":"compact_boundary","session_id":session_id,"compact_metadata":{"trigger":"manual","pre_tokens":pre,"post_tokens":post}}),
+                    &json!({"type":"system","subtype":"compact_boundary","session_id":session_id,"compact_metadata":meta}),
                 );
                 context_tokens = post;
                 emit(
@@ -236,6 +258,32 @@ fn main() {
                     &json!({"type":"system","subtype":"status","status":null,"session_id":session_id}),
                 );
                 String::new()
+            }
+            "toolcut" => {
+                emit(
+                    &out,
+                    &json!({"type":"assistant","message":{"role":"assistant","content":[{"type":"text","text":"partial findings"}]}}),
+                );
+                emit(
+                    &out,
+                    &json!({"type":"assistant","message":{"role":"assistant","content":[{"type":"tool_use","id":"toolu_cut","name":"Bash","input":{"command":"make"}}]}}),
+                );
+                emit(
+                    &out,
+                    &json!({"type":"result","subtype":"success","is_error":false,"result":"[Tool use interrupted]","stop_reason":"tool_use","terminal_reason":"completed","session_id":session_id,"usage":{"input_tokens":5,"output_tokens":5},"total_cost_usd":total_cost,"num_turns":1,"duration_ms":1}),
+                );
+                continue;
+            }
+            t if t.starts_with("cutoff:") => {
+                emit(
+                    &out,
+                    &json!({"type":"assistant","message":{"role":"assistant","content":[{"type":"text","text":"partial answer"}]}}),
+                );
+                emit(
+                    &out,
+                    &json!({"type":"result","subtype":"success","is_error":false,"result":"partial answer","stop_reason":"end_turn","terminal_reason":&t[7..],"session_id":session_id,"usage":{"input_tokens":5,"output_tokens":5},"total_cost_usd":total_cost,"num_turns":1,"duration_ms":1}),
+                );
+                continue;
             }
             t if t.starts_with("huge:") => {
                 let n: usize = t[5..].parse().unwrap_or(0);
@@ -268,7 +316,7 @@ fn main() {
         if interrupted.load(Ordering::SeqCst) {
             emit(
                 &out,
-                &json!({"type":"result","subtype":"error_during_execution","is_error":true,"session_id":session_id,"errors":["interrupted"],"usage":{"input_tokens":1,"output_tokens":0},"total_cost_usd":0.0,"num_turns":1,"duration_ms":started.elapsed().as_millis() as u64}),
+                &json!({"type":"result","subtype":"error_during_execution","is_error":true,"session_id":session_id,"errors":["[ede_diagnostic] result_type=user last_content_type=n/a stop_reason=null"],"terminal_reason":"aborted_streaming","usage":{"input_tokens":1,"output_tokens":0},"total_cost_usd":0.0,"num_turns":1,"duration_ms":started.elapsed().as_millis() as u64}),
             );
             continue;
         }

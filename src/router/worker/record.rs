@@ -1,7 +1,10 @@
 //! Recording how a turn ended: the tell's outcome, the session's counters, status and process
 //! state, and what happens to the agent (kept idle, or stopped after a failure).
 
+use std::time::Duration;
+
 use super::{TurnEnd, Worker, KILL_GRACE};
+use crate::agent::event::TurnEnding;
 use crate::store::{SessionStatus, Tell, TellKind, TellOutcome, TellState};
 
 impl Worker {
@@ -14,15 +17,22 @@ impl Worker {
                 result,
                 compacted,
                 interrupted,
+                said,
             } => {
+                if result.has_internal_text() {
+                    // Shown in words; the raw diagnostic stays in the log.
+                    tracing::warn!(pair = %self.pair(), tell = %tell.tell_id, raw = ?result.text,
+                        terminal_reason = ?result.terminal_reason, "the agent ended the turn with an internal diagnostic");
+                }
+                let ending = result.ending();
+                let (answer, error) = match &ending {
+                    TurnEnding::Complete(text) => (Some(text.clone()), None),
+                    TurnEnding::Partial { text, why } => (text.clone().or(said), Some(why.clone())),
+                    TurnEnding::Failed(why) => (None, Some(why.clone())),
+                };
                 let outcome = TellOutcome {
-                    answer: result.text.clone().filter(|_| !result.is_error),
-                    error: result.is_error.then(|| {
-                        result
-                            .text
-                            .clone()
-                            .unwrap_or_else(|| result.subtype.clone())
-                    }),
+                    answer,
+                    error,
                     input_tokens: Some(result.usage.input_tokens),
                     output_tokens: Some(result.usage.output_tokens),
                     cost_usd: Some(result.cost_usd),
@@ -30,40 +40,49 @@ impl Worker {
                 };
                 let state = if interrupted {
                     TellState::Cancelled
-                } else if result.is_error {
-                    TellState::Failed
-                } else {
+                } else if matches!(ending, TurnEnding::Complete(_)) {
                     TellState::Answered
+                } else {
+                    // A partial answer is not an answer: the tell fails, its text is kept.
+                    TellState::Failed
                 };
                 // One write: usage, idle, no current tell; an answered tell counts once.
                 let counts = tell.kind == TellKind::Tell && state == TellState::Answered;
-                m.end_turn(
-                    session_id,
-                    result.usage.input_tokens,
-                    result.usage.output_tokens,
-                    result.cost_usd,
-                    counts,
-                )
-                .ok();
+                self.keep("the end of the turn", || {
+                    m.end_turn(
+                        session_id,
+                        result.usage.input_tokens,
+                        result.usage.output_tokens,
+                        result.cost_usd,
+                        counts,
+                    )
+                })
+                .await;
                 // Idle in the pool before the caller hears the answer.
                 self.mark_idle();
                 match tell.kind {
                     TellKind::Compact => match compacted {
                         Some((pre, post)) if !result.is_error => {
-                            let pre = pre.unwrap_or(0);
-                            let post = post.unwrap_or(result.usage.output_tokens);
-                            m.finish_compaction(session_id, pre, post).ok();
+                            // Claude Code's numbers as it reports them: no stand-in when one
+                            // is missing (the turn's own usage is the summary's, not the context).
+                            self.keep("the compaction's numbers", || {
+                                m.finish_compaction(session_id, pre, post)
+                            })
+                            .await;
                             let outcome = TellOutcome {
-                                answer: Some(format!("compacted: {pre} -> {post} tokens")),
+                                answer: Some(describe_compaction(pre, post)),
                                 ..outcome
                             };
-                            self.finish(tell, TellState::Answered, outcome);
+                            self.finish(tell, TellState::Answered, outcome).await;
                         }
                         _ => {
                             let why = outcome.error.clone().unwrap_or_else(|| {
                                 "the agent ended the turn without compacting".into()
                             });
-                            m.fail_compaction(session_id, &why).ok();
+                            self.keep("the failed compaction", || {
+                                m.fail_compaction(session_id, &why)
+                            })
+                            .await;
                             let state = if interrupted {
                                 TellState::Cancelled
                             } else {
@@ -76,16 +95,18 @@ impl Worker {
                                     error: Some(why),
                                     ..outcome
                                 },
-                            );
+                            )
+                            .await;
                         }
                     },
                     TellKind::Tell => {
                         if state == TellState::Failed {
                             let why = outcome.error.clone().unwrap_or_default();
-                            m.mark_error(session_id, &format!("turn failed: {why}"))
-                                .ok();
+                            let why = format!("turn failed: {why}");
+                            self.keep("the session's error", || m.mark_error(session_id, &why))
+                                .await;
                         }
-                        self.finish(tell, state, outcome);
+                        self.finish(tell, state, outcome).await;
                     }
                 }
             }
@@ -116,7 +137,10 @@ impl Worker {
                 // Not the agent's fault: the session is fine, only stopped.
                 if let Ok(Some(s)) = m.get_by_id(session_id) {
                     if s.status == SessionStatus::Error {
-                        m.set_status(session_id, SessionStatus::Active).ok();
+                        self.keep("the session's status", || {
+                            m.set_status(session_id, SessionStatus::Active)
+                        })
+                        .await;
                     }
                 }
             }
@@ -132,16 +156,36 @@ impl Worker {
             a.proc.stop(KILL_GRACE).await;
         }
         if tell.kind == TellKind::Compact {
-            m.fail_compaction(session_id, why).ok();
+            self.keep("the failed compaction", || {
+                m.fail_compaction(session_id, why)
+            })
+            .await;
         } else {
-            m.mark_error(session_id, why).ok();
+            self.keep("the session's error", || m.mark_error(session_id, why))
+                .await;
         }
-        m.release_lease(session_id).ok();
         tracing::info!(pair = %self.pair(), tell = %tell.tell_id, why, "tell failed");
-        self.fail(tell, TellState::Failed, why, None);
+        // The tell ends before the lease goes (a tell is never `delivered` without a live
+        // owner); its waiters hear of it once the session is stopped.
+        let router = self.router.clone();
+        let outcome = TellOutcome {
+            error: Some(why.to_string()),
+            ..Default::default()
+        };
+        let done = self
+            .keep("the end of the tell", || {
+                router.finish_unannounced(tell, TellState::Failed, outcome.clone())
+            })
+            .await
+            .flatten();
+        self.keep("giving the lease back", || m.release_lease(session_id))
+            .await;
+        if let Some(done) = done {
+            router.notify(&done);
+        }
     }
 
-    pub(super) fn fail(
+    pub(super) async fn fail(
         &self,
         tell: &Tell,
         state: TellState,
@@ -152,12 +196,118 @@ impl Worker {
             error: Some(why.to_string()),
             ..outcome.unwrap_or_default()
         };
-        self.finish(tell, state, outcome);
+        self.finish(tell, state, outcome).await;
     }
 
-    pub(super) fn finish(&self, tell: &Tell, state: TellState, outcome: TellOutcome) {
-        if let Err(e) = self.router.finish(tell, state, outcome) {
-            tracing::error!(tell = %tell.tell_id, error = %e, "cannot record the end of a tell");
+    /// Ends the tell; a database that refuses the write is retried (see [`Worker::keep`]), so
+    /// an answer the agent gave is kept until it is stored.
+    pub(super) async fn finish(&self, tell: &Tell, state: TellState, outcome: TellOutcome) {
+        let router = self.router.clone();
+        let stored = self
+            .keep("the end of the tell", || {
+                router.finish(tell, state, outcome.clone())
+            })
+            .await;
+        if stored.is_none() {
+            // Given up (shutdown with the database still refusing): the log keeps the answer.
+            tracing::error!(tell = %tell.tell_id, pair = %self.pair(), state = %state,
+                answer = ?outcome.answer, error = ?outcome.error,
+                "the end of this tell could not be stored; the next start fails it");
         }
     }
+
+    /// Runs a write that must not be lost (a tell's end, the session's counters). When the
+    /// database refuses it for a reason that can pass (read-only, disk full, locked), the
+    /// write is retried with backoff (50 ms doubling to 5 s), the outcome kept in memory, while
+    /// this process keeps the pair's lease: the tell keeps a live owner. At shutdown the
+    /// retries get `shutdown_grace`; a write still refused then is given up with the outcome
+    /// in the log, and the next start-up fails the tell ("interrupted by restart").
+    pub(super) async fn keep<T, E>(
+        &self,
+        what: &str,
+        mut op: impl FnMut() -> Result<T, E>,
+    ) -> Option<T>
+    where
+        E: std::fmt::Display + Transient,
+    {
+        let grace = self.router.manager().config().settings.shutdown_grace;
+        let mut backoff = RETRY_FIRST;
+        let mut since_shutdown: Option<tokio::time::Instant> = None;
+        let mut attempts = 0u32;
+        loop {
+            let e = match op() {
+                Ok(v) => {
+                    if attempts > 0 {
+                        tracing::info!(pair = %self.pair(), what, attempts, "the database took the write again");
+                    }
+                    return Some(v);
+                }
+                Err(e) => e,
+            };
+            attempts += 1;
+            if !e.is_transient() {
+                tracing::error!(pair = %self.pair(), what, error = %e, "cannot record");
+                return None;
+            }
+            if attempts == 1 {
+                tracing::warn!(pair = %self.pair(), what, error = %e,
+                    "the database refuses the write; retrying until it takes it");
+            }
+            self.router
+                .counters()
+                .write_retries
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if self.shutting_down() {
+                let start = *since_shutdown.get_or_insert_with(tokio::time::Instant::now);
+                if start.elapsed() >= grace {
+                    tracing::error!(pair = %self.pair(), what, error = %e, attempts,
+                        "shutting down with a write the database still refuses; given up");
+                    return None;
+                }
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(RETRY_MAX);
+        }
+    }
+}
+
+/// First wait before a refused write is tried again.
+const RETRY_FIRST: Duration = Duration::from_millis(50);
+/// Longest wait between two tries of a refused write.
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// Errors that may pass (the database is read-only, full or locked for now).
+pub(super) trait Transient {
+    fn is_transient(&self) -> bool;
+}
+
+impl Transient for crate::session::SessionError {
+    fn is_transient(&self) -> bool {
+        crate::session::SessionError::is_transient(self)
+    }
+}
+
+impl Transient for super::RouterError {
+    fn is_transient(&self) -> bool {
+        super::RouterError::is_transient(self)
+    }
+}
+
+/// What a compaction did, in words. Claude Code's `pre_tokens` is the context's size as the model
+/// API last counted it (the last answer's input, cache and output tokens); its `post_tokens` is
+/// its own estimate of what the conversation starts from now: the summary plus the context it
+/// attaches again (tool, skill and agent listings). On a short conversation the second can be
+/// the larger one.
+pub(super) fn describe_compaction(pre: Option<i64>, post: Option<i64>) -> String {
+    let before = match pre {
+        Some(n) => format!("context {n} tokens before (the model API's count)"),
+        None => "the agent did not report the context size before".to_string(),
+    };
+    let after = match post {
+        Some(n) => {
+            format!("about {n} after (the agent's estimate: summary plus re-attached context)")
+        }
+        None => "no estimate of the size after".to_string(),
+    };
+    format!("compacted: {before}, {after}")
 }
