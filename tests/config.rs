@@ -1236,3 +1236,75 @@ fn example_file_without_project_folders_names_each_missing_path() {
         assert_problem(&problems, &format!("teams.{team}.path"), "does not exist");
     }
 }
+
+// ---- size -------------------------------------------------------------------------------------
+
+/// `config check` on a file with 40,000 problems (20,000 bad `args` one per line, 20,000 on a
+/// single line) finishes within the 2 s every teams file must be checked in, and still gives
+/// each problem its line and column. (Locating each problem by re-scanning the text made this
+/// quadratic: 10,000 problems took 10 s.)
+#[test]
+fn forty_thousand_problems_are_checked_within_two_seconds() {
+    const N: usize = 20_000;
+    let f = Fixture::new();
+    let mut text = format!("[teams.a]\npath = {:?}\nargs = [\n", f.project());
+    for i in 0..N {
+        text.push_str(&format!("  {i},\n"));
+    }
+    text.push_str("]\n");
+    text.push_str(&format!("[teams.b]\npath = {:?}\nargs = [", f.project()));
+    for i in 0..N {
+        text.push_str(&format!("{i}, "));
+    }
+    text.push_str("]\n");
+    let file = f.root().join("teams.toml");
+    fs::write(&file, &text).expect("write");
+    let out_file = f.root().join("out.json");
+    let (status, cpu) = run_with_cpu_time(
+        std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .arg("--config")
+            .arg(&file)
+            .args(["config", "check", "--json"])
+            .env("HOME", f.home())
+            .stdout(fs::File::create(&out_file).expect("create out.json")),
+    );
+    assert_eq!(status, Some(2));
+    let stdout = fs::read(&out_file).expect("read out.json");
+    let report: serde_json::Value = serde_json::from_slice(&stdout).expect("json");
+    let problems = report["problems"].as_array().expect("problems");
+    assert_eq!(problems.len(), 2 * N);
+    // teams.a: one per line, from line 4; teams.b: all on line N + 7, column 9 onwards.
+    let last_a = &problems[N - 1];
+    assert_eq!(last_a["path"], format!("teams.a.args[{}]", N - 1));
+    assert_eq!(last_a["line"], N + 3);
+    assert_eq!(last_a["column"], 3);
+    let last_b = &problems[2 * N - 1];
+    assert_eq!(last_b["path"], format!("teams.b.args[{}]", N - 1));
+    assert_eq!(last_b["line"], N + 7);
+    let b_line = text.lines().nth(N + 6).expect("line of teams.b.args");
+    let column = b_line.find(&format!(" {}, ", N - 1)).expect("last arg") + 2;
+    assert_eq!(last_b["column"], column);
+    // CPU time, not wall time: the bound is about the work, not about a loaded test machine.
+    assert!(
+        cpu < Duration::from_secs(2),
+        "config check of {} problems took {cpu:?} of CPU",
+        2 * N
+    );
+}
+
+/// Runs `command` to its end; its exit code and the CPU time (user + system) it used.
+#[allow(clippy::zombie_processes)] // reaped by wait4, which std's Child does not know about
+fn run_with_cpu_time(command: &mut std::process::Command) -> (Option<i32>, Duration) {
+    let child = command.spawn().expect("spawn");
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: `rusage` is plain data that wait4 fills in; `pid` is our own unwaited child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(waited, pid, "wait4: {}", std::io::Error::last_os_error());
+    let time = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+    (code, time(usage.ru_utime) + time(usage.ru_stime))
+}

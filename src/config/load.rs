@@ -233,14 +233,47 @@ pub(super) fn parse_str(
 
 /// 1-based line and column (in characters) of byte `offset` in `text`.
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let mut offset = offset.min(text.len());
-    while !text.is_char_boundary(offset) {
-        offset -= 1;
+    Cursor::new(text).advance_to(offset)
+}
+
+/// Walks `text` forward once, turning byte offsets given in increasing order into 1-based lines
+/// and columns (in characters): locating n problems costs one pass over the text, not n.
+struct Cursor<'t> {
+    text: &'t str,
+    offset: usize,
+    line: usize,
+    column: usize,
+}
+
+impl<'t> Cursor<'t> {
+    fn new(text: &'t str) -> Self {
+        Self {
+            text,
+            offset: 0,
+            line: 1,
+            column: 1,
+        }
     }
-    let before = &text[..offset];
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    (line, before[line_start..].chars().count() + 1)
+
+    /// Line and column of `offset` (clamped to the text, rounded down to a character), which
+    /// must not be before the previous one asked for.
+    fn advance_to(&mut self, offset: usize) -> (usize, usize) {
+        let mut target = offset.min(self.text.len()).max(self.offset);
+        while !self.text.is_char_boundary(target) {
+            target -= 1;
+        }
+        let target = target.max(self.offset);
+        for c in self.text[self.offset..target].chars() {
+            if c == '\n' {
+                self.line += 1;
+                self.column = 1;
+            } else {
+                self.column += 1;
+            }
+        }
+        self.offset = target;
+        (self.line, self.column)
+    }
 }
 
 /// One step of a [`KeyPath`].
@@ -313,7 +346,9 @@ pub(super) struct Report<'t> {
     offsets: HashMap<KeyPath, usize>,
     /// Values whose interpolation failed: already reported, so later checks skip them.
     poisoned: HashSet<KeyPath>,
-    problems: Vec<ConfigProblem>,
+    /// Each problem with the byte offset it is located at; lines and columns are filled in by
+    /// [`Report::finish`], in one pass over the text.
+    problems: Vec<(ConfigProblem, Option<usize>)>,
 }
 
 impl<'t> Report<'t> {
@@ -343,19 +378,15 @@ impl<'t> Report<'t> {
             }
             at = p.parent();
         }
-        let (line, column) = match offset {
-            Some(o) => {
-                let (line, column) = line_col(self.text, o);
-                (Some(line), Some(column))
-            }
-            None => (None, None),
-        };
-        self.problems.push(ConfigProblem {
-            path: path.to_string(),
-            line,
-            column,
-            message: message.into(),
-        });
+        self.problems.push((
+            ConfigProblem {
+                path: path.to_string(),
+                line: None,
+                column: None,
+                message: message.into(),
+            },
+            offset,
+        ));
     }
 
     /// Marks the value at `path` as already reported: later checks skip it.
@@ -370,15 +401,29 @@ impl<'t> Report<'t> {
 
     /// The problems in file order; those without a line last, by key path.
     fn finish(mut self) -> Vec<ConfigProblem> {
-        self.problems.sort_by(|a, b| {
+        self.problems.sort_by_key(|(_, offset)| *offset);
+        let mut cursor = Cursor::new(self.text);
+        let mut problems: Vec<ConfigProblem> = self
+            .problems
+            .into_iter()
+            .map(|(mut problem, offset)| {
+                if let Some(offset) = offset {
+                    let (line, column) = cursor.advance_to(offset);
+                    problem.line = Some(line);
+                    problem.column = Some(column);
+                }
+                problem
+            })
+            .collect();
+        problems.sort_by(|a, b| {
             let key = |p: &ConfigProblem| (p.line.is_none(), p.line, p.column);
             key(a)
                 .cmp(&key(b))
                 .then_with(|| a.path.cmp(&b.path))
                 .then_with(|| a.message.cmp(&b.message))
         });
-        self.problems.dedup();
-        self.problems
+        problems.dedup();
+        problems
     }
 }
 
