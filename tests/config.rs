@@ -353,6 +353,63 @@ fn nul_in_path() {
     );
 }
 
+/// A NUL character cannot be passed in an argument, an environment variable or a path: every
+/// string of the file that holds one (written as `\u0000`, or coming from a `${VAR}`) is refused
+/// at load, naming its key path, instead of failing every later tell with no key named.
+#[test]
+fn nul_in_any_string_is_refused_with_its_key_path() {
+    let f = Fixture::new().set("WITH_NUL", "a\0b");
+    for (extra, at) in [
+        ("env = { X = \"a\\u0000b\" }\n", "teams.a.env.X"),
+        ("args = [\"--ok\", \"--x\\u0000\"]\n", "teams.a.args[1]"),
+        (
+            "agent_path = \"/bin/cl\\u0000aude\"\n",
+            "teams.a.agent_path",
+        ),
+        (
+            "append_system_prompt = \"be\\u0000brief\"\n",
+            "teams.a.append_system_prompt",
+        ),
+        (
+            "allowed_tools = [\"Re\\u0000ad\"]\n",
+            "teams.a.allowed_tools[0]",
+        ),
+        (
+            "disallowed_tools = [\"\\u0000\"]\n",
+            "teams.a.disallowed_tools[0]",
+        ),
+        ("description = \"x\\u0000\"\n", "teams.a.description"),
+        ("args = [\"${WITH_NUL}\"]\n", "teams.a.args[0]"),
+        ("env = { Y = \"${WITH_NUL}\" }\n", "teams.a.env.Y"),
+    ] {
+        let p = f.one_problem(&f.with_team(extra), at, "NUL");
+        assert!(p.line.is_some(), "{p:?}");
+    }
+    // Keys: an env name or a team name with a NUL is refused too.
+    f.one_problem(
+        &f.with_team("env = { \"A\\u0000B\" = \"x\" }\n"),
+        "teams.a.env.\"A\\0B\"",
+        "invalid environment variable name",
+    );
+    let problems = f.problems(&format!(
+        "[teams.\"a\\u0000b\"]\npath = {:?}\n",
+        f.project()
+    ));
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.message.contains("invalid team name")),
+        "{problems:#?}"
+    );
+    // The database path and the team path as well.
+    f.one_problem(
+        &f.with_team("[database]\npath = \"/tmp/sb\\u0000.db\"\n"),
+        "database.path",
+        "NUL",
+    );
+    f.one_problem("[teams.a]\npath = \"${WITH_NUL}\"\n", "teams.a.path", "NUL");
+}
+
 #[test]
 fn odd_input_never_panics() {
     let f = Fixture::new();
