@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use switchboard::config::{
-    discover_in, CompactionPolicy, ConfigError, ConfigProblem, Settings, TeamsConfig,
+    discover_in, CompactionPolicy, ConfigError, ConfigProblem, Folders, Settings, TeamsConfig,
 };
 use tempfile::TempDir;
 
@@ -457,6 +457,39 @@ fn nonexistent_path() {
         "does not exist",
     );
     assert!(p.message.contains(&missing), "{p:?}");
+}
+
+#[test]
+fn nonexistent_path_is_only_a_warning_for_read_only_loads() {
+    let f = Fixture::new();
+    let gone = f.root().join("gone").display().to_string();
+    let text = format!("{}[teams.b]\npath = {gone:?}\n", f.with_team(""));
+    // Strict (the default, and every command that starts agents): a problem.
+    f.one_problem(&text, "teams.b.path", "does not exist");
+    // Read-only: the team is kept, the missing folder is a warning with its line.
+    let vars = f.vars.clone();
+    let config = TeamsConfig::parse_with(
+        &text,
+        None,
+        &move |k| vars.get(k).cloned(),
+        Folders::MissingIsWarning,
+    )
+    .expect("a missing folder is only a warning");
+    assert_eq!(config.team("b").expect("b").path, PathBuf::from(&gone));
+    assert_eq!(config.warnings.len(), 1, "{:#?}", config.warnings);
+    let w = &config.warnings[0];
+    assert_eq!((w.path.as_str(), w.line), ("teams.b.path", Some(4)));
+    assert!(w.message.contains("does not exist"), "{w:?}");
+    // Anything else wrong with the folder is still a problem.
+    let vars = f.vars.clone();
+    let err = TeamsConfig::parse_with(
+        &format!("{}[teams.b]\npath = \"/etc/nope/x\"\n", f.with_team("")),
+        None,
+        &move |k| vars.get(k).cloned(),
+        Folders::MissingIsWarning,
+    )
+    .expect_err("a folder inside /etc is refused even when missing");
+    assert_problem(err.problems(), "teams.b.path", "protected folder");
 }
 
 #[test]

@@ -103,6 +103,23 @@ impl Ctx {
         Ok(manager)
     }
 
+    /// [`Ctx::manager`] for read-only commands (`sessions list/show/open`, `stats`, `report`,
+    /// `teams`), which start no agent: a team folder that does not exist is a warning on
+    /// stderr, not an error. Commands that start agents keep [`Ctx::manager`].
+    pub fn read_only_manager(&self) -> Result<SessionManager, Error> {
+        let path = switchboard::config::discover(self.config_path.as_deref())?;
+        let config = TeamsConfig::load_with(&path, switchboard::config::Folders::MissingIsWarning)?;
+        for warning in &config.warnings {
+            eprintln!(
+                "warning: {}: {warning} (commands that start this team's agent will refuse)",
+                path.display()
+            );
+        }
+        let manager = SessionManager::open(Arc::new(config))?;
+        manager.initialize()?;
+        Ok(manager)
+    }
+
     /// Whether the output is JSON.
     pub fn json(&self) -> bool {
         self.format == Format::Json

@@ -179,14 +179,29 @@ fn config_dir(env: Env<'_>) -> Option<PathBuf> {
     non_empty(env, "HOME").map(|h| PathBuf::from(h).join(".config/switchboard"))
 }
 
+/// How strict loading is about the team folders.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Folders {
+    /// Every team folder must exist: for the commands that start agents, and `config check`.
+    #[default]
+    Required,
+    /// A team folder that does not exist is a warning ([`TeamsConfig::warnings`]), not a
+    /// problem: for read-only commands, which never start an agent in it.
+    MissingIsWarning,
+}
+
 /// Reads and parses the teams file at `path`; see [`parse_str`].
-pub(super) fn load_file(path: &Path, env: Env<'_>) -> Result<TeamsConfig, ConfigError> {
+pub(super) fn load_file(
+    path: &Path,
+    env: Env<'_>,
+    folders: Folders,
+) -> Result<TeamsConfig, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_path_buf(),
         source,
     })?;
     let origin = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    parse_str(&text, Some(&origin), env)
+    parse_str(&text, Some(&origin), env, folders)
 }
 
 /// Parses, interpolates and validates teams-file text, collecting every problem. `origin` (the
@@ -195,6 +210,7 @@ pub(super) fn parse_str(
     text: &str,
     origin: Option<&Path>,
     env: Env<'_>,
+    folders: Folders,
 ) -> Result<TeamsConfig, ConfigError> {
     let origin = origin.map(|o| std::path::absolute(o).unwrap_or_else(|_| o.to_path_buf()));
     let file = match &origin {
@@ -220,11 +236,12 @@ pub(super) fn parse_str(
             return Err(ConfigError::Invalid { file, problems });
         }
     };
-    let mut report = Report::new(text);
+    let mut report = Report::new(text, folders);
     interpolate::interpolate_table(&mut table, &KeyPath::root(), env, &mut report);
-    let config = validate::validate(&table, origin.as_deref(), env, &mut report);
-    let problems = report.finish();
+    let mut config = validate::validate(&table, origin.as_deref(), env, &mut report);
+    let (problems, warnings) = report.finish();
     if problems.is_empty() {
+        config.warnings = warnings;
         Ok(config)
     } else {
         Err(ConfigError::Invalid { file, problems })
@@ -346,13 +363,14 @@ pub(super) struct Report<'t> {
     offsets: HashMap<KeyPath, usize>,
     /// Values whose interpolation failed: already reported, so later checks skip them.
     poisoned: HashSet<KeyPath>,
-    /// Each problem with the byte offset it is located at; lines and columns are filled in by
-    /// [`Report::finish`], in one pass over the text.
-    problems: Vec<(ConfigProblem, Option<usize>)>,
+    /// Each problem with the byte offset it is located at, and whether it is only a warning;
+    /// lines and columns are filled in by [`Report::finish`], in one pass over the text.
+    problems: Vec<(ConfigProblem, Option<usize>, bool)>,
+    folders: Folders,
 }
 
 impl<'t> Report<'t> {
-    fn new(text: &'t str) -> Self {
+    fn new(text: &'t str, folders: Folders) -> Self {
         let mut offsets = HashMap::new();
         // The text already parsed once, so this succeeds; without it problems just lack lines.
         if let Ok(doc) = DeTable::parse(text) {
@@ -363,12 +381,26 @@ impl<'t> Report<'t> {
             offsets,
             poisoned: HashSet::new(),
             problems: Vec::new(),
+            folders,
         }
     }
 
     /// Records a problem with the value at `path`. It is located at that value, or at its
     /// nearest ancestor in the text when the value is missing.
     pub(super) fn add(&mut self, path: &KeyPath, message: impl Into<String>) {
+        self.push(path, message.into(), false);
+    }
+
+    /// Records that the team folder at `path` does not exist: a problem, or only a warning
+    /// when loading with [`Folders::MissingIsWarning`]. Returns whether it was only a warning
+    /// (then the team is kept).
+    pub(super) fn missing_folder(&mut self, path: &KeyPath, message: String) -> bool {
+        let warning = self.folders == Folders::MissingIsWarning;
+        self.push(path, message, warning);
+        warning
+    }
+
+    fn push(&mut self, path: &KeyPath, message: String, warning: bool) {
         let mut at = Some(path.clone());
         let mut offset = None;
         while let Some(p) = at {
@@ -383,9 +415,10 @@ impl<'t> Report<'t> {
                 path: path.to_string(),
                 line: None,
                 column: None,
-                message: message.into(),
+                message,
             },
             offset,
+            warning,
         ));
     }
 
@@ -399,31 +432,35 @@ impl<'t> Report<'t> {
         self.poisoned.contains(path)
     }
 
-    /// The problems in file order; those without a line last, by key path.
-    fn finish(mut self) -> Vec<ConfigProblem> {
-        self.problems.sort_by_key(|(_, offset)| *offset);
+    /// The problems, then the warnings, each in file order; those without a line last, by key
+    /// path.
+    fn finish(mut self) -> (Vec<ConfigProblem>, Vec<ConfigProblem>) {
+        self.problems.sort_by_key(|(_, offset, _)| *offset);
         let mut cursor = Cursor::new(self.text);
-        let mut problems: Vec<ConfigProblem> = self
-            .problems
-            .into_iter()
-            .map(|(mut problem, offset)| {
-                if let Some(offset) = offset {
-                    let (line, column) = cursor.advance_to(offset);
-                    problem.line = Some(line);
-                    problem.column = Some(column);
-                }
-                problem
-            })
-            .collect();
-        problems.sort_by(|a, b| {
-            let key = |p: &ConfigProblem| (p.line.is_none(), p.line, p.column);
-            key(a)
-                .cmp(&key(b))
-                .then_with(|| a.path.cmp(&b.path))
-                .then_with(|| a.message.cmp(&b.message))
-        });
-        problems.dedup();
-        problems
+        let (mut problems, mut warnings) = (Vec::new(), Vec::new());
+        for (mut problem, offset, warning) in self.problems {
+            if let Some(offset) = offset {
+                let (line, column) = cursor.advance_to(offset);
+                problem.line = Some(line);
+                problem.column = Some(column);
+            }
+            if warning {
+                warnings.push(problem);
+            } else {
+                problems.push(problem);
+            }
+        }
+        for list in [&mut problems, &mut warnings] {
+            list.sort_by(|a, b| {
+                let key = |p: &ConfigProblem| (p.line.is_none(), p.line, p.column);
+                key(a)
+                    .cmp(&key(b))
+                    .then_with(|| a.path.cmp(&b.path))
+                    .then_with(|| a.message.cmp(&b.message))
+            });
+            list.dedup();
+        }
+        (problems, warnings)
     }
 }
 
