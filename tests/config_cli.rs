@@ -2,6 +2,9 @@
 //! folder, `teams.example.toml` and the README's teams files used verbatim, and
 //! `switchboard init`.
 
+#[path = "support/claude_code.rs"]
+mod claude_code;
+mod fake_api;
 mod support;
 
 use support::{assert_exit, stderr, stdout, TestEnv};
@@ -60,4 +63,125 @@ fn read_only_commands_work_when_a_team_folder_is_missing() {
             args.join(" ")
         );
     }
+}
+
+// ---- teams.example.toml and the README, verbatim ------------------------------------------------
+
+/// The README's block of commands that talk to real agents (the second block of examples, on
+/// `teams.example.toml`), taken from README.md: one command per line, comments dropped.
+fn readme_agent_commands() -> Vec<String> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("read README.md");
+    let intro = "With Claude Code installed and the example's folders holding real projects";
+    let after = &readme[readme.find(intro).expect("the README's agent examples") + intro.len()..];
+    let start = after.find("```sh\n").expect("a sh block") + "```sh\n".len();
+    let block = &after[start..start + after[start..].find("```").expect("end of block")];
+    let lines: Vec<String> = block
+        .lines()
+        .map(|l| l.split("  #").next().unwrap_or(l).trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert!(lines.len() >= 5, "{block}");
+    lines
+}
+
+/// How the test gives the agents Claude Code.
+#[derive(Clone, Copy, Debug)]
+enum Claude {
+    /// `claude` is on PATH.
+    OnPath,
+    /// `claude` is not on PATH; `$CLAUDE_BIN` names it.
+    ClaudeBinVar,
+}
+
+/// `teams.example.toml` (copied verbatim) and the README's commands on it, run verbatim by bash
+/// with `claude` (the pinned Claude Code) on PATH and the model API stand-in in the
+/// environment: every team's agent starts and answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_file_and_the_readme_commands_work_verbatim_with_claude_on_path() {
+    run_example_and_readme(Claude::OnPath).await;
+}
+
+/// The same with `claude` not on PATH but named by `$CLAUDE_BIN`, as the example's comments
+/// say: every team of the example honours it (only frontend did).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_file_and_the_readme_commands_work_with_claude_bin_set() {
+    run_example_and_readme(Claude::ClaudeBinVar).await;
+}
+
+async fn run_example_and_readme(claude: Claude) {
+    let api = fake_api::FakeApi::start().await;
+    // Its teams file is not used; its agent marker finds the claude processes in /proc.
+    let env = TestEnv::with_scripted_agent();
+    let projects = env.path().join("example-projects");
+    for team in ["frontend", "backend", "docs"] {
+        std::fs::create_dir_all(projects.join(team)).expect("mkdir");
+    }
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/teams.example.toml"),
+        env.path().join("teams.example.toml"),
+    )
+    .expect("copy teams.example.toml");
+    // PATH: `switchboard` (and `claude`, unless named by $CLAUDE_BIN), then the system's.
+    let bin = env.path().join("bin");
+    std::fs::create_dir_all(&bin).expect("mkdir bin");
+    std::os::unix::fs::symlink(support::bin(), bin.join("switchboard")).expect("link switchboard");
+    if let Claude::OnPath = claude {
+        std::os::unix::fs::symlink(claude_code::binary(), bin.join("claude")).expect("link claude");
+    }
+    let path = format!("{}:/usr/local/bin:/usr/bin:/bin", bin.display());
+    assert!(
+        !path
+            .split(':')
+            .any(|d| matches!(claude, Claude::ClaudeBinVar)
+                && std::path::Path::new(d).join("claude").exists()),
+        "a claude on the system PATH spoils this test"
+    );
+    // Every team's agent, then the README's commands.
+    let mut commands = vec!["switchboard --config teams.example.toml config check".to_string()];
+    for (from, to) in [
+        ("docs", "frontend"),
+        ("frontend", "backend"),
+        ("frontend", "docs"),
+    ] {
+        commands.push(format!(
+            "switchboard --config teams.example.toml tell {from} {to} \"hello {to}\""
+        ));
+    }
+    commands.extend(readme_agent_commands());
+    for line in &commands {
+        let mut cmd = std::process::Command::new("bash");
+        env.configure(&mut cmd);
+        cmd.args(["-c", line])
+            .env("PATH", &path)
+            .env("SWITCHBOARD_PROJECTS", &projects)
+            .env("ANTHROPIC_BASE_URL", api.url())
+            .env("ANTHROPIC_API_KEY", "test-key")
+            .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+            .env("DISABLE_TELEMETRY", "1")
+            .env("CLAUDE_CODE_MAX_RETRIES", "0")
+            .env("TEST_AGENT_MARKER", env.agent_marker())
+            .env_remove("CLAUDE_CONFIG_DIR")
+            .env_remove("CLAUDECODE")
+            .env_remove("CLAUDE_BIN");
+        if let Claude::ClaudeBinVar = claude {
+            cmd.env("CLAUDE_BIN", claude_code::binary());
+        }
+        let out = tokio::task::spawn_blocking(move || support::finish(cmd))
+            .await
+            .expect("join");
+        assert!(
+            out.status.success(),
+            "{claude:?}: {line}\nexit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+            out.status.code(),
+            stdout(&out),
+            stderr(&out)
+        );
+    }
+    assert!(
+        api.requests().iter().any(|r| r.is_messages()),
+        "no model call was made"
+    );
+    // Each command stopped the agents it started.
+    env.assert_no_agents();
 }
