@@ -185,3 +185,139 @@ async fn run_example_and_readme(claude: Claude) {
     // Each command stopped the agents it started.
     env.assert_no_agents();
 }
+
+// ---- switchboard init ---------------------------------------------------------------------------
+
+/// `switchboard` run in `cwd` with this env's environment (no `--config`).
+fn run_in(env: &TestEnv, cwd: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let mut cmd = env.command();
+    cmd.current_dir(cwd).args(args);
+    support::finish(cmd)
+}
+
+/// `init FOLDER...` writes ./teams.toml, which discovery finds and `config check` accepts: one
+/// team per folder, names from the folder names (made valid, de-duplicated), folders under HOME
+/// written `~/...`, a `${` in a folder name kept literally.
+#[test]
+fn init_writes_a_teams_file_that_passes_config_check() {
+    let env = TestEnv::new();
+    let ws = env.path().join("ws");
+    let folders = [
+        env.home().join("code/web"),
+        env.path().join("elsewhere/web"),
+        env.path().join("My App!"),
+        env.path().join("api.v2"),
+        env.path().join("a${HOME}b"),
+    ];
+    for f in folders.iter().chain([&ws]) {
+        std::fs::create_dir_all(f).expect("mkdir");
+    }
+    let args: Vec<String> = ["init".to_string()]
+        .into_iter()
+        .chain(folders.iter().map(|f| f.display().to_string()))
+        .chain(["--json".to_string()])
+        .collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run_in(&env, &ws, &args);
+    assert_exit(&out, 0, &args);
+    let written = support::parse_json(&out);
+    assert_eq!(
+        written["config"],
+        ws.join("teams.toml").display().to_string()
+    );
+
+    let text = std::fs::read_to_string(ws.join("teams.toml")).expect("teams.toml written");
+    assert!(text.contains("path = \"~/code/web\""), "{text}");
+    assert!(text.contains("[teams.\"api.v2\"]"), "{text}");
+    assert!(
+        text.contains("# permission_mode = "),
+        "options shown in comments:\n{text}"
+    );
+
+    // Found by discovery (./teams.toml) and accepted by config check.
+    let out = run_in(&env, &ws, &["config", "check", "--json"]);
+    assert_exit(&out, 0, &["config", "check"]);
+    let check = support::parse_json(&out);
+    assert_eq!(
+        check["teams"],
+        serde_json::json!(["a-home-b", "api.v2", "my-app", "web", "web-2"])
+    );
+    let teams = support::parse_json(&run_in(&env, &ws, &["teams", "--json"]));
+    let path_of = |name: &str| {
+        teams
+            .as_array()
+            .expect("teams")
+            .iter()
+            .find(|t| t["name"] == name)
+            .unwrap_or_else(|| panic!("{name} in {teams}"))["path"]
+            .clone()
+    };
+    assert_eq!(path_of("web"), folders[0].display().to_string());
+    assert_eq!(path_of("web-2"), folders[1].display().to_string());
+    assert_eq!(path_of("my-app"), folders[2].display().to_string());
+    assert_eq!(path_of("a-home-b"), folders[4].display().to_string());
+}
+
+/// An existing file is kept unless `--force`; a folder that does not exist is named and nothing
+/// is written; `--output` writes elsewhere; no folder means the current one.
+#[test]
+fn init_refuses_to_overwrite_and_names_a_bad_folder() {
+    let env = TestEnv::new();
+    let ws = env.path().join("ws");
+    std::fs::create_dir_all(ws.join("proj")).expect("mkdir");
+    std::fs::write(ws.join("teams.toml"), "# mine\n").expect("write");
+
+    let out = run_in(&env, &ws, &["init", "proj"]);
+    assert_exit(&out, 2, &["init", "proj"]);
+    assert!(
+        stderr(&out).contains("already exists") && stderr(&out).contains("--force"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        std::fs::read_to_string(ws.join("teams.toml")).expect("read"),
+        "# mine\n"
+    );
+
+    let out = run_in(&env, &ws, &["init", "proj", "nope", "--force"]);
+    assert_exit(&out, 2, &["init", "proj", "nope"]);
+    assert!(stderr(&out).contains("nope"), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read_to_string(ws.join("teams.toml")).expect("read"),
+        "# mine\n"
+    );
+
+    let out = run_in(&env, &ws, &["init", "proj", "--force"]);
+    assert_exit(&out, 0, &["init", "proj", "--force"]);
+    assert!(std::fs::read_to_string(ws.join("teams.toml"))
+        .expect("read")
+        .contains("[teams.proj]"));
+
+    // --output, and no folder: the current directory.
+    let out = run_in(
+        &env,
+        &ws.join("proj"),
+        &["init", "--output", "../other.toml"],
+    );
+    assert_exit(&out, 0, &["init", "--output", "../other.toml"]);
+    let out = run_in(
+        &env,
+        &ws,
+        &["--config", "other.toml", "config", "check", "--json"],
+    );
+    assert_exit(&out, 0, &["config", "check"]);
+    assert_eq!(
+        support::parse_json(&out)["teams"],
+        serde_json::json!(["proj"])
+    );
+
+    // A folder Switchboard refuses (a system folder) is refused before anything is written.
+    let out = run_in(&env, &ws, &["init", "/etc", "--output", "etc.toml"]);
+    assert_exit(&out, 2, &["init", "/etc"]);
+    assert!(
+        stderr(&out).contains("protected folder"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!ws.join("etc.toml").exists());
+}

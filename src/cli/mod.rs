@@ -3,6 +3,7 @@
 
 mod agent_cmds;
 mod config_check;
+mod init;
 mod live;
 mod logfile;
 mod output;
@@ -78,6 +79,8 @@ enum Command {
     /// Check the teams file.
     #[command(subcommand)]
     Config(config_check::ConfigCmd),
+    /// Write a new teams file for some project folders.
+    Init(init::InitCmd),
     /// Serve Switchboard's tools to agents over MCP (stdio or streamable HTTP).
     Serve(serve::ServeCmd),
 }
@@ -165,6 +168,7 @@ impl Cli {
             Command::Stats(cmd) => cmd.run(&ctx),
             Command::Teams(cmd) => cmd.run(&ctx),
             Command::Config(cmd) => cmd.run(&ctx),
+            Command::Init(cmd) => cmd.run(&ctx),
             Command::Serve(cmd) => cmd.run(&ctx),
         }
     }

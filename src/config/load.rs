@@ -67,6 +67,29 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
+    /// A folder given to `switchboard init` cannot be a team's folder.
+    #[error("cannot use {} as a team folder: {reason}", folder.display())]
+    BadFolder {
+        /// The folder, as given.
+        folder: PathBuf,
+        /// Why not.
+        reason: String,
+    },
+    /// `switchboard init` would overwrite an existing file.
+    #[error("{} already exists; pass --force to overwrite it", path.display())]
+    Exists {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A new teams file could not be written.
+    #[error("cannot write the teams file {}: {source}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why it could not be written.
+        #[source]
+        source: std::io::Error,
+    },
     /// The file was read but has problems; all of them are listed.
     #[error("{}", invalid_message(file, problems))]
     Invalid {

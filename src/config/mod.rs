@@ -4,6 +4,7 @@
 //! and validation that collects every problem (each naming its key path, syntax errors with line
 //! and column). Must not touch SQLite or processes.
 
+mod init;
 mod interpolate;
 mod load;
 mod validate;
@@ -12,6 +13,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use init::{new_teams_file, team_name, write_new_file, NewTeamsFile};
 #[doc(hidden)]
 pub use load::discover_in;
 pub use load::{discover, ConfigError, ConfigProblem, Folders};
