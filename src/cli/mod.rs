@@ -114,7 +114,7 @@ impl Ctx {
         let config = TeamsConfig::load_with(&path, switchboard::config::Folders::MissingIsWarning)?;
         for warning in &config.warnings {
             eprintln!(
-                "warning: {}: {warning} (commands that start this team's agent will refuse)",
+                "warning: {}: {warning} (read-only commands go on; those that start agents refuse)",
                 path.display()
             );
         }
