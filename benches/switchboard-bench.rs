@@ -256,7 +256,7 @@ fn self_check(mgr: &SessionManager, raw: &Raw, w: &World) -> BenchResult<()> {
         if layer != floor {
             return Err(format!(
                 "the raw SQL disagrees with the store on {id} (was src/store/sessions.rs \
-                 changed? update src/bin/switchboard-bench/raw.rs):\n store {layer:?}\n raw   {floor:?}"
+                 changed? update benches/switchboard-bench/raw.rs):\n store {layer:?}\n raw   {floor:?}"
             )
             .into());
         }
