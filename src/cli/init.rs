@@ -56,6 +56,21 @@ impl InitCmd {
         };
         let file = new_teams_file(&folders, &output, &|k| std::env::var(k).ok())?;
         write_new_file(&output, &file.text, self.force)?;
+        // Whether a command run here without --config reads the new file; say so when not.
+        let discovered = ctx.config_path.is_some()
+            || switchboard::config::discover(None).is_ok_and(|found| {
+                let same = found
+                    .canonicalize()
+                    .is_ok_and(|f| output.canonicalize().is_ok_and(|o| o == f));
+                if !same {
+                    eprintln!(
+                        "note: without --config, Switchboard here reads {} first, not {}",
+                        found.display(),
+                        output.display()
+                    );
+                }
+                same
+            });
         let teams: Vec<Team> = file
             .config
             .teams
@@ -75,7 +90,14 @@ impl InitCmd {
             for t in &teams {
                 outln!("  {:<20} {}", t.name, t.path);
             }
-            outln!("next: edit it, then `switchboard config check`");
+            if discovered {
+                outln!("next: edit it, then `switchboard config check`");
+            } else {
+                outln!(
+                    "next: edit it, then `switchboard --config {} config check`",
+                    output.display()
+                );
+            }
         }
         Ok(ExitCode::SUCCESS)
     }
