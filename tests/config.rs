@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use switchboard::config::{
-    discover_in, CompactionPolicy, ConfigError, ConfigProblem, Settings, TeamsConfig,
+    discover_in, CompactionPolicy, ConfigError, ConfigProblem, Folders, Settings, TeamsConfig,
 };
 use tempfile::TempDir;
 
@@ -353,6 +353,63 @@ fn nul_in_path() {
     );
 }
 
+/// A NUL character cannot be passed in an argument, an environment variable or a path: every
+/// string of the file that holds one (written as `\u0000`, or coming from a `${VAR}`) is refused
+/// at load, naming its key path, instead of failing every later tell with no key named.
+#[test]
+fn nul_in_any_string_is_refused_with_its_key_path() {
+    let f = Fixture::new().set("WITH_NUL", "a\0b");
+    for (extra, at) in [
+        ("env = { X = \"a\\u0000b\" }\n", "teams.a.env.X"),
+        ("args = [\"--ok\", \"--x\\u0000\"]\n", "teams.a.args[1]"),
+        (
+            "agent_path = \"/bin/cl\\u0000aude\"\n",
+            "teams.a.agent_path",
+        ),
+        (
+            "append_system_prompt = \"be\\u0000brief\"\n",
+            "teams.a.append_system_prompt",
+        ),
+        (
+            "allowed_tools = [\"Re\\u0000ad\"]\n",
+            "teams.a.allowed_tools[0]",
+        ),
+        (
+            "disallowed_tools = [\"\\u0000\"]\n",
+            "teams.a.disallowed_tools[0]",
+        ),
+        ("description = \"x\\u0000\"\n", "teams.a.description"),
+        ("args = [\"${WITH_NUL}\"]\n", "teams.a.args[0]"),
+        ("env = { Y = \"${WITH_NUL}\" }\n", "teams.a.env.Y"),
+    ] {
+        let p = f.one_problem(&f.with_team(extra), at, "NUL");
+        assert!(p.line.is_some(), "{p:?}");
+    }
+    // Keys: an env name or a team name with a NUL is refused too.
+    f.one_problem(
+        &f.with_team("env = { \"A\\u0000B\" = \"x\" }\n"),
+        "teams.a.env.\"A\\0B\"",
+        "invalid environment variable name",
+    );
+    let problems = f.problems(&format!(
+        "[teams.\"a\\u0000b\"]\npath = {:?}\n",
+        f.project()
+    ));
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.message.contains("invalid team name")),
+        "{problems:#?}"
+    );
+    // The database path and the team path as well.
+    f.one_problem(
+        &f.with_team("[database]\npath = \"/tmp/sb\\u0000.db\"\n"),
+        "database.path",
+        "NUL",
+    );
+    f.one_problem("[teams.a]\npath = \"${WITH_NUL}\"\n", "teams.a.path", "NUL");
+}
+
 #[test]
 fn odd_input_never_panics() {
     let f = Fixture::new();
@@ -400,6 +457,39 @@ fn nonexistent_path() {
         "does not exist",
     );
     assert!(p.message.contains(&missing), "{p:?}");
+}
+
+#[test]
+fn nonexistent_path_is_only_a_warning_for_read_only_loads() {
+    let f = Fixture::new();
+    let gone = f.root().join("gone").display().to_string();
+    let text = format!("{}[teams.b]\npath = {gone:?}\n", f.with_team(""));
+    // Strict (the default, and every command that starts agents): a problem.
+    f.one_problem(&text, "teams.b.path", "does not exist");
+    // Read-only: the team is kept, the missing folder is a warning with its line.
+    let vars = f.vars.clone();
+    let config = TeamsConfig::parse_with(
+        &text,
+        None,
+        &move |k| vars.get(k).cloned(),
+        Folders::MissingIsWarning,
+    )
+    .expect("a missing folder is only a warning");
+    assert_eq!(config.team("b").expect("b").path, PathBuf::from(&gone));
+    assert_eq!(config.warnings.len(), 1, "{:#?}", config.warnings);
+    let w = &config.warnings[0];
+    assert_eq!((w.path.as_str(), w.line), ("teams.b.path", Some(4)));
+    assert!(w.message.contains("does not exist"), "{w:?}");
+    // Anything else wrong with the folder is still a problem.
+    let vars = f.vars.clone();
+    let err = TeamsConfig::parse_with(
+        &format!("{}[teams.b]\npath = \"/etc/nope/x\"\n", f.with_team("")),
+        None,
+        &move |k| vars.get(k).cloned(),
+        Folders::MissingIsWarning,
+    )
+    .expect_err("a folder inside /etc is refused even when missing");
+    assert_problem(err.problems(), "teams.b.path", "protected folder");
 }
 
 #[test]
@@ -1214,14 +1304,14 @@ fn example_file_uses_environment_overrides() {
         .redacted_snapshot()
         .to_string()
         .contains("real-secret"));
-    assert_eq!(
-        config
-            .team("frontend")
-            .expect("frontend")
-            .agent_path
-            .as_deref(),
-        Some("/opt/claude/bin/claude")
-    );
+    for team in config.teams.values() {
+        assert_eq!(
+            team.agent_path.as_deref(),
+            Some("/opt/claude/bin/claude"),
+            "{} ignores $CLAUDE_BIN",
+            team.name
+        );
+    }
 }
 
 #[test]
@@ -1235,4 +1325,76 @@ fn example_file_without_project_folders_names_each_missing_path() {
     for team in ["frontend", "backend", "docs"] {
         assert_problem(&problems, &format!("teams.{team}.path"), "does not exist");
     }
+}
+
+// ---- size -------------------------------------------------------------------------------------
+
+/// `config check` on a file with 40,000 problems (20,000 bad `args` one per line, 20,000 on a
+/// single line) finishes within the 2 s every teams file must be checked in, and still gives
+/// each problem its line and column. (Locating each problem by re-scanning the text made this
+/// quadratic: 10,000 problems took 10 s.)
+#[test]
+fn forty_thousand_problems_are_checked_within_two_seconds() {
+    const N: usize = 20_000;
+    let f = Fixture::new();
+    let mut text = format!("[teams.a]\npath = {:?}\nargs = [\n", f.project());
+    for i in 0..N {
+        text.push_str(&format!("  {i},\n"));
+    }
+    text.push_str("]\n");
+    text.push_str(&format!("[teams.b]\npath = {:?}\nargs = [", f.project()));
+    for i in 0..N {
+        text.push_str(&format!("{i}, "));
+    }
+    text.push_str("]\n");
+    let file = f.root().join("teams.toml");
+    fs::write(&file, &text).expect("write");
+    let out_file = f.root().join("out.json");
+    let (status, cpu) = run_with_cpu_time(
+        std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .arg("--config")
+            .arg(&file)
+            .args(["config", "check", "--json"])
+            .env("HOME", f.home())
+            .stdout(fs::File::create(&out_file).expect("create out.json")),
+    );
+    assert_eq!(status, Some(2));
+    let stdout = fs::read(&out_file).expect("read out.json");
+    let report: serde_json::Value = serde_json::from_slice(&stdout).expect("json");
+    let problems = report["problems"].as_array().expect("problems");
+    assert_eq!(problems.len(), 2 * N);
+    // teams.a: one per line, from line 4; teams.b: all on line N + 7, column 9 onwards.
+    let last_a = &problems[N - 1];
+    assert_eq!(last_a["path"], format!("teams.a.args[{}]", N - 1));
+    assert_eq!(last_a["line"], N + 3);
+    assert_eq!(last_a["column"], 3);
+    let last_b = &problems[2 * N - 1];
+    assert_eq!(last_b["path"], format!("teams.b.args[{}]", N - 1));
+    assert_eq!(last_b["line"], N + 7);
+    let b_line = text.lines().nth(N + 6).expect("line of teams.b.args");
+    let column = b_line.find(&format!(" {}, ", N - 1)).expect("last arg") + 2;
+    assert_eq!(last_b["column"], column);
+    // CPU time, not wall time: the bound is about the work, not about a loaded test machine.
+    assert!(
+        cpu < Duration::from_secs(2),
+        "config check of {} problems took {cpu:?} of CPU",
+        2 * N
+    );
+}
+
+/// Runs `command` to its end; its exit code and the CPU time (user + system) it used.
+#[allow(clippy::zombie_processes)] // reaped by wait4, which std's Child does not know about
+fn run_with_cpu_time(command: &mut std::process::Command) -> (Option<i32>, Duration) {
+    let child = command.spawn().expect("spawn");
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: `rusage` is plain data that wait4 fills in; `pid` is our own unwaited child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(waited, pid, "wait4: {}", std::io::Error::last_os_error());
+    let time = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+    (code, time(usage.ru_utime) + time(usage.ru_stime))
 }

@@ -8,6 +8,8 @@
 mod harness;
 #[path = "common/procs.rs"]
 mod procs;
+#[path = "common/test_agent.rs"]
+mod test_agent;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

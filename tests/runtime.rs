@@ -5,6 +5,8 @@
 
 #[path = "common/procs.rs"]
 mod procs;
+#[path = "common/test_agent.rs"]
+mod test_agent;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -14,8 +16,6 @@ use switchboard::router::{Router, Wait};
 use switchboard::store::{ProcessState, SessionStatus, TellKind, TellState};
 use switchboard::{SessionManager, TeamsConfig};
 use tempfile::TempDir;
-
-const AGENT: &str = env!("CARGO_BIN_EXE_switchboard-test-agent");
 
 struct Env {
     dir: TempDir,
@@ -34,6 +34,7 @@ impl Env {
         let dir = tempfile::tempdir().expect("tempdir");
         let marker = uuid::Uuid::new_v4().to_string();
         let root = dir.path().display().to_string();
+        let agent = test_agent::path();
         let db = db(&root);
         if let Some(parent) = std::path::Path::new(&db).parent() {
             std::fs::create_dir_all(parent).expect("mkdir db folder");
@@ -43,7 +44,7 @@ impl Env {
             std::fs::create_dir_all(dir.path().join(t)).expect("mkdir");
             let extra = if t == "b" { b_env } else { "" };
             text.push_str(&format!(
-                "[teams.{t}]\npath = \"{root}/{t}\"\nagent_path = \"{AGENT}\"\n\
+                "[teams.{t}]\npath = \"{root}/{t}\"\nagent_path = \"{agent}\"\n\
                  env = {{ HOME = \"{root}/home\", TEST_AGENT_MARKER = \"{marker}\" {extra} }}\n"
             ));
         }

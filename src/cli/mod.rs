@@ -5,6 +5,7 @@ mod agent_cmds;
 mod completions;
 mod config_check;
 mod doctor;
+mod init;
 mod live;
 mod logfile;
 mod mcp_install;
@@ -91,6 +92,8 @@ enum Command {
     /// Check the teams file.
     #[command(subcommand)]
     Config(config_check::ConfigCmd),
+    /// Write a new teams file for some project folders.
+    Init(init::InitCmd),
     /// Serve Switchboard's tools to agents over MCP (stdio or streamable HTTP).
     Serve(serve::ServeCmd),
     /// Register Switchboard in a team's Claude Code (`mcp install TEAM`).
@@ -124,6 +127,23 @@ impl Ctx {
         switchboard::mcp::server_file::check_before_create(&config.database)
             .map_err(|e| Error::Other(e.to_string()))?;
         let manager = SessionManager::open(config)?;
+        manager.initialize()?;
+        Ok(manager)
+    }
+
+    /// [`Ctx::manager`] for read-only commands (`sessions list/show/open`, `stats`, `report`,
+    /// `teams`), which start no agent: a team folder that does not exist is a warning on
+    /// stderr, not an error. Commands that start agents keep [`Ctx::manager`].
+    pub fn read_only_manager(&self) -> Result<SessionManager, Error> {
+        let path = switchboard::config::discover(self.config_path.as_deref())?;
+        let config = TeamsConfig::load_with(&path, switchboard::config::Folders::MissingIsWarning)?;
+        for warning in &config.warnings {
+            eprintln!(
+                "warning: {}: {warning} (read-only commands go on; those that start agents refuse)",
+                path.display()
+            );
+        }
+        let manager = SessionManager::open(Arc::new(config))?;
         manager.initialize()?;
         Ok(manager)
     }
@@ -185,6 +205,7 @@ impl Cli {
             Command::Stats(cmd) => cmd.run(&ctx),
             Command::Teams(cmd) => cmd.run(&ctx),
             Command::Config(cmd) => cmd.run(&ctx),
+            Command::Init(cmd) => cmd.run(&ctx),
             Command::Serve(cmd) => cmd.run(&ctx),
             Command::Mcp(cmd) => cmd.run(&ctx),
             Command::Doctor(cmd) => cmd.run(&ctx),

@@ -44,7 +44,7 @@ fn short(text: &str, max: usize) -> String {
 
 impl ReportCmd {
     pub fn run(&self, ctx: &Ctx) -> Result<ExitCode, Error> {
-        let m = ctx.manager()?;
+        let m = ctx.read_only_manager()?;
         let started = switchboard::util::now_ms();
         let tells = report_tells(&m, &self.from, &self.to, self.limit)?;
         if ctx.json() && self.follow {

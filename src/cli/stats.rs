@@ -14,7 +14,7 @@ pub struct StatsCmd {}
 
 impl StatsCmd {
     pub fn run(&self, ctx: &Ctx) -> Result<ExitCode, Error> {
-        let m = ctx.manager()?;
+        let m = ctx.read_only_manager()?;
         let s = m.stats()?;
         if ctx.json() {
             print_json(&s)?;

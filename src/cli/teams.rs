@@ -26,7 +26,7 @@ struct TeamRow {
 
 impl TeamsCmd {
     pub fn run(&self, ctx: &Ctx) -> Result<ExitCode, Error> {
-        let m = ctx.manager()?;
+        let m = ctx.read_only_manager()?;
         let stats = m.stats()?;
         let rows: Vec<TeamRow> = m
             .config()

@@ -4,7 +4,9 @@
 //! a `$` not followed by `{` is kept as is. `${VAR:-default}` uses the default when `VAR` is
 //! unset or empty (as in bash); defaults may hold expansions themselves, evaluated only when used.
 //! An unset `${VAR}` without default, or a malformed `${`, is a problem at the value's key path,
-//! and the value is poisoned so later checks do not report it again.
+//! and the value is poisoned so later checks do not report it again. So is a string that holds a
+//! NUL character (written `\u0000`, or from a variable): no argument, environment variable or path
+//! can carry one.
 
 use super::load::{Env, KeyPath, Report};
 
@@ -23,6 +25,16 @@ pub(super) fn interpolate_table(
 fn interpolate_value(value: &mut toml::Value, path: &KeyPath, env: Env<'_>, report: &mut Report) {
     match value {
         toml::Value::String(s) => match expand(s, env) {
+            // Every string may end up in an argument, an environment variable or a path, none
+            // of which can hold a NUL: refuse it here, where its key path is known.
+            Ok(expanded) if expanded.contains('\0') => {
+                report.add(
+                    path,
+                    "must not contain a NUL character (\\u0000): it cannot be passed to a \
+                     program, its environment or a file path",
+                );
+                report.poison(path);
+            }
             Ok(expanded) => *s = expanded,
             Err(messages) => {
                 for message in messages {

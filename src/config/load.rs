@@ -67,6 +67,29 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
+    /// A folder given to `switchboard init` cannot be a team's folder.
+    #[error("cannot use {} as a team folder: {reason}", folder.display())]
+    BadFolder {
+        /// The folder, as given.
+        folder: PathBuf,
+        /// Why not.
+        reason: String,
+    },
+    /// `switchboard init` would overwrite an existing file.
+    #[error("{} already exists; pass --force to overwrite it", path.display())]
+    Exists {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A new teams file could not be written.
+    #[error("cannot write the teams file {}: {source}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why it could not be written.
+        #[source]
+        source: std::io::Error,
+    },
     /// The file was read but has problems; all of them are listed.
     #[error("{}", invalid_message(file, problems))]
     Invalid {
@@ -179,14 +202,29 @@ fn config_dir(env: Env<'_>) -> Option<PathBuf> {
     non_empty(env, "HOME").map(|h| PathBuf::from(h).join(".config/switchboard"))
 }
 
+/// How strict loading is about the team folders.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Folders {
+    /// Every team folder must exist: for the commands that start agents, and `config check`.
+    #[default]
+    Required,
+    /// A team folder that does not exist is a warning ([`TeamsConfig::warnings`]), not a
+    /// problem: for read-only commands, which never start an agent in it.
+    MissingIsWarning,
+}
+
 /// Reads and parses the teams file at `path`; see [`parse_str`].
-pub(super) fn load_file(path: &Path, env: Env<'_>) -> Result<TeamsConfig, ConfigError> {
+pub(super) fn load_file(
+    path: &Path,
+    env: Env<'_>,
+    folders: Folders,
+) -> Result<TeamsConfig, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_path_buf(),
         source,
     })?;
     let origin = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    parse_str(&text, Some(&origin), env)
+    parse_str(&text, Some(&origin), env, folders)
 }
 
 /// Parses, interpolates and validates teams-file text, collecting every problem. `origin` (the
@@ -195,6 +233,7 @@ pub(super) fn parse_str(
     text: &str,
     origin: Option<&Path>,
     env: Env<'_>,
+    folders: Folders,
 ) -> Result<TeamsConfig, ConfigError> {
     let origin = origin.map(|o| std::path::absolute(o).unwrap_or_else(|_| o.to_path_buf()));
     let file = match &origin {
@@ -220,11 +259,12 @@ pub(super) fn parse_str(
             return Err(ConfigError::Invalid { file, problems });
         }
     };
-    let mut report = Report::new(text);
+    let mut report = Report::new(text, folders);
     interpolate::interpolate_table(&mut table, &KeyPath::root(), env, &mut report);
-    let config = validate::validate(&table, origin.as_deref(), env, &mut report);
-    let problems = report.finish();
+    let mut config = validate::validate(&table, origin.as_deref(), env, &mut report);
+    let (problems, warnings) = report.finish();
     if problems.is_empty() {
+        config.warnings = warnings;
         Ok(config)
     } else {
         Err(ConfigError::Invalid { file, problems })
@@ -233,14 +273,47 @@ pub(super) fn parse_str(
 
 /// 1-based line and column (in characters) of byte `offset` in `text`.
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let mut offset = offset.min(text.len());
-    while !text.is_char_boundary(offset) {
-        offset -= 1;
+    Cursor::new(text).advance_to(offset)
+}
+
+/// Walks `text` forward once, turning byte offsets given in increasing order into 1-based lines
+/// and columns (in characters): locating n problems costs one pass over the text, not n.
+struct Cursor<'t> {
+    text: &'t str,
+    offset: usize,
+    line: usize,
+    column: usize,
+}
+
+impl<'t> Cursor<'t> {
+    fn new(text: &'t str) -> Self {
+        Self {
+            text,
+            offset: 0,
+            line: 1,
+            column: 1,
+        }
     }
-    let before = &text[..offset];
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    (line, before[line_start..].chars().count() + 1)
+
+    /// Line and column of `offset` (clamped to the text, rounded down to a character), which
+    /// must not be before the previous one asked for.
+    fn advance_to(&mut self, offset: usize) -> (usize, usize) {
+        let mut target = offset.min(self.text.len()).max(self.offset);
+        while !self.text.is_char_boundary(target) {
+            target -= 1;
+        }
+        let target = target.max(self.offset);
+        for c in self.text[self.offset..target].chars() {
+            if c == '\n' {
+                self.line += 1;
+                self.column = 1;
+            } else {
+                self.column += 1;
+            }
+        }
+        self.offset = target;
+        (self.line, self.column)
+    }
 }
 
 /// One step of a [`KeyPath`].
@@ -313,11 +386,14 @@ pub(super) struct Report<'t> {
     offsets: HashMap<KeyPath, usize>,
     /// Values whose interpolation failed: already reported, so later checks skip them.
     poisoned: HashSet<KeyPath>,
-    problems: Vec<ConfigProblem>,
+    /// Each problem with the byte offset it is located at, and whether it is only a warning;
+    /// lines and columns are filled in by [`Report::finish`], in one pass over the text.
+    problems: Vec<(ConfigProblem, Option<usize>, bool)>,
+    folders: Folders,
 }
 
 impl<'t> Report<'t> {
-    fn new(text: &'t str) -> Self {
+    fn new(text: &'t str, folders: Folders) -> Self {
         let mut offsets = HashMap::new();
         // The text already parsed once, so this succeeds; without it problems just lack lines.
         if let Ok(doc) = DeTable::parse(text) {
@@ -328,12 +404,26 @@ impl<'t> Report<'t> {
             offsets,
             poisoned: HashSet::new(),
             problems: Vec::new(),
+            folders,
         }
     }
 
     /// Records a problem with the value at `path`. It is located at that value, or at its
     /// nearest ancestor in the text when the value is missing.
     pub(super) fn add(&mut self, path: &KeyPath, message: impl Into<String>) {
+        self.push(path, message.into(), false);
+    }
+
+    /// Records that the team folder at `path` does not exist: a problem, or only a warning
+    /// when loading with [`Folders::MissingIsWarning`]. Returns whether it was only a warning
+    /// (then the team is kept).
+    pub(super) fn missing_folder(&mut self, path: &KeyPath, message: String) -> bool {
+        let warning = self.folders == Folders::MissingIsWarning;
+        self.push(path, message, warning);
+        warning
+    }
+
+    fn push(&mut self, path: &KeyPath, message: String, warning: bool) {
         let mut at = Some(path.clone());
         let mut offset = None;
         while let Some(p) = at {
@@ -343,19 +433,16 @@ impl<'t> Report<'t> {
             }
             at = p.parent();
         }
-        let (line, column) = match offset {
-            Some(o) => {
-                let (line, column) = line_col(self.text, o);
-                (Some(line), Some(column))
-            }
-            None => (None, None),
-        };
-        self.problems.push(ConfigProblem {
-            path: path.to_string(),
-            line,
-            column,
-            message: message.into(),
-        });
+        self.problems.push((
+            ConfigProblem {
+                path: path.to_string(),
+                line: None,
+                column: None,
+                message,
+            },
+            offset,
+            warning,
+        ));
     }
 
     /// Marks the value at `path` as already reported: later checks skip it.
@@ -368,17 +455,35 @@ impl<'t> Report<'t> {
         self.poisoned.contains(path)
     }
 
-    /// The problems in file order; those without a line last, by key path.
-    fn finish(mut self) -> Vec<ConfigProblem> {
-        self.problems.sort_by(|a, b| {
-            let key = |p: &ConfigProblem| (p.line.is_none(), p.line, p.column);
-            key(a)
-                .cmp(&key(b))
-                .then_with(|| a.path.cmp(&b.path))
-                .then_with(|| a.message.cmp(&b.message))
-        });
-        self.problems.dedup();
-        self.problems
+    /// The problems, then the warnings, each in file order; those without a line last, by key
+    /// path.
+    fn finish(mut self) -> (Vec<ConfigProblem>, Vec<ConfigProblem>) {
+        self.problems.sort_by_key(|(_, offset, _)| *offset);
+        let mut cursor = Cursor::new(self.text);
+        let (mut problems, mut warnings) = (Vec::new(), Vec::new());
+        for (mut problem, offset, warning) in self.problems {
+            if let Some(offset) = offset {
+                let (line, column) = cursor.advance_to(offset);
+                problem.line = Some(line);
+                problem.column = Some(column);
+            }
+            if warning {
+                warnings.push(problem);
+            } else {
+                problems.push(problem);
+            }
+        }
+        for list in [&mut problems, &mut warnings] {
+            list.sort_by(|a, b| {
+                let key = |p: &ConfigProblem| (p.line.is_none(), p.line, p.column);
+                key(a)
+                    .cmp(&key(b))
+                    .then_with(|| a.path.cmp(&b.path))
+                    .then_with(|| a.message.cmp(&b.message))
+            });
+            list.dedup();
+        }
+        (problems, warnings)
     }
 }
 

@@ -4,6 +4,7 @@
 //! and validation that collects every problem (each naming its key path, syntax errors with line
 //! and column). Must not touch SQLite or processes.
 
+mod init;
 mod interpolate;
 mod load;
 mod validate;
@@ -12,9 +13,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use init::{new_teams_file, team_name, write_new_file, NewTeamsFile};
 #[doc(hidden)]
 pub use load::discover_in;
-pub use load::{discover, ConfigError, ConfigProblem};
+pub use load::{discover, ConfigError, ConfigProblem, Folders};
 
 /// The whole teams file, loaded and validated.
 #[derive(Debug, Clone)]
@@ -29,6 +31,9 @@ pub struct TeamsConfig {
     pub database: DatabaseConfig,
     /// `[teams.NAME]`, by name.
     pub teams: BTreeMap<String, TeamConfig>,
+    /// What was let through but deserves a word: a missing team folder when loaded with
+    /// [`Folders::MissingIsWarning`]. Empty for a strict load.
+    pub warnings: Vec<ConfigProblem>,
 }
 
 /// `[settings]`: limits and timeouts of the orchestrator.
@@ -179,7 +184,13 @@ impl TeamsConfig {
     /// Loads and validates the teams file at `path`, reading `${VAR}`s from the process
     /// environment. Every problem is reported at once in the error.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        load::load_file(path, &|k| std::env::var(k).ok())
+        Self::load_with(path, Folders::Required)
+    }
+
+    /// [`TeamsConfig::load`], with `folders` deciding whether a missing team folder is a
+    /// problem or a warning (read-only commands).
+    pub fn load_with(path: &Path, folders: Folders) -> Result<Self, ConfigError> {
+        load::load_file(path, &|k| std::env::var(k).ok(), folders)
     }
 
     /// Parses and validates teams-file text. `origin` is used for relative paths and messages;
@@ -189,7 +200,17 @@ impl TeamsConfig {
         origin: Option<&Path>,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        load::parse_str(text, origin, env)
+        load::parse_str(text, origin, env, Folders::Required)
+    }
+
+    /// [`TeamsConfig::parse`] with the folder strictness given (see [`Folders`]).
+    pub fn parse_with(
+        text: &str,
+        origin: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+        folders: Folders,
+    ) -> Result<Self, ConfigError> {
+        load::parse_str(text, origin, env, folders)
     }
 
     /// A team by name.

@@ -92,6 +92,7 @@ pub(super) fn validate(
         server: server(root, report),
         database: database(root, origin, env, home.as_deref(), report),
         teams: teams(root, home.as_deref(), report),
+        warnings: Vec::new(),
     }
 }
 
@@ -411,8 +412,9 @@ fn check_team_path(
     }
     match std::fs::metadata(&dir) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            report.add(path, format!("path {shown:?} does not exist"));
-            return None;
+            let kept = report.missing_folder(path, format!("path {shown:?} does not exist"));
+            // Kept (read-only load) only when nothing else was wrong with it.
+            return (kept && ok).then_some(dir);
         }
         Err(e) => {
             report.add(path, format!("path {shown:?} cannot be accessed: {e}"));

@@ -18,7 +18,6 @@ use switchboard::{SessionManager, TeamsConfig};
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-pub const AGENT: &str = env!("CARGO_BIN_EXE_switchboard-test-agent");
 pub const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
 pub const TOKEN: &str = "test-token-0123456789abcdef";
 
@@ -38,6 +37,7 @@ impl Env {
             .expect("tempdir");
         let marker = uuid::Uuid::new_v4().to_string();
         let root = dir.path().display().to_string();
+        let agent = crate::test_agent::path();
         let mut text = format!(
             "[settings]\nmax_message_bytes = 4096\nshutdown_grace = \"2s\"\n\
              [database]\npath = \"{root}/data/sb.db\"\n"
@@ -46,7 +46,7 @@ impl Env {
             std::fs::create_dir_all(dir.path().join(t)).expect("mkdir");
             text.push_str(&format!(
                 "[teams.{t}]\npath = \"{root}/{t}\"\ndescription = \"team {t}\"\n\
-                 agent_path = \"{AGENT}\"\n\
+                 agent_path = \"{agent}\"\n\
                  env = {{ HOME = \"{root}/home\", TEST_AGENT_MARKER = \"{marker}\" }}\n"
             ));
         }

@@ -10,6 +10,8 @@
 #[path = "../common/procs.rs"]
 mod procs;
 pub mod serve;
+#[path = "../common/test_agent.rs"]
+mod test_agent;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -324,9 +326,10 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_switchboard")
 }
 
-/// The scripted agent speaking Claude Code's protocol (`tests/bin/scripted_agent.rs`).
+/// The scripted agent speaking Claude Code's protocol (`tests/bin/scripted_agent.rs`, built as
+/// an example target).
 pub fn agent_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_switchboard-test-agent")
+    test_agent::path()
 }
 
 /// Calls `cond` until it is true or `within` has passed (a short pause between calls);

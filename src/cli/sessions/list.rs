@@ -54,7 +54,7 @@ pub fn parse_since(s: &str) -> Result<i64, String> {
 
 impl ListCmd {
     pub fn run(&self, ctx: &Ctx) -> Result<ExitCode, Error> {
-        let m = ctx.manager()?;
+        let m = ctx.read_only_manager()?;
         for team in self.from.iter().chain(self.to.iter()) {
             if !switchboard::config::is_valid_team_name(team) {
                 return Err(

@@ -19,7 +19,7 @@ pub struct OpenCmd {
 
 impl OpenCmd {
     pub fn run(&self, ctx: &Ctx) -> Result<ExitCode, Error> {
-        let m = ctx.manager()?;
+        let m = ctx.read_only_manager()?;
         let s = m.get_or_create(&self.from, &self.to)?;
         if ctx.json() {
             print_json(&*s)?;

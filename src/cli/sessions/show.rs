@@ -18,7 +18,7 @@ pub struct ShowCmd {
 
 impl ShowCmd {
     pub fn run(&self, ctx: &Ctx) -> Result<ExitCode, Error> {
-        let m = ctx.manager()?;
+        let m = ctx.read_only_manager()?;
         let s = self.session.resolve(&m)?;
         if ctx.json() {
             print_json(&s)?;

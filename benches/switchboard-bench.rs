@@ -1,7 +1,9 @@
 //! `switchboard-bench`: Switchboard's own cost per operation, each next to a floor.
 //!
-//! `cargo build --release --locked --bin switchboard-test-agent` (part 3 needs it), then
-//! `cargo run --release --locked --bin switchboard-bench -- [--quick] [--only sessions|orchestration]`
+//! `cargo build --release --locked --example switchboard-test-agent` (part 3 needs it), then
+//! `cargo bench --locked --bench switchboard-bench -- [--quick] [--only sessions|orchestration]`
+//! (a `[[bench]]` target with `harness = false` and `test = false`: neither installed nor run by
+//! `cargo test`).
 //!
 //! Parts 1 and 2, the session layer (`SessionManager` over the SQLite `SessionStore`) on a
 //! file-backed database, next to the same SQL through bare rusqlite on one connection: seeds
@@ -10,7 +12,8 @@
 //! from a seeded PRNG and are chosen before each timed loop.
 //!
 //! Part 3, orchestration overhead (`orchestration.rs`): the router with the scripted test agent
-//! (`switchboard-test-agent`, next to this binary), next to the same agent driven directly.
+//! (`switchboard-test-agent`, in `target/release/examples/`), next to the same agent driven
+//! directly.
 //!
 //! Each operation prints `op=<name> n=<count> ops_per_s=<..> p50_us=<..> p99_us=<..>`; an
 //! operation with a floor (`op=<name>_raw`, `op=spawn_raw`) also prints
@@ -94,13 +97,21 @@ impl World {
 
 fn run() -> BenchResult<()> {
     const USAGE: &str =
-        "usage: switchboard-bench [--quick] [--only sessions|orchestration]   (see BENCHMARKS.md)";
+        "usage: cargo bench --bench switchboard-bench -- [--quick] [--only sessions|orchestration]   (see BENCHMARKS.md)";
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` (or `--benches`) runs this
+    // target without it, as a test: then there is nothing to do (a run takes minutes).
+    if !std::env::args().skip(1).any(|a| a == "--bench") {
+        eprintln!("switchboard-bench: not run as a test; run it with `cargo bench --bench switchboard-bench` (BENCHMARKS.md)");
+        return Ok(());
+    }
     let mut quick = false;
     let (mut sessions, mut orchestration) = (true, true);
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--quick" => quick = true,
+            // `cargo bench` passes `--bench` to a bench target without the libtest harness.
+            "--bench" => {}
             "--only" => match args.next().as_deref() {
                 Some("sessions") => orchestration = false,
                 Some("orchestration") => sessions = false,
@@ -143,7 +154,7 @@ fn run() -> BenchResult<()> {
         // memory, and the session mix has an RSS target.
         let exe = std::env::current_exe()?;
         let mut child = std::process::Command::new(&exe);
-        child.args(["--only", "orchestration"]);
+        child.args(["--bench", "--only", "orchestration"]);
         if quick {
             child.arg("--quick");
         }
@@ -245,7 +256,7 @@ fn self_check(mgr: &SessionManager, raw: &Raw, w: &World) -> BenchResult<()> {
         if layer != floor {
             return Err(format!(
                 "the raw SQL disagrees with the store on {id} (was src/store/sessions.rs \
-                 changed? update src/bin/switchboard-bench/raw.rs):\n store {layer:?}\n raw   {floor:?}"
+                 changed? update benches/switchboard-bench/raw.rs):\n store {layer:?}\n raw   {floor:?}"
             )
             .into());
         }

@@ -26,7 +26,7 @@ use crate::measure::{self, nanos, print_ratio, BenchResult, Measurement};
 use crate::raw::Raw;
 use crate::setup::{self, team_name};
 
-/// The scripted agent's binary name; cargo puts it next to the bench binary.
+/// The scripted agent's example target; cargo puts it in `target/<profile>/examples/`.
 pub const AGENT_BIN: &str = "switchboard-test-agent";
 /// Pairs of the concurrent phase, and fresh pairs of the spawn phase (full run).
 const PAIRS: usize = 50;
@@ -38,23 +38,25 @@ const TELL_WAIT: Duration = Duration::from_secs(120);
 /// Untimed tells before a single-pair loop (first-turn effects: transcript folder, caches).
 const WARMUP: usize = 20;
 
-/// Where the scripted agent is: next to this binary (`target/<profile>/`).
+/// Where the scripted agent is: `target/<profile>/examples/`, beside the `deps/` folder that
+/// holds this bench binary.
 pub fn agent_path() -> BenchResult<PathBuf> {
     let exe = std::env::current_exe()
         .map_err(|e| format!("cannot find the bench binary's own path: {e}"))?;
-    let dir = exe
+    let profile_dir = exe
         .parent()
-        .ok_or_else(|| format!("{} has no parent folder", exe.display()))?;
-    let agent = dir.join(AGENT_BIN);
+        .and_then(|deps| deps.parent())
+        .ok_or_else(|| format!("{} is not in <target>/<profile>/deps/", exe.display()))?;
+    let agent = profile_dir.join("examples").join(AGENT_BIN);
     if !agent.is_file() {
-        let profile = if dir.ends_with("release") {
+        let profile = if profile_dir.ends_with("release") {
             "--release "
         } else {
             ""
         };
         return Err(format!(
             "the scripted agent {} is missing; part 3 (orchestration) needs it. Build it first:\n  \
-             cargo build {profile}--locked --bin {AGENT_BIN}\n\
+             cargo build {profile}--locked --example {AGENT_BIN}\n\
              (or run only parts 1 and 2 with --only sessions)",
             agent.display()
         )
