@@ -150,9 +150,10 @@ async fn run_example_and_readme(claude: Claude) {
     }
     commands.extend(readme_agent_commands());
     for line in &commands {
-        let mut cmd = std::process::Command::new("bash");
+        // A command that never ends (say a `--follow` put in this block) fails the test.
+        let mut cmd = std::process::Command::new("timeout");
         env.configure(&mut cmd);
-        cmd.args(["-c", line])
+        cmd.args(["--kill-after=5", "300", "bash", "-c", line])
             .env("PATH", &path)
             .env("SWITCHBOARD_PROJECTS", &projects)
             .env("ANTHROPIC_BASE_URL", api.url())

@@ -123,12 +123,7 @@ impl Ctx {
     /// Loads the config, opens the database and runs the start-up reset.
     /// Refuses to create a new database file where a live server still serves one.
     pub fn manager(&self) -> Result<SessionManager, Error> {
-        let config = Arc::new(self.load_config()?);
-        switchboard::mcp::server_file::check_before_create(&config.database)
-            .map_err(|e| Error::Other(e.to_string()))?;
-        let manager = SessionManager::open(config)?;
-        manager.initialize()?;
-        Ok(manager)
+        open_manager(self.load_config()?)
     }
 
     /// [`Ctx::manager`] for read-only commands (`sessions list/show/open`, `stats`, `report`,
@@ -143,15 +138,23 @@ impl Ctx {
                 path.display()
             );
         }
-        let manager = SessionManager::open(Arc::new(config))?;
-        manager.initialize()?;
-        Ok(manager)
+        open_manager(config)
     }
 
     /// Whether the output is JSON.
     pub fn json(&self) -> bool {
         self.format == Format::Json
     }
+}
+
+/// Opens the database of `config` (never a new one where a live server serves one that is
+/// gone) and runs the start-up reset.
+fn open_manager(config: TeamsConfig) -> Result<SessionManager, Error> {
+    switchboard::mcp::server_file::check_before_create(&config.database)
+        .map_err(|e| Error::Other(e.to_string()))?;
+    let manager = SessionManager::open(Arc::new(config))?;
+    manager.initialize()?;
+    Ok(manager)
 }
 
 impl Cli {
