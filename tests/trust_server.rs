@@ -427,3 +427,65 @@ fn mcp_sessions_are_capped_and_expire() {
     assert_eq!(r.status, 200);
     server.stop();
 }
+
+#[test]
+fn busy_connections_get_a_429_and_slow_bodies_a_408() {
+    let env =
+        TestEnv::scripted_with_config("[server]\nmax_connections = 2\nbody_timeout = \"3s\"\n");
+    let server = ServeProcess::start(&env);
+    let authority = server.authority();
+    let token = server.token();
+    // Two requests whose headers are complete but whose bodies never come: both busy.
+    let mut stalled: Vec<std::net::TcpStream> = (0..2)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(&authority).expect("connect");
+            write!(
+                s,
+                "POST /api/tell HTTP/1.1\r\nHost: {authority}\r\nAuthorization: Bearer {token}\r\n\
+                 Content-Type: application/json\r\nContent-Length: 100\r\nExpect: 100-continue\r\n\
+                 Connection: close\r\n\r\n"
+            )
+            .expect("write");
+            s.set_read_timeout(Some(Duration::from_secs(30)))
+                .expect("timeout");
+            // "100 Continue" once the server reads the body: the request is being handled.
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                s.read_exact(&mut byte).expect("100 Continue");
+                head.push(byte[0]);
+            }
+            assert!(head.starts_with(b"HTTP/1.1 100"), "{head:?}");
+            s.write_all(b"{").expect("write a first byte of the body");
+            s
+        })
+        .collect();
+    // Every connection is busy: a newcomer is told which limit and when to retry.
+    let mut refused = None;
+    let got = poll_until(Duration::from_secs(10), || {
+        let r = http(&authority, "GET", "/health", &[], "");
+        let done = r.status == 429;
+        refused = Some(r);
+        done
+    });
+    let r = refused.expect("an answer");
+    assert!(got, "status {}: {}", r.status, r.body);
+    assert_eq!(r.headers.get("retry-after").map(String::as_str), Some("5"));
+    assert!(r.body.contains("max_connections = 2"), "{}", r.body);
+    // The stalled bodies run out of time: 408 naming the limit.
+    for s in &mut stalled {
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).expect("an answer");
+        let r = parse_reply(&raw);
+        assert_eq!(r.status, 408, "{}", r.body);
+        assert!(r.body.contains("body_timeout"), "{}", r.body);
+    }
+    assert!(tells(&env).is_empty(), "no tell may have been stored");
+    assert!(
+        poll_until(Duration::from_secs(10), || {
+            http(&authority, "GET", "/health", &[], "").status == 200
+        }),
+        "/health answers again once the connections are free"
+    );
+    server.stop();
+}

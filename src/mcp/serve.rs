@@ -338,6 +338,31 @@ impl ServerHandle {
     }
 }
 
+/// Removes `<pid>.sock` files of `dir` whose process is gone, or is this one (left by an
+/// earlier process with the same pid).
+fn remove_stale_sockets(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "sock") {
+            continue;
+        }
+        let pid = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .and_then(|s| s.parse::<u32>().ok());
+        let gone = pid.is_some_and(|pid| {
+            pid == std::process::id()
+                || !(crate::util::ProcessIdentity { pid, started_at: 0 }).is_alive()
+        });
+        if gone {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+}
+
 /// Binds the server's Unix socket, `run/<pid>.sock` beside the database, in a folder made (or
 /// tightened to) 0700 and owned by this user; the socket itself is 0600. `None` (logged) when
 /// it cannot be made: the CLI then uses TCP with the token.
@@ -368,8 +393,8 @@ fn bind_socket(
                 .map_err(|e| e.to_string())?;
             tracing::warn!(dir = %dir.display(), "the socket folder was open to others; now 0700");
         }
-        // A socket left by an earlier process with this pid.
-        let _ = std::fs::remove_file(&path);
+        // Sockets left by servers that are gone (this pid's included: an earlier process).
+        remove_stale_sockets(&dir);
         let listener = std::os::unix::net::UnixListener::bind(&path)
             .map_err(|e| format!("cannot bind {}: {e}", path.display()))?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
