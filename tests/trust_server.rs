@@ -489,3 +489,47 @@ fn busy_connections_get_a_429_and_slow_bodies_a_408() {
     );
     server.stop();
 }
+
+#[test]
+fn idle_keep_alive_connections_make_room() {
+    // Connections that got their answer and stay open (keep-alive) must not fill the server:
+    // anyone may ask /health, then hold the connection.
+    let env = TestEnv::scripted_with_config("[server]\nmax_connections = 3\n");
+    let server = ServeProcess::start(&env);
+    let authority = server.authority();
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut s = std::net::TcpStream::connect(&authority).expect("connect");
+        write!(s, "GET /health HTTP/1.1\r\nHost: {authority}\r\n\r\n").expect("write");
+        s.set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        // Read the whole answer (its Content-Length), leaving the connection open.
+        let mut raw = Vec::new();
+        let mut chunk = [0u8; 1024];
+        loop {
+            let n = s.read(&mut chunk).expect("read");
+            assert!(n > 0, "closed");
+            raw.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&raw).into_owned();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse().expect("length"))
+                    })
+                    .expect("a Content-Length");
+                if body.len() >= len {
+                    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+                    break;
+                }
+            }
+        }
+        held.push(s);
+    }
+    let r = http(&authority, "GET", "/health", &[], "");
+    assert_eq!(r.status, 200, "{}", r.body);
+    drop(held);
+    server.stop();
+}

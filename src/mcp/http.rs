@@ -19,8 +19,10 @@
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -349,23 +351,24 @@ impl HttpState {
     }
 }
 
-/// The open connections, oldest first, and whether each has sent a whole request yet.
+/// The open connections, oldest first, each with how many of its requests are being answered
+/// (until the answer's body is sent or dropped).
 #[derive(Default)]
 struct Conns {
     next: u64,
-    open: BTreeMap<u64, (Arc<AtomicBool>, CancellationToken)>,
+    open: BTreeMap<u64, (Arc<AtomicUsize>, CancellationToken)>,
 }
 
 impl Conns {
-    /// Makes room for one more connection under `max`: closes the oldest connection that has
-    /// not sent a whole request yet (a slow or idle client). `false` when every open
-    /// connection is busy with a request.
+    /// Makes room for one more connection under `max`: closes the oldest connection that is
+    /// not answering a request (still sending its headers, or idle between requests). `false`
+    /// when every open connection is busy with a request.
     fn make_room(&mut self, max: usize) -> bool {
         while self.open.len() >= max {
             let idle = self
                 .open
                 .iter()
-                .find(|(_, (started, _))| !started.load(Ordering::Relaxed))
+                .find(|(_, (busy, _))| busy.load(Ordering::Relaxed) == 0)
                 .map(|(id, _)| *id);
             match idle.and_then(|id| self.open.remove(&id)) {
                 Some((_, kill)) => kill.cancel(),
@@ -398,7 +401,7 @@ pub(crate) async fn serve(listener: Listener, state: Arc<HttpState>, stop: Cance
                 continue;
             }
         };
-        let started = Arc::new(AtomicBool::new(false));
+        let busy = Arc::new(AtomicUsize::new(0));
         let kill = CancellationToken::new();
         let id = {
             let mut c = conns.lock().unwrap_or_else(|p| p.into_inner());
@@ -410,16 +413,23 @@ pub(crate) async fn serve(listener: Listener, state: Arc<HttpState>, stop: Cance
             }
             c.next += 1;
             let id = c.next;
-            c.open.insert(id, (Arc::clone(&started), kill.clone()));
+            c.open.insert(id, (Arc::clone(&busy), kill.clone()));
             id
         };
         let service = {
             let state = Arc::clone(&state);
-            let started = Arc::clone(&started);
             service_fn(move |req| {
-                started.store(true, Ordering::Relaxed);
+                let answering = Answering::new(&busy);
                 let state = Arc::clone(&state);
-                async move { Ok::<_, Infallible>(state.handle(req, via).await) }
+                async move {
+                    let resp = state.handle(req, via).await;
+                    Ok::<_, Infallible>(resp.map(|inner| {
+                        BodyExt::boxed(Tracked {
+                            inner,
+                            _answering: answering,
+                        })
+                    }))
+                }
             })
         };
         let conn = hyper::server::conn::http1::Builder::new()
@@ -450,6 +460,49 @@ pub(crate) async fn serve(listener: Listener, state: Arc<HttpState>, stop: Cance
         .is_err()
     {
         tracing::debug!("connections still open after the drain period; dropping them");
+    }
+}
+
+/// One request being answered on a connection: counted from the call of the service until
+/// the answer's body is sent whole or dropped.
+struct Answering(Arc<AtomicUsize>);
+
+impl Answering {
+    fn new(busy: &Arc<AtomicUsize>) -> Self {
+        busy.fetch_add(1, Ordering::Relaxed);
+        Self(Arc::clone(busy))
+    }
+}
+
+impl Drop for Answering {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// An answer's body that keeps its request counted as being answered while it streams.
+struct Tracked {
+    inner: Body,
+    _answering: Answering,
+}
+
+impl hyper::body::Body for Tracked {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
