@@ -13,8 +13,8 @@
 //!
 //! Limits (`[server]`): a request's headers must arrive within `header_timeout` and its body
 //! within `body_timeout`; at most `max_connections` connections are open (when full, the
-//! oldest connection that has not sent a whole request yet is closed to make room, else the
-//! newcomer gets 429); at most `max_mcp_sessions` MCP sessions live, each closed after
+//! oldest connection not being answered, still sending its headers or idle between
+//! requests, is closed to make room, else the newcomer gets 429); at most `max_mcp_sessions` MCP sessions live, each closed after
 //! `mcp_session_idle` unused. A refusal says which limit and when to retry (`Retry-After`).
 
 use std::collections::BTreeMap;
