@@ -533,3 +533,35 @@ fn idle_keep_alive_connections_make_room() {
     drop(held);
     server.stop();
 }
+
+#[test]
+fn doctor_flags_a_server_without_a_token() {
+    let server_line = |env: &TestEnv| -> Value {
+        let out = env.run(&["doctor", "--json"]);
+        let report: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("doctor --json ({e}): {out:?}"));
+        report["checks"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["name"] == "server").cloned())
+            .unwrap_or_else(|| panic!("no server check: {report}"))
+    };
+    let env = TestEnv::scripted_with_config("[server]\nrequire_token = false\n");
+    let server = ServeProcess::start(&env);
+    let line = server_line(&env);
+    assert_eq!(line["outcome"], "warn", "{line}");
+    assert!(
+        line["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("without a token"))
+            && line["fix"]
+                .as_str()
+                .is_some_and(|f| f.contains("require_token")),
+        "{line}"
+    );
+    server.stop();
+
+    let env = TestEnv::with_scripted_agent();
+    let server = ServeProcess::start(&env);
+    assert_eq!(server_line(&env)["outcome"], "ok");
+    server.stop();
+}
