@@ -200,18 +200,9 @@ pub async fn start(router: Router, mut options: ServeOptions) -> Result<ServerHa
         endpoint,
         stop.child_token(),
     ));
-    let socket = bind_socket(&config.database);
-    if let Some((_, unix)) = &socket {
-        let (state, stop) = (Arc::clone(&state), stop.child_token());
-        let unix = unix
-            .try_clone()
-            .ok()
-            .and_then(|l| tokio::net::UnixListener::from_std(l).ok());
-        if let Some(unix) = unix {
-            tokio::spawn(http::serve(http::Listener::Unix(unix), state, stop));
-        }
-    }
-    let socket = socket.map(|(path, _)| path);
+    let socket = bind_socket(&config.database).and_then(|(path, unix)| {
+        serve_socket(unix, Arc::clone(&state), stop.child_token()).then_some(path)
+    });
     let state_for_socket = Arc::clone(&state);
     let http = tokio::spawn(http::serve(
         http::Listener::Tcp(listener),
@@ -252,13 +243,7 @@ pub async fn start(router: Router, mut options: ServeOptions) -> Result<ServerHa
         // The CLI's socket goes with the folder: made again when the folder is.
         let rebind = move |db: &crate::config::DatabaseConfig| {
             let (path, unix) = bind_socket(db)?;
-            let unix = tokio::net::UnixListener::from_std(unix).ok()?;
-            tokio::spawn(http::serve(
-                http::Listener::Unix(unix),
-                Arc::clone(&state),
-                child.child_token(),
-            ));
-            Some(path)
+            serve_socket(unix, Arc::clone(&state), child.child_token()).then_some(path)
         };
         tokio::spawn(watch_database(
             router.clone(),
@@ -334,6 +319,25 @@ impl ServerHandle {
         }
         if let Some(path) = self.socket {
             let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Serves `state` on the Unix socket `unix` until `stop`; `false` (logged) when tokio cannot
+/// take the listener.
+fn serve_socket(
+    unix: std::os::unix::net::UnixListener,
+    state: Arc<HttpState>,
+    stop: CancellationToken,
+) -> bool {
+    match tokio::net::UnixListener::from_std(unix) {
+        Ok(unix) => {
+            tokio::spawn(http::serve(http::Listener::Unix(unix), state, stop));
+            true
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot serve the Unix socket; commands will use TCP with the token");
+            false
         }
     }
 }
