@@ -565,3 +565,33 @@ fn doctor_flags_a_server_without_a_token() {
     assert_eq!(server_line(&env)["outcome"], "ok");
     server.stop();
 }
+
+#[test]
+fn without_its_socket_the_cli_uses_tcp_with_the_token() {
+    let env = TestEnv::with_scripted_agent();
+    let server = ServeProcess::start(&env);
+    let announced = server.announcement();
+    let socket = std::path::PathBuf::from(announced["socket"].as_str().expect("a socket"));
+    std::fs::remove_file(&socket).expect("remove the socket");
+    let t = env.run_json(&["tell", "frontend", "backend", "over tcp"]);
+    assert_eq!(t["answer"], "echo: over tcp");
+    let s = env.session("frontend", "backend").expect("session");
+    assert_eq!(
+        s.owner_pid,
+        Some(i64::from(server.pid())),
+        "the server's agent answered"
+    );
+
+    // Neither the socket nor the token: a clear refusal, nothing done in this process.
+    std::fs::remove_file(&server.token_file).expect("remove server.token");
+    let args = ["tell", "frontend", "backend", "--async", "no way in"];
+    let out = env.run(&args);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("refused the command") && err.contains("server.token"),
+        "{err}"
+    );
+    assert_eq!(tells(&env).len(), 1, "only the first tell was stored");
+    server.stop();
+}

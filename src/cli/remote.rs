@@ -142,6 +142,19 @@ impl Remote {
         }
         let (status, body) =
             parse_response(&raw).ok_or_else(|| fail("malformed HTTP answer".into()))?;
+        if status == 401 {
+            return Err(CallError::Answer(Error::Other(format!(
+                "server (pid {}) refused the command: its Unix socket was not found, and over \
+                 TCP it needs its token ($SWITCHBOARD_TOKEN, [server] auth_token, or \
+                 server.token beside the database{})",
+                self.pid,
+                if self.token.is_some() {
+                    "; the token found was not the server's"
+                } else {
+                    ", which is missing"
+                }
+            ))));
+        }
         let v: Value = serde_json::from_slice(body).map_err(|e| {
             CallError::Answer(Error::Other(format!(
                 "server (pid {}): answer is not JSON ({e}), HTTP {status}: {}",
