@@ -370,6 +370,20 @@ fn server_check(config: &TeamsConfig) -> Check {
             found.pid
         ));
     }
+    if !found.auth {
+        return Check::new(
+            "server",
+            Outcome::Warn,
+            format!(
+                "running without a token: pid {}, {} ({}); any local user can reach it and \
+                 drive your agents",
+                found.pid, found.url, found.transport
+            ),
+        )
+        .fix(
+            "remove `require_token = false` from [server] in the teams file and restart the server",
+        );
+    }
     Check::new(
         "server",
         Outcome::Ok,

@@ -1199,6 +1199,41 @@ async fn mcp_install_registers_a_team_idempotently() {
     let got = env.claude_mcp("b", &["get", "switchboard"]).await;
     assert!(got.contains("http://127.0.0.1:7717/mcp?team=b"), "{got}");
     assert!(check_registration(&team, &expected).expect("check").ok);
+    // It carries the server's token (made now: no server ran yet), which the server will use.
+    let token_file = env.root().join("data/server.token");
+    let token = std::fs::read_to_string(&token_file).expect("server.token made by install");
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(&token_file).expect("stat").permissions()
+        ) & 0o777,
+        0o600
+    );
+    let claude_json: Value = serde_json::from_str(
+        &std::fs::read_to_string(env.root().join("home/.claude.json")).expect(".claude.json"),
+    )
+    .expect("json");
+    let key = switchboard::agent::claude_mcp::project_key(&env.root().join("b"));
+    let entry = &claude_json["projects"][key.display().to_string()]["mcpServers"]["switchboard"];
+    assert_eq!(
+        entry["headers"]["Authorization"],
+        format!("Bearer {}", token.trim()),
+        "{entry}"
+    );
+    // In a project's .mcp.json (often committed) it is a reference, never the token.
+    install(&[
+        "--http",
+        "--url",
+        "http://127.0.0.1:7717/mcp",
+        "--scope",
+        "project",
+    ])
+    .await;
+    let text = std::fs::read_to_string(env.root().join("b/.mcp.json")).expect(".mcp.json");
+    assert!(
+        text.contains("Bearer ${SWITCHBOARD_TOKEN}") && !text.contains(token.trim()),
+        "{text}"
+    );
+    std::fs::remove_file(env.root().join("b/.mcp.json")).expect("remove .mcp.json");
 
     // Teams in one git repository share Claude Code's local scope: a local registration would
     // act as one team in both folders, so it is refused; the project scope works.

@@ -355,13 +355,17 @@ fn mcp_post(
         .split('/')
         .next()
         .expect("host:port");
+    // The server's token, where an MCP client of this user reads it.
+    let token = std::fs::read_to_string(env.db_path().with_file_name("server.token"))
+        .expect("server.token");
     let mut stream = std::net::TcpStream::connect(authority).expect("connect");
     stream.set_read_timeout(Some(WAIT)).expect("read timeout");
     let payload = body.to_string();
     let mut req = format!(
         "POST /mcp?team={team} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\n\
          Accept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2025-11-25\r\n\
-         Content-Length: {}\r\nConnection: close\r\n",
+         Authorization: Bearer {}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        token.trim(),
         payload.len()
     );
     if let Some(s) = session {

@@ -23,7 +23,8 @@ async fn http_scenario(mode: &str) -> serde_json::Value {
     let env = Env::new("");
     let server = env.start_http().await;
     let url = format!("{}?team=a", server.url());
-    let out = python(&["scenario", "--mode", mode, "--url", &url])
+    let out = env
+        .python(&["scenario", "--mode", mode, "--url", &url])
         .await
         .json();
     server.shutdown().await;
@@ -87,7 +88,7 @@ async fn python_sdk_over_stdio_with_the_2026_protocol() {
 async fn callers_are_named_by_query_header_or_agent_token() {
     let env = Env::new("");
     let server = env.start_http().await;
-    let out = python(&["callers", "--url", server.url()]).await.json();
+    let out = env.python(&["callers", "--url", server.url()]).await.json();
     assert_eq!(out["query"], "b");
     assert_eq!(out["header"], "c");
     assert!(
@@ -100,13 +101,14 @@ async fn callers_are_named_by_query_header_or_agent_token() {
     // A spawned agent's MCP config (written by the router when the server started it)
     // names the server and carries the agent's token: with it, the caller is the agent's
     // team (b, the callee of the a -> b session), whatever ?team= says.
-    let tell = python(&[
-        "scenario-tell",
-        "--url",
-        &format!("{}?team=a", server.url()),
-    ])
-    .await
-    .json();
+    let tell = env
+        .python(&[
+            "scenario-tell",
+            "--url",
+            &format!("{}?team=a", server.url()),
+        ])
+        .await
+        .json();
     assert_eq!(tell["answer"], "echo: hello");
     let m = switchboard::SessionManager::open(std::sync::Arc::clone(&env.config)).expect("open");
     let s = m.get("a", "b").expect("get").expect("session a -> b");
@@ -122,7 +124,8 @@ async fn callers_are_named_by_query_header_or_agent_token() {
     let token = entry["headers"]["X-Switchboard-Agent"]
         .as_str()
         .expect("agent token");
-    let out = python(&["callers", "--url", server.url(), "--agent-token", token])
+    let out = env
+        .python(&["callers", "--url", server.url(), "--agent-token", token])
         .await
         .json();
     assert_eq!(out["agent"], "b");
@@ -132,7 +135,9 @@ async fn callers_are_named_by_query_header_or_agent_token() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_suite_over_http() {
-    let env = Env::new("");
+    // The suite cannot send a token: this server opts out of it on loopback, on purpose
+    // (`require_token = false`); tests/trust_server.rs covers the token.
+    let env = Env::new("[server]\nrequire_token = false\n");
     let server = env.start_http().await;
     let url = format!("{}?team=a", server.url());
     let t = tools();
@@ -207,8 +212,10 @@ async fn with_a_token_every_request_needs_it() {
     let server = env.start(Transport::Http { addr }, None).await;
     let local: SocketAddr = ([127, 0, 0, 1], server.addr().port()).into();
     let bearer = format!("Bearer {TOKEN}");
+    // Health stays open (it shows nothing); everything else needs the token.
+    assert_eq!(http(local, "GET", "/health", &[], "").await.status, 200);
     for (path, method, body) in [
-        ("/health", "GET", ""),
+        ("/status", "GET", ""),
         ("/mcp", "POST", INITIALIZE),
         ("/metrics", "GET", ""),
     ] {
@@ -261,6 +268,7 @@ async fn with_a_token_every_request_needs_it() {
 async fn loopback_guards_host_and_origin() {
     let env = Env::new("");
     let server = env.start_http().await;
+    let bearer = env.bearer();
     let addr = server.addr();
     let port = addr.port();
     let ok_host = format!("localhost:{port}");
@@ -285,6 +293,7 @@ async fn loopback_guards_host_and_origin() {
             "Host {host}, Origin {origin:?}"
         );
         headers.extend(MCP_POST);
+        headers.push(("Authorization", &bearer));
         assert_eq!(
             http(addr, "POST", "/mcp", &headers, INITIALIZE)
                 .await
@@ -303,8 +312,12 @@ async fn health_status_and_metrics() {
     let addr = server.addr();
     let url = format!("{}?team=a", server.url());
     // One tell through the server, so there is a live agent and an answered tell.
-    let ran = python(&["scenario", "--mode", "legacy", "--url", &url]).await;
+    let ran = env
+        .python(&["scenario", "--mode", "legacy", "--url", &url])
+        .await;
     ran.json();
+    let bearer = env.bearer();
+    let auth = [("Authorization", bearer.as_str())];
 
     let health = http(addr, "GET", "/health", &[], "").await;
     assert_eq!(
@@ -312,7 +325,7 @@ async fn health_status_and_metrics() {
         (200, "{\n  \"status\": \"ok\"\n}")
     );
     let status: serde_json::Value =
-        serde_json::from_str(&http(addr, "GET", "/status", &[], "").await.body).expect("json");
+        serde_json::from_str(&http(addr, "GET", "/status", &auth, "").await.body).expect("json");
     assert_eq!(status["pid"], std::process::id());
     assert_eq!(status["url"], server.url());
     assert_eq!(status["teams"], serde_json::json!(["a", "b", "c"]));
@@ -326,7 +339,7 @@ async fn health_status_and_metrics() {
         status["tells"]["answered"].as_u64().is_some_and(|n| n >= 5),
         "{status}"
     );
-    let metrics = http(addr, "GET", "/metrics", &[], "").await;
+    let metrics = http(addr, "GET", "/metrics", &auth, "").await;
     assert_eq!(metrics.status, 200);
     assert!(metrics.headers["content-type"].starts_with("text/plain; version=0.0.4"));
     for needle in [
@@ -352,8 +365,8 @@ async fn health_status_and_metrics() {
         "{}",
         metrics.body
     );
-    assert_eq!(http(addr, "GET", "/nope", &[], "").await.status, 404);
-    assert_eq!(http(addr, "POST", "/health", &[], "").await.status, 405);
+    assert_eq!(http(addr, "GET", "/nope", &auth, "").await.status, 404);
+    assert_eq!(http(addr, "POST", "/health", &auth, "").await.status, 405);
     server.shutdown().await;
     env.assert_no_agents().await;
 }
@@ -398,14 +411,15 @@ async fn serve_command_announces_records_and_stops_on_sigterm() {
         .parse()
         .expect("addr");
     assert_eq!(http(addr, "GET", "/health", &[], "").await.status, 200);
-    let out = python(&[
-        "scenario",
-        "--mode",
-        "legacy",
-        "--url",
-        &format!("{url}?team=a"),
-    ])
-    .await;
+    let out = env
+        .python(&[
+            "scenario",
+            "--mode",
+            "legacy",
+            "--url",
+            &format!("{url}?team=a"),
+        ])
+        .await;
     out.json();
 
     let pid = child.id().expect("pid") as i32;

@@ -10,6 +10,7 @@ use switchboard::agent::claude_mcp::{
     check_registration, install, project_key, this_exe, Expected, InstallOutcome,
     RegistrationReport, Scope,
 };
+use switchboard::mcp::server_file::{self, ServerFile};
 use switchboard::mcp::TOKEN_ENV;
 use switchboard::Error;
 
@@ -35,9 +36,10 @@ pub struct InstallCmd {
     /// The team.
     team: String,
     /// Register the HTTP endpoint of `switchboard serve --http` instead (with `?team=TEAM`):
-    /// the running server's, else --url, else http://127.0.0.1:7717/mcp. A token of the
-    /// teams file ([server] auth_token) or $SWITCHBOARD_TOKEN is added as a header (with
-    /// `--scope project`, as `${SWITCHBOARD_TOKEN}`, expanded by Claude Code).
+    /// the running server's, else --url, else http://127.0.0.1:7717/mcp. The server's token
+    /// ($SWITCHBOARD_TOKEN, [server] auth_token, else the one in `server.token` beside the
+    /// database) is added as a header (with `--scope project`, as `${SWITCHBOARD_TOKEN}`,
+    /// expanded by Claude Code from its environment).
     #[arg(long)]
     http: bool,
     /// With --http: the server's MCP URL.
@@ -113,10 +115,18 @@ impl InstallCmd {
                     "--url {url:?}: give the server's MCP URL, such as http://127.0.0.1:7717/mcp"
                 )));
             }
-            let token = std::env::var(TOKEN_ENV)
+            let token = match std::env::var(TOKEN_ENV)
                 .ok()
                 .filter(|t| !t.is_empty())
-                .or_else(|| config.server.auth_token.clone());
+                .or_else(|| config.server.auth_token.clone())
+            {
+                Some(t) => Some(t),
+                None if !config.server.require_token => None,
+                // The token the server uses (made now if the server never ran yet).
+                None => server_file::load_or_create_token(&config.database).map_err(|e| {
+                    Error::Other(format!("cannot read or create the server token: {e}"))
+                })?,
+            };
             // `.mcp.json` is usually committed: it gets a reference Claude Code expands from
             // its environment, never the token itself (~/.claude.json is private to the user).
             let token = match (token, self.scope) {
@@ -189,10 +199,5 @@ impl InstallCmd {
 
 /// The URL in `server.json` beside the database, if a server wrote one.
 fn running_server_url(config: &switchboard::TeamsConfig) -> Option<String> {
-    if config.database.in_memory {
-        return None;
-    }
-    let file = config.database.path.parent()?.join("server.json");
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(file).ok()?).ok()?;
-    v.get("url")?.as_str().map(String::from)
+    ServerFile::read(&server_file::path_for(&config.database)?).map(|f| f.url)
 }

@@ -1,15 +1,18 @@
 //! Reaching a running `switchboard serve` that serves the same database: commands that act on
 //! live agents go through it (its agents, its leases) instead of starting agents in this
 //! process. The server announces itself in `server.json` beside the database; requests are
-//! plain HTTP/1.1 JSON to its `/api/` routes on loopback.
+//! plain HTTP/1.1 JSON to its `/api/` routes, over the server's Unix socket (a 0700 folder;
+//! the server checks that the peer is the same user), or, when it has none, over TCP with the
+//! bearer token.
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::Value;
-use switchboard::util::ProcessIdentity;
+use switchboard::mcp::server_file::{self, ServerFile};
 use switchboard::{Error, TeamsConfig};
 
 /// Why a call to the server failed.
@@ -36,48 +39,35 @@ impl From<CallError> for Error {
 pub struct Remote {
     host: String,
     port: u16,
+    socket: Option<PathBuf>,
     token: Option<String>,
     pid: u32,
-}
-
-/// Where a server serving this config's database announces itself.
-pub fn announce_path(config: &TeamsConfig) -> Option<PathBuf> {
-    if config.database.in_memory {
-        return None;
-    }
-    config.database.path.parent().map(|d| d.join("server.json"))
 }
 
 impl Remote {
     /// The running server of this database, if there is one (its process is alive).
     pub fn find(config: &TeamsConfig) -> Option<Remote> {
-        let text = std::fs::read_to_string(announce_path(config)?).ok()?;
-        let v: Value = serde_json::from_str(&text).ok()?;
-        let pid = u32::try_from(v.get("pid")?.as_u64()?).ok()?;
-        let started_at = v
-            .get("process_started_at")
-            .and_then(Value::as_i64)
-            .unwrap_or(0);
-        if !(ProcessIdentity { pid, started_at }).is_alive() || pid == std::process::id() {
+        let file = ServerFile::read(&server_file::path_for(&config.database)?)?;
+        if !file.is_alive() || file.pid == std::process::id() {
             return None;
         }
-        let url = v.get("url")?.as_str()?;
-        let rest = url.strip_prefix("http://")?;
+        let rest = file.url.strip_prefix("http://")?;
         let authority = rest.split('/').next()?;
         let (host, port) = authority.rsplit_once(':')?;
-        let token = config.server.auth_token.clone().or_else(|| {
-            std::env::var("SWITCHBOARD_TOKEN")
-                .ok()
-                .filter(|t| !t.is_empty())
-        });
+        let token = std::env::var(switchboard::mcp::TOKEN_ENV)
+            .ok()
+            .filter(|t| !t.is_empty())
+            .or_else(|| config.server.auth_token.clone())
+            .or_else(|| server_file::read_token(&config.database));
         Some(Remote {
             host: host
                 .trim_start_matches('[')
                 .trim_end_matches(']')
                 .to_string(),
             port: port.parse().ok()?,
+            socket: file.socket.filter(|p| p.exists()),
             token,
-            pid,
+            pid: file.pid,
         })
     }
 
@@ -100,17 +90,29 @@ impl Remote {
         timeout: Option<Duration>,
     ) -> Result<Value, CallError> {
         let fail = |what: String| CallError::Gone(format!("server (pid {}): {what}", self.pid));
-        let addr = (self.host.as_str(), self.port)
-            .to_socket_addrs()
-            .map_err(|e| fail(format!("bad address: {e}")))?
-            .next()
-            .ok_or_else(|| fail("no address".into()))?;
-        let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-            .map_err(|e| fail(format!("cannot connect to {addr}: {e}")))?;
         // Allow for the server's own wait, plus slack.
-        stream
-            .set_read_timeout(timeout.map(|t| t + Duration::from_secs(30)))
-            .map_err(|e| fail(e.to_string()))?;
+        let read_timeout = timeout.map(|t| t + Duration::from_secs(30));
+        let mut stream: Box<dyn ReadWrite> = match &self.socket {
+            Some(path) => {
+                let s = UnixStream::connect(path)
+                    .map_err(|e| fail(format!("cannot connect to {}: {e}", path.display())))?;
+                s.set_read_timeout(read_timeout)
+                    .map_err(|e| fail(e.to_string()))?;
+                Box::new(s)
+            }
+            None => {
+                let addr = (self.host.as_str(), self.port)
+                    .to_socket_addrs()
+                    .map_err(|e| fail(format!("bad address: {e}")))?
+                    .next()
+                    .ok_or_else(|| fail("no address".into()))?;
+                let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+                    .map_err(|e| fail(format!("cannot connect to {addr}: {e}")))?;
+                s.set_read_timeout(read_timeout)
+                    .map_err(|e| fail(e.to_string()))?;
+                Box::new(s)
+            }
+        };
         let payload = body.to_string();
         let host = if self.host.contains(':') {
             format!("[{}]:{}", self.host, self.port)
@@ -122,7 +124,8 @@ impl Remote {
              Content-Length: {}\r\nConnection: close\r\n",
             payload.len()
         );
-        if let Some(t) = &self.token {
+        // The socket needs no token: the server checks that the peer is this user.
+        if let (None, Some(t)) = (&self.socket, &self.token) {
             request.push_str(&format!("Authorization: Bearer {t}\r\n"));
         }
         request.push_str("\r\n");
@@ -139,6 +142,19 @@ impl Remote {
         }
         let (status, body) =
             parse_response(&raw).ok_or_else(|| fail("malformed HTTP answer".into()))?;
+        if status == 401 {
+            return Err(CallError::Answer(Error::Other(format!(
+                "server (pid {}) refused the command: its Unix socket was not found, and over \
+                 TCP it needs its token ($SWITCHBOARD_TOKEN, [server] auth_token, or \
+                 server.token beside the database{})",
+                self.pid,
+                if self.token.is_some() {
+                    "; the token found was not the server's"
+                } else {
+                    ", which is missing"
+                }
+            ))));
+        }
         let v: Value = serde_json::from_slice(body).map_err(|e| {
             CallError::Answer(Error::Other(format!(
                 "server (pid {}): answer is not JSON ({e}), HTTP {status}: {}",
@@ -164,6 +180,10 @@ impl Remote {
         ))
     }
 }
+
+/// A connection to the server: the Unix socket or TCP.
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
 
 /// Splits an HTTP/1.1 answer into status and body (Content-Length or to the end; chunked
 /// bodies are decoded).

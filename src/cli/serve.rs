@@ -31,8 +31,10 @@ pub struct ServeCmd {
     #[arg(long = "as", value_name = "TEAM", conflicts_with = "http")]
     as_team: Option<String>,
     /// Serve streamable HTTP at http://ADDR/mcp (default 127.0.0.1:7717; port 0 picks a free
-    /// port). Clients name their team with ?team=NAME. A non-loopback ADDR needs a token:
-    /// [server] auth_token in the teams file or $SWITCHBOARD_TOKEN (which wins).
+    /// port). Clients name their team with ?team=NAME and send `Authorization: Bearer
+    /// <token>`: $SWITCHBOARD_TOKEN, else [server] auth_token, else the token generated in
+    /// `server.token` beside the database. A non-loopback ADDR needs one of the first two.
+    /// The CLI reaches the server over its Unix socket instead (no token).
     #[arg(
         long,
         value_name = "ADDR",

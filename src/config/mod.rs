@@ -65,11 +65,42 @@ pub struct Settings {
 }
 
 /// `[server]`: the MCP server (`switchboard serve`).
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ServerConfig {
-    /// Bearer token every HTTP request must carry when the server binds a non-loopback
-    /// address (`$SWITCHBOARD_TOKEN` also works).
+    /// Bearer token every TCP request must carry (`$SWITCHBOARD_TOKEN` also works); when
+    /// neither is set, the server generates one on first start and keeps it in
+    /// `server.token` beside the database (0600).
     pub auth_token: Option<String>,
+    /// `false` lets a loopback listener serve without a token (any local user can then drive
+    /// the agents). Default `true`; a non-loopback bind always needs a token.
+    pub require_token: bool,
+    /// Routes served without the token besides `GET /health`: `/status`, `/metrics`.
+    pub open_routes: Vec<String>,
+    /// Longest wait for a request's headers. Default 10s.
+    pub header_timeout: Duration,
+    /// Longest wait for a request's body. Default 30s.
+    pub body_timeout: Duration,
+    /// Most open HTTP connections at once. Default 256.
+    pub max_connections: usize,
+    /// Most MCP sessions (streamable HTTP) at once. Default 64.
+    pub max_mcp_sessions: usize,
+    /// An MCP session unused for this long is closed. Default 30m.
+    pub mcp_session_idle: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            auth_token: None,
+            require_token: true,
+            open_routes: Vec::new(),
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            max_connections: 256,
+            max_mcp_sessions: 64,
+            mcp_session_idle: Duration::from_secs(30 * 60),
+        }
+    }
 }
 
 /// `[settings.compaction]`: when a session is due for compaction.

@@ -31,7 +31,18 @@ const SETTINGS_KEYS: &[&str] = &[
     "max_hops",
     "compaction",
 ];
-const SERVER_KEYS: &[&str] = &["auth_token"];
+const SERVER_KEYS: &[&str] = &[
+    "auth_token",
+    "require_token",
+    "open_routes",
+    "header_timeout",
+    "body_timeout",
+    "max_connections",
+    "max_mcp_sessions",
+    "mcp_session_idle",
+];
+/// Routes `[server] open_routes` may open (besides `/health`, always open).
+const OPENABLE_ROUTES: &[&str] = &["/status", "/metrics"];
 const COMPACTION_KEYS: &[&str] = &["max_messages", "stale_messages", "stale_age"];
 const DATABASE_KEYS: &[&str] = &["path", "in_memory"];
 const TEAM_KEYS: &[&str] = &[
@@ -112,6 +123,42 @@ fn server(root: &Table, report: &mut Report<'_>) -> ServerConfig {
             );
         } else {
             server.auth_token = Some(token.to_string());
+        }
+    }
+    if let Some(b) = get_bool(table, "require_token", &path, report) {
+        server.require_token = b;
+    }
+    for (i, route) in get_strings(table, "open_routes", &path, true, report)
+        .into_iter()
+        .enumerate()
+    {
+        if OPENABLE_ROUTES.contains(&route.as_str()) {
+            server.open_routes.push(route);
+        } else {
+            report.add(
+                &path.key("open_routes").index(i),
+                format!(
+                    "unknown route {route:?}: one of {} (/health is always open)",
+                    OPENABLE_ROUTES.join(", ")
+                ),
+            );
+        }
+    }
+    for (key, slot) in [
+        ("header_timeout", &mut server.header_timeout),
+        ("body_timeout", &mut server.body_timeout),
+        ("mcp_session_idle", &mut server.mcp_session_idle),
+    ] {
+        if let Some(d) = get_duration(table, key, &path, report) {
+            *slot = d;
+        }
+    }
+    for (key, slot) in [
+        ("max_connections", &mut server.max_connections),
+        ("max_mcp_sessions", &mut server.max_mcp_sessions),
+    ] {
+        if let Some(n) = get_count(table, key, &path, report) {
+            *slot = usize::try_from(n).unwrap_or(usize::MAX);
         }
     }
     server

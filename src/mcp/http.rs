@@ -1,13 +1,28 @@
 //! The HTTP listener (hyper, HTTP/1.1): rmcp's streamable HTTP service at `/mcp`, and
 //! `GET /health`, `/status`, `/metrics`.
 //!
-//! Every request passes two gates first. On a loopback bind, `Host` must name a loopback
-//! host (`localhost`, `127.0.0.1`, `[::1]`) with the server's port, and `Origin`, when
-//! present, a loopback origin with the server's port (DNS-rebinding protection): 403
-//! otherwise. With a token, `Authorization: Bearer <token>` is required: 401 otherwise.
+//! The same routes are served on TCP and on the server's Unix socket (the CLI's channel).
+//! A socket connection is accepted only from a process of the server's own user (peer
+//! credentials, `SO_PEERCRED`); it needs no token. On TCP, every request passes two gates
+//! first. On a loopback bind, `Host` must name a loopback host (`localhost`, `127.0.0.1`,
+//! `[::1]`) with the server's port, and `Origin`, when present, a loopback origin with the
+//! server's port (DNS-rebinding protection): 403 otherwise. With a token (the default),
+//! `Authorization: Bearer <token>` is required on every route but `GET /health` (and the
+//! routes of `[server] open_routes`): 401 otherwise. `/api/` also needs
+//! `Content-Type: application/json`, which a web page cannot send without a CORS preflight.
+//!
+//! Limits (`[server]`): a request's headers must arrive within `header_timeout` and its body
+//! within `body_timeout`; at most `max_connections` connections are open (when full, the
+//! oldest connection not being answered, still sending its headers or idle between
+//! requests, is closed to make room, else the newcomer gets 429); at most `max_mcp_sessions` MCP sessions live, each closed after
+//! `mcp_session_idle` unused. A refusal says which limit and when to retry (`Retry-After`).
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -16,16 +31,19 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::session::local::SessionConfig;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, UnixListener};
 use tokio_util::sync::CancellationToken;
 
 use super::ops::{self, Metrics};
 use super::tools::SwitchboardTools;
 use super::MCP_PATH;
+use crate::config::ServerConfig;
 use crate::router::Router;
 
 /// How long open connections (SSE streams included) get to end after shutdown starts.
@@ -55,7 +73,26 @@ pub(crate) struct HttpState {
     router: Router,
     metrics: Arc<Metrics>,
     endpoint: Endpoint,
+    limits: ServerConfig,
+    sessions: Arc<LocalSessionManager>,
     mcp: StreamableHttpService<SwitchboardTools, LocalSessionManager>,
+}
+
+/// Where a connection came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    /// TCP: the Host/Origin and token gates apply.
+    Tcp,
+    /// The Unix socket: the peer is this user (checked at accept).
+    Socket,
+}
+
+/// A listener of the server: TCP, or the Unix socket for the CLI.
+pub(crate) enum Listener {
+    /// A TCP listener.
+    Tcp(TcpListener),
+    /// The Unix socket (in a 0700 folder); peers of another user are turned away.
+    Unix(UnixListener),
 }
 
 impl HttpState {
@@ -66,6 +103,7 @@ impl HttpState {
         endpoint: Endpoint,
         stop: CancellationToken,
     ) -> Self {
+        let limits = router.manager().config().server.clone();
         let limit = router.manager().config().settings.max_message_bytes;
         let mut config = StreamableHttpServerConfig::default()
             .with_cancellation_token(stop)
@@ -79,21 +117,30 @@ impl HttpState {
         if endpoint.agents_only {
             tools = tools.agents_only();
         }
-        let mcp = StreamableHttpService::new(
-            move || Ok(tools.clone()),
-            Arc::new(LocalSessionManager::default()),
-            config,
-        );
+        let mut sessions = LocalSessionManager::default();
+        let mut session_config = SessionConfig::default();
+        session_config.keep_alive = Some(limits.mcp_session_idle);
+        sessions.session_config = session_config;
+        let sessions = Arc::new(sessions);
+        let mcp =
+            StreamableHttpService::new(move || Ok(tools.clone()), Arc::clone(&sessions), config);
         Self {
             router,
             metrics,
             endpoint,
+            limits,
+            sessions,
             mcp,
         }
     }
 
-    async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
-        if let Some(refused) = self.guard(&req) {
+    /// How many MCP sessions are live.
+    pub async fn mcp_sessions(&self) -> usize {
+        self.sessions.sessions.read().await.len()
+    }
+
+    async fn handle(&self, req: Request<Incoming>, via: Via) -> Response<Body> {
+        if let Some(refused) = self.guard(&req, via) {
             return refused;
         }
         let path = req.uri().path().to_string();
@@ -105,6 +152,7 @@ impl HttpState {
         }
         let path = path.as_str();
         match (req.method(), path) {
+            (&Method::POST, MCP_PATH) => self.mcp_post(req).await,
             (_, MCP_PATH) => self.mcp.handle(req).await,
             // 503 once the database file was deleted or replaced under the server.
             (&Method::GET, "/health") => match self.router.manager().store().check_file() {
@@ -114,14 +162,16 @@ impl HttpState {
                     &serde_json::json!({"status": "error", "error": e.to_string()}),
                 ),
             },
-            (&Method::GET, "/status") => json(
-                StatusCode::OK,
-                &ops::status(
+            (&Method::GET, "/status") => {
+                let mut status = serde_json::to_value(ops::status(
                     &self.router,
                     &self.endpoint.url,
                     self.endpoint.started_at_ms,
-                ),
-            ),
+                ))
+                .unwrap_or_default();
+                status["mcp_sessions"] = serde_json::json!(self.mcp_sessions().await);
+                json(StatusCode::OK, &status)
+            }
             (&Method::GET, "/metrics") => text(
                 StatusCode::OK,
                 "text/plain; version=0.0.4; charset=utf-8",
@@ -149,25 +199,18 @@ impl HttpState {
                 "use POST\n".into(),
             );
         }
-        let limit = self
-            .router
-            .manager()
-            .config()
-            .settings
-            .max_message_bytes
-            .saturating_mul(6)
-            .saturating_add(64 * 1024);
-        let body = match http_body_util::Limited::new(req.into_body(), limit)
-            .collect()
-            .await
-        {
-            Ok(b) => b.to_bytes(),
-            Err(e) => {
-                return json(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    &serde_json::json!({"error": format!("request body: {e}"), "exit_code": 2}),
-                )
-            }
+        if !is_json(&req) {
+            return json(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                &serde_json::json!({
+                    "error": "send the request body as Content-Type: application/json",
+                    "exit_code": 2
+                }),
+            );
+        }
+        let body = match self.read_body(req.into_body()).await {
+            Ok(b) => b,
+            Err(refused) => return refused,
         };
         match super::api::handle(&self.router, op, &body).await {
             Ok(v) => json(StatusCode::OK, &v),
@@ -178,8 +221,78 @@ impl HttpState {
         }
     }
 
+    /// The largest request body: room for the largest message, JSON-escaped, and the request
+    /// around it.
+    fn body_limit(&self) -> usize {
+        self.router
+            .manager()
+            .config()
+            .settings
+            .max_message_bytes
+            .saturating_mul(6)
+            .saturating_add(64 * 1024)
+    }
+
+    /// Reads a whole request body, within `[server] body_timeout` and the size limit.
+    async fn read_body(&self, body: Incoming) -> Result<Bytes, Response<Body>> {
+        let read = http_body_util::Limited::new(body, self.body_limit()).collect();
+        match tokio::time::timeout(self.limits.body_timeout, read).await {
+            Ok(Ok(b)) => Ok(b.to_bytes()),
+            Ok(Err(e)) => Err(json(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &serde_json::json!({"error": format!("request body: {e}"), "exit_code": 2}),
+            )),
+            Err(_) => Err(json(
+                StatusCode::REQUEST_TIMEOUT,
+                &serde_json::json!({
+                    "error": format!(
+                        "request body not received within [server] body_timeout ({})",
+                        humantime::format_duration(self.limits.body_timeout)
+                    ),
+                    "exit_code": 1
+                }),
+            )),
+        }
+    }
+
+    /// `POST /mcp`: the body is read here (within the body timeout), and a request that would
+    /// open a new MCP session beyond `[server] max_mcp_sessions` is refused with 429.
+    async fn mcp_post(&self, req: Request<Incoming>) -> Response<Body> {
+        let (parts, body) = req.into_parts();
+        let body = match self.read_body(body).await {
+            Ok(b) => b,
+            Err(refused) => return refused,
+        };
+        let opens_session = !parts.headers.contains_key("mcp-session-id")
+            && serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .is_some_and(|v| v.get("method").and_then(|m| m.as_str()) == Some("initialize"));
+        if opens_session {
+            let live = self.mcp_sessions().await;
+            if live >= self.limits.max_mcp_sessions {
+                let retry = self.limits.mcp_session_idle.as_secs().clamp(1, 60);
+                return too_many(
+                    format!(
+                        "too many MCP sessions: {live} live, the limit is [server] \
+                         max_mcp_sessions = {}; unused sessions close after {}; retry in {retry}s",
+                        self.limits.max_mcp_sessions,
+                        humantime::format_duration(self.limits.mcp_session_idle)
+                    ),
+                    retry,
+                );
+            }
+        }
+        self.mcp
+            .handle(Request::from_parts(parts, Full::new(body)))
+            .await
+    }
+
     /// The response refusing `req`, if a gate refuses it.
-    fn guard(&self, req: &Request<Incoming>) -> Option<Response<Body>> {
+    fn guard(&self, req: &Request<Incoming>, via: Via) -> Option<Response<Body>> {
+        if via == Via::Socket {
+            // Only this user's processes get a socket connection (checked at accept).
+            return None;
+        }
         let forbidden = |what: &str| {
             text(
                 StatusCode::FORBIDDEN,
@@ -206,7 +319,15 @@ impl HttpState {
                 }
             }
         }
-        if let Some(token) = &self.endpoint.token {
+        let open = req.method() == Method::GET
+            && !self.endpoint.agents_only
+            && (req.uri().path() == "/health"
+                || self
+                    .limits
+                    .open_routes
+                    .iter()
+                    .any(|r| r == req.uri().path()));
+        if let Some(token) = self.endpoint.token.as_ref().filter(|_| !open) {
             let given = req
                 .headers()
                 .get(header::AUTHORIZATION)
@@ -230,34 +351,107 @@ impl HttpState {
     }
 }
 
+/// The open connections, oldest first, each with how many of its requests are being answered
+/// (until the answer's body is sent or dropped).
+#[derive(Default)]
+struct Conns {
+    next: u64,
+    open: BTreeMap<u64, (Arc<AtomicUsize>, CancellationToken)>,
+}
+
+impl Conns {
+    /// Makes room for one more connection under `max`: closes the oldest connection that is
+    /// not answering a request (still sending its headers, or idle between requests). `false`
+    /// when every open connection is busy with a request.
+    fn make_room(&mut self, max: usize) -> bool {
+        while self.open.len() >= max {
+            let idle = self
+                .open
+                .iter()
+                .find(|(_, (busy, _))| busy.load(Ordering::Relaxed) == 0)
+                .map(|(id, _)| *id);
+            match idle.and_then(|id| self.open.remove(&id)) {
+                Some((_, kill)) => kill.cancel(),
+                None => return false,
+            }
+        }
+        true
+    }
+}
+
 /// Serves connections from `listener` until `stop` is cancelled, then lets open connections
 /// finish for a moment.
-pub(crate) async fn serve(listener: TcpListener, state: Arc<HttpState>, stop: CancellationToken) {
+pub(crate) async fn serve(listener: Listener, state: Arc<HttpState>, stop: CancellationToken) {
     let graceful = GracefulShutdown::new();
+    let conns = Arc::new(Mutex::new(Conns::default()));
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
     loop {
-        let (stream, peer) = tokio::select! {
+        let accepted = tokio::select! {
             _ = stop.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            accepted = accept(&listener, me) => accepted,
         };
-        let state = Arc::clone(&state);
-        let service = service_fn(move |req| {
-            let state = Arc::clone(&state);
-            async move { Ok::<_, Infallible>(state.handle(req).await) }
-        });
-        let conn = hyper::server::conn::http1::Builder::new()
-            .serve_connection(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+        let (io, via, peer) = match accepted {
+            Ok(Some(a)) => a,
+            Ok(None) => continue,
+            Err(e) => {
+                // Out of file descriptors, say: wait a moment rather than spin.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
             }
+        };
+        let busy = Arc::new(AtomicUsize::new(0));
+        let kill = CancellationToken::new();
+        let id = {
+            let mut c = conns.lock().unwrap_or_else(|p| p.into_inner());
+            if !c.make_room(state.limits.max_connections) {
+                drop(c);
+                let max = state.limits.max_connections;
+                tokio::spawn(refuse_connection(io, max));
+                continue;
+            }
+            c.next += 1;
+            let id = c.next;
+            c.open.insert(id, (Arc::clone(&busy), kill.clone()));
+            id
+        };
+        let service = {
+            let state = Arc::clone(&state);
+            service_fn(move |req| {
+                let answering = Answering::new(&busy);
+                let state = Arc::clone(&state);
+                async move {
+                    let resp = state.handle(req, via).await;
+                    Ok::<_, Infallible>(resp.map(|inner| {
+                        BodyExt::boxed(Tracked {
+                            inner,
+                            _answering: answering,
+                        })
+                    }))
+                }
+            })
+        };
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(state.limits.header_timeout)
+            .serve_connection(TokioIo::new(io), service);
+        let conn = graceful.watch(conn);
+        let conns = Arc::clone(&conns);
+        tokio::spawn(async move {
+            tokio::select! {
+                ended = conn => if let Err(e) = ended {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                },
+                _ = kill.cancelled() => {
+                    tracing::debug!(%peer, "connection closed to make room (max_connections)");
+                }
+            }
+            conns
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .open
+                .remove(&id);
         });
     }
     drop(listener);
@@ -267,6 +461,120 @@ pub(crate) async fn serve(listener: TcpListener, state: Arc<HttpState>, stop: Ca
     {
         tracing::debug!("connections still open after the drain period; dropping them");
     }
+}
+
+/// One request being answered on a connection: counted from the call of the service until
+/// the answer's body is sent whole or dropped.
+struct Answering(Arc<AtomicUsize>);
+
+impl Answering {
+    fn new(busy: &Arc<AtomicUsize>) -> Self {
+        busy.fetch_add(1, Ordering::Relaxed);
+        Self(Arc::clone(busy))
+    }
+}
+
+impl Drop for Answering {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// An answer's body that keeps its request counted as being answered while it streams.
+struct Tracked {
+    inner: Body,
+    _answering: Answering,
+}
+
+impl hyper::body::Body for Tracked {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A connection of either kind.
+trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
+
+/// The next connection: `None` for a Unix peer of another user (turned away and logged).
+async fn accept(
+    listener: &Listener,
+    me: libc::uid_t,
+) -> std::io::Result<Option<(Box<dyn Io>, Via, String)>> {
+    match listener {
+        Listener::Tcp(l) => {
+            let (stream, peer) = l.accept().await?;
+            Ok(Some((Box::new(stream), Via::Tcp, peer.to_string())))
+        }
+        Listener::Unix(l) => {
+            let (stream, _) = l.accept().await?;
+            let cred = stream.peer_cred()?;
+            if cred.uid() != me {
+                tracing::warn!(
+                    uid = cred.uid(),
+                    pid = ?cred.pid(),
+                    "refused a connection to the server's socket from another user"
+                );
+                return Ok(None);
+            }
+            let peer = format!("unix socket, pid {:?}", cred.pid());
+            Ok(Some((Box::new(stream), Via::Socket, peer)))
+        }
+    }
+}
+
+/// Answers a connection over the connection limit with 429 and closes it.
+async fn refuse_connection(mut io: Box<dyn Io>, max: usize) {
+    let body = format!(
+        "too many connections: the limit is [server] max_connections = {max} and every \
+         connection is busy; retry in 5s\n"
+    );
+    let head = format!(
+        "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 5\r\nContent-Type: text/plain\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let write = async {
+        io.write_all(head.as_bytes()).await?;
+        io.write_all(body.as_bytes()).await?;
+        io.shutdown().await
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(2), write).await;
+}
+
+/// Whether a request says its body is JSON (`application/json`, parameters allowed).
+fn is_json<B>(req: &Request<B>) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// 429 with `Retry-After`, saying which limit was hit.
+fn too_many(message: String, retry_after_secs: u64) -> Response<Body> {
+    let mut resp = json(
+        StatusCode::TOO_MANY_REQUESTS,
+        &serde_json::json!({"error": message, "exit_code": 1, "retry_after_secs": retry_after_secs}),
+    );
+    if let Ok(v) = header::HeaderValue::from_str(&retry_after_secs.to_string()) {
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    resp
 }
 
 fn loopback_host(host: &str) -> bool {

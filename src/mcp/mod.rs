@@ -125,6 +125,17 @@ pub enum McpError {
         /// Its database file.
         database: String,
     },
+    /// The address is taken by a Switchboard server with another token (of another database
+    /// or another user), which does not say who it is.
+    #[error(
+        "cannot listen on {addr}: another switchboard server listens there (of another \
+         database, or another user's: it did not accept this database's token); pick another \
+         address (--http 127.0.0.1:PORT) or stop it"
+    )]
+    PortTakenByOther {
+        /// The address asked for.
+        addr: SocketAddr,
+    },
     /// The database file is missing while a live server still serves it.
     #[error(
         "database {} does not exist, but switchboard server pid {pid} ({url}) serves it: its \

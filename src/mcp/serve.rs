@@ -5,8 +5,15 @@
 //! Both transports also listen on HTTP: `--http ADDR` on ADDR, stdio on `127.0.0.1:0`, so the
 //! agents Switchboard spawns can call back (the router gets the URL via
 //! [`Router::set_mcp_endpoint`]). While serving, `<database folder>/server.json` says
-//! `{pid, process_started_at, url, started_at, transport, auth}` so other commands can find
-//! the server.
+//! `{pid, process_started_at, url, started_at, transport, auth, socket}` so other commands can
+//! find the server.
+//!
+//! Every TCP listener has a bearer token: `--http`'s and the stdio server's helper listener
+//! alike. It is `$SWITCHBOARD_TOKEN`, else `[server] auth_token`, else the one kept in
+//! `server.token` beside the database (generated on first start, 0600); only
+//! `[server] require_token = false` on a loopback address serves without one. The CLI does not
+//! need it: it talks to the server over a Unix socket in a 0700 folder (`run/<pid>.sock`),
+//! which only processes of the same user may use (peer credentials are checked too).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -71,11 +78,13 @@ impl ServeOptions {
 pub struct ServerHandle {
     addr: SocketAddr,
     url: String,
+    token: Option<String>,
     router: Router,
     stop: CancellationToken,
     http: JoinHandle<()>,
     stdio: Option<JoinHandle<Result<(), McpError>>>,
     state_file: Option<PathBuf>,
+    socket: Option<PathBuf>,
 }
 
 /// Serves until a signal arrives (or the stdio client leaves), then stops the router: running
@@ -101,10 +110,32 @@ pub async fn run(router: Router, mut options: ServeOptions) -> Result<(), McpErr
 /// Starts serving and returns at once (the stdio handshake runs in the background).
 pub async fn start(router: Router, mut options: ServeOptions) -> Result<ServerHandle, McpError> {
     let config = Arc::clone(router.manager().config());
-    let token = options
+    let loopback = match &options.transport {
+        Transport::Stdio { .. } => true,
+        Transport::Http { addr } => addr.ip().is_loopback(),
+    };
+    let token = match options
         .auth_token
         .take()
-        .or_else(|| config.server.auth_token.clone());
+        .or_else(|| config.server.auth_token.clone())
+    {
+        Some(t) => Some(t),
+        // A public address needs a token chosen on purpose (refused below).
+        None if !loopback || !config.server.require_token => None,
+        None => Some(match server_file::load_or_create_token(&config.database) {
+            Ok(Some(t)) => t,
+            // An in-memory database has no folder: a token for this run only.
+            Ok(None) => server_file::new_token(),
+            Err(source) => {
+                return Err(McpError::File {
+                    path: server_file::token_path_for(&config.database)
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default(),
+                    source,
+                })
+            }
+        }),
+    };
     if let Some(t) = &token {
         check_token(t).map_err(|problem| McpError::BadToken {
             source_name: "the server options".into(),
@@ -169,7 +200,15 @@ pub async fn start(router: Router, mut options: ServeOptions) -> Result<ServerHa
         endpoint,
         stop.child_token(),
     ));
-    let http = tokio::spawn(http::serve(listener, state, stop.child_token()));
+    let socket = bind_socket(&config.database).and_then(|(path, unix)| {
+        serve_socket(unix, Arc::clone(&state), stop.child_token()).then_some(path)
+    });
+    let state_for_socket = Arc::clone(&state);
+    let http = tokio::spawn(http::serve(
+        http::Listener::Tcp(listener),
+        state,
+        stop.child_token(),
+    ));
     router.set_mcp_endpoint(Some(url.clone()), token.clone());
     let stdio = fixed.map(|caller| {
         let tools = SwitchboardTools::new(router.clone(), Some(caller), metrics);
@@ -196,25 +235,35 @@ pub async fn start(router: Router, mut options: ServeOptions) -> Result<ServerHa
         auth: token.is_some(),
         database: (!config.database.in_memory).then(|| config.database.path.clone()),
         database_lost: None,
+        socket: socket.clone(),
     };
     let state_file = write_state_file(&router, &announced);
     if let Some(path) = &state_file {
+        let (state, child) = (Arc::clone(&state_for_socket), stop.child_token());
+        // The CLI's socket goes with the folder: made again when the folder is.
+        let rebind = move |db: &crate::config::DatabaseConfig| {
+            let (path, unix) = bind_socket(db)?;
+            serve_socket(unix, Arc::clone(&state), child.child_token()).then_some(path)
+        };
         tokio::spawn(watch_database(
             router.clone(),
             path.clone(),
             announced,
             stop.child_token(),
+            rebind,
         ));
     }
     tracing::info!(%url, transport, "serving MCP");
     Ok(ServerHandle {
         addr,
         url,
+        token,
         router,
         stop,
         http,
         stdio,
         state_file,
+        socket,
     })
 }
 
@@ -227,6 +276,17 @@ impl ServerHandle {
     /// The MCP endpoint's URL (`http://HOST:PORT/mcp`).
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// The Unix socket the CLI uses, if one could be made (none for an in-memory database).
+    pub fn socket(&self) -> Option<&std::path::Path> {
+        self.socket.as_deref()
+    }
+
+    /// Whether TCP requests need a bearer token (they do unless `[server] require_token =
+    /// false` on loopback).
+    pub fn requires_token(&self) -> bool {
+        self.token.is_some()
     }
 
     /// Resolves when the server ends by itself: on stdio, when the client closes stdin (or
@@ -257,6 +317,101 @@ impl ServerHandle {
         if let Some(path) = self.state_file {
             remove_state_file(&path);
         }
+        if let Some(path) = self.socket {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Serves `state` on the Unix socket `unix` until `stop`; `false` (logged) when tokio cannot
+/// take the listener.
+fn serve_socket(
+    unix: std::os::unix::net::UnixListener,
+    state: Arc<HttpState>,
+    stop: CancellationToken,
+) -> bool {
+    match tokio::net::UnixListener::from_std(unix) {
+        Ok(unix) => {
+            tokio::spawn(http::serve(http::Listener::Unix(unix), state, stop));
+            true
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot serve the Unix socket; commands will use TCP with the token");
+            false
+        }
+    }
+}
+
+/// Removes `<pid>.sock` files of `dir` whose process is gone, or is this one (left by an
+/// earlier process with the same pid).
+fn remove_stale_sockets(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "sock") {
+            continue;
+        }
+        let pid = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .and_then(|s| s.parse::<u32>().ok());
+        let gone = pid.is_some_and(|pid| {
+            pid == std::process::id()
+                || !(crate::util::ProcessIdentity { pid, started_at: 0 }).is_alive()
+        });
+        if gone {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+}
+
+/// Binds the server's Unix socket, `run/<pid>.sock` beside the database, in a folder made (or
+/// tightened to) 0700 and owned by this user; the socket itself is 0600. `None` (logged) when
+/// it cannot be made: the CLI then uses TCP with the token.
+fn bind_socket(
+    db: &crate::config::DatabaseConfig,
+) -> Option<(PathBuf, std::os::unix::net::UnixListener)> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    let dir = server_file::socket_dir_for(db)?;
+    let path = dir.join(format!("{}.sock", std::process::id()));
+    let made = (|| -> Result<std::os::unix::net::UnixListener, String> {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| format!("cannot make {}: {e}", dir.display()))?;
+        let meta = std::fs::symlink_metadata(&dir).map_err(|e| e.to_string())?;
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let me = unsafe { libc::geteuid() };
+        if !meta.is_dir() || meta.uid() != me {
+            return Err(format!(
+                "{} is not a folder of this user (owner uid {})",
+                dir.display(),
+                meta.uid()
+            ));
+        }
+        if meta.mode() & 0o077 != 0 {
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(|e| e.to_string())?;
+            tracing::warn!(dir = %dir.display(), "the socket folder was open to others; now 0700");
+        }
+        // Sockets left by servers that are gone (this pid's included: an earlier process).
+        remove_stale_sockets(&dir);
+        let listener = std::os::unix::net::UnixListener::bind(&path)
+            .map_err(|e| format!("cannot bind {}: {e}", path.display()))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| e.to_string())?;
+        listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+        Ok(listener)
+    })();
+    match made {
+        Ok(listener) => Some((path, listener)),
+        Err(problem) => {
+            tracing::warn!(%problem, "no Unix socket for the CLI; commands will use TCP with the token");
+            None
+        }
     }
 }
 
@@ -284,11 +439,7 @@ pub async fn start_agent_endpoint(router: &Router) -> Result<AgentEndpoint, McpE
         .local_addr()
         .map_err(|source| McpError::Bind { addr: bind, source })?;
     let url = endpoint_url(addr);
-    let token = format!(
-        "{}{}",
-        uuid::Uuid::new_v4().simple(),
-        uuid::Uuid::new_v4().simple()
-    );
+    let token = server_file::new_token();
     let stop = CancellationToken::new();
     let endpoint = Endpoint {
         token: Some(token.clone()),
@@ -304,7 +455,11 @@ pub async fn start_agent_endpoint(router: &Router) -> Result<AgentEndpoint, McpE
         endpoint,
         stop.child_token(),
     ));
-    let http = tokio::spawn(http::serve(listener, state, stop.child_token()));
+    let http = tokio::spawn(http::serve(
+        http::Listener::Tcp(listener),
+        state,
+        stop.child_token(),
+    ));
     router.set_mcp_endpoint(Some(url.clone()), Some(token.clone()));
     tracing::debug!(%url, "serving MCP to spawned agents");
     Ok(AgentEndpoint {
@@ -377,12 +532,15 @@ const WATCH_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 /// Checks the database file every [`WATCH_EVERY`]; once it is deleted or replaced, logs it
 /// and writes `server.json` again (making the folder if it was deleted) with
 /// `database_lost`, so that commands refuse to create a new database where this server
-/// serves one. Tells are refused by the store itself, whatever this task sees.
+/// serves one (and binds the CLI's socket again when it went with the folder, so that
+/// commands still reach this server and hear what happened). Tells are refused by the store
+/// itself, whatever this task sees.
 async fn watch_database(
     router: Router,
     path: PathBuf,
     mut announced: ServerFile,
     stop: CancellationToken,
+    rebind: impl Fn(&crate::config::DatabaseConfig) -> Option<PathBuf>,
 ) {
     let mut every = tokio::time::interval(WATCH_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -410,6 +568,9 @@ async fn watch_database(
         // Only while the file is still ours (a later server may have taken it over).
         let ours = ServerFile::read(&path).is_none_or(|f| f.pid == announced.pid);
         if ours {
+            if announced.socket.as_ref().is_some_and(|s| !s.exists()) {
+                announced.socket = rebind(&router.manager().config().database);
+            }
             if let Err(e) = announced.write(&path) {
                 tracing::warn!(path = %path.display(), error = %e, "cannot rewrite the server file");
             }
@@ -447,12 +608,23 @@ async fn who_listens(addr: SocketAddr, token: Option<&str>) -> Option<McpError> 
         let mut raw = Vec::new();
         stream.take(1 << 20).read_to_end(&mut raw).await.ok()?;
         let start = raw.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
-        serde_json::from_slice::<serde_json::Value>(&raw[start..]).ok()
+        let head = String::from_utf8_lossy(&raw[..start]).to_ascii_lowercase();
+        // Another Switchboard server, whose token is not ours (another database's).
+        if head.starts_with("http/1.1 401") && head.contains("realm=\"switchboard\"") {
+            return Some(None);
+        }
+        serde_json::from_slice::<serde_json::Value>(&raw[start..])
+            .ok()
+            .map(Some)
     };
-    let status = tokio::time::timeout(std::time::Duration::from_secs(3), ask)
+    let status = match tokio::time::timeout(std::time::Duration::from_secs(3), ask)
         .await
         .ok()
-        .flatten()?;
+        .flatten()?
+    {
+        Some(status) => status,
+        None => return Some(McpError::PortTakenByOther { addr }),
+    };
     Some(McpError::PortTaken {
         addr,
         pid: u32::try_from(status.get("pid")?.as_u64()?).ok()?,

@@ -5,6 +5,10 @@ scripts/mcp-test-tools.sh) and checks every tool. Run by tests/mcp.rs.
     client.py scenario-tell --url URL      (one team_tell from a to b)
     client.py callers --url URL [--agent-token TOKEN]
 
+Over HTTP every request carries `Authorization: Bearer $SWITCHBOARD_TOKEN` when that variable is
+set (the server's token, read by the test from `server.token` beside the database, as a client
+of the owner would).
+
 The server's teams are a, b and c, run by the scripted test agent (a message "x" is answered
 "echo: x"); the client acts as team a. `settings.max_message_bytes` is 4096. Every check that
 fails raises; the last line on stdout is a JSON summary.
@@ -12,12 +16,29 @@ fails raises; the last line on stdout is a JSON summary.
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
 import sys
 
 import httpx2
 from mcp import Client, StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
+
+TOKEN = os.environ.get("SWITCHBOARD_TOKEN")
+
+
+@contextlib.asynccontextmanager
+async def connect(url, headers=None, **kw):
+    """A Client over streamable HTTP at url, with the server's token and extra headers."""
+    all_headers = dict(headers or {})
+    if TOKEN:
+        all_headers["Authorization"] = f"Bearer {TOKEN}"
+    async with create_mcp_http_client(headers=all_headers) as http:
+        async with Client(streamable_http_client(url, http_client=http), **kw) as c:
+            yield c
 
 TOOLS = {
     "team_tell", "team_quick_tell", "team_tell_status", "team_report", "team_teams",
@@ -161,26 +182,21 @@ async def scenario(client):
 async def callers(url, agent_token=None):
     """Caller identification over HTTP: ?team=, X-Switchboard-Team, none, a bad agent token;
     with agent_token, only that token (it wins over ?team=)."""
-    from mcp.client.streamable_http import streamable_http_client
-
     base = url.split("?")[0]
     out = {}
     if agent_token:
-        async with httpx2.AsyncClient(headers={"X-Switchboard-Agent": agent_token}) as http:
-            async with Client(streamable_http_client(base + "?team=c", http_client=http), mode="legacy") as c:
-                out["agent"] = (await ok(c, "team_teams"))["you"]
+        async with connect(base + "?team=c", {"X-Switchboard-Agent": agent_token}, mode="legacy") as c:
+            out["agent"] = (await ok(c, "team_teams"))["you"]
         return out
-    async with Client(base + "?team=b", mode="legacy") as c:
+    async with connect(base + "?team=b", mode="legacy") as c:
         out["query"] = (await ok(c, "team_teams"))["you"]
-    async with httpx2.AsyncClient(headers={"X-Switchboard-Team": "c"}) as http:
-        async with Client(streamable_http_client(base, http_client=http), mode="legacy") as c:
-            out["header"] = (await ok(c, "team_teams"))["you"]
-    async with Client(base, mode="legacy") as c:
+    async with connect(base, {"X-Switchboard-Team": "c"}, mode="legacy") as c:
+        out["header"] = (await ok(c, "team_teams"))["you"]
+    async with connect(base, mode="legacy") as c:
         out["none"] = await err(c, "team_teams", {}, "unknown caller")
-    async with httpx2.AsyncClient(headers={"X-Switchboard-Agent": "forged"}) as http:
-        async with Client(streamable_http_client(base + "?team=a", http_client=http), mode="legacy") as c:
-            out["forged"] = await err(c, "team_tell", {"to": "b", "message": "hi"}, "unknown caller")
-    async with Client(base + "?team=nosuch", mode="legacy") as c:
+    async with connect(base + "?team=a", {"X-Switchboard-Agent": "forged"}, mode="legacy") as c:
+        out["forged"] = await err(c, "team_tell", {"to": "b", "message": "hi"}, "unknown caller")
+    async with connect(base + "?team=nosuch", mode="legacy") as c:
         out["unknown_team"] = await err(c, "team_teams", {}, "unknown team")
     out["checks"] = checks
     return out
@@ -198,15 +214,16 @@ async def main():
         print(json.dumps(await callers(a.url, a.agent_token)))
         return
     if a.what == "scenario-tell":
-        async with Client(a.url, mode="legacy", read_timeout_seconds=60) as client:
+        async with connect(a.url, mode="legacy", read_timeout_seconds=60) as client:
             print(json.dumps(await ok(client, "team_tell", {"to": "b", "message": "hello"})))
         return
     if a.stdio:
         server = StdioServerParameters(command=a.stdio[0], args=a.stdio[1:])
+        async with Client(server, mode=a.mode, read_timeout_seconds=60) as client:
+            info = await scenario(client)
     else:
-        server = a.url
-    async with Client(server, mode=a.mode, read_timeout_seconds=60) as client:
-        info = await scenario(client)
+        async with connect(a.url, mode=a.mode, read_timeout_seconds=60) as client:
+            info = await scenario(client)
     print(json.dumps(info))
 
 

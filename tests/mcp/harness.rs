@@ -73,6 +73,26 @@ impl Env {
         self.path().join("data/server.json")
     }
 
+    /// The server's bearer token, where a client of the owner reads it: `server.token` beside
+    /// the database (written at the server's first start).
+    pub fn token(&self) -> String {
+        let file = self.path().join("data/server.token");
+        std::fs::read_to_string(&file)
+            .unwrap_or_else(|e| panic!("read {}: {e}", file.display()))
+            .trim()
+            .to_string()
+    }
+
+    /// `Authorization: Bearer <token>` with [`Env::token`].
+    pub fn bearer(&self) -> String {
+        format!("Bearer {}", self.token())
+    }
+
+    /// Runs tests/mcp/client.py with `args`, giving it the server's token.
+    pub async fn python(&self, args: &[&str]) -> Ran {
+        python_with(args, Some(&self.token())).await
+    }
+
     pub fn router(&self) -> Router {
         let m = SessionManager::open(Arc::clone(&self.config)).expect("open");
         m.initialize().expect("initialize");
@@ -197,11 +217,20 @@ pub async fn run(mut cmd: tokio::process::Command, limit: Duration) -> Ran {
     }
 }
 
-/// Runs tests/mcp/client.py with `args`.
+/// Runs tests/mcp/client.py with `args` (no token).
 pub async fn python(args: &[&str]) -> Ran {
+    python_with(args, None).await
+}
+
+/// Runs tests/mcp/client.py with `args`; with `token`, its HTTP requests carry it.
+pub async fn python_with(args: &[&str], token: Option<&str>) -> Ran {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mcp/client.py");
     let mut cmd = tokio::process::Command::new(&tools().python);
     cmd.arg(script).args(args);
+    match token {
+        Some(t) => cmd.env("SWITCHBOARD_TOKEN", t),
+        None => cmd.env_remove("SWITCHBOARD_TOKEN"),
+    };
     run(cmd, Duration::from_secs(180)).await
 }
 

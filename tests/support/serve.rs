@@ -14,12 +14,21 @@ pub struct ServeProcess {
     pub child: Child,
     /// Its MCP endpoint, from `server.json`.
     pub url: String,
+    /// Where its token is (`server.token` beside the database).
+    pub token_file: std::path::PathBuf,
+    /// The token, read from `token_file` once the server announced itself (none when the
+    /// server needs none).
+    token: Option<String>,
 }
 
 impl ServeProcess {
     /// Starts `serve --http 127.0.0.1:0` in `env` and waits (bounded) for its `server.json`.
     pub fn start(env: &TestEnv) -> Self {
-        let child = env.spawn(&["serve", "--http", "127.0.0.1:0"]);
+        Self::start_with(env, env.spawn(&["serve", "--http", "127.0.0.1:0"]))
+    }
+
+    /// Waits (bounded) for the `server.json` of an already spawned server.
+    pub fn start_with(env: &TestEnv, child: Child) -> Self {
         let file = env.db_path().with_file_name("server.json");
         let mut url = None;
         let announced = poll_until(Duration::from_secs(20), || {
@@ -34,9 +43,15 @@ impl ServeProcess {
             "the server did not announce itself in {}",
             file.display()
         );
+        let token_file = env.db_path().with_file_name("server.token");
+        let token = std::fs::read_to_string(&token_file)
+            .ok()
+            .map(|t| t.trim().to_string());
         ServeProcess {
             child,
             url: url.unwrap_or_default(),
+            token_file,
+            token,
         }
     }
 
@@ -64,9 +79,33 @@ impl ServeProcess {
             .expect("a port in the server's URL")
     }
 
-    /// `GET path` on the server: (HTTP status, body parsed as JSON).
+    /// `GET path` on the server with its token, as a client would: (HTTP status, body parsed
+    /// as JSON).
     pub fn get(&self, path: &str) -> (u16, Value) {
-        http_get(&self.authority(), path)
+        let bearer = self.token.as_ref().map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> = bearer
+            .iter()
+            .map(|b| ("Authorization", b.as_str()))
+            .collect();
+        let r = http(&self.authority(), "GET", path, &headers, "");
+        let body =
+            serde_json::from_str(&r.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", r.body));
+        (r.status, body)
+    }
+
+    /// The server's bearer token, read where a client reads it: `server.token` beside the
+    /// database.
+    pub fn token(&self) -> String {
+        self.token
+            .clone()
+            .unwrap_or_else(|| panic!("no token in {}", self.token_file.display()))
+    }
+
+    /// The server's announcement (`server.json`).
+    pub fn announcement(&self) -> Value {
+        let file = self.token_file.with_file_name("server.json");
+        serde_json::from_str(&std::fs::read_to_string(&file).expect("read server.json"))
+            .expect("server.json is JSON")
     }
 
     /// SIGTERM, then waits (bounded) for the exit.
@@ -86,7 +125,66 @@ impl Drop for ServeProcess {
     }
 }
 
-/// A plain HTTP/1.1 GET to `authority` (`HOST:PORT`): status and the body as JSON.
+/// An HTTP answer: status, headers (lower-case names), body.
+pub struct Reply {
+    /// The status code.
+    pub status: u16,
+    /// The headers, names in lower case.
+    pub headers: std::collections::HashMap<String, String>,
+    /// The body (as text).
+    pub body: String,
+}
+
+/// One HTTP/1.1 request to `authority` (`HOST:PORT`), `Connection: close`, read to the end.
+pub fn http(
+    authority: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Reply {
+    let mut stream = std::net::TcpStream::connect(authority).expect("connect to the server");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("set a read timeout");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {authority}\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str(&format!(
+        "Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    ));
+    stream.write_all(req.as_bytes()).expect("send the request");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).expect("read the answer");
+    parse_reply(&raw)
+}
+
+/// Parses a whole HTTP/1.1 answer (`Content-Length` bodies).
+pub fn parse_reply(raw: &[u8]) -> Reply {
+    let text = String::from_utf8_lossy(raw);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("not an HTTP answer: {text:?}"));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("a status code");
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Reply {
+        status,
+        headers,
+        body: body.to_string(),
+    }
+}
+
+/// A plain HTTP/1.1 GET to `authority` (`HOST:PORT`), no token: status and the body as JSON.
 pub fn http_get(authority: &str, path: &str) -> (u16, Value) {
     let mut stream = std::net::TcpStream::connect(authority).expect("connect to the server");
     stream
