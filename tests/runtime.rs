@@ -572,7 +572,7 @@ async fn chains_of_tells_are_bounded_and_loops_refused() {
     use switchboard::router::Caller;
     let env = Env::new("max_hops = 2", "");
     let r = env.router();
-    r.set_mcp_endpoint(Some("http://127.0.0.1:9/mcp".into()), None);
+    r.set_mcp_endpoint(Some("http://127.0.0.1:9/mcp".into()));
     // a tells b; while b's agent works on it, b's agent (its session's caller) tells c.
     let first = r
         .submit("a", "b", TellKind::Tell, "sleep:5000", None)

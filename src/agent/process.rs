@@ -66,12 +66,10 @@ impl AgentProcess {
         decode: fn(&[u8]) -> Result<AgentEvent, BadLine>,
     ) -> Result<Self, AgentError> {
         let mut cmd = tokio::process::Command::new(&spec.program);
-        for name in &spec.env_remove {
-            cmd.env_remove(name);
-        }
+        // Only what the spec allows of our environment, then the team's own.
+        cmd.env_clear().envs(spec.environment());
         cmd.args(&spec.args)
             .current_dir(&spec.cwd)
-            .envs(&spec.env)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

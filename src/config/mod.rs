@@ -105,6 +105,9 @@ pub struct TeamConfig {
     pub args: Vec<String>,
     /// Extra environment for the agent.
     pub env: BTreeMap<String, String>,
+    /// Variables of Switchboard's own environment the agent gets besides the built-in
+    /// allow-list (names, or prefixes ending in `*`). `SWITCHBOARD_TOKEN` is never passed.
+    pub env_passthrough: Vec<String>,
     /// Team override of `settings.idle_timeout`.
     #[serde(serialize_with = "ser_opt_duration")]
     pub idle_timeout: Option<Duration>,

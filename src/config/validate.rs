@@ -41,6 +41,7 @@ const TEAM_KEYS: &[&str] = &[
     "agent_path",
     "args",
     "env",
+    "env_passthrough",
     "idle_timeout",
     "session_init_timeout",
     "allowed_tools",
@@ -354,6 +355,7 @@ fn team(
         agent_path: agent_path.map(str::to_string),
         args: get_strings(table, "args", path, false, report),
         env: get_env(table, path, report),
+        env_passthrough: get_passthrough(table, path, report),
         idle_timeout: get_duration(table, "idle_timeout", path, report),
         session_init_timeout: get_duration(table, "session_init_timeout", path, report),
         allowed_tools: get_strings(table, "allowed_tools", path, true, report),
@@ -741,6 +743,27 @@ fn get_env(table: &Table, path: &KeyPath, report: &mut Report<'_>) -> BTreeMap<S
                     describe(other)
                 ),
             ),
+        }
+    }
+    out
+}
+
+/// `env_passthrough`: names of variables, or prefixes ending in `*` (`AWS_*`).
+fn get_passthrough(table: &Table, path: &KeyPath, report: &mut Report<'_>) -> Vec<String> {
+    let names = get_strings(table, "env_passthrough", path, true, report);
+    let mut out = Vec::with_capacity(names.len());
+    for (i, name) in names.into_iter().enumerate() {
+        let stem = name.strip_suffix('*').unwrap_or(&name);
+        if !is_valid_env_name(stem) {
+            report.add(
+                &path.key("env_passthrough").index(i),
+                format!(
+                    "invalid environment variable name {name:?}: use letters, digits and \"_\", \
+                     optionally ending in \"*\" for every name with that prefix"
+                ),
+            );
+        } else {
+            out.push(name);
         }
     }
     out

@@ -5,6 +5,11 @@
 //! host (`localhost`, `127.0.0.1`, `[::1]`) with the server's port, and `Origin`, when
 //! present, a loopback origin with the server's port (DNS-rebinding protection): 403
 //! otherwise. With a token, `Authorization: Bearer <token>` is required: 401 otherwise.
+//!
+//! A spawned agent's credential (`X-Switchboard-Agent: <its token>`) stands instead of the
+//! bearer token, but only as that agent: only on `/mcp` (403 elsewhere), only while that
+//! agent process runs (401 once it stopped), and the caller is then always that agent,
+//! whatever `?team=` or `X-Switchboard-Team` say.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -93,7 +98,13 @@ impl HttpState {
     }
 
     async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
-        if let Some(refused) = self.guard(&req) {
+        let agent = req.headers().contains_key(super::AGENT_HEADER);
+        if agent {
+            if let Some(refused) = self.agent_gate(&req) {
+                return refused;
+            }
+        }
+        if let Some(refused) = self.guard(&req, agent) {
             return refused;
         }
         let path = req.uri().path().to_string();
@@ -178,8 +189,37 @@ impl HttpState {
         }
     }
 
-    /// The response refusing `req`, if a gate refuses it.
-    fn guard(&self, req: &Request<Incoming>) -> Option<Response<Body>> {
+    /// The response refusing a request carrying an agent's credential, unless it is a known
+    /// live agent's and asks for `/mcp` (the only thing an agent may use).
+    fn agent_gate(&self, req: &Request<Incoming>) -> Option<Response<Body>> {
+        if req.uri().path() != MCP_PATH {
+            return Some(text(
+                StatusCode::FORBIDDEN,
+                "text/plain",
+                format!("forbidden: an agent's credential is good for {MCP_PATH} only\n"),
+            ));
+        }
+        let token = req
+            .headers()
+            .get(super::AGENT_HEADER)
+            .and_then(|h| h.to_str().ok())
+            .map(str::trim)
+            .unwrap_or_default();
+        if !self.router.is_agent_token(token) {
+            return Some(text(
+                StatusCode::UNAUTHORIZED,
+                "text/plain",
+                "unauthorized: this agent credential is not known to this server (it ends when \
+                 its agent stops; agents get a new one when they start again)\n"
+                    .into(),
+            ));
+        }
+        None
+    }
+
+    /// The response refusing `req`, if a gate refuses it. `agent`: the request carries an
+    /// agent's credential, already checked (it needs no bearer token).
+    fn guard(&self, req: &Request<Incoming>, agent: bool) -> Option<Response<Body>> {
         let forbidden = |what: &str| {
             text(
                 StatusCode::FORBIDDEN,
@@ -206,7 +246,7 @@ impl HttpState {
                 }
             }
         }
-        if let Some(token) = &self.endpoint.token {
+        if let Some(token) = self.endpoint.token.as_ref().filter(|_| !agent) {
             let given = req
                 .headers()
                 .get(header::AUTHORIZATION)

@@ -207,8 +207,7 @@ pub(crate) struct Inner {
 #[derive(Default)]
 struct McpEndpoint {
     url: Option<String>,
-    bearer: Option<String>,
-    /// agent token → session id
+    /// agent token → session id (one per live agent process)
     tokens: HashMap<String, String>,
 }
 
