@@ -236,7 +236,7 @@ fn an_agents_credential_acts_only_as_that_agent_and_ends_with_it() {
         "POST",
         "/api/tell",
         &api_headers,
-        &json!({"from": "frontend", "to": "docs", "text": "as frontend", "quick": true})
+        &json!({"from": "frontend", "to": "docs", "text": "as frontend", "async": true})
             .to_string(),
     );
     assert!(
@@ -331,5 +331,106 @@ fn agents_get_an_allow_listed_environment_without_switchboard_secrets() {
     );
     assert!(names.iter().any(|n| n == "EXTRA_SETTING"), "{names:?}");
     assert!(!names.iter().any(|n| n == "SWITCHBOARD_TOKEN"), "{names:?}");
+    env.assert_no_agents();
+}
+
+/// `POST /api/tell` as the owner (waiting for the answer unless `quick`): the reply.
+fn api_tell_with(authority: &str, from: &str, to: &str, text: &str, quick: bool) -> Reply {
+    let bearer = format!("Bearer {MASTER}");
+    request(
+        authority,
+        "POST",
+        "/api/tell",
+        &[
+            ("Authorization", bearer.as_str()),
+            ("Content-Type", "application/json"),
+        ],
+        &json!({"from": from, "to": to, "text": text, "async": quick}).to_string(),
+    )
+}
+
+/// `POST /api/tell`, async, as the owner.
+fn api_tell(authority: &str, from: &str, to: &str, text: &str) -> Reply {
+    api_tell_with(authority, from, to, text, true)
+}
+
+#[test]
+fn queues_and_callers_are_limited_and_told_when_to_retry() {
+    let env = TestEnv::scripted_with_config(&format!(
+        "[settings]\nmax_queued_per_pair = 2\nmax_queued_bytes_per_pair = 1000\n\
+         tells_per_minute = 5\nshutdown_grace = \"1s\"\n\
+         [server]\nauth_token = \"{MASTER}\"\n"
+    ));
+    let server = ServeProcess::start(&env);
+    let authority = server.authority();
+
+    // A pair's queue: two tells waiting or being answered, the third is refused (429).
+    for _ in 0..2 {
+        let r = api_tell(&authority, "frontend", "backend", "hang");
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let r = api_tell(&authority, "frontend", "backend", "hang");
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert_eq!(r.header("retry-after"), Some("60"), "{:?}", r.headers);
+    assert!(
+        r.body.contains("settings.max_queued_per_pair"),
+        "{}",
+        r.body
+    );
+    // The same refusal as a tool error on MCP, and from the CLI (exit 1).
+    let bearer = format!("Bearer {MASTER}");
+    let owner = [("Authorization", bearer.as_str())];
+    let out = call_tool(
+        &authority,
+        "/mcp?team=frontend",
+        &owner,
+        "team_quick_tell",
+        json!({"to": "backend", "message": "hang"}),
+    )
+    .unwrap_or_else(|r| panic!("refused at the HTTP level: {} {}", r.status, r.body));
+    assert_eq!(out["isError"], true, "{out}");
+    let text = out["content"][0]["text"].as_str().unwrap_or_default();
+    assert!(
+        text.contains("max_queued_per_pair") && text.contains("try again in 1m"),
+        "{text}"
+    );
+    let cli = env.run(&["tell", "frontend", "backend", "hang", "--async"]);
+    assert_eq!(support::exit_code(&cli), 1, "{}", support::stderr(&cli));
+    assert!(
+        support::stderr(&cli).contains("settings.max_queued_per_pair"),
+        "{}",
+        support::stderr(&cli)
+    );
+    let stored = env.run_json(&["report", "frontend", "backend"]);
+    assert_eq!(stored.as_array().map(Vec::len), Some(2), "{stored}");
+
+    // The bytes of a pair's queue: an empty queue takes a message; 4 + 999 bytes is too much.
+    let r = api_tell(&authority, "docs", "backend", "hang");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = api_tell(&authority, "docs", "backend", &"y".repeat(999));
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert!(
+        r.body.contains("settings.max_queued_bytes_per_pair"),
+        "{}",
+        r.body
+    );
+
+    // A calling team's rate: frontend has sent 2; 3 more to docs, then the 6th is refused
+    // with the time when one more may go; another calling team is not held back.
+    for i in 0..3 {
+        let r = api_tell_with(&authority, "frontend", "docs", &format!("hello {i}"), false);
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let r = api_tell(&authority, "frontend", "docs", "one too many");
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert!(r.body.contains("settings.tells_per_minute"), "{}", r.body);
+    let retry: u64 = r
+        .header("retry-after")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("a Retry-After header: {:?}", r.headers));
+    assert!((1..=60).contains(&retry), "Retry-After {retry}");
+    let r = api_tell(&authority, "backend", "docs", "hello");
+    assert_eq!(r.status, 200, "{}", r.body);
+    server.stop();
     env.assert_no_agents();
 }

@@ -29,6 +29,9 @@ const SETTINGS_KEYS: &[&str] = &[
     "shutdown_grace",
     "max_message_bytes",
     "max_hops",
+    "max_queued_per_pair",
+    "max_queued_bytes_per_pair",
+    "tells_per_minute",
     "compaction",
 ];
 const SERVER_KEYS: &[&str] = &["auth_token"];
@@ -132,6 +135,18 @@ fn settings(root: &Table, report: &mut Report<'_>) -> Settings {
     }
     if let Some(n) = get_count(table, "max_hops", &path, report) {
         settings.max_hops = u32::try_from(n).unwrap_or(u32::MAX);
+    }
+    for (key, slot) in [
+        ("max_queued_per_pair", &mut settings.max_queued_per_pair),
+        (
+            "max_queued_bytes_per_pair",
+            &mut settings.max_queued_bytes_per_pair,
+        ),
+        ("tells_per_minute", &mut settings.tells_per_minute),
+    ] {
+        if let Some(n) = get_count(table, key, &path, report) {
+            *slot = n;
+        }
     }
     for (key, slot) in [
         ("idle_timeout", &mut settings.idle_timeout),

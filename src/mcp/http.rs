@@ -182,10 +182,18 @@ impl HttpState {
         };
         match super::api::handle(&self.router, op, &body).await {
             Ok(v) => json(StatusCode::OK, &v),
-            Err((status, v)) => json(
-                StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-                &v,
-            ),
+            Err((status, v)) => {
+                let mut resp = json(
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                    &v,
+                );
+                // A limit: when to try again (429).
+                if let Some(secs) = v.get("retry_after_secs").and_then(|s| s.as_u64()) {
+                    resp.headers_mut()
+                        .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+                }
+                resp
+            }
         }
     }
 
