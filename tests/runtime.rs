@@ -1018,9 +1018,11 @@ async fn a_running_switchboard_sweeps_tells_left_delivered_without_a_live_owner(
         .begin_turn(&t.session_id, &t.tell_id, 0)
         .expect("begin turn")
         .expect("delivered");
+    // The counter is bumped just after the tell is failed: wait for both.
     eventually("the sweep fails the orphaned tell", || {
         r.tell_status(&t.tell_id)
             .is_ok_and(|t| t.state == TellState::Failed)
+            && r.counters().swept.load(Ordering::Relaxed) >= 1
     })
     .await;
     let t = r.tell_status(&t.tell_id).expect("status");

@@ -434,3 +434,33 @@ fn queues_and_callers_are_limited_and_told_when_to_retry() {
     server.stop();
     env.assert_no_agents();
 }
+
+#[test]
+fn agent_configs_left_by_agents_that_are_gone_are_deleted() {
+    let env = TestEnv::with_scripted_agent();
+    env.run_json(&["tell", "frontend", "backend", "hello"]);
+    let session = env.session("frontend", "backend").expect("session");
+    let dir = env.db_path().with_file_name("mcp");
+    let file = dir.join(format!("{}.json", session.session_id));
+    assert!(!file.exists(), "removed when the command's agent stopped");
+    // What an older version (or a killed process) left: a config with a server token.
+    std::fs::create_dir_all(&dir).expect("mcp folder");
+    std::fs::write(
+        &file,
+        r#"{"mcpServers":{"switchboard":{"headers":{"Authorization":"Bearer old-master-token"}}}}"#,
+    )
+    .expect("write a leftover config");
+    // A file that names no session of this database is not this database's to delete.
+    let other = dir.join("not-a-session.json");
+    std::fs::write(&other, "{}").expect("write another file");
+    env.run_json(&["tell", "frontend", "docs", "hello"]);
+    assert!(
+        !file.exists(),
+        "the MCP config of an agent that is gone is still there"
+    );
+    assert!(
+        other.exists(),
+        "a file of no session of this database was deleted"
+    );
+    env.assert_no_agents();
+}

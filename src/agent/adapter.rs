@@ -203,3 +203,38 @@ pub fn adapter_for(agent: &str) -> Option<&'static dyn AgentAdapter> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_allowed_variables_are_inherited() {
+        let spec = LaunchSpec {
+            program: "agent".into(),
+            args: Vec::new(),
+            cwd: PathBuf::from("/"),
+            env: BTreeMap::from([("SWITCHBOARD_TOKEN".to_string(), "x".to_string())]),
+            inherit: vec!["PATH".into(), "LC_*".into(), "SWITCHBOARD_*".into()],
+            env_remove: vec!["LC_REMOVED".into()],
+        };
+        let given = [
+            "PATH",
+            "PATHX",
+            "LC_ALL",
+            "LC_REMOVED",
+            "SECRET",
+            "SWITCHBOARD_TOKEN",
+            "SWITCHBOARD_OTHER",
+        ]
+        .map(|k| (k.into(), "v".into()));
+        let names: Vec<String> = spec.inherited(given).into_iter().map(|(k, _)| k).collect();
+        assert_eq!(names, ["PATH", "LC_ALL", "SWITCHBOARD_OTHER"]);
+        assert!(spec
+            .environment()
+            .iter()
+            .all(|(k, _)| k != "SWITCHBOARD_TOKEN"));
+        assert!(env_matches("XDG_*", "XDG_DATA_HOME"));
+        assert!(!env_matches("TZ", "TZX"));
+    }
+}

@@ -75,6 +75,52 @@ impl Router {
         self.lock_mcp().url = url;
     }
 
+    /// The folder of spawned agents' MCP configs (`mcp/` beside the database).
+    fn agent_config_dir(&self) -> PathBuf {
+        self.inner
+            .log_dir
+            .parent()
+            .map(|p| p.join("mcp"))
+            .unwrap_or_else(|| PathBuf::from("mcp"))
+    }
+
+    /// Deletes the MCP configs left by agents no live Switchboard process runs (a process
+    /// that was killed, or a version that kept them): a session of this database not held by
+    /// a live process has no live agent. Files of other databases' sessions are left alone.
+    pub(crate) fn remove_stale_agent_configs(&self) {
+        let m = &self.inner.manager;
+        if m.config().database.in_memory {
+            return; // the folder may be another database's
+        }
+        let Ok(entries) = std::fs::read_dir(self.agent_config_dir()) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Some(session_id) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".json"))
+            else {
+                continue;
+            };
+            let stale = match m.get_by_id(session_id) {
+                Ok(Some(s)) => !s.owner().is_some_and(|o| o.is_alive()),
+                _ => false,
+            };
+            if stale {
+                match std::fs::remove_file(&path) {
+                    Ok(()) => {
+                        tracing::info!(path = %path.display(), "removed the MCP config of an agent that is gone")
+                    }
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), error = %e, "cannot remove a stale agent MCP config")
+                    }
+                }
+            }
+        }
+    }
+
     /// Whether `token` is the credential of a live spawned agent of this router.
     pub fn is_agent_token(&self, token: &str) -> bool {
         self.lock_mcp().tokens.contains_key(token)
@@ -241,13 +287,7 @@ impl Router {
         let Some(config) = config else {
             return Ok((LaunchExtras::default(), credential));
         };
-        let dir = self
-            .inner
-            .log_dir
-            .parent()
-            .map(|p| p.join("mcp"))
-            .unwrap_or_else(|| PathBuf::from("mcp"));
-        let path = dir.join(format!("{session_id}.json"));
+        let path = self.agent_config_dir().join(format!("{session_id}.json"));
         credential.file = Some(path.clone());
         write_private(&path, config.to_string().as_bytes())
             .map_err(|e| RouterError::Agent(format!("cannot write {}: {e}", path.display())))?;

@@ -271,6 +271,7 @@ impl Router {
             }),
         };
         router.start_sweeper();
+        router.remove_stale_agent_configs();
         router
     }
 
