@@ -1,5 +1,6 @@
 //! One agent child process: spawned in its own process group (dies with us via
-//! PR_SET_PDEATHSIG on Linux), stdin/stdout piped, stderr to a bounded per-session log file
+//! PR_SET_PDEATHSIG on Linux) with only the environment its launch spec allows (see
+//! [`LaunchSpec::environment`]), stdin/stdout piped, stderr to a bounded per-session log file
 //! with its tail kept in memory for error messages. Stop = SIGTERM to the group, a grace
 //! period, then SIGKILL; "already exited" is success.
 

@@ -452,7 +452,10 @@ impl Worker {
             .ok();
         let status = a.proc.stop(STOP_GRACE).await;
         tracing::info!(pair = %self.pair(), pid = a.proc.identity.pid, ?status, why, "agent stopped");
-        m.release_lease(&a.session_id).ok();
+        // Its credential goes before the lease: the next holder writes the session's config.
+        let session_id = a.session_id.clone();
+        drop(a);
+        m.release_lease(&session_id).ok();
     }
 
     /// The agent exited on its own: record it and give everything back.
@@ -466,7 +469,9 @@ impl Worker {
             m.mark_error(&a.session_id, why).ok();
         }
         tracing::warn!(pair = %self.pair(), why, "agent exited");
-        m.release_lease(&a.session_id).ok();
+        let session_id = a.session_id.clone();
+        drop(a);
+        m.release_lease(&session_id).ok();
     }
 
     /// Delivers one tell and records its end.
