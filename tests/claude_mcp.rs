@@ -352,9 +352,15 @@ impl Env {
 
     /// The MCP server in-process over HTTP on 127.0.0.1 (any free port), serving `router`.
     async fn serve(&self, router: &Router) -> ServerHandle {
+        self.serve_with_token(router, None).await
+    }
+
+    /// [`Env::serve`] with a bearer token every request (but a spawned agent's) must carry.
+    async fn serve_with_token(&self, router: &Router, token: Option<&str>) -> ServerHandle {
         let addr: SocketAddr = "127.0.0.1:0".parse().expect("addr");
         let mut options = ServeOptions::new(Transport::Http { addr });
         options.signals = Signals::none();
+        options.auth_token = token.map(str::to_string);
         start(router.clone(), options)
             .await
             .expect("the MCP server starts")
@@ -1284,4 +1290,43 @@ async fn mcp_install_registers_a_team_idempotently() {
     };
     let report = check_registration(&team_a, &expected_a).expect("check");
     assert!(report.ok, "{report:?}");
+}
+
+/// With a bearer token on the server, a spawned Claude Code still tells another team, with only
+/// its own credential: the server's token is not in its MCP config, and the config is gone once
+/// the agent stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spawned_agent_needs_only_its_own_credential() {
+    const MASTER: &str = "master-token-for-claude-0123456789";
+    let env = Env::new().await;
+    env.api.respond_with(|rec| match agent_of(rec)? {
+        "a" => Some(match tool_results(rec).pop() {
+            None => Answer::text("Let me ask team b.").with_tool_use(
+                "toolu_a_1",
+                TEAM_TELL,
+                json!({"to": "b", "message": "what is the answer?"}),
+            ),
+            Some(result) => Answer::text(format!("a relays: {}", tell_answer(&result))),
+        }),
+        "b" => Some(Answer::text("b says 42")),
+        _ => None,
+    });
+    let r = env.router();
+    let server = env.serve_with_token(&r, Some(MASTER)).await;
+    let (t1, _) = env.tell_a(&r, "Ask team b for the answer.").await;
+    ensure!(
+        env,
+        t1.answer.as_deref() == Some("a relays: b says 42"),
+        "the tell person -> a: {t1:?}"
+    );
+    let pa = env.session(&r, "person", "a");
+    let file = env.root().join(format!("data/mcp/{}.json", pa.session_id));
+    let text = std::fs::read_to_string(&file).expect("a's MCP config");
+    assert!(!text.contains(MASTER), "{text}");
+    assert!(text.contains("X-Switchboard-Agent"), "{text}");
+    env.shutdown(server, &r).await;
+    assert!(
+        !file.exists(),
+        "a's MCP config is still there after it stopped"
+    );
 }

@@ -573,7 +573,7 @@ async fn chains_of_tells_are_bounded_and_loops_refused() {
     use switchboard::router::Caller;
     let env = Env::new("max_hops = 2", "");
     let r = env.router();
-    r.set_mcp_endpoint(Some("http://127.0.0.1:9/mcp".into()), None);
+    r.set_mcp_endpoint(Some("http://127.0.0.1:9/mcp".into()));
     // a tells b; while b's agent works on it, b's agent (its session's caller) tells c.
     let first = r
         .submit("a", "b", TellKind::Tell, "sleep:5000", None)
@@ -1019,9 +1019,11 @@ async fn a_running_switchboard_sweeps_tells_left_delivered_without_a_live_owner(
         .begin_turn(&t.session_id, &t.tell_id, 0)
         .expect("begin turn")
         .expect("delivered");
+    // The counter is bumped just after the tell is failed: wait for both.
     eventually("the sweep fails the orphaned tell", || {
         r.tell_status(&t.tell_id)
             .is_ok_and(|t| t.state == TellState::Failed)
+            && r.counters().swept.load(Ordering::Relaxed) >= 1
     })
     .await;
     let t = r.tell_status(&t.tell_id).expect("status");

@@ -79,7 +79,8 @@ struct Paths {
 fn config(p: &Paths) -> BenchResult<Arc<TeamsConfig>> {
     let q = |path: &Path| setup::toml_string(&path.display().to_string());
     let mut text = format!(
-        "[settings]\ncache_ttl = \"1h\"\nidle_timeout = \"1h\"\nmax_processes = {}\n\n\
+        "[settings]\ncache_ttl = \"1h\"\nidle_timeout = \"1h\"\nmax_processes = {}\n\
+         max_queued_per_pair = 1000000\ntells_per_minute = 1000000000\n\n\
          [database]\npath = {}\n\n",
         2 * TEAMS + 8,
         q(&p.db)

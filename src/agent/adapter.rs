@@ -19,10 +19,86 @@ pub struct LaunchSpec {
     pub args: Vec<String>,
     /// Working directory: the team's folder.
     pub cwd: PathBuf,
-    /// Environment added to Switchboard's own.
+    /// The team's environment (set after the inherited variables; wins over them).
     pub env: BTreeMap<String, String>,
-    /// Variables of Switchboard's own environment not passed on.
+    /// Which variables of Switchboard's own environment the agent gets: names, or prefixes
+    /// ending in `*`. Nothing else is inherited (and never [`NEVER_PASSED`]).
+    pub inherit: Vec<String>,
+    /// Variables of Switchboard's own environment not passed on even if `inherit` names them.
     pub env_remove: Vec<String>,
+}
+
+/// Variables of Switchboard's environment every agent gets, whatever its kind: the basics of
+/// a login (paths, user, locale, terminal, time zone, XDG folders), proxies and CA
+/// certificates. A trailing `*` matches every name with that prefix.
+pub const BASE_ENV: &[&str] = &[
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "TERM",
+    "LANG",
+    "LANGUAGE",
+    "LC_*",
+    "TMPDIR",
+    "TZ",
+    "XDG_*",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "ALL_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "all_proxy",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "NODE_EXTRA_CA_CERTS",
+];
+
+/// Never in an agent's environment, whatever the allow-lists or the team's `env` say: the
+/// server's bearer token would let the agent act as any team.
+pub const NEVER_PASSED: &[&str] = &["SWITCHBOARD_TOKEN"];
+
+/// Whether variable `name` matches `pattern` (a name, or a prefix ending in `*`).
+pub fn env_matches(pattern: &str, name: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => name.starts_with(prefix),
+        None => name == pattern,
+    }
+}
+
+impl LaunchSpec {
+    /// The agent's whole environment: what it inherits of Switchboard's (see
+    /// [`LaunchSpec::inherited`]), then the team's `env`, never [`NEVER_PASSED`]. Give it to
+    /// a command after `env_clear()`.
+    pub fn environment(&self) -> Vec<(String, std::ffi::OsString)> {
+        let mut all: BTreeMap<String, std::ffi::OsString> =
+            self.inherited(std::env::vars_os()).into_iter().collect();
+        for (k, v) in &self.env {
+            all.insert(k.clone(), v.into());
+        }
+        all.retain(|k, _| !NEVER_PASSED.contains(&k.as_str()));
+        all.into_iter().collect()
+    }
+
+    /// The variables of `environment` (Switchboard's own) the agent inherits: those `inherit`
+    /// allows, less `env_remove` and [`NEVER_PASSED`].
+    pub fn inherited<I>(&self, environment: I) -> Vec<(String, std::ffi::OsString)>
+    where
+        I: IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+    {
+        environment
+            .into_iter()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v)))
+            .filter(|(k, _)| {
+                self.inherit.iter().any(|p| env_matches(p, k))
+                    && !self.env_remove.iter().any(|r| r == k)
+                    && !NEVER_PASSED.contains(&k.as_str())
+            })
+            .collect()
+    }
 }
 
 #[derive(Serialize)]
@@ -125,5 +201,40 @@ pub fn adapter_for(agent: &str) -> Option<&'static dyn AgentAdapter> {
     match agent {
         "claude" => Some(&super::claude::ClaudeCode),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_allowed_variables_are_inherited() {
+        let spec = LaunchSpec {
+            program: "agent".into(),
+            args: Vec::new(),
+            cwd: PathBuf::from("/"),
+            env: BTreeMap::from([("SWITCHBOARD_TOKEN".to_string(), "x".to_string())]),
+            inherit: vec!["PATH".into(), "LC_*".into(), "SWITCHBOARD_*".into()],
+            env_remove: vec!["LC_REMOVED".into()],
+        };
+        let given = [
+            "PATH",
+            "PATHX",
+            "LC_ALL",
+            "LC_REMOVED",
+            "SECRET",
+            "SWITCHBOARD_TOKEN",
+            "SWITCHBOARD_OTHER",
+        ]
+        .map(|k| (k.into(), "v".into()));
+        let names: Vec<String> = spec.inherited(given).into_iter().map(|(k, _)| k).collect();
+        assert_eq!(names, ["PATH", "LC_ALL", "SWITCHBOARD_OTHER"]);
+        assert!(spec
+            .environment()
+            .iter()
+            .all(|(k, _)| k != "SWITCHBOARD_TOKEN"));
+        assert!(env_matches("XDG_*", "XDG_DATA_HOME"));
+        assert!(!env_matches("TZ", "TZX"));
     }
 }

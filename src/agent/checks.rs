@@ -102,14 +102,12 @@ pub fn agent_version(team: &TeamConfig) -> Result<String, VersionProblem> {
     let mut cmd = Command::new(&spec.program);
     cmd.arg("--version")
         .current_dir(&spec.cwd)
-        .envs(&spec.env)
+        .env_clear()
+        .envs(spec.environment())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    for name in &spec.env_remove {
-        cmd.env_remove(name);
-    }
     let mut child = cmd.spawn().map_err(|e| VersionProblem::CannotStart {
         program: program.clone(),
         error: e.to_string(),

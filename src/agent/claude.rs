@@ -8,6 +8,22 @@ use super::adapter::{AgentAdapter, LaunchExtras, LaunchSpec, SwitchboardServer};
 use super::claude_mcp;
 use crate::config::TeamConfig;
 
+/// Variables of Switchboard's environment a Claude Code agent gets besides
+/// [`BASE_ENV`](super::adapter::BASE_ENV): its API settings and its own options.
+pub const CLAUDE_ENV: &[&str] = &[
+    "ANTHROPIC_*",
+    "CLAUDE_*",
+    "DISABLE_*",
+    "MCP_TIMEOUT",
+    "MCP_TOOL_TIMEOUT",
+    "MAX_THINKING_TOKENS",
+    "MAX_MCP_OUTPUT_TOKENS",
+    "BASH_DEFAULT_TIMEOUT_MS",
+    "BASH_MAX_TIMEOUT_MS",
+    "BASH_MAX_OUTPUT_LENGTH",
+    "USE_BUILTIN_RIPGREP",
+];
+
 /// The Claude Code CLI (npm `@anthropic-ai/claude-code`).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ClaudeCode;
@@ -75,6 +91,12 @@ impl AgentAdapter for ClaudeCode {
             args,
             cwd: team.path.clone(),
             env: team.env.clone(),
+            inherit: super::adapter::BASE_ENV
+                .iter()
+                .chain(CLAUDE_ENV)
+                .map(|s| s.to_string())
+                .chain(team.env_passthrough.iter().cloned())
+                .collect(),
             // Markers of an outer Claude Code session (when Switchboard runs inside one) would
             // change how the agent behaves.
             env_remove: vec!["CLAUDECODE".into(), "CLAUDE_CODE_ENTRYPOINT".into()],
@@ -116,7 +138,8 @@ impl AgentAdapter for ClaudeCode {
     }
 
     fn transcript_path(&self, team: &TeamConfig, session_id: &str) -> Option<PathBuf> {
-        // The agent runs with our environment plus the team's: the team's value wins.
+        // The agent inherits HOME and CLAUDE_* of our environment, then the team's: the team's
+        // value wins.
         let var = |name: &str| {
             team.env
                 .get(name)

@@ -564,12 +564,19 @@ fn run_claude(team: &TeamConfig, args: &[&str]) -> Result<String, AgentError> {
     use std::process::Stdio;
     let program = team.agent_path.clone().unwrap_or_else(|| "claude".into());
     let command = format!("{program} {}", args.join(" "));
+    // The environment a spawned agent of the team gets (the same allow-list).
+    let spec = super::adapter::AgentAdapter::launch(
+        &super::claude::ClaudeCode,
+        team,
+        "00000000-0000-4000-8000-000000000000",
+        false,
+        &super::adapter::LaunchExtras::default(),
+    );
     let mut child = Command::new(&program)
         .args(args)
         .current_dir(&team.path)
-        .envs(&team.env)
-        .env_remove("CLAUDECODE")
-        .env_remove("CLAUDE_CODE_ENTRYPOINT")
+        .env_clear()
+        .envs(spec.environment())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

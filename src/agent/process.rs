@@ -1,5 +1,6 @@
 //! One agent child process: spawned in its own process group (dies with us via
-//! PR_SET_PDEATHSIG on Linux), stdin/stdout piped, stderr to a bounded per-session log file
+//! PR_SET_PDEATHSIG on Linux) with only the environment its launch spec allows (see
+//! [`LaunchSpec::environment`]), stdin/stdout piped, stderr to a bounded per-session log file
 //! with its tail kept in memory for error messages. Stop = SIGTERM to the group, a grace
 //! period, then SIGKILL; "already exited" is success.
 
@@ -66,12 +67,10 @@ impl AgentProcess {
         decode: fn(&[u8]) -> Result<AgentEvent, BadLine>,
     ) -> Result<Self, AgentError> {
         let mut cmd = tokio::process::Command::new(&spec.program);
-        for name in &spec.env_remove {
-            cmd.env_remove(name);
-        }
+        // Only what the spec allows of our environment, then the team's own.
+        cmd.env_clear().envs(spec.environment());
         cmd.args(&spec.args)
             .current_dir(&spec.cwd)
-            .envs(&spec.env)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -60,6 +60,14 @@ pub struct Settings {
     pub max_message_bytes: usize,
     /// The longest chain of tells (A tells B, whose agent tells C, ...). Default 4.
     pub max_hops: u32,
+    /// Most tells of one pair waiting or being answered; more are refused. Default 100.
+    pub max_queued_per_pair: u64,
+    /// Most bytes of message text of one pair waiting or being answered (a pair with nothing
+    /// waiting still takes one message up to `max_message_bytes`). Default 16 MiB.
+    pub max_queued_bytes_per_pair: u64,
+    /// Most tells a calling team may send in any 60 seconds (to every team together).
+    /// Default 120.
+    pub tells_per_minute: u64,
     /// `[settings.compaction]`.
     pub compaction: CompactionPolicy,
 }
@@ -141,6 +149,9 @@ pub struct TeamConfig {
     pub args: Vec<String>,
     /// Extra environment for the agent.
     pub env: BTreeMap<String, String>,
+    /// Variables of Switchboard's own environment the agent gets besides the built-in
+    /// allow-list (names, or prefixes ending in `*`). `SWITCHBOARD_TOKEN` is never passed.
+    pub env_passthrough: Vec<String>,
     /// Team override of `settings.idle_timeout`.
     #[serde(serialize_with = "ser_opt_duration")]
     pub idle_timeout: Option<Duration>,
@@ -196,6 +207,9 @@ impl Default for Settings {
             shutdown_grace: Duration::from_secs(10),
             max_message_bytes: 1024 * 1024,
             max_hops: 4,
+            max_queued_per_pair: 100,
+            max_queued_bytes_per_pair: 16 * 1024 * 1024,
+            tells_per_minute: 120,
             compaction: CompactionPolicy::default(),
         }
     }

@@ -29,6 +29,9 @@ const SETTINGS_KEYS: &[&str] = &[
     "shutdown_grace",
     "max_message_bytes",
     "max_hops",
+    "max_queued_per_pair",
+    "max_queued_bytes_per_pair",
+    "tells_per_minute",
     "compaction",
 ];
 const SERVER_KEYS: &[&str] = &[
@@ -52,6 +55,7 @@ const TEAM_KEYS: &[&str] = &[
     "agent_path",
     "args",
     "env",
+    "env_passthrough",
     "idle_timeout",
     "session_init_timeout",
     "allowed_tools",
@@ -179,6 +183,18 @@ fn settings(root: &Table, report: &mut Report<'_>) -> Settings {
     }
     if let Some(n) = get_count(table, "max_hops", &path, report) {
         settings.max_hops = u32::try_from(n).unwrap_or(u32::MAX);
+    }
+    for (key, slot) in [
+        ("max_queued_per_pair", &mut settings.max_queued_per_pair),
+        (
+            "max_queued_bytes_per_pair",
+            &mut settings.max_queued_bytes_per_pair,
+        ),
+        ("tells_per_minute", &mut settings.tells_per_minute),
+    ] {
+        if let Some(n) = get_count(table, key, &path, report) {
+            *slot = n;
+        }
     }
     for (key, slot) in [
         ("idle_timeout", &mut settings.idle_timeout),
@@ -402,6 +418,7 @@ fn team(
         agent_path: agent_path.map(str::to_string),
         args: get_strings(table, "args", path, false, report),
         env: get_env(table, path, report),
+        env_passthrough: get_passthrough(table, path, report),
         idle_timeout: get_duration(table, "idle_timeout", path, report),
         session_init_timeout: get_duration(table, "session_init_timeout", path, report),
         allowed_tools: get_strings(table, "allowed_tools", path, true, report),
@@ -790,6 +807,27 @@ fn get_env(table: &Table, path: &KeyPath, report: &mut Report<'_>) -> BTreeMap<S
                     describe(other)
                 ),
             ),
+        }
+    }
+    out
+}
+
+/// `env_passthrough`: names of variables, or prefixes ending in `*` (`AWS_*`).
+fn get_passthrough(table: &Table, path: &KeyPath, report: &mut Report<'_>) -> Vec<String> {
+    let names = get_strings(table, "env_passthrough", path, true, report);
+    let mut out = Vec::with_capacity(names.len());
+    for (i, name) in names.into_iter().enumerate() {
+        let stem = name.strip_suffix('*').unwrap_or(&name);
+        if !is_valid_env_name(stem) {
+            report.add(
+                &path.key("env_passthrough").index(i),
+                format!(
+                    "invalid environment variable name {name:?}: use letters, digits and \"_\", \
+                     optionally ending in \"*\" for every name with that prefix"
+                ),
+            );
+        } else {
+            out.push(name);
         }
     }
     out

@@ -117,9 +117,15 @@ pub(crate) async fn handle(router: &Router, op: &str, body: &[u8]) -> Result<Val
                 409
             }
             (Error::NotFound(_), _) => 404,
+            (Error::Router(RouterError::Limited { .. }), _) => 429,
             _ => 500,
         };
-        (status, json!({"error": e.to_string(), "exit_code": code}))
+        let mut body = json!({"error": e.to_string(), "exit_code": code});
+        if let Error::Router(RouterError::Limited { retry_after, .. }) = &e {
+            // The listener turns this into a Retry-After header.
+            body["retry_after_secs"] = json!(retry_after.as_secs().max(1));
+        }
+        (status, body)
     })
 }
 

@@ -4,6 +4,8 @@
 //! `--as`. Over HTTP, rmcp puts the request's `http::request::Parts` into the request
 //! context's extensions; from them: `X-Switchboard-Agent: <token>` (the agents Switchboard
 //! spawns; the router knows their tokens), else `?team=NAME` or `X-Switchboard-Team: NAME`.
+//! An agent token always wins: a request carrying one is that agent whatever else it says
+//! (the listener has already refused unknown tokens and anything but `/mcp` with one).
 
 use std::sync::Arc;
 

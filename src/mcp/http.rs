@@ -16,6 +16,11 @@
 //! oldest connection not being answered, still sending its headers or idle between
 //! requests, is closed to make room, else the newcomer gets 429); at most `max_mcp_sessions` MCP sessions live, each closed after
 //! `mcp_session_idle` unused. A refusal says which limit and when to retry (`Retry-After`).
+//!
+//! A spawned agent's credential (`X-Switchboard-Agent: <its token>`) stands instead of the
+//! bearer token, but only as that agent: only on `/mcp` (403 elsewhere), only while that
+//! agent process runs (401 once it stopped), and the caller is then always that agent,
+//! whatever `?team=` or `X-Switchboard-Team` say.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -140,7 +145,13 @@ impl HttpState {
     }
 
     async fn handle(&self, req: Request<Incoming>, via: Via) -> Response<Body> {
-        if let Some(refused) = self.guard(&req, via) {
+        let agent = req.headers().contains_key(super::AGENT_HEADER);
+        if agent {
+            if let Some(refused) = self.agent_gate(&req) {
+                return refused;
+            }
+        }
+        if let Some(refused) = self.guard(&req, via, agent) {
             return refused;
         }
         let path = req.uri().path().to_string();
@@ -214,10 +225,18 @@ impl HttpState {
         };
         match super::api::handle(&self.router, op, &body).await {
             Ok(v) => json(StatusCode::OK, &v),
-            Err((status, v)) => json(
-                StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-                &v,
-            ),
+            Err((status, v)) => {
+                let mut resp = json(
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                    &v,
+                );
+                // A limit: when to try again (429).
+                if let Some(secs) = v.get("retry_after_secs").and_then(|s| s.as_u64()) {
+                    resp.headers_mut()
+                        .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+                }
+                resp
+            }
         }
     }
 
@@ -287,8 +306,37 @@ impl HttpState {
             .await
     }
 
-    /// The response refusing `req`, if a gate refuses it.
-    fn guard(&self, req: &Request<Incoming>, via: Via) -> Option<Response<Body>> {
+    /// The response refusing a request carrying an agent's credential, unless it is a known
+    /// live agent's and asks for `/mcp` (the only thing an agent may use).
+    fn agent_gate(&self, req: &Request<Incoming>) -> Option<Response<Body>> {
+        if req.uri().path() != MCP_PATH {
+            return Some(text(
+                StatusCode::FORBIDDEN,
+                "text/plain",
+                format!("forbidden: an agent's credential is good for {MCP_PATH} only\n"),
+            ));
+        }
+        let token = req
+            .headers()
+            .get(super::AGENT_HEADER)
+            .and_then(|h| h.to_str().ok())
+            .map(str::trim)
+            .unwrap_or_default();
+        if !self.router.is_agent_token(token) {
+            return Some(text(
+                StatusCode::UNAUTHORIZED,
+                "text/plain",
+                "unauthorized: this agent credential is not known to this server (it ends when \
+                 its agent stops; agents get a new one when they start again)\n"
+                    .into(),
+            ));
+        }
+        None
+    }
+
+    /// The response refusing `req`, if a gate refuses it. `agent`: the request carries an
+    /// agent's credential, already checked (it needs no bearer token).
+    fn guard(&self, req: &Request<Incoming>, via: Via, agent: bool) -> Option<Response<Body>> {
         if via == Via::Socket {
             // Only this user's processes get a socket connection (checked at accept).
             return None;
@@ -327,7 +375,7 @@ impl HttpState {
                     .open_routes
                     .iter()
                     .any(|r| r == req.uri().path()));
-        if let Some(token) = self.endpoint.token.as_ref().filter(|_| !open) {
+        if let Some(token) = self.endpoint.token.as_ref().filter(|_| !open && !agent) {
             let given = req
                 .headers()
                 .get(header::AUTHORIZATION)

@@ -209,7 +209,7 @@ pub async fn start(router: Router, mut options: ServeOptions) -> Result<ServerHa
         state,
         stop.child_token(),
     ));
-    router.set_mcp_endpoint(Some(url.clone()), token.clone());
+    router.set_mcp_endpoint(Some(url.clone()));
     let stdio = fixed.map(|caller| {
         let tools = SwitchboardTools::new(router.clone(), Some(caller), metrics);
         let ct = stop.child_token();
@@ -312,7 +312,7 @@ impl ServerHandle {
         if let Some(task) = self.stdio {
             let _ = task.await;
         }
-        self.router.set_mcp_endpoint(None, None);
+        self.router.set_mcp_endpoint(None);
         self.router.shutdown().await;
         if let Some(path) = self.state_file {
             remove_state_file(&path);
@@ -417,8 +417,8 @@ fn bind_socket(
 
 /// The MCP endpoint a command without a server (`switchboard tell`, `wake`, ...) serves to the
 /// agents it spawns, for as long as it runs: on 127.0.0.1 (a free port), guarded by a random
-/// bearer token that only those agents' MCP configs carry, answering only callers with an
-/// agent token (so every tell is chained to the tell the agent is answering). No `server.json`:
+/// bearer token that nobody is given, answering only callers with an agent token (their only
+/// credential; every tell is chained to the tell the agent is answering). No `server.json`:
 /// other commands do not go through it.
 #[derive(Debug)]
 pub struct AgentEndpoint {
@@ -460,7 +460,7 @@ pub async fn start_agent_endpoint(router: &Router) -> Result<AgentEndpoint, McpE
         state,
         stop.child_token(),
     ));
-    router.set_mcp_endpoint(Some(url.clone()), Some(token.clone()));
+    router.set_mcp_endpoint(Some(url.clone()));
     tracing::debug!(%url, "serving MCP to spawned agents");
     Ok(AgentEndpoint {
         url,
@@ -485,7 +485,7 @@ impl AgentEndpoint {
     /// Stops serving; agents started from now on get no Switchboard tools. Call after the
     /// router's agents are stopped (they may be waiting on a tool call until then).
     pub async fn shutdown(self) {
-        self.router.set_mcp_endpoint(None, None);
+        self.router.set_mcp_endpoint(None);
         self.stop.cancel();
         let _ = self.http.await;
     }

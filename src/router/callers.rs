@@ -1,11 +1,16 @@
 //! Who is telling: a team, or an agent Switchboard spawned (named by a per-session token in
 //! the MCP config it is given). An agent's tells are chained to the tell it is answering; the
 //! chain is bounded (`settings.max_hops`) and may not come back to a team waiting in it.
+//!
+//! An agent's token is its only credential: the server's master token is never in its MCP
+//! config. The token names one agent process: a new one is made at each start, and
+//! [`AgentCredential`] revokes it and deletes the config file when that process is gone.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Weak;
 
-use super::{Caller, Router, RouterError, RouterResult, Wait};
+use super::{Caller, Inner, Router, RouterError, RouterResult, Wait};
 use crate::agent::adapter::{AgentAdapter, LaunchExtras, SwitchboardServer};
 use crate::config::TeamConfig;
 use crate::store::{Tell, TellKind};
@@ -34,14 +39,91 @@ fn write_private(path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
     f.write_all(data)
 }
 
+/// The credential of one spawned agent process: its token (known to the router) and the MCP
+/// config file that carries it. Dropped when the process is gone (stopped, crashed, never
+/// started): the token stops working and the file is deleted.
+#[derive(Debug)]
+pub(crate) struct AgentCredential {
+    router: Weak<Inner>,
+    token: Option<String>,
+    file: Option<PathBuf>,
+}
+
+impl Drop for AgentCredential {
+    fn drop(&mut self) {
+        if let (Some(token), Some(inner)) = (self.token.take(), self.router.upgrade()) {
+            let router = Router { inner };
+            router.lock_mcp().tokens.remove(&token);
+        }
+        if let Some(file) = self.file.take() {
+            match std::fs::remove_file(&file) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!(path = %file.display(), error = %e, "cannot remove an agent's MCP config")
+                }
+            }
+        }
+    }
+}
+
 impl Router {
-    /// Tells spawned agents where the MCP server is (`url` of its `/mcp` endpoint, and the
-    /// bearer token HTTP requests need, if any). Agents started from now on get a per-session
-    /// MCP config naming them; `None` stops that.
-    pub fn set_mcp_endpoint(&self, url: Option<String>, bearer: Option<String>) {
-        let mut mcp = self.lock_mcp();
-        mcp.url = url;
-        mcp.bearer = bearer;
+    /// Tells spawned agents where the MCP server is (`url` of its `/mcp` endpoint). Agents
+    /// started from now on get a per-session MCP config naming them with their own token (never
+    /// the server's bearer token); `None` stops that.
+    pub fn set_mcp_endpoint(&self, url: Option<String>) {
+        self.lock_mcp().url = url;
+    }
+
+    /// The folder of spawned agents' MCP configs (`mcp/` beside the database).
+    fn agent_config_dir(&self) -> PathBuf {
+        self.inner
+            .log_dir
+            .parent()
+            .map(|p| p.join("mcp"))
+            .unwrap_or_else(|| PathBuf::from("mcp"))
+    }
+
+    /// Deletes the MCP configs left by agents no live Switchboard process runs (a process
+    /// that was killed, or a version that kept them): a session of this database not held by
+    /// a live process has no live agent. Files of other databases' sessions are left alone.
+    pub(crate) fn remove_stale_agent_configs(&self) {
+        let m = &self.inner.manager;
+        if m.config().database.in_memory {
+            return; // the folder may be another database's
+        }
+        let Ok(entries) = std::fs::read_dir(self.agent_config_dir()) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Some(session_id) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".json"))
+            else {
+                continue;
+            };
+            let stale = match m.get_by_id(session_id) {
+                Ok(Some(s)) => !s.owner().is_some_and(|o| o.is_alive()),
+                _ => false,
+            };
+            if stale {
+                match std::fs::remove_file(&path) {
+                    Ok(()) => {
+                        tracing::info!(path = %path.display(), "removed the MCP config of an agent that is gone")
+                    }
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), error = %e, "cannot remove a stale agent MCP config")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether `token` is the credential of a live spawned agent of this router.
+    pub fn is_agent_token(&self, token: &str) -> bool {
+        self.lock_mcp().tokens.contains_key(token)
     }
 
     /// The caller that a spawned agent's token names, if the token is one of ours.
@@ -162,14 +244,20 @@ impl Router {
 
     /// The launch extras of a spawned agent of `session_id` in `team`: its MCP config file
     /// (`--mcp-config FILE`, with `--strict-mcp-config`), written by the adapter's rules: with
-    /// an MCP endpoint set, Switchboard's server with a token naming the session; and the
-    /// team's own other servers (`mcp_servers`), never a registration of Switchboard itself.
+    /// an MCP endpoint set, Switchboard's server with a new token naming the session (its only
+    /// credential); and the team's own other servers (`mcp_servers`), never a registration of
+    /// Switchboard itself. The returned credential must live as long as the agent process.
     pub(crate) fn agent_launch_extras(
         &self,
         adapter: &dyn AgentAdapter,
         team: &TeamConfig,
         session_id: &str,
-    ) -> RouterResult<LaunchExtras> {
+    ) -> RouterResult<(LaunchExtras, AgentCredential)> {
+        let mut credential = AgentCredential {
+            router: std::sync::Arc::downgrade(&self.inner),
+            token: None,
+            file: None,
+        };
         let server = {
             let mut mcp = self.lock_mcp();
             mcp.tokens.retain(|_, s| s != session_id);
@@ -182,11 +270,9 @@ impl Router {
                         uuid::Uuid::new_v4().simple()
                     );
                     mcp.tokens.insert(token.clone(), session_id.to_string());
+                    credential.token = Some(token.clone());
                     let mut headers = BTreeMap::new();
                     headers.insert("X-Switchboard-Agent".to_string(), token);
-                    if let Some(b) = &mcp.bearer {
-                        headers.insert("Authorization".to_string(), format!("Bearer {b}"));
-                    }
                     Some(SwitchboardServer {
                         url,
                         headers,
@@ -199,20 +285,18 @@ impl Router {
             .mcp_config(team, server.as_ref())
             .map_err(|e| RouterError::Agent(format!("team {}: {e}", team.name)))?;
         let Some(config) = config else {
-            return Ok(LaunchExtras::default());
+            return Ok((LaunchExtras::default(), credential));
         };
-        let dir = self
-            .inner
-            .log_dir
-            .parent()
-            .map(|p| p.join("mcp"))
-            .unwrap_or_else(|| PathBuf::from("mcp"));
-        let path = dir.join(format!("{session_id}.json"));
+        let path = self.agent_config_dir().join(format!("{session_id}.json"));
+        credential.file = Some(path.clone());
         write_private(&path, config.to_string().as_bytes())
             .map_err(|e| RouterError::Agent(format!("cannot write {}: {e}", path.display())))?;
-        Ok(LaunchExtras {
-            mcp_config: Some(path),
-            switchboard_tools: server.is_some(),
-        })
+        Ok((
+            LaunchExtras {
+                mcp_config: Some(path),
+                switchboard_tools: server.is_some(),
+            },
+            credential,
+        ))
     }
 }

@@ -88,6 +88,16 @@ pub enum RouterError {
     /// A tell id prefix that matches more than one tell.
     #[error("tell id {0:?} is ambiguous: give more of it")]
     AmbiguousTell(String),
+    /// A limit of `[settings]` refused the tell; it may be sent again later.
+    #[error("limit reached: {what} (settings.{setting}); try again in {}", crate::util::format_duration(*retry_after))]
+    Limited {
+        /// The setting that refused it.
+        setting: &'static str,
+        /// What is over the limit.
+        what: String,
+        /// When trying again may succeed.
+        retry_after: Duration,
+    },
 }
 
 /// How a tell is stored, beyond its pair and text.
@@ -207,8 +217,7 @@ pub(crate) struct Inner {
 #[derive(Default)]
 struct McpEndpoint {
     url: Option<String>,
-    bearer: Option<String>,
-    /// agent token → session id
+    /// agent token → session id (one per live agent process)
     tokens: HashMap<String, String>,
 }
 
@@ -262,6 +271,7 @@ impl Router {
             }),
         };
         router.start_sweeper();
+        router.remove_stale_agent_configs();
         router
     }
 
@@ -870,6 +880,7 @@ pub fn queue_tell_with(
     }
     if kind == TellKind::Tell {
         check_message(text, m.config().settings.max_message_bytes)?;
+        check_limits(m, from, to, text)?;
     }
     let session = m.get_or_create(from, to)?;
     let team = m
@@ -999,6 +1010,66 @@ pub fn report_tells(
     m.check_team(from)?;
     m.check_team(to)?;
     Ok(m.store().recent_tells(from, to, limit)?)
+}
+
+/// The window of `settings.tells_per_minute`.
+const RATE_WINDOW: Duration = Duration::from_secs(60);
+/// When to try again after a full queue: about when some of it may be answered.
+const QUEUE_RETRY: Duration = Duration::from_secs(60);
+
+/// Every tell is a paid model call, and a queue is stored text: a new message from `from` to
+/// `to` must fit the pair's queue (`settings.max_queued_per_pair`,
+/// `settings.max_queued_bytes_per_pair`) and the calling team's rate
+/// (`settings.tells_per_minute`). Checked before storing; concurrent callers may pass the
+/// limits by the few tells they store at the same moment.
+pub fn check_limits(m: &SessionManager, from: &str, to: &str, text: &str) -> RouterResult<()> {
+    let settings = &m.config().settings;
+    let (open, bytes) = m.store().open_tells_load(from, to)?;
+    let open = u64::try_from(open).unwrap_or(0);
+    let bytes = u64::try_from(bytes).unwrap_or(0);
+    if open >= settings.max_queued_per_pair {
+        return Err(RouterError::Limited {
+            setting: "max_queued_per_pair",
+            what: format!(
+                "{from} -> {to} already has {open} tells waiting or being answered, the most \
+                 allowed is {}",
+                settings.max_queued_per_pair
+            ),
+            retry_after: QUEUE_RETRY,
+        });
+    }
+    let len = text.len() as u64;
+    if open > 0 && bytes.saturating_add(len) > settings.max_queued_bytes_per_pair {
+        return Err(RouterError::Limited {
+            setting: "max_queued_bytes_per_pair",
+            what: format!(
+                "{from} -> {to} already has {bytes} bytes of messages waiting; {len} more would \
+                 pass the most allowed, {} bytes",
+                settings.max_queued_bytes_per_pair
+            ),
+            retry_after: QUEUE_RETRY,
+        });
+    }
+    let now = now_ms();
+    let window = i64::try_from(RATE_WINDOW.as_millis()).unwrap_or(i64::MAX);
+    let limit = usize::try_from(settings.tells_per_minute).unwrap_or(usize::MAX);
+    let times = m.store().tell_times_since(from, now - window, limit)?;
+    if let Some(oldest) = times
+        .get(limit.saturating_sub(1))
+        .filter(|_| times.len() >= limit)
+    {
+        // Newest first: one more may be sent once the limit-th newest leaves the window.
+        let freed_at = oldest + window;
+        let wait = u64::try_from((freed_at - now).max(1_000)).unwrap_or(1_000);
+        return Err(RouterError::Limited {
+            setting: "tells_per_minute",
+            what: format!(
+                "{from} already sent {limit} tells in the last minute, which is the most allowed"
+            ),
+            retry_after: Duration::from_millis(wait.div_ceil(1_000) * 1_000),
+        });
+    }
+    Ok(())
 }
 
 /// A message must be non-empty and at most `limit` bytes (`settings.max_message_bytes`).

@@ -41,6 +41,8 @@ pub(super) enum Cmd {
 struct Live {
     proc: AgentProcess,
     _slot: Slot,
+    /// Revoked (and its MCP config deleted) when this is dropped, with the process.
+    _credential: super::callers::AgentCredential,
     slot_idle: bool,
     session_id: String,
     idle_since: Instant,
@@ -396,9 +398,10 @@ impl Worker {
         slot: Slot,
     ) -> RouterResult<()> {
         let m = self.router.manager();
-        let extras = self
-            .router
-            .agent_launch_extras(adapter, team, &session.session_id)?;
+        // Dropped (token revoked, file deleted) on every path where no live agent keeps it.
+        let (extras, credential) =
+            self.router
+                .agent_launch_extras(adapter, team, &session.session_id)?;
         let spec = adapter.launch(team, &session.session_id, resume, &extras);
         m.update_debug_info(
             &session.session_id,
@@ -428,6 +431,7 @@ impl Worker {
         self.agent = Some(Live {
             proc,
             _slot: slot,
+            _credential: credential,
             slot_idle: false,
             session_id: session.session_id.clone(),
             idle_since: Instant::now(),
@@ -448,7 +452,10 @@ impl Worker {
             .ok();
         let status = a.proc.stop(STOP_GRACE).await;
         tracing::info!(pair = %self.pair(), pid = a.proc.identity.pid, ?status, why, "agent stopped");
-        m.release_lease(&a.session_id).ok();
+        // Its credential goes before the lease: the next holder writes the session's config.
+        let session_id = a.session_id.clone();
+        drop(a);
+        m.release_lease(&session_id).ok();
     }
 
     /// The agent exited on its own: record it and give everything back.
@@ -462,7 +469,9 @@ impl Worker {
             m.mark_error(&a.session_id, why).ok();
         }
         tracing::warn!(pair = %self.pair(), why, "agent exited");
-        m.release_lease(&a.session_id).ok();
+        let session_id = a.session_id.clone();
+        drop(a);
+        m.release_lease(&session_id).ok();
     }
 
     /// Delivers one tell and records its end.

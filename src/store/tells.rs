@@ -280,6 +280,46 @@ impl SessionStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Open tells (queued or delivered) of a pair and the bytes of their texts.
+    pub fn open_tells_load(&self, from: &str, to: &str) -> StoreResult<(i64, i64)> {
+        let conn = self.conn()?;
+        let n = conn
+            .prepare_cached(
+                "SELECT count(*), coalesce(sum(length(CAST(text AS BLOB))), 0) FROM tells \
+                 WHERE from_team = ?1 AND to_team = ?2 AND state IN ('queued', 'delivered')",
+            )?
+            .query_row([from, to], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(n)
+    }
+
+    /// When the messages (`kind = 'tell'`) team `from` sent since `since` (unix ms) were
+    /// stored, newest first, at most `most`. Reads the newest tells of every pair back to
+    /// `since` only.
+    pub fn tell_times_since(&self, from: &str, since: i64, most: usize) -> StoreResult<Vec<i64>> {
+        // Stored in id order, so the rows after `since` are the last ones; a little slack for
+        // clocks of other processes.
+        let slack = 5_000;
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT created_at, from_team = ?1 AND kind = 'tell' FROM tells ORDER BY id DESC",
+        )?;
+        let mut rows = stmt.query([from])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            let at: i64 = row.get(0)?;
+            if at < since - slack {
+                break;
+            }
+            if row.get::<_, bool>(1)? && at >= since {
+                out.push(at);
+                if out.len() >= most {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Open tells (queued or delivered) of a pair.
     pub fn count_open_tells(&self, from: &str, to: &str) -> StoreResult<i64> {
         let conn = self.conn()?;

@@ -12,6 +12,7 @@
 //! - `deaf:MS` — answers after MS milliseconds whatever happens (an interrupt does not stop it).
 //! - `history` — answers with the number of earlier user messages in the transcript.
 //! - `exit` — answers, then exits 0.
+//! - `env` — answers `env: NAME,NAME,...`, the sorted names of its environment variables.
 //! - `toolcut` — says "partial findings", calls a tool, and ends the turn the way Claude Code
 //!   does when the tool call was cut off: a `success` result whose text is
 //!   `[Tool use interrupted]`, stop reason `tool_use`.
@@ -237,6 +238,13 @@ fn main() {
                 "garbage done".to_string()
             }
             "history" => format!("history: {}", history(&transcript).saturating_sub(1)),
+            "env" => {
+                let mut names: Vec<String> = std::env::vars_os()
+                    .filter_map(|(k, _)| k.into_string().ok())
+                    .collect();
+                names.sort();
+                format!("env: {}", names.join(","))
+            }
             "/compact" => {
                 emit(
                     &out,

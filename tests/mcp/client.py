@@ -194,8 +194,12 @@ async def callers(url, agent_token=None):
         out["header"] = (await ok(c, "team_teams"))["you"]
     async with connect(base, mode="legacy") as c:
         out["none"] = await err(c, "team_teams", {}, "unknown caller")
-    async with connect(base + "?team=a", {"X-Switchboard-Agent": "forged"}, mode="legacy") as c:
-        out["forged"] = await err(c, "team_tell", {"to": "b", "message": "hi"}, "unknown caller")
+    # A forged agent credential is refused before MCP (401), whatever ?team= says.
+    async with httpx2.AsyncClient(headers={"X-Switchboard-Agent": "forged"}) as http:
+        r = await http.post(base + "?team=a", json={"jsonrpc": "2.0", "id": 1, "method": "ping"},
+                            headers={"Accept": "application/json, text/event-stream"})
+        check(r.status_code == 401, f"a forged agent token: {r.status_code} {r.text}")
+        out["forged"] = r.status_code
     async with connect(base + "?team=nosuch", mode="legacy") as c:
         out["unknown_team"] = await err(c, "team_teams", {}, "unknown team")
     out["checks"] = checks
