@@ -1,0 +1,254 @@
+//! Issue 9, files and secrets: Switchboard's files are readable by their owner only (checked as
+//! a second Unix user, since root reads everything), older installations are tightened on start,
+//! secrets are hidden in what sessions record, agent text cannot drive the terminal, and a
+//! teams file in the current folder is not trusted without the user's say-so.
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use support::{assert_exit, stderr, stdout, toml_string, TestEnv};
+
+const OTHER_USER: &str = "sbtest-other";
+
+/// The uid and gid of a second local user, created if missing. Panics (never skips) when it
+/// cannot be made: these tests are only meaningful with a second user.
+fn other_user() -> (u32, u32) {
+    let lookup = || {
+        let mut id = Command::new("id");
+        id.args(["-u", OTHER_USER]);
+        let out = support::finish(id);
+        let uid = String::from_utf8_lossy(&out.stdout).trim().parse().ok()?;
+        let mut id = Command::new("id");
+        id.args(["-g", OTHER_USER]);
+        let out = support::finish(id);
+        let gid = String::from_utf8_lossy(&out.stdout).trim().parse().ok()?;
+        Some((uid, gid))
+    };
+    if let Some(ids) = lookup() {
+        return ids;
+    }
+    let mut useradd = Command::new("useradd");
+    useradd.args(["--system", "--no-create-home", OTHER_USER]);
+    let made = support::finish(useradd);
+    let ids = lookup();
+    assert!(
+        ids.is_some(),
+        "cannot create the second user {OTHER_USER} these tests read files as (run them as \
+         root): {made:?}"
+    );
+    ids.unwrap_or_default()
+}
+
+/// Whether the second user can read `path` (as `cat` would).
+fn other_can_read(path: &Path) -> bool {
+    let (uid, gid) = other_user();
+    let mut cat = Command::new("setpriv");
+    cat.arg(format!("--reuid={uid}"))
+        .arg(format!("--regid={gid}"))
+        .arg("--clear-groups")
+        .arg("cat")
+        .arg(path);
+    let out = support::finish(cat);
+    out.status.success()
+}
+
+/// Every file and folder under `dir`, `dir` included.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut all = vec![dir.to_path_buf()];
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                all.extend(walk(&p));
+            } else {
+                all.push(p);
+            }
+        }
+    }
+    all
+}
+
+fn mode(p: &Path) -> u32 {
+    std::fs::metadata(p).expect("stat").permissions().mode() & 0o777
+}
+
+/// A test env whose temp dir others may enter (as a home folder usually is), so only
+/// Switchboard's own modes protect its files.
+/// With `default_db`, the database is at its default place (`$XDG_DATA_HOME/switchboard/`);
+/// otherwise at `data/switchboard.db` beside the teams file.
+fn open_env(extra_backend: &str, default_db: bool) -> TestEnv {
+    let env = TestEnv::with_scripted_agent();
+    for dir in [env.path().to_path_buf(), env.xdg_data_home()] {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    let mut text = if default_db {
+        String::new()
+    } else {
+        String::from("[database]\npath = \"data/switchboard.db\"\n")
+    };
+    for team in support::TEAMS {
+        text.push_str(&format!(
+            "\n[teams.{team}]\npath = {}\nagent_path = {}\n",
+            toml_string(&env.project(team).display().to_string()),
+            toml_string(support::agent_bin()),
+        ));
+        let mut vars = format!(
+            "HOME = {}, TEST_AGENT_MARKER = {}",
+            toml_string(&env.home().display().to_string()),
+            toml_string(env.agent_marker())
+        );
+        if team == "backend" {
+            vars.push_str(extra_backend);
+        }
+        text.push_str(&format!("env = {{ {vars} }}\n"));
+        if team == "backend" {
+            text.push_str(
+                "args = [\"--api-key=sk-ant-api03-LEAKLEAKLEAKLEAKLEAK\", \"--token\", \
+                 \"plain-token-value\"]\n",
+            );
+        }
+    }
+    env.write_config(&text);
+    env
+}
+
+/// Runs the binary with `--config` and `args` under umask 022 (the usual default).
+fn run_umask(env: &TestEnv, args: &[&str]) -> std::process::Output {
+    let mut cmd = env.command();
+    cmd.arg("--config").arg(env.config_path()).args(args);
+    // SAFETY: umask is async-signal-safe and touches only the child.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::umask(0o022);
+            Ok(())
+        });
+    }
+    support::finish(cmd)
+}
+
+fn assert_private(data: &Path) {
+    let files = walk(data);
+    for p in &files {
+        let m = mode(p);
+        assert_eq!(
+            m & 0o077,
+            0,
+            "{} is {m:04o}: others may read it",
+            p.display()
+        );
+        if p.is_file() {
+            assert!(!other_can_read(p), "another user read {}", p.display());
+        }
+    }
+}
+
+#[test]
+fn data_files_are_private_to_the_owner() {
+    let env = open_env(
+        ", DATABASE_URL = \"postgres://admin:hunter2pw@db.local/app\", GITHUB_PAT = \"pat-value-123\"",
+        false,
+    );
+    let out = run_umask(&env, &["tell", "frontend", "backend", "hello"]);
+    assert_exit(&out, 0, &["tell"]);
+    let data = env.db_path().parent().expect("data dir").to_path_buf();
+    let logs: Vec<PathBuf> = walk(&data.join("logs"))
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(".stderr.log"))
+        .collect();
+    assert!(
+        !logs.is_empty(),
+        "no agent stderr log under {}",
+        data.display()
+    );
+    assert!(env.db_path().exists());
+    // The control: before the fix, the same files were readable by the other user.
+    assert_eq!(mode(&data), 0o700, "the data folder");
+    assert_private(&data);
+
+    // The server's files: server.json and its log.
+    let server = support::serve::ServeProcess::start(&env);
+    let server_json = data.join("server.json");
+    let serve_log = data.join("logs").join("switchboard-serve.log");
+    assert!(
+        support::poll_until(std::time::Duration::from_secs(10), || serve_log.exists()),
+        "no serve log"
+    );
+    assert!(server_json.exists());
+    assert_private(&data);
+    server.stop();
+
+    // What the session records hides the secrets of the team's args and env.
+    let show = env.run_json(&["sessions", "show", "frontend:backend"]);
+    let recorded = format!(
+        "{} {}",
+        show["launch_command"], show["team_config_snapshot"]
+    );
+    for secret in [
+        "LEAKLEAK",
+        "plain-token-value",
+        "hunter2pw",
+        "pat-value-123",
+    ] {
+        assert!(!recorded.contains(secret), "{secret} recorded: {recorded}");
+    }
+    assert!(recorded.contains("--api-key=***"), "{recorded}");
+    assert!(
+        recorded.contains("postgres://admin:***@db.local/app"),
+        "{recorded}"
+    );
+}
+
+#[test]
+fn loose_files_of_an_older_install_are_tightened_on_start() {
+    let env = open_env("", true);
+    let out = run_umask(&env, &["tell", "frontend", "backend", "hello"]);
+    assert_exit(&out, 0, &["tell"]);
+    let data = env.xdg_data_home().join("switchboard");
+    let db = data.join("switchboard.db");
+    assert!(
+        db.exists(),
+        "no database at the default place {}",
+        db.display()
+    );
+    // As an older Switchboard left them: 0644 files in 0755 folders.
+    for p in walk(&data) {
+        let m = if p.is_dir() { 0o755 } else { 0o644 };
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(m)).expect("chmod");
+    }
+    assert!(other_can_read(&db), "the control: loose files are readable");
+    let out = run_umask(&env, &["sessions", "list"]);
+    assert_exit(&out, 0, &["sessions", "list"]);
+    let err = stderr(&out);
+    assert!(
+        err.contains("tightened the permissions of") && err.contains("switchboard.db"),
+        "no log line about the tightened files: {err}"
+    );
+    assert_private(&data);
+}
+
+#[test]
+fn agent_stderr_in_last_error_hides_secrets() {
+    let env = TestEnv::with_scripted_agent();
+    let out = env.run(&[
+        "tell",
+        "frontend",
+        "backend",
+        "crash:auth failed for postgres://svc:topsecretpw@db/app with ANTHROPIC_API_KEY=sk-ant-api03-ABCDEFGHIJKLMNOPQRSTUV",
+    ]);
+    assert_exit(&out, 1, &["tell"]);
+    let show = env.run_json(&["sessions", "show", "frontend:backend"]);
+    let last_error = show["last_error"].as_str().unwrap_or_default().to_string();
+    let all = format!("{last_error} {}", stderr(&out));
+    assert!(
+        last_error.contains("postgres://svc:***@db/app"),
+        "{last_error}"
+    );
+    for secret in ["topsecretpw", "ABCDEFGHIJKLMNOP"] {
+        assert!(!all.contains(secret), "{secret} shown: {all}");
+    }
+    let _ = stdout(&out);
+}
