@@ -252,3 +252,154 @@ fn agent_stderr_in_last_error_hides_secrets() {
     }
     let _ = stdout(&out);
 }
+
+/// What an answer may carry to a terminal: a window title, clear screen, a hyperlink, a
+/// carriage return over the line, an 8-bit CSI.
+const EVIL: &str =
+    "\x1b]0;pwned\x07\x1b[2J\x1b]8;;http://evil.example\x1b\\click\x1b]8;;\x1b\\\r\u{9b}8m";
+
+fn assert_no_controls(what: &str, text: &str) {
+    let bad: Vec<char> = text
+        .chars()
+        .filter(|c| c.is_control() && !matches!(c, '\n' | '\t'))
+        .collect();
+    assert!(bad.is_empty(), "{what} printed controls {bad:?}: {text:?}");
+    // Whole messages show the escapes (table previews may cut them short).
+    if !what.starts_with("report frontend backend") || what.ends_with("--full") {
+        assert!(text.contains("\\x1b]0;pwned\\x07"), "{what}: {text:?}");
+    }
+}
+
+#[test]
+fn human_output_escapes_terminal_controls_json_keeps_them() {
+    let env = TestEnv::with_scripted_agent();
+    let message = format!("multi\nline {EVIL}");
+    let out = env.run(&["--color", "never", "tell", "frontend", "backend", &message]);
+    assert_exit(&out, 0, &["tell"]);
+    let answer = stdout(&out);
+    assert_no_controls("tell", &answer);
+    assert!(answer.contains("multi\nline"), "newlines stay: {answer:?}");
+    for args in [
+        vec!["report", "frontend", "backend", "--full"],
+        vec!["report", "frontend", "backend"],
+    ] {
+        let out = env.run(&args);
+        assert_exit(&out, 0, &args);
+        assert_no_controls(&args.join(" "), &stdout(&out));
+    }
+    // JSON stays exact.
+    let json = env.run_json(&["report", "frontend", "backend"]);
+    let tell = &json[0];
+    assert_eq!(
+        tell["answer"].as_str(),
+        Some(format!("echo: {message}").as_str())
+    );
+    let id = tell["tell_id"].as_str().expect("tell id").to_string();
+    let out = env.run(&["tells", "show", &id]);
+    assert_exit(&out, 0, &["tells", "show"]);
+    assert_no_controls("tells show", &stdout(&out));
+    // An error message quoting agent text is escaped too.
+    let out = env.run(&["tell", "frontend", "backend", &format!("crash:{EVIL}")]);
+    assert_exit(&out, 1, &["tell"]);
+    let err = stderr(&out);
+    assert!(!err.contains('\x1b') && !err.contains('\x07'), "{err:?}");
+}
+
+#[test]
+fn a_teams_file_in_the_current_folder_needs_trust() {
+    let env = TestEnv::with_scripted_agent();
+    // A cloned repository whose teams.toml runs its own script as the agent.
+    let repo = env.path().join("evilrepo");
+    std::fs::create_dir_all(repo.join("a")).expect("mkdir");
+    let marker = env.path().join("script-ran");
+    let script = repo.join("agent.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\ntouch {}\nexec {} \"$@\"\n",
+            marker.display(),
+            support::agent_bin()
+        ),
+    )
+    .expect("write script");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let teams = format!(
+        "[database]\npath = \"db/sb.db\"\n[teams.a]\npath = {}\n[teams.b]\npath = {}\nagent_path = {}\nenv = {{ HOME = {} }}\n",
+        toml_string(&repo.join("a").display().to_string()),
+        toml_string(&repo.display().to_string()),
+        toml_string(&script.display().to_string()),
+        toml_string(&env.home().display().to_string()),
+    );
+    std::fs::write(repo.join("teams.toml"), &teams).expect("write teams.toml");
+    let in_repo = |args: &[&str]| {
+        let mut cmd = env.command();
+        cmd.current_dir(&repo).args(args);
+        support::finish(cmd)
+    };
+
+    let out = in_repo(&["tell", "a", "b", "hi"]);
+    assert_exit(&out, 2, &["tell"]);
+    let err = stderr(&out);
+    assert!(
+        err.contains("not trusted") && err.contains("switchboard config trust"),
+        "{err}"
+    );
+    assert!(!marker.exists(), "the repository's agent script ran");
+
+    // Trusted once: used as it is.
+    let out = in_repo(&["config", "trust"]);
+    assert_exit(&out, 0, &["config", "trust"]);
+    let record = env
+        .xdg_config_home()
+        .join("switchboard")
+        .join("trusted-teams-files.json");
+    assert_eq!(mode(&record) & 0o077, 0, "the trust record is private");
+    let out = in_repo(&["tell", "a", "b", "hi"]);
+    assert_exit(&out, 0, &["tell"]);
+    assert!(marker.exists());
+
+    // Changed since: not trusted any more.
+    std::fs::write(repo.join("teams.toml"), format!("{teams}# changed\n")).expect("write");
+    let out = in_repo(&["teams"]);
+    assert_exit(&out, 2, &["teams"]);
+    assert!(
+        stderr(&out).contains("changed since you trusted it"),
+        "{}",
+        stderr(&out)
+    );
+    // An explicit --config is the user's choice.
+    let out = in_repo(&["--config", "teams.toml", "teams"]);
+    assert_exit(&out, 0, &["teams"]);
+}
+
+#[test]
+fn descriptions_never_carry_environment_values() {
+    let env = TestEnv::new();
+    let mut text = env.teams_toml("");
+    text.push_str("[teams.leaky]\npath = ");
+    text.push_str(&toml_string(&env.project("docs").display().to_string()));
+    text.push_str("\ndescription = \"key: ${SB_TEST_SECRET_KEY}\"\n");
+    env.write_config(&text);
+    let mut cmd = env.command();
+    cmd.env("SB_TEST_SECRET_KEY", "sk-ant-api03-VISIBLEVISIBLEVISIBLE")
+        .arg("--config")
+        .arg(env.config_path())
+        .args(["teams", "--json"]);
+    let out = support::finish(cmd);
+    assert!(
+        !stdout(&out).contains("VISIBLEVISIBLE"),
+        "the key was shown: {}",
+        stdout(&out)
+    );
+    assert_exit(&out, 2, &["teams"]);
+    assert!(
+        stderr(&out).contains("teams.leaky.description: ${VAR} is not expanded here"),
+        "{}",
+        stderr(&out)
+    );
+    // $${ is still a literal.
+    text = text.replace("${SB_TEST_SECRET_KEY}", "$${NOT_A_VAR}");
+    env.write_config(&text);
+    let v = env.run_json(&["teams"]);
+    assert!(v.to_string().contains("key: ${NOT_A_VAR}"), "{v}");
+}

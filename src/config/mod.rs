@@ -6,6 +6,7 @@
 
 mod interpolate;
 mod load;
+pub mod trust;
 mod validate;
 
 use std::collections::BTreeMap;
