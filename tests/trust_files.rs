@@ -403,3 +403,65 @@ fn descriptions_never_carry_environment_values() {
     let v = env.run_json(&["teams"]);
     assert!(v.to_string().contains("key: ${NOT_A_VAR}"), "{v}");
 }
+
+/// `doctor` with no credentials in the environment, as JSON.
+fn doctor_json(env: &TestEnv) -> serde_json::Value {
+    let mut cmd = env.command();
+    cmd.env_remove("ANTHROPIC_API_KEY")
+        .arg("--config")
+        .arg(env.config_path())
+        .args(["doctor", "--json"]);
+    support::parse_json(&support::finish(cmd))
+}
+
+fn check(report: &serde_json::Value, name: &str) -> serde_json::Value {
+    report["checks"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == name))
+        .cloned()
+        .unwrap_or_else(|| panic!("no check {name} in {report}"))
+}
+
+#[test]
+fn doctor_flags_loose_file_modes_and_a_server_without_a_token() {
+    let env = TestEnv::new();
+    env.run_ok(&["sessions", "open", "frontend", "backend"]);
+    let report = doctor_json(&env);
+    assert_eq!(check(&report, "file modes")["outcome"], "ok", "{report}");
+
+    std::fs::set_permissions(env.db_path(), std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let report = doctor_json(&env);
+    let modes = check(&report, "file modes");
+    assert_eq!(modes["outcome"], "fail", "{modes}");
+    assert!(
+        modes["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("switchboard.db (0644)")),
+        "{modes}"
+    );
+    assert_eq!(report["ok"], false);
+
+    // A live server that says it needs no token: on loopback a warning, elsewhere a failure.
+    let me = switchboard::util::ProcessIdentity::current();
+    let server_json = env.db_path().with_file_name("server.json");
+    for (url, outcome) in [
+        ("http://127.0.0.1:7717/mcp", "warn"),
+        ("http://0.0.0.0:7717/mcp", "fail"),
+    ] {
+        let body = serde_json::json!({
+            "pid": me.pid, "process_started_at": me.started_at, "url": url,
+            "transport": "http", "auth": false,
+        });
+        std::fs::write(&server_json, body.to_string()).expect("write server.json");
+        std::fs::set_permissions(&server_json, std::fs::Permissions::from_mode(0o600))
+            .expect("chmod");
+        let server = check(&doctor_json(&env), "server");
+        assert_eq!(server["outcome"], outcome, "{url}: {server}");
+        assert!(
+            server["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("without a token")),
+            "{server}"
+        );
+    }
+}
