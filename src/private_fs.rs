@@ -87,17 +87,32 @@ fn fix_open_file(file: &File, path: &Path) -> io::Result<()> {
     if mode != FILE_MODE {
         file.set_permissions(Permissions::from_mode(FILE_MODE))?;
         if mode & 0o077 != 0 {
-            log_tightened(path, mode, FILE_MODE);
+            log_change(path, mode, FILE_MODE);
         }
     }
     Ok(())
 }
 
-fn log_tightened(path: &Path, from: u32, to: u32) {
+/// Logs that `path` was `from` and is now private (when [`tighten`] is not the one that did it).
+pub fn log_tightened(path: &Path, from: u32) {
+    let to = std::fs::symlink_metadata(path)
+        .map(|m| m.permissions().mode() & 0o7777)
+        .unwrap_or(FILE_MODE);
+    log_change(path, from, to);
+}
+
+fn log_change(path: &Path, from: u32, to: u32) {
     tracing::warn!(
         "tightened the permissions of {} from {from:04o} to {to:04o} (only you may read Switchboard's files)",
         path.display()
     );
+}
+
+/// The mode of `path` when others may read or write it (not following symbolic links).
+pub fn mode_if_loose(path: &Path) -> Option<u32> {
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    let mode = meta.permissions().mode() & 0o7777;
+    (!meta.file_type().is_symlink() && mode & 0o077 != 0).then_some(mode)
 }
 
 /// Takes group and other permissions away from `path` (if it exists and is not a symbolic
@@ -114,7 +129,7 @@ pub fn tighten(path: &Path) -> Option<u32> {
     let wanted = if meta.is_dir() { DIR_MODE } else { FILE_MODE };
     match std::fs::set_permissions(path, Permissions::from_mode(wanted)) {
         Ok(()) => {
-            log_tightened(path, mode, wanted);
+            log_change(path, mode, wanted);
             Some(mode)
         }
         Err(e) => {

@@ -202,6 +202,24 @@ fn data_files_are_private_to_the_owner() {
     );
 }
 
+/// Starts `serve --http` on the database in `data`, waits (bounded) until it announces itself,
+/// stops it with SIGTERM and returns its stderr.
+fn serve_once(env: &TestEnv, data: &Path) -> String {
+    let mut child = env.spawn(&["serve", "--http", "127.0.0.1:0"]);
+    let announced = support::poll_until(std::time::Duration::from_secs(20), || {
+        data.join("server.json").exists()
+    });
+    support::send_signal(child.id(), libc::SIGTERM);
+    let status = support::wait_timeout(&mut child, std::time::Duration::from_secs(20));
+    if status.is_none() {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().expect("server output");
+    let err = stderr(&out);
+    assert!(announced, "the server did not start: {err}");
+    err
+}
+
 #[test]
 fn loose_files_of_an_older_install_are_tightened_on_start() {
     let env = open_env("", true);
@@ -214,12 +232,28 @@ fn loose_files_of_an_older_install_are_tightened_on_start() {
         "no database at the default place {}",
         db.display()
     );
+    // A server once, for its log.
+    serve_once(&env, &data);
+    assert!(data.join("logs/switchboard-serve.log").exists());
     // As an older Switchboard left them: 0644 files in 0755 folders.
     for p in walk(&data) {
         let m = if p.is_dir() { 0o755 } else { 0o644 };
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(m)).expect("chmod");
     }
     assert!(other_can_read(&db), "the control: loose files are readable");
+    // The server's start tightens everything, saying which.
+    let err = serve_once(&env, &data);
+    for name in ["switchboard.db", "switchboard-serve.log", ".stderr.log"] {
+        assert!(
+            err.lines()
+                .any(|l| l.contains("tightened the permissions of") && l.contains(name)),
+            "no log line about {name}: {err}"
+        );
+    }
+    assert_private(&data);
+
+    // And any command does, too.
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).expect("chmod");
     let out = run_umask(&env, &["sessions", "list"]);
     assert_exit(&out, 0, &["sessions", "list"]);
     let err = stderr(&out);
