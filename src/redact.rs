@@ -3,7 +3,7 @@
 //!
 //! One place decides what a secret looks like:
 //! - an environment variable, option or `NAME=value` whose name has a part KEY, TOKEN, SECRET,
-//!   PASSWORD, PASSWD, PASS, PAT, AUTH, AUTHORIZATION or CREDENTIAL(S) (`API_KEY`, `GITHUB_PAT`,
+//!   PASSWORD, PASSWD, PASS, PAT, AUTH, OAUTH, AUTHORIZATION or CREDENTIAL(S) (`API_KEY`, `GITHUB_PAT`,
 //!   `--api-key`, `DB_PASS`; KEY, TOKEN, SECRET, PASSWORD and CREDENTIAL also inside a part, as
 //!   in `APIKEY`; never `AUTHOR`, `PATH` or `PATTERN`);
 //! - the value after such an option in argv (`--token VALUE`, `--api-key=VALUE`);
@@ -23,7 +23,7 @@ pub const MASK: &str = "***";
 const SECRET_INFIXES: [&str; 6] = ["KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL"];
 
 /// Words that make a name secret only as a whole part of it (between `_`, `-`, `.` or ends).
-const SECRET_PARTS: [&str; 4] = ["PAT", "AUTH", "AUTHORIZATION", "PASS"];
+const SECRET_PARTS: [&str; 5] = ["PAT", "AUTH", "OAUTH", "AUTHORIZATION", "PASS"];
 
 /// Names that look secret but are not.
 const NOT_SECRET: [&str; 3] = ["KEYBOARD", "KEYMAP", "MONKEY"];
@@ -264,6 +264,7 @@ mod tests {
             "AUTH",
             "HTTP_AUTHORIZATION",
             "X_AUTH",
+            "OAUTH",
             "AWS_CREDENTIALS",
             "GOOGLE_APPLICATION_CREDENTIALS",
             "client_secret",

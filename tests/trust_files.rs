@@ -178,6 +178,11 @@ fn data_files_are_private_to_the_owner() {
         "no serve log"
     );
     assert!(server_json.exists());
+    // SQLite's -wal and -shm (made with the database file's mode) while the server holds it.
+    for suffix in ["-wal", "-shm"] {
+        let f = data.join(format!("switchboard.db{suffix}"));
+        assert!(f.exists(), "no {}", f.display());
+    }
     assert_private(&data);
     server.stop();
 
