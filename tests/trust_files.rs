@@ -388,6 +388,12 @@ fn a_teams_file_in_the_current_folder_needs_trust() {
     // Trusted once: used as it is.
     let out = in_repo(&["config", "trust"]);
     assert_exit(&out, 0, &["config", "trust"]);
+    // It says what the file runs.
+    assert!(
+        stdout(&out).contains(&format!("runs {}", script.display())),
+        "{}",
+        stdout(&out)
+    );
     let record = env
         .xdg_config_home()
         .join("switchboard")

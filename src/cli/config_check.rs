@@ -125,6 +125,20 @@ fn trust(file: Option<&std::path::Path>, ctx: &Ctx) -> Result<ExitCode, Error> {
             "trusted {} (sha256 {sha256}): used from its folder until it changes",
             path.display()
         );
+        // What trusting it allows: the programs it runs, where.
+        if let Ok(config) = TeamsConfig::load(&path) {
+            for team in config.teams.values() {
+                let program = team.agent_path.as_deref().unwrap_or(team.agent.as_str());
+                let args = switchboard::redact::args(&team.args).join(" ");
+                outln!(
+                    "  {:<20} runs {program}{}{} in {}",
+                    team.name,
+                    if args.is_empty() { "" } else { " " },
+                    args,
+                    team.path.display()
+                );
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
