@@ -1,6 +1,7 @@
 //! `switchboard doctor`: checks that a set-up can work, each with a verdict and how to fix it.
 //! The teams file; per team, the agent binary (`--version`) and its credentials; the database
-//! (writable, schema); a running server; per team, Switchboard's registration in the team's
+//! (writable, schema); file modes (nobody else may read Switchboard's files); a running server
+//! (and whether it needs a token); per team, Switchboard's registration in the team's
 //! Claude Code.
 //!
 //! This module decides verdicts only; it reads through the layers that own each thing
@@ -104,10 +105,16 @@ pub fn run(options: &DoctorOptions<'_>) -> Report {
     let path = match crate::config::discover(options.config_path) {
         Ok(p) => p,
         Err(e) => {
-            checks.push(Check::new("teams file", Outcome::Fail, e.to_string()).fix(
-                "create a teams file (see teams.example.toml) and pass it with --config \
-                     FILE or $SWITCHBOARD_CONFIG",
-            ));
+            let fix = match &e {
+                crate::config::ConfigError::Untrusted { path, .. } => format!(
+                    "read it, then trust it with `switchboard config trust {}` (or pass --config)",
+                    path.display()
+                ),
+                _ => "create a teams file (see teams.example.toml) and pass it with --config \
+                      FILE or $SWITCHBOARD_CONFIG"
+                    .to_string(),
+            };
+            checks.push(Check::new("teams file", Outcome::Fail, e.to_string()).fix(fix));
             return report(None, checks);
         }
     };
@@ -161,6 +168,7 @@ pub fn run(options: &DoctorOptions<'_>) -> Report {
         checks.push(agent);
         checks.push(credentials_check(team));
     }
+    checks.push(file_modes_check(&config));
     checks.push(database_check(&config));
     checks.push(server_check(&config));
     for team in config.teams.values() {
@@ -371,17 +379,31 @@ fn server_check(config: &TeamsConfig) -> Check {
         ));
     }
     if !found.auth {
+        let host = found
+            .url
+            .split("://")
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
+            .unwrap_or_default();
+        let loopback =
+            host.starts_with("127.") || host.starts_with("localhost") || host.starts_with("[::1]");
+        let (outcome, who) = if loopback {
+            (Outcome::Warn, "every local user")
+        } else {
+            (Outcome::Fail, "anyone who can reach it")
+        };
         return Check::new(
             "server",
-            Outcome::Warn,
+            outcome,
             format!(
-                "running without a token: pid {}, {} ({}); any local user can reach it and \
-                 drive your agents",
+                "running without a token: pid {}, {} ({}); {who} can send tells and act as \
+                 any team",
                 found.pid, found.url, found.transport
             ),
         )
         .fix(
-            "remove `require_token = false` from [server] in the teams file and restart the server",
+            "remove `require_token = false` from [server] in the teams file (or set [server] \
+             auth_token) and restart the server",
         );
     }
     Check::new(
@@ -391,6 +413,51 @@ fn server_check(config: &TeamsConfig) -> Check {
             "running: pid {}, {} ({})",
             found.pid, found.url, found.transport
         ),
+    )
+}
+
+/// Whether other users may read Switchboard's files: the data folder (when it is
+/// Switchboard's own), the database and its WAL, `server.json`, `logs/`, `mcp/`.
+fn file_modes_check(config: &TeamsConfig) -> Check {
+    let db = &config.database;
+    if db.in_memory {
+        return Check::new("file modes", Outcome::Ok, "none (in-memory database)");
+    }
+    let loose = crate::private_fs::loose_data_paths(&db.path);
+    let folder = db
+        .path
+        .parent()
+        .map(|d| d.display().to_string())
+        .unwrap_or_default();
+    if loose.is_empty() {
+        return Check::new(
+            "file modes",
+            Outcome::Ok,
+            format!("{folder}: Switchboard's files are readable by you only"),
+        );
+    }
+    let listed: Vec<String> = loose
+        .iter()
+        .take(8)
+        .map(|(p, m)| format!("{} ({m:04o})", p.display()))
+        .collect();
+    let more = loose.len().saturating_sub(listed.len());
+    Check::new(
+        "file modes",
+        Outcome::Fail,
+        format!(
+            "others may read {}{}",
+            listed.join(", "),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
+        ),
+    )
+    .fix(
+        "run any switchboard command (it tightens them to 0600 files in 0700 folders), or \
+         chmod them yourself",
     )
 }
 

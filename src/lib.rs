@@ -9,6 +9,8 @@
 //! - [`agent`]: what Switchboard knows about the agent CLIs it drives (Claude Code).
 //! - [`mcp`]: the MCP server (`switchboard serve`): tools over stdio and streamable HTTP.
 //! - [`doctor`]: the checks of `switchboard doctor`, over every layer.
+//! - [`private_fs`]: Switchboard's files and folders, readable only by the user.
+//! - [`redact`]: hiding secrets in what Switchboard records and logs.
 //! - [`util`]: small shared helpers (time, durations, process identity).
 
 pub mod agent;
@@ -16,6 +18,8 @@ pub mod config;
 pub mod doctor;
 pub mod error;
 pub mod mcp;
+pub mod private_fs;
+pub mod redact;
 pub mod router;
 pub mod session;
 pub mod signals;

@@ -297,7 +297,9 @@ fn config_check_missing_file_names_the_path() {
 #[test]
 fn config_is_discovered_in_cwd_then_config_dir() {
     let env = TestEnv::new();
-    // ./teams.toml (the current dir is the temp dir).
+    // ./teams.toml (the current dir is the temp dir), once trusted.
+    let out = env.run_raw(&["config", "trust"]);
+    assert_exit(&out, 0, &["config", "trust"]);
     let out = env.run_raw(&["config", "check"]);
     assert_exit(&out, 0, &["config", "check"]);
     assert!(stdout(&out).contains("teams.toml: ok"), "{}", stdout(&out));

@@ -548,7 +548,7 @@ fn doctor_checks_agents_credentials_database_and_server() {
     assert_exit(&out, 0, &["doctor"]);
     let human = stdout(&out);
     assert!(
-        human.contains(&format!("running: pid {}, {}", server.pid(), server.url)),
+        human.contains(&format!("pid {}, {}", server.pid(), server.url)),
         "{human}"
     );
     assert!(human.contains("writable, schema version"), "{human}");
@@ -564,6 +564,12 @@ fn doctor_checks_agents_credentials_database_and_server() {
         format!(r#"{{"pid": {dead_pid}, "url": "http://127.0.0.1:9/mcp", "transport": "http"}}"#),
     )
     .expect("write server.json");
+    // As Switchboard writes it: readable by the user only (a loose one is flagged).
+    std::fs::set_permissions(
+        &file,
+        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600),
+    )
+    .expect("chmod server.json");
     let out = doctor(&env, &[]);
     assert_exit(&out, 0, &["doctor"]);
     let human = stdout(&out);

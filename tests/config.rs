@@ -964,7 +964,7 @@ fn default_used_when_unset_or_empty() {
     let text = format!(
         r#"[teams.a]
 path = "${{PROJECTS:-{root}}}/project"
-description = "${{MISSING:-plain default}}"
+append_system_prompt = "${{MISSING:-plain default}}"
 [teams.a.env]
 LOG = "${{LEVEL:-info}}"
 OTHER = "${{UNSET:-fallback}}"
@@ -973,7 +973,7 @@ OTHER = "${{UNSET:-fallback}}"
     let config = f.ok(&text);
     let team = config.team("a").expect("a");
     assert_eq!(team.path, PathBuf::from(f.project()));
-    assert_eq!(team.description.as_deref(), Some("plain default"));
+    assert_eq!(team.append_system_prompt.as_deref(), Some("plain default"));
     assert_eq!(team.env["LOG"], "debug");
     assert_eq!(team.env["OTHER"], "fallback");
 }
@@ -1161,6 +1161,9 @@ fn discovery_order() {
     };
     assert_eq!(found(Some(&explicit), &env_all), explicit);
     assert_eq!(found(None, &env_all), from_env);
+    // ./teams.toml is used only once trusted (`config trust`); until then the user's own.
+    assert_eq!(found(None, &env_no_var), in_xdg);
+    switchboard::config::trust::trust(&local, &env_no_var).expect("trust ./teams.toml");
     assert_eq!(found(None, &env_no_var), local);
     fs::remove_file(&local).expect("rm");
     assert_eq!(found(None, &env_no_var), in_xdg);

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use super::event::{AgentEvent, BadLine};
-use crate::config::{is_secret_name, TeamConfig};
+use crate::config::TeamConfig;
 
 /// What to run, where, with what environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,21 +110,17 @@ struct LaunchRecord<'a> {
 
 impl LaunchSpec {
     /// The launch as JSON for the session's debug info: argv, cwd and the added environment,
-    /// with values of secret-looking names (KEY, TOKEN, SECRET, PASSWORD) as `***`.
+    /// with secrets hidden (see [`crate::redact`]: values of secret names, secret options'
+    /// values in argv, URL passwords, key shapes).
     pub fn redacted_json(&self) -> String {
+        let argv: Vec<String> = std::iter::once(crate::redact::text(&self.program))
+            .chain(crate::redact::args(&self.args))
+            .collect();
+        let env = crate::redact::env(&self.env);
         let record = LaunchRecord {
-            argv: std::iter::once(self.program.as_str())
-                .chain(self.args.iter().map(String::as_str))
-                .collect(),
+            argv: argv.iter().map(String::as_str).collect(),
             cwd: self.cwd.display().to_string(),
-            env: self
-                .env
-                .iter()
-                .map(|(k, v)| {
-                    let shown = if is_secret_name(k) { "***" } else { v.as_str() };
-                    (k.as_str(), shown)
-                })
-                .collect(),
+            env: env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect(),
         };
         serde_json::to_string(&record).unwrap_or_default()
     }

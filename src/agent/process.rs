@@ -184,11 +184,12 @@ impl AgentProcess {
         stdin.flush().await.map_err(io)
     }
 
-    /// The last few KiB the agent wrote to stderr, as text.
+    /// The last few KiB the agent wrote to stderr, as text, secrets hidden (it ends up in
+    /// errors, `last_error`, logs and events).
     pub fn stderr_tail(&self) -> String {
         let t = self.stderr_tail.lock().unwrap_or_else(|p| p.into_inner());
         let bytes: Vec<u8> = t.iter().copied().collect();
-        String::from_utf8_lossy(&bytes).trim().to_string()
+        crate::redact::text(String::from_utf8_lossy(&bytes).trim())
     }
 
     /// Waits for the process to exit (and for its stderr to be drained).
@@ -295,14 +296,7 @@ struct StderrLog {
 
 impl StderrLog {
     fn open(path: &Path) -> Self {
-        if let Some(dir) = path.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .ok();
+        let file = crate::private_fs::open_append(path).ok();
         let written = file
             .as_ref()
             .and_then(|f| f.metadata().ok())
@@ -319,7 +313,7 @@ impl StderrLog {
             let mut rotated = self.path.clone().into_os_string();
             rotated.push(".1");
             let _ = std::fs::rename(&self.path, &rotated);
-            self.file = std::fs::File::create(&self.path).ok();
+            self.file = crate::private_fs::create(&self.path).ok();
             self.written = 0;
         }
         if let Some(f) = self.file.as_mut() {

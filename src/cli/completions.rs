@@ -29,7 +29,7 @@ impl CompletionsCmd {
         let mut cmd = Cli::command();
         let mut buf = Vec::new();
         clap_complete::generate(self.shell, &mut cmd, "switchboard", &mut buf);
-        out!("{}", String::from_utf8_lossy(&buf));
+        super::output::out_raw(&String::from_utf8_lossy(&buf));
         Ok(ExitCode::SUCCESS)
     }
 }
@@ -60,7 +60,7 @@ impl ManCmd {
             None => {
                 let mut buf = Vec::new();
                 clap_mangen::Man::new(cmd).render(&mut buf).map_err(fail)?;
-                out!("{}", String::from_utf8_lossy(&buf));
+                super::output::out_raw(&String::from_utf8_lossy(&buf));
             }
         }
         Ok(ExitCode::SUCCESS)

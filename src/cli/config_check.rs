@@ -16,6 +16,19 @@ pub enum ConfigCmd {
     /// Load and validate the teams file: print a summary and exit 0, or print every problem and
     /// exit 2.
     Check,
+    /// Trust a teams file in the current folder (default ./teams.toml), as it is now: read it
+    /// first, it names the programs Switchboard runs. A changed file must be trusted again.
+    Trust {
+        /// The teams file to trust (default: ./teams.toml).
+        file: Option<std::path::PathBuf>,
+    },
+}
+
+#[derive(Serialize)]
+struct Trusted {
+    ok: bool,
+    config: String,
+    sha256: String,
 }
 
 #[derive(Serialize)]
@@ -43,6 +56,9 @@ struct Failure {
 
 impl ConfigCmd {
     pub fn run(&self, ctx: &Ctx) -> Result<ExitCode, Error> {
+        if let ConfigCmd::Trust { file } = self {
+            return trust(file.as_deref(), ctx);
+        }
         let path = discover(ctx.config_path.as_deref())?;
         let config = match TeamsConfig::load(&path) {
             Ok(c) => c,
@@ -87,4 +103,42 @@ impl ConfigCmd {
         }
         Ok(ExitCode::SUCCESS)
     }
+}
+
+fn trust(file: Option<&std::path::Path>, ctx: &Ctx) -> Result<ExitCode, Error> {
+    let file = file.unwrap_or(std::path::Path::new("teams.toml"));
+    let env = |k: &str| std::env::var(k).ok();
+    let (path, sha256) = switchboard::config::trust::trust(file, &env).map_err(|e| {
+        Error::Config(ConfigError::Read {
+            path: file.to_path_buf(),
+            source: e,
+        })
+    })?;
+    if ctx.json() {
+        print_json(&Trusted {
+            ok: true,
+            config: path.display().to_string(),
+            sha256,
+        })?;
+    } else {
+        outln!(
+            "trusted {} (sha256 {sha256}): used from its folder until it changes",
+            path.display()
+        );
+        // What trusting it allows: the programs it runs, where.
+        if let Ok(config) = TeamsConfig::load(&path) {
+            for team in config.teams.values() {
+                let program = team.agent_path.as_deref().unwrap_or(team.agent.as_str());
+                let args = switchboard::redact::args(&team.args).join(" ");
+                outln!(
+                    "  {:<20} runs {program}{}{} in {}",
+                    team.name,
+                    if args.is_empty() { "" } else { " " },
+                    args,
+                    team.path.display()
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -56,6 +56,14 @@ impl InitCmd {
         };
         let file = new_teams_file(&folders, &output, &|k| std::env::var(k).ok())?;
         write_new_file(&output, &file.text, self.force)?;
+        // The user wrote this file with us: commands run in its folder may use it as it is.
+        let env = |k: &str| std::env::var(k).ok();
+        if let Err(e) = switchboard::config::trust::trust(&output, &env) {
+            eprintln!(
+                "warning: cannot record {} as trusted ({e}); run `switchboard config trust` there",
+                output.display()
+            );
+        }
         // Whether a command run here without --config reads the new file; say so when not.
         let discovered = ctx.config_path.is_some()
             || switchboard::config::discover(None).is_ok_and(|found| {

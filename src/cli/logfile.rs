@@ -44,14 +44,7 @@ struct Inner {
 
 impl RotatingFile {
     fn open(path: &Path) -> Option<Self> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).ok()?;
-        }
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .ok()?;
+        let file = switchboard::private_fs::open_append(path).ok()?;
         let written = file.metadata().map_or(0, |m| m.len());
         Some(Self {
             inner: Arc::new(Mutex::new(Inner {
@@ -70,7 +63,7 @@ impl Write for RotatingFile {
             let mut rotated = inner.path.clone().into_os_string();
             rotated.push(".1");
             let _ = std::fs::rename(&inner.path, &rotated);
-            inner.file = std::fs::File::create(&inner.path).ok();
+            inner.file = switchboard::private_fs::create(&inner.path).ok();
             inner.written = 0;
         }
         if let Some(f) = inner.file.as_mut() {

@@ -236,11 +236,27 @@ pub fn init_tracing(verbosity: u8, log_file: Option<&std::path::Path>) {
         .with_writer(std::io::stderr)
         .with_target(false)
         .with_filter(filter);
+    // Opening the log makes it 0600; say so once the subscriber is there to say it.
+    let loose: Vec<_> = log_file
+        .into_iter()
+        .flat_map(|p| {
+            [
+                p.to_path_buf(),
+                p.parent().map(|d| d.to_path_buf()).unwrap_or_default(),
+            ]
+        })
+        .filter_map(|p| switchboard::private_fs::mode_if_loose(&p).map(|m| (p, m)))
+        .collect();
     let file = log_file.and_then(logfile::file_layer);
     let _ = tracing_subscriber::registry()
         .with(stderr)
         .with(file)
         .try_init();
+    for (path, mode) in loose {
+        if switchboard::private_fs::tighten(&path).is_none() {
+            switchboard::private_fs::log_tightened(&path, mode);
+        }
+    }
 }
 
 /// The error and its causes, each once.

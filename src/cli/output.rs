@@ -14,9 +14,59 @@ use switchboard::store::Session;
 use switchboard::util::{now_ms, relative, rfc3339};
 use switchboard::Error;
 
-/// Writes command output to stdout. When stdout is closed (`switchboard ... | head`), the
-/// process ends quietly instead of panicking; the command's work is done by then.
+/// Writes human output to stdout, with control characters made visible (see
+/// [`escape_controls`]): agent text cannot set the window title, clear the screen or add
+/// hyperlinks. Newlines and tabs stay, and so do the colours this module paints. When stdout is
+/// closed (`switchboard ... | head`), the process ends quietly instead of panicking; the
+/// command's work is done by then.
 pub fn out(text: &str) {
+    out_raw(&escape_controls(text, true));
+}
+
+/// Control characters of `text` made visible, for a terminal: ESC as `\x1b`, other C0
+/// controls, DEL and C1 controls as `\xNN` / `\u{NN}`, a carriage return as `\r`. With
+/// `keep_lines`, `\n` and `\t` stay as they are (multi-line answers printed whole); the colour
+/// codes of [`paint`] (`ESC [ 0|1|2|32|33|36|1;31 m`) always stay.
+pub fn escape_controls(text: &str, keep_lines: bool) -> String {
+    const OURS: [&str; 7] = ["0m", "1m", "2m", "32m", "33m", "36m", "1;31m"];
+    if !text
+        .chars()
+        .any(|c| c.is_control() && !(keep_lines && matches!(c, '\n' | '\t')))
+    {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        if c == '\x1b' {
+            if let Some(code) = rest[1..]
+                .strip_prefix('[')
+                .and_then(|r| OURS.iter().find(|o| r.starts_with(*o)))
+            {
+                out.push_str(&rest[..2 + code.len()]);
+                rest = &rest[2 + code.len()..];
+                continue;
+            }
+        }
+        match c {
+            '\n' | '\t' if keep_lines => out.push(c),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if (c as u32) < 0x80 && c.is_control() => {
+                out.push_str(&format!("\\x{:02x}", c as u32));
+            }
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+        rest = &rest[c.len_utf8()..];
+    }
+    out
+}
+
+/// Writes `text` to stdout exactly as it is (JSON, which escapes controls itself, and the
+/// manual pages).
+pub fn out_raw(text: &str) {
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
     let written = stdout
@@ -39,7 +89,7 @@ pub fn print_error(e: &Error, json: bool) -> std::process::ExitCode {
     if json {
         eprintln!("{}", serde_json::json!({"error": text, "exit_code": code}));
     } else {
-        eprintln!("{}: {text}", error_label());
+        eprintln!("{}: {}", error_label(), escape_controls(&text, true));
     }
     std::process::ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
@@ -198,7 +248,7 @@ pub fn cost(usd: f64, stream: Stream) -> String {
 pub fn print_json<T: Serialize + ?Sized>(value: &T) -> Result<(), Error> {
     let text = serde_json::to_string_pretty(value)
         .map_err(|e| Error::Other(format!("cannot render JSON: {e}")))?;
-    outln!("{text}");
+    out_raw(&format!("{text}\n"));
     Ok(())
 }
 
@@ -395,6 +445,23 @@ pub fn session_details(s: &Session, due: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn controls_are_made_visible() {
+        let evil = "ok\x1b]0;pwned\x07\x1b[2J\x1b]8;;http://x\x1b\\link\r\u{9b}31m\x7f";
+        let shown = escape_controls(evil, true);
+        assert!(!shown.chars().any(|c| c.is_control()), "{shown:?}");
+        assert_eq!(
+            shown,
+            "ok\\x1b]0;pwned\\x07\\x1b[2J\\x1b]8;;http://x\\x1b\\link\\r\\u{9b}31m\\x7f"
+        );
+        assert_eq!(escape_controls("a\nb\tc", true), "a\nb\tc");
+        assert_eq!(escape_controls("a\nb\tc", false), "a\\nb\\tc");
+        // Our own colours stay.
+        let painted = "\x1b[1;31merror\x1b[0m: x";
+        assert_eq!(escape_controls(painted, true), painted);
+        assert_eq!(escape_controls("plain é", true), "plain é");
+    }
 
     #[test]
     fn table_aligns_columns() {

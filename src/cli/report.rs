@@ -49,7 +49,10 @@ impl ReportCmd {
         let tells = report_tells(&m, &self.from, &self.to, self.limit)?;
         if ctx.json() && self.follow {
             for t in &tells {
-                outln!("{}", serde_json::to_string(t).unwrap_or_default());
+                super::output::out_raw(&format!(
+                    "{}\n",
+                    serde_json::to_string(t).unwrap_or_default()
+                ));
             }
         } else if ctx.json() {
             print_json(&tells)?;
@@ -91,7 +94,10 @@ impl ReportCmd {
                     continue;
                 }
                 if ctx.json() {
-                    outln!("{}", serde_json::to_string(&t).unwrap_or_default());
+                    super::output::out_raw(&format!(
+                        "{}\n",
+                        serde_json::to_string(&t).unwrap_or_default()
+                    ));
                 } else {
                     outln!("{}", tell_details(&t));
                 }

@@ -1,6 +1,7 @@
 //! `${VAR}` and `${VAR:-default}` in the string values of the teams file.
 //!
-//! Runs over every string value at any depth before any other check. `$${` is a literal `${`;
+//! Runs over every string value at any depth before any other check, except the team fields
+//! shown to other teams (`description`), where `${VAR}` is refused. `$${` is a literal `${`;
 //! a `$` not followed by `{` is kept as is. `${VAR:-default}` uses the default when `VAR` is
 //! unset or empty (as in bash); defaults may hold expansions themselves, evaluated only when used.
 //! An unset `${VAR}` without default, or a malformed `${`, is a problem at the value's key path,
@@ -10,7 +11,14 @@
 
 use super::load::{Env, KeyPath, Report};
 
+/// Team fields where `${VAR}` is refused: they are shown to every other team (`team_teams`),
+/// so an expansion there would hand the variable's value (an API key, say) to any caller.
+/// `$${` still writes a literal `${`.
+pub(super) const NO_ENV_TEAM_FIELDS: [&str; 1] = ["description"];
+
 /// Interpolates every string in `table` (recursively), reporting problems at their key paths.
+/// The fields of [`NO_ENV_TEAM_FIELDS`] only get `$${` turned into `${`; a `${VAR}` there is a
+/// problem.
 pub(super) fn interpolate_table(
     table: &mut toml::Table,
     path: &KeyPath,
@@ -18,7 +26,58 @@ pub(super) fn interpolate_table(
     report: &mut Report<'_>,
 ) {
     for (key, value) in table.iter_mut() {
-        interpolate_value(value, &path.key(key), env, report);
+        let here = path.key(key);
+        match value {
+            toml::Value::Table(teams) if *path == KeyPath::root() && key == "teams" => {
+                for (team, entry) in teams.iter_mut() {
+                    let team_path = here.key(team);
+                    let toml::Value::Table(fields) = entry else {
+                        interpolate_value(entry, &team_path, env, report);
+                        continue;
+                    };
+                    for (field, v) in fields.iter_mut() {
+                        let field_path = team_path.key(field);
+                        if NO_ENV_TEAM_FIELDS.contains(&field.as_str()) {
+                            literal_value(v, &field_path, env, report);
+                        } else {
+                            interpolate_value(v, &field_path, env, report);
+                        }
+                    }
+                }
+            }
+            _ => interpolate_value(value, &here, env, report),
+        }
+    }
+}
+
+/// A value where no variable is expanded: `$${` becomes `${`; a `${VAR}` is a problem (a
+/// malformed `${` gets the usual message).
+fn literal_value(value: &mut toml::Value, path: &KeyPath, _env: Env<'_>, report: &mut Report) {
+    let toml::Value::String(s) = value else {
+        return interpolate_value(value, path, &|_| None, report);
+    };
+    let used = std::cell::Cell::new(false);
+    let probe = |_: &str| {
+        used.set(true);
+        Some(String::new())
+    };
+    match expand(s, &probe) {
+        Ok(_) if used.get() => {
+            report.add(
+                path,
+                "${VAR} is not expanded here: this text is shown to every other team, so it \
+                 must not carry an environment variable's value (write $${ for a literal \"${\")"
+                    .to_string(),
+            );
+            report.poison(path);
+        }
+        Ok(literal) => *s = literal,
+        Err(messages) => {
+            for message in messages {
+                report.add(path, message);
+            }
+            report.poison(path);
+        }
     }
 }
 

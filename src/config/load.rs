@@ -90,6 +90,15 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
+    /// A `teams.toml` in the current folder that the user has not trusted (or that changed
+    /// since): it could run any program. See `config/trust.rs`.
+    #[error("{}", untrusted_message(path, *changed))]
+    Untrusted {
+        /// The file found in the current folder.
+        path: PathBuf,
+        /// It was trusted once, with other contents.
+        changed: bool,
+    },
     /// The file was read but has problems; all of them are listed.
     #[error("{}", invalid_message(file, problems))]
     Invalid {
@@ -121,6 +130,22 @@ fn not_found_message(searched: &[PathBuf]) -> String {
     out
 }
 
+fn untrusted_message(path: &Path, changed: bool) -> String {
+    format!(
+        "{} in the current folder is {}: a teams file names the programs Switchboard runs \
+         (agent_path, args) and their environment, so one found in the current folder is used \
+         only once you trust it. Read it, then run `switchboard config trust {}`, or name it \
+         with --config",
+        path.display(),
+        if changed {
+            "not trusted any more (it changed since you trusted it)"
+        } else {
+            "not trusted"
+        },
+        path.display()
+    )
+}
+
 fn invalid_message(file: &str, problems: &[ConfigProblem]) -> String {
     let n = problems.len();
     let mut out = format!(
@@ -134,7 +159,7 @@ fn invalid_message(file: &str, problems: &[ConfigProblem]) -> String {
 }
 
 /// Finds the teams file: `explicit` (`--config FILE`), else `$SWITCHBOARD_CONFIG`, else
-/// `./teams.toml`, else `<config dir>/teams.toml` (`$XDG_CONFIG_HOME/switchboard` or
+/// `./teams.toml` if the user trusted it (`switchboard config trust`), else `<config dir>/teams.toml` (`$XDG_CONFIG_HOME/switchboard` or
 /// `~/.config/switchboard`).
 ///
 /// A file named by `--config` or `$SWITCHBOARD_CONFIG` must exist ([`ConfigError::Read`] names
@@ -161,13 +186,42 @@ pub fn discover_in(
     if let Some(named) = non_empty(env, "SWITCHBOARD_CONFIG") {
         return must_exist(Path::new(&named), Some("SWITCHBOARD_CONFIG"));
     }
-    let mut searched = vec![cwd.join("teams.toml")];
-    if let Some(dir) = config_dir(env) {
-        searched.push(dir.join("teams.toml"));
+    let local = cwd.join("teams.toml");
+    let own = config_dir(env).map(|dir| dir.join("teams.toml"));
+    // A teams file in the current folder is used only once the user trusted it (it may come
+    // with a cloned repository); the user's own one in the config dir needs no trust.
+    let mut untrusted = None;
+    if local.is_file() {
+        let is_own = own.as_ref().is_some_and(|o| same_file(o, &local));
+        match super::trust::check(&local, env) {
+            _ if is_own => return Ok(local),
+            super::trust::Trust::Trusted => return Ok(local),
+            trust => {
+                tracing::warn!(
+                    "ignoring {}: not trusted (see `switchboard config trust`)",
+                    local.display()
+                );
+                untrusted = Some(ConfigError::Untrusted {
+                    path: local.clone(),
+                    changed: trust == super::trust::Trust::Changed,
+                });
+            }
+        }
     }
-    match searched.iter().find(|p| p.is_file()) {
-        Some(found) => Ok(found.clone()),
-        None => Err(ConfigError::NotFound { searched }),
+    let mut searched = vec![local];
+    if let Some(own) = own {
+        if own.is_file() {
+            return Ok(own);
+        }
+        searched.push(own);
+    }
+    Err(untrusted.unwrap_or(ConfigError::NotFound { searched }))
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
     }
 }
 
@@ -195,7 +249,7 @@ pub(super) fn non_empty(env: Env<'_>, key: &str) -> Option<String> {
 }
 
 /// `$XDG_CONFIG_HOME/switchboard` or `$HOME/.config/switchboard`, read through `env`.
-fn config_dir(env: Env<'_>) -> Option<PathBuf> {
+pub(super) fn config_dir(env: Env<'_>) -> Option<PathBuf> {
     if let Some(x) = non_empty(env, "XDG_CONFIG_HOME") {
         return Some(PathBuf::from(x).join("switchboard"));
     }

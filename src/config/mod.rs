@@ -7,6 +7,7 @@
 mod init;
 mod interpolate;
 mod load;
+pub mod trust;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -276,25 +277,31 @@ impl TeamsConfig {
 }
 
 impl TeamConfig {
-    /// A JSON snapshot of the team's config for the session's debug info, with env values whose
-    /// names contain KEY, TOKEN, SECRET or PASSWORD replaced by `***`.
+    /// A JSON snapshot of the team's config for the session's debug info, with secrets hidden
+    /// (see [`crate::redact`]): env values of secret names, secret `args` values, URL passwords
+    /// and key shapes anywhere.
     pub fn redacted_snapshot(&self) -> serde_json::Value {
         let mut copy = self.clone();
-        for (k, v) in copy.env.iter_mut() {
-            if is_secret_name(k) {
-                *v = "***".to_string();
+        copy.env = crate::redact::env(&copy.env);
+        copy.args = crate::redact::args(&copy.args);
+        for field in [
+            &mut copy.agent_path,
+            &mut copy.remote,
+            &mut copy.description,
+            &mut copy.append_system_prompt,
+        ] {
+            if let Some(v) = field.as_mut() {
+                *v = crate::redact::text(v);
             }
         }
         serde_json::to_value(&copy).unwrap_or(serde_json::Value::Null)
     }
 }
 
-/// Whether an environment variable's value must be hidden in logs and snapshots.
+/// Whether an environment variable's value must be hidden in logs and snapshots (see
+/// [`crate::redact::is_secret_name`]).
 pub fn is_secret_name(name: &str) -> bool {
-    let upper = name.to_ascii_uppercase();
-    ["KEY", "TOKEN", "SECRET", "PASSWORD"]
-        .iter()
-        .any(|w| upper.contains(w))
+    crate::redact::is_secret_name(name)
 }
 
 /// Whether `name` is a valid team name: 1–100 characters of `[A-Za-z0-9_.@-]`.

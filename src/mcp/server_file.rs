@@ -173,12 +173,12 @@ impl ServerFile {
     /// Writes the file atomically (a temp file renamed over it), making its folder if needed.
     pub(crate) fn write(&self, path: &Path) -> std::io::Result<()> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
+            crate::private_fs::create_dir_all(dir)?;
         }
         let body = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
         let tmp = path.with_extension(format!("json.{}", std::process::id()));
-        let written =
-            std::fs::write(&tmp, format!("{body}\n")).and_then(|()| std::fs::rename(&tmp, path));
+        let written = crate::private_fs::write(&tmp, format!("{body}\n").as_bytes())
+            .and_then(|()| std::fs::rename(&tmp, path));
         if written.is_err() {
             let _ = std::fs::remove_file(&tmp);
         }

@@ -25,18 +25,7 @@ pub const AGENT_TOOL_TIMEOUT_MS: u64 = 3_700_000;
 
 /// Writes a file only the user can read (it holds tokens).
 fn write_private(path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(data)
+    crate::private_fs::write(path, data)
 }
 
 /// The credential of one spawned agent process: its token (known to the router) and the MCP

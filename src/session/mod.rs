@@ -483,9 +483,11 @@ impl SessionManager {
         Ok(s)
     }
 
-    /// Sets status `error` with the reason.
+    /// Sets status `error` with the reason (secrets in it hidden: it may quote an agent's
+    /// stderr).
     pub fn mark_error(&self, session_id: &str, reason: &str) -> SessionResult<Session> {
-        self.write(|st| st.set_status(session_id, SessionStatus::Error, Some(reason)))
+        let reason = crate::redact::text(reason);
+        self.write(|st| st.set_status(session_id, SessionStatus::Error, Some(&reason)))
     }
 
     /// Sets the status (for example `archived`, or `active` again).

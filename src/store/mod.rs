@@ -230,8 +230,17 @@ impl SessionStore {
     /// Fails, changing nothing, if the file's schema is newer than this binary knows.
     pub fn open(path: &Path) -> StoreResult<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+            crate::private_fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
                 path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        // Only the user may read the database: tighten what an older Switchboard left open,
+        // and create a new file 0600 before SQLite does (its -wal and -shm copy that mode).
+        crate::private_fs::tighten_data_folder(path);
+        if !path.exists() {
+            crate::private_fs::ensure_file(path).map_err(|source| StoreError::CreateDir {
+                path: path.to_path_buf(),
                 source,
             })?;
         }

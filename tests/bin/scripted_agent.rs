@@ -5,6 +5,7 @@
 //!
 //! The message text decides what a turn does:
 //! - `crash` — starts the turn, then exits with status 9 (stderr says "simulated crash").
+//! - `crash:TEXT` — starts the turn, writes TEXT to stderr, then exits with status 9.
 //! - `hang` — starts the turn and never answers.
 //! - `garbage` — prints lines that are not JSON, a JSON line of an unknown type, then answers.
 //! - `huge:N` — prints an assistant line of N bytes of text, then answers "huge done".
@@ -222,6 +223,10 @@ fn main() {
                     &json!({"type":"assistant","message":{"role":"assistant","content":[{"type":"text","text":"about to crash"}]}}),
                 );
                 eprintln!("test agent: simulated crash");
+                std::process::exit(9);
+            }
+            t if t.starts_with("crash:") => {
+                eprintln!("{}", &t[6..]);
                 std::process::exit(9);
             }
             "hang" => loop {
