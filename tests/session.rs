@@ -787,20 +787,34 @@ fn racing_readers_never_make_a_writer_read_its_old_value() {
     let m = Arc::new(env.manager());
     let s = m.get_or_create("frontend", "backend").expect("create");
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reading = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let readers: Vec<_> = (0..3)
         .map(|_| {
             let m = Arc::clone(&m);
             let stop = Arc::clone(&stop);
+            let reading = Arc::clone(&reading);
             std::thread::spawn(move || {
                 let mut reads = 0u64;
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     let _ = m.get("frontend", "backend").expect("read");
+                    if reads == 0 {
+                        reading.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
                     reads += 1;
                 }
                 reads
             })
         })
         .collect();
+    // The race needs the readers running (on a loaded machine they may start late).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while reading.load(std::sync::atomic::Ordering::SeqCst) < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the readers never started"
+        );
+        std::thread::yield_now();
+    }
     for i in 1..=300 {
         let written = m.increment_message_count(&s.session_id, 1).expect("write");
         assert_eq!(written.message_count, i);

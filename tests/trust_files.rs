@@ -286,10 +286,25 @@ fn agent_stderr_in_last_error_hides_secrets() {
         last_error.contains("postgres://svc:***@db/app"),
         "{last_error}"
     );
+    // The tell's own error, and the agent's stderr log beside the database.
+    let tell: serde_json::Value =
+        serde_json::from_str(&stdout(&out)).unwrap_or(serde_json::Value::Null);
+    let tell_error = env.run_json(&["report", "frontend", "backend"])[0]["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let logs = env.db_path().parent().expect("data folder").join("logs");
+    let mut log_text = String::new();
+    for entry in std::fs::read_dir(&logs).expect("logs folder").flatten() {
+        if entry.file_name().to_string_lossy().ends_with(".stderr.log") {
+            log_text.push_str(&std::fs::read_to_string(entry.path()).unwrap_or_default());
+        }
+    }
+    assert!(log_text.contains("postgres://svc:***@db/app"), "{log_text}");
+    let all = format!("{all} {tell} {tell_error} {log_text}");
     for secret in ["topsecretpw", "ABCDEFGHIJKLMNOP"] {
         assert!(!all.contains(secret), "{secret} shown: {all}");
     }
-    let _ = stdout(&out);
 }
 
 /// What an answer may carry to a terminal: a window title, clear screen, a hyperlink, a

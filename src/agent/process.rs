@@ -119,7 +119,10 @@ impl AgentProcess {
                 let mut buf = vec![0u8; 8192];
                 loop {
                     match err.read(&mut buf).await {
-                        Ok(0) | Err(_) => break,
+                        Ok(0) | Err(_) => {
+                            log.flush();
+                            break;
+                        }
                         Ok(n) => {
                             log.write(&buf[..n]);
                             let mut t = tail.lock().unwrap_or_else(|p| p.into_inner());
@@ -287,12 +290,18 @@ pub fn reap_orphan_group(agent: ProcessIdentity) -> bool {
     true
 }
 
-/// The stderr log: appends, and rotates to `<path>.1` past [`STDERR_LOG_MAX`].
+/// The stderr log: appends whole lines with secrets hidden ([`crate::redact::text`]), and
+/// rotates to `<path>.1` past [`STDERR_LOG_MAX`].
 struct StderrLog {
     path: PathBuf,
     file: Option<std::fs::File>,
     written: u64,
+    /// The part of a line not ended yet (at most [`STDERR_LINE_MAX`] bytes).
+    pending: Vec<u8>,
 }
+
+/// A stderr "line" longer than this is written (redacted) in pieces.
+const STDERR_LINE_MAX: usize = 64 * 1024;
 
 impl StderrLog {
     fn open(path: &Path) -> Self {
@@ -305,10 +314,37 @@ impl StderrLog {
             path: path.to_path_buf(),
             file,
             written,
+            pending: Vec::new(),
         }
     }
 
+    /// Takes what the agent wrote; whole lines go to the file, redacted.
     fn write(&mut self, data: &[u8]) {
+        self.pending.extend_from_slice(data);
+        while let Some(end) = self.pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.pending.drain(..=end).collect();
+            self.write_redacted(&line);
+        }
+        if self.pending.len() > STDERR_LINE_MAX {
+            let part = std::mem::take(&mut self.pending);
+            self.write_redacted(&part);
+        }
+    }
+
+    /// Writes what is left of an unended line (at the agent's exit).
+    fn flush(&mut self) {
+        if !self.pending.is_empty() {
+            let part = std::mem::take(&mut self.pending);
+            self.write_redacted(&part);
+        }
+    }
+
+    fn write_redacted(&mut self, raw: &[u8]) {
+        let text = crate::redact::text(&String::from_utf8_lossy(raw));
+        self.write_raw(text.as_bytes());
+    }
+
+    fn write_raw(&mut self, data: &[u8]) {
         if self.written + data.len() as u64 > STDERR_LOG_MAX {
             let mut rotated = self.path.clone().into_os_string();
             rotated.push(".1");

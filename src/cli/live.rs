@@ -42,15 +42,17 @@ where
     F: FnOnce(Router) -> Fut,
     Fut: Future<Output = Result<T, Error>>,
 {
-    with_router_on(ctx, pair, Signals::Os, body)
+    with_router_on(ctx, pair, Signals::Os, None, body)
 }
 
 /// [`with_router`], ending early on `signals` only (a body that handles SIGINT itself passes
-/// [`Signals::TermOnly`]).
+/// [`Signals::TermOnly`]), and waiting up to `busy_wait` for a pair another process holds
+/// (`Router::wait_when_busy`, set before the pair's queued tells are recovered).
 pub fn with_router_on<T, F, Fut>(
     ctx: &Ctx,
     pair: Option<(&str, &str)>,
     signals: Signals,
+    busy_wait: Option<std::time::Duration>,
     body: F,
 ) -> Result<Ended<T>, Error>
 where
@@ -65,6 +67,7 @@ where
         .map_err(|e| Error::Other(format!("cannot start the async runtime: {e}")))?;
     runtime.block_on(async move {
         let router = Router::new(manager);
+        router.wait_when_busy(busy_wait);
         if let Some(pair) = pair {
             router.recover(Some(pair))?;
         }

@@ -156,12 +156,12 @@ pub fn send(
         ctx,
         Some((&from, &to)),
         Signals::TermOnly,
+        busy_wait,
         |router| async move {
             // Watch for ^C before the tell exists, so no ^C can kill the process unhandled
             // while it runs.
             let sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
                 .map_err(|e| Error::Other(format!("cannot watch for ^C: {e}")))?;
-            router.wait_when_busy(busy_wait);
             let t = match what {
                 Sending::New {
                     from,

@@ -71,6 +71,7 @@ fn literal_value(value: &mut toml::Value, path: &KeyPath, _env: Env<'_>, report:
             );
             report.poison(path);
         }
+        Ok(literal) if literal.contains('\0') => nul_problem(path, report),
         Ok(literal) => *s = literal,
         Err(messages) => {
             for message in messages {
@@ -81,19 +82,21 @@ fn literal_value(value: &mut toml::Value, path: &KeyPath, _env: Env<'_>, report:
     }
 }
 
+/// Every string may end up in an argument, an environment variable, a path or a prompt, none of
+/// which can hold a NUL: refused where its key path is known.
+fn nul_problem(path: &KeyPath, report: &mut Report) {
+    report.add(
+        path,
+        "must not contain a NUL character (\\u0000): it cannot be passed to a program, its \
+         environment or a file path",
+    );
+    report.poison(path);
+}
+
 fn interpolate_value(value: &mut toml::Value, path: &KeyPath, env: Env<'_>, report: &mut Report) {
     match value {
         toml::Value::String(s) => match expand(s, env) {
-            // Every string may end up in an argument, an environment variable or a path, none
-            // of which can hold a NUL: refuse it here, where its key path is known.
-            Ok(expanded) if expanded.contains('\0') => {
-                report.add(
-                    path,
-                    "must not contain a NUL character (\\u0000): it cannot be passed to a \
-                     program, its environment or a file path",
-                );
-                report.poison(path);
-            }
+            Ok(expanded) if expanded.contains('\0') => nul_problem(path, report),
             Ok(expanded) => *s = expanded,
             Err(messages) => {
                 for message in messages {

@@ -800,8 +800,10 @@ impl Router {
         &self,
         t: &Tell,
         state: TellState,
-        outcome: TellOutcome,
+        mut outcome: TellOutcome,
     ) -> RouterResult<Option<Tell>> {
+        // An error can quote the agent's stderr or an API error holding a secret.
+        outcome.error = outcome.error.map(|e| crate::redact::text(&e));
         let done = self
             .inner
             .manager

@@ -481,6 +481,8 @@ impl Worker {
         match self.ensure_agent(true).await {
             Ok(true) => {}
             Ok(false) => return, // nothing queued any more
+            // Stopping is not the tell's fault: it stays queued for the next process.
+            Err(RouterError::ShuttingDown) => return,
             Err(e) => {
                 self.fail(&tell, TellState::Failed, &e.to_string(), None)
                     .await;
