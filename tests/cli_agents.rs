@@ -434,6 +434,28 @@ fn tell_timeout_cancels_the_tell_and_exits_1() {
 }
 
 #[test]
+fn a_timed_out_local_tell_shows_no_agent_internal_text() {
+    let env = TestEnv::with_scripted_agent();
+    let (_, err) = run(
+        &env,
+        &[
+            "tell",
+            "frontend",
+            "backend",
+            "sleep:3000",
+            "--timeout",
+            "1s",
+        ],
+        1,
+    );
+    assert!(err.contains("the tell was cancelled"), "{err}");
+    assert!(
+        !err.contains("ede_diagnostic") && !err.contains("WARN"),
+        "raw agent text or a log warning reached the user: {err}"
+    );
+}
+
+#[test]
 fn async_tells_are_queued_and_delivered_first_by_the_next_process() {
     let env = TestEnv::with_scripted_agent();
     let (out, err) = run(
