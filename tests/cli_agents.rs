@@ -456,6 +456,36 @@ fn a_timed_out_local_tell_shows_no_agent_internal_text() {
 }
 
 #[test]
+fn a_timed_out_json_tell_writes_only_json_on_stderr() {
+    let env = TestEnv::with_scripted_agent();
+    let args = [
+        "--json",
+        "tell",
+        "frontend",
+        "backend",
+        "--timeout",
+        "1s",
+        "sleep:3000",
+    ];
+    let out = env.run(&args);
+    assert_exit(&out, 1, &args);
+    let err = stderr(&out);
+    assert!(!err.trim().is_empty(), "no error at all");
+    for line in err.lines() {
+        let v: Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("stderr line is not JSON ({e}): {line:?}\n{err}"));
+        if let Some(e) = v.get("error") {
+            assert_eq!(v["exit_code"], 1, "{line}");
+            assert!(
+                e.as_str().is_some_and(|e| e.contains("cancelled")),
+                "{line}"
+            );
+        }
+    }
+    assert_eq!(parse_json(&out)["state"], "cancelled");
+}
+
+#[test]
 fn async_tells_are_queued_and_delivered_first_by_the_next_process() {
     let env = TestEnv::with_scripted_agent();
     let (out, err) = run(

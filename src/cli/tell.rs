@@ -152,6 +152,7 @@ pub fn send(
     let busy_wait = waiting
         .wait_busy
         .then(|| waiting.timeout.unwrap_or(Duration::from_secs(86_400)));
+    let json = ctx.json();
     let ended = with_router_on(
         ctx,
         Some((&from, &to)),
@@ -180,13 +181,13 @@ pub fn send(
                 )?,
                 Sending::Retry(id) => router.retry(id)?,
             };
-            wait_here(&router, &t.tell_id, wait, sigint).await
+            wait_here(&router, &t.tell_id, wait, sigint, json).await
         },
     )?;
     match ended {
         Ended::Done(Outcome::Ended(t)) => print_tell(ctx, &to_value(&t), true),
         Ended::Done(Outcome::TimedOut(t)) => {
-            say_timed_out(waiting.timeout);
+            say_timed_out(ctx, waiting.timeout);
             print_tell(ctx, &to_value(&t), true)
         }
         Ended::Done(Outcome::Interrupted(t)) => {
@@ -229,6 +230,7 @@ async fn wait_here(
     tell_id: &str,
     wait: Wait,
     mut sigint: tokio::signal::unix::Signal,
+    json: bool,
 ) -> Result<Outcome, Error> {
     let first = tokio::select! {
         t = router.wait_for(tell_id, wait) => Some(t?),
@@ -245,13 +247,22 @@ async fn wait_here(
             Ok(Outcome::TimedOut(t))
         }
         None => {
-            eprintln!("^C: interrupting tell {tell_id} (^C again quits at once)");
+            // With --json every stderr line is JSON: the error line at the end says it all.
+            if !json {
+                eprintln!("^C: interrupting tell {tell_id} (^C again quits at once)");
+            }
             tokio::spawn(async move {
                 sigint.recv().await;
-                eprintln!(
-                    "^C again: quitting now; the next switchboard run on this pair marks the \
-                     tell failed"
-                );
+                let why = "^C again: quitting now; the next switchboard run on this pair marks \
+                           the tell failed";
+                if json {
+                    eprintln!(
+                        "{}",
+                        json!({"error": why, "exit_code": switchboard::error::EXIT_INTERRUPTED})
+                    );
+                } else {
+                    eprintln!("{why}");
+                }
                 std::process::exit(switchboard::error::EXIT_INTERRUPTED);
             });
             let t = router.cancel_tell(tell_id)?;
@@ -324,7 +335,7 @@ fn send_remote(
     match wait_remote(runtime, sigint, remote, body, waiting.timeout)? {
         Some(Ok(v)) => {
             if v.get("timed_out").and_then(Value::as_bool) == Some(true) {
-                say_timed_out(waiting.timeout);
+                say_timed_out(ctx, waiting.timeout);
             }
             print_tell(ctx, &v, true)
         }
@@ -365,7 +376,12 @@ fn wait_remote(
     result
 }
 
-fn say_timed_out(timeout: Option<Duration>) {
+/// Says that the tell ran out of time (plain text; with `--json` nothing, as every stderr line
+/// is JSON then: the error line that follows names the cancelled tell).
+fn say_timed_out(ctx: &Ctx, timeout: Option<Duration>) {
+    if ctx.json() {
+        return;
+    }
     eprintln!(
         "no answer within {}; the tell was cancelled",
         switchboard::util::format_duration(timeout.unwrap_or_default())
