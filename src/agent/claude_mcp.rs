@@ -264,11 +264,21 @@ pub fn is_switchboard_entry(entry: &Value, exe: Option<&Path>, url: Option<&str>
         if args.iter().any(|a| a == "serve") && args.iter().any(|a| a == "--stdio") {
             return true;
         }
+        // The same tests on the words of a shell string (`sh -c "... serve --stdio ..."`):
+        // this very binary under any name, or a `switchboard` running `serve`.
         return std::iter::once(command)
             .chain(args.iter().map(String::as_str))
             .any(|a| {
-                let words: Vec<&str> = a.split_whitespace().collect();
-                words.iter().any(|w| file_name(w) == "switchboard") && words.contains(&"serve")
+                let words: Vec<&str> = a
+                    .split_whitespace()
+                    .map(|w| w.trim_matches(|c| c == '\'' || c == '"'))
+                    .collect();
+                let serve = words.contains(&"serve");
+                words
+                    .iter()
+                    .any(|w| !w.contains(':') && exe.is_some_and(|e| same_file(w, e)))
+                    || (serve && words.contains(&"--stdio"))
+                    || (serve && words.iter().any(|w| ours(w)))
             });
     }
     let Some(target) = entry.get("url").and_then(Value::as_str) else {
@@ -724,6 +734,25 @@ mod tests {
                 "{e}"
             );
         }
+    }
+
+    #[test]
+    fn a_renamed_binary_behind_sh_c_is_recognised() {
+        // This very binary (found by file, whatever its name), and `serve --stdio` under any
+        // program name, inside a shell string.
+        let exe = this_exe().expect("this test's executable");
+        let line = format!("{} --config T serve --stdio --as b", exe.display());
+        let quoted = format!("exec '{}' --config T serve", exe.display());
+        for cmd in [
+            line.as_str(),
+            quoted.as_str(),
+            "/some/path/renamed-binary --config T serve --stdio --as b",
+        ] {
+            let e = json!({"command": "sh", "args": ["-c", cmd]});
+            assert!(is_switchboard_entry(&e, Some(&exe), None), "{e}");
+        }
+        let other = json!({"command": "sh", "args": ["-c", "/usr/bin/python3 -m server"]});
+        assert!(!is_switchboard_entry(&other, Some(&exe), None));
     }
 
     #[test]
