@@ -730,6 +730,30 @@ fn tells_show_refuses_a_prefix_shorter_than_four_characters() {
     }
 }
 
+#[test]
+fn a_missing_team_folder_is_warned_about_once() {
+    let env = TestEnv::new();
+    open(&env, "frontend", "backend");
+    std::fs::remove_dir(env.project("backend")).expect("remove backend's folder");
+    for args in [
+        &["sessions", "list"][..],
+        &["sessions", "show", "frontend:backend"],
+        &["stats"],
+    ] {
+        let out = env.run(args);
+        assert_exit(&out, 0, args);
+        let err = stderr(&out);
+        let about: Vec<&str> = err
+            .lines()
+            .filter(|l| {
+                l.contains(&*env.project("backend").display().to_string())
+                    || l.contains("folder is missing")
+            })
+            .collect();
+        assert_eq!(about.len(), 1, "{args:?}: {err}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // sessions delete
 
