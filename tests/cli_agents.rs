@@ -485,6 +485,41 @@ fn a_timed_out_json_tell_writes_only_json_on_stderr() {
     assert_eq!(parse_json(&out)["state"], "cancelled");
 }
 
+/// A server announced in `server.json` whose process lives but whose port refuses
+/// connections (it is stopping): the tell was not stored, so it is said so and run here.
+#[test]
+fn a_refused_connection_to_the_server_runs_the_tell_here() {
+    let env = TestEnv::with_scripted_agent();
+    env.run_ok(&["sessions", "open", "frontend", "backend"]);
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr").port()
+    };
+    // This test process stands for the server: alive, but nobody listens on the port.
+    let announced = serde_json::json!({
+        "pid": std::process::id(),
+        "url": format!("http://127.0.0.1:{port}/mcp"),
+        "transport": "http",
+        "database": env.db_path(),
+    });
+    std::fs::write(
+        env.db_path().with_file_name("server.json"),
+        announced.to_string(),
+    )
+    .expect("write server.json");
+    let (out, err) = run(&env, &["tell", "frontend", "backend", "hello"], 0);
+    assert_eq!(out, "echo: hello\n");
+    assert!(
+        err.contains("refused") && err.contains("the tell was not stored: running it here"),
+        "{err}"
+    );
+    assert!(!err.contains("may or may not"), "{err}");
+    assert_eq!(
+        texts_and_states(&report(&env, "frontend", "backend")),
+        pairs(&[("hello", "answered")])
+    );
+}
+
 #[test]
 fn async_tells_are_queued_and_delivered_first_by_the_next_process() {
     let env = TestEnv::with_scripted_agent();

@@ -18,6 +18,9 @@ pub enum CallError {
     /// The server could not be reached, or stopped answering mid-call (it died, or the
     /// connection broke): what the request asked may or may not have happened.
     Gone(String),
+    /// The server refused the connection (it is stopping, or gone): nothing was sent, so
+    /// nothing the request asked happened.
+    Refused(String),
     /// The server answered with an error.
     Answer(Error),
 }
@@ -25,7 +28,7 @@ pub enum CallError {
 impl From<CallError> for Error {
     fn from(e: CallError) -> Error {
         match e {
-            CallError::Gone(what) => Error::Other(what),
+            CallError::Gone(what) | CallError::Refused(what) => Error::Other(what),
             CallError::Answer(e) => e,
         }
     }
@@ -105,8 +108,15 @@ impl Remote {
             .map_err(|e| fail(format!("bad address: {e}")))?
             .next()
             .ok_or_else(|| fail("no address".into()))?;
-        let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-            .map_err(|e| fail(format!("cannot connect to {addr}: {e}")))?;
+        let mut stream =
+            TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(|e| {
+                let what = format!("cannot connect to {addr}: {e}");
+                if e.kind() == std::io::ErrorKind::ConnectionRefused {
+                    CallError::Refused(format!("server (pid {}): {what}", self.pid))
+                } else {
+                    fail(what)
+                }
+            })?;
         // Allow for the server's own wait, plus slack.
         stream
             .set_read_timeout(timeout.map(|t| t + Duration::from_secs(30)))
