@@ -1368,6 +1368,61 @@ fn report_follow_prints_tells_of_the_pair_as_they_end() {
     env.assert_no_agents();
 }
 
+/// `report --follow` ends cleanly (exit 130) on SIGTERM and SIGINT, also when started with
+/// SIGINT ignored (a background job of a script).
+#[test]
+fn report_follow_ends_on_sigint_and_sigterm() {
+    use std::os::unix::process::CommandExt;
+    let env = TestEnv::new();
+    env.run_ok(&["sessions", "open", "frontend", "backend"]);
+    for (signal, ignore_sigint) in [
+        (libc::SIGTERM, false),
+        (libc::SIGINT, false),
+        (libc::SIGINT, true),
+        (libc::SIGTERM, true),
+    ] {
+        let mut cmd = env.command();
+        cmd.arg("--config")
+            .arg(env.config_path())
+            .args(["report", "frontend", "backend", "--follow"]);
+        if ignore_sigint {
+            // SAFETY: only async-signal-safe calls between fork and exec.
+            unsafe {
+                cmd.pre_exec(|| {
+                    libc::signal(libc::SIGINT, libc::SIG_IGN);
+                    Ok(())
+                });
+            }
+        }
+        let mut follower = Reaper(Some(support::spawn_piped(cmd)));
+        // Once the report so far is printed, it follows.
+        let stream = follower.child().stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stream).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let first = rx.recv_timeout(WAIT).expect("the report before following");
+        assert_eq!(first, "no tells from frontend to backend");
+        send_signal(follower.pid(), signal);
+        let (status, _, err) = follower.finish(WAIT);
+        assert_eq!(
+            status.code(),
+            Some(130),
+            "signal {signal}, SIGINT ignored: {ignore_sigint}: {status:?} {err}"
+        );
+        assert!(
+            err.contains("stopped following frontend -> backend"),
+            "{err}"
+        );
+    }
+}
+
 #[test]
 fn the_tell_summary_shows_queue_wait_and_turn_time_apart() {
     let env = TestEnv::with_scripted_agent();
