@@ -81,42 +81,50 @@ impl DatabaseClaim {
     }
 
     /// A live claim on the database at `db` held by another process, if any. Claims left by
-    /// dead processes are removed on the way. `None` when the runtime folder is unusable.
+    /// dead processes are removed on the way. Both runtime folders are looked at (a server
+    /// started with another `$XDG_RUNTIME_DIR` than this command's claims in its own);
+    /// `None` when neither is usable.
     pub fn holder(db: &Path) -> Option<ClaimHolder> {
-        let dir = runtime_dir().ok()?;
         let key = key_of(&canonical(db));
-        let prefix = format!("{key}.");
-        let own = format!("{key}.{}.", std::process::id());
-        let mut found = None;
-        for entry in std::fs::read_dir(&dir).ok()?.flatten() {
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            if !name.starts_with(&prefix) || !name.ends_with(".lock") || name.starts_with(&own) {
-                continue;
-            }
-            let path = entry.path();
-            let Ok(file) = File::open(&path) else {
-                continue;
-            };
-            match try_lock(&file) {
-                Ok(true) => {
-                    // Its holder is gone: nobody else ever takes this name again.
-                    let _ = std::fs::remove_file(&path);
-                }
-                Ok(false) => {
-                    let text = std::fs::read_to_string(&path).unwrap_or_default();
-                    let holder = serde_json::from_str(&text).unwrap_or_else(|_| ClaimHolder {
-                        pid: pid_in_name(name).unwrap_or(0),
-                        url: String::new(),
-                        database: canonical(db),
-                    });
-                    found.get_or_insert(holder);
-                }
-                Err(_) => {}
-            }
-        }
-        found
+        candidate_dirs()
+            .into_iter()
+            .filter(|dir| checked(dir).is_ok())
+            .find_map(|dir| holder_in(&dir, &key, db))
     }
+}
+
+fn holder_in(dir: &Path, key: &str, db: &Path) -> Option<ClaimHolder> {
+    let prefix = format!("{key}.");
+    let own = format!("{key}.{}.", std::process::id());
+    let mut found = None;
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !name.starts_with(&prefix) || !name.ends_with(".lock") || name.starts_with(&own) {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(file) = File::open(&path) else {
+            continue;
+        };
+        match try_lock(&file) {
+            Ok(true) => {
+                // Its holder is gone: nobody else ever takes this name again.
+                let _ = std::fs::remove_file(&path);
+            }
+            Ok(false) => {
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                let holder = serde_json::from_str(&text).unwrap_or_else(|_| ClaimHolder {
+                    pid: pid_in_name(name).unwrap_or(0),
+                    url: String::new(),
+                    database: canonical(db),
+                });
+                found.get_or_insert(holder);
+            }
+            Err(_) => {}
+        }
+    }
+    found
 }
 
 impl Drop for DatabaseClaim {
@@ -150,18 +158,36 @@ fn pid_in_name(name: &str) -> Option<u32> {
 /// absolute), else `/tmp/switchboard-<uid>/`; made with mode 0700. Refused when it is not a
 /// folder owned by this user, or is writable by group or others.
 pub fn runtime_dir() -> io::Result<PathBuf> {
-    // SAFETY: getuid has no preconditions and cannot fail.
-    let uid = unsafe { libc::getuid() };
-    let dir = match std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
-        Some(base) if base.is_absolute() => base.join("switchboard"),
-        _ => std::env::temp_dir().join(format!("switchboard-{uid}")),
-    };
+    let dir = candidate_dirs().remove(0);
     match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(e),
     }
-    let meta = std::fs::symlink_metadata(&dir)?;
+    checked(&dir)?;
+    Ok(dir)
+}
+
+/// The runtime folders, the one to claim in first: `$XDG_RUNTIME_DIR/switchboard/` (when
+/// set and absolute), then `/tmp/switchboard-<uid>/`.
+fn candidate_dirs() -> Vec<PathBuf> {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::getuid() };
+    let mut dirs = Vec::new();
+    if let Some(base) = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
+        if base.is_absolute() {
+            dirs.push(base.join("switchboard"));
+        }
+    }
+    dirs.push(std::env::temp_dir().join(format!("switchboard-{uid}")));
+    dirs
+}
+
+/// `dir` is a folder (not a link) of this user, closed to group and others.
+fn checked(dir: &Path) -> io::Result<()> {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::getuid() };
+    let meta = std::fs::symlink_metadata(dir)?;
     if !meta.is_dir() || meta.uid() != uid || meta.mode() & 0o022 != 0 {
         return Err(io::Error::new(
             io::ErrorKind::PermissionDenied,
@@ -171,7 +197,7 @@ pub fn runtime_dir() -> io::Result<PathBuf> {
             ),
         ));
     }
-    Ok(dir)
+    Ok(())
 }
 
 /// `db` made absolute with every existing part resolved (the file or its folders may be gone).
@@ -214,6 +240,25 @@ fn key_of(path: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_runtime_folder_open_to_others_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let open = dir.path().join("open");
+        std::fs::DirBuilder::new()
+            .mode(0o777)
+            .create(&open)
+            .expect("mkdir");
+        std::fs::set_permissions(&open, std::os::unix::fs::PermissionsExt::from_mode(0o777))
+            .expect("chmod");
+        assert!(checked(&open).is_err());
+        let closed = dir.path().join("closed");
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&closed)
+            .expect("mkdir");
+        assert!(checked(&closed).is_ok());
+    }
 
     #[test]
     fn canonical_resolves_what_exists_and_keeps_the_rest() {
