@@ -187,39 +187,43 @@ fn team_registration(team: &TeamConfig, config: &Path) -> Check {
         config: std::fs::canonicalize(config).unwrap_or_else(|_| config.to_path_buf()),
     };
     let found = check_registration(team, &expected)
-        .map(|r| (r.ok, r.registrations.is_empty(), r.problems))
+        .map(|r| (r.ok, r.registrations.is_empty(), r.problems, r.fixes))
         .map_err(|e| e.to_string());
     match found {
         // Not registered at all: the team can be told, its own agent cannot tell others.
-        Ok((false, true, _)) => Check::new(
+        Ok((false, true, _, fixes)) => Check::new(
             format!("registration {}", team.name),
             Outcome::Warn,
             "Switchboard is not registered in this team's Claude Code: its agent cannot tell \
              other teams (it can still be told)",
         )
-        .fix(format!(
-            "register it with `switchboard mcp install {}`",
-            team.name
-        ))
-        .team(&team.name),
-        Ok((ok, _, problems)) => registration_check(&team.name, Ok((ok, problems))),
-        Err(e) => registration_check(&team.name, Err(e)),
+        .fix(format!("register it with {}", fixes.join(", then "))),
+        Ok((ok, _, problems, fixes)) => {
+            registration_check(&team.name, &expected.config, Ok((ok, problems, fixes)))
+        }
+        Err(e) => registration_check(&team.name, &expected.config, Err(e)),
     }
+    .team(&team.name)
 }
 
-/// The line of a team's registration check from what a registration checker found:
-/// `Ok((registered correctly, problems))`, or `Err` when Claude Code's config could not be
-/// read. For [`DoctorOptions::registration`].
-pub fn registration_check(team: &str, found: Result<(bool, Vec<String>), String>) -> Check {
+/// The line of a team's registration check from what the registration check found:
+/// `Ok((registered correctly, problems, fixes))`, or `Err` when Claude Code's config could not
+/// be read. `config` is the teams file the fixes name.
+pub fn registration_check(
+    team: &str,
+    config: &Path,
+    found: Result<(bool, Vec<String>, Vec<String>), String>,
+) -> Check {
+    use crate::agent::claude_mcp::install_command;
     let name = format!("registration {team}");
-    let fix = format!("register it with `switchboard mcp install {team}`");
+    let install = || format!("register it with {}", install_command(team, config));
     match found {
-        Ok((true, _)) => Check::new(
+        Ok((true, _, _)) => Check::new(
             name,
             Outcome::Ok,
             "Switchboard is registered in Claude Code",
         ),
-        Ok((false, problems)) => Check::new(
+        Ok((false, problems, fixes)) => Check::new(
             name,
             Outcome::Fail,
             if problems.is_empty() {
@@ -228,8 +232,12 @@ pub fn registration_check(team: &str, found: Result<(bool, Vec<String>), String>
                 problems.join("; ")
             },
         )
-        .fix(fix),
-        Err(e) => Check::new(name, Outcome::Fail, e).fix(fix),
+        .fix(if fixes.is_empty() {
+            install()
+        } else {
+            fixes.join(", then ")
+        }),
+        Err(e) => Check::new(name, Outcome::Fail, e).fix(install()),
     }
     .team(team)
 }
@@ -467,13 +475,31 @@ mod tests {
 
     #[test]
     fn registration_lines() {
-        let ok = registration_check("web", Ok((true, vec![])));
+        let cfg = Path::new("/home/me/my teams.toml");
+        let ok = registration_check("web", cfg, Ok((true, vec![], vec![])));
         assert_eq!((ok.outcome, ok.fix), (Outcome::Ok, None));
-        let bad = registration_check("web", Ok((false, vec!["acts as team \"api\"".into()])));
+        let bad = registration_check(
+            "web",
+            cfg,
+            Ok((
+                false,
+                vec!["local registration \"sb\" acts as team \"api\"".into()],
+                vec!["`claude mcp remove sb -s local` in /w".into()],
+            )),
+        );
         assert_eq!(bad.outcome, Outcome::Fail);
-        assert_eq!(bad.detail, "acts as team \"api\"");
-        assert!(bad.fix.is_some_and(|f| f.contains("mcp install web")));
-        let unread = registration_check("web", Err("cannot read ~/.claude.json".into()));
+        assert_eq!(bad.detail, "local registration \"sb\" acts as team \"api\"");
+        assert_eq!(
+            bad.fix.as_deref(),
+            Some("`claude mcp remove sb -s local` in /w")
+        );
+        let unread = registration_check("web", cfg, Err("cannot read ~/.claude.json".into()));
         assert_eq!(unread.outcome, Outcome::Fail);
+        assert_eq!(
+            unread.fix.as_deref(),
+            Some(
+                "register it with `switchboard --config '/home/me/my teams.toml' mcp install web`"
+            )
+        );
     }
 }

@@ -58,7 +58,8 @@ impl Error {
                 | RouterError::UnknownAgent { .. }
                 | RouterError::IdempotencyKey(_)
                 | RouterError::NotRetryable { .. }
-                | RouterError::AmbiguousTell(_),
+                | RouterError::AmbiguousTell(_)
+                | RouterError::TellIdTooShort(_),
             )
             | Error::Router(RouterError::Session(
                 SessionError::UnknownTeam { .. }

@@ -50,3 +50,46 @@ impl Signals {
         }
     }
 }
+
+/// Signal handlers installed at once, awaited later: from [`Signals::watch`] on, no SIGINT or
+/// SIGTERM takes its default action (killing the process, or nothing where SIGINT was ignored,
+/// as for a background job of a script).
+#[derive(Debug)]
+pub struct Watch {
+    int: Option<tokio::signal::unix::Signal>,
+    term: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    /// Installs the handlers of these signals now. Must be called inside a runtime.
+    pub fn watch(self) -> std::io::Result<Watch> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (int, term) = match self {
+            Signals::None => (None, None),
+            Signals::TermOnly => (None, Some(signal(SignalKind::terminate())?)),
+            Signals::Os => (
+                Some(signal(SignalKind::interrupt())?),
+                Some(signal(SignalKind::terminate())?),
+            ),
+        };
+        Ok(Watch { int, term })
+    }
+}
+
+impl Watch {
+    /// Resolves with the signal's name when one arrives.
+    pub async fn recv(&mut self) -> &'static str {
+        async fn next(s: &mut Option<tokio::signal::unix::Signal>) {
+            match s {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        }
+        tokio::select! {
+            _ = next(&mut self.int) => "SIGINT",
+            _ = next(&mut self.term) => "SIGTERM",
+        }
+    }
+}

@@ -118,10 +118,30 @@ fn pid_exists(pid: u32) -> bool {
     // SAFETY: kill with signal 0 only checks whether the process exists; it sends nothing.
     let rc = unsafe { libc::kill(pid, 0) };
     if rc == 0 {
-        return true;
+        // A zombie (exited, not yet reaped by its parent) passes kill(0) but runs no more.
+        return !is_zombie(pid);
     }
     // EPERM: it exists but belongs to someone else.
     std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// Whether process `pid` has exited and waits to be reaped (state `Z` in `/proc/PID/stat`).
+#[cfg(target_os = "linux")]
+fn is_zombie(pid: libc::pid_t) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            // The command name (field 2) may hold spaces and parentheses: the state follows
+            // the last ')'.
+            let rest = &stat[stat.rfind(')')? + 1..];
+            rest.split_whitespace().next().map(|state| state == "Z")
+        })
+        .unwrap_or(false)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn is_zombie(_pid: libc::pid_t) -> bool {
+    false
 }
 
 /// Start time of process `pid` in unix milliseconds, from `/proc/PID/stat` (field 22, clock ticks
@@ -178,6 +198,37 @@ pub fn config_dir() -> Option<std::path::PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A child that exited but is not reaped yet is a zombie: dead, though kill(pid, 0) passes.
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn a_zombie_process_is_not_alive() {
+        let mut child = std::process::Command::new("true")
+            .spawn()
+            .expect("spawn true");
+        let pid = child.id();
+        let identity = ProcessIdentity {
+            pid,
+            started_at: process_start_ms(pid).unwrap_or(0),
+        };
+        let state = || {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            stat.rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().next().map(String::from))
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while state().as_deref() != Some("Z") {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the child never exited"
+            );
+            std::thread::yield_now();
+        }
+        assert!(!identity.is_alive(), "a zombie counts as running");
+        child.wait().expect("reap");
+        assert!(!identity.is_alive());
+    }
 
     #[test]
     fn durations_parse_and_format() {

@@ -605,6 +605,8 @@ fn sessions_list_rejects_bad_arguments() {
         (&["--limit", "many"], "--limit"),
         (&["--from", "bad name"], "invalid team name"),
         (&["--to", "a/b"], "invalid team name"),
+        (&["--from", "nope"], "unknown team"),
+        (&["--to", "nope"], "unknown team"),
         (&["--colour"], "--colour"),
     ] {
         for json in [false, true] {
@@ -678,12 +680,7 @@ fn sessions_show_not_found_and_bad_references() {
     let unknown = "0b0f0c4e-1234-4abc-8def-0123456789ab";
     for json in [false, true] {
         let extra: &[&str] = if json { &["--json"] } else { &[] };
-        for reference in [
-            unknown,
-            "frontend:docs",
-            "backend:frontend",
-            "nobody:backend",
-        ] {
+        for reference in [unknown, "frontend:docs", "backend:frontend"] {
             let args = [&["sessions", "show", reference][..], extra].concat();
             let out = env.run(&args);
             assert_exit(&out, 1, &args);
@@ -698,6 +695,9 @@ fn sessions_show_not_found_and_bad_references() {
             (":backend", "not a pair"),
             ("a:b:c", "not a pair"),
             ("0b0f0c4e-1234-4abc-8def", "neither a session id"),
+            // A team the config does not know: a usage error, as for `report`.
+            ("nobody:backend", "unknown team \"nobody\""),
+            ("frontend:nope", "unknown team \"nope\""),
         ] {
             let args = [&["sessions", "show", reference][..], extra].concat();
             let err = fails(&env, &args, 2);
@@ -709,6 +709,50 @@ fn sessions_show_not_found_and_bad_references() {
             2,
         );
         assert!(err.contains("invalid team name"), "{err}");
+    }
+}
+
+#[test]
+fn tells_show_refuses_a_prefix_shorter_than_four_characters() {
+    let env = TestEnv::new();
+    open(&env, "frontend", "backend");
+    for json in [false, true] {
+        let extra: &[&str] = if json { &["--json"] } else { &[] };
+        for id in ["abc", "a", "0b0"] {
+            let args = [&["tells", "show", id][..], extra].concat();
+            let err = fails(&env, &args, 2);
+            assert!(
+                err.contains("too short") && err.contains("at least 4 characters"),
+                "{args:?}: {err}"
+            );
+        }
+        // Long enough but unknown: not found (exit 1).
+        let args = [&["tells", "show", "abcd"][..], extra].concat();
+        assert!(fails(&env, &args, 1).contains("not found"));
+    }
+}
+
+#[test]
+fn a_missing_team_folder_is_warned_about_once() {
+    let env = TestEnv::new();
+    open(&env, "frontend", "backend");
+    std::fs::remove_dir(env.project("backend")).expect("remove backend's folder");
+    for args in [
+        &["sessions", "list"][..],
+        &["sessions", "show", "frontend:backend"],
+        &["stats"],
+    ] {
+        let out = env.run(args);
+        assert_exit(&out, 0, args);
+        let err = stderr(&out);
+        let about: Vec<&str> = err
+            .lines()
+            .filter(|l| {
+                l.contains(&*env.project("backend").display().to_string())
+                    || l.contains("folder is missing")
+            })
+            .collect();
+        assert_eq!(about.len(), 1, "{args:?}: {err}");
     }
 }
 

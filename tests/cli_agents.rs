@@ -434,6 +434,93 @@ fn tell_timeout_cancels_the_tell_and_exits_1() {
 }
 
 #[test]
+fn a_timed_out_local_tell_shows_no_agent_internal_text() {
+    let env = TestEnv::with_scripted_agent();
+    let (_, err) = run(
+        &env,
+        &[
+            "tell",
+            "frontend",
+            "backend",
+            "sleep:3000",
+            "--timeout",
+            "1s",
+        ],
+        1,
+    );
+    assert!(err.contains("the tell was cancelled"), "{err}");
+    assert!(
+        !err.contains("ede_diagnostic") && !err.contains("WARN"),
+        "raw agent text or a log warning reached the user: {err}"
+    );
+}
+
+#[test]
+fn a_timed_out_json_tell_writes_only_json_on_stderr() {
+    let env = TestEnv::with_scripted_agent();
+    let args = [
+        "--json",
+        "tell",
+        "frontend",
+        "backend",
+        "--timeout",
+        "1s",
+        "sleep:3000",
+    ];
+    let out = env.run(&args);
+    assert_exit(&out, 1, &args);
+    let err = stderr(&out);
+    assert!(!err.trim().is_empty(), "no error at all");
+    for line in err.lines() {
+        let v: Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("stderr line is not JSON ({e}): {line:?}\n{err}"));
+        if let Some(e) = v.get("error") {
+            assert_eq!(v["exit_code"], 1, "{line}");
+            assert!(
+                e.as_str().is_some_and(|e| e.contains("cancelled")),
+                "{line}"
+            );
+        }
+    }
+    assert_eq!(parse_json(&out)["state"], "cancelled");
+}
+
+/// A server announced in `server.json` whose process lives but whose port refuses
+/// connections (it is stopping): the tell was not stored, so it is said so and run here.
+#[test]
+fn a_refused_connection_to_the_server_runs_the_tell_here() {
+    let env = TestEnv::with_scripted_agent();
+    env.run_ok(&["sessions", "open", "frontend", "backend"]);
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr").port()
+    };
+    // This test process stands for the server: alive, but nobody listens on the port.
+    let announced = serde_json::json!({
+        "pid": std::process::id(),
+        "url": format!("http://127.0.0.1:{port}/mcp"),
+        "transport": "http",
+        "database": env.db_path(),
+    });
+    std::fs::write(
+        env.db_path().with_file_name("server.json"),
+        announced.to_string(),
+    )
+    .expect("write server.json");
+    let (out, err) = run(&env, &["tell", "frontend", "backend", "hello"], 0);
+    assert_eq!(out, "echo: hello\n");
+    assert!(
+        err.contains("refused") && err.contains("the tell was not stored: running it here"),
+        "{err}"
+    );
+    assert!(!err.contains("may or may not"), "{err}");
+    assert_eq!(
+        texts_and_states(&report(&env, "frontend", "backend")),
+        pairs(&[("hello", "answered")])
+    );
+}
+
+#[test]
 fn async_tells_are_queued_and_delivered_first_by_the_next_process() {
     let env = TestEnv::with_scripted_agent();
     let (out, err) = run(
@@ -1279,6 +1366,61 @@ fn report_follow_prints_tells_of_the_pair_as_they_end() {
     assert_eq!(next("last tell")["text"], "last");
     drop(follower);
     env.assert_no_agents();
+}
+
+/// `report --follow` ends cleanly (exit 130) on SIGTERM and SIGINT, also when started with
+/// SIGINT ignored (a background job of a script).
+#[test]
+fn report_follow_ends_on_sigint_and_sigterm() {
+    use std::os::unix::process::CommandExt;
+    let env = TestEnv::new();
+    env.run_ok(&["sessions", "open", "frontend", "backend"]);
+    for (signal, ignore_sigint) in [
+        (libc::SIGTERM, false),
+        (libc::SIGINT, false),
+        (libc::SIGINT, true),
+        (libc::SIGTERM, true),
+    ] {
+        let mut cmd = env.command();
+        cmd.arg("--config")
+            .arg(env.config_path())
+            .args(["report", "frontend", "backend", "--follow"]);
+        if ignore_sigint {
+            // SAFETY: only async-signal-safe calls between fork and exec.
+            unsafe {
+                cmd.pre_exec(|| {
+                    libc::signal(libc::SIGINT, libc::SIG_IGN);
+                    Ok(())
+                });
+            }
+        }
+        let mut follower = Reaper(Some(support::spawn_piped(cmd)));
+        // Once the report so far is printed, it follows.
+        let stream = follower.child().stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stream).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let first = rx.recv_timeout(WAIT).expect("the report before following");
+        assert_eq!(first, "no tells from frontend to backend");
+        send_signal(follower.pid(), signal);
+        let (status, _, err) = follower.finish(WAIT);
+        assert_eq!(
+            status.code(),
+            Some(130),
+            "signal {signal}, SIGINT ignored: {ignore_sigint}: {status:?} {err}"
+        );
+        assert!(
+            err.contains("stopped following frontend -> backend"),
+            "{err}"
+        );
+    }
 }
 
 #[test]

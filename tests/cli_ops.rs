@@ -306,6 +306,31 @@ fn deleting_the_data_folder_under_a_running_server_stops_tells_and_new_databases
 }
 
 #[test]
+fn a_command_straight_after_deleting_the_data_folder_makes_no_new_database() {
+    let env = TestEnv::new();
+    env.run_ok(&["sessions", "open", "frontend", "backend"]);
+    let server = ServeProcess::start(&env);
+
+    // No waiting for the server to notice: server.json went with the folder, and the very
+    // next command must still not start a new, empty database there.
+    std::fs::remove_dir_all(env.db_path().parent().expect("data folder")).expect("rm -r data");
+    let args = ["tell", "frontend", "backend", "--async", "hello"];
+    let out = env.run(&args);
+    assert_exit(&out, 1, &args);
+    let err = stderr(&out);
+    assert!(
+        err.contains("does not exist") && err.contains(&format!("pid {}", server.pid())),
+        "{err}"
+    );
+    assert!(!env.db_path().exists(), "a new database was created");
+
+    // Once the server is gone, its claim is too: a new database may be made.
+    server.stop();
+    env.run_ok(&["sessions", "list"]);
+    assert!(env.db_path().exists());
+}
+
+#[test]
 fn replacing_the_database_file_under_a_running_server_stops_tells() {
     let env = TestEnv::new();
     env.run_ok(&["sessions", "open", "frontend", "backend"]);

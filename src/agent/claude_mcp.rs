@@ -264,11 +264,21 @@ pub fn is_switchboard_entry(entry: &Value, exe: Option<&Path>, url: Option<&str>
         if args.iter().any(|a| a == "serve") && args.iter().any(|a| a == "--stdio") {
             return true;
         }
+        // The same tests on the words of a shell string (`sh -c "... serve --stdio ..."`):
+        // this very binary under any name, or a `switchboard` running `serve`.
         return std::iter::once(command)
             .chain(args.iter().map(String::as_str))
             .any(|a| {
-                let words: Vec<&str> = a.split_whitespace().collect();
-                words.iter().any(|w| file_name(w) == "switchboard") && words.contains(&"serve")
+                let words: Vec<&str> = a
+                    .split_whitespace()
+                    .map(|w| w.trim_matches(|c| c == '\'' || c == '"'))
+                    .collect();
+                let serve = words.contains(&"serve");
+                words
+                    .iter()
+                    .any(|w| !w.contains(':') && exe.is_some_and(|e| same_file(w, e)))
+                    || (serve && words.contains(&"--stdio"))
+                    || (serve && words.iter().any(|w| ours(w)))
             });
     }
     let Some(target) = entry.get("url").and_then(Value::as_str) else {
@@ -381,8 +391,33 @@ pub struct RegistrationReport {
     pub ok: bool,
     /// The Switchboard registrations Claude Code in the team's folder would load.
     pub registrations: Vec<FoundRegistration>,
-    /// What is wrong, each with how to fix it.
+    /// What is wrong.
     pub problems: Vec<String>,
+    /// The commands that fix it, in order (each in backquotes, with the folder to run it in
+    /// where that matters).
+    pub fixes: Vec<String>,
+}
+
+/// `` `switchboard --config FILE mcp install TEAM` ``: the command that registers `team`.
+pub fn install_command(team: &str, config: &Path) -> String {
+    format!(
+        "`switchboard --config {} mcp install {}`",
+        sh_word(&config.display().to_string()),
+        sh_word(team)
+    )
+}
+
+/// `s` as one shell word: as it is when it has nothing a shell would read, else in single
+/// quotes.
+fn sh_word(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@+,%~".contains(c));
+    if plain && !s.starts_with('~') {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
 }
 
 fn arg_after<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
@@ -496,27 +531,39 @@ pub fn check_registration(
             problem,
         });
     }
+    let mut fixes = Vec::new();
+    let install = install_command(&expected.team, &expected.config);
     if registrations.is_empty() {
         problems.push(format!(
-            "Switchboard is not registered in team {}'s Claude Code ({}): run `switchboard mcp \
-             install {}`",
+            "Switchboard is not registered in team {}'s Claude Code ({})",
             expected.team,
             team.path.display(),
-            expected.team
         ));
+        fixes.push(install);
     } else if !problems.is_empty() {
-        problems.push(format!(
-            "fix with `switchboard mcp install {}` (and remove the wrong registrations with \
-             `claude mcp remove NAME -s SCOPE` in {})",
-            expected.team,
-            team.path.display()
-        ));
+        for r in registrations.iter().filter(|r| r.problem.is_some()) {
+            let remove = format!("claude mcp remove {} -s {}", sh_word(&r.name), r.scope);
+            fixes.push(match r.scope {
+                // The local scope is keyed by the folder's project; `.mcp.json` is read
+                // from the folder it is in.
+                Scope::Local => format!("`{remove}` in {}", team.path.display()),
+                Scope::Project => format!(
+                    "`{remove}` in {}",
+                    r.file.parent().unwrap_or(&team.path).display()
+                ),
+                Scope::User => format!("`{remove}`"),
+            });
+        }
+        if registrations.iter().all(|r| r.problem.is_some()) {
+            fixes.push(install);
+        }
     }
     Ok(RegistrationReport {
         team: expected.team.clone(),
         ok: problems.is_empty(),
         registrations,
         problems,
+        fixes,
     })
 }
 
@@ -734,6 +781,25 @@ mod tests {
     }
 
     #[test]
+    fn a_renamed_binary_behind_sh_c_is_recognised() {
+        // This very binary (found by file, whatever its name), and `serve --stdio` under any
+        // program name, inside a shell string.
+        let exe = this_exe().expect("this test's executable");
+        let line = format!("{} --config T serve --stdio --as b", exe.display());
+        let quoted = format!("exec '{}' --config T serve", exe.display());
+        for cmd in [
+            line.as_str(),
+            quoted.as_str(),
+            "/some/path/renamed-binary --config T serve --stdio --as b",
+        ] {
+            let e = json!({"command": "sh", "args": ["-c", cmd]});
+            assert!(is_switchboard_entry(&e, Some(&exe), None), "{e}");
+        }
+        let other = json!({"command": "sh", "args": ["-c", "/usr/bin/python3 -m server"]});
+        assert!(!is_switchboard_entry(&other, Some(&exe), None));
+    }
+
+    #[test]
     fn same_entry_ignores_the_implicit_stdio_type_and_empty_env() {
         let a = json!({"type": "stdio", "command": "x", "args": ["a"], "env": {}});
         let b = json!({"command": "x", "args": ["a"]});
@@ -752,6 +818,59 @@ mod tests {
             .teams
             .remove("b")
             .expect("team b")
+    }
+
+    /// The fixes name the wrong registration, its scope and folder, and the teams file: a
+    /// command that works as printed.
+    #[test]
+    fn registration_fixes_work_as_printed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = std::fs::canonicalize(dir.path()).expect("canonical");
+        let (home, folder) = (root.join("home"), root.join("b"));
+        std::fs::create_dir_all(&home).expect("mkdir");
+        std::fs::create_dir_all(&folder).expect("mkdir");
+        let team = team_in(&home, &folder, "inherit");
+        let expected = Expected {
+            team: "b".into(),
+            exe: this_exe().expect("exe"),
+            config: root.join("my teams.toml"),
+        };
+        let wrong = Expected {
+            team: "api".into(),
+            ..expected.clone()
+        }
+        .stdio_entry();
+        let write = |servers: Value| {
+            let claude =
+                json!({"projects": {folder.display().to_string(): {"mcpServers": servers}}});
+            std::fs::write(home.join(".claude.json"), claude.to_string()).expect("write");
+        };
+        let install = format!(
+            "`switchboard --config '{}' mcp install b`",
+            expected.config.display()
+        );
+        let remove = format!("`claude mcp remove sb -s local` in {}", folder.display());
+
+        // Only a wrong registration: remove it, then install.
+        write(json!({"sb": wrong}));
+        let report = check_registration(&team, &expected).expect("check");
+        assert!(!report.ok);
+        assert_eq!(report.fixes, vec![remove.clone(), install.clone()]);
+        assert!(
+            report.problems.iter().all(|p| !p.contains("mcp install")),
+            "{report:?}"
+        );
+
+        // Installed right beside it: removing the wrong one is all that is left.
+        write(json!({"sb": wrong, "switchboard": expected.stdio_entry()}));
+        let report = check_registration(&team, &expected).expect("check");
+        assert!(!report.ok);
+        assert_eq!(report.fixes, vec![remove]);
+
+        // Nothing registered.
+        write(json!({}));
+        let report = check_registration(&team, &expected).expect("check");
+        assert_eq!(report.fixes, vec![install]);
     }
 
     /// The merge rules observed from Claude Code 2.1.328 (docs/claude-code-protocol.md).

@@ -187,6 +187,9 @@ impl InstallCmd {
             for p in &check.problems {
                 text.push_str(&format!("problem: {p}\n"));
             }
+            for f in &check.fixes {
+                text.push_str(&format!("fix: {f}\n"));
+            }
             out(&text);
         }
         Ok(if check.ok {

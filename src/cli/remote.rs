@@ -21,6 +21,9 @@ pub enum CallError {
     /// The server could not be reached, or stopped answering mid-call (it died, or the
     /// connection broke): what the request asked may or may not have happened.
     Gone(String),
+    /// The server refused the connection (it is stopping, or gone): nothing was sent, so
+    /// nothing the request asked happened.
+    Refused(String),
     /// The server answered with an error.
     Answer(Error),
 }
@@ -28,7 +31,7 @@ pub enum CallError {
 impl From<CallError> for Error {
     fn from(e: CallError) -> Error {
         match e {
-            CallError::Gone(what) => Error::Other(what),
+            CallError::Gone(what) | CallError::Refused(what) => Error::Other(what),
             CallError::Answer(e) => e,
         }
     }
@@ -90,12 +93,24 @@ impl Remote {
         timeout: Option<Duration>,
     ) -> Result<Value, CallError> {
         let fail = |what: String| CallError::Gone(format!("server (pid {}): {what}", self.pid));
+        // Nobody took the connection: nothing was sent, so nothing was stored.
+        let not_connected = |what: String, e: &std::io::Error| {
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound
+            ) {
+                CallError::Refused(format!("server (pid {}): {what}", self.pid))
+            } else {
+                fail(what)
+            }
+        };
         // Allow for the server's own wait, plus slack.
         let read_timeout = timeout.map(|t| t + Duration::from_secs(30));
         let mut stream: Box<dyn ReadWrite> = match &self.socket {
             Some(path) => {
-                let s = UnixStream::connect(path)
-                    .map_err(|e| fail(format!("cannot connect to {}: {e}", path.display())))?;
+                let s = UnixStream::connect(path).map_err(|e| {
+                    not_connected(format!("cannot connect to {}: {e}", path.display()), &e)
+                })?;
                 s.set_read_timeout(read_timeout)
                     .map_err(|e| fail(e.to_string()))?;
                 Box::new(s)
@@ -107,7 +122,7 @@ impl Remote {
                     .next()
                     .ok_or_else(|| fail("no address".into()))?;
                 let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-                    .map_err(|e| fail(format!("cannot connect to {addr}: {e}")))?;
+                    .map_err(|e| not_connected(format!("cannot connect to {addr}: {e}"), &e))?;
                 s.set_read_timeout(read_timeout)
                     .map_err(|e| fail(e.to_string()))?;
                 Box::new(s)

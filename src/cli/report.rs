@@ -45,6 +45,23 @@ fn short(text: &str, max: usize) -> String {
 impl ReportCmd {
     pub fn run(&self, ctx: &Ctx) -> Result<ExitCode, Error> {
         let m = ctx.read_only_manager()?;
+        // --follow ends on SIGINT or SIGTERM (exit 130), also where SIGINT is ignored (a
+        // background job of a script): the handlers are in place before anything is printed.
+        let follow = if self.follow {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| Error::Other(format!("cannot start the async runtime: {e}")))?;
+            let watch = {
+                let _entered = runtime.enter();
+                switchboard::signals::Signals::Os
+                    .watch()
+                    .map_err(|e| Error::Other(format!("cannot watch for signals: {e}")))?
+            };
+            Some((runtime, watch))
+        } else {
+            None
+        };
         let started = switchboard::util::now_ms();
         let tells = report_tells(&m, &self.from, &self.to, self.limit)?;
         if ctx.json() && self.follow {
@@ -65,8 +82,8 @@ impl ReportCmd {
         } else {
             self.table(&tells);
         }
-        if self.follow {
-            self.follow(ctx, &m, &tells, started)?;
+        if let Some((runtime, watch)) = follow {
+            self.follow(ctx, &m, &tells, started, runtime, watch)?;
         }
         Ok(ExitCode::SUCCESS)
     }
@@ -78,6 +95,8 @@ impl ReportCmd {
         m: &switchboard::SessionManager,
         shown: &[switchboard::store::Tell],
         started: i64,
+        runtime: tokio::runtime::Runtime,
+        mut watch: switchboard::signals::Watch,
     ) -> Result<(), Error> {
         use std::collections::HashSet;
         // Tells already printed as ended; open ones are printed when they end.
@@ -87,24 +106,33 @@ impl ReportCmd {
             .map(|t| t.tell_id.clone())
             .collect();
         let mut since = started;
-        loop {
-            for t in m.store().tells_ended_since(&self.from, &self.to, since)? {
-                since = since.max(t.answered_at.unwrap_or(since));
-                if !printed.insert(t.tell_id.clone()) {
-                    continue;
+        runtime.block_on(async move {
+            loop {
+                for t in m.store().tells_ended_since(&self.from, &self.to, since)? {
+                    since = since.max(t.answered_at.unwrap_or(since));
+                    if !printed.insert(t.tell_id.clone()) {
+                        continue;
+                    }
+                    if ctx.json() {
+                        super::output::out_raw(&format!(
+                            "{}\n",
+                            serde_json::to_string(&t).unwrap_or_default()
+                        ));
+                    } else {
+                        outln!("{}", tell_details(&t));
+                    }
                 }
-                if ctx.json() {
-                    super::output::out_raw(&format!(
-                        "{}\n",
-                        serde_json::to_string(&t).unwrap_or_default()
-                    ));
-                } else {
-                    outln!("{}", tell_details(&t));
+                // Other processes write the tells; SQLite tells nobody, so look again shortly.
+                tokio::select! {
+                    sig = watch.recv() => {
+                        return Err(Error::Interrupted(format!(
+                            "{sig}: stopped following {} -> {}", self.from, self.to
+                        )));
+                    }
+                    _ = tokio::time::sleep(FOLLOW_POLL) => {}
                 }
             }
-            // Other processes write the tells; SQLite tells nobody, so look again shortly.
-            std::thread::park_timeout(FOLLOW_POLL);
-        }
+        })
     }
 
     /// The report as a table: one line per tell, message and answer cut short.

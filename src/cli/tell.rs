@@ -66,6 +66,7 @@ fn parse_timeout(s: &str) -> Result<Duration, String> {
 }
 
 /// What to send.
+#[derive(Clone, Copy)]
 pub enum Sending<'a> {
     /// A new tell.
     New {
@@ -114,7 +115,11 @@ pub fn send(
     waiting: &Waiting,
 ) -> Result<ExitCode, Error> {
     if let Some(remote) = Remote::find(config) {
-        return send_remote(ctx, &remote, what, waiting);
+        // `None`: the server refused the connection, nothing was stored; run it here, as
+        // when no server runs.
+        if let Some(code) = send_remote(ctx, &remote, what, waiting)? {
+            return Ok(code);
+        }
     }
     if waiting.r#async {
         // Store it and leave; nothing is started.
@@ -152,6 +157,7 @@ pub fn send(
     let busy_wait = waiting
         .wait_busy
         .then(|| waiting.timeout.unwrap_or(Duration::from_secs(86_400)));
+    let json = ctx.json();
     let ended = with_router_on(
         ctx,
         Some((&from, &to)),
@@ -180,13 +186,13 @@ pub fn send(
                 )?,
                 Sending::Retry(id) => router.retry(id)?,
             };
-            wait_here(&router, &t.tell_id, wait, sigint).await
+            wait_here(&router, &t.tell_id, wait, sigint, json).await
         },
     )?;
     match ended {
         Ended::Done(Outcome::Ended(t)) => print_tell(ctx, &to_value(&t), true),
         Ended::Done(Outcome::TimedOut(t)) => {
-            say_timed_out(waiting.timeout);
+            say_timed_out(ctx, waiting.timeout);
             print_tell(ctx, &to_value(&t), true)
         }
         Ended::Done(Outcome::Interrupted(t)) => {
@@ -229,6 +235,7 @@ async fn wait_here(
     tell_id: &str,
     wait: Wait,
     mut sigint: tokio::signal::unix::Signal,
+    json: bool,
 ) -> Result<Outcome, Error> {
     let first = tokio::select! {
         t = router.wait_for(tell_id, wait) => Some(t?),
@@ -245,13 +252,22 @@ async fn wait_here(
             Ok(Outcome::TimedOut(t))
         }
         None => {
-            eprintln!("^C: interrupting tell {tell_id} (^C again quits at once)");
+            // With --json every stderr line is JSON: the error line at the end says it all.
+            if !json {
+                eprintln!("^C: interrupting tell {tell_id} (^C again quits at once)");
+            }
             tokio::spawn(async move {
                 sigint.recv().await;
-                eprintln!(
-                    "^C again: quitting now; the next switchboard run on this pair marks the \
-                     tell failed"
-                );
+                let why = "^C again: quitting now; the next switchboard run on this pair marks \
+                           the tell failed";
+                if json {
+                    eprintln!(
+                        "{}",
+                        json!({"error": why, "exit_code": switchboard::error::EXIT_INTERRUPTED})
+                    );
+                } else {
+                    eprintln!("{why}");
+                }
                 std::process::exit(switchboard::error::EXIT_INTERRUPTED);
             });
             let t = router.cancel_tell(tell_id)?;
@@ -264,13 +280,14 @@ async fn wait_here(
 }
 
 /// Sends through the running server: store first (the id comes back), then wait in a second
-/// call, so a server that dies mid-wait still leaves the caller with the id.
+/// call, so a server that dies mid-wait still leaves the caller with the id. `None` when the
+/// server refused the connection before anything was sent: the tell is not stored.
 fn send_remote(
     ctx: &Ctx,
     remote: &Remote,
     what: Sending<'_>,
     waiting: &Waiting,
-) -> Result<ExitCode, Error> {
+) -> Result<Option<ExitCode>, Error> {
     // ^C is watched from before the tell is sent, so it never kills the process unhandled.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -306,10 +323,16 @@ fn send_remote(
                  again (with `--id KEY`, sending again is safe)"
             )))
         }
+        Err(CallError::Refused(why)) => {
+            if !ctx.json() {
+                eprintln!("{why}; the tell was not stored: running it here");
+            }
+            return Ok(None);
+        }
         Err(CallError::Answer(e)) => return Err(e),
     };
     if waiting.r#async {
-        return print_tell(ctx, &t, false);
+        return print_tell(ctx, &t, false).map(Some);
     }
     let s = |k: &str| t.get(k).and_then(Value::as_str).unwrap_or("").to_string();
     let (id, from, to) = (s("tell_id"), s("from_team"), s("to_team"));
@@ -321,15 +344,15 @@ fn send_remote(
     let follow = format!(
         "follow it with `switchboard tells show {id}` or `switchboard report {from} {to} --follow`"
     );
-    match wait_remote(runtime, sigint, remote, body, waiting.timeout)? {
+    let ended = match wait_remote(runtime, sigint, remote, body, waiting.timeout)? {
         Some(Ok(v)) => {
             if v.get("timed_out").and_then(Value::as_bool) == Some(true) {
-                say_timed_out(waiting.timeout);
+                say_timed_out(ctx, waiting.timeout);
             }
             print_tell(ctx, &v, true)
         }
         Some(Err(CallError::Answer(e))) => Err(e),
-        Some(Err(CallError::Gone(why))) => Err(Error::Other(format!(
+        Some(Err(CallError::Gone(why) | CallError::Refused(why))) => Err(Error::Other(format!(
             "{why}, while tell {id} was waiting for its answer. The tell is stored; do not \
              send it again: {follow}; if it ends failed, `switchboard tells retry {id}` \
              sends a copy"
@@ -339,7 +362,8 @@ fn send_remote(
              with `switchboard tells cancel {id}`",
             remote.pid()
         ))),
-    }
+    };
+    ended.map(Some)
 }
 
 /// The `wait` call, on a blocking thread; `None` when ^C came first.
@@ -365,7 +389,12 @@ fn wait_remote(
     result
 }
 
-fn say_timed_out(timeout: Option<Duration>) {
+/// Says that the tell ran out of time (plain text; with `--json` nothing, as every stderr line
+/// is JSON then: the error line that follows names the cancelled tell).
+fn say_timed_out(ctx: &Ctx, timeout: Option<Duration>) {
+    if ctx.json() {
+        return;
+    }
     eprintln!(
         "no answer within {}; the tell was cancelled",
         switchboard::util::format_duration(timeout.unwrap_or_default())

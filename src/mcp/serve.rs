@@ -85,6 +85,8 @@ pub struct ServerHandle {
     stdio: Option<JoinHandle<Result<(), McpError>>>,
     state_file: Option<PathBuf>,
     socket: Option<PathBuf>,
+    /// The claim on the database outside its folder (given back when dropped).
+    _claim: Option<crate::store::DatabaseClaim>,
 }
 
 /// Serves until a signal arrives (or the stdio client leaves), then stops the router: running
@@ -237,6 +239,7 @@ pub async fn start(router: Router, mut options: ServeOptions) -> Result<ServerHa
         database_lost: None,
         socket: socket.clone(),
     };
+    let claim = claim_database(&config.database, &url);
     let state_file = write_state_file(&router, &announced);
     if let Some(path) = &state_file {
         let (state, child) = (Arc::clone(&state_for_socket), stop.child_token());
@@ -264,6 +267,7 @@ pub async fn start(router: Router, mut options: ServeOptions) -> Result<ServerHa
         stdio,
         state_file,
         socket,
+        _claim: claim,
     })
 }
 
@@ -524,6 +528,20 @@ fn write_state_file(router: &Router, file: &ServerFile) -> Option<PathBuf> {
             None
         }
     }
+}
+
+/// Claims the database outside its folder, so that commands refuse to create a new one there
+/// even in the moment after the folder is deleted (before [`watch_database`] notices).
+fn claim_database(
+    db: &crate::config::DatabaseConfig,
+    url: &str,
+) -> Option<crate::store::DatabaseClaim> {
+    if db.in_memory {
+        return None;
+    }
+    crate::store::DatabaseClaim::acquire(&db.path, url)
+        .inspect_err(|e| tracing::warn!(database = %db.path.display(), error = %e, "cannot claim the database in the runtime folder; a deleted data folder is noticed only by the periodic check"))
+        .ok()
 }
 
 /// How often the server checks that its database file is still the one it opened.

@@ -196,10 +196,20 @@ impl ServerFile {
 /// Refuses to create a new database file at `db.path` while a live server announces that it
 /// serves that path: its file was deleted or moved under it, and a fresh database here would
 /// silently start a second, empty history. `Ok` when the file exists, the database is in
-/// memory, or no live server claims it.
+/// memory, or no live server claims it (neither its claim in the runtime folder, see
+/// [`crate::store::DatabaseClaim`], nor its `server.json`).
 pub fn check_before_create(db: &DatabaseConfig) -> Result<(), McpError> {
     if db.in_memory || db.path.exists() {
         return Ok(());
+    }
+    // The claim outside the data folder survives `rm -rf` of the folder (server.json does
+    // not, until the server notices and writes it again).
+    if let Some(claim) = crate::store::DatabaseClaim::holder(&db.path) {
+        return Err(McpError::DatabaseGone {
+            database: db.path.clone(),
+            pid: claim.pid,
+            url: claim.url,
+        });
     }
     match ServerFile::live_for(db) {
         Some(server) => Err(McpError::DatabaseGone {

@@ -98,7 +98,13 @@ pub enum RouterError {
         /// When trying again may succeed.
         retry_after: Duration,
     },
+    /// A tell id prefix shorter than [`MIN_TELL_PREFIX`].
+    #[error("tell id {0:?} is too short: give the whole id or at least {MIN_TELL_PREFIX} characters of it")]
+    TellIdTooShort(String),
 }
+
+/// The fewest characters of a tell id that find it (`tells show`, `cancel`, `retry`).
+pub const MIN_TELL_PREFIX: usize = 4;
 
 /// How a tell is stored, beyond its pair and text.
 #[derive(Debug, Clone, Copy, Default)]
@@ -949,12 +955,15 @@ fn same_request(
     }
 }
 
-/// A tell by its id or a unique prefix of it (at least 4 characters).
+/// A tell by its id or a unique prefix of it (at least [`MIN_TELL_PREFIX`] characters).
 pub fn find_tell(m: &SessionManager, id: &str) -> RouterResult<Tell> {
     if let Some(t) = m.store().get_tell(id)? {
         return Ok(t);
     }
-    let valid = id.len() >= 4 && id.chars().all(|c| c.is_ascii_hexdigit() || c == '-');
+    if id.chars().count() < MIN_TELL_PREFIX {
+        return Err(RouterError::TellIdTooShort(id.to_string()));
+    }
+    let valid = id.chars().all(|c| c.is_ascii_hexdigit() || c == '-');
     if !valid {
         return Err(RouterError::TellNotFound(id.to_string()));
     }

@@ -173,7 +173,9 @@ impl SessionManager {
         let mut report = InitReport::default();
         for (name, team) in &self.config.teams {
             if !team.path.is_dir() {
-                tracing::warn!(team = %name, path = %team.path.display(), "team folder is missing");
+                // Commands warn about it when they load the config (once, naming the key);
+                // this is for the log only.
+                tracing::info!(team = %name, path = %team.path.display(), "team folder is missing");
                 report.missing_team_folders.push(name.clone());
             }
         }

@@ -55,12 +55,9 @@ pub fn parse_since(s: &str) -> Result<i64, String> {
 impl ListCmd {
     pub fn run(&self, ctx: &Ctx) -> Result<ExitCode, Error> {
         let m = ctx.read_only_manager()?;
+        // A team the config does not know is a usage error (exit 2), as for `report`.
         for team in self.from.iter().chain(self.to.iter()) {
-            if !switchboard::config::is_valid_team_name(team) {
-                return Err(
-                    switchboard::session::SessionError::InvalidTeamName(team.clone()).into(),
-                );
-            }
+            m.check_team(team)?;
         }
         let sessions = m.list(&ListFilter {
             from_team: self.from.clone(),

@@ -87,13 +87,9 @@ impl SessionRef {
         let found = match self {
             SessionRef::Id(id) => m.get_by_id(id)?,
             SessionRef::Pair(from, to) => {
+                // A team the config does not know is a usage error (exit 2), as for `report`.
                 for team in [from, to] {
-                    if !switchboard::config::is_valid_team_name(team) {
-                        return Err(switchboard::session::SessionError::InvalidTeamName(
-                            team.clone(),
-                        )
-                        .into());
-                    }
+                    m.check_team(team)?;
                 }
                 m.get(from, to)?.map(|s| (*s).clone())
             }

@@ -20,9 +20,17 @@ impl Worker {
                 said,
             } => {
                 if result.has_internal_text() {
-                    // Shown in words; the raw diagnostic stays in the log.
-                    tracing::warn!(pair = %self.pair(), tell = %tell.tell_id, raw = ?result.text,
-                        terminal_reason = ?result.terminal_reason, "the agent ended the turn with an internal diagnostic");
+                    // Shown in words; the raw diagnostic stays in the log, below the level
+                    // that reaches a user's terminal (warn): at debug when the interrupt was
+                    // ours (^C, --timeout, cancel), at info (the serve log file's level)
+                    // otherwise.
+                    if interrupted {
+                        tracing::debug!(pair = %self.pair(), tell = %tell.tell_id, raw = ?result.text,
+                            terminal_reason = ?result.terminal_reason, "the interrupted turn ended with an internal diagnostic");
+                    } else {
+                        tracing::info!(pair = %self.pair(), tell = %tell.tell_id, raw = ?result.text,
+                            terminal_reason = ?result.terminal_reason, "the agent ended the turn with an internal diagnostic");
+                    }
                 }
                 let ending = result.ending();
                 let (answer, error) = match &ending {
