@@ -202,6 +202,9 @@ fn main() {
     let mut total_cost = 0.0f64;
     let pidfile = std::env::var_os("TEST_AGENT_PIDFILE");
     while let Ok(Input::User(text)) = rx.recv() {
+        // The message is in the transcript before the turn is announced (a test that kills
+        // Switchboard once the turn started expects the conversation to hold it).
+        append_transcript(&transcript, "user", &text);
         if let Some(pidfile) = &pidfile {
             if let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(pidfile) {
                 let _ = writeln!(f, "turn {}", std::process::id());
@@ -214,7 +217,6 @@ fn main() {
             &out,
             &json!({"type":"system","subtype":"init","session_id":session_id,"cwd":std::env::current_dir().ok(),"tools":[],"model":"scripted"}),
         );
-        append_transcript(&transcript, "user", &text);
         let started = Instant::now();
         let answer: String = match text.as_str() {
             "crash" => {
