@@ -5,6 +5,8 @@
 //! a restart), tokens and cost, compaction, API errors, and no claude process left behind.
 
 mod fake_api;
+#[path = "support/claude_code.rs"]
+mod pinned_claude;
 #[path = "common/procs.rs"]
 mod procs;
 
@@ -19,7 +21,6 @@ use switchboard::store::{ProcessState, Session, SessionStatus, TellKind, TellSta
 use switchboard::{SessionManager, TeamsConfig};
 use tempfile::TempDir;
 
-const CLAUDE_VERSION: &str = "2.1.328";
 const FOREVER: Wait = Wait::For(Duration::from_secs(60));
 /// The environment variable that marks the claude processes of one test (for the /proc scan).
 const MARKER_VAR: &str = "SWITCHBOARD_CLAUDE_TEST_MARKER";
@@ -27,28 +28,7 @@ const MARKER_VAR: &str = "SWITCHBOARD_CLAUDE_TEST_MARKER";
 /// The claude binary: `$SWITCHBOARD_TEST_CLAUDE`, or the pinned one in `.tools/claude-code`.
 /// Fails (never skips) when it is missing.
 fn claude_binary() -> String {
-    if let Ok(path) = std::env::var("SWITCHBOARD_TEST_CLAUDE") {
-        assert!(
-            std::path::Path::new(&path).is_file(),
-            "SWITCHBOARD_TEST_CLAUDE={path} is not a file (unset it and run `bash scripts/test.sh` \
-             to install the pinned Claude Code {CLAUDE_VERSION})"
-        );
-        return path;
-    }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".tools/claude-code");
-    let bin = root.join("node_modules/.bin/claude");
-    let package = root.join("node_modules/@anthropic-ai/claude-code/package.json");
-    let version = std::fs::read_to_string(&package)
-        .ok()
-        .and_then(|p| serde_json::from_str::<Value>(&p).ok())
-        .and_then(|p| p.get("version").and_then(Value::as_str).map(String::from));
-    assert!(
-        bin.is_file() && version.as_deref() == Some(CLAUDE_VERSION),
-        "Claude Code {CLAUDE_VERSION} is not installed at {} (found version {version:?}): \
-         run `bash scripts/test.sh` (it installs it), or set SWITCHBOARD_TEST_CLAUDE to a claude binary",
-        bin.display()
-    );
-    bin.display().to_string()
+    pinned_claude::binary()
 }
 
 struct Env {

@@ -10,6 +10,8 @@
 //! The stand-in tells the agents apart by their system prompt (`append_system_prompt`).
 
 mod fake_api;
+#[path = "support/claude_code.rs"]
+mod pinned_claude;
 #[path = "common/procs.rs"]
 mod procs;
 
@@ -27,7 +29,6 @@ use switchboard::store::{ProcessState, Session, Tell, TellState};
 use switchboard::{SessionManager, TeamsConfig};
 use tempfile::TempDir;
 
-const CLAUDE_VERSION: &str = "2.1.328";
 /// The environment variable that marks the claude processes of one test (for the /proc scan).
 const MARKER_VAR: &str = "SWITCHBOARD_CLAUDE_MCP_TEST_MARKER";
 /// The tool as Claude Code names it: `mcp__<server>__<tool>`.
@@ -43,28 +44,7 @@ const TELL_LIMIT: Duration = Duration::from_secs(120);
 /// The claude binary: `$SWITCHBOARD_TEST_CLAUDE`, or the pinned one in `.tools/claude-code`.
 /// Fails (never skips) when it is missing.
 fn claude_binary() -> String {
-    if let Ok(path) = std::env::var("SWITCHBOARD_TEST_CLAUDE") {
-        assert!(
-            Path::new(&path).is_file(),
-            "SWITCHBOARD_TEST_CLAUDE={path} is not a file (unset it and run `bash scripts/test.sh` \
-             to install the pinned Claude Code {CLAUDE_VERSION})"
-        );
-        return path;
-    }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".tools/claude-code");
-    let bin = root.join("node_modules/.bin/claude");
-    let package = root.join("node_modules/@anthropic-ai/claude-code/package.json");
-    let version = std::fs::read_to_string(&package)
-        .ok()
-        .and_then(|p| serde_json::from_str::<Value>(&p).ok())
-        .and_then(|p| p.get("version").and_then(Value::as_str).map(String::from));
-    assert!(
-        bin.is_file() && version.as_deref() == Some(CLAUDE_VERSION),
-        "Claude Code {CLAUDE_VERSION} is not installed at {} (found version {version:?}): \
-         run `bash scripts/test.sh` (it installs it), or set SWITCHBOARD_TEST_CLAUDE to a claude binary",
-        bin.display()
-    );
-    bin.display().to_string()
+    pinned_claude::binary()
 }
 
 // ---------------------------------------------------------------------------------------------

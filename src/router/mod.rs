@@ -497,17 +497,13 @@ impl Router {
     /// never resent on its own: its turn may have had effects). The copy records which tell
     /// it retries. `tell_id` may be a unique prefix.
     pub fn retry(&self, tell_id: &str) -> RouterResult<Tell> {
-        let original = retryable(&self.inner.manager, tell_id)?;
-        self.submit_with(
-            &original.from_team,
-            &original.to_team,
-            original.kind,
-            &original.text,
-            &TellOptions {
-                retry_of: Some(&original.tell_id),
-                ..Default::default()
-            },
-        )
+        if !self.inner.accepting.load(Ordering::SeqCst) {
+            return Err(RouterError::ShuttingDown);
+        }
+        let tell = queue_retry(&self.inner.manager, tell_id)?;
+        tracing::debug!(tell_id = %tell.tell_id, retry_of = tell_id, "retry queued");
+        self.wake_worker(&tell.from_team, &tell.to_team);
+        Ok(tell)
     }
 
     /// A tell by id.

@@ -55,28 +55,12 @@ pub struct NewTell<'a> {
 }
 
 impl SessionStore {
-    /// Stores a new tell as `queued`.
+    /// Stores a new tell as `queued` (no idempotency key, not a retry).
     pub fn insert_tell(&self, t: &NewTell<'_>, now: i64) -> StoreResult<Tell> {
-        let conn = self.conn()?;
-        let sql = format!(
-            "INSERT INTO tells (tell_id, session_id, from_team, to_team, kind, text, created_at, parent_tell_id) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING {COLUMNS}"
-        );
-        let tell = write_returning(
-            &mut conn.prepare_cached(&sql)?,
-            params![
-                t.tell_id,
-                t.session_id,
-                t.from_team,
-                t.to_team,
-                t.kind,
-                t.text,
-                now,
-                t.parent_tell_id
-            ],
-            row_to_tell,
-        )?;
-        tell.ok_or_else(|| StoreError::NotFound(format!("tell {} just inserted", t.tell_id)))
+        // Without a key nothing can conflict: the tell is always the one just stored.
+        Ok(match self.insert_tell_keyed(t, None, None, now)? {
+            Ok(tell) | Err(tell) => tell,
+        })
     }
 
     /// A tell by its UUID.
