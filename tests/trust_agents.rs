@@ -6,102 +6,26 @@
 
 mod support;
 
-use std::io::{Read, Write};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::serve::ServeProcess;
+use support::serve::{http as request, Reply, ServeProcess};
 use support::{poll_until, TestEnv};
 
 /// The master token of the servers of these tests.
 const MASTER: &str = "master-token-0123456789abcdef";
 
-/// An HTTP answer: status, headers (lower-case names), body.
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// The JSON-RPC messages of the answer (`data:` lines of an event stream, or a JSON body).
-    fn messages(&self) -> Vec<Value> {
-        self.body
-            .lines()
-            .filter_map(|l| {
-                l.strip_prefix("data: ")
-                    .or(Some(l).filter(|l| l.starts_with('{')))
-            })
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    }
-}
-
-/// One HTTP/1.1 request to `authority` (`Connection: close`, body read to the end).
-fn request(
-    authority: &str,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> Reply {
-    let mut stream = std::net::TcpStream::connect(authority).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .expect("read timeout");
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Length: {}\r\nConnection: close\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    req.push_str(body);
-    stream.write_all(req.as_bytes()).expect("send");
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).expect("read the answer");
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, rest) = text.split_once("\r\n\r\n").expect("an HTTP answer");
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .expect("a status");
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    let chunked = headers
-        .iter()
-        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
-    let mut body = String::new();
-    if chunked {
-        let mut rest = rest;
-        while let Some((size, after)) = rest.split_once("\r\n") {
-            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-            if n == 0 || after.len() < n {
-                break;
-            }
-            body.push_str(&after[..n]);
-            rest = after[n..].strip_prefix("\r\n").unwrap_or(&after[n..]);
-        }
-    } else {
-        body.push_str(rest);
-    }
-    Reply {
-        status,
-        headers,
-        body,
-    }
+/// The JSON-RPC messages of an answer (`data:` lines of an event stream, or a JSON body).
+fn messages(reply: &Reply) -> Vec<Value> {
+    reply
+        .body
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("data: ")
+                .or(Some(l).filter(|l| l.starts_with('{')))
+        })
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
 }
 
 /// Calls MCP tool `tool` at `path` (`/mcp?...`) with `headers`: initialize, initialized, then
@@ -142,7 +66,7 @@ fn call_tool(
     if r.status != 200 {
         return Err(r);
     }
-    Ok(r.messages()
+    Ok(messages(&r)
         .into_iter()
         .find(|m| m["id"] == 2)
         .and_then(|m| m.get("result").cloned())

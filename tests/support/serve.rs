@@ -135,6 +135,13 @@ pub struct Reply {
     pub body: String,
 }
 
+impl Reply {
+    /// A header's value (`name` in lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+}
+
 /// One HTTP/1.1 request to `authority` (`HOST:PORT`), `Connection: close`, read to the end.
 pub fn http(
     authority: &str,
@@ -161,7 +168,7 @@ pub fn http(
     parse_reply(&raw)
 }
 
-/// Parses a whole HTTP/1.1 answer (`Content-Length` bodies).
+/// Parses a whole HTTP/1.1 answer (`Content-Length` or chunked bodies).
 pub fn parse_reply(raw: &[u8]) -> Reply {
     let text = String::from_utf8_lossy(raw);
     let (head, body) = text
@@ -173,14 +180,32 @@ pub fn parse_reply(raw: &[u8]) -> Reply {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|s| s.parse().ok())
         .expect("a status code");
-    let headers = lines
+    let headers: std::collections::HashMap<String, String> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
         .collect();
+    let chunked = headers
+        .get("transfer-encoding")
+        .is_some_and(|v| v.contains("chunked"));
+    let body = if chunked {
+        let mut whole = String::new();
+        let mut rest = body;
+        while let Some((size, after)) = rest.split_once("\r\n") {
+            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+            if n == 0 || after.len() < n {
+                break;
+            }
+            whole.push_str(&after[..n]);
+            rest = after[n..].strip_prefix("\r\n").unwrap_or(&after[n..]);
+        }
+        whole
+    } else {
+        body.to_string()
+    };
     Reply {
         status,
         headers,
-        body: body.to_string(),
+        body,
     }
 }
 
