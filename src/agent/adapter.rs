@@ -192,6 +192,18 @@ pub trait AgentAdapter: Send + Sync + std::fmt::Debug {
     fn transcript_path(&self, team: &TeamConfig, session_id: &str) -> Option<PathBuf>;
 }
 
+/// How `team`'s agent CLI (`adapter`) is run for a command that is not a session
+/// (`--version`, `mcp add-json`, ...): its program, folder and environment.
+pub fn command_spec(adapter: &dyn AgentAdapter, team: &TeamConfig) -> LaunchSpec {
+    // `launch` needs a session id; these commands take other arguments instead.
+    adapter.launch(
+        team,
+        "00000000-0000-4000-8000-000000000000",
+        false,
+        &LaunchExtras::default(),
+    )
+}
+
 /// The adapter for a team's `agent` value.
 pub fn adapter_for(agent: &str) -> Option<&'static dyn AgentAdapter> {
     match agent {

@@ -3,13 +3,11 @@
 //! specifics (which program, which env, which files); the checks' verdicts are made in
 //! [`crate::doctor`].
 
-use std::io::Read;
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::adapter::{adapter_for, LaunchExtras};
+use super::adapter::{adapter_for, command_spec};
+use super::process::run_bounded;
 use crate::config::TeamConfig;
 
 /// How long `<agent> --version` may take.
@@ -74,17 +72,7 @@ impl std::fmt::Display for VersionProblem {
 
 /// The program a team's agent runs (its `agent_path`, or the agent kind's default).
 pub fn agent_program(team: &TeamConfig) -> Option<String> {
-    let adapter = adapter_for(&team.agent)?;
-    Some(
-        adapter
-            .launch(
-                team,
-                "00000000-0000-4000-8000-000000000000",
-                false,
-                &LaunchExtras::default(),
-            )
-            .program,
-    )
+    Some(command_spec(adapter_for(&team.agent)?, team).program)
 }
 
 /// Runs `<agent> --version` in the team's folder with the team's env (in its own process
@@ -92,86 +80,27 @@ pub fn agent_program(team: &TeamConfig) -> Option<String> {
 pub fn agent_version(team: &TeamConfig) -> Result<String, VersionProblem> {
     let adapter =
         adapter_for(&team.agent).ok_or_else(|| VersionProblem::UnknownAgent(team.agent.clone()))?;
-    let spec = adapter.launch(
-        team,
-        "00000000-0000-4000-8000-000000000000",
-        false,
-        &LaunchExtras::default(),
-    );
+    let spec = command_spec(adapter, team);
     let program = spec.program.clone();
-    let mut cmd = Command::new(&spec.program);
-    cmd.arg("--version")
-        .current_dir(&spec.cwd)
-        .env_clear()
-        .envs(spec.environment())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    let mut child = cmd.spawn().map_err(|e| VersionProblem::CannotStart {
-        program: program.clone(),
-        error: e.to_string(),
-    })?;
-    let read = |pipe: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut text = Vec::new();
-            if let Some(p) = pipe {
-                let _ = p.take(OUTPUT_LIMIT).read_to_end(&mut text);
-            }
-            String::from_utf8_lossy(&text).into_owned()
-        })
-    };
-    let out = read(
-        child
-            .stdout
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-    );
-    let err = read(
-        child
-            .stderr
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-    );
-    let deadline = Instant::now() + VERSION_TIMEOUT;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) if Instant::now() < deadline => {
-                std::thread::park_timeout(Duration::from_millis(10));
-            }
-            _ => break None,
-        }
-    };
-    let Some(status) = status else {
-        kill_group(child.id());
-        let _ = child.wait();
-        return Err(VersionProblem::TimedOut { program });
-    };
-    // The group may hold the pipes open (a child of the agent): do not wait for it.
-    kill_group(child.id());
-    let stdout = out.join().unwrap_or_default();
-    let stderr = err.join().unwrap_or_default();
-    let first = stdout.lines().map(str::trim).find(|l| !l.is_empty());
+    let out = run_bounded(&spec, &["--version"], VERSION_TIMEOUT, OUTPUT_LIMIT)
+        .map_err(|e| VersionProblem::CannotStart {
+            program: program.clone(),
+            error: e.to_string(),
+        })?
+        .ok_or_else(|| VersionProblem::TimedOut {
+            program: program.clone(),
+        })?;
+    let first = out.stdout.lines().map(str::trim).find(|l| !l.is_empty());
     match first {
-        Some(line) if status.success() => Ok(line.to_string()),
+        Some(line) if out.status.success() => Ok(line.to_string()),
         _ => Err(VersionProblem::Failed {
             program,
-            status: match status.code() {
+            status: match out.status.code() {
                 Some(c) => format!("exited with status {c}"),
-                None => format!("ended by {status}"),
+                None => format!("ended by {}", out.status),
             },
-            output: tail(&format!("{stderr}{stdout}")),
+            output: tail(&format!("{}{}", out.stderr, out.stdout)),
         }),
-    }
-}
-
-fn kill_group(pid: u32) {
-    if let Ok(pid) = libc::pid_t::try_from(pid) {
-        // SAFETY: kill(2) on our own child's process group; no memory is touched.
-        unsafe {
-            libc::kill(-pid, libc::SIGKILL);
-        }
     }
 }
 

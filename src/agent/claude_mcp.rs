@@ -20,7 +20,6 @@
 //! registering it ([`install`], for `switchboard mcp install`).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde::Serialize;
 use serde_json::{json, Map, Value};
@@ -606,84 +605,25 @@ const COMMAND_OUTPUT_BYTES: u64 = 64 * 1024;
 /// Runs `claude mcp ...` in the team's folder with the agent's environment, in its own process
 /// group, bounded in time ([`COMMAND_TIMEOUT`], then the group is killed) and output.
 fn run_claude(team: &TeamConfig, args: &[&str]) -> Result<String, AgentError> {
-    use std::io::Read;
-    use std::os::unix::process::CommandExt;
-    use std::process::Stdio;
-    let program = team.agent_path.clone().unwrap_or_else(|| "claude".into());
-    let command = format!("{program} {}", args.join(" "));
     // The environment a spawned agent of the team gets (the same allow-list).
-    let spec = super::adapter::AgentAdapter::launch(
-        &super::claude::ClaudeCode,
-        team,
-        "00000000-0000-4000-8000-000000000000",
-        false,
-        &super::adapter::LaunchExtras::default(),
-    );
-    let mut child = Command::new(&program)
-        .args(args)
-        .current_dir(&team.path)
-        .env_clear()
-        .envs(spec.environment())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
+    let spec = super::adapter::command_spec(&super::claude::ClaudeCode, team);
+    let command = format!("{} {}", spec.program, args.join(" "));
+    let out = super::process::run_bounded(&spec, args, COMMAND_TIMEOUT, COMMAND_OUTPUT_BYTES)
         .map_err(|source| AgentError::Spawn {
-            program: program.clone(),
+            program: spec.program.clone(),
             team: team.name.clone(),
             cwd: team.path.clone(),
             source,
+        })?
+        .ok_or_else(|| AgentError::Command {
+            command: command.clone(),
+            message: format!("no answer within {}s; stopped", COMMAND_TIMEOUT.as_secs()),
         })?;
-    let pgid = child.id();
-    let readers: Vec<_> = [
-        child
-            .stdout
-            .take()
-            .map(|o| Box::new(o) as Box<dyn Read + Send>),
-        child
-            .stderr
-            .take()
-            .map(|e| Box::new(e) as Box<dyn Read + Send>),
-    ]
-    .into_iter()
-    .flatten()
-    .map(|pipe| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            let mut limited = pipe.take(COMMAND_OUTPUT_BYTES);
-            let _ = limited.read_to_end(&mut buf);
-            // Drain the rest so the command never blocks on a full pipe.
-            let _ = std::io::copy(&mut limited.into_inner(), &mut std::io::sink());
-            String::from_utf8_lossy(&buf).into_owned()
-        })
-    })
-    .collect();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait());
-    });
-    let status = match rx.recv_timeout(COMMAND_TIMEOUT) {
-        Ok(status) => status.map_err(|source| AgentError::Io {
-            what: format!("waiting for `{command}`"),
-            source,
-        })?,
-        Err(_) => {
-            super::process::kill_group(pgid, libc::SIGKILL);
-            return Err(AgentError::Command {
-                command,
-                message: format!("no answer within {}s; stopped", COMMAND_TIMEOUT.as_secs()),
-            });
-        }
-    };
-    let text: String = readers
-        .into_iter()
-        .map(|r| r.join().unwrap_or_default())
-        .collect();
-    if !status.success() {
+    let text = format!("{}{}", out.stdout, out.stderr);
+    if !out.status.success() {
         return Err(AgentError::Command {
             command,
-            message: format!("{status} in {}: {}", team.path.display(), text.trim()),
+            message: format!("{} in {}: {}", out.status, team.path.display(), text.trim()),
         });
     }
     Ok(text)

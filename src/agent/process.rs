@@ -247,6 +247,85 @@ impl AgentProcess {
     }
 }
 
+/// What a short command of an agent's CLI printed (each stream cut at the limit) and how it
+/// ended.
+#[derive(Debug)]
+pub struct CommandOutput {
+    /// How it ended.
+    pub status: ExitStatus,
+    /// Its standard output.
+    pub stdout: String,
+    /// Its standard error.
+    pub stderr: String,
+}
+
+/// Runs `spec.program ARGS` (not an agent session: `--version`, `mcp add-json`, ...) in
+/// `spec.cwd` with exactly `spec`'s environment, stdin closed, in its own process group. Keeps
+/// at most `limit` bytes of each stream and drains the rest, so it never blocks on a full
+/// pipe. `Ok(None)` when it did not end within `timeout`; the group is killed then, and also
+/// once it ended (a leftover child must not hold the pipes open).
+pub fn run_bounded(
+    spec: &LaunchSpec,
+    args: &[&str],
+    timeout: Duration,
+    limit: u64,
+) -> std::io::Result<Option<CommandOutput>> {
+    use std::io::Read;
+    use std::os::unix::process::CommandExt;
+    let mut child = std::process::Command::new(&spec.program)
+        .args(args)
+        .current_dir(&spec.cwd)
+        .env_clear()
+        .envs(spec.environment())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()?;
+    let pgid = child.id();
+    let read = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(pipe) = pipe {
+                let mut limited = pipe.take(limit);
+                let _ = limited.read_to_end(&mut buf);
+                let _ = std::io::copy(&mut limited.into_inner(), &mut std::io::sink());
+            }
+            String::from_utf8_lossy(&buf).into_owned()
+        })
+    };
+    let stdout = read(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let stderr = read(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    let status = match rx.recv_timeout(timeout) {
+        Ok(status) => status,
+        Err(_) => {
+            kill_group(pgid, libc::SIGKILL);
+            return Ok(None);
+        }
+    };
+    kill_group(pgid, libc::SIGKILL);
+    let status = status?;
+    Ok(Some(CommandOutput {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    }))
+}
+
 /// Sends `signal` to process group `pgid`; a group that is gone already is fine.
 pub fn kill_group(pgid: u32, signal: libc::c_int) {
     let Ok(pgid) = libc::pid_t::try_from(pgid) else {
