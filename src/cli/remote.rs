@@ -50,10 +50,7 @@ pub struct Remote {
 impl Remote {
     /// The running server of this database, if there is one (its process is alive).
     pub fn find(config: &TeamsConfig) -> Option<Remote> {
-        let file = ServerFile::read(&server_file::path_for(&config.database)?)?;
-        if !file.is_alive() || file.pid == std::process::id() {
-            return None;
-        }
+        let file = ServerFile::live_for(&config.database)?;
         let rest = file.url.strip_prefix("http://")?;
         let authority = rest.split('/').next()?;
         let (host, port) = authority.rsplit_once(':')?;
