@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::agent::checks::{agent_credentials, agent_version};
 use crate::config::{TeamConfig, TeamsConfig};
-use crate::mcp::server_file::{self, ServerFile};
+use crate::server::server_file::{self, ServerFile};
 use crate::store;
 
 /// The verdict of one check.

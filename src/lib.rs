@@ -7,7 +7,7 @@
 //! - [`session`]: the [`session::SessionManager`]: get-or-create per pair, TTL cache, updates,
 //!   compaction policy, stats. Knows neither SQL strings nor child processes.
 //! - [`agent`]: what Switchboard knows about the agent CLIs it drives (Claude Code).
-//! - [`mcp`]: the MCP server (`switchboard serve`): tools over stdio and streamable HTTP.
+//! - [`server`]: the server (`switchboard serve`): the MCP endpoint (stdio and streamable HTTP), the JSON API, health, status and metrics.
 //! - [`doctor`]: the checks of `switchboard doctor`, over every layer.
 //! - [`private_fs`]: Switchboard's files and folders, readable only by the user.
 //! - [`redact`]: hiding secrets in what Switchboard records and logs.
@@ -17,10 +17,10 @@ pub mod agent;
 pub mod config;
 pub mod doctor;
 pub mod error;
-pub mod mcp;
 pub mod private_fs;
 pub mod redact;
 pub mod router;
+pub mod server;
 pub mod session;
 pub mod signals;
 pub mod store;

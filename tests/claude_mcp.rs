@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 
 use fake_api::{Answer, FakeApi, Recorded};
 use serde_json::{json, Value};
-use switchboard::mcp::serve::{start, ServeOptions, ServerHandle, Transport};
 use switchboard::router::{Router, Wait};
+use switchboard::server::serve::{start, ServeOptions, ServerHandle, Transport};
 use switchboard::signals::Signals;
 use switchboard::store::{ProcessState, Session, Tell, TellState};
 use switchboard::{SessionManager, TeamsConfig};

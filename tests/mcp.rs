@@ -15,8 +15,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use harness::*;
-use switchboard::mcp::serve::{start, ServeOptions, Transport};
-use switchboard::mcp::McpError;
+use switchboard::server::serve::{start, ServeOptions, Transport};
+use switchboard::server::McpError;
 
 /// Runs the tool scenario of tests/mcp/client.py against an in-process HTTP server.
 async fn http_scenario(mode: &str) -> serde_json::Value {
@@ -472,7 +472,7 @@ async fn stdio_needs_a_known_team() {
 async fn a_commands_agent_endpoint_needs_its_token_and_serves_only_mcp() {
     let env = Env::new("");
     let router = env.router();
-    let endpoint = switchboard::mcp::serve::start_agent_endpoint(&router)
+    let endpoint = switchboard::server::serve::start_agent_endpoint(&router)
         .await
         .expect("agent endpoint");
     let authority = endpoint

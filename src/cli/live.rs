@@ -5,8 +5,8 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use switchboard::mcp::serve::start_agent_endpoint;
 use switchboard::router::Router;
+use switchboard::server::serve::start_agent_endpoint;
 use switchboard::signals::Signals;
 use switchboard::Error;
 

@@ -10,8 +10,8 @@ use switchboard::agent::claude_mcp::{
     check_registration, install, project_key, this_exe, Expected, InstallOutcome,
     RegistrationReport, Scope,
 };
-use switchboard::mcp::server_file::{self, ServerFile};
-use switchboard::mcp::TOKEN_ENV;
+use switchboard::server::server_file::{self, ServerFile};
+use switchboard::server::TOKEN_ENV;
 use switchboard::Error;
 
 use super::output::{out, print_json};

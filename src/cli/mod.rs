@@ -150,7 +150,7 @@ impl Ctx {
 /// Opens the database of `config` (never a new one where a live server serves one that is
 /// gone) and runs the start-up reset.
 fn open_manager(config: TeamsConfig) -> Result<SessionManager, Error> {
-    switchboard::mcp::server_file::check_before_create(&config.database)
+    switchboard::server::server_file::check_before_create(&config.database)
         .map_err(|e| Error::Other(e.to_string()))?;
     let manager = SessionManager::open(Arc::new(config))?;
     manager.initialize()?;

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::Value;
-use switchboard::mcp::server_file::{self, ServerFile};
+use switchboard::server::server_file::{self, ServerFile};
 use switchboard::{Error, TeamsConfig};
 
 /// Why a call to the server failed.
@@ -54,7 +54,7 @@ impl Remote {
         let rest = file.url.strip_prefix("http://")?;
         let authority = rest.split('/').next()?;
         let (host, port) = authority.rsplit_once(':')?;
-        let token = std::env::var(switchboard::mcp::TOKEN_ENV)
+        let token = std::env::var(switchboard::server::TOKEN_ENV)
             .ok()
             .filter(|t| !t.is_empty())
             .or_else(|| config.server.auth_token.clone())

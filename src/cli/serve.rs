@@ -1,5 +1,5 @@
 //! `switchboard serve --stdio --as TEAM` and `switchboard serve --http [ADDR]`: the MCP server
-//! (see `switchboard::mcp`). Runs until SIGINT/SIGTERM (or, on stdio, until the client
+//! (see `switchboard::server`). Runs until SIGINT/SIGTERM (or, on stdio, until the client
 //! leaves), then stops every agent it started.
 
 use std::net::SocketAddr;
@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{ArgGroup, Args};
-use switchboard::mcp::serve::{endpoint_url, ServeOptions, Transport};
-use switchboard::mcp::{check_token, McpError, TOKEN_ENV};
 use switchboard::router::Router;
+use switchboard::server::serve::{endpoint_url, ServeOptions, Transport};
+use switchboard::server::{check_token, McpError, TOKEN_ENV};
 use switchboard::signals::Signals;
 use switchboard::Error;
 
@@ -111,7 +111,7 @@ impl ServeCmd {
                 auth_token: token,
                 ready: Some(tx),
             };
-            switchboard::mcp::serve::run(router, options)
+            switchboard::server::serve::run(router, options)
                 .await
                 .map_err(to_error)
         });

@@ -11,8 +11,8 @@ use std::process::Stdio;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use switchboard::mcp::serve::{start, ServeOptions, ServerHandle, Transport};
 use switchboard::router::Router;
+use switchboard::server::serve::{start, ServeOptions, ServerHandle, Transport};
 use switchboard::signals::Signals;
 use switchboard::{SessionManager, TeamsConfig};
 use tempfile::TempDir;

@@ -296,7 +296,7 @@ pub struct CancelOut {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mcp::caller::schema;
+    use crate::server::caller::schema;
 
     fn properties<T: JsonSchema + 'static>() -> Vec<String> {
         let s = rmcp::handler::server::common::schema_for_input::<T>()

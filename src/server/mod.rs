@@ -1,5 +1,5 @@
-//! The MCP server (`switchboard serve`): Switchboard's tools for agents, over stdio and
-//! streamable HTTP, built on the official Rust SDK (`rmcp`).
+//! The server (`switchboard serve`): Switchboard's MCP tools for agents over stdio and
+//! streamable HTTP (built on the official Rust SDK, `rmcp`), the JSON API the CLI uses, health, status and metrics.
 //!
 //! - [`tools`]: the tools (`team_tell`, `team_teams`, ...), thin adapters over the
 //!   [`Router`](crate::router::Router); typed arguments, structured JSON results, every bad
