@@ -4,6 +4,7 @@
 mod agent_cmds;
 mod completions;
 mod config_check;
+mod dashboard;
 mod doctor;
 mod init;
 mod live;
@@ -99,6 +100,8 @@ enum Command {
     /// Register Switchboard in a team's Claude Code (`mcp install TEAM`).
     #[command(subcommand)]
     Mcp(mcp_install::McpCmd),
+    /// Print a one-time login link to the running server's web dashboard.
+    Dashboard(dashboard::DashboardCmd),
     /// Check the set-up: teams file, agents, credentials, database, server, registrations.
     Doctor(doctor::DoctorCmd),
     /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
@@ -212,6 +215,7 @@ impl Cli {
             Command::Serve(cmd) => cmd.run(&ctx),
             Command::Mcp(cmd) => cmd.run(&ctx),
             Command::Doctor(cmd) => cmd.run(&ctx),
+            Command::Dashboard(cmd) => cmd.run(&ctx),
             Command::Completions(cmd) => cmd.run(),
             Command::Man(cmd) => cmd.run(),
         }

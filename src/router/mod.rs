@@ -5,6 +5,7 @@
 //! agent, the history of a pair, recovery after a restart, and an orderly shutdown.
 
 mod callers;
+pub mod dashboard;
 mod worker;
 
 pub use callers::{AGENT_TOOL_TIMEOUT_MS, MCP_SERVER_NAME};

@@ -98,6 +98,8 @@ pub(crate) async fn handle(router: &Router, op: &str, body: &[u8]) -> Result<Val
                 .map(|t| serde_json::to_value(t).unwrap_or(Value::Null))
                 .map_err(Error::from)
         }
+        // The dashboard's views and its delete (types in router::dashboard).
+        "overview" | "pair" | "stats" | "delete" => dashboard(router, op, &parse(op)?).await,
         "compact" | "wake" | "sleep" | "reboot" | "cancel" => {
             let p: Pair = serde_json::from_value(parse(op)?).map_err(|e| bad(e.to_string()))?;
             pair_op(router, op, &p.from, &p.to).await
@@ -197,4 +199,24 @@ async fn pair_op(router: &Router, op: &str, from: &str, to: &str) -> Result<Valu
         }
     };
     value.map_err(|e| Error::Other(format!("cannot render the answer: {e}")))
+}
+
+/// The dashboard's operations: typed arguments in, typed answers out.
+async fn dashboard(router: &Router, op: &str, body: &Value) -> Result<Value, Error> {
+    use crate::router::dashboard::{DeleteArgs, OverviewArgs, PairArgs, StatsArgs};
+    fn args<T: serde::de::DeserializeOwned>(op: &str, body: &Value) -> Result<T, Error> {
+        serde_json::from_value(body.clone()).map_err(|e| Error::Usage(format!("{op}: {e}")))
+    }
+    fn out<T: serde::Serialize>(v: T) -> Result<Value, Error> {
+        serde_json::to_value(v).map_err(|e| Error::Other(format!("cannot render the answer: {e}")))
+    }
+    match op {
+        "overview" => {
+            args::<OverviewArgs>(op, body)?;
+            out(router.overview(0)?)
+        }
+        "pair" => out(router.pair_view(&args::<PairArgs>(op, body)?)?),
+        "stats" => out(router.dash_stats(&args::<StatsArgs>(op, body)?)?),
+        _ => out(router.delete_pair(&args::<DeleteArgs>(op, body)?).await?),
+    }
 }

@@ -54,7 +54,7 @@ use crate::router::Router;
 /// How long open connections (SSE streams included) get to end after shutdown starts.
 const DRAIN: Duration = Duration::from_secs(3);
 
-type Body = BoxBody<Bytes, Infallible>;
+pub(crate) type Body = BoxBody<Bytes, Infallible>;
 
 /// Where a listener is and how it guards itself.
 #[derive(Debug, Clone)]
@@ -81,6 +81,7 @@ pub(crate) struct HttpState {
     limits: ServerConfig,
     sessions: Arc<LocalSessionManager>,
     mcp: StreamableHttpService<SwitchboardTools, LocalSessionManager>,
+    auth: super::auth::Auth,
 }
 
 /// Where a connection came from.
@@ -132,6 +133,7 @@ impl HttpState {
         Self {
             router,
             metrics,
+            auth: super::auth::Auth::new(endpoint.token.clone()),
             endpoint,
             limits,
             sessions,
@@ -158,6 +160,15 @@ impl HttpState {
         if self.endpoint.agents_only && path != MCP_PATH {
             return text(StatusCode::NOT_FOUND, "text/plain", "not found\n".into());
         }
+        if let Some(page) = super::page::serve(&req) {
+            return page;
+        }
+        let trusted = via == Via::Socket || self.bearer_ok(&req);
+        let (url, timeout) = (&self.endpoint.url, self.limits.body_timeout);
+        let req = match super::auth::route(&self.auth, req, trusted, url, timeout).await {
+            Ok(resp) => return resp,
+            Err(req) => req,
+        };
         if let Some(op) = path.strip_prefix("/api/") {
             return self.api(op, req).await;
         }
@@ -334,6 +345,19 @@ impl HttpState {
         None
     }
 
+    /// Whether `req` carries the server's bearer token (or the server needs none).
+    fn bearer_ok<B>(&self, req: &Request<B>) -> bool {
+        let Some(token) = self.endpoint.token.as_ref() else {
+            return true;
+        };
+        req.headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(str::trim)
+            .is_some_and(|g| same(g.as_bytes(), token.as_bytes()))
+    }
+
     /// The response refusing `req`, if a gate refuses it. `agent`: the request carries an
     /// agent's credential, already checked (it needs no bearer token).
     fn guard(&self, req: &Request<Incoming>, via: Via, agent: bool) -> Option<Response<Body>> {
@@ -367,22 +391,23 @@ impl HttpState {
                 }
             }
         }
-        let open = req.method() == Method::GET
+        let open = (req.method() == Method::GET
             && !self.endpoint.agents_only
             && (req.uri().path() == "/health"
                 || self
                     .limits
                     .open_routes
                     .iter()
-                    .any(|r| r == req.uri().path()));
-        if let Some(token) = self.endpoint.token.as_ref().filter(|_| !open && !agent) {
-            let given = req
-                .headers()
-                .get(header::AUTHORIZATION)
-                .and_then(|h| h.to_str().ok())
-                .and_then(|h| h.strip_prefix("Bearer "))
-                .map(str::trim);
-            if !given.is_some_and(|g| same(g.as_bytes(), token.as_bytes())) {
+                    .any(|r| r == req.uri().path())))
+            || (!self.endpoint.agents_only && super::auth::is_open(req));
+        if self.endpoint.token.is_some() && !open && !agent && !self.bearer_ok(req) {
+            // The dashboard's session cookie stands for the token on its routes (auth.rs).
+            match self.auth.check_cookie(req) {
+                super::auth::CookieAuth::Ok => return None,
+                super::auth::CookieAuth::CsrfRefused(why) => return Some(forbidden(why)),
+                super::auth::CookieAuth::None => {}
+            }
+            {
                 let mut resp = text(
                     StatusCode::UNAUTHORIZED,
                     "text/plain",

@@ -19,9 +19,11 @@
 
 mod agent_tools;
 mod api;
+pub mod auth;
 pub mod caller;
 pub mod http;
 pub mod ops;
+pub mod page;
 pub mod serve;
 pub mod server_file;
 pub mod tools;

@@ -1,0 +1,190 @@
+//! The web dashboard in a real headless Chromium (Debian's chromium + chromedriver, see
+//! tests/support/browser.rs) against a real `switchboard serve --http` with the scripted
+//! agent. Screenshots of each view go to target/dashboard-screenshots/.
+//!
+//! One browser at a time (a lock): Chromium is heavy and the machine is small.
+
+mod support;
+
+use std::sync::Mutex;
+
+use serde_json::json;
+use support::browser::Browser;
+use support::serve::ServeProcess;
+use support::TestEnv;
+
+static ONE_BROWSER: Mutex<()> = Mutex::new(());
+
+fn lock() -> std::sync::MutexGuard<'static, ()> {
+    ONE_BROWSER.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Logs the browser in with a one-time link from `switchboard dashboard` and waits for the
+/// overview.
+fn login(b: &Browser, env: &TestEnv) {
+    let url = env.run_ok(&["dashboard"]).trim().to_string();
+    assert!(
+        url.contains("/dashboard/login?code="),
+        "a login link: {url}"
+    );
+    b.goto(&url);
+    b.wait_for("the overview", "document.querySelector('#matrix')");
+}
+
+fn pair_url(server: &ServeProcess, from: &str, to: &str) -> String {
+    format!("http://{}/#/pair/{from}/{to}", server.authority())
+}
+
+#[test]
+fn the_overview_shows_pairs_and_an_answer_with_html_shows_as_text() {
+    let _one = lock();
+    let env = TestEnv::with_scripted_agent();
+    let server = ServeProcess::start(&env);
+    let hostile = "look <script>window.__pwned = 1</script><img src=x onerror=\"window.__pwned = 2\"> **bold**";
+    env.run_ok(&["tell", "frontend", "backend", hostile]);
+    let b = Browser::start(1280, 900);
+
+    // Without a login the page asks for one; the token, given once in the form, logs in.
+    b.goto(&format!("http://{}/", server.authority()));
+    b.wait_for("the login form", "!document.querySelector('#login').hidden");
+    b.type_into("#login-token", &server.token());
+    b.click("#login-form button[type=submit]");
+    b.wait_for("the overview", "document.querySelector('#matrix')");
+    let cell = b.text("#matrix a[aria-label='frontend to backend']");
+    assert_eq!(cell, "1 tells");
+    assert_eq!(b.text("#total-today .v"), "1");
+    b.wait_for(
+        "the live state",
+        "document.querySelector('#conn').dataset.state === 'live'",
+    );
+    b.screenshot("overview");
+
+    b.goto(&pair_url(&server, "frontend", "backend"));
+    b.wait_for("the answer", "document.querySelector('#tells .answer')");
+    let answer = b.text("#tells .answer");
+    assert!(
+        answer.contains("<script>window.__pwned = 1</script>") && answer.contains("<img src=x"),
+        "the answer's HTML is shown as text: {answer:?}"
+    );
+    let injected = b.js(
+        "return [window.__pwned === undefined, \
+         document.querySelectorAll('#tells script, #tells img').length, \
+         document.querySelector('#tells .answer strong').textContent]",
+        json!([]),
+    );
+    assert_eq!(injected, json!([true, 0, "bold"]));
+    b.screenshot("pair");
+
+    b.goto(&format!("http://{}/#/stats", server.authority()));
+    b.wait_for(
+        "the charts",
+        "document.querySelectorAll('.chart svg').length >= 2",
+    );
+    b.screenshot("stats");
+
+    // Narrow screen: the same page, no horizontal overflow of the page itself.
+    b.resize(390, 844);
+    b.goto(&format!("http://{}/#/", server.authority()));
+    b.wait_for("the overview", "document.querySelector('#matrix')");
+    let overflow = b.js(
+        "return document.documentElement.scrollWidth <= window.innerWidth + 1",
+        json!([]),
+    );
+    assert_eq!(overflow, json!(true), "the page fits a narrow screen");
+    b.screenshot("overview-narrow");
+}
+
+#[test]
+fn a_tell_sent_from_the_page_shows_its_activity_live() {
+    let _one = lock();
+    let env = TestEnv::with_scripted_agent();
+    let _server = ServeProcess::start(&env);
+    let b = Browser::start(1280, 900);
+    login(&b, &env);
+    b.wait_for(
+        "the live state",
+        "document.querySelector('#conn').dataset.state === 'live'",
+    );
+    b.js(
+        "document.querySelector('#tell-from').value = 'frontend'; \
+         document.querySelector('#tell-to').value = 'docs';",
+        json!([]),
+    );
+    b.type_into("#tell-text", "sleep:3000");
+    b.click("#tell-send");
+    // The page goes to the pair and follows the new tell: delivered while it runs...
+    b.wait_for(
+        "the tell delivered, live",
+        "document.querySelector('#tells article[data-state=delivered] .timeline li[data-type=tell_delivered]')",
+    );
+    b.screenshot("tell-running");
+    // ...then answered, without a reload.
+    b.wait_for(
+        "the answer",
+        "document.querySelector('#tells article[data-state=answered] .answer')",
+    );
+    b.wait_for(
+        "the answered event in the timeline",
+        "document.querySelector('#tells .timeline li[data-type=tell_answered]')",
+    );
+    assert!(b.text("#tells .answer").contains("slept"));
+    b.screenshot("tell-activity");
+}
+
+#[test]
+fn a_running_tell_is_cancelled_from_the_page() {
+    let _one = lock();
+    let env = TestEnv::with_scripted_agent();
+    let server = ServeProcess::start(&env);
+    let queued = env.run_json(&["tell", "frontend", "backend", "hang", "--async"]);
+    let id = queued["tell_id"].as_str().expect("a tell id").to_string();
+    let b = Browser::start(1280, 900);
+    login(&b, &env);
+    b.goto(&pair_url(&server, "frontend", "backend"));
+    b.wait_for(
+        "the running tell",
+        &format!("document.querySelector('#tell-{id}[data-state=delivered] .cancel-tell')"),
+    );
+    b.click(&format!("#tell-{id} .cancel-tell"));
+    b.wait_for(
+        "the tell cancelled",
+        &format!("document.querySelector('#tell-{id}[data-state=cancelled]')"),
+    );
+    let shown = env.run_json(&["tells", "show", &id]);
+    assert_eq!(shown["state"], "cancelled");
+}
+
+#[test]
+fn the_page_reconnects_after_a_server_restart() {
+    let _one = lock();
+    let env = TestEnv::with_scripted_agent();
+    let server = ServeProcess::start(&env);
+    let port = server.port();
+    let b = Browser::start(1280, 900);
+    login(&b, &env);
+    b.wait_for(
+        "the live state",
+        "document.querySelector('#conn').dataset.state === 'live'",
+    );
+    server.stop();
+    b.wait_for(
+        "the disconnected state",
+        "document.querySelector('#conn').dataset.state === 'disconnected'",
+    );
+    assert!(b.text("#conn").contains("disconnected"));
+    b.screenshot("disconnected");
+    let addr = format!("127.0.0.1:{port}");
+    let server = ServeProcess::start_with(&env, env.spawn(&["serve", "--http", &addr]));
+    b.wait_for(
+        "the live state again",
+        "document.querySelector('#conn').dataset.state === 'live'",
+    );
+    // The same login still holds (the cookie is signed with the server's token), and what
+    // happens now shows up without a reload.
+    env.run_ok(&["tell", "docs", "backend", "after the restart"]);
+    b.wait_for(
+        "the new pair in the overview",
+        "document.querySelector(\"#matrix a[aria-label='docs to backend']\").textContent === '1 tells'",
+    );
+    drop(server);
+}

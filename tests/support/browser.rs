@@ -1,0 +1,267 @@
+//! A real headless Chromium for the dashboard's tests, driven through chromedriver's W3C
+//! WebDriver HTTP API with the tests' own HTTP client (no WebDriver crate). Debian's
+//! `chromium` and `chromium-driver` (scripts/test.sh installs them). Each [`Browser`] has its
+//! own chromedriver on a free port and a fresh profile folder; both go when it is dropped.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::poll_until;
+use super::serve::http;
+
+/// The W3C key of an element reference.
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+/// A headless Chromium session.
+pub struct Browser {
+    driver: Child,
+    authority: String,
+    session: String,
+    _profile: tempfile::TempDir,
+}
+
+/// Where a binary is: `$VAR`, else the first of `names` on the usual paths.
+fn find(var: &str, names: &[&str]) -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os(var) {
+        return Some(PathBuf::from(p));
+    }
+    names
+        .iter()
+        .flat_map(|n| {
+            ["/usr/bin", "/usr/local/bin", "/usr/lib/chromium"]
+                .iter()
+                .map(move |d| Path::new(d).join(n))
+        })
+        .find(|p| p.exists())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+impl Browser {
+    /// Starts chromedriver and a headless Chromium (window `width` x `height`).
+    pub fn start(width: u32, height: u32) -> Self {
+        let chromium = find("SWITCHBOARD_TEST_CHROMIUM", &["chromium", "chromium-browser"])
+            .expect("chromium is not installed: run scripts/test.sh (it installs chromium and chromium-driver)");
+        let chromedriver = find("SWITCHBOARD_TEST_CHROMEDRIVER", &["chromedriver"]).expect(
+            "chromedriver is not installed: run scripts/test.sh (it installs chromium-driver)",
+        );
+        let port = free_port();
+        let driver = Command::new(chromedriver)
+            .arg(format!("--port={port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let authority = format!("127.0.0.1:{port}");
+        let up = poll_until(Duration::from_secs(20), || {
+            std::net::TcpStream::connect(&authority).is_ok()
+                && call(&authority, "GET", "/status", None)["value"]["ready"] == json!(true)
+        });
+        assert!(up, "chromedriver did not get ready on {authority}");
+        let profile = tempfile::Builder::new()
+            .prefix("switchboard-chromium-")
+            .tempdir()
+            .expect("profile folder");
+        let args = [
+            "--headless".to_string(),
+            "--no-sandbox".into(),
+            "--disable-gpu".into(),
+            "--disable-quic".into(),
+            "--no-first-run".into(),
+            "--disable-background-networking".into(),
+            "--disable-component-update".into(),
+            "--disable-sync".into(),
+            "--disable-dev-shm-usage".into(),
+            format!("--window-size={width},{height}"),
+            format!("--user-data-dir={}", profile.path().display()),
+        ];
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {"binary": chromium, "args": args},
+        }}});
+        let v = call(&authority, "POST", "/session", Some(&caps));
+        let session = v["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no WebDriver session: {v}"))
+            .to_string();
+        Browser {
+            driver,
+            authority,
+            session,
+            _profile: profile,
+        }
+    }
+
+    fn cmd(&self, method: &str, path: &str, body: Option<&Value>) -> Value {
+        let v = call(
+            &self.authority,
+            method,
+            &format!("/session/{}{path}", self.session),
+            body,
+        );
+        if let Some(err) = v["value"]["error"].as_str() {
+            panic!(
+                "WebDriver {method} {path}: {err}: {}",
+                v["value"]["message"]
+            );
+        }
+        v["value"].clone()
+    }
+
+    /// Opens `url`.
+    pub fn goto(&self, url: &str) {
+        self.cmd("POST", "/url", Some(&json!({ "url": url })));
+    }
+
+    /// Runs `script` (a function body; `arguments` are `args`) and returns its result.
+    pub fn js(&self, script: &str, args: Value) -> Value {
+        self.cmd(
+            "POST",
+            "/execute/sync",
+            Some(&json!({"script": script, "args": args})),
+        )
+    }
+
+    /// Waits (bounded) until `expr` (a JavaScript expression) is truthy; panics naming `what`
+    /// with the page's text otherwise.
+    pub fn wait_for(&self, what: &str, expr: &str) {
+        let script = format!("try {{ return !!({expr}); }} catch (e) {{ return false; }}");
+        let ok = poll_until(Duration::from_secs(30), || {
+            let done = self.js(&script, json!([])) == json!(true);
+            if !done {
+                // Each check is a WebDriver round trip: a short pause keeps them cheap.
+                std::thread::park_timeout(Duration::from_millis(40));
+            }
+            done
+        });
+        if !ok {
+            let text = self.js("return document.body.innerText", json!([]));
+            panic!("timed out waiting for {what} ({expr}); the page says:\n{text}");
+        }
+    }
+
+    /// The first element matching `css` (panics if none).
+    pub fn find(&self, css: &str) -> String {
+        let v = self.cmd(
+            "POST",
+            "/element",
+            Some(&json!({"using": "css selector", "value": css})),
+        );
+        v[ELEMENT]
+            .as_str()
+            .unwrap_or_else(|| panic!("no element {css}"))
+            .to_string()
+    }
+
+    /// Clicks the first element matching `css`.
+    pub fn click(&self, css: &str) {
+        let id = self.find(css);
+        self.cmd("POST", &format!("/element/{id}/click"), Some(&json!({})));
+    }
+
+    /// Types `text` into the first element matching `css`.
+    pub fn type_into(&self, css: &str, text: &str) {
+        let id = self.find(css);
+        self.cmd("POST", &format!("/element/{id}/clear"), Some(&json!({})));
+        self.cmd(
+            "POST",
+            &format!("/element/{id}/value"),
+            Some(&json!({ "text": text })),
+        );
+    }
+
+    /// The visible text of the first element matching `css`.
+    pub fn text(&self, css: &str) -> String {
+        let id = self.find(css);
+        self.cmd("GET", &format!("/element/{id}/text"), None)
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// Resizes the window.
+    pub fn resize(&self, width: u32, height: u32) {
+        self.cmd(
+            "POST",
+            "/window/rect",
+            Some(&json!({"width": width, "height": height})),
+        );
+    }
+
+    /// Saves a screenshot of the page as `target/dashboard-screenshots/NAME.png` and returns
+    /// its path.
+    pub fn screenshot(&self, name: &str) -> PathBuf {
+        let v = self.cmd("GET", "/screenshot", None);
+        let png = base64_decode(v.as_str().expect("a base64 screenshot"));
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/dashboard-screenshots");
+        std::fs::create_dir_all(&dir).expect("screenshot folder");
+        let path = dir.join(format!("{name}.png"));
+        std::fs::write(&path, png).expect("write the screenshot");
+        path
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = call(
+            &self.authority,
+            "DELETE",
+            &format!("/session/{}", self.session),
+            None,
+        );
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+/// One WebDriver call: the answer's JSON.
+fn call(authority: &str, method: &str, path: &str, body: Option<&Value>) -> Value {
+    let body = body.map(Value::to_string).unwrap_or_default();
+    let headers: &[(&str, &str)] = if body.is_empty() {
+        &[]
+    } else {
+        &[("Content-Type", "application/json")]
+    };
+    let r = http(authority, method, path, headers, &body);
+    serde_json::from_str(&r.body).unwrap_or_else(|e| {
+        panic!(
+            "WebDriver {method} {path}: not JSON ({e}): {} {}",
+            r.status, r.body
+        )
+    })
+}
+
+/// Standard base64 (with padding), as WebDriver sends screenshots.
+fn base64_decode(text: &str) -> Vec<u8> {
+    let value = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0);
+    for v in text.bytes().filter_map(value) {
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    out
+}
