@@ -3,6 +3,7 @@
 //! embedded migrations applied at open. It knows nothing of configs, caches or processes.
 
 mod claim;
+mod events;
 mod identity;
 mod inspect;
 mod migrate;
@@ -17,6 +18,7 @@ use r2d2::{Pool, PooledConnection};
 use r2d2_sqlite::SqliteConnectionManager;
 
 pub use claim::{runtime_dir, ClaimHolder, DatabaseClaim};
+pub use events::{Event, EventFilter, EventKind, EventRow, NewEvent, TellActivity};
 pub use identity::FileChange;
 pub use inspect::{can_create, inspect_file, FileInspection};
 pub use migrate::{MIGRATIONS, SCHEMA_VERSION};
