@@ -19,6 +19,7 @@ mod stats;
 mod teams;
 mod tell;
 mod tells;
+mod watch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -77,6 +78,8 @@ enum Command {
     /// One tell: show it whole, or retry it.
     #[command(subcommand)]
     Tells(tells::TellsCmd),
+    /// Print events as they happen (tells, agents, tool uses, approvals), live.
+    Watch(watch::WatchCmd),
     /// Start a pair's agent and deliver its queued tells.
     Wake(agent_cmds::WakeCmd),
     /// Stop a pair's agent (the session is kept).
@@ -204,6 +207,7 @@ impl Cli {
             Command::Tell(cmd) => cmd.run(&ctx),
             Command::Report(cmd) => cmd.run(&ctx),
             Command::Tells(cmd) => cmd.run(&ctx),
+            Command::Watch(cmd) => cmd.run(&ctx),
             Command::Wake(cmd) => cmd.run(&ctx),
             Command::Sleep(cmd) => cmd.run(&ctx),
             Command::Cancel(cmd) => cmd.run(&ctx),

@@ -1,5 +1,5 @@
 //! The HTTP listener (hyper, HTTP/1.1): rmcp's streamable HTTP service at `/mcp`, and
-//! `GET /health`, `/status`, `/metrics`.
+//! `GET /health`, `/status`, `/metrics`, and the event stream `GET /events` (`events.rs`).
 //!
 //! The same routes are served on TCP and on the server's Unix socket (the CLI's channel).
 //! A socket connection is accepted only from a process of the server's own user (peer
@@ -82,6 +82,10 @@ pub(crate) struct HttpState {
     sessions: Arc<LocalSessionManager>,
     mcp: StreamableHttpService<SwitchboardTools, LocalSessionManager>,
     auth: super::auth::Auth,
+    /// Ends the event streams at shutdown.
+    stop: CancellationToken,
+    /// The open event streams (of every listener of this server).
+    streams: Arc<super::events::Streams>,
 }
 
 /// Where a connection came from.
@@ -112,7 +116,7 @@ impl HttpState {
         let limits = router.manager().config().server.clone();
         let limit = router.manager().config().settings.max_message_bytes;
         let mut config = StreamableHttpServerConfig::default()
-            .with_cancellation_token(stop)
+            .with_cancellation_token(stop.clone())
             // Room for the largest message, JSON-escaped, and the request around it.
             .with_max_request_body_bytes(limit.saturating_mul(6).saturating_add(64 * 1024));
         if !endpoint.loopback {
@@ -138,6 +142,8 @@ impl HttpState {
             limits,
             sessions,
             mcp,
+            stop,
+            streams: Arc::default(),
         }
     }
 
@@ -194,12 +200,20 @@ impl HttpState {
                 status["mcp_sessions"] = serde_json::json!(self.mcp_sessions().await);
                 json(StatusCode::OK, &status)
             }
+            (&Method::GET, "/events") => {
+                let query = req.uri().query().map(str::to_string);
+                let last_id = req
+                    .headers()
+                    .get("last-event-id")
+                    .map(|h| h.to_str().map(str::to_string).map_err(|_| ()));
+                self.events(query, last_id).await
+            }
             (&Method::GET, "/metrics") => text(
                 StatusCode::OK,
                 "text/plain; version=0.0.4; charset=utf-8",
                 ops::metrics(&self.router, &self.metrics, self.endpoint.started_at_ms),
             ),
-            (_, "/health" | "/status" | "/metrics") => text(
+            (_, "/health" | "/status" | "/metrics" | "/events") => text(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "text/plain",
                 "use GET\n".into(),
@@ -210,6 +224,73 @@ impl HttpState {
                 format!("not found; the MCP endpoint is {MCP_PATH}\n"),
             ),
         }
+    }
+
+    /// `GET /events`: Server-Sent Events (see `events.rs`); 400 naming a bad parameter, 429
+    /// when half of `[server] max_connections` are event streams already.
+    async fn events(
+        &self,
+        query: Option<String>,
+        last_id: Option<Result<String, ()>>,
+    ) -> Response<Body> {
+        use super::events;
+        let bad = |e: events::BadQuery| {
+            json(
+                StatusCode::BAD_REQUEST,
+                &serde_json::json!({"error": e.to_string(), "parameter": e.name, "exit_code": 2}),
+            )
+        };
+        let last_id = match &last_id {
+            Some(Ok(v)) => Some(v.as_str()),
+            Some(Err(_)) => {
+                return bad(events::BadQuery {
+                    name: "Last-Event-ID".into(),
+                    problem: "not text".into(),
+                })
+            }
+            None => None,
+        };
+        let manager = self.router.manager();
+        let check_team = |name: &str| manager.check_team(name).map_err(|e| e.to_string());
+        let mut query = match events::parse_query(query.as_deref(), last_id, &check_team) {
+            Ok(q) => q,
+            Err(e) => return bad(e),
+        };
+        if let Some(prefix) = query.filter.tell.take() {
+            let router = self.router.clone();
+            let found = tokio::task::spawn_blocking(move || {
+                crate::router::find_tell(router.manager(), &prefix)
+            })
+            .await;
+            match found {
+                Ok(Ok(t)) => query.filter.tell = Some(t.tell_id),
+                Ok(Err(e)) => {
+                    return bad(events::BadQuery {
+                        name: "tell".into(),
+                        problem: e.to_string(),
+                    })
+                }
+                Err(e) => {
+                    return text(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "text/plain",
+                        format!("{e}\n"),
+                    )
+                }
+            }
+        }
+        let max = events::max_streams(self.limits.max_connections);
+        let Some(slot) = self.streams.take(max) else {
+            return too_many(
+                format!(
+                    "too many event streams: {max} open, the limit is half of [server] \
+                     max_connections = {}; retry in 5s",
+                    self.limits.max_connections
+                ),
+                5,
+            );
+        };
+        events::respond(self.router.clone(), query, self.stop.clone(), slot)
     }
 
     /// `POST /api/<op>` for the CLI (see `api.rs`).

@@ -10,6 +10,7 @@
 //!   agent token (`X-Switchboard-Agent`), `?team=NAME` or `X-Switchboard-Team`.
 //! - [`http`]: the HTTP listener (hyper): bearer token, Host/Origin checks, `/mcp`, `/health`,
 //!   `/status`, `/metrics`.
+//! - [`events`]: `GET /events`, the event stream (Server-Sent Events).
 //! - [`ops`]: the bodies of `/status` and `/metrics`.
 //! - [`serve`]: [`serve::run`], the server as a library function, and [`serve::start`], which
 //!   returns a handle for in-process tests.
@@ -21,6 +22,7 @@ mod agent_tools;
 mod api;
 pub mod auth;
 pub mod caller;
+pub mod events;
 pub mod http;
 pub mod ops;
 pub mod page;

@@ -12,6 +12,7 @@ pub mod other_user;
 #[path = "../common/procs.rs"]
 mod procs;
 pub mod serve;
+pub mod sse;
 #[path = "../common/test_agent.rs"]
 mod test_agent;
 
