@@ -42,4 +42,27 @@ if [[ -z ${SWITCHBOARD_TEST_CLAUDE:-} ]]; then
     ) 9>"$tools/.claude-code.lock"
 fi
 
+# A real browser for the dashboard's tests (tests/dashboard.rs): Debian's chromium and
+# chromium-driver, installed once (quietly) when missing. Set SWITCHBOARD_TEST_CHROMIUM and
+# SWITCHBOARD_TEST_CHROMEDRIVER to use other binaries instead (no install then).
+if [[ -z ${SWITCHBOARD_TEST_CHROMIUM:-} || -z ${SWITCHBOARD_TEST_CHROMEDRIVER:-} ]] &&
+    ! { command -v chromium >/dev/null && command -v chromedriver >/dev/null; }; then
+    if ! command -v apt-get >/dev/null; then
+        echo "error: the dashboard tests need chromium and chromedriver (Debian: apt-get install chromium chromium-driver)" >&2
+        exit 1
+    fi
+    sudo=()
+    [[ $(id -u) -eq 0 ]] || sudo=(sudo)
+    echo "installing chromium and chromium-driver (apt-get) for the dashboard tests" >&2
+    (
+        # One install at a time, also across concurrent runs of this script.
+        flock 9
+        if ! { command -v chromium >/dev/null && command -v chromedriver >/dev/null; }; then
+            export DEBIAN_FRONTEND=noninteractive
+            "${sudo[@]}" apt-get update -qq >/dev/null
+            "${sudo[@]}" apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
+        fi
+    ) 9>"${TMPDIR:-/tmp}/switchboard-chromium-install.lock"
+fi
+
 cargo test --locked --all-targets

@@ -136,7 +136,7 @@ fn a_running_tell_is_cancelled_from_the_page() {
     let _one = lock();
     let env = TestEnv::with_scripted_agent();
     let server = ServeProcess::start(&env);
-    let queued = env.run_json(&["tell", "frontend", "backend", "hang", "--async"]);
+    let queued = env.run_json(&["tell", "frontend", "backend", "sleep:60000", "--async"]);
     let id = queued["tell_id"].as_str().expect("a tell id").to_string();
     let b = Browser::start(1280, 900);
     login(&b, &env);

@@ -271,9 +271,11 @@ async function render(quiet) {
   if (rendering !== token) return;
   const main = $("main");
   // Keep what the person is typing across live refreshes.
-  const keep = saveInputs(main);
+  const same = quiet && S.hash === location.hash;
+  const keep = same ? saveInputs(main) : null;
   main.replaceChildren(node);
-  restoreInputs(main, keep);
+  if (keep) restoreInputs(main, keep);
+  S.hash = location.hash;
   if (!quiet) main.focus();
   S.view = r.view;
   updateApprovalsCount();

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::poll_until;
-use super::serve::http;
+use super::serve::{parse_reply, Reply};
 
 /// The W3C key of an element reference.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
@@ -231,13 +231,59 @@ fn call(authority: &str, method: &str, path: &str, body: Option<&Value>) -> Valu
     } else {
         &[("Content-Type", "application/json")]
     };
-    let r = http(authority, method, path, headers, &body);
+    let r = request(authority, method, path, headers, &body);
     serde_json::from_str(&r.body).unwrap_or_else(|e| {
         panic!(
             "WebDriver {method} {path}: not JSON ({e}): {} {}",
             r.status, r.body
         )
     })
+}
+
+/// One HTTP/1.1 request, its answer read up to its `Content-Length` (chromedriver keeps the
+/// connection open whatever `Connection: close` says, so reading to the end would hang).
+fn request(
+    authority: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Reply {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(authority).expect("connect to chromedriver");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("set a read timeout");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {authority}\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str(&format!(
+        "Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    ));
+    stream.write_all(req.as_bytes()).expect("send the request");
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 64 * 1024];
+    loop {
+        let n = stream.read(&mut buf).expect("read the answer");
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(&buf[..n]);
+        let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+        let length = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse::<usize>().ok());
+        if length.is_some_and(|len| raw.len() >= end + 4 + len) {
+            break;
+        }
+    }
+    parse_reply(&raw)
 }
 
 /// Standard base64 (with padding), as WebDriver sends screenshots.
