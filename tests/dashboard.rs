@@ -51,7 +51,7 @@ fn the_overview_shows_pairs_and_an_answer_with_html_shows_as_text() {
     b.click("#login-form button[type=submit]");
     b.wait_for("the overview", "document.querySelector('#matrix')");
     let cell = b.text("#matrix a[aria-label='frontend to backend']");
-    assert_eq!(cell, "1 tells");
+    assert_eq!(cell, "1 tell");
     assert_eq!(b.text("#total-today .v"), "1");
     b.wait_for(
         "the live state",
@@ -184,7 +184,7 @@ fn the_page_reconnects_after_a_server_restart() {
     env.run_ok(&["tell", "docs", "backend", "after the restart"]);
     b.wait_for(
         "the new pair in the overview",
-        "document.querySelector(\"#matrix a[aria-label='docs to backend']\").textContent === '1 tells'",
+        "document.querySelector(\"#matrix a[aria-label='docs to backend']\").textContent === '1 tell'",
     );
     drop(server);
 }

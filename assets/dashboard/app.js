@@ -27,7 +27,7 @@ function h(tag, attrs, ...kids) {
     else if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
     else el.setAttribute(k, v === true ? "" : String(v));
   }
-  for (const kid of kids.flat()) {
+  for (const kid of kids.flat(Infinity)) {
     if (kid === null || kid === undefined || kid === false) continue;
     el.append(kid instanceof Node ? kid : document.createTextNode(String(kid)));
   }
@@ -201,7 +201,8 @@ function setConn(up, why) {
 
 function connect() {
   if (S.es) S.es.close();
-  const es = new EventSource("/events?after=" + S.lastId, { withCredentials: true });
+  // From the next event on; after a reconnect, from the last one seen (no gap, no repeat).
+  const es = new EventSource("/events" + (S.lastId ? "?after=" + S.lastId : ""), { withCredentials: true });
   S.es = es;
   es.onopen = () => {
     S.retry = 0;
@@ -335,7 +336,7 @@ async function overviewView() {
         const p = byPair.get(f + "\u0000" + t);
         const link = h("a", { href: "#/pair/" + encodeURIComponent(f) + "/" + encodeURIComponent(t),
           "aria-label": f + " to " + t },
-          p ? fmtInt(p.counts.tells) + " tells" : "open");
+          p ? fmtInt(p.counts.tells) + (p.counts.tells === 1 ? " tell" : " tells") : "open");
         return h("td", {}, link,
           p ? h("div", { class: "muted" }, fmtCost(p.counts.cost_usd),
             p.counts.open ? [" · ", h("span", { class: "state state-queued", text: p.counts.open + " open" })] : "",
@@ -574,14 +575,16 @@ async function approvalsView() {
 function svg(tag, attrs, ...kids) {
   const el = document.createElementNS("http://www.w3.org/2000/svg", tag);
   for (const [k, v] of Object.entries(attrs || {})) el.setAttribute(k, String(v));
-  for (const k of kids.flat()) if (k) el.append(k instanceof Node ? k : document.createTextNode(String(k)));
+  for (const k of kids.flat(Infinity)) if (k) el.append(k instanceof Node ? k : document.createTextNode(String(k)));
   return el;
 }
 
 function barChart(title, items, opts) {
   // items: [{label, values: [n, ...]}]; stacked bars.
   const W = 720, H = 220, L = 44, B = 28, T = 10;
-  const max = Math.max(1, ...items.map((i) => i.values.reduce((a, b) => a + b, 0)));
+  const top = Math.max(0, ...items.map((i) => i.values.reduce((a, b) => a + b, 0)));
+  // Counts: a multiple of 4, so every grid line is a whole number.
+  const max = opts.fmt ? (top || 1) : Math.max(4, Math.ceil(top / 4) * 4);
   const bw = (W - L - 10) / Math.max(1, items.length);
   const g = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": title });
   g.append(svg("title", {}, title));
