@@ -97,7 +97,20 @@ impl WatchCmd {
             (None, None) => store.max_event_id()?,
         };
         let json = ctx.json();
+        let what = match (&filter.team, &filter.pair, &tell) {
+            (Some(t), _, _) => format!("the events of team {t}"),
+            (_, Some((a, b)), _) => format!("the events of {a} -> {b}"),
+            (_, _, Some(id)) => format!("the events of tell {id}"),
+            _ => "all events".to_string(),
+        };
         let mut feed = Feed::new(m.config(), store.clone(), filter, after, None);
+        if !json {
+            // On stderr: stdout holds only the events.
+            eprintln!(
+                "watching {what} after event {after}, from {}; Ctrl-C stops",
+                feed.source()
+            );
+        }
         runtime.block_on(async move {
             // With --tell: when the tell was first seen ended in the database.
             let mut ended_at: Option<tokio::time::Instant> = None;
@@ -235,6 +248,14 @@ impl Feed {
             stream: None,
             wake,
             queue: VecDeque::new(),
+        }
+    }
+
+    /// Where the events come from, in words.
+    pub fn source(&self) -> String {
+        match &self.remote {
+            Some(r) => format!("the server (pid {})", r.pid()),
+            None => "the database (no server running)".to_string(),
         }
     }
 

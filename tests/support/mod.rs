@@ -7,6 +7,7 @@
 
 #![allow(dead_code)]
 
+pub mod lines;
 pub mod other_user;
 #[path = "../common/procs.rs"]
 mod procs;
