@@ -27,7 +27,7 @@ use switchboard::events::EventFilter;
 use super::live::{with_router_on, Ended};
 use super::output::{escape_controls, print_json};
 use super::remote::{CallError, Remote};
-use super::watch::{describe, is_activity, tell_end, Feed};
+use super::watch::{describe, shows_in_follow, tell_end, Feed};
 use super::Ctx;
 
 /// After ^C, how long to wait for the interrupted turn to end before leaving anyway.
@@ -443,9 +443,8 @@ fn wait_remote(
 /// The filter of one tell's events.
 fn tell_filter(tell_id: &str) -> EventFilter {
     EventFilter {
-        team: None,
-        pair: None,
         tell: Some(tell_id.to_string()),
+        ..EventFilter::default()
     }
 }
 
@@ -458,7 +457,7 @@ fn follow_tell(mut feed: Feed, tell_id: String, json: bool) -> tokio::task::Join
                 Ok(e) => {
                     if json {
                         eprintln!("{}", serde_json::to_string(&e).unwrap_or_default());
-                    } else if is_activity(&e.kind) {
+                    } else if shows_in_follow(&e.kind) {
                         let team = e.to_team.as_deref().unwrap_or("agent");
                         eprintln!(
                             "{}",

@@ -58,27 +58,20 @@ impl WatchCmd {
             ));
         }
         let m = ctx.read_only_manager()?;
-        let mut filter = EventFilter {
-            team: None,
-            pair: None,
-            tell: None,
-        };
+        let mut filter = EventFilter::default();
         if let Some(team) = &self.team {
             m.check_team(team)
                 .map_err(|e| Error::Usage(format!("--team: {e}")))?;
             filter.team = Some(team.clone());
         }
         if let Some(pair) = &self.pair {
-            let (a, b) = pair.split_once(':').ok_or_else(|| {
-                Error::Usage(format!(
-                    "--pair: {pair:?} is not FROM:TO (two team names and a colon)"
-                ))
-            })?;
-            for t in [a, b] {
+            let (a, b) =
+                EventFilter::parse_pair(pair).map_err(|e| Error::Usage(format!("--pair: {e}")))?;
+            for t in [&a, &b] {
                 m.check_team(t)
                     .map_err(|e| Error::Usage(format!("--pair: {e}")))?;
             }
-            filter.pair = Some((a.to_string(), b.to_string()));
+            filter.pair = Some((a, b));
         }
         let tell = match &self.tell {
             Some(id) => Some(switchboard::router::find_tell(&m, id)?.tell_id),
@@ -104,7 +97,20 @@ impl WatchCmd {
             (None, None) => store.max_event_id()?,
         };
         let json = ctx.json();
+        let what = match (&filter.team, &filter.pair, &tell) {
+            (Some(t), _, _) => format!("the events of team {t}"),
+            (_, Some((a, b)), _) => format!("the events of {a} -> {b}"),
+            (_, _, Some(id)) => format!("the events of tell {id}"),
+            _ => "all events".to_string(),
+        };
         let mut feed = Feed::new(m.config(), store.clone(), filter, after, None);
+        if !json {
+            // On stderr: stdout holds only the events.
+            eprintln!(
+                "watching {what} after event {after}, from {}; Ctrl-C stops",
+                feed.source()
+            );
+        }
         runtime.block_on(async move {
             // With --tell: when the tell was first seen ended in the database.
             let mut ended_at: Option<tokio::time::Instant> = None;
@@ -242,6 +248,14 @@ impl Feed {
             stream: None,
             wake,
             queue: VecDeque::new(),
+        }
+    }
+
+    /// Where the events come from, in words.
+    pub fn source(&self) -> String {
+        match &self.remote {
+            Some(r) => format!("the server (pid {})", r.pid()),
+            None => "the database (no server running)".to_string(),
         }
     }
 
@@ -447,7 +461,7 @@ pub fn describe(kind: &EventKind) -> String {
 
 /// Whether `tell --follow` shows the event: what the callee's agent does (its tools, status
 /// lines, approvals, starting and stopping), not the tell's own bookkeeping.
-pub fn is_activity(kind: &EventKind) -> bool {
+pub fn shows_in_follow(kind: &EventKind) -> bool {
     matches!(
         kind,
         EventKind::ToolUse { .. }

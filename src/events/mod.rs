@@ -11,6 +11,7 @@
 //! `tokio::sync::broadcast` receiver; one that falls behind is told it lagged
 //! (`RecvError::Lagged`) and reads the gap from the store ([`crate::store::SessionStore::events_after`]).
 
+pub mod summary;
 mod writer;
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -86,11 +86,7 @@ pub fn parse_query(
         name: name.to_string(),
         problem,
     };
-    let mut filter = EventFilter {
-        team: None,
-        pair: None,
-        tell: None,
-    };
+    let mut filter = EventFilter::default();
     let mut after = None;
     let mut seen: Vec<String> = Vec::new();
     for part in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
@@ -108,15 +104,10 @@ pub fn parse_query(
                 filter.team = Some(value);
             }
             "pair" => {
-                let (a, b) = value.split_once(':').ok_or_else(|| {
-                    bad(
-                        "pair",
-                        format!("{value:?} is not FROM:TO (two team names and a colon)"),
-                    )
-                })?;
-                check_team(a).map_err(|p| bad("pair", p))?;
-                check_team(b).map_err(|p| bad("pair", p))?;
-                filter.pair = Some((a.to_string(), b.to_string()));
+                let (a, b) = EventFilter::parse_pair(&value).map_err(|p| bad("pair", p))?;
+                check_team(&a).map_err(|p| bad("pair", p))?;
+                check_team(&b).map_err(|p| bad("pair", p))?;
+                filter.pair = Some((a, b));
             }
             "tell" => {
                 if value.is_empty()
@@ -181,11 +172,11 @@ fn percent_decode(s: &str) -> Option<String> {
 /// One event as an SSE frame.
 pub fn frame(e: &Event) -> String {
     let data = serde_json::to_string(e).unwrap_or_else(|_| "{}".into());
-    let kind = serde_json::to_value(e)
-        .ok()
-        .and_then(|v| v.get("type").and_then(|t| t.as_str()).map(str::to_string))
-        .unwrap_or_else(|| "event".into());
-    format!("id: {}\nevent: {kind}\ndata: {data}\n\n", e.id)
+    format!(
+        "id: {}\nevent: {}\ndata: {data}\n\n",
+        e.id,
+        e.kind.type_name()
+    )
 }
 
 /// The most event streams open at once: half of `[server] max_connections` (at least one).

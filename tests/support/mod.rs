@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod lines;
 pub mod other_user;
 #[path = "../common/procs.rs"]
 mod procs;
