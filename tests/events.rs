@@ -631,3 +631,81 @@ fn migration_0006_keeps_a_version_5_database_and_adds_events() {
         .expect("insert");
     assert_eq!(store.tell_events(&t.tell_id).expect("events")[0].id, ids[0]);
 }
+
+#[test]
+fn the_readme_events_settings_load_verbatim_and_are_the_defaults() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("read README.md");
+    let section = &readme[readme.find("## Events\n").expect("README section Events")..];
+    let start = section.find("```toml\n").expect("a toml block") + "```toml\n".len();
+    let block = &section[start..start + section[start..].find("```").expect("block end")];
+    assert!(block.contains("[settings.events]"), "{block}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = format!(
+        "{block}\n[database]\nin_memory = true\n[teams.a]\npath = {}\n",
+        Value::from(dir.path().display().to_string())
+    );
+    let config = TeamsConfig::parse(&text, None, &|_| None).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        config.settings.events,
+        switchboard::config::EventsSettings::default()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_sleep_and_reboot_are_events() {
+    let env = Env::scripted("");
+    let r = env.router();
+    r.tell("a", "b", "hello", FOREVER).await.expect("tell");
+    let t = r.compact("a", "b", FOREVER).await.expect("compact");
+    assert_eq!(t.state, TellState::Answered, "{t:?}");
+    r.manager().events().flush().await;
+    let stored = r.manager().store().tell_events(&t.tell_id).expect("events");
+    let steps: Vec<String> = only(
+        &stored,
+        &[
+            "compaction_begin",
+            "agent_status",
+            "compaction_end",
+            "tell_answered",
+        ],
+    )
+    .iter()
+    .map(|e| e.kind.describe())
+    .collect();
+    let s = r.manager().get("a", "b").expect("get").expect("session");
+    let (pre, post) = (
+        s.last_pre_compact_tokens.expect("pre"),
+        s.last_post_compact_tokens.expect("post"),
+    );
+    assert_eq!(steps.len(), 4, "{steps:?}");
+    assert_eq!(steps[0], "compaction started");
+    assert_eq!(steps[1], "status: compacting");
+    assert_eq!(
+        steps[2],
+        format!("compaction done ({pre} -> {post} tokens)")
+    );
+    assert!(steps[3].starts_with("answered"), "{steps:?}");
+
+    let mut rx = r.manager().events().subscribe();
+    assert!(
+        r.sleep("a", "b").await.expect("sleep"),
+        "an agent was running"
+    );
+    let e = wait_event(&mut rx, "sleep", |e| e.kind.type_name() == "agent_stopped").await;
+    assert!(
+        matches!(&e.kind, EventKind::AgentStopped { reason, .. } if reason == "sleep"),
+        "{e:?}"
+    );
+    r.wake("a", "b").await.expect("wake");
+    let e = wait_event(&mut rx, "ready", |e| e.kind.type_name() == "agent_ready").await;
+    assert_eq!(e.session_id.as_deref(), Some(s.session_id.as_str()));
+    r.reboot("a", "b").await.expect("reboot");
+    let e = wait_event(&mut rx, "reboot", |e| e.kind.type_name() == "agent_stopped").await;
+    assert!(
+        matches!(&e.kind, EventKind::AgentStopped { reason, .. } if reason == "reboot"),
+        "{e:?}"
+    );
+    r.shutdown().await;
+    env.assert_no_agents().await;
+}
