@@ -11,7 +11,10 @@
 //! `tokio::sync::broadcast` receiver; one that falls behind is told it lagged
 //! (`RecvError::Lagged`) and reads the gap from the store ([`crate::store::SessionStore::events_after`]).
 
+mod describe;
 pub mod summary;
+
+pub use describe::timeline;
 mod writer;
 
 use std::sync::atomic::{AtomicU64, Ordering};
