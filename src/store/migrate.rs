@@ -32,6 +32,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0005_answered_tells",
         include_str!("../../migrations/0005_answered_tells.sql"),
     ),
+    (
+        7,
+        "0007_approvals",
+        include_str!("../../migrations/0007_approvals.sql"),
+    ),
 ];
 
 /// The newest schema version this binary knows.

@@ -2,6 +2,7 @@
 //! file (WAL, synchronous=NORMAL, foreign keys, busy timeout) or a private in-memory database;
 //! embedded migrations applied at open. It knows nothing of configs, caches or processes.
 
+mod approvals;
 mod claim;
 mod identity;
 mod inspect;
@@ -16,6 +17,7 @@ use std::time::Duration;
 use r2d2::{Pool, PooledConnection};
 use r2d2_sqlite::SqliteConnectionManager;
 
+pub use approvals::{Approval, ApprovalQuery, NewApproval, SessionRule};
 pub use claim::{runtime_dir, ClaimHolder, DatabaseClaim};
 pub use identity::FileChange;
 pub use inspect::{can_create, inspect_file, FileInspection};
