@@ -6,6 +6,7 @@
 //! - [`store`]: the only place with SQL; an r2d2 pool of rusqlite connections, migrations.
 //! - [`session`]: the [`session::SessionManager`]: get-or-create per pair, TTL cache, updates,
 //!   compaction policy, stats. Knows neither SQL strings nor child processes.
+//! - [`events`]: the event bus (live broadcast) and its durable log.
 //! - [`agent`]: what Switchboard knows about the agent CLIs it drives (Claude Code).
 //! - [`server`]: the server (`switchboard serve`): the MCP endpoint (stdio and streamable HTTP), the JSON API, health, status and metrics.
 //! - [`doctor`]: the checks of `switchboard doctor`, over every layer.
@@ -17,6 +18,7 @@ pub mod agent;
 pub mod config;
 pub mod doctor;
 pub mod error;
+pub mod events;
 pub mod private_fs;
 pub mod redact;
 pub mod router;

@@ -33,6 +33,29 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     })
 }
 
+/// Parses a size such as `1MiB`, `512KiB`, `2MB`, `1000` (bytes): a whole number and an
+/// optional unit `B`, `KB`, `MB`, `GB` (powers of 1000) or `KiB`, `MiB`, `GiB` (powers of 1024).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let bad = || {
+        format!("invalid size {s:?}: expected a whole number and a unit such as \"1MiB\", \"512KiB\" or \"2MB\"")
+    };
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" | "k" => 1000,
+        "mb" | "m" => 1000 * 1000,
+        "gb" | "g" => 1000 * 1000 * 1000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(mult).ok_or_else(bad)
+}
+
 /// Formats a duration compactly: `90s` → `1m30s`, `3600s` → `1h`.
 pub fn format_duration(d: Duration) -> String {
     let mut secs = d.as_secs();
@@ -198,6 +221,17 @@ pub fn config_dir() -> Option<std::path::PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("1MiB"), Ok(1 << 20));
+        assert_eq!(parse_size("512 KiB"), Ok(512 << 10));
+        assert_eq!(parse_size("2MB"), Ok(2_000_000));
+        assert_eq!(parse_size("1000"), Ok(1000));
+        assert!(parse_size("1.5MiB").is_err());
+        assert!(parse_size("MiB").is_err());
+        assert!(parse_size("3 parsecs").is_err());
+    }
 
     /// A child that exited but is not reaped yet is a zombie: dead, though kill(pid, 0) passes.
     #[test]

@@ -863,6 +863,44 @@ fn max_processes_zero_negative_and_wrong_type() {
 }
 
 #[test]
+fn events_values() {
+    let f = Fixture::new();
+    f.one_problem(
+        &f.with_team("[settings.events]\nmax_bytes_per_tell = \"1 parsec\"\n"),
+        "settings.events.max_bytes_per_tell",
+        "invalid size",
+    );
+    f.one_problem(
+        &f.with_team("[settings.events]\nmax_events_per_tell = 0\n"),
+        "settings.events.max_events_per_tell",
+        "at least 1",
+    );
+    f.one_problem(
+        &f.with_team("[settings.events]\nretention = \"forever\"\n"),
+        "settings.events.retention",
+        "invalid duration",
+    );
+    f.one_problem(
+        &f.with_team("[settings.events]\nkeep = 1\n"),
+        "settings.events.keep",
+        "unknown key",
+    );
+    let config = f.ok(&f.with_team(
+        "[settings.events]\nretention = \"2d\"\nmax_events_per_tell = 50\nmax_bytes_per_tell = \"64KiB\"\n",
+    ));
+    assert_eq!(
+        config.settings.events,
+        switchboard::config::EventsSettings {
+            retention: Duration::from_secs(2 * 86_400),
+            max_events_per_tell: 50,
+            max_bytes_per_tell: 64 * 1024,
+        }
+    );
+    let config = f.ok(&f.with_team("[settings.events]\nmax_bytes_per_tell = 4096\n"));
+    assert_eq!(config.settings.events.max_bytes_per_tell, 4096);
+}
+
+#[test]
 fn compaction_values() {
     let f = Fixture::new();
     f.one_problem(

@@ -73,6 +73,30 @@ pub struct Settings {
     pub tells_per_minute: u64,
     /// `[settings.compaction]`.
     pub compaction: CompactionPolicy,
+    /// `[settings.events]`.
+    pub events: EventsSettings,
+}
+
+/// `[settings.events]`: how much of the event log is kept.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventsSettings {
+    /// Events older than this are deleted. Default 7d.
+    pub retention: Duration,
+    /// Most activity events (text, tool use, tool result, status) stored per tell; the rest is
+    /// shown live only. Default 2000.
+    pub max_events_per_tell: u64,
+    /// Most bytes of activity events stored per tell. Default 1 MiB.
+    pub max_bytes_per_tell: u64,
+}
+
+impl Default for EventsSettings {
+    fn default() -> Self {
+        Self {
+            retention: Duration::from_secs(7 * 86_400),
+            max_events_per_tell: 2000,
+            max_bytes_per_tell: 1024 * 1024,
+        }
+    }
 }
 
 /// `[server]`: the MCP server (`switchboard serve`).
@@ -218,6 +242,7 @@ impl Default for Settings {
             max_queued_bytes_per_pair: 16 * 1024 * 1024,
             tells_per_minute: 120,
             compaction: CompactionPolicy::default(),
+            events: EventsSettings::default(),
         }
     }
 }

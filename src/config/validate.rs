@@ -34,6 +34,7 @@ const SETTINGS_KEYS: &[&str] = &[
     "max_queued_bytes_per_pair",
     "tells_per_minute",
     "compaction",
+    "events",
 ];
 const SERVER_KEYS: &[&str] = &[
     "auth_token",
@@ -47,6 +48,7 @@ const SERVER_KEYS: &[&str] = &[
 ];
 /// Routes `[server] open_routes` may open (besides `/health`, always open).
 const OPENABLE_ROUTES: &[&str] = &["/status", "/metrics"];
+const EVENTS_KEYS: &[&str] = &["retention", "max_events_per_tell", "max_bytes_per_tell"];
 const COMPACTION_KEYS: &[&str] = &["max_messages", "stale_messages", "stale_age"];
 const DATABASE_KEYS: &[&str] = &["path", "in_memory"];
 const TEAM_KEYS: &[&str] = &[
@@ -224,6 +226,20 @@ fn settings(root: &Table, report: &mut Report<'_>) -> Settings {
         }
         if let Some(d) = get_duration(table, "stale_age", &path_c, report) {
             compaction.stale_age = d;
+        }
+    }
+    let events = &mut settings.events;
+    let path_e = path.key("events");
+    if let Some(table) = get_table(table, "events", &path, report) {
+        check_keys(table, &path_e, EVENTS_KEYS, report);
+        if let Some(d) = get_duration(table, "retention", &path_e, report) {
+            events.retention = d;
+        }
+        if let Some(n) = get_count(table, "max_events_per_tell", &path_e, report) {
+            events.max_events_per_tell = n;
+        }
+        if let Some(n) = get_size(table, "max_bytes_per_tell", &path_e, report) {
+            events.max_bytes_per_tell = n;
         }
     }
     settings
@@ -746,6 +762,37 @@ fn get_count(table: &Table, key: &str, path: &KeyPath, report: &mut Report<'_>) 
         }
         other => {
             wrong_type(key, path, "an integer ≥ 1", other, report);
+            None
+        }
+    }
+}
+
+/// A size ≥ 1 byte: an integer (bytes) or a string such as `"512KiB"`, `"1MiB"`, `"2MB"`.
+fn get_size(table: &Table, key: &str, path: &KeyPath, report: &mut Report<'_>) -> Option<u64> {
+    match get(table, key, path, report)? {
+        Value::String(s) => match crate::util::parse_size(s) {
+            Ok(0) => {
+                report.add(
+                    &path.key(key),
+                    format!("must be at least 1 byte, found {s:?}"),
+                );
+                None
+            }
+            Ok(n) => Some(n),
+            Err(e) => {
+                report.add(&path.key(key), e);
+                None
+            }
+        },
+        Value::Integer(_) => get_count(table, key, path, report),
+        other => {
+            wrong_type(
+                key,
+                path,
+                "a size such as \"1MiB\" or \"512KiB\", or a number of bytes",
+                other,
+                report,
+            );
             None
         }
     }

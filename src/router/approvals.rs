@@ -19,6 +19,7 @@ use tokio::time::Instant;
 use super::{Router, RouterError, RouterResult, Wait};
 use crate::agent::adapter::{AgentAdapter, PermissionAsk};
 use crate::config::{Ask, ToolCall};
+use crate::events::{EventKind, NewEvent};
 use crate::session::SessionManager;
 use crate::store::{Approval, ApprovalQuery, NewApproval, SessionRule, Tell};
 use crate::util::now_ms;
@@ -340,16 +341,49 @@ pub fn summarize_input(tool: &str, input: &Value) -> String {
     }
 }
 
+fn publish(m: &SessionManager, a: &Approval, kind: EventKind) {
+    m.events().publish(NewEvent {
+        from_team: Some(a.from_team.clone()),
+        to_team: Some(a.to_team.clone()),
+        tell_id: a.tell_id.clone(),
+        session_id: Some(a.session_id.clone()),
+        kind,
+    });
+}
+
 fn publish_requested(m: &SessionManager, a: &Approval) {
-    let _ = (m, a);
+    let kind = EventKind::ApprovalRequested {
+        approval_id: a.approval_id.clone(),
+        tool: a.tool.clone(),
+        input: a.input.clone(),
+        decide_by: a.decide_by.clone(),
+        expires_at: a.expires_at,
+    };
+    publish(m, a, kind);
 }
 
 fn publish_decided(m: &SessionManager, a: &Approval) {
-    let _ = (m, a);
+    let kind = EventKind::ApprovalDecided {
+        approval_id: a.approval_id.clone(),
+        tool: a.tool.clone(),
+        decision: if a.state == "allowed" {
+            "allow"
+        } else {
+            "deny"
+        }
+        .to_string(),
+        by: a.decided_by.clone().unwrap_or_default(),
+        reason: a.reason.clone(),
+    };
+    publish(m, a, kind);
 }
 
 fn publish_expired(m: &SessionManager, a: &Approval) {
-    let _ = (m, a);
+    let kind = EventKind::ApprovalExpired {
+        approval_id: a.approval_id.clone(),
+        reason: a.reason.clone().unwrap_or_default(),
+    };
+    publish(m, a, kind);
 }
 
 /// One request of the running turn that waits for a decision.

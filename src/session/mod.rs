@@ -118,6 +118,7 @@ pub struct SessionManager {
     store: SessionStore,
     cache: SessionCache,
     me: ProcessIdentity,
+    events: crate::events::EventBus,
 }
 
 impl std::fmt::Debug for SessionManager {
@@ -133,11 +134,16 @@ impl SessionManager {
     /// start-up.
     pub fn new(config: Arc<TeamsConfig>, store: SessionStore) -> Self {
         let cache = SessionCache::new(config.settings.cache_ttl);
+        let events = crate::events::EventBus::new(
+            store.clone(),
+            crate::events::EventLimits::from(&config.settings.events),
+        );
         Self {
             config,
             store,
             cache,
             me: ProcessIdentity::current(),
+            events,
         }
     }
 
@@ -159,6 +165,11 @@ impl SessionManager {
     /// The teams config.
     pub fn config(&self) -> &Arc<TeamsConfig> {
         &self.config
+    }
+
+    /// The event bus: publish what happens, subscribe to it live.
+    pub fn events(&self) -> &crate::events::EventBus {
+        &self.events
     }
 
     /// The store.

@@ -33,6 +33,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/0005_answered_tells.sql"),
     ),
     (
+        6,
+        "0006_events",
+        include_str!("../../migrations/0006_events.sql"),
+    ),
+    (
         7,
         "0007_approvals",
         include_str!("../../migrations/0007_approvals.sql"),

@@ -4,6 +4,7 @@
 
 mod approvals;
 mod claim;
+mod events;
 mod identity;
 mod inspect;
 mod migrate;
@@ -19,6 +20,7 @@ use r2d2_sqlite::SqliteConnectionManager;
 
 pub use approvals::{Approval, ApprovalQuery, NewApproval, SessionRule};
 pub use claim::{runtime_dir, ClaimHolder, DatabaseClaim};
+pub use events::{Event, EventFilter, EventKind, EventRow, NewEvent, TellActivity};
 pub use identity::FileChange;
 pub use inspect::{can_create, inspect_file, FileInspection};
 pub use migrate::{MIGRATIONS, SCHEMA_VERSION};

@@ -1,0 +1,297 @@
+//! The event bus: every step of a tell and of an agent, and the agents' own activity, published
+//! by the router, the worker and the session layer, written to SQLite and broadcast live.
+//!
+//! Layer: below the router, above the store. It owns the writer thread, the live broadcast and
+//! the per-tell bounds of stored activity; it holds no SQL (the store's `events` module does)
+//! and knows nothing of processes.
+//!
+//! [`EventBus::publish`] never blocks and never fails its caller: the event goes into a bounded
+//! channel drained by one writer thread, which inserts what it finds in one transaction, then
+//! broadcasts each event with its durable id. Live subscribers get a bounded
+//! `tokio::sync::broadcast` receiver; one that falls behind is told it lagged
+//! (`RecvError::Lagged`) and reads the gap from the store ([`crate::store::SessionStore::events_after`]).
+
+mod writer;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use tokio::sync::{broadcast, watch};
+
+use crate::store::SessionStore;
+pub use crate::store::{Event, EventFilter, EventKind, NewEvent};
+
+/// Events waiting for the writer at most; more are dropped (with a warning) rather than block
+/// an agent or grow without bound while the database is stuck.
+const QUEUE: usize = 65_536;
+/// Events a live subscriber may fall behind before it is told it lagged.
+const LIVE_BUFFER: usize = 4096;
+
+/// How much of one tell's activity is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventLimits {
+    /// Most activity events stored per tell.
+    pub max_events_per_tell: u64,
+    /// Most bytes of activity events stored per tell.
+    pub max_bytes_per_tell: u64,
+}
+
+impl From<&crate::config::EventsSettings> for EventLimits {
+    fn from(s: &crate::config::EventsSettings) -> Self {
+        Self {
+            max_events_per_tell: s.max_events_per_tell,
+            max_bytes_per_tell: s.max_bytes_per_tell,
+        }
+    }
+}
+
+enum Msg {
+    Event(i64, NewEvent),
+}
+
+/// The bus. Owned by the [`crate::SessionManager`] (`manager.events()`).
+pub struct EventBus {
+    tx: Option<SyncSender<Msg>>,
+    live: broadcast::Sender<Arc<Event>>,
+    last_id: watch::Receiver<i64>,
+    /// Messages handed to the writer so far.
+    sent: AtomicU64,
+    /// Messages the writer has finished (written or given up on).
+    done: watch::Receiver<u64>,
+    dropped: AtomicU64,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for EventBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventBus")
+            .field("last_id", &*self.last_id.borrow())
+            .finish()
+    }
+}
+
+impl EventBus {
+    /// A bus writing to `store`, bounding each tell's stored activity by `limits`. Starts the
+    /// writer thread (it ends when the bus is dropped, after writing what was published).
+    pub fn new(store: SessionStore, limits: EventLimits) -> Self {
+        let (tx, rx) = mpsc::sync_channel(QUEUE);
+        let (live, _) = broadcast::channel(LIVE_BUFFER);
+        let (last_tx, last_id) = watch::channel(0);
+        let (done_tx, done) = watch::channel(0);
+        let w = writer::Writer {
+            store,
+            limits,
+            live: live.clone(),
+            last_id: last_tx,
+            done: done_tx,
+            tells: Default::default(),
+        };
+        let writer = std::thread::Builder::new()
+            .name("switchboard-events".into())
+            .spawn(move || w.run(rx))
+            .map_err(|e| tracing::error!(error = %e, "cannot start the event writer thread"))
+            .ok();
+        Self {
+            tx: Some(tx),
+            live,
+            last_id,
+            sent: AtomicU64::new(0),
+            done,
+            dropped: AtomicU64::new(0),
+            writer: Mutex::new(writer),
+        }
+    }
+
+    /// Publishes an event: stored (within the tell's bound) and broadcast. Never blocks, never
+    /// fails the caller; if the writer is far behind the event is dropped with a warning.
+    pub fn publish(&self, e: NewEvent) {
+        let at = crate::util::now_ms();
+        let Some(tx) = self.tx.as_ref() else {
+            return;
+        };
+        match tx.try_send(Msg::Event(at, e)) {
+            Ok(()) => {
+                self.sent.fetch_add(1, Ordering::SeqCst);
+            }
+            Err(TrySendError::Full(_)) => {
+                let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                if n.is_power_of_two() {
+                    tracing::warn!(
+                        dropped = n,
+                        "event writer is behind: events dropped (the database may be stuck)"
+                    );
+                }
+            }
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+
+    /// A live receiver of every event published from now on, each with its id (0 when it was
+    /// over its tell's bound and not stored). Bounded: on `RecvError::Lagged` read the gap from
+    /// the store.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.live.subscribe()
+    }
+
+    /// The newest event id written by this process (0 before the first).
+    pub fn last_id(&self) -> watch::Receiver<i64> {
+        self.last_id.clone()
+    }
+
+    /// Events dropped because the writer was too far behind (since start).
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Returns once every event published so far is written (and broadcast).
+    pub async fn flush(&self) {
+        let target = self.sent.load(Ordering::SeqCst);
+        let mut done = self.done.clone();
+        // An error means the writer is gone: nothing more will be written.
+        let _ = done.wait_for(|d| *d >= target).await;
+    }
+
+    /// [`Self::flush`] for code outside async (blocks the thread).
+    pub fn flush_blocking(&self) {
+        let target = self.sent.load(Ordering::SeqCst);
+        let mut done = self.done.clone();
+        loop {
+            if *done.borrow_and_update() >= target {
+                return;
+            }
+            if !self.writer_alive() {
+                return;
+            }
+            std::thread::park_timeout(std::time::Duration::from_millis(2));
+        }
+    }
+
+    fn writer_alive(&self) -> bool {
+        self.writer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_some_and(|h| !h.is_finished())
+    }
+}
+
+impl Drop for EventBus {
+    fn drop(&mut self) {
+        // Closing the channel ends the writer once it has written the rest.
+        self.tx.take();
+        if let Some(h) = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = h.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new_bus(max_events: u64, max_bytes: u64) -> (EventBus, SessionStore) {
+        let store = SessionStore::open_in_memory().expect("store");
+        let bus = EventBus::new(
+            store.clone(),
+            EventLimits {
+                max_events_per_tell: max_events,
+                max_bytes_per_tell: max_bytes,
+            },
+        );
+        (bus, store)
+    }
+
+    fn text(tell: &str, t: &str) -> NewEvent {
+        NewEvent::pair("a", "b", EventKind::Text { text: t.into() }).tell(Some(tell))
+    }
+
+    #[tokio::test]
+    async fn published_events_are_stored_and_broadcast_with_their_ids_in_order() {
+        let (bus, store) = new_bus(100, 1 << 20);
+        let mut rx = bus.subscribe();
+        bus.publish(NewEvent::pair("a", "b", EventKind::TellDelivered).tell(Some("t")));
+        bus.publish(text("t", "hello"));
+        bus.flush().await;
+        let stored = store.tell_events("t").expect("events");
+        assert_eq!(stored.len(), 2);
+        let first = rx.recv().await.expect("first");
+        let second = rx.recv().await.expect("second");
+        assert_eq!(*first, stored[0]);
+        assert_eq!(*second, stored[1]);
+        assert!(first.id < second.id);
+        assert_eq!(*bus.last_id().borrow(), second.id);
+    }
+
+    #[tokio::test]
+    async fn activity_over_the_bound_is_truncated_once_and_still_broadcast() {
+        let (bus, store) = new_bus(3, 1 << 20);
+        let mut rx = bus.subscribe();
+        for i in 0..6 {
+            bus.publish(text("t", &format!("line {i}")));
+        }
+        bus.publish(
+            NewEvent::pair(
+                "a",
+                "b",
+                EventKind::TellAnswered {
+                    input_tokens: 1,
+                    output_tokens: 2,
+                    cost_usd: 0.0,
+                    duration_ms: 3,
+                },
+            )
+            .tell(Some("t")),
+        );
+        bus.flush().await;
+        let stored = store.tell_events("t").expect("events");
+        let types: Vec<&str> = stored.iter().map(|e| e.kind.type_name()).collect();
+        assert_eq!(
+            types,
+            [
+                "text",
+                "text",
+                "text",
+                "activity_truncated",
+                "tell_answered"
+            ]
+        );
+        let mut live = Vec::new();
+        while let Ok(e) = rx.try_recv() {
+            live.push(e);
+        }
+        assert_eq!(live.len(), 8, "every event is broadcast, stored or not");
+        assert_eq!(live.iter().filter(|e| e.id == 0).count(), 3);
+        // Another tell is not affected; the byte bound counts too.
+        let (bus2, store2) = new_bus(100, 60);
+        for i in 0..4 {
+            bus2.publish(text("u", &format!("line {i}")));
+        }
+        bus2.flush().await;
+        let n = store2.tell_events("u").expect("events").len();
+        assert!(n < 4, "byte bound applies ({n} stored)");
+        drop(bus);
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_that_never_reads_does_not_block_publishing() {
+        let (bus, store) = new_bus(100_000, 1 << 30);
+        let _idle = bus.subscribe();
+        for i in 0..(LIVE_BUFFER * 2) {
+            bus.publish(NewEvent::new(EventKind::AgentStatus {
+                text: format!("{i}"),
+            }));
+        }
+        bus.flush().await;
+        assert_eq!(store.max_event_id().expect("max"), (LIVE_BUFFER * 2) as i64);
+    }
+
+    #[test]
+    fn dropping_the_bus_writes_what_was_published() {
+        let (bus, store) = new_bus(10, 1000);
+        bus.publish(NewEvent::new(EventKind::CompactionBegin));
+        drop(bus);
+        assert_eq!(store.max_event_id().expect("max"), 1);
+    }
+}

@@ -1,0 +1,185 @@
+//! The writer thread: drains the bus's channel, stores each batch in one transaction (counting
+//! each tell's activity against its bound), then broadcasts every event with its id.
+
+use std::collections::HashMap;
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{broadcast, watch};
+
+use super::{EventLimits, Msg};
+use crate::store::{Event, EventKind, EventRow, NewEvent, SessionStore, TellActivity};
+
+/// Most events written in one transaction.
+const BATCH: usize = 512;
+/// Tells whose counts are kept in memory at most (the store is asked again when one is evicted).
+const TRACKED_TELLS: usize = 4096;
+/// Attempts at a batch the database refuses for a reason that can pass.
+const ATTEMPTS: u32 = 5;
+
+pub(super) struct Writer {
+    pub(super) store: SessionStore,
+    pub(super) limits: EventLimits,
+    pub(super) live: broadcast::Sender<Arc<Event>>,
+    pub(super) last_id: watch::Sender<i64>,
+    pub(super) done: watch::Sender<u64>,
+    pub(super) tells: HashMap<String, TellActivity>,
+}
+
+/// One published event, and where its row went (if it is stored).
+struct Planned {
+    at: i64,
+    event: NewEvent,
+    row: Option<usize>,
+}
+
+impl Writer {
+    pub(super) fn run(mut self, rx: Receiver<Msg>) {
+        while let Ok(first) = rx.recv() {
+            let mut batch = vec![first];
+            while batch.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(m) => batch.push(m),
+                    Err(_) => break,
+                }
+            }
+            let n = batch.len() as u64;
+            self.write(batch);
+            self.done.send_modify(|d| *d += n);
+        }
+    }
+
+    fn write(&mut self, batch: Vec<Msg>) {
+        let mut rows: Vec<EventRow> = Vec::with_capacity(batch.len());
+        let mut plan: Vec<Planned> = Vec::with_capacity(batch.len() + 1);
+        for Msg::Event(at, event) in batch {
+            let row = EventRow::new(at, event);
+            match self.admit(&row) {
+                Admit::Store => {
+                    plan.push(Planned {
+                        at,
+                        event: row.event.clone(),
+                        row: Some(rows.len()),
+                    });
+                    rows.push(row);
+                }
+                Admit::Truncate(marker) => {
+                    let m = EventRow::new(at, *marker);
+                    plan.push(Planned {
+                        at,
+                        event: m.event.clone(),
+                        row: Some(rows.len()),
+                    });
+                    rows.push(m);
+                    plan.push(Planned {
+                        at,
+                        event: row.event,
+                        row: None,
+                    });
+                }
+                Admit::Drop => plan.push(Planned {
+                    at,
+                    event: row.event,
+                    row: None,
+                }),
+            }
+        }
+        let ids = self.insert(&rows);
+        let mut newest = None;
+        for p in plan {
+            let id = p.row.and_then(|i| ids.get(i).copied()).unwrap_or(0);
+            if id > 0 {
+                newest = Some(id);
+            }
+            if let (Some(tell), true) = (&p.event.tell_id, ends_tell(&p.event.kind)) {
+                self.tells.remove(tell);
+            }
+            // No receiver is fine: nobody is watching.
+            let _ = self.live.send(Arc::new(p.event.into_event(id, p.at)));
+        }
+        if let Some(id) = newest {
+            self.last_id.send_replace(id);
+        }
+    }
+
+    /// Whether the row is stored, given its tell's bound.
+    fn admit(&mut self, row: &EventRow) -> Admit {
+        let e = &row.event;
+        let Some(tell) = e.tell_id.as_deref().filter(|_| e.kind.is_activity()) else {
+            return Admit::Store;
+        };
+        if !self.tells.contains_key(tell) {
+            if self.tells.len() >= TRACKED_TELLS {
+                self.tells.clear();
+            }
+            let known = self.store.tell_activity(tell).unwrap_or_else(|err| {
+                tracing::warn!(tell, error = %err, "cannot read a tell's stored activity");
+                TellActivity::default()
+            });
+            self.tells.insert(tell.to_string(), known);
+        }
+        let Some(act) = self.tells.get_mut(tell) else {
+            return Admit::Store;
+        };
+        if act.truncated {
+            return Admit::Drop;
+        }
+        let bytes = row.data.len() as u64;
+        if act.events + 1 > self.limits.max_events_per_tell
+            || act.bytes + bytes > self.limits.max_bytes_per_tell
+        {
+            act.truncated = true;
+            return Admit::Truncate(Box::new(NewEvent {
+                kind: EventKind::ActivityTruncated {
+                    events: act.events,
+                    bytes: act.bytes,
+                },
+                ..e.clone()
+            }));
+        }
+        act.events += 1;
+        act.bytes += bytes;
+        Admit::Store
+    }
+
+    /// Inserts the rows; their ids, or none when the database keeps refusing (logged: the
+    /// events are still broadcast, with id 0).
+    fn insert(&self, rows: &[EventRow]) -> Vec<i64> {
+        if rows.is_empty() {
+            return Vec::new();
+        }
+        let mut pause = Duration::from_millis(20);
+        for attempt in 1..=ATTEMPTS {
+            match self.store.insert_events(rows) {
+                Ok(ids) => return ids,
+                Err(e) if e.is_transient() && attempt < ATTEMPTS => {
+                    tracing::warn!(error = %e, attempt, "cannot write events; trying again");
+                    std::thread::park_timeout(pause);
+                    pause *= 2;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, events = rows.len(), "events not written");
+                    break;
+                }
+            }
+        }
+        Vec::new()
+    }
+}
+
+enum Admit {
+    Store,
+    /// Store this marker instead; the event itself is not stored.
+    Truncate(Box<NewEvent>),
+    Drop,
+}
+
+fn ends_tell(kind: &EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::TellAnswered { .. }
+            | EventKind::TellFailed { .. }
+            | EventKind::TellCancelled { .. }
+    )
+}

@@ -1,0 +1,552 @@
+//! SQL over the `events` table: the durable event log (lifecycle of tells and agents, and the
+//! agents' own activity). The event types live here so the store can read and write them; the
+//! event layer (`crate::events`) re-exports them and owns the bus, the bounds and the writer.
+
+use rusqlite::{params, Row};
+use serde::{Deserialize, Serialize};
+
+use super::{SessionStore, StoreResult};
+
+/// One thing that happened, as stored and broadcast.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// The durable id (SQLite AUTOINCREMENT): strictly increasing across every process sharing
+    /// the database; 0 = not stored (the tell's activity was over its bound).
+    pub id: i64,
+    /// When it happened, unix ms.
+    pub at: i64,
+    /// The calling team, when the event belongs to a pair.
+    pub from_team: Option<String>,
+    /// The called team (whose agent works), when the event belongs to a pair.
+    pub to_team: Option<String>,
+    /// The tell it belongs to, if any.
+    pub tell_id: Option<String>,
+    /// The session it belongs to, if any.
+    pub session_id: Option<String>,
+    /// What happened (JSON: `"type"` and the kind's fields, beside the fields above).
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// What happened. JSON: `{"type": "<snake_case name>", ...fields}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventKind {
+    /// A tell was stored, waiting for the pair's agent.
+    TellQueued {
+        /// `tell` or `compact`.
+        kind: String,
+        /// Size of its text.
+        bytes: u64,
+        /// The tell during which it was sent, if any.
+        parent_tell_id: Option<String>,
+    },
+    /// The tell was written to the agent.
+    TellDelivered,
+    /// The agent answered the tell.
+    TellAnswered {
+        /// Input tokens of the turn.
+        input_tokens: i64,
+        /// Output tokens of the turn.
+        output_tokens: i64,
+        /// Cost of the turn in USD.
+        cost_usd: f64,
+        /// How long the turn took.
+        duration_ms: i64,
+    },
+    /// The tell ended without an answer.
+    TellFailed {
+        /// The state it ended in (`failed`, `timed_out`, ...).
+        state: String,
+        /// Why.
+        error: String,
+    },
+    /// The tell was cancelled.
+    TellCancelled {
+        /// Why.
+        reason: String,
+    },
+    /// An agent process is being started for the session.
+    AgentSpawning {
+        /// Whether it resumes an existing conversation.
+        resume: bool,
+    },
+    /// The agent process is running.
+    AgentReady {
+        /// Its pid.
+        pid: u32,
+    },
+    /// The agent process stopped.
+    AgentStopped {
+        /// `idle`, `evicted`, `stall`, `crash`, `shutdown`, `sleep`, `reboot`, `delete`, `cancel`.
+        reason: String,
+        /// More about it (the exit status of a crash, ...).
+        detail: Option<String>,
+    },
+    /// The session's process state changed.
+    ProcessState {
+        /// The new state (`stopped`, `spawning`, `idle`, `processing`, `terminating`).
+        state: String,
+    },
+    /// A compaction started.
+    CompactionBegin,
+    /// A compaction ended.
+    CompactionEnd {
+        /// Context tokens before, when the agent said.
+        pre_tokens: Option<i64>,
+        /// Context tokens after, when the agent said.
+        post_tokens: Option<i64>,
+    },
+    /// The agent asks to use a tool that needs a decision.
+    ApprovalRequested {
+        /// The request's id.
+        approval_id: String,
+        /// The tool.
+        tool: String,
+        /// Bounded, redacted summary of the tool's input.
+        input: String,
+        /// Who decides: `human` or `caller`.
+        decide_by: String,
+        /// When it is denied if nobody decides, unix ms.
+        expires_at: i64,
+    },
+    /// A request was decided.
+    ApprovalDecided {
+        /// The request's id.
+        approval_id: String,
+        /// The tool.
+        tool: String,
+        /// `allow` or `deny`.
+        decision: String,
+        /// `rule`, `person`, `caller` or `timeout`.
+        by: String,
+        /// Why, if given.
+        reason: Option<String>,
+    },
+    /// A request expired undecided.
+    ApprovalExpired {
+        /// The request's id.
+        approval_id: String,
+        /// Why.
+        reason: String,
+    },
+    /// The agent's text, one event per assistant message.
+    Text {
+        /// The text (bounded).
+        text: String,
+    },
+    /// The agent uses a tool.
+    ToolUse {
+        /// The agent's id of this use.
+        tool_use_id: String,
+        /// The tool's name.
+        tool: String,
+        /// Bounded, redacted summary of the input.
+        input: String,
+    },
+    /// A tool returned.
+    ToolResult {
+        /// The use it answers.
+        tool_use_id: String,
+        /// False when the tool reported an error.
+        ok: bool,
+        /// Bounded, redacted start of the result.
+        excerpt: String,
+        /// Time since the tool use, when it was seen.
+        duration_ms: Option<i64>,
+    },
+    /// Usage of a finished turn.
+    Usage {
+        /// Input tokens.
+        input_tokens: i64,
+        /// Output tokens.
+        output_tokens: i64,
+        /// Cost in USD.
+        cost_usd: f64,
+    },
+    /// A status line of the agent itself ("retrying, attempt 3/10 (529 overloaded)",
+    /// "compacting").
+    AgentStatus {
+        /// The status, for people.
+        text: String,
+    },
+    /// The tell's activity reached its bound: what follows of it is not stored (still
+    /// broadcast live, with id 0).
+    ActivityTruncated {
+        /// Activity events stored for the tell before this one.
+        events: u64,
+        /// Bytes of those events.
+        bytes: u64,
+    },
+}
+
+impl EventKind {
+    /// The `type` name in JSON (and in SSE's `event:` field).
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            EventKind::TellQueued { .. } => "tell_queued",
+            EventKind::TellDelivered => "tell_delivered",
+            EventKind::TellAnswered { .. } => "tell_answered",
+            EventKind::TellFailed { .. } => "tell_failed",
+            EventKind::TellCancelled { .. } => "tell_cancelled",
+            EventKind::AgentSpawning { .. } => "agent_spawning",
+            EventKind::AgentReady { .. } => "agent_ready",
+            EventKind::AgentStopped { .. } => "agent_stopped",
+            EventKind::ProcessState { .. } => "process_state",
+            EventKind::CompactionBegin => "compaction_begin",
+            EventKind::CompactionEnd { .. } => "compaction_end",
+            EventKind::ApprovalRequested { .. } => "approval_requested",
+            EventKind::ApprovalDecided { .. } => "approval_decided",
+            EventKind::ApprovalExpired { .. } => "approval_expired",
+            EventKind::Text { .. } => "text",
+            EventKind::ToolUse { .. } => "tool_use",
+            EventKind::ToolResult { .. } => "tool_result",
+            EventKind::Usage { .. } => "usage",
+            EventKind::AgentStatus { .. } => "agent_status",
+            EventKind::ActivityTruncated { .. } => "activity_truncated",
+        }
+    }
+
+    /// Whether this is the agent's own activity inside a turn (counted against the tell's
+    /// bound), as opposed to a lifecycle step (always stored).
+    pub fn is_activity(&self) -> bool {
+        matches!(
+            self,
+            EventKind::Text { .. }
+                | EventKind::ToolUse { .. }
+                | EventKind::ToolResult { .. }
+                | EventKind::AgentStatus { .. }
+        )
+    }
+}
+
+/// An event to publish (the bus stamps its time and the store its id).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    /// The calling team.
+    pub from_team: Option<String>,
+    /// The called team.
+    pub to_team: Option<String>,
+    /// The tell.
+    pub tell_id: Option<String>,
+    /// The session.
+    pub session_id: Option<String>,
+    /// What happened.
+    pub kind: EventKind,
+}
+
+impl NewEvent {
+    /// An event of no pair, tell or session.
+    pub fn new(kind: EventKind) -> Self {
+        Self {
+            from_team: None,
+            to_team: None,
+            tell_id: None,
+            session_id: None,
+            kind,
+        }
+    }
+
+    /// An event of the pair `from -> to`.
+    pub fn pair(from: &str, to: &str, kind: EventKind) -> Self {
+        Self {
+            from_team: Some(from.to_string()),
+            to_team: Some(to.to_string()),
+            ..Self::new(kind)
+        }
+    }
+
+    /// Sets the session.
+    pub fn session(mut self, session_id: &str) -> Self {
+        self.session_id = Some(session_id.to_string());
+        self
+    }
+
+    /// Sets the tell (when there is one).
+    pub fn tell(mut self, tell_id: Option<&str>) -> Self {
+        self.tell_id = tell_id.map(str::to_string);
+        self
+    }
+
+    /// The stored form, with its id and time.
+    pub fn into_event(self, id: i64, at: i64) -> Event {
+        Event {
+            id,
+            at,
+            from_team: self.from_team,
+            to_team: self.to_team,
+            tell_id: self.tell_id,
+            session_id: self.session_id,
+            kind: self.kind,
+        }
+    }
+}
+
+/// Which events a reader wants; every field given must match (none given: all events).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventFilter {
+    /// Events of pairs where this team calls or is called.
+    pub team: Option<String>,
+    /// Events of this pair (from, to).
+    pub pair: Option<(String, String)>,
+    /// Events of this tell.
+    pub tell: Option<String>,
+}
+
+impl EventFilter {
+    /// Whether `e` passes the filter.
+    pub fn matches(&self, e: &Event) -> bool {
+        if let Some(team) = &self.team {
+            if e.from_team.as_deref() != Some(team) && e.to_team.as_deref() != Some(team) {
+                return false;
+            }
+        }
+        if let Some((from, to)) = &self.pair {
+            if e.from_team.as_deref() != Some(from) || e.to_team.as_deref() != Some(to) {
+                return false;
+            }
+        }
+        if let Some(tell) = &self.tell {
+            if e.tell_id.as_deref() != Some(tell) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Parses `FROM:TO` (two non-empty team names).
+    pub fn parse_pair(s: &str) -> Result<(String, String), String> {
+        match s.split_once(':') {
+            Some((from, to))
+                if crate::config::is_valid_team_name(from)
+                    && crate::config::is_valid_team_name(to) =>
+            {
+                Ok((from.to_string(), to.to_string()))
+            }
+            _ => Err(format!(
+                "invalid pair {s:?}: expected FROM:TO, two team names separated by a colon"
+            )),
+        }
+    }
+}
+
+/// What the store knows of a tell's stored activity (for the per-tell bound).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TellActivity {
+    /// Activity events stored.
+    pub events: u64,
+    /// Their bytes (of `data`).
+    pub bytes: u64,
+    /// Whether an `activity_truncated` event is stored.
+    pub truncated: bool,
+}
+
+/// An event to insert: its time, what, and its JSON (measured by the caller for the bound).
+#[derive(Debug, Clone)]
+pub struct EventRow {
+    /// Unix ms.
+    pub at: i64,
+    /// The event.
+    pub event: NewEvent,
+    /// `serde_json` of `event.kind`.
+    pub data: String,
+}
+
+impl EventRow {
+    /// The row of `event` at `at`.
+    pub fn new(at: i64, event: NewEvent) -> Self {
+        let data = serde_json::to_string(&event.kind).unwrap_or_else(|_| "{}".to_string());
+        Self { at, event, data }
+    }
+}
+
+const COLUMNS: &str = "id, at, from_team, to_team, tell_id, session_id, data";
+
+fn row_to_event(r: &Row<'_>) -> rusqlite::Result<Event> {
+    let data: String = r.get(6)?;
+    let kind: EventKind = serde_json::from_str(&data).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(6, rusqlite::types::Type::Text, Box::new(e))
+    })?;
+    Ok(Event {
+        id: r.get(0)?,
+        at: r.get(1)?,
+        from_team: r.get(2)?,
+        to_team: r.get(3)?,
+        tell_id: r.get(4)?,
+        session_id: r.get(5)?,
+        kind,
+    })
+}
+
+impl SessionStore {
+    /// Inserts the rows in one transaction, in order; returns their ids.
+    pub fn insert_events(&self, rows: &[EventRow]) -> StoreResult<Vec<i64>> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let mut ids = Vec::with_capacity(rows.len());
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO events (at, type, from_team, to_team, tell_id, session_id, data) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            for row in rows {
+                let e = &row.event;
+                stmt.execute(params![
+                    row.at,
+                    e.kind.type_name(),
+                    e.from_team,
+                    e.to_team,
+                    e.tell_id,
+                    e.session_id,
+                    row.data
+                ])?;
+                ids.push(tx.last_insert_rowid());
+            }
+        }
+        tx.commit()?;
+        Ok(ids)
+    }
+
+    /// Up to `limit` events with id > `after_id` that pass `filter`, oldest first.
+    pub fn events_after(
+        &self,
+        after_id: i64,
+        filter: &EventFilter,
+        limit: u32,
+    ) -> StoreResult<Vec<Event>> {
+        let conn = self.conn()?;
+        let (from, to) = match &filter.pair {
+            Some((f, t)) => (Some(f.as_str()), Some(t.as_str())),
+            None => (None, None),
+        };
+        let sql = format!(
+            "SELECT {COLUMNS} FROM events WHERE id > ?1 \
+             AND (?2 IS NULL OR from_team = ?2 OR to_team = ?2) \
+             AND (?3 IS NULL OR from_team = ?3) AND (?4 IS NULL OR to_team = ?4) \
+             AND (?5 IS NULL OR tell_id = ?5) \
+             ORDER BY id LIMIT ?6"
+        );
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(
+            params![after_id, filter.team, from, to, filter.tell, limit],
+            row_to_event,
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every stored event of a tell, oldest first.
+    pub fn tell_events(&self, tell_id: &str) -> StoreResult<Vec<Event>> {
+        let conn = self.conn()?;
+        let sql = format!("SELECT {COLUMNS} FROM events WHERE tell_id = ?1 ORDER BY id");
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map([tell_id], row_to_event)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The newest event id in the database (0 when none).
+    pub fn max_event_id(&self) -> StoreResult<i64> {
+        let conn = self.conn()?;
+        Ok(conn.query_row("SELECT COALESCE(MAX(id), 0) FROM events", [], |r| r.get(0))?)
+    }
+
+    /// How much activity of the tell is stored (for its bound).
+    pub fn tell_activity(&self, tell_id: &str) -> StoreResult<TellActivity> {
+        let conn = self.conn()?;
+        let (events, bytes, truncated): (i64, i64, bool) = conn
+            .prepare_cached(
+                "SELECT COUNT(*) FILTER (WHERE type IN ('text', 'tool_use', 'tool_result', 'agent_status')), \
+                 COALESCE(SUM(LENGTH(data)) FILTER (WHERE type IN ('text', 'tool_use', 'tool_result', 'agent_status')), 0), \
+                 COUNT(*) FILTER (WHERE type = 'activity_truncated') > 0 \
+                 FROM events WHERE tell_id = ?1",
+            )?
+            .query_row([tell_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(TellActivity {
+            events: u64::try_from(events).unwrap_or(0),
+            bytes: u64::try_from(bytes).unwrap_or(0),
+            truncated,
+        })
+    }
+
+    /// Deletes the events older than `before` (unix ms); returns how many.
+    pub fn prune_events(&self, before: i64) -> StoreResult<usize> {
+        let conn = self.conn()?;
+        let n = conn
+            .prepare_cached("DELETE FROM events WHERE at < ?1")?
+            .execute([before])?;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(kind: EventKind) -> NewEvent {
+        NewEvent::pair("a", "b", kind).session("s").tell(Some("t1"))
+    }
+
+    #[test]
+    fn events_round_trip_in_order_with_filters() {
+        let st = SessionStore::open_in_memory().expect("store");
+        let rows = vec![
+            EventRow::new(1, ev(EventKind::TellDelivered)),
+            EventRow::new(
+                2,
+                ev(EventKind::ToolUse {
+                    tool_use_id: "u1".into(),
+                    tool: "Bash".into(),
+                    input: "echo hi".into(),
+                }),
+            ),
+            EventRow::new(3, NewEvent::pair("c", "a", EventKind::CompactionBegin)),
+        ];
+        let ids = st.insert_events(&rows).expect("insert");
+        assert_eq!(ids, vec![1, 2, 3]);
+        assert_eq!(st.max_event_id().expect("max"), 3);
+        let all = st
+            .events_after(0, &EventFilter::default(), 10)
+            .expect("all");
+        assert_eq!(all.len(), 3);
+        assert_eq!(all[1].kind, rows[1].event.kind);
+        let team_a = EventFilter {
+            team: Some("a".into()),
+            ..Default::default()
+        };
+        assert_eq!(st.events_after(1, &team_a, 10).expect("a").len(), 2);
+        let pair = EventFilter {
+            pair: Some(("c".into(), "a".into())),
+            ..Default::default()
+        };
+        let got = st.events_after(0, &pair, 10).expect("pair");
+        assert_eq!(got.len(), 1);
+        assert!(pair.matches(&got[0]) && !pair.matches(&all[0]));
+        assert_eq!(st.tell_events("t1").expect("tell").len(), 2);
+        let act = st.tell_activity("t1").expect("activity");
+        assert_eq!(act.events, 1);
+        assert_eq!(act.bytes, rows[1].data.len() as u64);
+        assert_eq!(st.prune_events(3).expect("prune"), 2);
+        assert_eq!(st.max_event_id().expect("max"), 3);
+    }
+
+    #[test]
+    fn event_json_is_flat_with_a_type() {
+        let e = ev(EventKind::AgentStatus { text: "x".into() }).into_event(7, 9);
+        let v = serde_json::to_value(&e).expect("json");
+        assert_eq!(v["type"], "agent_status");
+        assert_eq!(v["id"], 7);
+        assert_eq!(v["text"], "x");
+        let back: Event = serde_json::from_value(v).expect("back");
+        assert_eq!(back, e);
+        assert_eq!(e.kind.type_name(), "agent_status");
+    }
+
+    #[test]
+    fn pairs_parse() {
+        assert_eq!(
+            EventFilter::parse_pair("a:b"),
+            Ok(("a".to_string(), "b".to_string()))
+        );
+        assert!(EventFilter::parse_pair("ab").is_err());
+        assert!(EventFilter::parse_pair(":b").is_err());
+    }
+}
