@@ -147,6 +147,17 @@ pub struct SwitchboardServer {
     pub timeout_ms: u64,
 }
 
+/// A permission request of an agent: the tool it wants to run and with what.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PermissionAsk {
+    /// The tool's name (`Write`, `Bash`, `mcp__server__tool`).
+    pub tool: String,
+    /// Its input.
+    pub input: serde_json::Value,
+    /// The agent's id of the tool call.
+    pub tool_use_id: Option<String>,
+}
+
 /// One kind of agent CLI.
 pub trait AgentAdapter: Send + Sync + std::fmt::Debug {
     /// The `agent` value of the teams file that selects this adapter.
@@ -179,6 +190,25 @@ pub trait AgentAdapter: Send + Sync + std::fmt::Debug {
     /// (Claude Code prints nothing before the first message otherwise).
     fn encode_ready_probe(&self, request_id: &str) -> Option<String> {
         let _ = request_id;
+        None
+    }
+    /// The permission request in a control request of the agent, if it is one (an agent
+    /// launched for a team with `[permissions]` asks before each tool call that needs one).
+    fn permission_ask(&self, request: &serde_json::Value) -> Option<PermissionAsk> {
+        let _ = request;
+        None
+    }
+    /// The stdin line answering permission request `request_id`: run the tool with `input`
+    /// (`allow`), or not, telling the agent `message`. `None` when the agent has no such
+    /// protocol.
+    fn encode_permission(
+        &self,
+        request_id: &str,
+        allow: bool,
+        input: &serde_json::Value,
+        message: &str,
+    ) -> Option<String> {
+        let _ = (request_id, allow, input, message);
         None
     }
     /// The message text that asks the agent to compact its context.

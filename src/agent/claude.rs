@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use serde_json::json;
 
-use super::adapter::{AgentAdapter, LaunchExtras, LaunchSpec, SwitchboardServer};
+use super::adapter::{AgentAdapter, LaunchExtras, LaunchSpec, PermissionAsk, SwitchboardServer};
 use super::claude_mcp;
 use crate::config::TeamConfig;
 
@@ -62,9 +62,23 @@ impl AgentAdapter for ClaudeCode {
             args.push("--allowedTools".into());
             args.push(allowed.join(","));
         }
-        if !team.disallowed_tools.is_empty() {
+        // The team's deny rules are also Claude Code's own: it then refuses them everywhere,
+        // also in tools that never ask (a Read inside the folder) and in every part of a
+        // compound shell command.
+        let mut disallowed = team.disallowed_tools.clone();
+        if let Some(p) = &team.permissions {
+            disallowed.extend(p.deny.iter().map(|r| r.as_str().to_string()));
+        }
+        if !disallowed.is_empty() {
             args.push("--disallowedTools".into());
-            args.push(team.disallowed_tools.join(","));
+            args.push(disallowed.join(","));
+        }
+        if team.permissions.is_some() {
+            // Every tool call that needs a permission becomes a `can_use_tool` control
+            // request on stdout, answered by a control response on stdin (see
+            // docs/claude-code-protocol.md, "Permission requests").
+            args.push("--permission-prompt-tool".into());
+            args.push("stdio".into());
         }
         if let Some(mode) = &team.permission_mode {
             args.push("--permission-mode".into());
@@ -129,6 +143,41 @@ impl AgentAdapter for ClaudeCode {
     fn encode_ready_probe(&self, request_id: &str) -> Option<String> {
         Some(
             json!({"type": "control_request", "request_id": request_id, "request": {"subtype": "initialize"}})
+                .to_string(),
+        )
+    }
+
+    fn permission_ask(&self, request: &serde_json::Value) -> Option<PermissionAsk> {
+        if request.get("subtype").and_then(serde_json::Value::as_str) != Some("can_use_tool") {
+            return None;
+        }
+        Some(PermissionAsk {
+            tool: request.get("tool_name")?.as_str()?.to_string(),
+            input: request
+                .get("input")
+                .cloned()
+                .unwrap_or(serde_json::Value::Object(Default::default())),
+            tool_use_id: request
+                .get("tool_use_id")
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_string),
+        })
+    }
+
+    fn encode_permission(
+        &self,
+        request_id: &str,
+        allow: bool,
+        input: &serde_json::Value,
+        message: &str,
+    ) -> Option<String> {
+        let response = if allow {
+            json!({"behavior": "allow", "updatedInput": input})
+        } else {
+            json!({"behavior": "deny", "message": message})
+        };
+        Some(
+            json!({"type": "control_response", "response": {"subtype": "success", "request_id": request_id, "response": response}})
                 .to_string(),
         )
     }

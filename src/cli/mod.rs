@@ -2,6 +2,7 @@
 //! adapters over the library; output as aligned tables (`human`) or stable JSON (`json`).
 
 mod agent_cmds;
+mod approvals;
 mod completions;
 mod config_check;
 mod dashboard;
@@ -86,6 +87,8 @@ enum Command {
     Sleep(agent_cmds::SleepCmd),
     /// Cancel a pair's queued tells and interrupt its running one.
     Cancel(agent_cmds::CancelCmd),
+    /// The agents' permission requests: list them, allow or deny one, the session rules.
+    Approvals(approvals::ApprovalsCmd),
     /// List, open, show, delete and compact sessions.
     #[command(subcommand)]
     Sessions(sessions::SessionsCmd),
@@ -211,6 +214,7 @@ impl Cli {
             Command::Wake(cmd) => cmd.run(&ctx),
             Command::Sleep(cmd) => cmd.run(&ctx),
             Command::Cancel(cmd) => cmd.run(&ctx),
+            Command::Approvals(cmd) => cmd.run(&ctx),
             Command::Sessions(cmd) => cmd.run(&ctx),
             Command::Stats(cmd) => cmd.run(&ctx),
             Command::Teams(cmd) => cmd.run(&ctx),

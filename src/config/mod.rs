@@ -7,6 +7,7 @@
 mod init;
 mod interpolate;
 mod load;
+pub mod permissions;
 pub mod trust;
 mod validate;
 
@@ -18,6 +19,7 @@ pub use init::{new_teams_file, team_name, write_new_file, NewTeamsFile};
 #[doc(hidden)]
 pub use load::discover_in;
 pub use load::{discover, ConfigError, ConfigProblem, Folders};
+pub use permissions::{Ask, Permissions, Rule, ToolCall};
 
 /// The whole teams file, loaded and validated.
 #[derive(Debug, Clone)]
@@ -197,6 +199,10 @@ pub struct TeamConfig {
     /// Which of the team's own MCP servers (Claude Code's user, project and local scopes) its
     /// spawned agents get besides Switchboard's. Default `inherit`.
     pub mcp_servers: McpServers,
+    /// `[teams.NAME.permissions]`: when present, the team's agent asks Switchboard about every
+    /// tool call that needs a permission, and the rules, a person or the calling team decide.
+    /// Absent: the agent denies such calls itself, as before.
+    pub permissions: Option<Permissions>,
 }
 
 /// `mcp_servers` of a team: which MCP servers registered for the team's folder its spawned

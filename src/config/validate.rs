@@ -13,6 +13,7 @@ use std::time::Duration;
 use toml::{Table, Value};
 
 use super::load::{non_empty, Env, KeyPath, Report};
+use super::permissions::{Ask, Permissions, Rule, DEFAULT_APPROVAL_TIMEOUT};
 use super::{
     is_valid_team_name, DatabaseConfig, McpServers, ServerConfig, Settings, TeamConfig, TeamsConfig,
 };
@@ -66,7 +67,9 @@ const TEAM_KEYS: &[&str] = &[
     "permission_mode",
     "remote",
     "mcp_servers",
+    "permissions",
 ];
+const PERMISSION_KEYS: &[&str] = &["allow", "deny", "ask", "timeout"];
 /// Agent kinds Switchboard knows how to drive.
 const KNOWN_AGENTS: &[&str] = &["claude"];
 /// The choices of Claude Code 2.1.328's `--permission-mode`.
@@ -444,8 +447,49 @@ fn team(
         permission_mode: permission_mode.map(str::to_string),
         remote: remote.map(str::to_string),
         mcp_servers,
+        permissions: permissions(table, path, report),
     };
     Some(TeamConfig { path: dir?, ..team })
+}
+
+/// `[teams.NAME.permissions]`: every rule parsed (a bad one is reported with its key path),
+/// `ask` one of human / caller / deny, `timeout` a duration.
+fn permissions(table: &Table, path: &KeyPath, report: &mut Report<'_>) -> Option<Permissions> {
+    let t = get_table(table, "permissions", path, report)?;
+    let at = path.key("permissions");
+    check_keys(t, &at, PERMISSION_KEYS, report);
+    let rules = |key: &str, report: &mut Report<'_>| -> Vec<Rule> {
+        let texts = get_strings(t, key, &at, false, report);
+        let mut out = Vec::new();
+        for (i, text) in texts.iter().enumerate() {
+            match Rule::parse(text) {
+                Ok(rule) => out.push(rule),
+                Err(e) => report.add(&at.key(key).index(i), e),
+            }
+        }
+        out
+    };
+    let allow = rules("allow", report);
+    let deny = rules("deny", report);
+    let ask = match get_str(t, "ask", &at, report) {
+        None | Some("human") => Ask::Human,
+        Some("caller") => Ask::Caller,
+        Some("deny") => Ask::Deny,
+        Some(other) => {
+            report.add(
+                &at.key("ask"),
+                format!("unknown value {other:?} (one of: human, caller, deny)"),
+            );
+            Ask::Human
+        }
+    };
+    let timeout = get_duration(t, "timeout", &at, report).unwrap_or(DEFAULT_APPROVAL_TIMEOUT);
+    Some(Permissions {
+        allow,
+        deny,
+        ask,
+        timeout,
+    })
 }
 
 /// Checks a team's project folder and returns it `~`-expanded (not canonicalized).

@@ -4,6 +4,7 @@
 //! for a while, or not at all. Also: cancel, compaction, sleep / wake / reboot of a pair's
 //! agent, the history of a pair, recovery after a restart, and an orderly shutdown.
 
+pub mod approvals;
 mod callers;
 pub mod dashboard;
 mod worker;
@@ -100,6 +101,12 @@ pub enum RouterError {
         /// When trying again may succeed.
         retry_after: Duration,
     },
+    /// No such permission request (or session rule).
+    #[error("approval {0} not found")]
+    ApprovalNotFound(String),
+    /// A permission request that cannot be decided (not pending, not the caller's).
+    #[error("{0}")]
+    Approval(String),
     /// A tell id prefix shorter than [`MIN_TELL_PREFIX`].
     #[error("tell id {0:?} is too short: give the whole id or at least {MIN_TELL_PREFIX} characters of it")]
     TellIdTooShort(String),
@@ -324,6 +331,7 @@ impl Router {
         let m = &self.inner.manager;
         self.prune_events();
         let mut failed = 0;
+        approvals::expire_orphans(m)?;
         for t in m.store().all_open_tells()? {
             if t.state != TellState::Delivered {
                 continue;
@@ -458,6 +466,14 @@ impl Router {
                 }
                 _ => {}
             }
+        }
+        // Permission requests whose agent went with its process: nobody can answer them.
+        let expired = approvals::expire_orphans(m)?;
+        if expired > 0 {
+            tracing::info!(
+                expired,
+                "expired permission requests of agents that are gone"
+            );
         }
         let requeued = queued_pairs.len();
         for (from, to) in queued_pairs {

@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
+use super::approvals::PendingSet;
 use super::{Interrupt, Router, RouterError, RouterResult};
 use crate::agent::adapter::{adapter_for, AgentAdapter};
 use crate::agent::event::{AgentEvent, TurnResult};
@@ -611,12 +612,44 @@ impl Worker {
         self.record(&tell, &session_id, end).await;
     }
 
-    /// Reads events until the turn's result, a stall, the agent's exit or shutdown.
+    /// Reads events until the turn's result, a stall, the agent's exit or shutdown. The
+    /// agent's permission requests of the turn are decided meanwhile; what is still pending
+    /// when the turn ends expires.
     async fn run_turn(
         &mut self,
         adapter: &dyn AgentAdapter,
         tell_id: &str,
         session_id: &str,
+    ) -> TurnEnd {
+        let mut pending = PendingSet::new(
+            self.router.manager().clone(),
+            &self.from,
+            &self.to,
+            session_id,
+            tell_id,
+        );
+        let end = self
+            .read_turn(adapter, tell_id, session_id, &mut pending)
+            .await;
+        if pending.is_waiting() {
+            pending.expire_all(match &end {
+                TurnEnd::Result { .. } => "the turn ended before a decision",
+                TurnEnd::Stalled(_) | TurnEnd::NoStart(_) | TurnEnd::Unresponsive(_) => {
+                    "the agent stalled and was stopped"
+                }
+                TurnEnd::Exited(_) => "the agent that asked is gone (it exited)",
+                TurnEnd::Shutdown => "Switchboard shut down; the agent that asked is gone",
+            });
+        }
+        end
+    }
+
+    async fn read_turn(
+        &mut self,
+        adapter: &dyn AgentAdapter,
+        tell_id: &str,
+        session_id: &str,
+        pending: &mut PendingSet,
     ) -> TurnEnd {
         let settings = self.router.manager().config().settings.clone();
         let m = self.router.manager().clone();
@@ -626,6 +659,12 @@ impl Worker {
         let Some(agent) = self.agent.as_mut() else {
             return TurnEnd::Exited("no agent".into());
         };
+        let has_permissions = self
+            .router
+            .manager()
+            .config()
+            .team(&self.to)
+            .is_some_and(|t| t.permissions.is_some());
         let mut compacted = None;
         let mut said = None;
         let mut interrupted = false;
@@ -688,14 +727,39 @@ impl Worker {
                                     compacted = Some((pre_tokens, post_tokens));
                                 }
                                 AgentEvent::ControlRequest { request_id, request } => {
-                                    tracing::warn!(?request_id, %request, "agent asked for something Switchboard does not grant");
+                                    if let Some(line) = pending.on_request(adapter, request_id.as_deref(), &request) {
+                                        if agent.proc.send_line(&line).await.is_err() {
+                                            tracing::warn!("could not write a permission decision to the agent");
+                                        }
+                                    }
+                                }
+                                AgentEvent::Other { kind, raw } if kind == "control_cancel_request" => {
+                                    if let Some(id) = raw.get("request_id").and_then(|v| v.as_str()) {
+                                        pending.cancelled(id);
+                                    }
+                                }
+                                AgentEvent::Other { kind, raw } if kind == "system/permission_denied" && has_permissions => {
+                                    pending.denied_by_agent(&raw);
                                 }
                                 _ => {}
                             }
                         }
                     }
                 }
+                line = pending.next_line(adapter) => {
+                    // A decision: the agent goes on from here (the wait was not a stall).
+                    last_output = Instant::now();
+                    if agent.proc.send_line(&line).await.is_err() {
+                        tracing::warn!("could not write a permission decision to the agent");
+                    }
+                }
                 _ = tokio::time::sleep_until(stall_at) => {
+                    // A turn waiting for a permission decision is not stalled: the request's
+                    // own timeout applies.
+                    if pending.is_waiting() {
+                        last_output = Instant::now();
+                        continue;
+                    }
                     // An agent waiting for a tell it sent (a Switchboard tool call) prints
                     // nothing meanwhile: that is not a stall.
                     let waiting = m

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::router::{Router, RouterError, TellOptions, Wait};
+use crate::router::{approvals, Router, RouterError, TellOptions, Wait};
 use crate::store::{Tell, TellKind};
 use crate::Error;
 
@@ -60,6 +60,40 @@ struct TellId {
     tell_id: String,
 }
 
+/// `approvals`: which permission requests to list.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApprovalsArgs {
+    /// Decided ones too.
+    #[serde(default)]
+    all: bool,
+    /// Only those of this team (either side).
+    #[serde(default)]
+    team: Option<String>,
+    /// Only those of this tell.
+    #[serde(default)]
+    tell_id: Option<String>,
+    /// At most this many.
+    #[serde(default)]
+    limit: Option<u32>,
+}
+
+/// `approve`: a person's decision on one request.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApproveArgs {
+    /// The request id (or a unique prefix).
+    id: String,
+    /// `allow` or `deny`.
+    decision: String,
+    /// With allow: also add a session rule.
+    #[serde(default)]
+    always: bool,
+    /// With deny: what to tell the agent.
+    #[serde(default)]
+    reason: Option<String>,
+}
+
 /// Runs `op` with the JSON `body`; `Ok` is the answer, `Err` is (HTTP status, error JSON).
 pub(crate) async fn handle(router: &Router, op: &str, body: &[u8]) -> Result<Value, (u16, Value)> {
     let bad = |msg: String| (400, json!({"error": msg, "exit_code": 2}));
@@ -100,6 +134,44 @@ pub(crate) async fn handle(router: &Router, op: &str, body: &[u8]) -> Result<Val
         }
         // The dashboard's views and its delete (types in router::dashboard).
         "overview" | "pair" | "stats" | "delete" => dashboard(router, op, &parse(op)?).await,
+        "approvals" => {
+            let a: ApprovalsArgs = if body.iter().all(u8::is_ascii_whitespace) {
+                ApprovalsArgs::default()
+            } else {
+                serde_json::from_value(parse("approvals")?).map_err(|e| bad(e.to_string()))?
+            };
+            let filter = approvals::ApprovalFilter {
+                all: a.all,
+                team: a.team,
+                tell_id: a.tell_id,
+                caller: None,
+                limit: a.limit,
+            };
+            approvals::list_approvals(router.manager(), &filter)
+                .map(|list| json!({"approvals": list}))
+                .map_err(Error::from)
+        }
+        "approve" => {
+            let a: ApproveArgs =
+                serde_json::from_value(parse("approve")?).map_err(|e| bad(e.to_string()))?;
+            let decision = match a.decision.as_str() {
+                "allow" => approvals::Decision::Allow { always: a.always },
+                "deny" => approvals::Decision::Deny { reason: a.reason },
+                other => {
+                    return Err(bad(format!(
+                        "approve: decision must be \"allow\" or \"deny\", not {other:?}"
+                    )))
+                }
+            };
+            approvals::decide(
+                router.manager(),
+                &a.id,
+                decision,
+                approvals::Decider::Person,
+            )
+            .map(|a| serde_json::to_value(a).unwrap_or(Value::Null))
+            .map_err(Error::from)
+        }
         "compact" | "wake" | "sleep" | "reboot" | "cancel" => {
             let p: Pair = serde_json::from_value(parse(op)?).map_err(|e| bad(e.to_string()))?;
             pair_op(router, op, &p.from, &p.to).await
@@ -118,7 +190,8 @@ pub(crate) async fn handle(router: &Router, op: &str, body: &[u8]) -> Result<Val
             (Error::Router(RouterError::Session(crate::session::SessionError::Busy { .. })), _) => {
                 409
             }
-            (Error::NotFound(_), _) => 404,
+            (Error::NotFound(_), _) | (Error::Router(RouterError::ApprovalNotFound(_)), _) => 404,
+            (Error::Router(RouterError::Approval(_)), _) => 409,
             (Error::Router(RouterError::Limited { .. }), _) => 429,
             _ => 500,
         };

@@ -14,14 +14,15 @@ use rmcp::{tool, tool_handler, tool_router, RoleServer, ServerHandler};
 use super::caller::{caller_of, schema, Args};
 use super::ops::Metrics;
 use super::types::*;
-use crate::router::{Caller, Router, Wait};
+use crate::router::{approvals, Caller, Router, Wait};
 use crate::store::ProcessState;
 
 const INSTRUCTIONS: &str = "Switchboard connects you with the agents of other teams (other \
 project folders). Each team you talk to keeps one persistent conversation with you. \
 team_teams lists the teams; team_tell asks one and returns its answer; team_quick_tell and \
 team_tell_status send without waiting and fetch the answer later; team_report shows your \
-recent tells to a team.";
+recent tells to a team. When a team asks you to approve its agent's tool use, team_tell returns \
+the request in `approvals`: decide with team_approve (team_approvals lists what waits).";
 
 /// The tool server: one per stdio connection, one per HTTP session (cheap to clone).
 #[derive(Clone)]
@@ -147,13 +148,86 @@ impl SwitchboardTools {
                 args.idempotency_key.as_deref(),
             )
             .map_err(|e| msg(&e))?;
-        let t = self
-            .router
-            .wait_for(&t.tell_id, wait)
+        let (t, pending) = approvals::wait_for_answer_or_caller(&self.router, &t.tell_id, wait)
             .await
             .map_err(|e| msg(&e))?;
         self.observe(&t);
-        Ok(Json(TellOut::from_tell(&t)))
+        Ok(Json(TellOut::from_tell(&t).with_approvals(&pending)))
+    }
+
+    /// Decide a tool use that another team's agent asks your permission for (it appears in
+    /// team_tell's `approvals` when that team asks its callers): "allow" runs it, "deny" does
+    /// not and tells the agent your reason. Then waits for the tell's answer like team_tell
+    /// (or returns early when the agent asks again).
+    #[tool(input_schema = schema::<ApproveArgs>())]
+    async fn team_approve(
+        &self,
+        args: Args<ApproveArgs>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<Json<ApproveOut>, String> {
+        let args = args.get()?;
+        let wait = wait_of(args.timeout_ms)?;
+        let caller = self.caller(&ctx)?;
+        let me = self.router.caller_team(&caller).map_err(|e| msg(&e))?;
+        let decision = match args.decision.as_str() {
+            "allow" => approvals::Decision::Allow {
+                always: args.always.unwrap_or(false),
+            },
+            "deny" => approvals::Decision::Deny {
+                reason: args.reason.clone(),
+            },
+            other => {
+                return Err(format!(
+                    "invalid decision {other:?}: use \"allow\" or \"deny\""
+                ))
+            }
+        };
+        let m = self.router.manager();
+        let a = approvals::decide(
+            m,
+            &args.approval_id,
+            decision,
+            approvals::Decider::Caller(me),
+        )
+        .map_err(|e| msg(&e))?;
+        let tell = match &a.tell_id {
+            Some(id) => {
+                let (t, pending) = approvals::wait_for_answer_or_caller(&self.router, id, wait)
+                    .await
+                    .map_err(|e| msg(&e))?;
+                self.observe(&t);
+                Some(TellOut::from_tell(&t).with_approvals(&pending))
+            }
+            None => None,
+        };
+        Ok(Json(ApproveOut {
+            approval: ApprovalOut::from_approval(&a),
+            tell,
+        }))
+    }
+
+    /// The tool uses other teams' agents ask your permission for (pending ones; `all` for the
+    /// decided ones too). Decide each with team_approve.
+    #[tool(input_schema = schema::<ApprovalsArgs>(), annotations(read_only_hint = true))]
+    async fn team_approvals(
+        &self,
+        args: Args<ApprovalsArgs>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<Json<ApprovalsOut>, String> {
+        let args = args.get()?;
+        let caller = self.caller(&ctx)?;
+        let me = self.router.caller_team(&caller).map_err(|e| msg(&e))?;
+        let filter = approvals::ApprovalFilter {
+            all: args.all.unwrap_or(false),
+            caller: Some(me.clone()),
+            ..Default::default()
+        };
+        let list =
+            approvals::list_approvals(self.router.manager(), &filter).map_err(|e| msg(&e))?;
+        Ok(Json(ApprovalsOut {
+            you: me,
+            approvals: list.iter().map(ApprovalOut::from_approval).collect(),
+        }))
     }
 
     /// Send a message to another team's agent without waiting: returns the tell id at once;

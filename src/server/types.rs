@@ -153,6 +153,103 @@ pub struct TellOut {
     /// What to do next, when the tell has not ended yet.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// Tool uses of the callee's agent that wait for your decision (the team's
+    /// `ask = "caller"`): decide each with team_approve.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub approvals: Vec<ApprovalOut>,
+}
+
+/// A tool use an agent asks permission for, and its decision.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ApprovalOut {
+    /// Its id (for team_approve).
+    pub approval_id: String,
+    /// The tell being answered when the agent asked.
+    pub tell_id: Option<String>,
+    /// The calling team.
+    pub from_team: String,
+    /// The team whose agent asks.
+    pub to_team: String,
+    /// The tool it wants to use.
+    pub tool: String,
+    /// What it wants to do with it (a bounded summary of the input, secrets hidden).
+    pub input: String,
+    /// `pending`, `allowed`, `denied` or `expired`.
+    pub state: String,
+    /// Who decided: `rule`, `person`, `caller`, `timeout` or `agent` (expired).
+    pub decided_by: Option<String>,
+    /// The reason the agent was given.
+    pub reason: Option<String>,
+    /// When it asked (RFC 3339).
+    pub asked_at: String,
+    /// When it is denied if nobody decides (RFC 3339).
+    pub expires_at: String,
+}
+
+impl ApprovalOut {
+    /// The result form of a request.
+    pub fn from_approval(a: &crate::store::Approval) -> Self {
+        Self {
+            approval_id: a.approval_id.clone(),
+            tell_id: a.tell_id.clone(),
+            from_team: a.from_team.clone(),
+            to_team: a.to_team.clone(),
+            tool: a.tool.clone(),
+            input: a.input.clone(),
+            state: a.state.clone(),
+            decided_by: a.decided_by.clone(),
+            reason: a.reason.clone(),
+            asked_at: rfc3339(a.created_at),
+            expires_at: rfc3339(a.expires_at),
+        }
+    }
+}
+
+/// Arguments of `team_approve`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApproveArgs {
+    /// The approval_id from team_tell's `approvals` (or team_approvals).
+    pub approval_id: String,
+    /// "allow" (the agent runs the tool) or "deny" (it does not, and is told your reason).
+    pub decision: String,
+    /// With "deny": what to tell the agent (why, or what to do instead).
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// With "allow": also allow this tool for the rest of the conversation without asking.
+    #[serde(default)]
+    pub always: Option<bool>,
+    /// How long to wait afterwards for the tell's answer, in milliseconds: 1 to 3600000
+    /// (default 300000); -1 returns at once. Returns early when the agent asks again.
+    #[serde(default)]
+    pub timeout_ms: Option<i64>,
+}
+
+/// Arguments of `team_approvals`.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalsArgs {
+    /// Also the decided ones (the latest 100); default: only those waiting for you.
+    #[serde(default)]
+    pub all: Option<bool>,
+}
+
+/// The requests asked of the caller's team.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ApprovalsOut {
+    /// The caller's team.
+    pub you: String,
+    /// The requests, oldest first.
+    pub approvals: Vec<ApprovalOut>,
+}
+
+/// What team_approve did, and the tell afterwards.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ApproveOut {
+    /// The request as decided.
+    pub approval: ApprovalOut,
+    /// The tell the request belongs to, after waiting (its answer, or more requests).
+    pub tell: Option<TellOut>,
 }
 
 impl TellOut {
@@ -180,7 +277,25 @@ impl TellOut {
             answered_at: t.answered_at.map(rfc3339),
             message: None,
             note,
+            approvals: Vec::new(),
         }
+    }
+
+    /// The tell with requests waiting for the caller's decision, and a note saying what to call.
+    pub fn with_approvals(mut self, pending: &[crate::store::Approval]) -> Self {
+        if pending.is_empty() {
+            return self;
+        }
+        self.note = Some(format!(
+            "team {}'s agent is waiting for your decision before it can go on: {} tool use(s) \
+             in `approvals`. Call team_approve with each approval_id and decision \"allow\" or \
+             \"deny\" (give a reason: the agent is told it); team_approve then waits for the \
+             answer as team_tell does. A request nobody decides by its expires_at is denied.",
+            self.to_team,
+            pending.len()
+        ));
+        self.approvals = pending.iter().map(ApprovalOut::from_approval).collect();
+        self
     }
 }
 

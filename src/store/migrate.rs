@@ -37,6 +37,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0006_events",
         include_str!("../../migrations/0006_events.sql"),
     ),
+    (
+        7,
+        "0007_approvals",
+        include_str!("../../migrations/0007_approvals.sql"),
+    ),
 ];
 
 /// The newest schema version this binary knows.

@@ -2,6 +2,7 @@
 //! file (WAL, synchronous=NORMAL, foreign keys, busy timeout) or a private in-memory database;
 //! embedded migrations applied at open. It knows nothing of configs, caches or processes.
 
+mod approvals;
 mod claim;
 mod dashboard;
 mod events;
@@ -18,6 +19,7 @@ use std::time::Duration;
 use r2d2::{Pool, PooledConnection};
 use r2d2_sqlite::SqliteConnectionManager;
 
+pub use approvals::{Approval, ApprovalQuery, NewApproval, SessionRule};
 pub use claim::{runtime_dir, ClaimHolder, DatabaseClaim};
 pub use dashboard::{HourCount, PairCounts, TeamDayCost, TellTotals};
 pub use events::{Event, EventFilter, EventKind, EventRow, NewEvent, TellActivity};
