@@ -4,14 +4,20 @@
 //!
 //! One browser at a time (a lock): Chromium is heavy and the machine is small.
 
+mod fake_api;
+#[path = "support/claude_code.rs"]
+mod pinned_claude;
 mod support;
 
 use std::sync::Mutex;
+use std::time::Duration;
+
+use fake_api::{Answer, FakeApi, Recorded};
 
 use serde_json::json;
 use support::browser::Browser;
 use support::serve::ServeProcess;
-use support::TestEnv;
+use support::{poll_until, toml_string, TestEnv};
 
 static ONE_BROWSER: Mutex<()> = Mutex::new(());
 
@@ -128,6 +134,10 @@ fn a_tell_sent_from_the_page_shows_its_activity_live() {
         "document.querySelector('#tells .timeline li[data-type=tell_answered]')",
     );
     assert!(b.text("#tells .answer").contains("slept"));
+    b.js(
+        "document.querySelector('#tells article').scrollIntoView()",
+        json!([]),
+    );
     b.screenshot("tell-activity");
 }
 
@@ -187,4 +197,109 @@ fn the_page_reconnects_after_a_server_restart() {
         "document.querySelector(\"#matrix a[aria-label='docs to backend']\").textContent === '1 tell'",
     );
     drop(server);
+}
+
+/// Team backend's agent (the real Claude Code against the stand-in): "WRITE name" makes it
+/// write `name` in its folder; once it has the tool's result it says so.
+fn backend_answer(rec: &Recorded, folder: &std::path::Path) -> Option<Answer> {
+    let system = rec.json.as_ref()?.get("system")?.to_string();
+    if !system.contains("You are team backend") {
+        return None;
+    }
+    let has_result = rec
+        .messages()
+        .last()
+        .and_then(|m| m.get("content"))
+        .and_then(|c| c.as_array())
+        .is_some_and(|blocks| blocks.iter().any(|b| b["type"] == "tool_result"));
+    if has_result {
+        return Some(Answer::text("backend wrote the file"));
+    }
+    let prompt = rec.last_user_texts().pop().unwrap_or_default();
+    let name = prompt
+        .split_once("WRITE ")?
+        .1
+        .split_whitespace()
+        .next()?
+        .to_string();
+    Some(Answer::text("").with_tool_use(
+        &format!("toolu_backend_{}", rec.n),
+        "Write",
+        json!({"file_path": folder.join(name).display().to_string(), "content": "from backend\n"}),
+    ))
+}
+
+#[test]
+fn a_pending_write_is_allowed_from_the_page_and_the_file_is_written() {
+    let _one = lock();
+    let rt = tokio::runtime::Runtime::new().expect("a runtime for the stand-in");
+    let api = rt.block_on(FakeApi::start());
+    let env = TestEnv::new();
+    let folder = env.project("backend");
+    let responder_folder = folder.clone();
+    api.respond_with(move |rec| backend_answer(rec, &responder_folder));
+    let claude = pinned_claude::binary();
+    let home = env.home().display().to_string();
+    let agent_env = format!(
+        "env = {{ HOME = {}, ANTHROPIC_BASE_URL = {}, ANTHROPIC_API_KEY = \"test-key\", \
+         CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC = \"1\", DISABLE_TELEMETRY = \"1\", \
+         CLAUDE_CODE_MAX_RETRIES = \"0\" }}",
+        toml_string(&home),
+        toml_string(&api.url())
+    );
+    let mut config = String::from("[database]\npath = \"data/switchboard.db\"\n");
+    for team in ["frontend", "backend", "docs"] {
+        config.push_str(&format!(
+            "\n[teams.{team}]\npath = {}\nagent_path = {}\nappend_system_prompt = \"You are team {team}\"\n{agent_env}\n",
+            toml_string(&env.project(team).display().to_string()),
+            toml_string(&claude),
+        ));
+    }
+    config.push_str("\n[teams.backend.permissions]\nask = \"human\"\ntimeout = \"5m\"\n");
+    env.write_config(&config);
+    let _server = ServeProcess::start(&env);
+    let b = Browser::start(1280, 900);
+    login(&b, &env);
+    let queued = env.run_json(&[
+        "tell",
+        "frontend",
+        "backend",
+        "please WRITE approved.txt",
+        "--async",
+    ]);
+    let id = queued["tell_id"].as_str().expect("a tell id").to_string();
+
+    // The request shows up live: the count in the menu, then the request itself.
+    b.wait_for(
+        "the pending count",
+        "document.querySelector('#approvals-count').textContent === '1'",
+    );
+    b.click("nav a[href='#/approvals']");
+    b.wait_for(
+        "the pending Write",
+        "document.querySelector('.approval[data-tool=Write] .countdown')",
+    );
+    let shown = b.text(".approval[data-tool=Write]");
+    assert!(
+        shown.contains("approved.txt") && shown.contains("frontend → backend"),
+        "{shown}"
+    );
+    b.screenshot("approvals");
+    assert!(!folder.join("approved.txt").exists());
+    b.click(".approval[data-tool=Write] button.primary");
+    assert!(
+        poll_until(Duration::from_secs(60), || folder
+            .join("approved.txt")
+            .exists()),
+        "the file was not written after Allow"
+    );
+    b.wait_for(
+        "the decision in the decided list",
+        "[...document.querySelectorAll('td')].some((td) => td.textContent === 'person')",
+    );
+    let done = poll_until(Duration::from_secs(60), || {
+        env.run_json(&["tells", "show", &id])["state"] == "answered"
+    });
+    assert!(done, "the tell was not answered after Allow");
+    drop(rt);
 }

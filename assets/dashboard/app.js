@@ -507,7 +507,7 @@ function timelineItem(ev) {
 // ---------- approvals ----------
 async function approvalsList() {
   try {
-    const v = await api("approvals", {});
+    const v = await api("approvals", { all: true, limit: 200 });
     return Array.isArray(v) ? v : (v.approvals || []);
   } catch (e) {
     if (e.message === "not logged in") throw e;
@@ -538,15 +538,16 @@ async function approvalsView() {
     return h("section", {}, h("h2", { text: "Approvals" }),
       h("p", { class: "muted", text: "This server does not route approvals." }));
   }
-  const pending = list.filter((a) => (a.state || a.status) === "pending");
-  const decided = list.filter((a) => (a.state || a.status) !== "pending");
+  const pending = list.filter((a) => a.state === "pending");
+  const decided = list.filter((a) => a.state !== "pending");
+  if (S.overview) S.overview.pending_approvals = pending.length;
   const item = (a) => {
-    const id = a.id || a.approval_id;
+    const id = a.approval_id;
     const reason = h("input", { id: "reason-" + id, type: "text", placeholder: "why (told to the agent)" });
     const decide = (decision, always) => act(decision === "allow" ? "Allow" : "Deny", "approve",
       { id, decision, always: !!always, reason: decision === "deny" ? reason.value || null : null });
-    const exp = a.expires_at ? (typeof a.expires_at === "number" ? a.expires_at : Date.parse(a.expires_at)) : null;
-    const created = typeof a.created_at === "number" ? a.created_at : Date.parse(a.created_at);
+    const exp = a.expires_at;
+    const created = a.created_at;
     return h("article", { class: "approval", id: "approval-" + id, "data-tool": a.tool },
       h("header", {}, h("strong", { text: a.tool }), " for ", h("span", { text: (a.from_team || "?") + " → " + (a.to_team || "?") }),
         " · ", h("span", { class: "muted", text: "asked " + fmtTime(created) }), " · ",
@@ -566,7 +567,7 @@ async function approvalsView() {
       h("thead", {}, h("tr", {}, ["Tool", "Pair", "Decision", "By", "Reason"].map((c) => h("th", { scope: "col", text: c })))),
       h("tbody", {}, decided.slice(-50).reverse().map((a) => h("tr", {},
         h("td", { text: a.tool }), h("td", { text: (a.from_team || "?") + " → " + (a.to_team || "?") }),
-        h("td", {}, stateBadge(a.decision || a.state || a.status)), h("td", { text: a.decided_by || a.by || "–" }),
+        h("td", {}, stateBadge(a.state)), h("td", { text: a.decided_by || "–" }),
         h("td", { text: a.reason || "" }))))))
       : h("p", { class: "muted", text: "None yet." }));
 }

@@ -291,9 +291,8 @@ pub fn percentile(sorted: &[i64], p: u32) -> Option<i64> {
 }
 
 impl Router {
-    /// The overview: teams, pairs, live agents, totals, health. `pending_approvals` is
-    /// given by the caller (approvals live beside the router).
-    pub fn overview(&self, pending_approvals: usize) -> RouterResult<Overview> {
+    /// The overview: teams, pairs, live agents, totals, pending approvals, health.
+    pub fn overview(&self) -> RouterResult<Overview> {
         let m = self.manager();
         let config = m.config();
         let sessions = m.list(&ListFilter::default())?;
@@ -359,6 +358,11 @@ impl Router {
             Ok(()) => (String::from("ok"), None),
             Err(e) => (String::from("error"), Some(e.to_string())),
         };
+        let pending = super::approvals::ApprovalFilter {
+            limit: Some(10_000),
+            ..Default::default()
+        };
+        let pending_approvals = super::approvals::list_approvals(m, &pending)?.len();
         let c = self.counters();
         let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
         Ok(Overview {

@@ -286,7 +286,7 @@ async fn dashboard(router: &Router, op: &str, body: &Value) -> Result<Value, Err
     match op {
         "overview" => {
             args::<OverviewArgs>(op, body)?;
-            out(router.overview(0)?)
+            out(router.overview()?)
         }
         "pair" => out(router.pair_view(&args::<PairArgs>(op, body)?)?),
         "stats" => out(router.dash_stats(&args::<StatsArgs>(op, body)?)?),

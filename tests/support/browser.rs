@@ -102,19 +102,36 @@ impl Browser {
     }
 
     fn cmd(&self, method: &str, path: &str, body: Option<&Value>) -> Value {
+        self.try_cmd(method, path, body)
+            .unwrap_or_else(|e| panic!("WebDriver {method} {path}: {e}"))
+    }
+
+    fn try_cmd(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value, String> {
         let v = call(
             &self.authority,
             method,
             &format!("/session/{}{path}", self.session),
             body,
         );
-        if let Some(err) = v["value"]["error"].as_str() {
-            panic!(
-                "WebDriver {method} {path}: {err}: {}",
-                v["value"]["message"]
-            );
+        match v["value"]["error"].as_str() {
+            Some(err) => Err(format!("{err}: {}", v["value"]["message"])),
+            None => Ok(v["value"].clone()),
         }
-        v["value"].clone()
+    }
+
+    /// Finds `css` and runs `action` on it; when the page re-rendered in between (a live
+    /// update), finds it again (a few times).
+    fn on_element(&self, css: &str, action: &str, body: &Value) {
+        let mut last = String::new();
+        for _ in 0..5 {
+            let id = self.find(css);
+            match self.try_cmd("POST", &format!("/element/{id}/{action}"), Some(body)) {
+                Ok(_) => return,
+                Err(e) if e.starts_with("stale element reference") => last = e,
+                Err(e) => panic!("WebDriver {action} on {css}: {e}"),
+            }
+        }
+        panic!("WebDriver {action} on {css}: {last}");
     }
 
     /// Opens `url`.
@@ -164,27 +181,24 @@ impl Browser {
 
     /// Clicks the first element matching `css`.
     pub fn click(&self, css: &str) {
-        let id = self.find(css);
-        self.cmd("POST", &format!("/element/{id}/click"), Some(&json!({})));
+        self.on_element(css, "click", &json!({}));
     }
 
     /// Types `text` into the first element matching `css`.
     pub fn type_into(&self, css: &str, text: &str) {
-        let id = self.find(css);
-        self.cmd("POST", &format!("/element/{id}/clear"), Some(&json!({})));
-        self.cmd(
-            "POST",
-            &format!("/element/{id}/value"),
-            Some(&json!({ "text": text })),
-        );
+        self.on_element(css, "clear", &json!({}));
+        self.on_element(css, "value", &json!({ "text": text }));
     }
 
-    /// The visible text of the first element matching `css`.
+    /// The visible text of the first element matching `css` (read in one step: the page
+    /// re-renders live, so an element found in one call may be gone in the next).
     pub fn text(&self, css: &str) -> String {
-        let id = self.find(css);
-        self.cmd("GET", &format!("/element/{id}/text"), None)
-            .as_str()
-            .unwrap_or_default()
+        let v = self.js(
+            "const e = document.querySelector(arguments[0]); return e ? e.innerText : null;",
+            json!([css]),
+        );
+        v.as_str()
+            .unwrap_or_else(|| panic!("no element {css}"))
             .to_string()
     }
 
