@@ -48,6 +48,14 @@ fn the_overview_shows_pairs_and_an_answer_with_html_shows_as_text() {
     let server = ServeProcess::start(&env);
     let hostile = "look <script>window.__pwned = 1</script><img src=x onerror=\"window.__pwned = 2\"> **bold**";
     env.run_ok(&["tell", "frontend", "backend", hostile]);
+    // Some more traffic, for the matrix and the charts.
+    for (from, to, text) in [
+        ("docs", "backend", "which endpoints changed?"),
+        ("backend", "docs", "document `GET /v2/items`"),
+        ("frontend", "docs", "where is the style guide?"),
+    ] {
+        env.run_ok(&["tell", from, to, text]);
+    }
     let b = Browser::start(1280, 900);
 
     // Without a login the page asks for one; the token, given once in the form, logs in.
@@ -58,7 +66,7 @@ fn the_overview_shows_pairs_and_an_answer_with_html_shows_as_text() {
     b.wait_for("the overview", "document.querySelector('#matrix')");
     let cell = b.text("#matrix a[aria-label='frontend to backend']");
     assert_eq!(cell, "1 tell");
-    assert_eq!(b.text("#total-today .v"), "1");
+    assert_eq!(b.text("#total-today .v"), "4");
     b.wait_for(
         "the live state",
         "document.querySelector('#conn').dataset.state === 'live'",

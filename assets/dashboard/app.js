@@ -498,6 +498,13 @@ function timelineItem(ev) {
     case "approval_requested": what = ev.tool + " " + ev.input + " (decided by " + ev.decide_by + ")"; break;
     case "approval_decided": what = ev.tool + ": " + ev.decision + " by " + ev.by + (ev.reason ? " (" + ev.reason + ")" : ""); break;
     case "agent_stopped": what = ev.reason + (ev.detail ? ": " + ev.detail : ""); break;
+    case "agent_spawning": what = ev.resume ? "resuming the session" : "new session"; break;
+    case "agent_ready": what = "pid " + ev.pid; break;
+    case "process_state": what = ev.state; break;
+    case "tell_queued": what = ev.kind + ", " + fmtInt(ev.bytes) + " bytes"; break;
+    case "compaction_end": what = (ev.pre_tokens ?? "?") + " → " + (ev.post_tokens ?? "?") + " tokens"; break;
+    case "approval_expired": what = ev.reason; break;
+    case "activity_truncated": what = fmtInt(ev.events) + " events, " + fmtInt(ev.bytes) + " bytes left out"; break;
     default: what = "";
   }
   return h("li", { "data-type": ev.type }, h("span", { class: "t", text: t }),

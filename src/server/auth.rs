@@ -263,6 +263,11 @@ pub(crate) async fn route(
             let mut resp = plain(StatusCode::SEE_OTHER, "logged in; go to /\n");
             resp.headers_mut()
                 .insert(header::LOCATION, header::HeaderValue::from_static("/"));
+            // The used code stays out of any Referer.
+            resp.headers_mut().insert(
+                header::REFERRER_POLICY,
+                header::HeaderValue::from_static("no-referrer"),
+            );
             set_cookie(&mut resp, &auth.new_session(), SESSION_TTL.as_secs());
             Ok(resp)
         }
