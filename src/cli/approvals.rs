@@ -115,7 +115,8 @@ fn print_decided(a: &Approval) {
 
 impl ApprovalsCmd {
     pub fn run(&self, ctx: &Ctx) -> Result<ExitCode, Error> {
-        let m = ctx.manager()?;
+        // No agent is started here: a team folder that is missing is only a warning.
+        let m = ctx.read_only_manager()?;
         let list = |args: &ListArgs| -> Result<ExitCode, Error> {
             if let Some(team) = &args.team {
                 m.check_team(team)?;

@@ -99,13 +99,14 @@ pub fn find_approval(m: &SessionManager, id: &str) -> RouterResult<Approval> {
     }
     if id.len() < MIN_APPROVAL_PREFIX {
         return Err(RouterError::ApprovalNotFound(format!(
-            "{id:?} (give the whole id or at least {MIN_APPROVAL_PREFIX} characters of it)"
+            "approval {id:?} (give the whole id or at least {MIN_APPROVAL_PREFIX} characters of \
+             it)"
         )));
     }
     let mut found = m.store().find_approvals(id)?;
     match found.len() {
         1 => Ok(found.remove(0)),
-        0 => Err(RouterError::ApprovalNotFound(id.to_string())),
+        0 => Err(RouterError::ApprovalNotFound(format!("approval {id}"))),
         _ => Err(RouterError::Approval(format!(
             "approval id {id:?} is ambiguous: give more of it"
         ))),
