@@ -568,7 +568,7 @@ async fn a_restart_expires_a_pending_request_and_the_next_tell_works() {
     let mut child = env
         .cli_command(&["tell", "person", "b", "WRITE orphan.txt"])
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn tell");
     let r0 = {
@@ -582,6 +582,36 @@ async fn a_restart_expires_a_pending_request_and_the_next_tell_works() {
                 .pop()
         })
         .await;
+    // The person waiting on `tell` is told what waits and how to decide it.
+    let hint = format!("switchboard approvals allow {}", pending.approval_id);
+    let mut stderr = child.stderr.take().expect("stderr");
+    let said = tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let mut all = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stderr.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            all.extend_from_slice(&buf[..n]);
+            if String::from_utf8_lossy(&all).contains(&hint) {
+                break;
+            }
+        }
+        String::from_utf8_lossy(&all).into_owned()
+    });
+    let said = tokio::time::timeout(Duration::from_secs(30), said)
+        .await
+        .unwrap_or_else(|_| panic!("no hint on the tell's stderr{}", env.diagnostics()))
+        .expect("read stderr");
+    assert!(
+        said.contains("team b's agent asks to use Write")
+            && said.contains(&format!(
+                "switchboard approvals deny {} --reason",
+                pending.approval_id
+            )),
+        "{said}"
+    );
     // The process dies without a word (as in a crash or a reboot).
     child.kill().expect("kill");
     child.wait().expect("reap");

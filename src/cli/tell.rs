@@ -186,6 +186,9 @@ pub fn send(
                 )?,
                 Sending::Retry(id) => router.retry(id)?,
             };
+            if !json {
+                super::approvals::announce_pending(router.manager().clone(), t.tell_id.clone());
+            }
             wait_here(&router, &t.tell_id, wait, sigint, json).await
         },
     )?;
@@ -336,6 +339,11 @@ fn send_remote(
     }
     let s = |k: &str| t.get(k).and_then(Value::as_str).unwrap_or("").to_string();
     let (id, from, to) = (s("tell_id"), s("from_team"), s("to_team"));
+    if !ctx.json() {
+        if let Ok(m) = ctx.manager() {
+            super::approvals::announce_pending(std::sync::Arc::new(m), id.clone());
+        }
+    }
     let body = json!({
         "tell_id": id,
         "timeout_ms": waiting.timeout.map(|d| d.as_millis() as u64),
