@@ -165,13 +165,41 @@ pub enum AgentEvent {
         /// Context tokens after, when the agent says.
         post_tokens: Option<i64>,
     },
-    /// An assistant message (text and tool calls of the model).
+    /// An assistant message (text and tool calls of the model). Claude Code prints one line
+    /// per finished content block; the lines of one model message share `message_id`.
     Assistant {
         /// The text blocks joined, if any.
         text: Option<String>,
+        /// The model message's id (`message.id`), if given.
+        message_id: Option<String>,
+        /// The tool calls in it.
+        tool_uses: Vec<ToolCall>,
     },
     /// A user message echoed back (tool results, replays).
-    User,
+    User {
+        /// The tool results in it.
+        tool_results: Vec<ToolOutput>,
+    },
+    /// `system/api_retry`: the model API failed and the agent waits before trying again.
+    ApiRetry {
+        /// This retry's number (1, 2, ...).
+        attempt: Option<i64>,
+        /// Most retries the agent makes.
+        max_retries: Option<i64>,
+        /// The HTTP status of the failure (529, 500, ...).
+        error_status: Option<i64>,
+        /// The agent's name for the error (`overloaded`, `server_error`, ...).
+        error: Option<String>,
+        /// How long it waits before the retry.
+        retry_delay_ms: Option<i64>,
+    },
+    /// `system/permission_denied`: the agent was refused a tool.
+    PermissionDenied {
+        /// The tool.
+        tool: Option<String>,
+        /// The agent's message.
+        message: Option<String>,
+    },
     /// The end of a turn.
     Result(TurnResult),
     /// The answer to a control request we sent (e.g. interrupt).
@@ -197,6 +225,82 @@ pub enum AgentEvent {
         /// The whole line.
         raw: Value,
     },
+}
+
+/// A tool call of the model (a `tool_use` content block).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolCall {
+    /// The block's id (`toolu_...`), which its result names.
+    pub id: String,
+    /// The tool's name (`Bash`, `Read`, `mcp__server__tool`, ...).
+    pub name: String,
+    /// The tool's input as the model gave it.
+    pub input: Value,
+}
+
+/// What a tool returned (a `tool_result` content block).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolOutput {
+    /// The call it answers.
+    pub tool_use_id: String,
+    /// Whether the tool reported an error.
+    pub is_error: bool,
+    /// Its text (text blocks joined; other blocks named by type).
+    pub content: String,
+}
+
+impl AgentEvent {
+    /// The text of `ApiRetry` for people: `retrying, attempt 3/10 (529 overloaded), next in 2.2s`.
+    pub fn retry_in_words(&self) -> Option<String> {
+        let AgentEvent::ApiRetry {
+            attempt,
+            max_retries,
+            error_status,
+            error,
+            retry_delay_ms,
+        } = self
+        else {
+            return None;
+        };
+        let mut out = String::from("retrying");
+        match (attempt, max_retries) {
+            (Some(a), Some(m)) => out.push_str(&format!(", attempt {a}/{m}")),
+            (Some(a), None) => out.push_str(&format!(", attempt {a}")),
+            _ => {}
+        }
+        let why: Vec<String> = [error_status.map(|s| s.to_string()), error.clone()]
+            .into_iter()
+            .flatten()
+            .collect();
+        if !why.is_empty() {
+            out.push_str(&format!(" ({})", why.join(" ")));
+        }
+        if let Some(ms) = retry_delay_ms {
+            out.push_str(&format!(", next in {:.1}s", *ms as f64 / 1000.0));
+        }
+        Some(out)
+    }
+}
+
+fn content_text(content: &Value) -> String {
+    match content {
+        Value::String(s) => s.clone(),
+        Value::Array(blocks) => blocks
+            .iter()
+            .map(|b| match b.get("type").and_then(Value::as_str) {
+                Some("text") => b
+                    .get("text")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
+                Some(other) => format!("[{other}]"),
+                None => String::new(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
 }
 
 /// A stdout line that is not an event.
@@ -244,6 +348,17 @@ pub fn decode(line: &[u8]) -> Result<AgentEvent, BadLine> {
         ("system", "status") => AgentEvent::Status {
             status: s(&v, "status"),
         },
+        ("system", "api_retry") => AgentEvent::ApiRetry {
+            attempt: i(&v, "attempt"),
+            max_retries: i(&v, "max_retries"),
+            error_status: i(&v, "error_status"),
+            error: s(&v, "error"),
+            retry_delay_ms: i(&v, "retry_delay_ms"),
+        },
+        ("system", "permission_denied") => AgentEvent::PermissionDenied {
+            tool: s(&v, "tool_name"),
+            message: s(&v, "message"),
+        },
         ("system", "compact_boundary") => {
             let meta = v.get("compact_metadata").cloned().unwrap_or(Value::Null);
             AgentEvent::CompactBoundary {
@@ -253,22 +368,52 @@ pub fn decode(line: &[u8]) -> Result<AgentEvent, BadLine> {
             }
         }
         ("assistant", _) => {
-            let text: Vec<&str> = v
+            let blocks: &[Value] = v
+                .pointer("/message/content")
+                .and_then(Value::as_array)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            let of_type = |t: &'static str| {
+                blocks
+                    .iter()
+                    .filter(move |b| b.get("type").and_then(Value::as_str) == Some(t))
+            };
+            let text: Vec<&str> = of_type("text")
+                .filter_map(|b| b.get("text").and_then(Value::as_str))
+                .collect();
+            let tool_uses = of_type("tool_use")
+                .map(|b| ToolCall {
+                    id: s(b, "id").unwrap_or_default(),
+                    name: s(b, "name").unwrap_or_default(),
+                    input: b.get("input").cloned().unwrap_or(Value::Null),
+                })
+                .collect();
+            AgentEvent::Assistant {
+                text: (!text.is_empty()).then(|| text.join("")),
+                message_id: v
+                    .pointer("/message/id")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+                tool_uses,
+            }
+        }
+        ("user", _) => AgentEvent::User {
+            tool_results: v
                 .pointer("/message/content")
                 .and_then(Value::as_array)
                 .map(|blocks| {
                     blocks
                         .iter()
-                        .filter(|b| b.get("type").and_then(Value::as_str) == Some("text"))
-                        .filter_map(|b| b.get("text").and_then(Value::as_str))
+                        .filter(|b| b.get("type").and_then(Value::as_str) == Some("tool_result"))
+                        .map(|b| ToolOutput {
+                            tool_use_id: s(b, "tool_use_id").unwrap_or_default(),
+                            is_error: b.get("is_error").and_then(Value::as_bool).unwrap_or(false),
+                            content: content_text(b.get("content").unwrap_or(&Value::Null)),
+                        })
                         .collect()
                 })
-                .unwrap_or_default();
-            AgentEvent::Assistant {
-                text: (!text.is_empty()).then(|| text.join("")),
-            }
-        }
-        ("user", _) => AgentEvent::User,
+                .unwrap_or_default(),
+        },
         ("result", _) => {
             let u = v.get("usage").cloned().unwrap_or(Value::Null);
             let mut input = i(&u, "input_tokens").unwrap_or(0)
@@ -442,7 +587,13 @@ mod tests {
         assert_eq!(
             decode(asst),
             Ok(AgentEvent::Assistant {
-                text: Some("ab".into())
+                text: Some("ab".into()),
+                message_id: None,
+                tool_uses: vec![ToolCall {
+                    id: "t".into(),
+                    name: String::new(),
+                    input: Value::Null
+                }],
             })
         );
         let cr =
@@ -457,6 +608,49 @@ mod tests {
         );
         assert!(
             matches!(decode(br#"{"type":"stream_event"}"#), Ok(AgentEvent::Other { kind, .. }) if kind == "stream_event")
+        );
+    }
+
+    #[test]
+    fn decodes_tool_calls_results_and_retries() {
+        // Shapes seen from Claude Code 2.1.328 (docs/claude-code-protocol.md, sections 10, 11, 15).
+        let call = br#"{"type":"assistant","message":{"id":"msg_3","content":[{"type":"tool_use","id":"toolu_3","name":"Bash","input":{"command":"echo hi"}}]}}"#;
+        assert_eq!(
+            decode(call),
+            Ok(AgentEvent::Assistant {
+                text: None,
+                message_id: Some("msg_3".into()),
+                tool_uses: vec![ToolCall {
+                    id: "toolu_3".into(),
+                    name: "Bash".into(),
+                    input: serde_json::json!({"command": "echo hi"}),
+                }],
+            })
+        );
+        let result = br#"{"type":"user","message":{"role":"user","content":[{"tool_use_id":"toolu_3","type":"tool_result","content":[{"type":"text","text":"hi"}],"is_error":false}]}}"#;
+        assert_eq!(
+            decode(result),
+            Ok(AgentEvent::User {
+                tool_results: vec![ToolOutput {
+                    tool_use_id: "toolu_3".into(),
+                    is_error: false,
+                    content: "hi".into(),
+                }]
+            })
+        );
+        let retry = br#"{"type":"system","subtype":"api_retry","attempt":3,"max_retries":10,"retry_delay_ms":2232,"error_status":529,"error":"overloaded","session_id":"s"}"#;
+        let ev = decode(retry).expect("retry");
+        assert_eq!(
+            ev.retry_in_words().as_deref(),
+            Some("retrying, attempt 3/10 (529 overloaded), next in 2.2s")
+        );
+        let denied = br#"{"type":"system","subtype":"permission_denied","tool_name":"Write","tool_use_id":"t","message":"no"}"#;
+        assert_eq!(
+            decode(denied),
+            Ok(AgentEvent::PermissionDenied {
+                tool: Some("Write".into()),
+                message: Some("no".into())
+            })
         );
     }
 

@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot, watch, Notify};
 
 use crate::agent::adapter::adapter_for;
 use crate::agent::supervisor::{LiveAgent, Supervisor};
+use crate::events::{EventKind, NewEvent};
 use crate::session::{SessionError, SessionManager};
 use crate::store::{NewTell, Session, StoreError, Tell, TellKind, TellOutcome, TellState};
 use crate::util::now_ms;
@@ -327,6 +328,7 @@ impl Router {
     /// again (its turn may have had side effects). Returns how many were failed.
     pub fn sweep(&self) -> RouterResult<usize> {
         let m = &self.inner.manager;
+        self.prune_events();
         let mut failed = 0;
         approvals::expire_orphans(m)?;
         for t in m.store().all_open_tells()? {
@@ -359,6 +361,25 @@ impl Router {
             }
         }
         Ok(failed)
+    }
+
+    /// Deletes the events older than `settings.events.retention`. Returns how many.
+    pub fn prune_events(&self) -> usize {
+        let m = &self.inner.manager;
+        let keep = m.config().settings.events.retention;
+        let before = now_ms().saturating_sub(i64::try_from(keep.as_millis()).unwrap_or(i64::MAX));
+        match m.store().prune_events(before) {
+            Ok(n) => {
+                if n > 0 {
+                    tracing::info!(deleted = n, "pruned events past their retention");
+                }
+                n
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot prune old events");
+                0
+            }
+        }
     }
 
     /// The session manager.
@@ -615,6 +636,7 @@ impl Router {
                 .counters
                 .cancelled
                 .fetch_add(1, Ordering::Relaxed);
+            publish_end(m, &t);
             report.cancelled_queued.push(t.tell_id.clone());
             self.notify(&t);
         }
@@ -828,6 +850,7 @@ impl Router {
             .store()
             .finish_tell(&t.tell_id, state, &outcome, now_ms())?;
         if let Some(done) = &done {
+            publish_end(&self.inner.manager, done);
             if state != TellState::Answered {
                 // Nobody will read what the tells sent during this one bring back.
                 if let Ok(children) = self.inner.manager.store().open_child_tells(&done.tell_id) {
@@ -924,13 +947,18 @@ pub fn queue_tell_with(
         parent_tell_id: options.parent_tell_id,
     };
     if options.idempotency_key.is_none() && options.retry_of.is_none() {
-        return Ok(m.store().insert_tell(&new, now_ms())?);
+        let t = m.store().insert_tell(&new, now_ms())?;
+        publish_queued(m, &t);
+        return Ok(t);
     }
     match m
         .store()
         .insert_tell_keyed(&new, options.idempotency_key, options.retry_of, now_ms())?
     {
-        Ok(t) => Ok(t),
+        Ok(t) => {
+            publish_queued(m, &t);
+            Ok(t)
+        }
         // Another caller stored a tell with this key between our look-up and our insert.
         Err(existing) => same_request(
             existing,
@@ -940,6 +968,53 @@ pub fn queue_tell_with(
             text,
         ),
     }
+}
+
+fn tell_event(t: &Tell, kind: EventKind) -> NewEvent {
+    NewEvent::pair(&t.from_team, &t.to_team, kind)
+        .session(&t.session_id)
+        .tell(Some(&t.tell_id))
+}
+
+/// Publishes that a tell was stored, waiting for its pair's agent.
+fn publish_queued(m: &SessionManager, t: &Tell) {
+    m.events().publish(tell_event(
+        t,
+        EventKind::TellQueued {
+            kind: t.kind.as_str().to_string(),
+            bytes: t.text.len() as u64,
+            parent_tell_id: t.parent_tell_id.clone(),
+        },
+    ));
+}
+
+/// Publishes how a tell ended (answered, failed, timed out, cancelled), from its stored row.
+fn publish_end(m: &SessionManager, t: &Tell) {
+    let kind = match t.state {
+        TellState::Answered => EventKind::TellAnswered {
+            input_tokens: t.input_tokens.unwrap_or(0),
+            output_tokens: t.output_tokens.unwrap_or(0),
+            cost_usd: t.cost_usd.unwrap_or(0.0),
+            duration_ms: t.duration_ms.unwrap_or(0),
+        },
+        TellState::Cancelled => EventKind::TellCancelled {
+            reason: t.error.clone().unwrap_or_else(|| "cancelled".into()),
+        },
+        TellState::Failed => {
+            let error = t.error.clone().unwrap_or_default();
+            let state = if error.starts_with("timeout") {
+                "timed_out"
+            } else {
+                "failed"
+            };
+            EventKind::TellFailed {
+                state: state.into(),
+                error,
+            }
+        }
+        TellState::Queued | TellState::Delivered => return,
+    };
+    m.events().publish(tell_event(t, kind));
 }
 
 /// The tell already stored under an idempotency key, if it is the same request (same pair,

@@ -17,8 +17,10 @@ use crate::agent::event::{AgentEvent, TurnResult};
 use crate::agent::process::{AgentProcess, StdoutLine};
 use crate::agent::supervisor::Slot;
 use crate::config::TeamConfig;
+use crate::events::{EventKind, NewEvent};
 use crate::store::{ProcessState, Session, Tell, TellKind, TellState};
 
+mod activity;
 mod record;
 
 /// How long a stopped agent may take to exit after SIGTERM before SIGKILL.
@@ -60,6 +62,8 @@ pub(super) struct Worker {
     interrupt: Arc<Interrupt>,
     shutdown: watch::Receiver<bool>,
     agent: Option<Live>,
+    /// The tell being delivered, for the events of the agent started for it.
+    tell_hint: Option<String>,
 }
 
 /// How a turn ended.
@@ -74,6 +78,8 @@ enum TurnEnd {
     Stalled(Duration),
     NoStart(Duration),
     Exited(String),
+    /// The agent did not end the turn after an interrupt (cancel, --timeout).
+    Unresponsive(String),
     Shutdown,
 }
 
@@ -103,7 +109,29 @@ impl Worker {
             interrupt,
             shutdown,
             agent: None,
+            tell_hint: None,
         }
+    }
+
+    /// Publishes an event of this pair's session (and of `tell`, if any).
+    pub(super) fn event(&self, session_id: &str, tell: Option<&str>, kind: EventKind) {
+        self.router.manager().events().publish(
+            NewEvent::pair(&self.from, &self.to, kind)
+                .session(session_id)
+                .tell(tell),
+        );
+    }
+
+    /// Publishes that the agent stopped, and why (`idle`, `evicted`, `stall`, `crash`, ...).
+    pub(super) fn stopped_event(&self, session_id: &str, reason: &str, detail: Option<String>) {
+        self.event(
+            session_id,
+            self.tell_hint.as_deref(),
+            EventKind::AgentStopped {
+                reason: reason.to_string(),
+                detail: detail.map(|d| crate::events::summary::bounded(&d, 2000)),
+            },
+        );
     }
 
     fn pair(&self) -> String {
@@ -131,13 +159,16 @@ impl Worker {
             match self.wait_idle().await {
                 Idle::Cmd(None) | Idle::Shutdown => break,
                 Idle::Cmd(Some(cmd)) => self.handle(cmd).await,
-                Idle::TimedOut => self.stop_agent("idle timeout").await,
-                Idle::Evicted => self.stop_agent("pool full: least recently used").await,
+                Idle::TimedOut => self.stop_agent("idle", None).await,
+                Idle::Evicted => {
+                    self.stop_agent("evicted", Some("pool full: least recently used"))
+                        .await
+                }
                 Idle::Exited(why) => self.agent_gone(&why, false).await,
                 Idle::Tick => self.heartbeat(),
             }
         }
-        self.stop_agent("shutdown").await;
+        self.stop_agent("shutdown", None).await;
         // Answer whatever command is still waiting.
         while let Ok(cmd) = self.rx.try_recv() {
             match cmd {
@@ -211,11 +242,11 @@ impl Worker {
             }
             Cmd::Sleep(tx) => {
                 let was = self.agent.is_some();
-                self.stop_agent("asked to sleep").await;
+                self.stop_agent("sleep", None).await;
                 let _ = tx.send(Ok(was));
             }
             Cmd::Reboot(tx) => {
-                self.stop_agent("reboot").await;
+                self.stop_agent("reboot", None).await;
                 let m = self.router.manager();
                 let r = (|| -> RouterResult<Session> {
                     let s = m.get_or_create(&self.from, &self.to)?;
@@ -281,21 +312,27 @@ impl Worker {
                 }
             }
         };
-        let result = match tokio::time::timeout(timeout, outcome).await {
+        let (result, reason) = match tokio::time::timeout(timeout, outcome).await {
             Ok(Ok(())) => {
                 agent.started = true;
+                let session_id = agent.session_id.clone();
+                self.event(&session_id, None, EventKind::AgentReady { pid });
                 return Ok(pid);
             }
-            Ok(Err(why)) => why,
-            Err(_) => format!(
-                "timeout: the agent did not start within {}; it was killed",
-                crate::util::format_duration(timeout)
+            Ok(Err(why)) => (why, "crash"),
+            Err(_) => (
+                format!(
+                    "timeout: the agent did not start within {}; it was killed",
+                    crate::util::format_duration(timeout)
+                ),
+                "stall",
             ),
         };
         let session_id = agent.session_id.clone();
         if let Some(mut a) = self.agent.take() {
             a.proc.kill().await;
         }
+        self.stopped_event(&session_id, reason, Some(result.clone()));
         let m = self.router.manager();
         m.mark_error(&session_id, &result).ok();
         m.release_lease(&session_id).ok();
@@ -410,6 +447,11 @@ impl Worker {
             &team.redacted_snapshot().to_string(),
         )?;
         m.update_process_state(&session.session_id, ProcessState::Spawning)?;
+        self.event(
+            &session.session_id,
+            self.tell_hint.as_deref(),
+            EventKind::AgentSpawning { resume },
+        );
         let log = self
             .router
             .log_dir()
@@ -421,7 +463,14 @@ impl Worker {
                 t.clone_from(&team.name);
             }
             RouterError::Agent(e.to_string())
-        })?;
+        });
+        let proc = match proc {
+            Ok(p) => p,
+            Err(e) => {
+                self.stopped_event(&session.session_id, "crash", Some(e.to_string()));
+                return Err(e);
+            }
+        };
         self.router
             .counters()
             .spawned
@@ -443,8 +492,9 @@ impl Worker {
     }
 
     /// Stops the agent (if any): terminating → SIGTERM, grace, SIGKILL → lease released
-    /// (stopped).
-    async fn stop_agent(&mut self, why: &str) {
+    /// (stopped). `why` is the reason of the `agent_stopped` event (`idle`, `evicted`,
+    /// `shutdown`, `sleep`, `reboot`).
+    async fn stop_agent(&mut self, why: &str, detail: Option<&str>) {
         let Some(mut a) = self.agent.take() else {
             return;
         };
@@ -452,10 +502,11 @@ impl Worker {
         m.update_process_state(&a.session_id, ProcessState::Terminating)
             .ok();
         let status = a.proc.stop(STOP_GRACE).await;
-        tracing::info!(pair = %self.pair(), pid = a.proc.identity.pid, ?status, why, "agent stopped");
+        tracing::info!(pair = %self.pair(), pid = a.proc.identity.pid, ?status, why, detail, "agent stopped");
         // Its credential goes before the lease: the next holder writes the session's config.
         let session_id = a.session_id.clone();
         drop(a);
+        self.stopped_event(&session_id, why, detail.map(str::to_string));
         m.release_lease(&session_id).ok();
     }
 
@@ -472,11 +523,18 @@ impl Worker {
         tracing::warn!(pair = %self.pair(), why, "agent exited");
         let session_id = a.session_id.clone();
         drop(a);
+        self.stopped_event(&session_id, "crash", Some(why.to_string()));
         m.release_lease(&session_id).ok();
     }
 
     /// Delivers one tell and records its end.
     async fn deliver(&mut self, tell: Tell) {
+        self.tell_hint = Some(tell.tell_id.clone());
+        self.deliver_one(tell).await;
+        self.tell_hint = None;
+    }
+
+    async fn deliver_one(&mut self, tell: Tell) {
         let router = self.router.clone();
         let m = router.manager();
         match self.ensure_agent(true).await {
@@ -513,6 +571,8 @@ impl Worker {
         };
         agent.slot_idle = false;
         agent._slot.set_idle(false);
+        self.tell_hint = Some(tell.tell_id.clone());
+        self.event(&session_id, Some(&tell.tell_id), EventKind::TellDelivered);
         let adapter = self
             .team()
             .and_then(|t| adapter_for(&t.agent))
@@ -526,6 +586,7 @@ impl Worker {
                     m.set_current_tell(&session_id, None).ok();
                     return;
                 }
+                self.event(&session_id, Some(&tell.tell_id), EventKind::CompactionBegin);
             }
         }
         let text = match tell.kind {
@@ -537,7 +598,7 @@ impl Worker {
             return;
         };
         let end = match agent.proc.send_line(&line).await {
-            Ok(()) => self.run_turn(adapter, &tell.tell_id).await,
+            Ok(()) => self.run_turn(adapter, &tell.tell_id, &session_id).await,
             Err(e) => match self.agent.as_mut() {
                 // Writing fails when the agent is gone: say how it ended.
                 Some(a) => {
@@ -561,23 +622,28 @@ impl Worker {
     /// Reads events until the turn's result, a stall, the agent's exit or shutdown. The
     /// agent's permission requests of the turn are decided meanwhile; what is still pending
     /// when the turn ends expires.
-    async fn run_turn(&mut self, adapter: &dyn AgentAdapter, tell_id: &str) -> TurnEnd {
-        let Some(session_id) = self.agent.as_ref().map(|a| a.session_id.clone()) else {
-            return TurnEnd::Exited("no agent".into());
-        };
+    async fn run_turn(
+        &mut self,
+        adapter: &dyn AgentAdapter,
+        tell_id: &str,
+        session_id: &str,
+    ) -> TurnEnd {
         let mut pending = PendingSet::new(
             self.router.manager().clone(),
             &self.from,
             &self.to,
-            &session_id,
+            session_id,
             tell_id,
         );
-        let end = self.read_turn(adapter, tell_id, &mut pending).await;
+        let end = self
+            .read_turn(adapter, tell_id, session_id, &mut pending)
+            .await;
         if pending.is_waiting() {
             pending.expire_all(match &end {
                 TurnEnd::Result { .. } => "the turn ended before a decision",
                 TurnEnd::Stalled(_) | TurnEnd::NoStart(_) => "the agent stalled and was stopped",
                 TurnEnd::Exited(_) => "the agent that asked is gone (it exited)",
+                TurnEnd::Unresponsive(_) => "the agent stopped answering and was stopped",
                 TurnEnd::Shutdown => "Switchboard shut down; the agent that asked is gone",
             });
         }
@@ -588,11 +654,14 @@ impl Worker {
         &mut self,
         adapter: &dyn AgentAdapter,
         tell_id: &str,
+        session_id: &str,
         pending: &mut PendingSet,
     ) -> TurnEnd {
         let settings = self.router.manager().config().settings.clone();
         let m = self.router.manager().clone();
         let counters = &self.router.inner.counters;
+        let mut activity =
+            activity::TurnActivity::new(m.events(), &self.from, &self.to, session_id, tell_id);
         let Some(agent) = self.agent.as_mut() else {
             return TurnEnd::Exited("no agent".into());
         };
@@ -640,7 +709,15 @@ impl Worker {
                             m.update_last_response(&agent.session_id).ok();
                         }
                         Some(StdoutLine::Event(ev)) => {
+                            if !agent.started {
+                                m.events().publish(
+                                    NewEvent::pair(&self.from, &self.to, EventKind::AgentReady { pid: agent.proc.identity.pid })
+                                        .session(session_id)
+                                        .tell(Some(tell_id)),
+                                );
+                            }
                             agent.started = true;
+                            activity.on_event(&ev);
                             // The result's own time is written with the turn's end (one write).
                             if !matches!(ev, AgentEvent::Result(_)) {
                                 m.update_last_response(&agent.session_id).ok();
@@ -649,7 +726,7 @@ impl Worker {
                                 AgentEvent::Result(result) => {
                                     return TurnEnd::Result { result: Box::new(result), compacted, interrupted, said };
                                 }
-                                AgentEvent::Assistant { text: Some(text) } if !text.trim().is_empty() => {
+                                AgentEvent::Assistant { text: Some(text), .. } if !text.trim().is_empty() => {
                                     said = Some(text);
                                 }
                                 AgentEvent::CompactBoundary { pre_tokens, post_tokens, .. } => {
@@ -710,7 +787,7 @@ impl Worker {
                     }
                 }
                 _ = tokio::time::sleep_until(interrupt_deadline.unwrap_or(far)), if interrupt_deadline.is_some() => {
-                    return TurnEnd::Exited("the agent did not end the turn after an interrupt".into());
+                    return TurnEnd::Unresponsive("the agent did not end the turn after an interrupt".into());
                 }
                 _ = self.shutdown.changed(), if shutdown_deadline.is_none() => {
                     shutdown_deadline = Some(Instant::now() + settings.shutdown_grace);

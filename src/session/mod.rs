@@ -201,6 +201,13 @@ impl SessionManager {
         }
         for (from, to) in &reset.reset {
             self.cache.invalidate(from, to);
+            self.events.publish(crate::events::NewEvent::pair(
+                from,
+                to,
+                crate::events::EventKind::ProcessState {
+                    state: ProcessState::Stopped.to_string(),
+                },
+            ));
         }
         report.reset = reset.reset.len();
         report.owned_by_live_process = reset.owned_by_live_process;
@@ -321,7 +328,24 @@ impl SessionManager {
         session_id: &str,
         state: ProcessState,
     ) -> SessionResult<Session> {
-        self.write(|st| st.update_process_state(session_id, state))
+        let s = self.write(|st| st.update_process_state(session_id, state))?;
+        self.state_event(&s, state);
+        Ok(s)
+    }
+
+    /// Publishes the session's new process state.
+    fn state_event(&self, s: &Session, state: ProcessState) {
+        self.events.publish(
+            crate::events::NewEvent::pair(
+                &s.from_team,
+                &s.to_team,
+                crate::events::EventKind::ProcessState {
+                    state: state.to_string(),
+                },
+            )
+            .session(&s.session_id)
+            .tell(s.current_tell_id.as_deref()),
+        );
     }
 
     /// Records the live agent process of the session (or clears it).
@@ -398,6 +422,7 @@ impl SessionManager {
         let s = self.store.release_lease(session_id, self.me)?;
         if let Some(s) = &s {
             self.cache.invalidate(&s.from_team, &s.to_team);
+            self.state_event(s, ProcessState::Stopped);
         }
         Ok(s)
     }
@@ -421,6 +446,7 @@ impl SessionManager {
         match self.store.begin_turn(session_id, tell_id, now_ms())? {
             Some((tell, s)) => {
                 self.cache.invalidate(&s.from_team, &s.to_team);
+                self.state_event(&s, ProcessState::Processing);
                 Ok(Some(tell))
             }
             None => Ok(None),
@@ -438,7 +464,7 @@ impl SessionManager {
         answered: bool,
     ) -> SessionResult<Session> {
         check_usage(session_id, input_tokens, output_tokens, cost_usd)?;
-        self.write(|st| {
+        let s = self.write(|st| {
             st.end_turn(
                 session_id,
                 input_tokens,
@@ -447,7 +473,9 @@ impl SessionManager {
                 answered,
                 now_ms(),
             )
-        })
+        })?;
+        self.state_event(&s, ProcessState::Idle);
+        Ok(s)
     }
 
     /// Sets (or clears) the tell being processed.

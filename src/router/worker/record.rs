@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::{TurnEnd, Worker, KILL_GRACE};
 use crate::agent::event::TurnEnding;
+use crate::events::EventKind;
 use crate::store::{SessionStatus, Tell, TellKind, TellOutcome, TellState};
 
 impl Worker {
@@ -32,6 +33,15 @@ impl Worker {
                             terminal_reason = ?result.terminal_reason, "the agent ended the turn with an internal diagnostic");
                     }
                 }
+                self.event(
+                    session_id,
+                    Some(&tell.tell_id),
+                    EventKind::Usage {
+                        input_tokens: result.usage.input_tokens,
+                        output_tokens: result.usage.output_tokens,
+                        cost_usd: result.cost_usd,
+                    },
+                );
                 let ending = result.ending();
                 let (answer, error) = match &ending {
                     TurnEnding::Complete(text) => (Some(text.clone()), None),
@@ -77,6 +87,14 @@ impl Worker {
                                 m.finish_compaction(session_id, pre, post)
                             })
                             .await;
+                            self.event(
+                                session_id,
+                                Some(&tell.tell_id),
+                                EventKind::CompactionEnd {
+                                    pre_tokens: pre,
+                                    post_tokens: post,
+                                },
+                            );
                             let outcome = TellOutcome {
                                 answer: Some(describe_compaction(pre, post)),
                                 ..outcome
@@ -123,23 +141,27 @@ impl Worker {
                     "timeout: no output from the agent for {}; it was killed",
                     crate::util::format_duration(limit)
                 );
-                self.fail_turn(tell, session_id, &why).await;
+                self.fail_turn(tell, session_id, &why, "stall").await;
             }
             TurnEnd::NoStart(limit) => {
                 let why = format!(
                     "timeout: the agent did not start within {}; it was killed",
                     crate::util::format_duration(limit)
                 );
-                self.fail_turn(tell, session_id, &why).await;
+                self.fail_turn(tell, session_id, &why, "stall").await;
             }
             TurnEnd::Exited(why) => {
-                self.fail_turn(tell, session_id, &why).await;
+                self.fail_turn(tell, session_id, &why, "crash").await;
+            }
+            TurnEnd::Unresponsive(why) => {
+                self.fail_turn(tell, session_id, &why, "cancel").await;
             }
             TurnEnd::Shutdown => {
                 self.fail_turn(
                     tell,
                     session_id,
                     "switchboard shut down before the agent answered",
+                    "shutdown",
                 )
                 .await;
                 // Not the agent's fault: the session is fine, only stopped.
@@ -156,12 +178,21 @@ impl Worker {
     }
 
     /// A turn that ended without a result: the tell fails, the agent is killed, the session
-    /// records the error and is stopped (the next tell resumes it).
-    pub(super) async fn fail_turn(&mut self, tell: &Tell, session_id: &str, why: &str) {
+    /// records the error and is stopped (the next tell resumes it). `reason` is the
+    /// `agent_stopped` reason (`stall`, `crash`, `cancel`, `shutdown`).
+    pub(super) async fn fail_turn(
+        &mut self,
+        tell: &Tell,
+        session_id: &str,
+        why: &str,
+        reason: &str,
+    ) {
         let m = self.router.manager().clone();
         if let Some(mut a) = self.agent.take() {
             // SIGTERM first, briefly: a killed Claude Code leaves its socket file behind.
             a.proc.stop(KILL_GRACE).await;
+            drop(a);
+            self.stopped_event(session_id, reason, Some(why.to_string()));
         }
         if tell.kind == TellKind::Compact {
             self.keep("the failed compaction", || {
