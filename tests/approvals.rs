@@ -568,7 +568,7 @@ async fn a_restart_expires_a_pending_request_and_the_next_tell_works() {
     let mut child = env
         .cli_command(&["tell", "person", "b", "WRITE orphan.txt"])
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn tell");
     let r0 = {
@@ -582,6 +582,36 @@ async fn a_restart_expires_a_pending_request_and_the_next_tell_works() {
                 .pop()
         })
         .await;
+    // The person waiting on `tell` is told what waits and how to decide it.
+    let hint = format!("switchboard approvals allow {}", pending.approval_id);
+    let mut stderr = child.stderr.take().expect("stderr");
+    let said = tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let mut all = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stderr.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            all.extend_from_slice(&buf[..n]);
+            if String::from_utf8_lossy(&all).contains(&hint) {
+                break;
+            }
+        }
+        String::from_utf8_lossy(&all).into_owned()
+    });
+    let said = tokio::time::timeout(Duration::from_secs(30), said)
+        .await
+        .unwrap_or_else(|_| panic!("no hint on the tell's stderr{}", env.diagnostics()))
+        .expect("read stderr");
+    assert!(
+        said.contains("team b's agent asks to use Write")
+            && said.contains(&format!(
+                "switchboard approvals deny {} --reason",
+                pending.approval_id
+            )),
+        "{said}"
+    );
     // The process dies without a word (as in a crash or a reboot).
     child.kill().expect("kill");
     child.wait().expect("reap");
@@ -721,4 +751,130 @@ fn bad_rules_are_config_errors_with_their_key_path() {
     let out = finish(cmd);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("teams.b.permissions.allow[1]"));
+}
+
+/// POSTs `body` to `path` of the server at `addr` with the bearer token; (status, JSON body).
+async fn post(addr: SocketAddr, path: &str, token: &str, body: &Value) -> (u16, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let body = body.to_string();
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.expect("read");
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status: u16 = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let (_, rest) = text.split_once("\r\n\r\n").unwrap_or(("", ""));
+    // The body may be chunked: the JSON is the part between the first '{' and the last '}'.
+    let json = match (rest.find('{'), rest.rfind('}')) {
+        (Some(a), Some(b)) => serde_json::from_str(&rest[a..=b]).unwrap_or(Value::Null),
+        _ => Value::Null,
+    };
+    (status, json)
+}
+
+/// The HTTP API (for the dashboard) lists and decides requests; interrupting a tell whose
+/// agent waits for a decision withdraws the request: it expires with the reason, and deciding
+/// it afterwards is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_http_api_decides_and_a_cancelled_tell_withdraws_its_request() {
+    let env = Env::new("[teams.b.permissions]\ntimeout = \"5m\"").await;
+    let r = env.router();
+    let addr: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+    let mut options = ServeOptions::new(Transport::Http { addr });
+    options.signals = Signals::none();
+    options.auth_token = Some("approvals-test-token-0123456789".into());
+    let server = start(r.clone(), options).await.expect("server");
+    let addr = server.addr();
+
+    let task = tell(&r, "b", "WRITE api.txt");
+    let a = env.pending(&r).await;
+    let (status, listed) = post(
+        addr,
+        "/api/approvals",
+        "approvals-test-token-0123456789",
+        &json!({"team": "b"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(
+        listed["approvals"][0]["approval_id"],
+        a.approval_id.as_str(),
+        "{listed}"
+    );
+    let (status, bad) = post(
+        addr,
+        "/api/approve",
+        "approvals-test-token-0123456789",
+        &json!({"id": a.approval_id, "decision": "maybe"}),
+    )
+    .await;
+    assert_eq!(status, 400, "{bad}");
+    let (status, decided) = post(
+        addr,
+        "/api/approve",
+        "approvals-test-token-0123456789",
+        &json!({"id": a.approval_id, "decision": "allow"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{decided}");
+    assert_eq!(
+        (decided["state"].as_str(), decided["decided_by"].as_str()),
+        (Some("allowed"), Some("person"))
+    );
+    let t = env.finish(r.clone(), task).await;
+    assert_eq!(t.state, TellState::Answered, "{t:?}");
+    assert!(env.folder("b").join("api.txt").exists());
+
+    let task = tell(&r, "b", "WRITE cancelled.txt");
+    let a = env.pending(&r).await;
+    r.cancel_tell(a.tell_id.as_deref().expect("tell id"))
+        .expect("cancel");
+    let t = env.finish(r.clone(), task).await;
+    assert!(
+        t.state.is_final() && t.state != TellState::Answered,
+        "{t:?}"
+    );
+    let a = env
+        .until("the request to expire", || {
+            r.manager()
+                .store()
+                .get_approval(&a.approval_id)
+                .expect("read")
+                .filter(|a| !a.is_pending())
+        })
+        .await;
+    assert_eq!(a.state, "expired", "{a:?}");
+    assert!(
+        a.reason.as_deref().unwrap_or("").contains("withdrew"),
+        "{a:?}"
+    );
+    let (status, late) = post(
+        addr,
+        "/api/approve",
+        "approvals-test-token-0123456789",
+        &json!({"id": a.approval_id, "decision": "allow"}),
+    )
+    .await;
+    assert_eq!(status, 409, "{late}");
+    assert!(
+        late["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("already decided"),
+        "{late}"
+    );
+    assert!(!env.folder("b").join("cancelled.txt").exists());
+    tokio::time::timeout(Duration::from_secs(30), server.shutdown())
+        .await
+        .expect("server shutdown");
+    env.shutdown(r).await;
 }

@@ -709,3 +709,37 @@ async fn compaction_sleep_and_reboot_are_events() {
     r.shutdown().await;
     env.assert_no_agents().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_that_cannot_start_is_a_stopped_event_with_the_reason() {
+    let env = Env::new("", "/nonexistent/switchboard-agent", &[]);
+    let r = env.router();
+    let t = r.tell("a", "b", "hello", FOREVER).await.expect("tell");
+    assert_eq!(t.state, TellState::Failed);
+    r.manager().events().flush().await;
+    let stored = r.manager().store().tell_events(&t.tell_id).expect("events");
+    assert_eq!(
+        types(&stored),
+        [
+            "tell_queued",
+            "agent_spawning",
+            "agent_stopped",
+            "tell_failed"
+        ],
+        "{stored:?}"
+    );
+    match &stored[2].kind {
+        EventKind::AgentStopped { reason, detail } => {
+            assert_eq!(reason, "crash");
+            assert!(
+                detail
+                    .as_deref()
+                    .unwrap_or_default()
+                    .contains("/nonexistent/switchboard-agent"),
+                "{detail:?}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    r.shutdown().await;
+}

@@ -40,7 +40,7 @@ async fn http_scenario(mode: &str) -> serde_json::Value {
 async fn python_sdk_over_http_with_the_initialize_handshake() {
     let out = http_scenario("legacy").await;
     assert_eq!(out["protocol_version"], "2025-11-25");
-    assert_eq!(out["tools"].as_array().map(Vec::len), Some(13));
+    assert_eq!(out["tools"].as_array().map(Vec::len), Some(15));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

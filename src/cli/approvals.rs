@@ -115,7 +115,8 @@ fn print_decided(a: &Approval) {
 
 impl ApprovalsCmd {
     pub fn run(&self, ctx: &Ctx) -> Result<ExitCode, Error> {
-        let m = ctx.manager()?;
+        // No agent is started here: a team folder that is missing is only a warning.
+        let m = ctx.read_only_manager()?;
         let list = |args: &ListArgs| -> Result<ExitCode, Error> {
             if let Some(team) = &args.team {
                 m.check_team(team)?;
@@ -229,5 +230,48 @@ impl ApprovalsCmd {
                 }
             },
         }
+    }
+}
+
+/// While `tell_id` runs, says on stderr (once each) which requests of its agent wait for a
+/// person, and the commands that decide them: a person waiting on `switchboard tell` would
+/// otherwise see nothing until the request times out. A detached thread that polls the
+/// database; it ends with the tell (or with the process).
+pub fn announce_pending(m: std::sync::Arc<switchboard::SessionManager>, tell_id: String) {
+    let spawned = std::thread::Builder::new()
+        .name("approval-hints".into())
+        .spawn(move || {
+            let mut seen = std::collections::HashSet::new();
+            let filter = ApprovalFilter {
+                tell_id: Some(tell_id.clone()),
+                ..Default::default()
+            };
+            loop {
+                for a in list_approvals(&m, &filter).unwrap_or_default() {
+                    if a.decide_by == "human" && seen.insert(a.approval_id.clone()) {
+                        eprintln!(
+                            "team {}'s agent asks to use {}: {}\n  allow: switchboard approvals \
+                             allow {id}\n  deny:  switchboard approvals deny {id} --reason \
+                             TEXT\n  (denied {} unless decided)",
+                            a.to_team,
+                            a.tool,
+                            one_line(&a.input, 200),
+                            switchboard::util::relative(a.expires_at, switchboard::util::now_ms()),
+                            id = a.approval_id,
+                        );
+                    }
+                }
+                let done = m
+                    .store()
+                    .get_tell(&tell_id)
+                    .map_or(true, |t| t.is_none_or(|t| t.state.is_final()));
+                if done {
+                    return;
+                }
+                std::thread::park_timeout(std::time::Duration::from_millis(500));
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot watch for permission requests");
     }
 }

@@ -212,6 +212,9 @@ pub fn send(
                 );
                 follow_tell(feed, t.tell_id.clone(), json)
             });
+            if !json {
+                super::approvals::announce_pending(m.clone(), t.tell_id.clone());
+            }
             let outcome = wait_here(&router, &t.tell_id, wait, sigint, json).await;
             if let Some(f) = follower {
                 // Every event of the turn is stored; the follower prints up to the last.
@@ -368,6 +371,11 @@ fn send_remote(
     }
     let s = |k: &str| t.get(k).and_then(Value::as_str).unwrap_or("").to_string();
     let (id, from, to) = (s("tell_id"), s("from_team"), s("to_team"));
+    if !ctx.json() {
+        if let Ok(m) = ctx.manager() {
+            super::approvals::announce_pending(std::sync::Arc::new(m), id.clone());
+        }
+    }
     let body = json!({
         "tell_id": id,
         "timeout_ms": waiting.timeout.map(|d| d.as_millis() as u64),

@@ -156,29 +156,6 @@ impl EventBus {
         // An error means the writer is gone: nothing more will be written.
         let _ = done.wait_for(|d| *d >= target).await;
     }
-
-    /// [`Self::flush`] for code outside async (blocks the thread).
-    pub fn flush_blocking(&self) {
-        let target = self.sent.load(Ordering::SeqCst);
-        let mut done = self.done.clone();
-        loop {
-            if *done.borrow_and_update() >= target {
-                return;
-            }
-            if !self.writer_alive() {
-                return;
-            }
-            std::thread::park_timeout(std::time::Duration::from_millis(2));
-        }
-    }
-
-    fn writer_alive(&self) -> bool {
-        self.writer
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .is_some_and(|h| !h.is_finished())
-    }
 }
 
 impl Drop for EventBus {

@@ -99,13 +99,14 @@ pub fn find_approval(m: &SessionManager, id: &str) -> RouterResult<Approval> {
     }
     if id.len() < MIN_APPROVAL_PREFIX {
         return Err(RouterError::ApprovalNotFound(format!(
-            "{id:?} (give the whole id or at least {MIN_APPROVAL_PREFIX} characters of it)"
+            "approval {id:?} (give the whole id or at least {MIN_APPROVAL_PREFIX} characters of \
+             it)"
         )));
     }
     let mut found = m.store().find_approvals(id)?;
     match found.len() {
         1 => Ok(found.remove(0)),
-        0 => Err(RouterError::ApprovalNotFound(id.to_string())),
+        0 => Err(RouterError::ApprovalNotFound(format!("approval {id}"))),
         _ => Err(RouterError::Approval(format!(
             "approval id {id:?} is ambiguous: give more of it"
         ))),
@@ -301,7 +302,8 @@ pub async fn wait_for_answer_or_caller(
     }
 }
 
-fn pending_for_caller(router: &Router, tell_id: &str) -> RouterResult<Vec<Approval>> {
+/// The requests of a tell that wait for its calling team's decision.
+pub fn pending_for_caller(router: &Router, tell_id: &str) -> RouterResult<Vec<Approval>> {
     let q = ApprovalQuery {
         pending_only: true,
         tell_id: Some(tell_id),
@@ -467,6 +469,7 @@ impl PendingSet {
     ) -> RouterResult<Option<(bool, String)>> {
         let m = Arc::clone(&self.manager);
         let team = m.config().team(&self.to).cloned();
+        let has_table = team.as_ref().is_some_and(|t| t.permissions.is_some());
         let permissions = team
             .as_ref()
             .and_then(|t| t.permissions.clone())
@@ -500,6 +503,19 @@ impl PendingSet {
                     }
                 }
             }
+        }
+        if rule_decision.is_none() && !has_table {
+            // Only agents of teams with a table are launched to ask; an agent that asks anyway
+            // gets what Claude Code would have done without us: no.
+            rule_decision = Some((
+                false,
+                "no [permissions]".to_string(),
+                format!(
+                    "team {} has no [teams.{}.permissions] table, so nothing that needs a \
+                     permission is allowed",
+                    self.to, self.to
+                ),
+            ));
         }
         if rule_decision.is_none() && permissions.ask == Ask::Deny {
             rule_decision = Some((

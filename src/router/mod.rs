@@ -102,7 +102,7 @@ pub enum RouterError {
         retry_after: Duration,
     },
     /// No such permission request (or session rule).
-    #[error("approval {0} not found")]
+    #[error("{0} not found")]
     ApprovalNotFound(String),
     /// A permission request that cannot be decided (not pending, not the caller's).
     #[error("{0}")]

@@ -463,7 +463,14 @@ impl Worker {
                 t.clone_from(&team.name);
             }
             RouterError::Agent(e.to_string())
-        })?;
+        });
+        let proc = match proc {
+            Ok(p) => p,
+            Err(e) => {
+                self.stopped_event(&session.session_id, "crash", Some(e.to_string()));
+                return Err(e);
+            }
+        };
         self.router
             .counters()
             .spawned
@@ -634,10 +641,9 @@ impl Worker {
         if pending.is_waiting() {
             pending.expire_all(match &end {
                 TurnEnd::Result { .. } => "the turn ended before a decision",
-                TurnEnd::Stalled(_) | TurnEnd::NoStart(_) | TurnEnd::Unresponsive(_) => {
-                    "the agent stalled and was stopped"
-                }
+                TurnEnd::Stalled(_) | TurnEnd::NoStart(_) => "the agent stalled and was stopped",
                 TurnEnd::Exited(_) => "the agent that asked is gone (it exited)",
+                TurnEnd::Unresponsive(_) => "the agent stopped answering and was stopped",
                 TurnEnd::Shutdown => "Switchboard shut down; the agent that asked is gone",
             });
         }

@@ -249,7 +249,8 @@ impl SwitchboardTools {
     }
 
     /// The state of a tell (queued, delivered, answered, failed, cancelled) and, once
-    /// answered, its answer and token usage.
+    /// answered, its answer and token usage. While the other team's agent waits for your
+    /// decision on a tool use, the requests are in `approvals` (decide with team_approve).
     #[tool(input_schema = schema::<TellStatusArgs>(), annotations(read_only_hint = true))]
     async fn team_tell_status(
         &self,
@@ -272,7 +273,12 @@ impl SwitchboardTools {
             return Err(not_found());
         }
         self.observe(&t);
-        Ok(Json(TellOut::from_tell(&t)))
+        let pending = if t.from_team == me && !t.state.is_final() {
+            approvals::pending_for_caller(&self.router, &t.tell_id).map_err(|e| msg(&e))?
+        } else {
+            Vec::new()
+        };
+        Ok(Json(TellOut::from_tell(&t).with_approvals(&pending)))
     }
 
     /// The latest tells between your team and another, oldest first, with messages and

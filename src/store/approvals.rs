@@ -353,3 +353,98 @@ impl SessionStore {
         Ok(write_returning(&mut stmt, [id], row_to_rule)?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new<'a>(id: &'a str, tell: &'a str) -> NewApproval<'a> {
+        NewApproval {
+            approval_id: id,
+            tell_id: Some(tell),
+            session_id: "s1",
+            from_team: "a",
+            to_team: "b",
+            request_id: "r1",
+            tool_use_id: Some("toolu_1"),
+            tool: "Write",
+            input: "/x (1 bytes: y)",
+            decide_by: "human",
+            decided: None,
+            expires_at: 2_000,
+            owner: ProcessIdentity {
+                pid: 1,
+                started_at: 0,
+            },
+        }
+    }
+
+    #[test]
+    fn a_request_is_decided_once() {
+        let s = SessionStore::open_in_memory().expect("store");
+        let a = s
+            .insert_approval(&new("ap-1", "t1"), 1_000)
+            .expect("insert");
+        assert!(a.is_pending());
+        let d = s
+            .decide_approval("ap-1", "denied", "person", Some("no"), None, 1_500)
+            .expect("decide")
+            .expect("was pending");
+        assert_eq!(
+            (d.state.as_str(), d.decided_by.as_deref(), d.decided_at),
+            ("denied", Some("person"), Some(1_500))
+        );
+        // The timeout (or a second person) comes too late: nothing changes.
+        assert!(s
+            .decide_approval("ap-1", "allowed", "timeout", None, None, 1_600)
+            .expect("decide")
+            .is_none());
+        assert_eq!(s.get_approval("ap-1").expect("get").expect("row"), d);
+        s.insert_approval(&new("ap-2", "t2"), 1_100)
+            .expect("insert");
+        let pending = s
+            .list_approvals(&ApprovalQuery {
+                pending_only: true,
+                limit: 10,
+                ..Default::default()
+            })
+            .expect("list");
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].approval_id, "ap-2");
+        let of_t1 = s
+            .list_approvals(&ApprovalQuery {
+                tell_id: Some("t1"),
+                limit: 10,
+                ..Default::default()
+            })
+            .expect("list");
+        assert_eq!(of_t1.len(), 1);
+        assert_eq!(s.find_approvals("ap-").expect("find").len(), 2);
+        let (owned, owner) = s.pending_approvals_with_owner().expect("owners").remove(0);
+        assert_eq!(
+            (owned.approval_id.as_str(), owner.map(|o| o.pid)),
+            ("ap-2", Some(1))
+        );
+    }
+
+    #[test]
+    fn session_rules_are_kept_once_and_removed() {
+        let s = SessionStore::open_in_memory().expect("store");
+        let r = s
+            .add_session_rule("s1", "a", "b", "Write", Some("ap-1"), 1)
+            .expect("add");
+        let again = s
+            .add_session_rule("s1", "a", "b", "Write", Some("ap-2"), 2)
+            .expect("add again");
+        assert_eq!(r, again, "the same rule twice is one rule");
+        s.add_session_rule("s2", "a", "c", "Write", None, 3)
+            .expect("other session");
+        assert_eq!(s.session_rules(Some("s1")).expect("list").len(), 1);
+        assert_eq!(s.session_rules(None).expect("list").len(), 2);
+        assert_eq!(
+            s.remove_session_rule(r.id).expect("remove"),
+            Some(r.clone())
+        );
+        assert_eq!(s.remove_session_rule(r.id).expect("remove"), None);
+    }
+}

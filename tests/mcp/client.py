@@ -43,7 +43,7 @@ async def connect(url, headers=None, **kw):
 TOOLS = {
     "team_tell", "team_quick_tell", "team_tell_status", "team_report", "team_teams",
     "team_wake", "team_sleep", "team_reboot", "team_delete", "team_compact",
-    "team_is_awake", "team_cancel", "session_stats",
+    "team_is_awake", "team_cancel", "session_stats", "team_approve", "team_approvals",
 }
 LIMIT = 4096
 checks = 0
@@ -75,7 +75,7 @@ async def scenario(client):
     info = {"protocol_version": client.protocol_version}
     tools = (await client.list_tools()).tools
     names = {t.name for t in tools}
-    check(names == TOOLS, "all 13 tools listed", sorted(names ^ TOOLS))
+    check(names == TOOLS, "all 15 tools listed", sorted(names ^ TOOLS))
     for t in tools:
         check(t.description and len(t.description) > 20, f"{t.name} has a description", t.description)
         check(t.input_schema.get("type") == "object", f"{t.name} has an object input schema", t.input_schema)
