@@ -30,7 +30,11 @@ fn publish(env: &TestEnv, events: Vec<((&str, &str), EventKind)>) {
             kind,
         });
     }
-    m.events().flush_blocking();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime to wait for the writer")
+        .block_on(m.events().flush());
 }
 
 fn tool_use(input: &str) -> EventKind {
