@@ -46,7 +46,8 @@ fn the_overview_shows_pairs_and_an_answer_with_html_shows_as_text() {
     let _one = lock();
     let env = TestEnv::with_scripted_agent();
     let server = ServeProcess::start(&env);
-    let hostile = "look <script>window.__pwned = 1</script><img src=x onerror=\"window.__pwned = 2\"> **bold**";
+    let hostile = "look <script>window.__pwned = 1</script><img src=x onerror=\"window.__pwned = 2\"> **bold**\n\
+                   - one [x](javascript:alert(1))\n- two\n\n```\n<b>not bold</b>\n```";
     env.run_ok(&["tell", "frontend", "backend", hostile]);
     // Some more traffic, for the matrix and the charts.
     for (from, to, text) in [
@@ -87,6 +88,14 @@ fn the_overview_shows_pairs_and_an_answer_with_html_shows_as_text() {
         json!([]),
     );
     assert_eq!(injected, json!([true, 0, "bold"]));
+    // The small markdown subset: a list, a code block (its HTML as text), no javascript: link.
+    let md = b.js(
+        "const a = document.querySelector('#tells .answer'); \
+         return [a.querySelectorAll('li').length, a.querySelector('pre code').textContent, \
+         a.querySelectorAll('a').length, a.querySelectorAll('b').length]",
+        json!([]),
+    );
+    assert_eq!(md, json!([2, "<b>not bold</b>", 0, 0]));
     b.screenshot("pair");
 
     b.goto(&format!("http://{}/#/stats", server.authority()));

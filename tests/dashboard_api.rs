@@ -314,3 +314,41 @@ fn dashboard_without_a_server_says_how_to_start_one() {
         stderr(&out)
     );
 }
+
+#[test]
+fn dashboard_open_starts_the_browser_with_the_link() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = TestEnv::with_scripted_agent();
+    let server = ServeProcess::start(&env);
+    // A stand-in browser that writes down what it was asked to open.
+    let opened = env.path().join("opened.txt");
+    let browser = env.path().join("browser.sh");
+    std::fs::write(
+        &browser,
+        format!("#!/bin/sh\nprintf '%s' \"$1\" > '{}'\n", opened.display()),
+    )
+    .expect("write the stand-in browser");
+    std::fs::set_permissions(&browser, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let mut cmd = env.command();
+    cmd.arg("--config")
+        .arg(env.config_path())
+        .args(["dashboard", "--open", "--json"])
+        .env("BROWSER", &browser);
+    let out = support::finish(cmd);
+    assert_eq!(exit_code(&out), 0, "{}", stderr(&out));
+    let link: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let url = link["url"].as_str().expect("a url").to_string();
+    assert_eq!(link["expires_in_secs"], 120);
+    assert!(support::poll_until(
+        std::time::Duration::from_secs(10),
+        || std::fs::read_to_string(&opened).is_ok_and(|t| t == url)
+    ));
+    // The link it opened logs in.
+    let path = url
+        .split_once(&server.authority())
+        .expect("the server's address")
+        .1;
+    let r = http(&server.authority(), "GET", path, &[], "");
+    assert_eq!(r.status, 303);
+    cookie_of(&r);
+}
