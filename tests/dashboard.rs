@@ -172,7 +172,8 @@ fn a_running_tell_is_cancelled_from_the_page() {
         "the running tell",
         &format!("document.querySelector('#tell-{id}[data-state=delivered] .cancel-tell')"),
     );
-    b.click(&format!("#tell-{id} .cancel-tell"));
+    // With the keyboard: the button takes Enter.
+    b.press_enter(&format!("#tell-{id} .cancel-tell"));
     b.wait_for(
         "the tell cancelled",
         &format!("document.querySelector('#tell-{id}[data-state=cancelled]')"),

@@ -285,14 +285,22 @@ async function render(quiet) {
 function saveInputs(root) {
   const out = {};
   for (const el of root.querySelectorAll("input[id], textarea[id], select[id]")) out[el.id] = el.value;
-  out.__focus = document.activeElement && document.activeElement.id;
+  // Where the keyboard was: by id, else by the control's kind and label.
+  const f = document.activeElement;
+  if (f && root.contains(f) && f !== root) {
+    out.__focus = f.id ? { id: f.id } : { tag: f.tagName, text: f.textContent, tell: f.dataset.tell || "" };
+  }
   return out;
 }
 function restoreInputs(root, keep) {
   for (const el of root.querySelectorAll("input[id], textarea[id], select[id]")) {
     if (keep[el.id] !== undefined && keep[el.id] !== "") el.value = keep[el.id];
   }
-  if (keep.__focus) { const f = document.getElementById(keep.__focus); if (f) f.focus(); }
+  const k = keep.__focus;
+  if (!k) return;
+  const target = k.id ? document.getElementById(k.id)
+    : [...root.querySelectorAll(k.tag)].find((e) => e.textContent === k.text && (e.dataset.tell || "") === k.tell);
+  if (target) target.focus();
 }
 
 function card(k, v, id) {

@@ -184,6 +184,11 @@ impl Browser {
         self.on_element(css, "click", &json!({}));
     }
 
+    /// Presses Enter on the first element matching `css` (the keyboard's way to use a control).
+    pub fn press_enter(&self, css: &str) {
+        self.on_element(css, "value", &json!({ "text": "\u{E007}" }));
+    }
+
     /// Types `text` into the first element matching `css`.
     pub fn type_into(&self, css: &str, text: &str) {
         self.on_element(css, "clear", &json!({}));
