@@ -57,7 +57,7 @@ fn the_overview_shows_pairs_and_an_answer_with_html_shows_as_text() {
     ] {
         env.run_ok(&["tell", from, to, text]);
     }
-    let b = Browser::start(1280, 900);
+    let b = Browser::start(1280, 1300);
 
     // Without a login the page asks for one; the token, given once in the form, logs in.
     b.goto(&format!("http://{}/", server.authority()));

@@ -277,7 +277,7 @@ async function render(quiet) {
   main.replaceChildren(node);
   if (keep) restoreInputs(main, keep);
   S.hash = location.hash;
-  if (!quiet) main.focus();
+  if (!quiet) main.focus({ preventScroll: true });
   S.view = r.view;
   updateApprovalsCount();
 }
