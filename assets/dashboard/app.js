@@ -230,9 +230,12 @@ function onEvent(ev, lastEventId) {
   }
 }
 
+// At most one refresh per `ms` while events keep coming (a busy agent must not postpone it
+// forever); `0` refreshes now.
 function scheduleRefresh(ms) {
+  if (S.refreshTimer && ms > 0) return;
   clearTimeout(S.refreshTimer);
-  S.refreshTimer = setTimeout(refresh, ms);
+  S.refreshTimer = setTimeout(() => { S.refreshTimer = null; refresh(); }, ms);
 }
 
 async function refresh() {
