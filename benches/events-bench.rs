@@ -17,8 +17,11 @@
 //! - `tell_10_sse_clients`: 10 clients of `GET /events` that never read their socket;
 //! - `tell_10_bus_and_10_sse`: both at once.
 //!
-//! Each prints `op=<phase> n=<count> p50_us=<..> p99_us=<..>`; then
-//! `ratio=<phase> <p50 / p50 of tell_0_subscribers>`. Context goes to stderr (`#` lines).
+//! The baseline phase runs first, last and between the others (the database grows during the
+//! run, and the machine's load changes). Each phase prints
+//! `op=<phase> n=<count> tells_per_s=<..> p50_us=<..> p99_us=<..>`; each other phase then
+//! `ratio=<phase> <its p50 / the mean p50 of the baselines just before and after>`. Context
+//! goes to stderr (`#` lines).
 
 use std::io::Write;
 use std::net::TcpStream;
@@ -119,12 +122,18 @@ fn run(n: usize) -> BenchResult<()> {
         eprintln!("# n={n} tells per phase, 2 KiB messages, server on {addr}");
 
         let message = "x".repeat(2048);
-        let mut base = None;
+        // The baseline runs between the other phases (the database grows as the run goes on,
+        // and the machine's load changes): each phase is compared with the baselines around it.
+        let mut base: Vec<f64> = Vec::new();
+        let mut pending: Option<(&str, f64)> = None;
         for phase in [
             "tell_0_subscribers",
             "tell_10_bus_receivers",
+            "tell_0_subscribers",
             "tell_10_sse_clients",
+            "tell_0_subscribers",
             "tell_10_bus_and_10_sse",
+            "tell_0_subscribers",
         ] {
             let bus = phase.contains("bus");
             let sse = phase.contains("sse");
@@ -162,9 +171,13 @@ fn run(n: usize) -> BenchResult<()> {
                 "op={phase} n={n} tells_per_s={:.0} p50_us={p50:.0} p99_us={p99:.0}",
                 n as f64 / wall.as_secs_f64()
             );
-            match base {
-                None => base = Some(p50),
-                Some(b) => println!("ratio={phase} {:.2}", p50 / b),
+            if phase == "tell_0_subscribers" {
+                if let (Some((name, p)), Some(before)) = (pending.take(), base.last()) {
+                    println!("ratio={name} {:.2}", p / ((before + p50) / 2.0));
+                }
+                base.push(p50);
+            } else {
+                pending = Some((phase, p50));
             }
             eprintln!(
                 "# {phase}: {} events dropped by the bus so far; event streams hold {} connections",

@@ -273,9 +273,15 @@ impl Feed {
                 if self.stream.is_none() {
                     match remote.events(&self.query, self.after).await {
                         Ok(s) => self.stream = Some(s),
-                        // A bad filter, a refused token: the server's word stands.
-                        Err(CallError::Answer(e)) => return Err(e),
-                        Err(CallError::Gone(why) | CallError::Refused(why)) => {
+                        // A bad filter: the server's word stands.
+                        Err(CallError::Answer(e)) if e.exit_code() == 2 => return Err(e),
+                        // Gone, full (429), or a token it does not take: the database has
+                        // the same events.
+                        Err(other) => {
+                            let why = match other {
+                                CallError::Answer(e) => e.to_string(),
+                                CallError::Gone(w) | CallError::Refused(w) => w,
+                            };
                             tracing::info!(%why, "no event stream; reading the database");
                             self.remote = None;
                             continue;
