@@ -933,3 +933,53 @@ fn migration_0007_adds_approvals_to_a_version_6_database() {
     assert!(a.is_pending());
     assert!(store.session_rules(None).expect("rules").is_empty());
 }
+
+/// The README's permissions example loads as written, and means what the README says.
+#[test]
+fn the_readme_permissions_example_loads_verbatim() {
+    use switchboard::config::{Ask, ToolCall};
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("read README.md");
+    let section = &readme[readme
+        .find("## Permissions and approvals\n")
+        .expect("README section")..];
+    let start = section.find("```toml\n").expect("a toml block") + "```toml\n".len();
+    let block = &section[start..start + section[start..].find("```").expect("block end")];
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = format!(
+        "[database]\nin_memory = true\n[teams.backend]\npath = {}\n{block}",
+        Value::from(dir.path().display().to_string())
+    );
+    let config = TeamsConfig::parse(&text, None, &|_| None).unwrap_or_else(|e| panic!("{e}"));
+    let p = config.teams["backend"]
+        .permissions
+        .clone()
+        .expect("permissions");
+    assert_eq!(p.ask, Ask::Human);
+    assert_eq!(p.timeout, Duration::from_secs(600));
+    let folder = dir.path();
+    let decide = |tool: &str, input: Value| {
+        p.decide(&ToolCall {
+            tool,
+            input: &input,
+            folder,
+        })
+        .map(|(allow, _)| allow)
+    };
+    assert_eq!(
+        decide("Bash", json!({"command": "git status -s"})),
+        Some(true)
+    );
+    assert_eq!(
+        decide("Bash", json!({"command": "git status; rm -rf /"})),
+        Some(false)
+    );
+    assert_eq!(decide("Bash", json!({"command": "cargo build"})), None);
+    let in_src = folder.join("src/main.rs").display().to_string();
+    assert_eq!(decide("Edit", json!({"file_path": in_src})), Some(true));
+    assert_eq!(decide("Write", json!({"file_path": "README.md"})), None);
+    assert_eq!(
+        decide("WebFetch", json!({"url": "https://x.org"})),
+        Some(false)
+    );
+}
