@@ -878,3 +878,108 @@ async fn the_http_api_decides_and_a_cancelled_tell_withdraws_its_request() {
         .expect("server shutdown");
     env.shutdown(r).await;
 }
+
+/// A database of the schema before approvals (version 6) opens: migration 0007 adds the
+/// requests and the session rules and keeps what was there.
+#[test]
+fn migration_0007_adds_approvals_to_a_version_6_database() {
+    use switchboard::store::{NewApproval, SessionStore, MIGRATIONS};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("sb.db");
+    {
+        let c = rusqlite::Connection::open(&path).expect("raw");
+        c.execute_batch(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, \
+             applied_at INTEGER NOT NULL)",
+        )
+        .expect("table");
+        for (version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 <= 6) {
+            c.execute_batch(sql).expect("migration");
+            c.execute(
+                "INSERT INTO schema_migrations VALUES (?1, ?2, 0)",
+                rusqlite::params![version, name],
+            )
+            .expect("record");
+        }
+        c.execute_batch(
+            "INSERT INTO sessions (session_id, from_team, to_team, created_at, last_used_at)
+               VALUES ('11111111-1111-4111-8111-111111111111', 'a', 'b', 1, 1);",
+        )
+        .expect("data");
+    }
+    let store = SessionStore::open(&path).expect("migrate");
+    assert!(store.schema_version().expect("version") >= 7);
+    assert!(store.get_by_pair("a", "b").expect("read").is_some());
+    let a = store
+        .insert_approval(
+            &NewApproval {
+                approval_id: "ap-000000000001",
+                tell_id: None,
+                session_id: "11111111-1111-4111-8111-111111111111",
+                from_team: "a",
+                to_team: "b",
+                request_id: "r",
+                tool_use_id: None,
+                tool: "Write",
+                input: "x",
+                decide_by: "human",
+                decided: None,
+                expires_at: 10,
+                owner: switchboard::util::ProcessIdentity::current(),
+            },
+            1,
+        )
+        .expect("insert");
+    assert!(a.is_pending());
+    assert!(store.session_rules(None).expect("rules").is_empty());
+}
+
+/// The README's permissions example loads as written, and means what the README says.
+#[test]
+fn the_readme_permissions_example_loads_verbatim() {
+    use switchboard::config::{Ask, ToolCall};
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("read README.md");
+    let section = &readme[readme
+        .find("## Permissions and approvals\n")
+        .expect("README section")..];
+    let start = section.find("```toml\n").expect("a toml block") + "```toml\n".len();
+    let block = &section[start..start + section[start..].find("```").expect("block end")];
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = format!(
+        "[database]\nin_memory = true\n[teams.backend]\npath = {}\n{block}",
+        Value::from(dir.path().display().to_string())
+    );
+    let config = TeamsConfig::parse(&text, None, &|_| None).unwrap_or_else(|e| panic!("{e}"));
+    let p = config.teams["backend"]
+        .permissions
+        .clone()
+        .expect("permissions");
+    assert_eq!(p.ask, Ask::Human);
+    assert_eq!(p.timeout, Duration::from_secs(600));
+    let folder = dir.path();
+    let decide = |tool: &str, input: Value| {
+        p.decide(&ToolCall {
+            tool,
+            input: &input,
+            folder,
+        })
+        .map(|(allow, _)| allow)
+    };
+    assert_eq!(
+        decide("Bash", json!({"command": "git status -s"})),
+        Some(true)
+    );
+    assert_eq!(
+        decide("Bash", json!({"command": "git status; rm -rf /"})),
+        Some(false)
+    );
+    assert_eq!(decide("Bash", json!({"command": "cargo build"})), None);
+    let in_src = folder.join("src/main.rs").display().to_string();
+    assert_eq!(decide("Edit", json!({"file_path": in_src})), Some(true));
+    assert_eq!(decide("Write", json!({"file_path": "README.md"})), None);
+    assert_eq!(
+        decide("WebFetch", json!({"url": "https://x.org"})),
+        Some(false)
+    );
+}

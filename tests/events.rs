@@ -614,7 +614,10 @@ fn migration_0006_keeps_a_version_5_database_and_adds_events() {
         .expect("data");
     }
     let store = SessionStore::open(&path).expect("migrate");
-    assert_eq!(store.schema_version().expect("version"), 6);
+    assert_eq!(
+        store.schema_version().expect("version"),
+        switchboard::store::SCHEMA_VERSION
+    );
     let t = store
         .get_tell("22222222-2222-4222-8222-222222222222")
         .expect("read")

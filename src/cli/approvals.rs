@@ -234,7 +234,8 @@ impl ApprovalsCmd {
 }
 
 /// While `tell_id` runs, says on stderr (once each) which requests of its agent wait for a
-/// person, and the commands that decide them: a person waiting on `switchboard tell` would
+/// decision (a person's, or the caller's: the person running `tell`), and the commands that
+/// decide them: a person waiting on `switchboard tell` would
 /// otherwise see nothing until the request times out. A detached thread that polls the
 /// database; it ends with the tell (or with the process).
 pub fn announce_pending(m: std::sync::Arc<switchboard::SessionManager>, tell_id: String) {
@@ -248,7 +249,8 @@ pub fn announce_pending(m: std::sync::Arc<switchboard::SessionManager>, tell_id:
             };
             loop {
                 for a in list_approvals(&m, &filter).unwrap_or_default() {
-                    if a.decide_by == "human" && seen.insert(a.approval_id.clone()) {
+                    // A person waiting on `tell` is also the caller of `ask = "caller"`.
+                    if seen.insert(a.approval_id.clone()) {
                         eprintln!(
                             "team {}'s agent asks to use {}: {}\n  allow: switchboard approvals \
                              allow {id}\n  deny:  switchboard approvals deny {id} --reason \

@@ -202,6 +202,7 @@ pub struct TeamConfig {
     /// `[teams.NAME.permissions]`: when present, the team's agent asks Switchboard about every
     /// tool call that needs a permission, and the rules, a person or the calling team decide.
     /// Absent: the agent denies such calls itself, as before.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub permissions: Option<Permissions>,
 }
 

@@ -492,15 +492,19 @@ impl PendingSet {
             });
         if rule_decision.is_none() {
             for r in m.store().session_rules(Some(&self.session_id))? {
-                if let Ok(rule) = crate::config::Rule::parse(&r.rule) {
-                    if rule.matches(&call, false) {
-                        rule_decision = Some((
-                            true,
-                            r.rule.clone(),
-                            format!("allowed by the session's rule {} (approvals rules)", r.rule),
-                        ));
-                        break;
-                    }
+                // A rule naming a tool this build does not know (a newer agent's) still
+                // matches that tool by name.
+                let matches = match crate::config::Rule::parse(&r.rule) {
+                    Ok(rule) => rule.matches(&call, false),
+                    Err(_) => r.rule == ask.tool,
+                };
+                if matches {
+                    rule_decision = Some((
+                        true,
+                        r.rule.clone(),
+                        format!("allowed by the session's rule {} (approvals rules)", r.rule),
+                    ));
+                    break;
                 }
             }
         }
