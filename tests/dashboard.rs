@@ -65,6 +65,11 @@ fn the_overview_shows_pairs_and_an_answer_with_html_shows_as_text() {
     b.type_into("#login-token", &server.token());
     b.click("#login-form button[type=submit]");
     b.wait_for("the overview", "document.querySelector('#matrix')");
+    let url = b.js("return location.href", json!([]));
+    assert!(
+        !url.to_string().contains(&server.token()),
+        "the token is never in a URL: {url}"
+    );
     let cell = b.text("#matrix a[aria-label='frontend to backend']");
     assert_eq!(cell, "1 tell");
     assert_eq!(b.text("#total-today .v"), "4");
@@ -151,6 +156,21 @@ fn a_tell_sent_from_the_page_shows_its_activity_live() {
         "document.querySelector('#tells .timeline li[data-type=tell_answered]')",
     );
     assert!(b.text("#tells .answer").contains("slept"));
+    // The agent's tool uses and their results, each a line of the timeline.
+    b.type_into("#tell-text", "tools:3");
+    b.click("#tell-send");
+    b.wait_for(
+        "three tool uses and their results in the new tell's timeline",
+        "(() => { const t = document.querySelector('#tells article .timeline'); \
+         return t && t.querySelectorAll('li[data-type=tool_use]').length === 3 \
+         && t.querySelectorAll('li[data-type=tool_result]').length === 3 \
+         && t.querySelector('li[data-type=tell_answered]'); })()",
+    );
+    let first = b.text("#tells article .timeline li[data-type=tool_use]");
+    assert!(
+        first.contains("Bash") && first.contains("echo 0"),
+        "{first}"
+    );
     b.js(
         "document.querySelector('#tells article').scrollIntoView()",
         json!([]),
