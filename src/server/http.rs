@@ -488,18 +488,16 @@ impl HttpState {
                 super::auth::CookieAuth::CsrfRefused(why) => return Some(forbidden(why)),
                 super::auth::CookieAuth::None => {}
             }
-            {
-                let mut resp = text(
-                    StatusCode::UNAUTHORIZED,
-                    "text/plain",
-                    "unauthorized: send Authorization: Bearer <token>\n".into(),
-                );
-                resp.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    header::HeaderValue::from_static("Bearer realm=\"switchboard\""),
-                );
-                return Some(resp);
-            }
+            let mut resp = text(
+                StatusCode::UNAUTHORIZED,
+                "text/plain",
+                "unauthorized: send Authorization: Bearer <token>\n".into(),
+            );
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer realm=\"switchboard\""),
+            );
+            return Some(resp);
         }
         None
     }

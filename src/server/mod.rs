@@ -12,6 +12,8 @@
 //!   `/status`, `/metrics`.
 //! - [`events`]: `GET /events`, the event stream (Server-Sent Events).
 //! - [`ops`]: the bodies of `/status` and `/metrics`.
+//! - [`page`]: the web dashboard's embedded page (`/`, `/dashboard/app.js`, `/dashboard/app.css`).
+//! - [`auth`]: the dashboard's login (one-time codes, the session cookie, CSRF tokens).
 //! - [`serve`]: [`serve::run`], the server as a library function, and [`serve::start`], which
 //!   returns a handle for in-process tests.
 //!
