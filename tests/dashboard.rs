@@ -1,6 +1,7 @@
 //! The web dashboard in a real headless Chromium (Debian's chromium + chromedriver, see
-//! tests/support/browser.rs) against a real `switchboard serve --http` with the scripted
-//! agent. Screenshots of each view go to target/dashboard-screenshots/.
+//! tests/support/browser.rs) against a real `switchboard serve --http`: with the scripted
+//! agent, and for the approval with the real Claude Code against the model stand-in
+//! (tests/fake_api). Screenshots of each view go to target/dashboard-screenshots/.
 //!
 //! One browser at a time (a lock): Chromium is heavy and the machine is small.
 
