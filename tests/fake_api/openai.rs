@@ -200,7 +200,7 @@ pub fn last_user_text(rec: &Recorded) -> String {
 }
 
 /// The names the request offers the model: functions by name, namespaces as
-/// `<namespace>__<tool>` (e.g. `mcp__echo__echo`).
+/// `<namespace>__<tool>` (e.g. `mcp__echo__echo`), nameless tools by type (`tool_search`).
 pub fn tool_names(rec: &Recorded) -> Vec<String> {
     let tools = rec
         .json
@@ -211,6 +211,7 @@ pub fn tool_names(rec: &Recorded) -> Vec<String> {
         .unwrap_or_default();
     let name = |v: &Value| {
         v.get("name")
+            .or_else(|| v.get("type"))
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_string()
