@@ -496,3 +496,36 @@ async fn a_model_api_that_is_unreachable_ends_the_turn() {
 fn toml_str(s: &str) -> String {
     toml::Value::String(s.to_string()).to_string()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_summarises_the_thread_in_a_turn_of_its_own() {
+    let api = stand_in().await;
+    api.push(Answer::text("Noted: the code word is ORCHID."));
+    api.push(Answer::text("Summary: the user set the code word ORCHID."));
+    let team = Team::new();
+    let setup = team.setup(&openai::base_url(&api), 1);
+    team.write_config(&setup, "");
+    let mut codex = AppServer::start(&setup, team.dir.path()).await;
+    let thread = codex.new_thread(&team.project()).await;
+    codex
+        .turn(&thread, "Remember the code word ORCHID.", true)
+        .await;
+    codex
+        .request(|id| codex::compact(id, &thread))
+        .await
+        .expect("thread/compact/start");
+    let tally = codex.finish_turn(true).await;
+    assert_eq!(tally.outcome, Some(TurnOutcome::Completed), "{tally:?}");
+    assert!(
+        codex.seen.iter().any(|a| *a == Activity::Compacted),
+        "{:?}",
+        codex.seen
+    );
+    let calls = api.model_calls();
+    assert_eq!(calls.len(), 2, "one model call for the summary");
+    assert!(openai::has_text(
+        &calls[1],
+        "user",
+        "Remember the code word ORCHID."
+    ));
+}

@@ -103,6 +103,8 @@ pub enum Activity {
     },
     /// Tokens of one model call.
     Usage(Tokens),
+    /// The agent compacted its context (Codex: a `contextCompaction` item).
+    Compacted,
     /// The agent's status (a warning, a retry).
     Status {
         /// In words.

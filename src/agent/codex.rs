@@ -429,6 +429,7 @@ pub fn decode(line: &[u8]) -> Result<Activity, BadLine> {
                         && item.get("error").is_none_or(Value::is_null),
                     output: tool_output(&item["result"], &item["error"]),
                 },
+                Some("contextCompaction") => Activity::Compacted,
                 Some("commandExecution") => Activity::ToolResult {
                     id: st(item, "/id").unwrap_or_default(),
                     ok: item.get("exitCode").and_then(Value::as_i64) == Some(0),
@@ -694,6 +695,13 @@ mod tests {
                 id: json!(3),
                 result: Err("thread not found".into())
             }
+        );
+        // thread/compact/start runs a turn with this item (observed on 0.171.0).
+        assert_eq!(
+            d(
+                r#"{"method":"item/completed","params":{"item":{"type":"contextCompaction","id":"01a248f6-5fe9-7372-aa61-d4979e3f4c8d","startedAtMs":1796520435689,"completedAtMs":1796520435730},"threadId":"01a248e3-df39-7d80-a04d-a01a6b99794a","turnId":"01a248f6-5fc1-7fd2-890a-db9718deeeec","contentTokenCount":null,"completedAtMs":1796520435730},"emittedAtMs":1796520435731}"#
+            ),
+            Activity::Compacted
         );
         assert!(matches!(decode(b"not json"), Err(BadLine::NotJson(_))));
         assert!(matches!(decode(b"[1]"), Err(BadLine::NotJson(_))));
