@@ -517,7 +517,7 @@ async fn compaction_summarises_the_thread_in_a_turn_of_its_own() {
     let tally = codex.finish_turn(true).await;
     assert_eq!(tally.outcome, Some(TurnOutcome::Completed), "{tally:?}");
     assert!(
-        codex.seen.iter().any(|a| *a == Activity::Compacted),
+        codex.seen.contains(&Activity::Compacted),
         "{:?}",
         codex.seen
     );
