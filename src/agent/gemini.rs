@@ -207,7 +207,8 @@ pub fn has_session(setup: &GeminiSetup, session_id: &str) -> bool {
     })
 }
 
-/// Exit codes of Gemini CLI 0.61.0 in words, for errors (the `result` line usually says more).
+/// Exit codes of Gemini CLI 0.61.0 in words (its `Fatal*Error` classes), for errors (the
+/// `result` line usually says more).
 pub fn exit_in_words(code: i32) -> Option<&'static str> {
     Some(match code {
         1 => "the turn failed (see the agent's error)",
@@ -216,7 +217,9 @@ pub fn exit_in_words(code: i32) -> Option<&'static str> {
         44 => "the sandbox failed",
         52 => "the settings file is invalid",
         53 => "the turn reached the agent's limit of turns",
+        54 => "a tool failed fatally",
         55 => "the team folder is not a trusted workspace",
+        130 => "the turn was cancelled",
         _ => return None,
     })
 }
