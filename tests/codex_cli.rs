@@ -9,6 +9,7 @@
 mod fake_api;
 #[path = "support/agent_clis.rs"]
 mod pinned;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -17,6 +18,7 @@ use std::time::Duration;
 use fake_api::openai::{self, Answer, OpenAiApi};
 use serde_json::{json, Value};
 use switchboard::agent::activity::{Activity, ApprovalKind, Tokens, TurnOutcome, TurnTally};
+use switchboard::agent::adapter::SwitchboardServer;
 use switchboard::agent::codex::{self, CodexSetup, Provider};
 use switchboard::agent::event::read_line_bounded;
 use tempfile::TempDir;
@@ -83,7 +85,15 @@ struct AppServer {
 
 impl AppServer {
     async fn start(setup: &CodexSetup, log_dir: &Path) -> Self {
-        let spec = codex::launch(setup, None);
+        Self::start_with(setup, None, log_dir).await
+    }
+
+    async fn start_with(
+        setup: &CodexSetup,
+        switchboard: Option<&SwitchboardServer>,
+        log_dir: &Path,
+    ) -> Self {
+        let spec = codex::launch(setup, switchboard);
         let stderr_log = log_dir.join(format!("codex-{}.stderr", uuid::Uuid::new_v4()));
         let stderr = std::fs::File::create(&stderr_log).expect("stderr log");
         let mut child = tokio::process::Command::new(&spec.program)
@@ -528,4 +538,53 @@ async fn compaction_summarises_the_thread_in_a_turn_of_its_own() {
         "user",
         "Remember the code word ORCHID."
     ));
+}
+
+/// Switchboard's own endpoint (a real `switchboard serve --http`), wired by
+/// `codex::launch`: its URL in `-c`, the bearer token and the calling team as header values
+/// from the environment. A call of `team_teams` lists the teams; with a wrong token the
+/// server refuses and no such answer comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switchboards_endpoint_is_reached_with_its_headers() {
+    let env = support::TestEnv::new();
+    let serve = support::serve::ServeProcess::start(&env);
+    for (token, works) in [(serve.token(), true), ("wrong-token".to_string(), false)] {
+        let api = stand_in().await;
+        api.push(Answer::text("Listing teams.").with_mcp_call(
+            "call_teams",
+            "switchboard",
+            "team_teams",
+            json!({}),
+        ));
+        api.push(Answer::text("Done."));
+        let team = Team::new();
+        let setup = team.setup(&openai::base_url(&api), 1);
+        team.write_config(&setup, "");
+        let server = SwitchboardServer {
+            url: serve.url.clone(),
+            headers: [
+                ("Authorization".to_string(), format!("Bearer {token}")),
+                ("X-Switchboard-Team".to_string(), "frontend".to_string()),
+            ]
+            .into(),
+            timeout_ms: 60_000,
+        };
+        let mut codex = AppServer::start_with(&setup, Some(&server), team.dir.path()).await;
+        let thread = codex.new_thread(&team.project()).await;
+        let tally = codex.turn(&thread, "Which teams are there?", false).await;
+        assert_eq!(tally.outcome, Some(TurnOutcome::Completed), "{tally:?}");
+        assert!(
+            !codex
+                .seen
+                .iter()
+                .any(|a| matches!(a, Activity::Approval { .. })),
+            "Switchboard's tools run without an approval request: {:?}",
+            codex.seen
+        );
+        let listed = tally
+            .tool_results
+            .iter()
+            .any(|(_, ok, out)| *ok && out.contains("backend") && out.contains("\"is_you\":true"));
+        assert_eq!(listed, works, "token ok: {works}; {:?}", tally.tool_results);
+    }
 }

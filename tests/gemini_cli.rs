@@ -9,6 +9,7 @@
 mod fake_api;
 #[path = "support/agent_clis.rs"]
 mod pinned;
+mod support;
 
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
@@ -17,6 +18,7 @@ use std::time::Duration;
 use fake_api::gemini::{self, Answer};
 use serde_json::{json, Value};
 use switchboard::agent::activity::{Activity, Tokens, TurnOutcome, TurnTally};
+use switchboard::agent::adapter::SwitchboardServer;
 use switchboard::agent::event::read_line_bounded;
 use switchboard::agent::gemini::{self as adapter, GeminiSetup};
 use tempfile::TempDir;
@@ -36,6 +38,16 @@ impl Team {
     /// A team whose agent talks to `base_url`, with `attempts` tries per model request and
     /// `more` merged into its settings.
     fn new(base_url: &str, attempts: u32, more: Value) -> Self {
+        Self::with_server(base_url, attempts, more, None)
+    }
+
+    /// The same, with Switchboard's endpoint in its settings.
+    fn with_server(
+        base_url: &str,
+        attempts: u32,
+        more: Value,
+        switchboard: Option<&SwitchboardServer>,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let project = dir.path().join("project");
         let home = dir.path().join("home");
@@ -48,7 +60,7 @@ impl Team {
             .env
             .insert("GOOGLE_GEMINI_BASE_URL".into(), base_url.to_string());
         setup.env.insert("GEMINI_API_KEY".into(), "test-key".into());
-        let mut settings = adapter::settings_json(&setup, None);
+        let mut settings = adapter::settings_json(&setup, switchboard);
         if let (Some(s), Value::Object(more)) = (settings.as_object_mut(), more) {
             s.extend(more);
         }
@@ -69,13 +81,18 @@ struct Turn {
 
 /// Runs one turn of `session` (resumed when the team's home already has it).
 async fn turn(team: &Team, session: &str, text: &str) -> Turn {
-    let child = start_turn(team, session, text).await;
+    let child = start_turn(team, session, text, None).await;
     finish_turn(child).await
 }
 
-async fn start_turn(team: &Team, session: &str, text: &str) -> tokio::process::Child {
+async fn start_turn(
+    team: &Team,
+    session: &str,
+    text: &str,
+    switchboard: Option<&SwitchboardServer>,
+) -> tokio::process::Child {
     let resume = adapter::has_session(&team.setup, session);
-    let spec = adapter::launch_turn(&team.setup, session, resume, None);
+    let spec = adapter::launch_turn(&team.setup, session, resume, switchboard);
     let mut child = tokio::process::Command::new(&spec.program)
         .env_clear()
         .envs(spec.environment())
@@ -267,7 +284,7 @@ async fn a_stopped_turn_ends_its_process_and_the_session_goes_on() {
     api.push(Answer::text("Back again."));
     let team = Team::new(&gemini::base_url(&api), 2, json!({}));
     let session = new_session();
-    let child = start_turn(&team, &session, "Take your time.").await;
+    let child = start_turn(&team, &session, "Take your time.", None).await;
     api.wait_for_requests(1, TURN).await;
     // The interrupt of a headless turn: SIGTERM to its process group.
     let pid = child.id().expect("pid") as libc::pid_t;
@@ -289,4 +306,59 @@ async fn a_stopped_turn_ends_its_process_and_the_session_goes_on() {
     let next = turn(&team, &session, "Still there?").await;
     assert!(next.status.success(), "{}", next.stderr);
     assert_eq!(next.tally.answer(), Some("Back again."));
+}
+
+/// Switchboard's own endpoint (a real `switchboard serve --http`) in the team's settings, its
+/// header values (`$SWITCHBOARD_MCP_TOKEN_<n>`) filled in from each turn's environment: a call
+/// of `team_teams` lists the teams; with a wrong token the server refuses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switchboards_endpoint_is_reached_with_its_headers() {
+    let env = support::TestEnv::new();
+    let serve = support::serve::ServeProcess::start(&env);
+    for (token, works) in [(serve.token(), true), ("wrong-token".to_string(), false)] {
+        let api = gemini::start().await;
+        api.push(Answer::text("Listing teams.").with_mcp_call(
+            "switchboard",
+            "team_teams",
+            json!({}),
+        ));
+        api.push(Answer::text("Done."));
+        let server = SwitchboardServer {
+            url: serve.url.clone(),
+            headers: [
+                ("Authorization".to_string(), format!("Bearer {token}")),
+                ("X-Switchboard-Team".to_string(), "frontend".to_string()),
+            ]
+            .into(),
+            timeout_ms: 60_000,
+        };
+        let team = Team::with_server(&gemini::base_url(&api), 2, json!({}), Some(&server));
+        let settings = std::fs::read_to_string(team.setup.settings_path()).expect("settings");
+        assert!(!settings.contains(&token), "no secret in the settings file");
+        let child = start_turn(
+            &team,
+            &new_session(),
+            "Which teams are there?",
+            Some(&server),
+        )
+        .await;
+        let t = finish_turn(child).await;
+        assert_eq!(
+            t.tally.outcome,
+            Some(TurnOutcome::Completed),
+            "{:?} {}",
+            t.seen,
+            t.stderr
+        );
+        let listed = t
+            .tally
+            .tool_results
+            .iter()
+            .any(|(_, ok, out)| *ok && out.contains("backend") && out.contains("is_you"));
+        assert_eq!(
+            listed, works,
+            "token ok: {works}; {:?}; stderr: {}",
+            t.seen, t.stderr
+        );
+    }
 }
