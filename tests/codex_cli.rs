@@ -27,6 +27,8 @@ use tokio::process::{Child, ChildStdin, ChildStdout};
 
 /// How long one step may take (generous: a loaded machine, a cold start of the CLI).
 const STEP: Duration = Duration::from_secs(90);
+/// How long one whole turn may take.
+const TURN: Duration = Duration::from_secs(180);
 
 /// A team folder and a private CODEX_HOME and HOME, removed at drop.
 struct Team {
@@ -191,19 +193,27 @@ impl AppServer {
         self.finish_turn(allow).await
     }
 
+    /// Reads to the end of the turn (panics after [`TURN`]: an agent that retries without
+    /// end keeps printing, so the per-line bound alone would not end the test).
     async fn finish_turn(&mut self, allow: bool) -> TurnTally {
         let mut tally = TurnTally::default();
-        loop {
-            let a = self.next().await;
-            if let Activity::Approval { request, kind, .. } = &a {
-                let answer = codex::approval_answer(request, kind, allow);
-                self.send(&answer).await;
+        let run = async {
+            loop {
+                let a = self.next().await;
+                if let Activity::Approval { request, kind, .. } = &a {
+                    let answer = codex::approval_answer(request, kind, allow);
+                    self.send(&answer).await;
+                }
+                tally.add(&a);
+                if tally.outcome.is_some() {
+                    return;
+                }
             }
-            tally.add(&a);
-            if tally.outcome.is_some() {
-                return tally;
-            }
+        };
+        if tokio::time::timeout(TURN, run).await.is_err() {
+            panic!("the turn did not end within {TURN:?}: {tally:?}");
         }
+        tally
     }
 }
 
