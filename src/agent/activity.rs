@@ -25,6 +25,28 @@ impl std::ops::AddAssign for Tokens {
     }
 }
 
+/// Prices of a model in US dollars per million tokens, for agents that report tokens but no
+/// cost (Codex, Gemini): Switchboard computes the cost of a turn from a per-model table.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Price {
+    /// Input tokens not read from a cache.
+    pub input: f64,
+    /// Input tokens read from a cache.
+    pub cached_input: f64,
+    /// Output tokens.
+    pub output: f64,
+}
+
+impl Price {
+    /// The cost of `tokens` in US dollars.
+    pub fn cost_usd(&self, tokens: Tokens) -> f64 {
+        let cached = tokens.cached.clamp(0, tokens.input.max(0));
+        let fresh = tokens.input.max(0) - cached;
+        let m = |n: i64, per: f64| n as f64 * per / 1_000_000.0;
+        m(fresh, self.input) + m(cached, self.cached_input) + m(tokens.output.max(0), self.output)
+    }
+}
+
 /// What a permission request asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ApprovalKind {
@@ -230,6 +252,28 @@ pub(crate) fn as_text(v: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cost_counts_cached_input_at_its_own_price() {
+        let price = Price {
+            input: 1.25,
+            cached_input: 0.125,
+            output: 10.0,
+        };
+        let cost = price.cost_usd(Tokens {
+            input: 1_000_000,
+            cached: 200_000,
+            output: 100_000,
+        });
+        assert!((cost - (1.0 + 0.025 + 1.0)).abs() < 1e-9, "{cost}");
+        // More cached than input (a bad report) never makes the cost negative.
+        let odd = price.cost_usd(Tokens {
+            input: 10,
+            cached: 50,
+            output: 0,
+        });
+        assert!(odd >= 0.0);
+    }
 
     #[test]
     fn a_tally_joins_pieces_and_keeps_the_last_message_as_the_answer() {
