@@ -64,5 +64,43 @@ if [[ -z ${SWITCHBOARD_TEST_CHROMIUM:-} || -z ${SWITCHBOARD_TEST_CHROMEDRIVER:-}
         fi
     ) 9>"${TMPDIR:-/tmp}/switchboard-chromium-install.lock"
 fi
+# The Codex and Gemini CLIs that tests/codex_cli.rs and tests/gemini_cli.rs drive, pinned, into
+# .tools/codex and .tools/gemini the same way (npm `@openai/codex`, about 420 MB;
+# `@google/gemini-cli`, about 100 MB). SWITCHBOARD_TEST_CODEX / SWITCHBOARD_TEST_GEMINI point the
+# tests at other binaries instead (no install then).
+CODEX_VERSION=0.171.0
+GEMINI_CLI_VERSION=0.61.0
+
+# install_pinned_cli NAME PACKAGE VERSION OVERRIDE_VAR: installs PACKAGE@VERSION into .tools/NAME
+# unless OVERRIDE_VAR is set or the installed `NAME --version` already says VERSION.
+install_pinned_cli() {
+    local name=$1 package=$2 version=$3 override=$4
+    [[ -z ${!override:-} ]] || return 0
+    local tools=$PWD/.tools
+    local bin=$tools/$name/node_modules/.bin/$name
+    mkdir -p "$tools"
+    (
+        flock 9
+        # `codex --version` prints "codex-cli 0.171.0", `gemini --version` prints "0.61.0".
+        found() { "$bin" --version 2>/dev/null | awk 'NR == 1 { print $NF }' || true; }
+        if [[ ! -x $bin || $(found) != "$version" ]]; then
+            command -v npm >/dev/null || {
+                echo "error: npm is needed to install $package $version into $tools/$name" \
+                     "(or set $override to a $name binary)" >&2
+                exit 1
+            }
+            echo "installing $package@$version into $tools/$name" >&2
+            rm -rf "$tools/$name"
+            npm install --prefix "$tools/$name" --no-audit --no-fund --loglevel=error \
+                "$package@$version"
+            if [[ $(found) != "$version" ]]; then
+                echo "error: $bin --version gives '$(found)', expected $version" >&2
+                exit 1
+            fi
+        fi
+    ) 9>"$tools/.$name.lock"
+}
+install_pinned_cli codex @openai/codex "$CODEX_VERSION" SWITCHBOARD_TEST_CODEX
+install_pinned_cli gemini @google/gemini-cli "$GEMINI_CLI_VERSION" SWITCHBOARD_TEST_GEMINI
 
 cargo test --locked --all-targets

@@ -3,11 +3,14 @@
 //! ([`process`]) and the pool of live agents ([`supervisor`]). It reports through the
 //! SessionManager; it holds no SQL.
 
+pub mod activity;
 pub mod adapter;
 pub mod checks;
 pub mod claude;
 pub mod claude_mcp;
+pub mod codex;
 pub mod event;
+pub mod gemini;
 pub mod process;
 pub mod supervisor;
 

@@ -117,6 +117,7 @@ impl HttpState {
         let limit = router.manager().config().settings.max_message_bytes;
         let mut config = StreamableHttpServerConfig::default()
             .with_cancellation_token(stop.clone())
+            .with_sse_retry(None)
             // Room for the largest message, JSON-escaped, and the request around it.
             .with_max_request_body_bytes(limit.saturating_mul(6).saturating_add(64 * 1024));
         if !endpoint.loopback {
@@ -130,6 +131,7 @@ impl HttpState {
         let mut sessions = LocalSessionManager::default();
         let mut session_config = SessionConfig::default();
         session_config.keep_alive = Some(limits.mcp_session_idle);
+        session_config.sse_retry = None;
         sessions.session_config = session_config;
         let sessions = Arc::new(sessions);
         let mcp =
