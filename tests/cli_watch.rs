@@ -286,3 +286,48 @@ async fn tell_follow_shows_the_callees_tool_use_on_stderr() {
         .unwrap_or_else(|| panic!("no tool result on stderr:\n{err}"));
     assert!(tool < result, "{err}");
 }
+
+#[test]
+fn tell_follow_through_a_running_server_streams_the_tells_events() {
+    let env = TestEnv::with_scripted_agent();
+    let server = ServeProcess::start(&env);
+    // `toolcut`: the scripted agent calls Bash (`make`) and its turn ends cut off.
+    let out = env.run(&["tell", "frontend", "backend", "toolcut", "--follow"]);
+    let err = stderr(&out);
+    assert!(
+        err.lines().any(|l| l == "[backend] tool Bash: make"),
+        "no tool use on stderr:\n{err}"
+    );
+    assert!(
+        !stdout(&out).contains("tool Bash"),
+        "stdout is the answer only: {}",
+        stdout(&out)
+    );
+    // With --json, every stderr line is JSON: the tell's events, then its outcome.
+    let out = env.run(&["--json", "tell", "frontend", "backend", "hello", "--follow"]);
+    assert_eq!(exit_code(&out), 0, "{}", stderr(&out));
+    let events: Vec<Value> = stderr(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let id = support::parse_json(&out)["tell_id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    assert!(
+        events.iter().all(|e| e["tell_id"] == id.as_str()),
+        "{events:?}"
+    );
+    assert_eq!(
+        events.last().map(|e| e["type"].clone()),
+        Some(Value::from("tell_answered")),
+        "{events:?}"
+    );
+    let s = env.session("frontend", "backend").expect("session");
+    assert_eq!(
+        s.owner_pid,
+        Some(i64::from(server.pid())),
+        "the server ran it"
+    );
+    drop(server);
+}
