@@ -7,7 +7,7 @@ use switchboard::router::report_tells;
 use switchboard::Error;
 
 use super::output::{ago, print_json, Table};
-use super::tells::tell_details;
+use super::tells::{tell_details, timeline_block};
 use super::Ctx;
 
 /// How often `--follow` looks for tells that ended.
@@ -23,7 +23,8 @@ pub struct ReportCmd {
     /// At most this many of the latest tells.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
     limit: u32,
-    /// Whole messages and answers, one tell after another, instead of the table.
+    /// Whole messages and answers, each with its timeline (what the agent did: tool uses,
+    /// results, text, status), one tell after another, instead of the table.
     #[arg(long)]
     full: bool,
     /// Then keep printing the pair's tells as they end (whole, or one JSON object per line
@@ -77,7 +78,8 @@ impl ReportCmd {
             outln!("no tells from {} to {}", self.from, self.to);
         } else if self.full || self.follow {
             for t in &tells {
-                outln!("{}", tell_details(t));
+                let events = m.store().tell_events(&t.tell_id)?;
+                outln!("{}{}", tell_details(t), timeline_block(t, &events));
             }
         } else {
             self.table(&tells);

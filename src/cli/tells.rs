@@ -49,10 +49,14 @@ impl TellsCmd {
             TellsCmd::Show { id } => {
                 let m = ctx.manager()?;
                 let t = switchboard::router::find_tell(&m, id)?;
+                let events = m.store().tell_events(&t.tell_id)?;
                 if ctx.json() {
-                    print_json(&t)?;
+                    let mut v = serde_json::to_value(&t).unwrap_or_default();
+                    v["events"] = serde_json::to_value(&events).unwrap_or_default();
+                    print_json(&v)?;
                 } else {
                     out!("{}", tell_details(&t));
+                    out!("{}", timeline_block(&t, &events));
                 }
                 Ok(ExitCode::SUCCESS)
             }
@@ -102,6 +106,18 @@ impl TellsCmd {
             }
         }
     }
+}
+
+/// The tell's timeline (its events from the database) as a block for people; empty when the
+/// tell has no events (one from before events were recorded).
+pub fn timeline_block(t: &Tell, events: &[switchboard::events::Event]) -> String {
+    if events.is_empty() {
+        return String::new();
+    }
+    format!(
+        "\n--- timeline\n{}",
+        switchboard::events::timeline(events, t.created_at)
+    )
 }
 
 /// A tell for people: its fields one per line, then its whole message and answer (or error).

@@ -11,7 +11,10 @@
 //! `tokio::sync::broadcast` receiver; one that falls behind is told it lagged
 //! (`RecvError::Lagged`) and reads the gap from the store ([`crate::store::SessionStore::events_after`]).
 
+mod describe;
 pub mod summary;
+
+pub use describe::timeline;
 mod writer;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -152,29 +155,6 @@ impl EventBus {
         let mut done = self.done.clone();
         // An error means the writer is gone: nothing more will be written.
         let _ = done.wait_for(|d| *d >= target).await;
-    }
-
-    /// [`Self::flush`] for code outside async (blocks the thread).
-    pub fn flush_blocking(&self) {
-        let target = self.sent.load(Ordering::SeqCst);
-        let mut done = self.done.clone();
-        loop {
-            if *done.borrow_and_update() >= target {
-                return;
-            }
-            if !self.writer_alive() {
-                return;
-            }
-            std::thread::park_timeout(std::time::Duration::from_millis(2));
-        }
-    }
-
-    fn writer_alive(&self) -> bool {
-        self.writer
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .is_some_and(|h| !h.is_finished())
     }
 }
 

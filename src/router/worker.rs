@@ -462,7 +462,14 @@ impl Worker {
                 t.clone_from(&team.name);
             }
             RouterError::Agent(e.to_string())
-        })?;
+        });
+        let proc = match proc {
+            Ok(p) => p,
+            Err(e) => {
+                self.stopped_event(&session.session_id, "crash", Some(e.to_string()));
+                return Err(e);
+            }
+        };
         self.router
             .counters()
             .spawned

@@ -201,6 +201,13 @@ impl SessionManager {
         }
         for (from, to) in &reset.reset {
             self.cache.invalidate(from, to);
+            self.events.publish(crate::events::NewEvent::pair(
+                from,
+                to,
+                crate::events::EventKind::ProcessState {
+                    state: ProcessState::Stopped.to_string(),
+                },
+            ));
         }
         report.reset = reset.reset.len();
         report.owned_by_live_process = reset.owned_by_live_process;

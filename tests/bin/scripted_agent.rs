@@ -8,6 +8,9 @@
 //! - `crash:TEXT` — starts the turn, writes TEXT to stderr, then exits with status 9.
 //! - `hang` — starts the turn and never answers.
 //! - `garbage` — prints lines that are not JSON, a JSON line of an unknown type, then answers.
+//! - `tools:N` — N tool calls (`Bash` `echo K`) each followed by its result (as Claude Code
+//!   prints them: an `assistant` tool_use line, a `user` tool_result line), then answers
+//!   "tools done".
 //! - `huge:N` — prints an assistant line of N bytes of text, then answers "huge done".
 //! - `sleep:MS` — answers after MS milliseconds (an interrupt ends the turn early).
 //! - `deaf:MS` — answers after MS milliseconds whatever happens (an interrupt does not stop it).
@@ -299,6 +302,21 @@ fn main() {
                     &json!({"type":"result","subtype":"success","is_error":false,"result":"partial answer","stop_reason":"end_turn","terminal_reason":&t[7..],"session_id":session_id,"usage":{"input_tokens":5,"output_tokens":5},"total_cost_usd":total_cost,"num_turns":1,"duration_ms":1}),
                 );
                 continue;
+            }
+            t if t.starts_with("tools:") => {
+                let n: usize = t[6..].parse().unwrap_or(0);
+                for k in 0..n {
+                    let id = format!("toolu_{k}");
+                    emit(
+                        &out,
+                        &json!({"type":"assistant","message":{"id":format!("msg_{k}"),"role":"assistant","content":[{"type":"tool_use","id":id,"name":"Bash","input":{"command":format!("echo {k}")}}]}}),
+                    );
+                    emit(
+                        &out,
+                        &json!({"type":"user","message":{"role":"user","content":[{"tool_use_id":id,"type":"tool_result","content":format!("{k}"),"is_error":false}]}}),
+                    );
+                }
+                "tools done".to_string()
             }
             t if t.starts_with("huge:") => {
                 let n: usize = t[5..].parse().unwrap_or(0);

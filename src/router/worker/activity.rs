@@ -134,3 +134,10 @@ impl<'a> TurnActivity<'a> {
         }
     }
 }
+
+impl Drop for TurnActivity<'_> {
+    /// A turn that ends without a result (crash, stall) still shows what the agent last said.
+    fn drop(&mut self) {
+        self.flush_text();
+    }
+}
