@@ -30,7 +30,11 @@ fn publish(env: &TestEnv, events: Vec<((&str, &str), EventKind)>) {
             kind,
         });
     }
-    m.events().flush_blocking();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
+        .block_on(m.events().flush());
 }
 
 fn tool_use(input: &str) -> EventKind {
@@ -99,7 +103,7 @@ fn watch_streams_from_a_running_server_then_from_the_database_when_it_stops() {
     assert!(tool.contains("frontend->backend"), "{tool}");
     assert!(
         human_out
-            .wait_for(WITHIN, |l| l.contains("result ok (12 ms): hi"))
+            .wait_for(WITHIN, |l| l.contains("-> ok in 0.0s: hi"))
             .is_some(),
         "{:?}",
         human_out.all()
@@ -197,7 +201,7 @@ fn watch_tell_ends_when_the_tell_ends_with_its_exit_code() {
     let out = env.run(&["watch", "--tell", &id[..8]]);
     assert_eq!(exit_code(&out), 0, "{}", stderr(&out));
     let text = stdout(&out);
-    for what in ["queued tell", "delivered", "answered"] {
+    for what in ["tell queued", "delivered", "answered"] {
         assert!(text.contains(what), "no {what:?} in:\n{text}");
     }
 
@@ -282,7 +286,7 @@ async fn tell_follow_shows_the_callees_tool_use_on_stderr() {
         .unwrap_or_else(|| panic!("no tool use on stderr:\n{err}"));
     let result = err
         .lines()
-        .position(|l| l.contains("[b] result ok") && l.contains("hi"))
+        .position(|l| l.contains("[b] -> ok") && l.contains("hi"))
         .unwrap_or_else(|| panic!("no tool result on stderr:\n{err}"));
     assert!(tool < result, "{err}");
 }
