@@ -335,3 +335,25 @@ fn tell_follow_through_a_running_server_streams_the_tells_events() {
     );
     drop(server);
 }
+
+#[test]
+fn without_the_socket_the_event_stream_goes_over_tcp_with_the_token() {
+    let env = TestEnv::with_scripted_agent();
+    let server = ServeProcess::start(&env);
+    let socket = server.announcement()["socket"]
+        .as_str()
+        .expect("a socket")
+        .to_string();
+    std::fs::remove_file(&socket).expect("remove the socket");
+    // -v: the stream would log "no event stream; reading the database" had it fallen back.
+    let out = env.run(&["-v", "tell", "frontend", "backend", "tools:1", "--follow"]);
+    let err = stderr(&out);
+    assert_eq!(exit_code(&out), 0, "{err}");
+    assert_eq!(stdout(&out), "tools done\n");
+    assert!(
+        err.lines().any(|l| l == "[backend] tool Bash: echo 0"),
+        "{err}"
+    );
+    assert!(!err.contains("no event stream"), "{err}");
+    drop(server);
+}
