@@ -327,3 +327,25 @@ fn raw_get(authority: &str, host: &str, auth: &str) -> u16 {
     let _ = s.read_to_end(&mut raw);
     support::serve::parse_reply(&raw).status
 }
+
+#[test]
+fn an_idle_stream_gets_keepalive_comments() {
+    let env = TestEnv::new();
+    let server = ServeProcess::start(&env);
+    let auth = bearer(&server);
+    let mut stream = SseStream::open(&server.authority(), "/events", &[("Authorization", &auth)]);
+    assert_eq!(stream.status, 200);
+    // Nothing happens: a comment comes every 15 s (proxies and clients do not time out), and
+    // an event still comes through after it.
+    assert!(
+        stream.wait_comment("keepalive", Duration::from_secs(25)),
+        "comments: {:?}",
+        stream.comments
+    );
+    publish_texts(&env, 0..1);
+    let e = stream
+        .next_event(WITHIN)
+        .expect("an event after the keepalive");
+    assert_eq!(e.data["text"], "n0");
+    drop(server);
+}
