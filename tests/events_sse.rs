@@ -297,11 +297,9 @@ fn guarded_like_mcp_bounded_and_ended_at_shutdown() {
     assert_eq!(r.status, 429, "{}", r.body);
     assert!(r.body.contains("max_connections"), "{}", r.body);
     assert!(r.header("retry-after").is_some());
-    assert_eq!(
-        server.get("/status").0,
-        200,
-        "the CLI's requests still get through"
-    );
+    let (code, status) = server.get("/status");
+    assert_eq!(code, 200, "the CLI's requests still get through");
+    assert_eq!(status["event_streams"], 2, "{status}");
     drop(two);
 
     // Shutdown ends the streams cleanly and the server exits.

@@ -189,6 +189,7 @@ impl HttpState {
                 ))
                 .unwrap_or_default();
                 status["mcp_sessions"] = serde_json::json!(self.mcp_sessions().await);
+                status["event_streams"] = serde_json::json!(self.streams.open());
                 json(StatusCode::OK, &status)
             }
             (&Method::GET, "/events") => {
