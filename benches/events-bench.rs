@@ -5,8 +5,10 @@
 //! `cargo bench --locked --bench events-bench -- [--quick]` (a `[[bench]]` target with
 //! `harness = false`: neither installed nor run by `cargo test`).
 //!
-//! One pair run by the scripted test agent (`switchboard-test-agent`, which answers at once,
-//! echoing the message), driven by the in-process router, with the server listening
+//! Pairs run by the scripted test agent (`switchboard-test-agent`, which answers at once,
+//! echoing the message), one per phase (the store's per-pair queries read every tell of the
+//! pair: a phase on a pair with thousands of earlier tells would measure that instead),
+//! driven by the in-process router, with the server listening
 //! in-process on a loopback port. Each tell carries a 2 KiB message, so its events (queued,
 //! delivered, the agent's 2 KiB text, usage, answered) add up to several KiB per tell: a
 //! client that never reads fills its socket buffers within a few dozen tells. Tell overhead
@@ -42,6 +44,16 @@ type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
 const AGENT_BIN: &str = "switchboard-test-agent";
 /// Untimed tells before each phase.
 const WARMUP: usize = 20;
+/// The phases, in order; each has a pair of its own (`bench-a` -> `bench-b<i>`).
+const PHASES: [&str; 7] = [
+    "tell_0_subscribers",
+    "tell_10_bus_receivers",
+    "tell_0_subscribers",
+    "tell_10_sse_clients",
+    "tell_0_subscribers",
+    "tell_10_bus_and_10_sse",
+    "tell_0_subscribers",
+];
 /// The token of the in-process server.
 const TOKEN: &str = "events-bench-token-0123456789";
 
@@ -95,7 +107,10 @@ fn run(n: usize) -> BenchResult<()> {
          tells_per_minute = 1000000000\n\n[database]\npath = {}\n\n",
         q(root.join("events.db"))
     );
-    for team in ["bench-a", "bench-b"] {
+    let teams: Vec<String> = std::iter::once("bench-a".to_string())
+        .chain((0..PHASES.len()).map(|i| format!("bench-b{i}")))
+        .collect();
+    for team in &teams {
         text.push_str(&format!(
             "[teams.{team}]\npath = {}\nagent_path = {}\nenv = {{ HOME = {} }}\n\n",
             q(root.join("team")),
@@ -126,15 +141,9 @@ fn run(n: usize) -> BenchResult<()> {
         // and the machine's load changes): each phase is compared with the baselines around it.
         let mut base: Vec<f64> = Vec::new();
         let mut pending: Option<(&str, f64)> = None;
-        for phase in [
-            "tell_0_subscribers",
-            "tell_10_bus_receivers",
-            "tell_0_subscribers",
-            "tell_10_sse_clients",
-            "tell_0_subscribers",
-            "tell_10_bus_and_10_sse",
-            "tell_0_subscribers",
-        ] {
+        for (i, phase) in PHASES.into_iter().enumerate() {
+            // A pair of its own per phase: the tells of earlier phases do not weigh on it.
+            let callee = format!("bench-b{i}");
             let bus = phase.contains("bus");
             let sse = phase.contains("sse");
             // Subscribers that never read, for the whole phase.
@@ -151,13 +160,13 @@ fn run(n: usize) -> BenchResult<()> {
                 clients.push(s);
             }
             for _ in 0..WARMUP {
-                tell(&router, &message).await?;
+                tell(&router, &callee, &message).await?;
             }
             let mut times = Vec::with_capacity(n);
             let wall = Instant::now();
             for _ in 0..n {
                 let t0 = Instant::now();
-                tell(&router, &message).await?;
+                tell(&router, &callee, &message).await?;
                 times.push(t0.elapsed());
             }
             let wall = wall.elapsed();
@@ -194,8 +203,8 @@ fn run(n: usize) -> BenchResult<()> {
 }
 
 /// One tell, submitted and waited for.
-async fn tell(router: &Router, message: &str) -> BenchResult<()> {
-    let t = router.submit("bench-a", "bench-b", TellKind::Tell, message, None)?;
+async fn tell(router: &Router, callee: &str, message: &str) -> BenchResult<()> {
+    let t = router.submit("bench-a", callee, TellKind::Tell, message, None)?;
     let t = router
         .wait_for(&t.tell_id, Wait::For(Duration::from_secs(60)))
         .await?;

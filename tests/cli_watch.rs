@@ -33,7 +33,7 @@ fn publish(env: &TestEnv, events: Vec<((&str, &str), EventKind)>) {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .expect("a runtime to wait for the writer")
+        .expect("a runtime")
         .block_on(m.events().flush());
 }
 
@@ -103,7 +103,7 @@ fn watch_streams_from_a_running_server_then_from_the_database_when_it_stops() {
     assert!(tool.contains("frontend->backend"), "{tool}");
     assert!(
         human_out
-            .wait_for(WITHIN, |l| l.contains("result ok (12 ms): hi"))
+            .wait_for(WITHIN, |l| l.contains("-> ok in 0.0s: hi"))
             .is_some(),
         "{:?}",
         human_out.all()
@@ -201,7 +201,7 @@ fn watch_tell_ends_when_the_tell_ends_with_its_exit_code() {
     let out = env.run(&["watch", "--tell", &id[..8]]);
     assert_eq!(exit_code(&out), 0, "{}", stderr(&out));
     let text = stdout(&out);
-    for what in ["queued tell", "delivered", "answered"] {
+    for what in ["tell queued", "delivered", "answered"] {
         assert!(text.contains(what), "no {what:?} in:\n{text}");
     }
 
@@ -286,7 +286,74 @@ async fn tell_follow_shows_the_callees_tool_use_on_stderr() {
         .unwrap_or_else(|| panic!("no tool use on stderr:\n{err}"));
     let result = err
         .lines()
-        .position(|l| l.contains("[b] result ok") && l.contains("hi"))
+        .position(|l| l.contains("[b] -> ok") && l.contains("hi"))
         .unwrap_or_else(|| panic!("no tool result on stderr:\n{err}"));
     assert!(tool < result, "{err}");
+}
+
+#[test]
+fn tell_follow_through_a_running_server_streams_the_tells_events() {
+    let env = TestEnv::with_scripted_agent();
+    let server = ServeProcess::start(&env);
+    // `toolcut`: the scripted agent calls Bash (`make`) and its turn ends cut off.
+    let out = env.run(&["tell", "frontend", "backend", "toolcut", "--follow"]);
+    let err = stderr(&out);
+    assert!(
+        err.lines().any(|l| l == "[backend] tool Bash: make"),
+        "no tool use on stderr:\n{err}"
+    );
+    assert!(
+        !stdout(&out).contains("tool Bash"),
+        "stdout is the answer only: {}",
+        stdout(&out)
+    );
+    // With --json, every stderr line is JSON: the tell's events, then its outcome.
+    let out = env.run(&["--json", "tell", "frontend", "backend", "hello", "--follow"]);
+    assert_eq!(exit_code(&out), 0, "{}", stderr(&out));
+    let events: Vec<Value> = stderr(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let id = support::parse_json(&out)["tell_id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    assert!(
+        events.iter().all(|e| e["tell_id"] == id.as_str()),
+        "{events:?}"
+    );
+    assert_eq!(
+        events.last().map(|e| e["type"].clone()),
+        Some(Value::from("tell_answered")),
+        "{events:?}"
+    );
+    let s = env.session("frontend", "backend").expect("session");
+    assert_eq!(
+        s.owner_pid,
+        Some(i64::from(server.pid())),
+        "the server ran it"
+    );
+    drop(server);
+}
+
+#[test]
+fn without_the_socket_the_event_stream_goes_over_tcp_with_the_token() {
+    let env = TestEnv::with_scripted_agent();
+    let server = ServeProcess::start(&env);
+    let socket = server.announcement()["socket"]
+        .as_str()
+        .expect("a socket")
+        .to_string();
+    std::fs::remove_file(&socket).expect("remove the socket");
+    // -v: the stream would log "no event stream; reading the database" had it fallen back.
+    let out = env.run(&["-v", "tell", "frontend", "backend", "tools:1", "--follow"]);
+    let err = stderr(&out);
+    assert_eq!(exit_code(&out), 0, "{err}");
+    assert_eq!(stdout(&out), "tools done\n");
+    assert!(
+        err.lines().any(|l| l == "[backend] tool Bash: echo 0"),
+        "{err}"
+    );
+    assert!(!err.contains("no event stream"), "{err}");
+    drop(server);
 }

@@ -297,11 +297,9 @@ fn guarded_like_mcp_bounded_and_ended_at_shutdown() {
     assert_eq!(r.status, 429, "{}", r.body);
     assert!(r.body.contains("max_connections"), "{}", r.body);
     assert!(r.header("retry-after").is_some());
-    assert_eq!(
-        server.get("/status").0,
-        200,
-        "the CLI's requests still get through"
-    );
+    let (code, status) = server.get("/status");
+    assert_eq!(code, 200, "the CLI's requests still get through");
+    assert_eq!(status["event_streams"], 2, "{status}");
     drop(two);
 
     // Shutdown ends the streams cleanly and the server exits.
@@ -326,4 +324,26 @@ fn raw_get(authority: &str, host: &str, auth: &str) -> u16 {
     let mut raw = Vec::new();
     let _ = s.read_to_end(&mut raw);
     support::serve::parse_reply(&raw).status
+}
+
+#[test]
+fn an_idle_stream_gets_keepalive_comments() {
+    let env = TestEnv::new();
+    let server = ServeProcess::start(&env);
+    let auth = bearer(&server);
+    let mut stream = SseStream::open(&server.authority(), "/events", &[("Authorization", &auth)]);
+    assert_eq!(stream.status, 200);
+    // Nothing happens: a comment comes every 15 s (proxies and clients do not time out), and
+    // an event still comes through after it.
+    assert!(
+        stream.wait_comment("keepalive", Duration::from_secs(25)),
+        "comments: {:?}",
+        stream.comments
+    );
+    publish_texts(&env, 0..1);
+    let e = stream
+        .next_event(WITHIN)
+        .expect("an event after the keepalive");
+    assert_eq!(e.data["text"], "n0");
+    drop(server);
 }

@@ -305,6 +305,12 @@ impl EventStream {
     /// sends a keepalive every 15 s: nothing for a minute means it is gone (an error).
     pub async fn next(&mut self) -> Result<Option<Event>, CallError> {
         loop {
+            // Events decoded already (the read that brought the head may have brought some).
+            let decoded = self
+                .sse
+                .events()
+                .map_err(|e| CallError::Gone(format!("server (pid {}): {e}", self.pid)))?;
+            self.pending.extend(decoded);
             if let Some(e) = self.pending.pop_front() {
                 return Ok(Some(e));
             }
@@ -543,6 +549,51 @@ mod tests {
             b"HTTP/1.1 400 Bad Request\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n";
         assert_eq!(parse_response(raw), Some((400, &b"{}"[..])));
         assert_eq!(parse_response(b"garbage"), None);
+    }
+
+    /// The head and the first events in one read, then nothing (no keepalive yet): the
+    /// events are given out at once, not when more bytes come.
+    #[test]
+    fn events_that_came_with_the_head_are_not_held_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).expect("bind");
+        let server = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().expect("accept");
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf);
+            let data = r#"{"id":4,"at":1,"from_team":"a","to_team":"b","tell_id":null,"session_id":null,"type":"tell_delivered"}"#;
+            let frame = format!("id: 4\nevent: tell_delivered\ndata: {data}\n\n");
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{frame}\r\n",
+                frame.len()
+            );
+            conn.write_all(answer.as_bytes()).expect("write");
+            // Keep the connection open, silent, until the client is done.
+            let _ = conn.read(&mut buf);
+        });
+        let remote = Remote {
+            host: "127.0.0.1".into(),
+            port: 1,
+            socket: Some(path),
+            token: None,
+            pid: 1,
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let got = runtime.block_on(async {
+            let mut stream = remote.events("", 3).await.expect("the stream opens");
+            tokio::time::timeout(Duration::from_secs(5), stream.next()).await
+        });
+        let event = got
+            .expect("the event comes at once")
+            .expect("no error")
+            .expect("an event");
+        assert_eq!(event.id, 4);
+        drop(runtime);
+        server.join().expect("server thread");
     }
 
     #[test]

@@ -359,109 +359,12 @@ fn short(text: &str, max: usize) -> String {
     out
 }
 
-/// What happened, in words.
+/// What happened, in words: the events layer's words, but a tool use reads
+/// `tool Bash: echo hi` (a line of `watch` or `tell --follow` mixes tools with everything else).
 pub fn describe(kind: &EventKind) -> String {
     match kind {
-        EventKind::TellQueued {
-            kind,
-            bytes,
-            parent_tell_id,
-        } => {
-            let chained = parent_tell_id
-                .as_deref()
-                .map(|p| format!(", chained from {}", p.chars().take(8).collect::<String>()))
-                .unwrap_or_default();
-            format!("queued {kind} ({bytes} bytes{chained})")
-        }
-        EventKind::TellDelivered => "delivered to the agent".into(),
-        EventKind::TellAnswered {
-            input_tokens,
-            output_tokens,
-            cost_usd,
-            duration_ms,
-        } => format!(
-            "answered: {input_tokens} in / {output_tokens} out tokens, ${cost_usd:.4}, {:.1}s",
-            *duration_ms as f64 / 1000.0
-        ),
-        EventKind::TellFailed { state, error } => format!("{state}: {}", short(error, 200)),
-        EventKind::TellCancelled { reason } => format!("cancelled: {reason}"),
-        EventKind::AgentSpawning { resume } => {
-            if *resume {
-                "agent starting (resuming the session)".into()
-            } else {
-                "agent starting (new session)".into()
-            }
-        }
-        EventKind::AgentReady { pid } => format!("agent ready, pid {pid}"),
-        EventKind::AgentStopped { reason, detail } => match detail {
-            Some(d) => format!("agent stopped ({reason}): {}", short(d, 200)),
-            None => format!("agent stopped ({reason})"),
-        },
-        EventKind::ProcessState { state } => format!("process {state}"),
-        EventKind::CompactionBegin => "compacting".into(),
-        EventKind::CompactionEnd {
-            pre_tokens,
-            post_tokens,
-        } => {
-            let n = |t: &Option<i64>| t.map_or("?".into(), |t| t.to_string());
-            format!("compacted: {} -> {} tokens", n(pre_tokens), n(post_tokens))
-        }
-        EventKind::ApprovalRequested {
-            approval_id,
-            tool,
-            input,
-            decide_by,
-            ..
-        } => format!(
-            "approval {} requested: {tool}: {} (decided by the {decide_by})",
-            approval_id.chars().take(8).collect::<String>(),
-            short(input, 120)
-        ),
-        EventKind::ApprovalDecided {
-            approval_id,
-            tool,
-            decision,
-            by,
-            reason,
-        } => format!(
-            "approval {} {tool}: {decision} by {by}{}",
-            approval_id.chars().take(8).collect::<String>(),
-            reason
-                .as_deref()
-                .map(|r| format!(": {}", short(r, 120)))
-                .unwrap_or_default()
-        ),
-        EventKind::ApprovalExpired {
-            approval_id,
-            reason,
-        } => format!(
-            "approval {} expired: {reason}",
-            approval_id.chars().take(8).collect::<String>()
-        ),
-        EventKind::Text { text } => format!("says: {}", short(text, 160)),
-        EventKind::ToolUse { tool, input, .. } => format!("tool {tool}: {}", short(input, 160)),
-        EventKind::ToolResult {
-            ok,
-            excerpt,
-            duration_ms,
-            ..
-        } => format!(
-            "result {}{}: {}",
-            if *ok { "ok" } else { "error" },
-            duration_ms
-                .map(|d| format!(" ({d} ms)"))
-                .unwrap_or_default(),
-            short(excerpt, 160)
-        ),
-        EventKind::Usage {
-            input_tokens,
-            output_tokens,
-            cost_usd,
-        } => format!("usage: {input_tokens} in / {output_tokens} out tokens, ${cost_usd:.4}"),
-        EventKind::AgentStatus { text } => format!("status: {}", short(text, 160)),
-        EventKind::ActivityTruncated { events, bytes } => {
-            format!("activity log full for this tell: {events} events / {bytes} bytes not stored")
-        }
+        EventKind::ToolUse { tool, input, .. } => format!("tool {tool}: {}", short(input, 200)),
+        other => other.describe(),
     }
 }
 

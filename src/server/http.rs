@@ -14,7 +14,9 @@
 //! Limits (`[server]`): a request's headers must arrive within `header_timeout` and its body
 //! within `body_timeout`; at most `max_connections` connections are open (when full, the
 //! oldest connection not being answered, still sending its headers or idle between
-//! requests, is closed to make room, else the newcomer gets 429); at most `max_mcp_sessions` MCP sessions live, each closed after
+//! requests, is closed to make room, else the newcomer gets 429; an open `/events` stream is
+//! always busy, and at most half of `max_connections` may be event streams, else 429); at most
+//! `max_mcp_sessions` MCP sessions live, each closed after
 //! `mcp_session_idle` unused. A refusal says which limit and when to retry (`Retry-After`).
 //!
 //! A spawned agent's credential (`X-Switchboard-Agent: <its token>`) stands instead of the
@@ -200,6 +202,7 @@ impl HttpState {
                 ))
                 .unwrap_or_default();
                 status["mcp_sessions"] = serde_json::json!(self.mcp_sessions().await);
+                status["event_streams"] = serde_json::json!(self.streams.open());
                 json(StatusCode::OK, &status)
             }
             (&Method::GET, "/events") => {

@@ -184,6 +184,26 @@ impl SseStream {
         }
     }
 
+    /// Reads until the comment `text` (a line `: text`); `false` if the body ends or
+    /// `within` passes first (an event meanwhile is a failure: the stream was to be idle).
+    pub fn wait_comment(&mut self, text: &str, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            let Some(line) = self.line() else {
+                return false;
+            };
+            if let Some(c) = line.strip_prefix(':') {
+                self.comments.push(c.trim().to_string());
+                if c.trim() == text {
+                    return true;
+                }
+            } else {
+                assert!(line.is_empty(), "an event on an idle stream: {line}");
+            }
+        }
+        false
+    }
+
     /// Waits for the end of the body (after the server ends the stream); `true` when it ended
     /// cleanly (the last chunk) or the connection closed, within `within`.
     pub fn wait_end(&mut self, within: Duration) -> bool {
