@@ -9,6 +9,7 @@ pub mod claude;
 pub mod claude_mcp;
 pub mod event;
 pub mod process;
+pub mod ssh;
 pub mod supervisor;
 
 /// Errors of the agent runtime.
