@@ -645,25 +645,44 @@ fn bad_permission_mode() {
 }
 
 #[test]
-fn bad_remote_url() {
+fn remote_teams() {
     let f = Fixture::new();
-    for url in [
-        "ftp://host",
-        "host:8080",
-        "https://",
-        "http://:80/x",
-        "http://h:port",
+    for (bad, why) in [
+        ("-oProxyCommand=touch /tmp/x", "option"),
+        ("two words", "space"),
+        ("https://sb.example.com", "URL"),
+        ("", "empty"),
     ] {
         f.one_problem(
-            &f.with_team(&format!("remote = {url:?}\n")),
+            &f.with_team(&format!("remote = {bad:?}\n")),
             "teams.a.remote",
-            "invalid URL",
+            why,
         );
     }
-    let config = f.ok(&f.with_team("remote = \"https://sb.example.com:8443/x\"\n"));
-    assert_eq!(
-        config.team("a").expect("a").remote.as_deref(),
-        Some("https://sb.example.com:8443/x")
+    // The path of a remote team is a folder there: not looked for here, but it must be
+    // absolute and without "..".
+    let text = "[teams.r]\npath = \"/srv/repos/data\"\nremote = \"deploy@gpu-box\"\n\
+                ssh_options = [\"-p\", \"2222\"]\nagent_path = \"/usr/local/bin/claude\"\n";
+    let config = f.ok(text);
+    let team = config.team("r").expect("r");
+    assert_eq!(team.remote.as_deref(), Some("deploy@gpu-box"));
+    assert_eq!(team.ssh_options, ["-p", "2222"]);
+    assert_eq!(team.path, Path::new("/srv/repos/data"));
+    f.one_problem(
+        "[teams.r]\npath = \"srv/x\"\nremote = \"h\"\n",
+        "teams.r.path",
+        "absolute path on the remote host",
+    );
+    f.one_problem(
+        "[teams.r]\npath = \"/srv/../etc\"\nremote = \"h\"\n",
+        "teams.r.path",
+        "..",
+    );
+    // ssh_options without a remote is a mistake.
+    f.one_problem(
+        &f.with_team("ssh_options = [\"-p\", \"2\"]\n"),
+        "teams.a.ssh_options",
+        "only for a remote team",
     );
 }
 
@@ -1316,6 +1335,7 @@ fn example_file_loads_with_every_option() {
         "append_system_prompt",
         "permission_mode",
         "remote",
+        "ssh_options",
     ] {
         assert!(
             text.contains(&format!("{key} = ")) || text.contains(&format!("[teams.backend.{key}]")),

@@ -10,7 +10,9 @@
 #![allow(
     dead_code,
     clippy::disallowed_methods,
-    reason = "system tools (ssh-keygen, useradd, sshd), not agent processes"
+    clippy::unwrap_used,
+    reason = "system tools (ssh-keygen, useradd, sshd), not agent processes; a failed set-up \
+              step fails the test"
 )]
 
 use std::os::unix::fs::PermissionsExt;
@@ -213,16 +215,29 @@ impl Sshd {
     /// Kills the server's connection processes (not the listener): every connection drops,
     /// as when the network or the host goes away.
     pub fn drop_connections(&self) -> usize {
+        // Each connection is a monitor (a child of the listener) and its unprivileged child,
+        // which holds the socket: kill every sshd below the listener, not the sessions' own
+        // processes (a broken network does not kill them either).
         let listener = self.child.id();
-        let mut n = 0;
-        for pid in pids() {
-            if ppid(pid) == Some(listener) {
-                // SAFETY: kill(2) on a pid we just read; no memory involved.
-                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-                n += 1;
+        // The whole tree first: a child of a killed monitor would move to init meanwhile.
+        let mut below = vec![listener];
+        let mut tree = Vec::new();
+        while let Some(parent) = below.pop() {
+            for pid in pids().filter(|&p| ppid(p) == Some(parent)) {
+                let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+                if comm.trim() == "sshd" {
+                    below.push(pid);
+                    tree.push(pid);
+                }
             }
         }
-        n
+        let mut killed = 0;
+        for pid in tree {
+            // SAFETY: kill(2) on a pid just read; no memory involved.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            killed += 1;
+        }
+        killed
     }
 
     /// The processes of this server's sessions still alive (by `SBTEST_SSHD` in their

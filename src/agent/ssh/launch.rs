@@ -272,21 +272,37 @@ pub fn exit_error(host: &Host, status: Option<i32>, stderr_tail: &str) -> Option
 /// time; a leader gone while members remain is still ours), SIGTERM to the group, polls for
 /// its end up to the grace, SIGKILL. Prints `gone`, `terminated`, `killed` or `other`.
 const STOP_SCRIPT: &str = r#"pg=$1; want=$2; tenths=$3
+# Alive: a process of the group that is not a zombie (a host whose init does not reap keeps
+# zombies, which kill -0 still sees); kill -0 where there is no /proc.
+alive() {
+  if [ -r /proc/self/stat ]; then
+    for f in /proc/[0-9]*/stat; do
+      read -r l 2>/dev/null < "$f" || continue
+      set -f
+      g ${l##*) } && { set +f; return 0; }
+      set +f
+    done
+    return 1
+  fi
+  kill -s 0 -- "-$pg" 2>/dev/null
+}
+g() { [ "$1" != Z ] && [ "$3" = "$pg" ]; }
 if [ -r "/proc/$pg/stat" ] && [ "$want" != 0 ]; then
   read -r s < "/proc/$pg/stat"
   f() { st=${20}; }
   set -f
   f ${s##*) }
+  set +f
   if [ "$st" != "$want" ]; then echo other; exit 0; fi
 fi
-kill -s 0 -- "-$pg" 2>/dev/null || { echo gone; exit 0; }
+alive || { echo gone; exit 0; }
 kill -s TERM -- "-$pg" 2>/dev/null
 i=0
-while [ "$i" -lt "$tenths" ] && kill -s 0 -- "-$pg" 2>/dev/null; do
+while [ "$i" -lt "$tenths" ] && alive; do
   sleep 0.1 2>/dev/null || sleep 1
   i=$((i + 1))
 done
-if kill -s 0 -- "-$pg" 2>/dev/null; then
+if alive; then
   kill -s KILL -- "-$pg" 2>/dev/null
   echo killed
 else

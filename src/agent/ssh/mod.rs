@@ -211,31 +211,10 @@ impl std::fmt::Display for Host {
     }
 }
 
-/// Why `destination` is not a usable SSH destination, if it is not.
+/// Why `destination` is not a usable SSH destination, if it is not (the check of the teams
+/// file's `remote`).
 pub fn check_destination(destination: &str) -> Result<(), String> {
-    if destination.is_empty() {
-        return Err("must not be empty (user@host, or a Host alias of ~/.ssh/config)".into());
-    }
-    if destination.starts_with('-') {
-        return Err(format!(
-            "{destination:?} starts with \"-\" (ssh would read it as an option)"
-        ));
-    }
-    if destination
-        .chars()
-        .any(|c| c.is_whitespace() || c.is_control())
-    {
-        return Err(format!(
-            "{destination:?} holds a space or a control character"
-        ));
-    }
-    if destination.contains("://") {
-        return Err(format!(
-            "{destination:?} is a URL; give user@host or a Host alias of ~/.ssh/config (the port \
-             goes in ssh_options = [\"-p\", \"PORT\"])"
-        ));
-    }
-    Ok(())
+    crate::config::check_ssh_destination(destination)
 }
 
 /// What a short remote command printed.
@@ -305,21 +284,18 @@ impl Transport {
     /// local host, remote host, port and user, keeps the path short), no prompts, keepalives.
     fn base_args(&self, host: &Host) -> Vec<String> {
         let mut args = host.options.clone();
-        args.extend(
-            [
-                "-o".to_string(),
-                format!("ControlPath={}/%C", self.socket_dir.display()),
-                "-o".to_string(),
-                "BatchMode=yes".to_string(),
-                "-o".to_string(),
-                format!("ConnectTimeout={}", CONNECT_TIMEOUT.as_secs()),
-                "-o".to_string(),
-                format!("ServerAliveInterval={ALIVE_INTERVAL_S}"),
-                "-o".to_string(),
-                format!("ServerAliveCountMax={ALIVE_COUNT}"),
-            ]
-            .into_iter(),
-        );
+        args.extend([
+            "-o".to_string(),
+            format!("ControlPath={}/%C", self.socket_dir.display()),
+            "-o".to_string(),
+            "BatchMode=yes".to_string(),
+            "-o".to_string(),
+            format!("ConnectTimeout={}", CONNECT_TIMEOUT.as_secs()),
+            "-o".to_string(),
+            format!("ServerAliveInterval={ALIVE_INTERVAL_S}"),
+            "-o".to_string(),
+            format!("ServerAliveCountMax={ALIVE_COUNT}"),
+        ]);
         args
     }
 
