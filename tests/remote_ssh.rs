@@ -489,6 +489,63 @@ async fn a_lost_connection_is_reported_with_the_host_and_the_next_command_reconn
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_control_connection_killed_without_cleanup_is_replaced() {
+    let r = Remote::start();
+    r.transport.connect(&r.host).await.unwrap();
+    // The master's pid, from `ssh -O check` ("Master running (pid=N)").
+    let check = std::process::Command::new("ssh")
+        .args(r.host.options.iter())
+        .arg("-o")
+        .arg(format!(
+            "ControlPath={}/%C",
+            r.transport.socket_dir().display()
+        ))
+        .args(["-O", "check", "--", &r.host.destination])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+        .wait_with_output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&check.stderr).to_string();
+    let pid: i32 = said
+        .split("pid=")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no master pid in {said:?}"));
+    // SAFETY: kill(2).
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    assert!(poll_until(Duration::from_secs(5), || !Path::new(&format!(
+        "/proc/{pid}"
+    ))
+    .exists()
+        || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|s| s.contains(") Z "))));
+    // Its socket is left behind; the next command still gets a new master, and the one after
+    // reuses it.
+    assert_eq!(
+        std::fs::read_dir(r.transport.socket_dir())
+            .unwrap()
+            .flatten()
+            .filter(|e| e
+                .file_type()
+                .is_ok_and(|t| std::os::unix::fs::FileTypeExt::is_socket(&t)))
+            .count(),
+        1
+    );
+    for _ in 0..3 {
+        let out = r
+            .transport
+            .run(&r.host, "echo again", "a command", START)
+            .await
+            .unwrap();
+        assert_eq!(out.stdout.trim(), "again");
+    }
+    assert_eq!(r.sshd.logins(), 2, "{}", r.sshd.log());
+    assert!(r.transport.master_alive(&r.host).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_forwarded_socket_is_private_to_the_remote_user() {
     let r = Remote::start();
     // Switchboard's side: a Unix socket answering "hello".
@@ -708,7 +765,7 @@ async fn spawn_to_ready_over_ssh_vs_local_is_measured() {
     let claude = switchboard::agent::claude::ClaudeCode;
     let mut local_ms = Vec::new();
     let mut remote_ms = Vec::new();
-    for round in 0..4 {
+    for round in 0..6 {
         let session = uuid::Uuid::new_v4().to_string();
         let spec = claude.launch(team, &session, false, &LaunchExtras::default());
         let local_spec = claude.launch(local_team, &session, false, &LaunchExtras::default());
@@ -739,11 +796,30 @@ async fn spawn_to_ready_over_ssh_vs_local_is_measured() {
             .await
             .unwrap();
     }
+    // The transport alone: a new connection, then a command over it.
+    r.transport.disconnect(&r.host).await;
+    let t = Instant::now();
+    r.transport.connect(&r.host).await.unwrap();
+    let connect_ms = t.elapsed().as_millis();
+    let mut command_ms = Vec::new();
+    for _ in 0..10 {
+        let t = Instant::now();
+        r.transport
+            .run(&r.host, "true", "a command", START)
+            .await
+            .unwrap();
+        command_ms.push(t.elapsed().as_millis());
+    }
     println!(
         "spawn-to-ready of Claude Code {}: local {local_ms:?} ms; over SSH {remote_ms:?} ms \
-         (the first over SSH includes the new connection); handshakes: {}",
+         (the first over SSH includes the new connection); new connection {connect_ms} ms; \
+         `true` over the control connection {command_ms:?} ms; handshakes: {}",
         pinned_claude::CLAUDE_VERSION,
         r.sshd.logins()
     );
-    assert_eq!(r.sshd.logins(), 1, "one connection for every spawn");
+    assert_eq!(
+        r.sshd.logins(),
+        2,
+        "one connection for every spawn, one after disconnect"
+    );
 }

@@ -189,19 +189,30 @@ impl RemoteAgent {
                 what: format!("cannot start ssh for {host}"),
                 source: std::io::Error::other(e.to_string()),
             })?;
-        let first = tokio::time::timeout(timeout, process.lines.recv()).await;
-        let line = match first {
-            Ok(Some(StdoutLine::Bad(BadLine::NotJson(text)))) => RemoteIdentity::parse(&text),
-            Ok(_) => None,
-            Err(_) => {
-                process.kill().await;
-                return Err(SshError::Timeout {
-                    host: host.destination.clone(),
-                    what: "starting the agent".into(),
-                    timeout,
-                });
+        // The identity line comes first from the wrapper; a login shell's startup files may
+        // print before it (bash reads ~/.bashrc for sshd's commands): skip what is not it.
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut line = None;
+        for _ in 0..1000 {
+            match tokio::time::timeout_at(deadline, process.lines.recv()).await {
+                Ok(Some(StdoutLine::Bad(BadLine::NotJson(text)))) => {
+                    if let Some(id) = RemoteIdentity::parse(&text) {
+                        line = Some(id);
+                        break;
+                    }
+                }
+                Ok(Some(StdoutLine::Closed(_)) | None) => break,
+                Ok(Some(_)) => {}
+                Err(_) => {
+                    process.kill().await;
+                    return Err(SshError::Timeout {
+                        host: host.destination.clone(),
+                        what: "starting the agent".into(),
+                        timeout,
+                    });
+                }
             }
-        };
+        }
         match line {
             Some(remote) => Ok(Self {
                 process,

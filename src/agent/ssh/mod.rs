@@ -339,6 +339,9 @@ impl Transport {
         if self.master_alive(host).await {
             return Ok(());
         }
+        // A master killed without cleaning up leaves its socket: ssh would then refuse to
+        // make a new one there (and every run would pay a handshake).
+        self.remove_stale_socket(host).await;
         let log = self.socket_dir.join(format!("{}.log", short_hash(host)));
         let _ = std::fs::remove_file(&log);
         let mut args = self.base_args(host);
@@ -376,6 +379,36 @@ impl Transport {
             ));
         }
         Ok(())
+    }
+
+    /// Removes `host`'s control socket when no master answers on it (`ssh -G` tells its path).
+    async fn remove_stale_socket(&self, host: &Host) {
+        let mut args = self.base_args(host);
+        args.extend(["-G".to_string(), "--".to_string(), host.destination.clone()]);
+        let Ok(out) = self
+            .run_raw(
+                &args,
+                Duration::from_secs(10),
+                host,
+                "reading the ssh config",
+            )
+            .await
+        else {
+            return;
+        };
+        let path = out
+            .stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("controlpath "));
+        if let Some(path) = path.map(Path::new) {
+            use std::os::unix::fs::FileTypeExt;
+            let is_socket = std::fs::symlink_metadata(path)
+                .map(|m| m.file_type().is_socket())
+                .unwrap_or(false);
+            if is_socket && path.starts_with(&self.socket_dir) {
+                let _ = std::fs::remove_file(path);
+            }
+        }
     }
 
     /// Closes `host`'s control connection (`ssh -O exit`); its sessions end with it.
