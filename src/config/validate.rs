@@ -68,6 +68,10 @@ const TEAM_KEYS: &[&str] = &[
     "ssh_options",
     "mcp_servers",
 ];
+/// Whether the agent lifecycle runs a team with `remote` over SSH. Until it does, such a team
+/// is refused: its path is not checked here, and a local agent must never start in it. Set to
+/// true where the lifecycle calls `agent::ssh` (docs/remote.md).
+const REMOTE_TEAMS_WIRED: bool = false;
 /// Agent kinds Switchboard knows how to drive.
 const KNOWN_AGENTS: &[&str] = &["claude"];
 /// The choices of Claude Code 2.1.328's `--permission-mode`.
@@ -375,6 +379,14 @@ fn team(
         if let Err(why) = check_ssh_destination(destination) {
             report.add(&path.key("remote"), why);
         }
+    }
+    if remote.is_some() && !REMOTE_TEAMS_WIRED {
+        report.add(
+            &path.key("remote"),
+            "remote teams are not supported by this version yet: the SSH transport is there but \
+             tells do not use it (docs/remote.md), and the agent would run on this machine; \
+             remove `remote` (and `ssh_options`) to run the team here",
+        );
     }
     let ssh_options = get_strings(table, "ssh_options", path, true, report);
     if remote.is_none() && !ssh_options.is_empty() {
