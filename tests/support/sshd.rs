@@ -342,14 +342,9 @@ fn environ_has(pid: u32, needle: &str) -> bool {
 
 impl Drop for Sshd {
     fn drop(&mut self) {
-        // The listener and its connection processes, then whatever its sessions left.
-        let listener = self.child.id();
-        for pid in pids() {
-            if ppid(pid) == Some(listener) {
-                // SAFETY: kill(2); no memory involved.
-                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-            }
-        }
+        // Every connection (which also ends the clients' control connections), the listener,
+        // then whatever its sessions left.
+        self.drop_connections();
         let _ = self.child.kill();
         let _ = self.child.wait();
         for (pid, _) in self.session_processes() {
