@@ -721,6 +721,39 @@ async fn real_claude_code_answers_a_turn_over_ssh_and_its_transcript_is_removed_
     )
     .is_empty()));
 
+    // A resumed session over SSH: the agent there reads its transcript there.
+    api.push(Answer::text("Resumed on the remote host."));
+    let spec = claude.launch(team, &session, true, &LaunchExtras::default());
+    let mut agent = r
+        .spawn(&spec, &Owner::current().marker(&session))
+        .await
+        .expect("resumed claude over ssh");
+    agent
+        .process
+        .send_line(&claude.encode_message("And again"))
+        .await
+        .unwrap();
+    assert_eq!(
+        read_result(&mut agent.process).await,
+        "Resumed on the remote host."
+    );
+    let last = api.message_requests().pop().expect("a request");
+    assert!(
+        last.has_text("user", "Hello over SSH")
+            && last.has_text("assistant", "Answered on the remote host."),
+        "the resumed agent sent the earlier conversation: {:?}",
+        last.all_message_texts()
+    );
+    agent
+        .stop(&r.transport, Duration::from_secs(3))
+        .await
+        .unwrap();
+    assert_eq!(
+        r.sshd.logins(),
+        1,
+        "every spawn and check over one connection"
+    );
+
     // The transcript stays on the remote host; `sessions delete --transcript` removes it there.
     let transcript = ops::claude_transcript(
         &r.transport,
