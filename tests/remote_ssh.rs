@@ -150,6 +150,17 @@ fn group_members(pgid: u32) -> Vec<u32> {
         .collect()
 }
 
+/// How many `sleep 30*` processes group `pgid` holds (the test agents' children).
+fn group_sleeps(pgid: u32) -> usize {
+    group_members(pgid)
+        .iter()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.starts_with(b"sleep\x0030"))
+        })
+        .count()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_handshake_per_host_however_many_commands() {
     let r = Remote::start();
@@ -272,7 +283,7 @@ async fn hostile_values_reach_the_remote_process_byte_identical() {
     let status = std::fs::read_to_string(format!("/proc/{}/status", agent.remote.pid)).unwrap();
     let (uid, _) = sshd::remote_user();
     assert!(status.contains(&format!("Uid:\t{uid}\t")), "{status}");
-    assert_eq!(group_members(agent.remote.pgid), vec![agent.remote.pid]);
+    assert!(group_members(agent.remote.pgid).contains(&agent.remote.pid));
     agent
         .stop(&r.transport, Duration::from_secs(2))
         .await
@@ -306,7 +317,7 @@ async fn stop_ends_the_remote_process_group_term_then_kill() {
         .await
         .unwrap();
     let pgid = agent.remote.pgid;
-    assert!(poll_until(START, || group_members(pgid).len() == 3));
+    assert!(poll_until(START, || group_sleeps(pgid) == 2));
     let how = agent
         .stop(&r.transport, Duration::from_secs(5))
         .await
@@ -323,7 +334,7 @@ async fn stop_ends_the_remote_process_group_term_then_kill() {
         .await
         .unwrap();
     let pgid = stubborn.remote.pgid;
-    assert!(poll_until(START, || group_members(pgid).len() == 3));
+    assert!(poll_until(START, || group_sleeps(pgid) == 2));
     let how = stubborn
         .stop(&r.transport, Duration::from_millis(500))
         .await
@@ -474,17 +485,18 @@ async fn a_lost_connection_is_reported_with_the_host_and_the_next_command_reconn
         .await
         .unwrap();
     assert_eq!(out.stdout.trim(), "back");
-    // An agent that does not read its stdin (a hung one) outlives its session: once the host
-    // is back, its recorded group is stopped before the session is resumed.
-    assert!(!group_members(agent.remote.pgid).is_empty());
+    // Even an agent that does not read its stdin (a hung one) does not outlive its session:
+    // the wrapper's watchdog stops its group when the session's sshd goes.
+    assert!(
+        poll_until(Duration::from_secs(10), || group_members(agent.remote.pgid)
+            .is_empty()),
+        "{:?}",
+        r.sshd.session_processes()
+    );
     let how = launch::stop_group(&r.transport, &r.host, agent.remote, Duration::from_secs(2))
         .await
         .unwrap();
-    assert_eq!(how, "terminated");
-    assert!(poll_until(Duration::from_secs(5), || group_members(
-        agent.remote.pgid
-    )
-    .is_empty()));
+    assert_eq!(how, "gone");
     assert_eq!(r.sshd.logins(), 2);
 }
 
@@ -854,5 +866,47 @@ async fn spawn_to_ready_over_ssh_vs_local_is_measured() {
         r.sshd.logins(),
         2,
         "one connection for every spawn, one after disconnect"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_claude_code_losing_its_connection_mid_turn_is_reported_and_leaves_no_orphan() {
+    let r = Remote::start();
+    let api = FakeApi::start().await;
+    // The turn is still running when the connection goes.
+    api.set_default(Answer::text("too late").with_delay(Duration::from_secs(20)));
+    let project = r.remote_folder("proj");
+    let home = r.remote_folder("home");
+    let config = claude_team(&r, &api, &project, &home);
+    let team = config.team("b").unwrap();
+    let claude = switchboard::agent::claude::ClaudeCode;
+    let session = uuid::Uuid::new_v4().to_string();
+    let spec = claude.launch(team, &session, false, &LaunchExtras::default());
+    let mut agent = r
+        .spawn(&spec, &Owner::current().marker(&session))
+        .await
+        .unwrap();
+    agent
+        .process
+        .send_line(&claude.encode_message("A long question"))
+        .await
+        .unwrap();
+    assert!(poll_until(Duration::from_secs(30), || !api
+        .message_requests()
+        .is_empty()));
+    assert!(r.sshd.drop_connections() > 0);
+    let status = tokio::time::timeout(START, agent.process.wait())
+        .await
+        .expect("the local ssh ends with the connection")
+        .unwrap();
+    let e = launch::exit_error(&r.host, status.code(), &agent.process.stderr_tail())
+        .expect("ssh's failure");
+    assert!(e.is_connection_lost(), "{e}");
+    // Claude Code on the remote host sees the end of its input and exits: no orphan there.
+    assert!(
+        poll_until(Duration::from_secs(20), || group_members(agent.remote.pgid)
+            .is_empty()),
+        "the remote agent outlived its connection: {:?}",
+        r.sshd.session_processes()
     );
 }

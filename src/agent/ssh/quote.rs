@@ -85,9 +85,10 @@ pub fn is_env_name(name: &str) -> bool {
 
 /// The wrapper run by `/bin/sh` on the remote host. Constant: every value reaches it as a
 /// positional parameter (`$1` the folder, `$2` the number of variables, then `NAME=VALUE`
-/// words, then the program and its arguments). It enters the folder, exports the variables,
-/// checks that it leads its own process group (sshd starts each session with setsid), prints
-/// its identity line, and `exec`s the agent (same pid).
+/// words, then the program and its arguments). It enters the folder, reads its identity and
+/// starts a watchdog that stops the group when the session's sshd goes, exports the
+/// variables, checks that it leads its own process group (sshd starts each session with
+/// setsid), prints its identity line, and `exec`s the agent (same pid).
 const WRAPPER: &str = r#"fail() { printf 'switchboard-remote: %s\n' "$1" >&2; exit 125; }
 cd -- "$1" || fail "cannot enter the team folder $1"
 _sb_pg=$$
@@ -95,11 +96,28 @@ _sb_st=0
 if [ -r /proc/$$/stat ]; then
   read -r _sb_s < /proc/$$/stat
   # After "pid (comm) ": field 3 is the process group, field 20 the start time.
-  fields() { _sb_pg=$3; _sb_st=${20}; }
+  fields() { _sb_pp=$2; _sb_pg=$3; _sb_st=${20}; }
   set -f
   # shellcheck disable=SC2086
   fields ${_sb_s##*) }
   set +f
+  # The watchdog: when the session's sshd goes (the connection broke; the agent's parent
+  # changes), the group gets TERM, then KILL: an agent busy in a turn does not notice the end
+  # of its input. It ends with the agent, and is in the group a stop signals.
+  (
+    while read -r l 2>/dev/null < /proc/$$/stat; do
+      same() { [ "$2" = "$_sb_pp" ]; }
+      set -f
+      # shellcheck disable=SC2086
+      same ${l##*) } || break
+      set +f
+      sleep 1
+    done
+    [ -r /proc/$$/stat ] || exit 0
+    kill -s TERM -- "-$$" 2>/dev/null
+    sleep 3
+    kill -s KILL -- "-$$" 2>/dev/null
+  ) < /dev/null > /dev/null 2>&1 &
 fi
 # The team's variables come after: they cannot change how the fields above are split.
 _sb_n=$2
@@ -111,7 +129,7 @@ while [ "$_sb_n" -gt 0 ]; do
 done
 [ "$_sb_pg" = "$$" ] || fail "not a process group leader (pid $$, group $_sb_pg): cannot be stopped as a group"
 printf 'SWITCHBOARD-REMOTE pid=%s pgid=%s start=%s\n' "$$" "$_sb_pg" "$_sb_st"
-unset _sb_n _sb_pg _sb_st _sb_s
+unset _sb_n _sb_pg _sb_st _sb_s _sb_pp
 exec "$@"
 "#;
 
