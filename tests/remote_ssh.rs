@@ -910,3 +910,98 @@ async fn real_claude_code_losing_its_connection_mid_turn_is_reported_and_leaves_
         r.sshd.session_processes()
     );
 }
+
+/// The stand-in for a Switchboard process running agents over SSH (tests/bin/ssh_owner.rs, an
+/// example target), built if needed into the `examples/` folder beside this test's `deps/`.
+fn owner_bin() -> PathBuf {
+    const NAME: &str = "switchboard-ssh-owner";
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(Path::parent).unwrap();
+    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") | None => "dev".to_owned(),
+        Some(other) => other.to_owned(),
+    };
+    let status = std::process::Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "--example", NAME, "--profile", &profile])
+        .arg("--manifest-path")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+        .env("CARGO_TARGET_DIR", profile_dir.parent().unwrap())
+        .status()
+        .unwrap();
+    assert!(status.success(), "cargo build --example {NAME} failed");
+    profile_dir.join("examples").join(NAME)
+}
+
+/// Whether `pid` is a live process (not gone, not a zombie).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|s| s.rfind(')').is_some_and(|i| !s[i..].starts_with(") Z")))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_switchboard_leaves_no_orphan_on_either_side() {
+    use std::io::BufRead;
+    let r = Remote::start();
+    let dir = r.remote_folder("p");
+    let owner_dir = r.local.path().join("o");
+    let mut owner = std::process::Command::new(owner_bin())
+        .arg(&owner_dir)
+        .arg(&r.host.destination)
+        .arg(&dir)
+        .arg("2")
+        // An agent that reads its input (as Claude Code does when idle) ...
+        .arg("exec cat > /dev/null")
+        // ... and a hung one that never does.
+        .arg("trap '' HUP; sleep 300 & wait")
+        .args(&r.host.options)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(owner.stdout.take().unwrap()).lines();
+    let mut agents = Vec::new();
+    for _ in 0..2 {
+        let line = lines.next().expect("an agent line").unwrap();
+        let f: Vec<u32> = line.split(' ').map(|v| v.parse().unwrap_or(0)).collect();
+        agents.push((f[1], f[3])); // remote pgid, local ssh pid
+    }
+    let (reader, hung) = (agents[0], agents[1]);
+    assert!(!group_members(reader.0).is_empty() && !group_members(hung.0).is_empty());
+
+    // SAFETY: kill(2).
+    unsafe { libc::kill(owner.id() as i32, libc::SIGKILL) };
+    owner.wait().unwrap();
+    // Here: the ssh clients died with it.
+    assert!(
+        poll_until(Duration::from_secs(10), || !alive(reader.1)
+            && !alive(hung.1)),
+        "an ssh client outlived its Switchboard"
+    );
+    // There: the agent reading its input ended with it ...
+    assert!(
+        poll_until(Duration::from_secs(10), || group_members(reader.0)
+            .is_empty()),
+        "the remote agent outlived its Switchboard"
+    );
+    // ... the hung one is left, and the next start-up finds and stops it.
+    assert!(!group_members(hung.0).is_empty());
+    let stopped = launch::stop_leftovers(
+        &r.transport,
+        &r.host,
+        Owner::is_dead_here,
+        Duration::from_secs(2),
+    )
+    .await
+    .unwrap();
+    assert_eq!(stopped.len(), 1, "{stopped:?}");
+    assert_eq!(stopped[0].group.pgid, hung.0);
+    assert_eq!(stopped[0].session_id, "owner-1");
+    assert!(poll_until(Duration::from_secs(5), || group_members(hung.0).is_empty()));
+    // The killed process's control connection (its own socket folder) goes with the server.
+    let _ = std::process::Command::new("ssh")
+        .args(r.host.options.iter())
+        .arg("-o")
+        .arg(format!("ControlPath={}/%C", owner_dir.display()))
+        .args(["-O", "exit", "--", &r.host.destination])
+        .stderr(std::process::Stdio::null())
+        .status();
+}
