@@ -12,6 +12,7 @@ pub mod codex;
 pub mod event;
 pub mod gemini;
 pub mod process;
+pub mod ssh;
 pub mod supervisor;
 
 /// Errors of the agent runtime.
