@@ -64,7 +64,11 @@ fn switchboard_is_the_only_binary_cargo_install_installs() {
             && benches.contains(&"events-bench".to_string()),
         "{benches:?}"
     );
-    assert_eq!(targets(&metadata, "example"), ["switchboard-test-agent"]);
+    // Test programs are examples: built for the tests, never installed.
+    assert_eq!(
+        targets(&metadata, "example"),
+        ["switchboard-ssh-owner", "switchboard-test-agent"]
+    );
 }
 
 #[test]
