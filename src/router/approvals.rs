@@ -315,8 +315,10 @@ pub fn pending_for_caller(router: &Router, tell_id: &str) -> RouterResult<Vec<Ap
 }
 
 /// A bounded, redacted summary of a tool's input: the command of `Bash`, the path (and size
-/// of the content) of file tools, else the input's JSON.
+/// of the content) of file tools, else the input's JSON (values of secret-named keys hidden,
+/// as in the `tool_use` event's summary).
 pub fn summarize_input(tool: &str, input: &Value) -> String {
+    let input = &crate::events::summary::hide_secret_values(input);
     let s = |k: &str| input.get(k).and_then(Value::as_str);
     let text = match (tool, s("command"), s("file_path").or(s("notebook_path"))) {
         ("Bash", Some(cmd), _) => cmd.to_string(),
