@@ -4,6 +4,8 @@
 mod support;
 
 use serde_json::json;
+use support::serve::{http, ServeProcess};
+use support::TestEnv;
 use switchboard::router::approvals::summarize_input;
 
 /// A permission request's input summary (shown by `switchboard approvals`, the dashboard and the
@@ -25,4 +27,38 @@ fn an_approval_summary_hides_secret_named_keys_of_a_json_input() {
         &json!({"file_path": "/p/.env", "content": format!("DB_PASSWORD={secret}\n")}),
     );
     assert!(s.starts_with("/p/.env (") && !s.contains(secret), "{s}");
+}
+
+/// `POST /api/wait` for a tell that does not exist is a 404 naming the tell (as `approve` for
+/// an approval that does not exist), not a 500 "server error".
+#[test]
+fn waiting_for_an_unknown_tell_over_the_api_is_a_404() {
+    let env = TestEnv::new();
+    let server = ServeProcess::start(&env);
+    let auth = format!("Bearer {}", server.token());
+    let headers = [
+        ("Authorization", auth.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    for (op, body) in [
+        (
+            "wait",
+            r#"{"tell_id": "0b7f0a52-0000-4000-8000-000000000000"}"#,
+        ),
+        (
+            "approve",
+            r#"{"id": "ap-000000000000", "decision": "allow"}"#,
+        ),
+    ] {
+        let r = http(
+            &server.authority(),
+            "POST",
+            &format!("/api/{op}"),
+            &headers,
+            body,
+        );
+        assert_eq!(r.status, 404, "{op}: {}", r.body);
+        assert!(r.body.contains("not found"), "{op}: {}", r.body);
+    }
+    server.stop();
 }

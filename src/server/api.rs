@@ -190,7 +190,9 @@ pub(crate) async fn handle(router: &Router, op: &str, body: &[u8]) -> Result<Val
             (Error::Router(RouterError::Session(crate::session::SessionError::Busy { .. })), _) => {
                 409
             }
-            (Error::NotFound(_), _) | (Error::Router(RouterError::ApprovalNotFound(_)), _) => 404,
+            (Error::NotFound(_), _)
+            | (Error::Router(RouterError::ApprovalNotFound(_)), _)
+            | (Error::Router(RouterError::TellNotFound(_)), _) => 404,
             (Error::Router(RouterError::Approval(_)), _) => 409,
             (Error::Router(RouterError::Limited { .. }), _) => 429,
             _ => 500,
