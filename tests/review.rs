@@ -7,6 +7,7 @@ use serde_json::json;
 use support::serve::{http, ServeProcess};
 use support::TestEnv;
 use switchboard::router::approvals::summarize_input;
+use switchboard::store::NewApproval;
 
 /// A permission request's input summary (shown by `switchboard approvals`, the dashboard and the
 /// `approval_requested` event) hides the values of secret-named keys of a tool's JSON input,
@@ -61,4 +62,55 @@ fn waiting_for_an_unknown_tell_over_the_api_is_a_404() {
         assert!(r.body.contains("not found"), "{op}: {}", r.body);
     }
     server.stop();
+}
+
+/// Deleting a session (`sessions delete`) also forgets its permission requests and the allow
+/// rules `approvals allow --always` added to it: `approvals rules` no longer lists a rule of a
+/// session that is gone (it could never match again), and `approvals --all` no request of its
+/// deleted tells.
+#[test]
+fn deleting_a_session_forgets_its_rules_and_requests() {
+    let env = TestEnv::new();
+    let m = env.manager();
+    let s = m.get_or_create("frontend", "backend").expect("session");
+    let now = 1_765_000_000_000;
+    m.store()
+        .add_session_rule(
+            &s.session_id,
+            "frontend",
+            "backend",
+            "Bash(cargo:*)",
+            None,
+            now,
+        )
+        .expect("add a rule");
+    m.store()
+        .insert_approval(
+            &NewApproval {
+                approval_id: "ap-0123456789ab",
+                tell_id: None,
+                session_id: &s.session_id,
+                from_team: "frontend",
+                to_team: "backend",
+                request_id: "r1",
+                tool_use_id: None,
+                tool: "Write",
+                input: "/p/notes.txt",
+                decide_by: "rule",
+                decided: Some(("allowed", "rule", None, Some("Write"))),
+                expires_at: now,
+                owner: m.me(),
+            },
+            now,
+        )
+        .expect("record a request");
+    drop(m);
+    assert!(env
+        .run_ok(&["approvals", "rules"])
+        .contains("Bash(cargo:*)"));
+    env.run_ok(&["sessions", "delete", "frontend:backend", "--yes"]);
+    let rules = env.run_ok(&["approvals", "rules"]);
+    assert!(!rules.contains("Bash(cargo:*)"), "{rules}");
+    let all = env.run_ok(&["approvals", "--all"]);
+    assert!(!all.contains("ap-0123456789ab"), "{all}");
 }
