@@ -114,3 +114,55 @@ fn deleting_a_session_forgets_its_rules_and_requests() {
     let all = env.run_ok(&["approvals", "--all"]);
     assert!(!all.contains("ap-0123456789ab"), "{all}");
 }
+
+/// Records a request of `from -> to` in `m`'s database: pending, or decided by a rule.
+fn record_request(m: &switchboard::SessionManager, id: &str, from: &str, to: &str, pending: bool) {
+    let s = m.get_or_create(from, to).expect("session");
+    let now = 1_765_000_000_000;
+    m.store()
+        .insert_approval(
+            &NewApproval {
+                approval_id: id,
+                tell_id: None,
+                session_id: &s.session_id,
+                from_team: from,
+                to_team: to,
+                request_id: id,
+                tool_use_id: None,
+                tool: "Write",
+                input: "/p/notes.txt",
+                decide_by: if pending { "human" } else { "rule" },
+                decided: (!pending).then_some(("allowed", "rule", None, Some("Write"))),
+                expires_at: now + 3_600_000,
+                owner: m.me(),
+            },
+            now,
+        )
+        .expect("record a request");
+}
+
+/// `approvals --all` (and the dashboard's Approvals view, which lists with `all`) shows every
+/// pending request even when more requests were decided after it than the list holds (every
+/// call a rule decides is recorded too); and `--team` selects before the list is cut, so a
+/// team's requests are not crowded out by other teams' newer ones.
+#[test]
+fn the_list_of_all_requests_keeps_the_pending_ones_and_the_teams_own() {
+    let env = TestEnv::new();
+    let m = env.manager();
+    record_request(&m, "ap-0000pending", "frontend", "backend", true);
+    record_request(&m, "ap-0000decided", "frontend", "backend", false);
+    for i in 0..120 {
+        record_request(&m, &format!("ap-docs{i:08}"), "docs", "frontend", false);
+    }
+    let all = env.run_ok(&["approvals", "--all"]);
+    assert!(
+        all.contains("ap-0000pending"),
+        "the pending request is missing:\n{all}"
+    );
+    let backend = env.run_ok(&["approvals", "--all", "--team", "backend"]);
+    assert!(
+        backend.contains("ap-0000pending") && backend.contains("ap-0000decided"),
+        "backend's requests are missing:\n{backend}"
+    );
+    assert!(!backend.contains("ap-docs"), "{backend}");
+}

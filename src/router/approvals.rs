@@ -70,7 +70,7 @@ pub struct ApprovalFilter {
     pub tell_id: Option<String>,
     /// Only requests asked of this calling team (`ask = "caller"`).
     pub caller: Option<String>,
-    /// At most this many (default 100).
+    /// At most this many (default 100): every pending one first, then the newest decided.
     pub limit: Option<u32>,
 }
 
@@ -82,13 +82,10 @@ pub fn list_approvals(m: &SessionManager, filter: &ApprovalFilter) -> RouterResu
         to_team: None,
         tell_id: filter.tell_id.as_deref(),
         decide_by: filter.caller.as_ref().map(|_| "caller"),
+        team: filter.team.as_deref(),
         limit: filter.limit.unwrap_or(100),
     };
-    let mut out = m.store().list_approvals(&q)?;
-    if let Some(team) = &filter.team {
-        out.retain(|a| &a.from_team == team || &a.to_team == team);
-    }
-    Ok(out)
+    Ok(m.store().list_approvals(&q)?)
 }
 
 /// A request by id or unique prefix (at least [`MIN_APPROVAL_PREFIX`] characters).
