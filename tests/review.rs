@@ -166,3 +166,20 @@ fn the_list_of_all_requests_keeps_the_pending_ones_and_the_teams_own() {
     );
     assert!(!backend.contains("ap-docs"), "{backend}");
 }
+
+/// `switchboard dashboard` only asks the running server for a login link: a team folder that
+/// is gone (moved, deleted) since the server started is a warning, as for the other commands
+/// that start no agent, not an error that leaves the owner without a way into the page.
+#[test]
+fn dashboard_gives_a_link_when_a_team_folder_is_gone() {
+    let env = TestEnv::new();
+    let server = ServeProcess::start(&env);
+    std::fs::remove_dir(env.project("docs")).expect("remove docs' folder");
+    let out = env.run(&["dashboard"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let link = String::from_utf8_lossy(&out.stdout);
+    assert!(link.contains("/dashboard/login?code="), "{link}");
+    assert!(stderr.contains("teams.docs.path"), "{stderr}");
+    server.stop();
+}
