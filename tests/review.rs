@@ -183,3 +183,32 @@ fn dashboard_gives_a_link_when_a_team_folder_is_gone() {
     assert!(stderr.contains("teams.docs.path"), "{stderr}");
     server.stop();
 }
+
+/// `POST /api/approve` (and `team_approve`, which read the decision the same way) refuses
+/// `"always": true` with a denial, naming `always`, instead of denying and silently dropping
+/// it: there are no "deny always" rules. An unknown decision names `decision`.
+#[test]
+fn approve_refuses_always_with_a_denial() {
+    let env = TestEnv::new();
+    let server = ServeProcess::start(&env);
+    let auth = format!("Bearer {}", server.token());
+    let headers = [
+        ("Authorization", auth.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    for (body, names) in [
+        (
+            r#"{"id": "ap-000000000000", "decision": "deny", "always": true}"#,
+            "always",
+        ),
+        (
+            r#"{"id": "ap-000000000000", "decision": "maybe"}"#,
+            "decision",
+        ),
+    ] {
+        let r = http(&server.authority(), "POST", "/api/approve", &headers, body);
+        assert_eq!(r.status, 400, "{body}: {}", r.body);
+        assert!(r.body.contains(names), "{body}: {}", r.body);
+    }
+    server.stop();
+}

@@ -50,6 +50,31 @@ pub enum Decision {
     },
 }
 
+impl Decision {
+    /// A decision from its words, as the HTTP API (`approve`) and the MCP tool
+    /// (`team_approve`) take it: `"allow"` (with `always`) or `"deny"` (with `reason`); an
+    /// error naming what is wrong (`always` with a denial is refused, not ignored: there are
+    /// no "deny always" rules).
+    pub fn from_words(
+        decision: &str,
+        always: bool,
+        reason: Option<String>,
+    ) -> Result<Self, String> {
+        match decision {
+            "allow" => Ok(Decision::Allow { always }),
+            "deny" if always => Err(
+                "always: only an allow can be made a session rule (\"decision\": \"allow\", \
+                 \"always\": true); a denial is for this request only"
+                    .to_string(),
+            ),
+            "deny" => Ok(Decision::Deny { reason }),
+            other => Err(format!(
+                "decision: {other:?} is not a decision: use \"allow\" or \"deny\""
+            )),
+        }
+    }
+}
+
 /// Who decides.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decider {
