@@ -117,6 +117,19 @@ fn deleting_a_session_forgets_its_rules_and_requests() {
 
 /// Records a request of `from -> to` in `m`'s database: pending, or decided by a rule.
 fn record_request(m: &switchboard::SessionManager, id: &str, from: &str, to: &str, pending: bool) {
+    record_call(m, id, from, to, pending, "Write", "/p/notes.txt");
+}
+
+/// Records a request of `from -> to` for `tool` with the input summary `input`.
+fn record_call(
+    m: &switchboard::SessionManager,
+    id: &str,
+    from: &str,
+    to: &str,
+    pending: bool,
+    tool: &str,
+    input: &str,
+) {
     let s = m.get_or_create(from, to).expect("session");
     let now = 1_765_000_000_000;
     m.store()
@@ -129,8 +142,8 @@ fn record_request(m: &switchboard::SessionManager, id: &str, from: &str, to: &st
                 to_team: to,
                 request_id: id,
                 tool_use_id: None,
-                tool: "Write",
-                input: "/p/notes.txt",
+                tool,
+                input,
                 decide_by: if pending { "human" } else { "rule" },
                 decided: (!pending).then_some(("allowed", "rule", None, Some("Write"))),
                 expires_at: now + 3_600_000,
@@ -211,4 +224,47 @@ fn approve_refuses_always_with_a_denial() {
         assert!(r.body.contains(names), "{body}: {}", r.body);
     }
     server.stop();
+}
+
+/// `approvals allow ID --always` on a shell command that does not start with a plain command
+/// name (`FOO=1 make`, `(cd x && make)`) is refused, naming the command, and the request
+/// stays pending: the rule it used to add was plain `Bash`, which allows every command of the
+/// session, `rm -rf ~` included. A command that starts with a name gets `Bash(name:*)`.
+#[test]
+fn allow_always_never_adds_a_rule_for_every_shell_command() {
+    let env = TestEnv::new();
+    let m = env.manager();
+    record_call(
+        &m,
+        "ap-0000000envs",
+        "frontend",
+        "backend",
+        true,
+        "Bash",
+        "FOO=1 make",
+    );
+    record_call(
+        &m,
+        "ap-00000000make",
+        "frontend",
+        "backend",
+        true,
+        "Bash",
+        "make test",
+    );
+    drop(m);
+    let out = env.run(&["approvals", "allow", "ap-0000000envs", "--always"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("FOO=1 make"), "{stderr}");
+    let rules = env.run_ok(&["approvals", "rules"]);
+    assert!(!rules.contains("Bash"), "{rules}");
+    let pending = env.run_ok(&["approvals"]);
+    assert!(
+        pending.contains("ap-0000000envs"),
+        "still pending:\n{pending}"
+    );
+    env.run_ok(&["approvals", "allow", "ap-00000000make", "--always"]);
+    let rules = env.run_ok(&["approvals", "rules"]);
+    assert!(rules.contains("Bash(make:*)"), "{rules}");
 }

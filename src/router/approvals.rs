@@ -136,23 +136,27 @@ pub fn find_approval(m: &SessionManager, id: &str) -> RouterResult<Approval> {
 }
 
 /// The allow rule `--always` adds for a request: the tool's name, and for `Bash` the first
-/// word of the command as a prefix rule (`Bash(git:*)`).
-pub fn always_rule(a: &Approval) -> String {
-    if a.tool == "Bash" {
-        let word = a
-            .input
-            .split_whitespace()
-            .next()
-            .filter(|w| {
-                w.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
-            })
-            .unwrap_or("");
-        if !word.is_empty() {
-            return format!("Bash({word}:*)");
-        }
+/// word of the command as a prefix rule (`Bash(git:*)`). A command that does not start with a
+/// plain command name (`FOO=1 make`, `(cd x && make)`) gets no rule, an error saying so: the
+/// only rule left would be plain `Bash`, which allows every command.
+pub fn always_rule(a: &Approval) -> Result<String, String> {
+    if a.tool != "Bash" {
+        return Ok(a.tool.clone());
     }
-    a.tool.clone()
+    let word = a.input.split_whitespace().next().filter(|w| {
+        w.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+    });
+    match word {
+        Some(word) => Ok(format!("Bash({word}:*)")),
+        None => Err(format!(
+            "approval {}: no session rule can be made from the command {:?}: it does not start \
+             with a plain command name, and a rule for every Bash command would allow anything; \
+             allow it once (without always)",
+            a.approval_id,
+            a.input.chars().take(200).collect::<String>()
+        )),
+    }
 }
 
 /// Decides a pending request. A caller may decide only requests asked of it (`ask =
@@ -199,7 +203,11 @@ pub fn decide(
     let now = now_ms();
     let decided = match &decision {
         Decision::Allow { always } => {
-            let rule = always.then(|| always_rule(&a));
+            let rule = if *always {
+                Some(always_rule(&a).map_err(RouterError::Approval)?)
+            } else {
+                None
+            };
             let d = m.store().decide_approval(
                 &a.approval_id,
                 "allowed",
