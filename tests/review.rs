@@ -268,3 +268,78 @@ fn allow_always_never_adds_a_rule_for_every_shell_command() {
     let rules = env.run_ok(&["approvals", "rules"]);
     assert!(rules.contains("Bash(make:*)"), "{rules}");
 }
+
+/// The list of requests takes a tell as every other command does, by a unique prefix of its
+/// id (`approvals --tell 3f2a9c1e`), and an unknown team is an error naming it also over the
+/// HTTP API (it was an empty list there, the CLI alone checked it).
+#[test]
+fn the_list_of_requests_takes_a_tell_prefix_and_names_an_unknown_team() {
+    let env = TestEnv::new();
+    let m = env.manager();
+    let s = m.get_or_create("frontend", "backend").expect("session");
+    let tell_id = "3f2a9c1e-0000-4000-8000-000000000001";
+    let now = 1_765_000_000_000;
+    m.store()
+        .insert_tell(
+            &switchboard::store::NewTell {
+                tell_id,
+                session_id: &s.session_id,
+                from_team: "frontend",
+                to_team: "backend",
+                kind: switchboard::store::TellKind::Tell,
+                text: "write the notes",
+                parent_tell_id: None,
+            },
+            now,
+        )
+        .expect("store a tell");
+    m.store()
+        .insert_approval(
+            &NewApproval {
+                approval_id: "ap-00000intell",
+                tell_id: Some(tell_id),
+                session_id: &s.session_id,
+                from_team: "frontend",
+                to_team: "backend",
+                request_id: "r1",
+                tool_use_id: None,
+                tool: "Write",
+                input: "/p/notes.txt",
+                decide_by: "rule",
+                decided: Some(("allowed", "rule", None, Some("Write"))),
+                expires_at: now,
+                owner: m.me(),
+            },
+            now,
+        )
+        .expect("record a request");
+    drop(m);
+    let listed = env.run_ok(&["approvals", "--all", "--tell", "3f2a9c1e"]);
+    assert!(listed.contains("ap-00000intell"), "{listed}");
+
+    let server = ServeProcess::start(&env);
+    let auth = format!("Bearer {}", server.token());
+    let headers = [
+        ("Authorization", auth.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    let r = http(
+        &server.authority(),
+        "POST",
+        "/api/approvals",
+        &headers,
+        r#"{"all": true, "team": "bakend"}"#,
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("bakend"), "{}", r.body);
+    let r = http(
+        &server.authority(),
+        "POST",
+        "/api/approvals",
+        &headers,
+        r#"{"all": true, "tell_id": "3f2a9c1e"}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("ap-00000intell"), "{}", r.body);
+    server.stop();
+}

@@ -99,13 +99,21 @@ pub struct ApprovalFilter {
     pub limit: Option<u32>,
 }
 
-/// The requests `filter` selects, oldest first.
+/// The requests `filter` selects, oldest first. An unknown team is an error naming it; the
+/// tell may be given by a unique prefix of its id.
 pub fn list_approvals(m: &SessionManager, filter: &ApprovalFilter) -> RouterResult<Vec<Approval>> {
+    if let Some(team) = &filter.team {
+        m.check_team(team)?;
+    }
+    let tell_id = match filter.tell_id.as_deref() {
+        Some(id) => Some(super::find_tell(m, id)?.tell_id),
+        None => None,
+    };
     let q = ApprovalQuery {
         pending_only: !filter.all,
         from_team: filter.caller.as_deref(),
         to_team: None,
-        tell_id: filter.tell_id.as_deref(),
+        tell_id: tell_id.as_deref(),
         decide_by: filter.caller.as_ref().map(|_| "caller"),
         team: filter.team.as_deref(),
         limit: filter.limit.unwrap_or(100),
