@@ -343,3 +343,61 @@ fn the_list_of_requests_takes_a_tell_prefix_and_names_an_unknown_team() {
     assert!(r.body.contains("ap-00000intell"), "{}", r.body);
     server.stop();
 }
+
+/// The agent dies while its permission request waits for a person: the request expires at
+/// once with that reason (not at its 10-minute timeout, and nobody can allow it any more), the
+/// tell fails, and nothing stays pending.
+#[test]
+fn an_agent_that_dies_with_a_pending_request_expires_it() {
+    let env = TestEnv::scripted_with_config(
+        "[teams.backend.permissions]\nask = \"human\"\ntimeout = \"10m\"\n",
+    );
+    let tell = env.spawn(&["tell", "frontend", "backend", "ask:touch made.txt"]);
+    let m = env.manager();
+    let mut pending = None;
+    assert!(
+        support::poll_until(std::time::Duration::from_secs(30), || {
+            pending = m
+                .store()
+                .list_approvals(&switchboard::store::ApprovalQuery {
+                    pending_only: true,
+                    limit: 10,
+                    ..Default::default()
+                })
+                .expect("list")
+                .pop();
+            pending.is_some()
+        }),
+        "no pending request"
+    );
+    let pending = pending.expect("pending");
+    assert_eq!(pending.input, "touch made.txt");
+    let pid = m
+        .store()
+        .get_by_pair("frontend", "backend")
+        .expect("read")
+        .and_then(|s| s.agent_pid)
+        .expect("the agent's pid");
+    // SAFETY: kill has no memory effects; the pid is the test's own agent.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    let out = tell.wait_with_output().expect("the tell ends");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let a = m
+        .store()
+        .get_approval(&pending.approval_id)
+        .expect("read")
+        .expect("stored");
+    assert_eq!(a.state, "expired", "{a:?}");
+    assert!(
+        a.reason.as_deref().unwrap_or("").contains("it exited"),
+        "{a:?}"
+    );
+    let allow = env.run(&["approvals", "allow", &pending.approval_id]);
+    assert_eq!(allow.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&allow.stderr).contains("already decided"));
+}
