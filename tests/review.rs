@@ -229,7 +229,8 @@ fn approve_refuses_always_with_a_denial() {
 /// `approvals allow ID --always` on a shell command that does not start with a plain command
 /// name (`FOO=1 make`, `(cd x && make)`) is refused, naming the command, and the request
 /// stays pending: the rule it used to add was plain `Bash`, which allows every command of the
-/// session, `rm -rf ~` included. A command that starts with a name gets `Bash(name:*)`.
+/// session, `rm -rf ~` included; so is one that starts with a command that runs any other
+/// (`bash -c`, `sudo`). A command that starts with a name gets `Bash(name:*)`.
 #[test]
 fn allow_always_never_adds_a_rule_for_every_shell_command() {
     let env = TestEnv::new();
@@ -252,6 +253,12 @@ fn allow_always_never_adds_a_rule_for_every_shell_command() {
         "Bash",
         "make test",
     );
+    for (id, command) in [
+        ("ap-0000000bash", "bash -c 'make'"),
+        ("ap-0000000sudo", "/usr/bin/sudo make"),
+    ] {
+        record_call(&m, id, "frontend", "backend", true, "Bash", command);
+    }
     drop(m);
     let out = env.run(&["approvals", "allow", "ap-0000000envs", "--always"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -259,6 +266,13 @@ fn allow_always_never_adds_a_rule_for_every_shell_command() {
     assert!(stderr.contains("FOO=1 make"), "{stderr}");
     let rules = env.run_ok(&["approvals", "rules"]);
     assert!(!rules.contains("Bash"), "{rules}");
+    // A command that runs whatever follows it is as good as every command.
+    for id in ["ap-0000000bash", "ap-0000000sudo"] {
+        let out = env.run(&["approvals", "allow", id, "--always"]);
+        assert_eq!(out.status.code(), Some(1), "{id}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("runs any command"), "{id}: {stderr}");
+    }
     let pending = env.run_ok(&["approvals"]);
     assert!(
         pending.contains("ap-0000000envs"),

@@ -143,10 +143,19 @@ pub fn find_approval(m: &SessionManager, id: &str) -> RouterResult<Approval> {
     }
 }
 
+/// Commands that run whatever command follows them: a prefix rule for one of them
+/// (`Bash(bash:*)`, `Bash(sudo:*)`) would allow every command.
+const RUNS_ANY_COMMAND: &[&str] = &[
+    "bash", "sh", "zsh", "dash", "ksh", "fish", "env", "sudo", "doas", "su", "xargs", "eval",
+    "exec", "nohup", "timeout", "nice", "command", "builtin", "time", "watch", "setsid", "stdbuf",
+    "busybox",
+];
+
 /// The allow rule `--always` adds for a request: the tool's name, and for `Bash` the first
 /// word of the command as a prefix rule (`Bash(git:*)`). A command that does not start with a
-/// plain command name (`FOO=1 make`, `(cd x && make)`) gets no rule, an error saying so: the
-/// only rule left would be plain `Bash`, which allows every command.
+/// plain command name (`FOO=1 make`, `(cd x && make)`), or starts with one that runs any
+/// command (`bash -c ...`, `sudo ...`), gets no rule, an error saying so: the rule would allow
+/// every command.
 pub fn always_rule(a: &Approval) -> Result<String, String> {
     if a.tool != "Bash" {
         return Ok(a.tool.clone());
@@ -155,12 +164,15 @@ pub fn always_rule(a: &Approval) -> Result<String, String> {
         w.chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
     });
-    match word {
-        Some(word) => Ok(format!("Bash({word}:*)")),
-        None => Err(format!(
+    let name = word.map(|w| w.rsplit('/').next().unwrap_or(w));
+    match (word, name) {
+        (Some(word), Some(name)) if !RUNS_ANY_COMMAND.contains(&name) => {
+            Ok(format!("Bash({word}:*)"))
+        }
+        _ => Err(format!(
             "approval {}: no session rule can be made from the command {:?}: it does not start \
-             with a plain command name, and a rule for every Bash command would allow anything; \
-             allow it once (without always)",
+             with a plain command name, or starts with one that runs any command, so the rule \
+             would allow every command; allow it once (without always)",
             a.approval_id,
             a.input.chars().take(200).collect::<String>()
         )),
