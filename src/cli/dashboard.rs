@@ -23,7 +23,8 @@ pub struct DashboardCmd {
 
 impl DashboardCmd {
     pub fn run(&self, ctx: &Ctx) -> Result<ExitCode, Error> {
-        let config = ctx.load_config()?;
+        // Only the database's place matters here: a team folder that is gone is a warning.
+        let config = ctx.read_only_config()?;
         let remote = Remote::find(&config).ok_or_else(|| {
             Error::Usage(format!(
                 "no switchboard server is running for {}: start one with `switchboard serve \

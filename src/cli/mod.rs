@@ -139,6 +139,12 @@ impl Ctx {
     /// `teams`), which start no agent: a team folder that does not exist is a warning on
     /// stderr, not an error. Commands that start agents keep [`Ctx::manager`].
     pub fn read_only_manager(&self) -> Result<SessionManager, Error> {
+        open_manager(self.read_only_config()?)
+    }
+
+    /// The teams file for a command that starts no agent: a team folder that does not exist
+    /// is a warning on stderr, not an error.
+    pub fn read_only_config(&self) -> Result<TeamsConfig, Error> {
         let path = switchboard::config::discover(self.config_path.as_deref())?;
         let config = TeamsConfig::load_with(&path, switchboard::config::Folders::MissingIsWarning)?;
         for warning in &config.warnings {
@@ -147,7 +153,7 @@ impl Ctx {
                 path.display()
             );
         }
-        open_manager(config)
+        Ok(config)
     }
 
     /// Whether the output is JSON.

@@ -154,15 +154,8 @@ pub(crate) async fn handle(router: &Router, op: &str, body: &[u8]) -> Result<Val
         "approve" => {
             let a: ApproveArgs =
                 serde_json::from_value(parse("approve")?).map_err(|e| bad(e.to_string()))?;
-            let decision = match a.decision.as_str() {
-                "allow" => approvals::Decision::Allow { always: a.always },
-                "deny" => approvals::Decision::Deny { reason: a.reason },
-                other => {
-                    return Err(bad(format!(
-                        "approve: decision must be \"allow\" or \"deny\", not {other:?}"
-                    )))
-                }
-            };
+            let decision = approvals::Decision::from_words(&a.decision, a.always, a.reason)
+                .map_err(|e| bad(format!("approve: {e}")))?;
             approvals::decide(
                 router.manager(),
                 &a.id,
@@ -190,7 +183,9 @@ pub(crate) async fn handle(router: &Router, op: &str, body: &[u8]) -> Result<Val
             (Error::Router(RouterError::Session(crate::session::SessionError::Busy { .. })), _) => {
                 409
             }
-            (Error::NotFound(_), _) | (Error::Router(RouterError::ApprovalNotFound(_)), _) => 404,
+            (Error::NotFound(_), _)
+            | (Error::Router(RouterError::ApprovalNotFound(_)), _)
+            | (Error::Router(RouterError::TellNotFound(_)), _) => 404,
             (Error::Router(RouterError::Approval(_)), _) => 409,
             (Error::Router(RouterError::Limited { .. }), _) => 429,
             _ => 500,

@@ -168,7 +168,9 @@ impl SessionStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Deletes the session and its pair's tells, in one transaction; returns the deleted row.
+    /// Deletes the session, its pair's tells, and the session's permission requests and
+    /// allow rules (a rule of a gone session can never match again), in one transaction;
+    /// returns the deleted row.
     pub fn delete(&self, session_id: &str) -> StoreResult<Session> {
         let mut conn = self.conn()?;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -181,6 +183,10 @@ impl SessionStore {
             .ok_or_else(|| StoreError::NotFound(format!("session {session_id}")))?;
         tx.prepare_cached("DELETE FROM tells WHERE from_team = ?1 AND to_team = ?2")?
             .execute(params![deleted.from_team, deleted.to_team])?;
+        tx.prepare_cached("DELETE FROM approvals WHERE session_id = ?1")?
+            .execute(params![session_id])?;
+        tx.prepare_cached("DELETE FROM session_rules WHERE session_id = ?1")?
+            .execute(params![session_id])?;
         tx.commit()?;
         Ok(deleted)
     }
