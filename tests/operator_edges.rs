@@ -1,4 +1,4 @@
-//! Findings of the review of the event engine, approvals and dashboard (issues 10 and 11), each
+//! Findings of the operator edges of the event engine, approvals and dashboard (issues 10 and 11), each
 //! as a test of what a user would notice.
 
 mod support;
