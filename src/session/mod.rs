@@ -188,10 +188,10 @@ impl SessionManager {
                 );
             }
         }
-        for (from, to) in &reset.reset {
-            self.cache.invalidate(from, to);
+        if reset.reset > 0 {
+            self.cache.invalidate_all();
         }
-        report.reset = reset.reset.len();
+        report.reset = reset.reset;
         report.owned_by_live_process = reset.owned_by_live_process;
         tracing::info!(
             reset = report.reset,

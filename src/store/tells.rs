@@ -83,7 +83,7 @@ impl SessionStore {
         tell_id: &str,
         now: i64,
     ) -> StoreResult<Option<(Tell, super::Session)>> {
-        let mut conn = self.conn()?;
+        let mut conn = self.wconn()?;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let sql = format!(
             "UPDATE tells SET state = 'delivered', delivered_at = ?2 WHERE tell_id = ?1 \
@@ -97,19 +97,22 @@ impl SessionStore {
         else {
             return Ok(None);
         };
-        let session = super::sessions::update_in(
+        let id = super::sessions::live_in(
             &tx,
             session_id,
-            "current_tell_id = ?2, process_state = 'processing'",
+            "current_tell_id, process_state",
+            "?2, 'processing'",
+            "current_tell_id = excluded.current_tell_id, process_state = 'processing'",
             params![session_id, tell_id],
         )?;
+        let session = super::sessions::read_rowid(&tx, id)?;
         tx.commit()?;
         Ok(Some((tell, session)))
     }
 
     /// `queued` → `delivered`, only if still queued (a cancelled tell is not delivered).
     pub fn mark_tell_delivered(&self, tell_id: &str, now: i64) -> StoreResult<Option<Tell>> {
-        let conn = self.conn()?;
+        let conn = self.wconn()?;
         let sql = format!(
             "UPDATE tells SET state = 'delivered', delivered_at = ?2 WHERE tell_id = ?1 \
              AND state = 'queued' RETURNING {COLUMNS}"
@@ -136,7 +139,7 @@ impl SessionStore {
                 "final state for tell {tell_id}"
             )));
         }
-        let conn = self.conn()?;
+        let conn = self.wconn()?;
         let sql = format!(
             "UPDATE tells SET state = ?2, answered_at = ?3, answer = ?4, error = ?5, input_tokens = ?6, \
              output_tokens = ?7, cost_usd = ?8, duration_ms = ?9 \
@@ -188,7 +191,7 @@ impl SessionStore {
 
     /// Cancels every `queued` tell of a pair; returns them.
     pub fn cancel_queued_tells(&self, from: &str, to: &str, now: i64) -> StoreResult<Vec<Tell>> {
-        let conn = self.conn()?;
+        let conn = self.wconn()?;
         let sql = format!(
             "UPDATE tells SET state = 'cancelled', answered_at = ?3, error = 'cancelled before delivery' \
              WHERE from_team = ?1 AND to_team = ?2 AND state = 'queued' RETURNING {COLUMNS}"
@@ -225,7 +228,7 @@ impl SessionStore {
 
     /// Deletes every tell of a pair (with its session).
     pub fn delete_tells(&self, from: &str, to: &str) -> StoreResult<usize> {
-        let conn = self.conn()?;
+        let conn = self.wconn()?;
         let n = conn
             .prepare_cached("DELETE FROM tells WHERE from_team = ?1 AND to_team = ?2")?
             .execute([from, to])?;
@@ -330,7 +333,7 @@ impl SessionStore {
         retry_of: Option<&str>,
         now: i64,
     ) -> StoreResult<Result<Tell, Tell>> {
-        let conn = self.conn()?;
+        let conn = self.wconn()?;
         let sql = format!(
             "INSERT INTO tells (tell_id, session_id, from_team, to_team, kind, text, created_at, \
              parent_tell_id, idempotency_key, retry_of) \
