@@ -29,6 +29,8 @@ mod orchestration;
 mod raw;
 #[path = "switchboard-bench/setup.rs"]
 mod setup;
+#[path = "switchboard-bench/soak.rs"]
+mod soak;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -36,7 +38,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use switchboard::session::SessionManager;
-use switchboard::store::{ListFilter, ProcessState};
+use switchboard::store::{DueQuery, ListFilter, ProcessState};
 use switchboard::util::{now_ms, ProcessIdentity};
 use switchboard::TeamsConfig;
 
@@ -97,7 +99,7 @@ impl World {
 
 fn run() -> BenchResult<()> {
     const USAGE: &str =
-        "usage: cargo bench --bench switchboard-bench -- [--quick] [--only sessions|orchestration]   (see BENCHMARKS.md)";
+        "usage: cargo bench --bench switchboard-bench -- [--quick] [--only sessions|orchestration|soak]   (see BENCHMARKS.md)";
     // `cargo bench` passes `--bench`; `cargo test --all-targets` (or `--benches`) runs this
     // target without it, as a test: then there is nothing to do (a run takes minutes).
     if !std::env::args().skip(1).any(|a| a == "--bench") {
@@ -105,7 +107,7 @@ fn run() -> BenchResult<()> {
         return Ok(());
     }
     let mut quick = false;
-    let (mut sessions, mut orchestration) = (true, true);
+    let (mut sessions, mut orchestration, mut soak) = (true, true, false);
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -115,9 +117,12 @@ fn run() -> BenchResult<()> {
             "--only" => match args.next().as_deref() {
                 Some("sessions") => orchestration = false,
                 Some("orchestration") => sessions = false,
+                Some("soak") => {
+                    (sessions, orchestration, soak) = (false, false, true);
+                }
                 other => {
                     return Err(format!(
-                        "--only takes sessions or orchestration, not {}; {USAGE}",
+                        "--only takes sessions, orchestration or soak, not {}; {USAGE}",
                         other.map_or("nothing".to_string(), |o| format!("{o:?}"))
                     )
                     .into())
@@ -134,7 +139,7 @@ fn run() -> BenchResult<()> {
         div: if quick { 10 } else { 1 },
     };
     // Part 3 needs the scripted agent: fail before the long session phases if it is missing.
-    if orchestration {
+    if orchestration || soak {
         orchestration::agent_path()?;
     }
     let scratch = Scratch::new()?;
@@ -178,6 +183,9 @@ fn run() -> BenchResult<()> {
             "peak_rss_mb_orchestration={:.1}",
             setup::peak_rss_mb_window().unwrap_or(f64::NAN)
         );
+    }
+    if soak {
+        soak::run(scratch.path(), counts.n(10_000))?;
     }
     if sessions {
         session_parts(scratch.path(), counts)?;
@@ -491,7 +499,11 @@ fn stats_pair(name: &str, mgr: &SessionManager, raw: &Raw, n: usize) -> BenchRes
     })?;
     fresh_wal(raw, name)?;
     let floor = time_ops(&format!("{name}_raw"), n, |_| {
-        raw.stats(max, stale, now_ms() - age)?;
+        raw.stats(DueQuery {
+            max_messages: max,
+            stale_messages: stale,
+            stale_before: now_ms() - age,
+        })?;
         Ok(())
     })?;
     compare(name, layer, floor);

@@ -27,6 +27,20 @@ pub use model::{
     TellKind, TellOutcome, TellState,
 };
 pub use sessions::{DueQuery, ResetReport};
+
+/// The store's own statements and the functions that run them on a given connection, for the
+/// benchmark's bare-rusqlite floor (`benches/switchboard-bench/raw.rs`): the floor runs exactly
+/// what the store runs, minus the store (pool, write gate, checkpointer, cache), so it cannot
+/// drift from it. Not an API.
+#[doc(hidden)]
+pub mod floor {
+    pub use super::sessions::{
+        get_by_pair, list_in, live_in, read_rowid, read_session_id, reset_orphaned_in,
+        row_to_session, stats_in, update_in, COLUMNS, FORCE_OWNER_COLUMNS, FORCE_OWNER_SET, FROM,
+        INCR_SET, INSERT_SESSION, STATE_COLUMNS, STATE_SET, STATE_STOPPED_SET, STATE_VALUES,
+    };
+    pub use super::{init_connection, write_returning};
+}
 pub use tells::NewTell;
 
 /// How long a connection waits for a lock held by another connection or process.
@@ -156,7 +170,7 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// Runs a write that returns at most one row (`... RETURNING`) and steps it to completion.
 /// SQLite commits an autocommit write and runs the WAL auto-checkpoint only when the statement
 /// reaches its end; `query_row` stops at the first row, and the WAL then grows without bound.
-pub(crate) fn write_returning<T, P: rusqlite::Params>(
+pub fn write_returning<T, P: rusqlite::Params>(
     stmt: &mut rusqlite::CachedStatement<'_>,
     params: P,
     map: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
@@ -225,7 +239,8 @@ impl std::fmt::Debug for SessionStore {
     }
 }
 
-fn init_connection(conn: &mut rusqlite::Connection) -> rusqlite::Result<()> {
+/// The settings of every pooled connection (pragmas, statement cache).
+pub fn init_connection(conn: &mut rusqlite::Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
     enable_wal(conn)?;
     // No checkpoint inside a commit: the store's checkpointer thread runs them (checkpoint.rs).

@@ -14,7 +14,7 @@ use crate::util::ProcessIdentity;
 
 /// The columns of a [`Session`]: the session row and its per-process row (migration 0008),
 /// read with [`FROM`]. A session without a `session_live` row is stopped, with no owner.
-pub(crate) const COLUMNS: &str = "s.id, s.from_team, s.to_team, s.session_id, s.created_at, \
+pub const COLUMNS: &str = "s.id, s.from_team, s.to_team, s.session_id, s.created_at, \
     s.last_used_at, s.message_count, s.status, coalesce(l.process_state, 'stopped'), \
     l.current_tell_id, s.last_response_at, s.launch_command, s.team_config_snapshot, \
     s.compaction_count, s.last_compacted_at, s.last_pre_compact_tokens, s.last_post_compact_tokens, \
@@ -22,12 +22,13 @@ pub(crate) const COLUMNS: &str = "s.id, s.from_team, s.to_team, s.session_id, s.
     l.owner_heartbeat_at, l.agent_pid, l.agent_started_at";
 
 /// The tables [`COLUMNS`] reads.
-pub(crate) const FROM: &str = "sessions s LEFT JOIN session_live l ON l.session = s.id";
+pub const FROM: &str = "sessions s LEFT JOIN session_live l ON l.session = s.id";
 
 /// The rowid of the session with UUID `?1`, for writes to `session_live`.
 const SESSION_ROWID: &str = "(SELECT id FROM sessions WHERE session_id = ?1)";
 
-fn row_to_session(r: &Row<'_>) -> rusqlite::Result<Session> {
+/// Decodes a row of [`COLUMNS`].
+pub fn row_to_session(r: &Row<'_>) -> rusqlite::Result<Session> {
     Ok(Session {
         id: r.get(0)?,
         from_team: r.get(1)?,
@@ -89,7 +90,7 @@ fn not_found(session_id: &str) -> StoreError {
 }
 
 /// The session with row id `id`, as [`COLUMNS`] reads it.
-pub(super) fn read_rowid(conn: &Connection, id: i64) -> StoreResult<Session> {
+pub fn read_rowid(conn: &Connection, id: i64) -> StoreResult<Session> {
     let sql = format!("SELECT {COLUMNS} FROM {FROM} WHERE s.id = ?1");
     let found = conn
         .prepare_cached(&sql)?
@@ -98,7 +99,8 @@ pub(super) fn read_rowid(conn: &Connection, id: i64) -> StoreResult<Session> {
     found.ok_or_else(|| StoreError::NotFound(format!("session row {id}")))
 }
 
-fn read_session_id(conn: &Connection, session_id: &str) -> StoreResult<Option<Session>> {
+/// The session with UUID `session_id`, as [`COLUMNS`] reads it.
+pub fn read_session_id(conn: &Connection, session_id: &str) -> StoreResult<Option<Session>> {
     let sql = format!("SELECT {COLUMNS} FROM {FROM} WHERE s.session_id = ?1");
     Ok(conn
         .prepare_cached(&sql)?
@@ -108,7 +110,7 @@ fn read_session_id(conn: &Connection, session_id: &str) -> StoreResult<Option<Se
 
 /// `UPDATE sessions SET {set} WHERE session_id = ?1` on `conn` (which may be a transaction);
 /// returns the session as it is then.
-pub(super) fn update_in(
+pub fn update_in(
     conn: &Connection,
     session_id: &str,
     set: &str,
@@ -131,7 +133,7 @@ fn update_rowid(
 
 /// Sets per-process columns of session `?1`: inserts its `session_live` row with `columns` =
 /// `values`, or, if it has one, runs `set` on it. Returns the session's row id.
-pub(super) fn live_in(
+pub fn live_in(
     conn: &Connection,
     session_id: &str,
     columns: &str,
@@ -166,10 +168,7 @@ impl SessionStore {
         // forever in practice, but bound it anyway.
         for _ in 0..8 {
             let created = write_returning(
-                &mut conn.prepare_cached(
-                    "INSERT INTO sessions (from_team, to_team, session_id, created_at, last_used_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?4) ON CONFLICT (from_team, to_team) DO NOTHING RETURNING id",
-                )?,
+                &mut conn.prepare_cached(INSERT_SESSION)?,
                 params![from, to, new_session_id, now],
                 |r| r.get::<_, i64>(0),
             )?;
@@ -199,47 +198,8 @@ impl SessionStore {
 
     /// Sessions matching the filter.
     pub fn list(&self, f: &ListFilter) -> StoreResult<Vec<Session>> {
-        let mut sql = format!("SELECT {COLUMNS} FROM {FROM} WHERE 1 = 1");
-        let mut args: Vec<Value> = Vec::new();
-        let mut cond = |sql: &mut String, clause: &str, v: Value| {
-            args.push(v);
-            sql.push_str(&format!(" AND {clause} ?{}", args.len()));
-        };
-        if let Some(t) = &f.from_team {
-            cond(&mut sql, "s.from_team =", Value::Text(t.clone()));
-        }
-        if let Some(t) = &f.to_team {
-            cond(&mut sql, "s.to_team =", Value::Text(t.clone()));
-        }
-        if let Some(s) = f.status {
-            cond(&mut sql, "s.status =", Value::Text(s.as_str().into()));
-        }
-        if let Some(p) = f.process_state {
-            cond(
-                &mut sql,
-                "coalesce(l.process_state, 'stopped') =",
-                Value::Text(p.as_str().into()),
-            );
-        }
-        if let Some(t) = f.created_after {
-            cond(&mut sql, "s.created_at >=", Value::Integer(t));
-        }
-        if let Some(t) = f.used_after {
-            cond(&mut sql, "s.last_used_at >=", Value::Integer(t));
-        }
-        sql.push_str(match f.order {
-            ListOrder::LastUsedDesc => " ORDER BY s.last_used_at DESC, s.id DESC",
-            ListOrder::CreatedAsc => " ORDER BY s.created_at ASC, s.id ASC",
-            ListOrder::CreatedDesc => " ORDER BY s.created_at DESC, s.id DESC",
-            ListOrder::MessagesDesc => " ORDER BY s.message_count DESC, s.id ASC",
-        });
-        if let Some(n) = f.limit {
-            sql.push_str(&format!(" LIMIT {n}"));
-        }
         let conn = self.conn()?;
-        let mut stmt = conn.prepare_cached(&sql)?;
-        let rows = stmt.query_map(params_from_iter(args), row_to_session)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        list_in(&conn, f)
     }
 
     /// Deletes the session and its pair's tells, in one transaction; returns the deleted row.
@@ -268,11 +228,7 @@ impl SessionStore {
         n: i64,
         now: i64,
     ) -> StoreResult<Session> {
-        self.update(
-            session_id,
-            "message_count = message_count + ?2, last_used_at = ?3",
-            params![session_id, n, now],
-        )
+        self.update(session_id, INCR_SET, params![session_id, n, now])
     }
 
     /// Sets the process state; `stopped` also clears the current tell and the agent pid.
@@ -282,15 +238,14 @@ impl SessionStore {
         state: ProcessState,
     ) -> StoreResult<Session> {
         let set = if state == ProcessState::Stopped {
-            "process_state = excluded.process_state, current_tell_id = NULL, agent_pid = NULL, \
-             agent_started_at = NULL"
+            STATE_STOPPED_SET
         } else {
-            "process_state = excluded.process_state"
+            STATE_SET
         };
         self.live(
             session_id,
-            "process_state",
-            "?2",
+            STATE_COLUMNS,
+            STATE_VALUES,
             set,
             params![session_id, state],
         )
@@ -596,91 +551,7 @@ impl SessionStore {
         is_alive: &dyn Fn(ProcessIdentity) -> bool,
     ) -> StoreResult<ResetReport> {
         let mut conn = self.wconn()?;
-        let owners: Vec<(i64, Option<i64>, i64)> = conn
-            .prepare_cached(
-                "SELECT owner_pid, owner_started_at, count(*) FROM session_live \
-                 WHERE owner_pid IS NOT NULL GROUP BY owner_pid, owner_started_at",
-            )?
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-            .collect::<Result<_, _>>()?;
-        let mut report = ResetReport::default();
-        let mut dead = Vec::new();
-        for (pid, started_at, n) in owners {
-            let identity = ProcessIdentity {
-                pid: u32::try_from(pid).unwrap_or(0),
-                started_at: started_at.unwrap_or(0),
-            };
-            if identity.pid != 0 && is_alive(identity) {
-                report.owned_by_live_process += n as usize;
-            } else {
-                dead.push((pid, started_at));
-            }
-        }
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        {
-            let agent_row = |r: &Row<'_>| Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?));
-            let mut found: Vec<(i64, Option<i64>)> = tx
-                .prepare_cached(
-                    "SELECT agent_pid, agent_started_at FROM session_live \
-                     WHERE agent_pid IS NOT NULL AND owner_pid IS NULL",
-                )?
-                .query_map([], agent_row)?
-                .collect::<Result<_, _>>()?;
-            let mut by_owner = tx.prepare_cached(
-                "SELECT agent_pid, agent_started_at FROM session_live \
-                 WHERE owner_pid = ?1 AND owner_started_at IS ?2 AND agent_pid IS NOT NULL",
-            )?;
-            for (pid, started_at) in &dead {
-                for row in by_owner.query_map(params![pid, started_at], agent_row)? {
-                    found.push(row?);
-                }
-            }
-            report.orphan_agents = found
-                .into_iter()
-                .filter_map(|(pid, st)| {
-                    Some(ProcessIdentity {
-                        pid: u32::try_from(pid).ok()?,
-                        started_at: st.unwrap_or(0),
-                    })
-                })
-                .collect();
-        }
-        let mut reset: HashSet<i64> = HashSet::new();
-        {
-            let mut by_owner = tx.prepare_cached(
-                "DELETE FROM session_live WHERE owner_pid = ?1 AND owner_started_at IS ?2 \
-                 RETURNING session",
-            )?;
-            for (pid, started_at) in dead {
-                for row in by_owner.query_map(params![pid, started_at], |r| r.get(0))? {
-                    reset.insert(row?);
-                }
-            }
-            // Rows with no owner: a live state, an agent or a tell nobody holds.
-            let mut ownerless = tx.prepare_cached(
-                "DELETE FROM session_live WHERE owner_pid IS NULL \
-                 RETURNING session, process_state != 'stopped' OR agent_pid IS NOT NULL",
-            )?;
-            for row in ownerless.query_map([], |r| Ok((r.get(0)?, r.get::<_, bool>(1)?)))? {
-                let (id, live) = row?;
-                if live {
-                    reset.insert(id);
-                }
-            }
-            // Compactions that no live holder runs any more (the status index finds them).
-            let mut compacting = tx.prepare_cached(
-                "UPDATE sessions SET status = 'compact_pending' WHERE status = 'compacting' \
-                 AND NOT EXISTS (SELECT 1 FROM session_live l WHERE l.session = sessions.id \
-                                 AND l.owner_pid IS NOT NULL) \
-                 RETURNING id",
-            )?;
-            for row in compacting.query_map([], |r| r.get(0))? {
-                reset.insert(row?);
-            }
-        }
-        tx.commit()?;
-        report.reset = reset.len();
-        Ok(report)
+        reset_orphaned_in(&mut conn, is_alive)
     }
 
     /// Sessions due for compaction, most messages first.
@@ -705,106 +576,7 @@ impl SessionStore {
     /// count and busiest pairs from the message_count index.
     pub fn stats(&self, q: DueQuery) -> StoreResult<Stats> {
         let mut conn = self.conn()?;
-        let tx = conn.transaction()?;
-        let mut stats = Stats {
-            total_sessions: 0,
-            by_status: SessionStatus::ALL
-                .iter()
-                .map(|s| (s.as_str().to_string(), 0))
-                .collect(),
-            by_process_state: ProcessState::ALL
-                .iter()
-                .map(|s| (s.as_str().to_string(), 0))
-                .collect(),
-            total_messages: 0,
-            total_answered_tells: 0,
-            total_input_tokens: 0,
-            total_output_tokens: 0,
-            total_cost_usd: 0.0,
-            due_for_compaction: 0,
-            per_team: Vec::new(),
-            busiest_pairs: Vec::new(),
-        };
-        let mut teams: BTreeMap<String, TeamStats> = BTreeMap::new();
-        {
-            let mut stmt = tx.prepare_cached(STATS_TOTALS)?;
-            let mut rows = stmt.query([])?;
-            while let Some(r) = rows.next()? {
-                let scope: String = r.get(0)?;
-                let key: String = r.get(1)?;
-                let sessions: i64 = r.get(2)?;
-                let messages: i64 = r.get(3)?;
-                match scope.as_str() {
-                    "all" => {
-                        stats.total_sessions = sessions;
-                        stats.total_messages = messages;
-                        stats.total_input_tokens = r.get(4)?;
-                        stats.total_output_tokens = r.get(5)?;
-                        stats.total_cost_usd = r.get(6)?;
-                    }
-                    "status" => {
-                        stats.by_status.insert(key, sessions);
-                    }
-                    "from" | "to" if sessions > 0 => {
-                        let t = teams.entry(key.clone()).or_insert_with(|| TeamStats {
-                            team: key,
-                            ..TeamStats::default()
-                        });
-                        if scope == "from" {
-                            t.sessions_as_caller = sessions;
-                            t.messages_as_caller = messages;
-                        } else {
-                            t.sessions_as_callee = sessions;
-                            t.messages_as_callee = messages;
-                            t.cost_usd_as_callee = r.get(6)?;
-                        }
-                    }
-                    _ => {}
-                }
-            }
-        }
-        stats.per_team = teams.into_values().collect();
-        {
-            let mut live = 0;
-            let mut stmt = tx.prepare_cached(STATS_STATES)?;
-            let mut rows = stmt.query([])?;
-            while let Some(r) = rows.next()? {
-                let state: String = r.get(0)?;
-                let n: i64 = r.get(1)?;
-                live += n;
-                stats.by_process_state.insert(state, n);
-            }
-            stats.by_process_state.insert(
-                ProcessState::Stopped.as_str().to_string(),
-                stats.total_sessions - live,
-            );
-        }
-        stats.due_for_compaction = tx
-            .prepare_cached(&format!("SELECT count(*) FROM sessions WHERE {DUE_WHERE}"))?
-            .query_row(
-                params![q.max_messages, q.stale_messages, q.stale_before],
-                |r| r.get(0),
-            )?;
-        // Both counts read the partial index of answered tells (migration 0005).
-        stats.total_answered_tells = tx
-            .prepare_cached(
-                "SELECT count(*) FROM tells WHERE state = 'answered' AND kind = 'tell'",
-            )?
-            .query_row([], |r| r.get(0))?;
-        stats.busiest_pairs = tx
-            .prepare_cached(STATS_BUSIEST)?
-            .query_map([], |r| {
-                Ok(PairStats {
-                    from_team: r.get(0)?,
-                    to_team: r.get(1)?,
-                    session_id: r.get(2)?,
-                    message_count: r.get(3)?,
-                    answered_tells: r.get(4)?,
-                })
-            })?
-            .collect::<Result<_, _>>()?;
-        tx.commit()?;
-        Ok(stats)
+        stats_in(&mut conn, q)
     }
 
     /// Sets the owner lease fields directly (for tests and recovery tools).
@@ -857,6 +629,23 @@ impl SessionStore {
     }
 }
 
+/// A new session (`?1` from, `?2` to, `?3` session id, `?4` now); returns its row id.
+pub const INSERT_SESSION: &str =
+    "INSERT INTO sessions (from_team, to_team, session_id, created_at, last_used_at) \
+     VALUES (?1, ?2, ?3, ?4, ?4) ON CONFLICT (from_team, to_team) DO NOTHING RETURNING id";
+
+/// `SET` of `increment_message_count` (`?2` = n, `?3` = now), for [`update_in`].
+pub const INCR_SET: &str = "message_count = message_count + ?2, last_used_at = ?3";
+/// Columns, values and `SET` of `update_process_state` (`?2` = state), for [`live_in`].
+pub const STATE_COLUMNS: &str = "process_state";
+/// See [`STATE_COLUMNS`].
+pub const STATE_VALUES: &str = "?2";
+/// See [`STATE_COLUMNS`] (any state but `stopped`).
+pub const STATE_SET: &str = "process_state = excluded.process_state";
+/// See [`STATE_COLUMNS`] (`stopped`).
+pub const STATE_STOPPED_SET: &str = "process_state = excluded.process_state, \
+    current_tell_id = NULL, agent_pid = NULL, agent_started_at = NULL";
+
 const STATS_TOTALS: &str =
     "SELECT scope, key, sessions, messages, input_tokens, output_tokens, cost_usd FROM session_totals";
 const STATS_STATES: &str = "SELECT process_state, count(*) FROM session_live \
@@ -866,16 +655,259 @@ const STATS_BUSIEST: &str = "SELECT s.from_team, s.to_team, s.session_id, s.mess
           AND t.to_team = s.to_team AND t.state = 'answered' AND t.kind = 'tell') \
      FROM sessions s WHERE s.message_count > 0 \
      ORDER BY s.message_count DESC, s.id ASC LIMIT 10";
-const FORCE_OWNER_COLUMNS: &str = "process_state, owner_pid, owner_started_at, owner_heartbeat_at";
-const FORCE_OWNER_SET: &str = "process_state = excluded.process_state, \
+/// Columns of `force_owner` (`?2` state, `?3` pid, `?4` started at, `?5` heartbeat), for
+/// [`live_in`] with values `?2, ?3, ?4, ?5`.
+pub const FORCE_OWNER_COLUMNS: &str =
+    "process_state, owner_pid, owner_started_at, owner_heartbeat_at";
+/// `SET` of `force_owner`; see [`FORCE_OWNER_COLUMNS`].
+pub const FORCE_OWNER_SET: &str = "process_state = excluded.process_state, \
     owner_pid = excluded.owner_pid, owner_started_at = excluded.owner_started_at, \
     owner_heartbeat_at = excluded.owner_heartbeat_at";
 
-fn get_by_pair(conn: &Connection, from: &str, to: &str) -> StoreResult<Option<Session>> {
+/// The session of the pair, as [`COLUMNS`] reads it.
+pub fn get_by_pair(conn: &Connection, from: &str, to: &str) -> StoreResult<Option<Session>> {
     let sql = format!("SELECT {COLUMNS} FROM {FROM} WHERE s.from_team = ?1 AND s.to_team = ?2");
     let found = conn
         .prepare_cached(&sql)?
         .query_row([from, to], row_to_session)
         .optional()?;
     Ok(found)
+}
+
+/// [`SessionStore::list`] on `conn`.
+pub fn list_in(conn: &Connection, f: &ListFilter) -> StoreResult<Vec<Session>> {
+    let mut sql = format!("SELECT {COLUMNS} FROM {FROM} WHERE 1 = 1");
+    let mut args: Vec<Value> = Vec::new();
+    let mut cond = |sql: &mut String, clause: &str, v: Value| {
+        args.push(v);
+        sql.push_str(&format!(" AND {clause} ?{}", args.len()));
+    };
+    if let Some(t) = &f.from_team {
+        cond(&mut sql, "s.from_team =", Value::Text(t.clone()));
+    }
+    if let Some(t) = &f.to_team {
+        cond(&mut sql, "s.to_team =", Value::Text(t.clone()));
+    }
+    if let Some(s) = f.status {
+        cond(&mut sql, "s.status =", Value::Text(s.as_str().into()));
+    }
+    if let Some(p) = f.process_state {
+        cond(
+            &mut sql,
+            "coalesce(l.process_state, 'stopped') =",
+            Value::Text(p.as_str().into()),
+        );
+    }
+    if let Some(t) = f.created_after {
+        cond(&mut sql, "s.created_at >=", Value::Integer(t));
+    }
+    if let Some(t) = f.used_after {
+        cond(&mut sql, "s.last_used_at >=", Value::Integer(t));
+    }
+    sql.push_str(match f.order {
+        ListOrder::LastUsedDesc => " ORDER BY s.last_used_at DESC, s.id DESC",
+        ListOrder::CreatedAsc => " ORDER BY s.created_at ASC, s.id ASC",
+        ListOrder::CreatedDesc => " ORDER BY s.created_at DESC, s.id DESC",
+        ListOrder::MessagesDesc => " ORDER BY s.message_count DESC, s.id ASC",
+    });
+    if let Some(n) = f.limit {
+        sql.push_str(&format!(" LIMIT {n}"));
+    }
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params_from_iter(args), row_to_session)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// [`SessionStore::reset_orphaned`] on `conn`.
+pub fn reset_orphaned_in(
+    conn: &mut Connection,
+    is_alive: &dyn Fn(ProcessIdentity) -> bool,
+) -> StoreResult<ResetReport> {
+    let owners: Vec<(i64, Option<i64>, i64)> = conn
+        .prepare_cached(
+            "SELECT owner_pid, owner_started_at, count(*) FROM session_live \
+                 WHERE owner_pid IS NOT NULL GROUP BY owner_pid, owner_started_at",
+        )?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut report = ResetReport::default();
+    let mut dead = Vec::new();
+    for (pid, started_at, n) in owners {
+        let identity = ProcessIdentity {
+            pid: u32::try_from(pid).unwrap_or(0),
+            started_at: started_at.unwrap_or(0),
+        };
+        if identity.pid != 0 && is_alive(identity) {
+            report.owned_by_live_process += n as usize;
+        } else {
+            dead.push((pid, started_at));
+        }
+    }
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    {
+        let agent_row = |r: &Row<'_>| Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?));
+        let mut found: Vec<(i64, Option<i64>)> = tx
+            .prepare_cached(
+                "SELECT agent_pid, agent_started_at FROM session_live \
+                     WHERE agent_pid IS NOT NULL AND owner_pid IS NULL",
+            )?
+            .query_map([], agent_row)?
+            .collect::<Result<_, _>>()?;
+        let mut by_owner = tx.prepare_cached(
+            "SELECT agent_pid, agent_started_at FROM session_live \
+                 WHERE owner_pid = ?1 AND owner_started_at IS ?2 AND agent_pid IS NOT NULL",
+        )?;
+        for (pid, started_at) in &dead {
+            for row in by_owner.query_map(params![pid, started_at], agent_row)? {
+                found.push(row?);
+            }
+        }
+        report.orphan_agents = found
+            .into_iter()
+            .filter_map(|(pid, st)| {
+                Some(ProcessIdentity {
+                    pid: u32::try_from(pid).ok()?,
+                    started_at: st.unwrap_or(0),
+                })
+            })
+            .collect();
+    }
+    let mut reset: HashSet<i64> = HashSet::new();
+    {
+        let mut by_owner = tx.prepare_cached(
+            "DELETE FROM session_live WHERE owner_pid = ?1 AND owner_started_at IS ?2 \
+                 RETURNING session",
+        )?;
+        for (pid, started_at) in dead {
+            for row in by_owner.query_map(params![pid, started_at], |r| r.get(0))? {
+                reset.insert(row?);
+            }
+        }
+        // Rows with no owner: a live state, an agent or a tell nobody holds.
+        let mut ownerless = tx.prepare_cached(
+            "DELETE FROM session_live WHERE owner_pid IS NULL \
+                 RETURNING session, process_state != 'stopped' OR agent_pid IS NOT NULL",
+        )?;
+        for row in ownerless.query_map([], |r| Ok((r.get(0)?, r.get::<_, bool>(1)?)))? {
+            let (id, live) = row?;
+            if live {
+                reset.insert(id);
+            }
+        }
+        // Compactions that no live holder runs any more (the status index finds them).
+        let mut compacting = tx.prepare_cached(
+            "UPDATE sessions SET status = 'compact_pending' WHERE status = 'compacting' \
+                 AND NOT EXISTS (SELECT 1 FROM session_live l WHERE l.session = sessions.id \
+                                 AND l.owner_pid IS NOT NULL) \
+                 RETURNING id",
+        )?;
+        for row in compacting.query_map([], |r| r.get(0))? {
+            reset.insert(row?);
+        }
+    }
+    tx.commit()?;
+    report.reset = reset.len();
+    Ok(report)
+}
+
+/// [`SessionStore::stats`] on `conn`.
+pub fn stats_in(conn: &mut Connection, q: DueQuery) -> StoreResult<Stats> {
+    let tx = conn.transaction()?;
+    let mut stats = Stats {
+        total_sessions: 0,
+        by_status: SessionStatus::ALL
+            .iter()
+            .map(|s| (s.as_str().to_string(), 0))
+            .collect(),
+        by_process_state: ProcessState::ALL
+            .iter()
+            .map(|s| (s.as_str().to_string(), 0))
+            .collect(),
+        total_messages: 0,
+        total_answered_tells: 0,
+        total_input_tokens: 0,
+        total_output_tokens: 0,
+        total_cost_usd: 0.0,
+        due_for_compaction: 0,
+        per_team: Vec::new(),
+        busiest_pairs: Vec::new(),
+    };
+    let mut teams: BTreeMap<String, TeamStats> = BTreeMap::new();
+    {
+        let mut stmt = tx.prepare_cached(STATS_TOTALS)?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let scope: String = r.get(0)?;
+            let key: String = r.get(1)?;
+            let sessions: i64 = r.get(2)?;
+            let messages: i64 = r.get(3)?;
+            match scope.as_str() {
+                "all" => {
+                    stats.total_sessions = sessions;
+                    stats.total_messages = messages;
+                    stats.total_input_tokens = r.get(4)?;
+                    stats.total_output_tokens = r.get(5)?;
+                    stats.total_cost_usd = r.get(6)?;
+                }
+                "status" => {
+                    stats.by_status.insert(key, sessions);
+                }
+                "from" | "to" if sessions > 0 => {
+                    let t = teams.entry(key.clone()).or_insert_with(|| TeamStats {
+                        team: key,
+                        ..TeamStats::default()
+                    });
+                    if scope == "from" {
+                        t.sessions_as_caller = sessions;
+                        t.messages_as_caller = messages;
+                    } else {
+                        t.sessions_as_callee = sessions;
+                        t.messages_as_callee = messages;
+                        t.cost_usd_as_callee = r.get(6)?;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    stats.per_team = teams.into_values().collect();
+    {
+        let mut live = 0;
+        let mut stmt = tx.prepare_cached(STATS_STATES)?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let state: String = r.get(0)?;
+            let n: i64 = r.get(1)?;
+            live += n;
+            stats.by_process_state.insert(state, n);
+        }
+        stats.by_process_state.insert(
+            ProcessState::Stopped.as_str().to_string(),
+            stats.total_sessions - live,
+        );
+    }
+    stats.due_for_compaction = tx
+        .prepare_cached(&format!("SELECT count(*) FROM sessions WHERE {DUE_WHERE}"))?
+        .query_row(
+            params![q.max_messages, q.stale_messages, q.stale_before],
+            |r| r.get(0),
+        )?;
+    // Both counts read the partial index of answered tells (migration 0005).
+    stats.total_answered_tells = tx
+        .prepare_cached("SELECT count(*) FROM tells WHERE state = 'answered' AND kind = 'tell'")?
+        .query_row([], |r| r.get(0))?;
+    stats.busiest_pairs = tx
+        .prepare_cached(STATS_BUSIEST)?
+        .query_map([], |r| {
+            Ok(PairStats {
+                from_team: r.get(0)?,
+                to_team: r.get(1)?,
+                session_id: r.get(2)?,
+                message_count: r.get(3)?,
+                answered_tells: r.get(4)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    tx.commit()?;
+    Ok(stats)
 }
