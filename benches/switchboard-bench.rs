@@ -413,6 +413,20 @@ fn session_mix(
     })?;
     compare("set_proc_state", layer, floor);
 
+    // WAL pages per single-row commit (the store's statements, on the raw connection: the
+    // layer runs the same ones and writes nothing else).
+    let idx = rng.indices(200, n_pairs);
+    let incr = raw.pages_per_commit(idx.len(), |i| {
+        raw.incr_msg(w.id(idx[i]), 1, now_ms())?;
+        Ok(())
+    })?;
+    let set = raw.pages_per_commit(idx.len(), |i| {
+        raw.set_proc_state(w.id(idx[i]), state(i))?;
+        Ok(())
+    })?;
+    println!("pages_per_commit=incr_msg {incr:.2}");
+    println!("pages_per_commit=set_proc_state {set:.2}");
+
     let filters: Vec<ListFilter> = w
         .teams
         .iter()

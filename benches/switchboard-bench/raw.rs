@@ -153,6 +153,29 @@ impl Raw {
             })?)
     }
 
+    /// WAL frames (pages) per commit of `op`: the WAL emptied, automatic checkpoints off, `n`
+    /// ops, then the frame count of the WAL (a PASSIVE checkpoint reports it).
+    pub fn pages_per_commit(
+        &self,
+        n: usize,
+        mut op: impl FnMut(usize) -> crate::measure::BenchResult<()>,
+    ) -> crate::measure::BenchResult<f64> {
+        self.checkpoint()?;
+        self.conn
+            .borrow()
+            .execute_batch("PRAGMA wal_autocheckpoint = 0;")?;
+        let run = (0..n).try_for_each(&mut op);
+        let frames: rusqlite::Result<i64> =
+            self.conn
+                .borrow()
+                .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1));
+        self.conn
+            .borrow()
+            .execute_batch("PRAGMA wal_autocheckpoint = 1000;")?;
+        run?;
+        Ok(frames? as f64 / n.max(1) as f64)
+    }
+
     /// Every session id, in the order of the pair index (set-up only).
     pub fn all_session_ids(&self) -> RawResult<Vec<String>> {
         let conn = self.conn.borrow();
