@@ -711,3 +711,58 @@ fn migration_8_keeps_every_value_of_a_version_5_database() {
         before.iter().filter(|s| s.agent_pid.is_some()).count()
     );
 }
+
+#[test]
+fn the_wal_stays_under_its_bound_while_readers_never_stop() {
+    // One writer and four readers that never pause: with SQLite's automatic (PASSIVE)
+    // checkpoint the WAL cannot start over while a reader holds an old snapshot, and it grew to
+    // tens of MB under such a load. The store's checkpointer truncates it at its bound.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("sb.db");
+    let store = SessionStore::open(&path).expect("open");
+    let ids: Vec<String> = (0..100)
+        .map(|i| {
+            let id = format!("{i:08}-0000-4000-8000-000000000000");
+            store
+                .insert_or_get(&format!("f{i}"), "t", &id, 1)
+                .expect("insert");
+            id
+        })
+        .collect();
+    let wal = path.with_extension("db-wal");
+    let wal_bytes = || std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let mut largest = 0;
+    std::thread::scope(|scope| {
+        for r in 0..4 {
+            let (store, stop) = (&store, &stop);
+            scope.spawn(move || {
+                let mut i = r;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let tx_reader = store
+                        .get_by_pair(&format!("f{}", i % 100), "t")
+                        .expect("read");
+                    assert!(tx_reader.is_some());
+                    i += 1;
+                }
+            });
+        }
+        for i in 0..20_000usize {
+            store
+                .increment_message_count(&ids[i % 100], 1, i as i64)
+                .expect("incr");
+            if i % 100 == 0 {
+                largest = largest.max(wal_bytes());
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    largest = largest.max(wal_bytes());
+    assert!(
+        largest <= switchboard::store::WAL_BOUND_BYTES,
+        "the WAL reached {largest} bytes, over its bound of {}",
+        switchboard::store::WAL_BOUND_BYTES
+    );
+    let stats = store.wal_stats().expect("a file store has a checkpointer");
+    assert!(stats.checkpoints > 0, "{stats:?}");
+}
