@@ -76,3 +76,10 @@ CREATE TRIGGER sessions_totals_delete AFTER DELETE ON sessions BEGIN
        OR (scope = 'to' AND key = old.to_team);
     UPDATE session_totals SET sessions = sessions - 1 WHERE scope = 'status' AND key = old.status;
 END;
+
+-- The tell path's reads by index, not by the pair's whole history: the open tells of a pair
+-- (the worker's next tell, the queue limits), and a calling team's recent tells (its rate
+-- limit), which read every tell of the last minute before.
+CREATE INDEX tells_open_by_pair ON tells (from_team, to_team, id)
+    WHERE state IN ('queued', 'delivered');
+CREATE INDEX tells_by_caller ON tells (from_team, created_at) WHERE kind = 'tell';

@@ -5,9 +5,11 @@
 //! PASSIVE checkpoint (it never blocks a writer or a reader) after every [`WAKE_EVERY`] writes
 //! of this process, and every [`POLL`] while writes came in. Under sustained load a PASSIVE
 //! checkpoint cannot let the WAL start over (new frames keep arriving behind it), so when the
-//! WAL holds more than [`RESTART_AT_BYTES`] of frames it runs a TRUNCATE checkpoint, which
-//! waits for the writer and the readers of the moment, copies what is left and empties the
-//! file. The WAL therefore stays under [`WAL_BOUND_BYTES`]. Other processes on the same
+//! WAL holds more than [`RESTART_AT_BYTES`] of frames it takes the store's write gate (this
+//! process's writers wait; without it a tight write loop starves the checkpoint of SQLite's
+//! write lock) and runs a TRUNCATE checkpoint, which waits for the readers of the moment,
+//! copies what is left and empties the file. The WAL therefore stays under
+//! [`WAL_BOUND_BYTES`]. Other processes on the same
 //! database run their own checkpointer; SQLite serialises checkpoints.
 
 use std::path::{Path, PathBuf};
@@ -21,6 +23,11 @@ use rusqlite::Connection;
 pub const WAL_BOUND_BYTES: u64 = 16 << 20;
 /// A TRUNCATE checkpoint runs once the WAL holds this much.
 const RESTART_AT_BYTES: i64 = 8 << 20;
+/// A writer that finds the WAL this large (the thread lagging: a starved CPU, readers that never
+/// pause) truncates it itself before it writes, so the bound holds whatever the thread does.
+const WRITER_TRUNCATES_AT: u64 = 12 << 20;
+/// How often a writer looks at the WAL's size (every this many writes).
+const WRITER_LOOKS_EVERY: u64 = 32;
 /// A WAL emptied by a checkpoint is cut back to this size on the next write.
 pub(super) const JOURNAL_SIZE_LIMIT: i64 = 4 << 20;
 /// The thread wakes after this many writes of this process.
@@ -61,7 +68,7 @@ pub(super) struct Checkpointer {
 
 impl Checkpointer {
     /// Opens a connection of its own to `path` (already in WAL mode) and starts the thread.
-    pub(super) fn start(path: &Path) -> rusqlite::Result<Self> {
+    pub(super) fn start(path: &Path, gate: Arc<Mutex<()>>) -> rusqlite::Result<Self> {
         let conn = Connection::open(path)?;
         conn.busy_timeout(TRUNCATE_WAIT)?;
         conn.execute_batch(&format!(
@@ -81,7 +88,7 @@ impl Checkpointer {
         let for_thread = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("sb-checkpoint".into())
-            .spawn(move || run(conn, &for_thread))
+            .spawn(move || run(conn, &for_thread, &gate))
             .map_err(|e| {
                 rusqlite::Error::SqliteFailure(
                     rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
@@ -99,6 +106,31 @@ impl Checkpointer {
         let n = self.shared.writes.fetch_add(1, Ordering::Relaxed) + 1;
         if n.is_multiple_of(WAKE_EVERY) {
             self.shared.wake.notify_one();
+        }
+    }
+
+    /// Called by a writer holding the write gate, before it writes: past
+    /// [`WRITER_TRUNCATES_AT`], checkpoints and truncates the WAL on the writer's connection.
+    pub(super) fn bound(&self, conn: &Connection) {
+        let s = &self.shared;
+        if !s
+            .writes
+            .load(Ordering::Relaxed)
+            .is_multiple_of(WRITER_LOOKS_EVERY)
+        {
+            return;
+        }
+        if std::fs::metadata(&s.wal).map_or(0, |m| m.len()) < WRITER_TRUNCATES_AT {
+            return;
+        }
+        match checkpoint(conn, "TRUNCATE") {
+            Ok((busy, _, _)) => {
+                s.truncates.fetch_add(1, Ordering::Relaxed);
+                if busy != 0 {
+                    s.busy.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "WAL checkpoint (truncate) by a writer failed"),
         }
     }
 
@@ -129,7 +161,7 @@ fn checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<(i64, i64, i64)
     })
 }
 
-fn run(conn: Connection, s: &Shared) {
+fn run(conn: Connection, s: &Shared, gate: &Mutex<()>) {
     let page: i64 = conn
         .query_row("PRAGMA page_size", [], |r| r.get(0))
         .unwrap_or(4096);
@@ -167,6 +199,7 @@ fn run(conn: Connection, s: &Shared) {
             }
         };
         if frames * (page + 24) >= RESTART_AT_BYTES {
+            let _writers_wait = gate.lock().unwrap_or_else(|p| p.into_inner());
             match checkpoint(&conn, "TRUNCATE") {
                 Ok((busy, _, _)) => {
                     s.truncates.fetch_add(1, Ordering::Relaxed);

@@ -325,8 +325,9 @@ impl SessionStore {
             .min_idle(Some(1))
             .connection_timeout(BUSY_TIMEOUT)
             .build(manager)?;
-        let checkpointer =
-            checkpoint::Checkpointer::start(path).map_err(|source| StoreError::Open {
+        let gate: std::sync::Arc<std::sync::Mutex<()>> = Default::default();
+        let checkpointer = checkpoint::Checkpointer::start(path, std::sync::Arc::clone(&gate))
+            .map_err(|source| StoreError::Open {
                 path: path.to_path_buf(),
                 source,
             })?;
@@ -334,7 +335,7 @@ impl SessionStore {
             pool,
             path: path.display().to_string(),
             file: Some(std::sync::Arc::new(file)),
-            gate: Default::default(),
+            gate,
             checkpointer: Some(std::sync::Arc::new(checkpointer)),
         };
         store.migrate()?;
@@ -409,8 +410,12 @@ impl SessionStore {
         self.check_file()?;
         // A poisoned gate only means a writer panicked; the database rolled its work back.
         let gate = self.gate.lock().unwrap_or_else(|p| p.into_inner());
+        let conn = self.pool.get()?;
+        if let Some(c) = self.checkpointer.as_deref() {
+            c.bound(&conn);
+        }
         Ok(WriteConn {
-            conn: self.pool.get()?,
+            conn,
             _gate: gate,
             checkpointer: self.checkpointer.as_deref(),
         })
