@@ -342,6 +342,10 @@ pub fn run(scratch: &Path, counts: Counts) -> BenchResult<()> {
 async fn phases(router: &Router, raw: &Raw, p: &Paths, c: Counts) -> BenchResult<()> {
     let from = team_name(0);
     tell_roundtrip(router, p, &from, &team_name(1), c.tells).await?;
+    eprintln!(
+        "# the store's checkpointer after tell_roundtrip: {:?}",
+        router.manager().store().wal_stats()
+    );
     wal_after(raw, "tell_roundtrip")?;
     let callees: Vec<String> = (2..2 + PAIRS).map(team_name).collect();
     spawn_to_ready(router, p, &from, &callees[..c.spawns.min(PAIRS)]).await?;

@@ -51,6 +51,9 @@ pub struct WalStats {
 }
 
 struct Shared {
+    /// Held by whoever of this process runs a checkpoint: SQLite answers a second checkpoint
+    /// with BUSY at once instead of waiting.
+    running: Mutex<()>,
     writes: AtomicU64,
     stop: Mutex<bool>,
     wake: Condvar,
@@ -77,6 +80,7 @@ impl Checkpointer {
         let mut wal = path.as_os_str().to_owned();
         wal.push("-wal");
         let shared = Arc::new(Shared {
+            running: Mutex::new(()),
             writes: AtomicU64::new(0),
             stop: Mutex::new(false),
             wake: Condvar::new(),
@@ -120,6 +124,11 @@ impl Checkpointer {
         {
             return;
         }
+        if std::fs::metadata(&s.wal).map_or(0, |m| m.len()) < WRITER_TRUNCATES_AT {
+            return;
+        }
+        // The thread is checkpointing: it finishes first, then this writer goes on.
+        let _running = s.running.lock().unwrap_or_else(|p| p.into_inner());
         if std::fs::metadata(&s.wal).map_or(0, |m| m.len()) < WRITER_TRUNCATES_AT {
             return;
         }
@@ -185,6 +194,7 @@ fn run(conn: Connection, s: &Shared, gate: &Mutex<()>) {
             continue;
         }
         seen = writes;
+        let running = s.running.lock().unwrap_or_else(|p| p.into_inner());
         let frames = match checkpoint(&conn, "PASSIVE") {
             Ok((busy, log, _)) => {
                 s.checkpoints.fetch_add(1, Ordering::Relaxed);
@@ -198,8 +208,10 @@ fn run(conn: Connection, s: &Shared, gate: &Mutex<()>) {
                 continue;
             }
         };
+        drop(running);
         if frames * (page + 24) >= RESTART_AT_BYTES {
             let _writers_wait = gate.lock().unwrap_or_else(|p| p.into_inner());
+            let _running = s.running.lock().unwrap_or_else(|p| p.into_inner());
             match checkpoint(&conn, "TRUNCATE") {
                 Ok((busy, _, _)) => {
                     s.truncates.fetch_add(1, Ordering::Relaxed);
