@@ -6,14 +6,19 @@
 //! `cargo test`).
 //!
 //! Parts 1 and 2, the session layer (`SessionManager` over the SQLite `SessionStore`) on a
-//! file-backed database, next to the same SQL through bare rusqlite on one connection: seeds
+//! file-backed database, next to the store's own statements (`switchboard::store::floor`) run
+//! through bare rusqlite on one connection: seeds
 //! 9,900 sessions (100 teams, every ordered pair), times each operation individually, then grows
 //! the database to 100,172 sessions (317 teams) for `stats` and the start-up reset. Inputs come
 //! from a seeded PRNG and are chosen before each timed loop.
 //!
 //! Part 3, orchestration overhead (`orchestration.rs`): the router with the scripted test agent
 //! (`switchboard-test-agent`, in `target/release/examples/`), next to the same agent driven
-//! directly.
+//! directly through the agent layer (`AgentProcess`).
+//!
+//! The soak (`soak.rs`, `--only soak`, not in a default run): 10,000 tells over 50 pairs with
+//! evictions and compactions; exits non-zero when RSS, descriptors or the WAL grow without bound
+//! or a tell is lost or stuck.
 //!
 //! Each operation prints `op=<name> n=<count> ops_per_s=<..> p50_us=<..> p99_us=<..>`; an
 //! operation with a floor (`op=<name>_raw`, `op=spawn_raw`) also prints
