@@ -6,8 +6,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use serde_json::{json, Value};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use switchboard::router::{Router, Wait};
+use switchboard::server::api_types::{
+    CancelReport, Op, PairRequest, Session, SleepAnswer, WakeAnswer,
+};
 use switchboard::Error;
 
 use super::live::{with_router, Ended};
@@ -26,21 +30,25 @@ pub struct PairArgs {
 
 /// Runs `op` on the pair: through the running server if there is one, else in this process
 /// with `local`. Returns the JSON report and whether it went through a server.
-fn run_pair_op<F, Fut>(
+fn run_pair_op<T, F, Fut>(
     ctx: &Ctx,
-    op: &str,
+    op: Op,
     pair: &PairArgs,
     recover: bool,
     local: F,
-) -> Result<(Value, bool), Error>
+) -> Result<(T, bool), Error>
 where
+    T: DeserializeOwned,
     F: FnOnce(Router, String, String) -> Fut,
-    Fut: std::future::Future<Output = Result<Value, Error>>,
+    Fut: std::future::Future<Output = Result<T, Error>>,
 {
     let config = ctx.load_config()?;
     if let Some(remote) = Remote::find(&config) {
-        let v = remote.call(op, &json!({"from": pair.from, "to": pair.to}), None)?;
-        return Ok((v, true));
+        let request = PairRequest {
+            from: pair.from.clone(),
+            to: pair.to.clone(),
+        };
+        return Ok((remote.call(op, &request, None)?, true));
     }
     let (from, to) = (pair.from.clone(), pair.to.clone());
     let only = recover.then_some((pair.from.as_str(), pair.to.as_str()));
@@ -50,12 +58,11 @@ where
     }
 }
 
-fn s(v: &Value, k: &str) -> String {
-    match v.get(k) {
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
-        None => String::new(),
-    }
+/// Prints an answer as `--json`: keys in order, as the server sends them.
+fn print_answer<T: Serialize>(v: &T) -> Result<(), Error> {
+    let v =
+        serde_json::to_value(v).map_err(|e| Error::Other(format!("cannot render JSON: {e}")))?;
+    print_json(&v)
 }
 
 /// Start the pair's agent (no model call: Claude Code answers a control request) and deliver
@@ -75,15 +82,20 @@ impl WakeCmd {
             m.check_team(&self.pair.to)?;
             m.store().open_tells(&self.pair.from, &self.pair.to)?
         };
-        let (v, remote) = run_pair_op(ctx, "wake", &self.pair, true, |r, from, to| async move {
+        let (v, remote) = run_pair_op(ctx, Op::Wake, &self.pair, true, |r, from, to| async move {
             let pid = r.wake(&from, &to).await?;
             for t in &queued {
                 r.wait_for(&t.tell_id, Wait::Forever).await?;
             }
-            Ok(json!({"from_team": from, "to_team": to, "pid": pid, "delivered": queued.len()}))
+            Ok(WakeAnswer {
+                from_team: from,
+                to_team: to,
+                pid,
+                delivered: queued.len(),
+            })
         })?;
         if ctx.json() {
-            print_json(&v)?;
+            print_answer(&v)?;
         } else {
             let after = if remote {
                 "it keeps running in the server"
@@ -92,10 +104,10 @@ impl WakeCmd {
             };
             outln!(
                 "{} -> {}: agent started (pid {}); {} queued tell(s) delivered; {after}",
-                s(&v, "from_team"),
-                s(&v, "to_team"),
-                s(&v, "pid"),
-                s(&v, "delivered")
+                v.from_team,
+                v.to_team,
+                v.pid,
+                v.delivered
             );
         }
         Ok(ExitCode::SUCCESS)
@@ -121,24 +133,20 @@ impl SleepCmd {
                 m.check_not_held_elsewhere(&s)?;
             }
         }
-        let (v, _) = run_pair_op(ctx, "sleep", &self.pair, true, |r, from, to| async move {
+        let (v, _) = run_pair_op(ctx, Op::Sleep, &self.pair, true, |r, from, to| async move {
             let was_running = r.sleep(&from, &to).await?;
-            Ok(json!({"from_team": from, "to_team": to, "was_running": was_running}))
+            Ok(SleepAnswer {
+                from_team: from,
+                to_team: to,
+                was_running,
+            })
         })?;
         if ctx.json() {
-            print_json(&v)?;
-        } else if v.get("was_running") == Some(&Value::Bool(true)) {
-            outln!(
-                "{} -> {}: agent stopped",
-                s(&v, "from_team"),
-                s(&v, "to_team")
-            );
+            print_answer(&v)?;
+        } else if v.was_running {
+            outln!("{} -> {}: agent stopped", v.from_team, v.to_team);
         } else {
-            outln!(
-                "{} -> {}: no agent was running",
-                s(&v, "from_team"),
-                s(&v, "to_team")
-            );
+            outln!("{} -> {}: no agent was running", v.from_team, v.to_team);
         }
         Ok(ExitCode::SUCCESS)
     }
@@ -154,23 +162,26 @@ pub struct CancelCmd {
 impl CancelCmd {
     pub fn run(&self, ctx: &Ctx) -> Result<ExitCode, Error> {
         // No recovery first: it would wake the pair and deliver what is to be cancelled.
-        let (v, _) = run_pair_op(ctx, "cancel", &self.pair, false, |r, from, to| async move {
-            let report = r.cancel(&from, &to)?;
-            if let Some(id) = &report.interrupted {
-                r.wait_for(id, Wait::For(Duration::from_secs(20))).await?;
-            }
-            serde_json::to_value(report).map_err(|e| Error::Other(e.to_string()))
-        })?;
+        let (v, _) = run_pair_op(
+            ctx,
+            Op::Cancel,
+            &self.pair,
+            false,
+            |r, from, to| async move {
+                let report: CancelReport = r.cancel(&from, &to)?;
+                if let Some(id) = &report.interrupted {
+                    r.wait_for(id, Wait::For(Duration::from_secs(20))).await?;
+                }
+                Ok(report)
+            },
+        )?;
         if ctx.json() {
-            print_json(&v)?;
+            print_answer(&v)?;
         } else {
-            let cancelled = v
-                .get("cancelled_queued")
-                .and_then(Value::as_array)
-                .map_or(0, Vec::len);
+            let cancelled = v.cancelled_queued.len();
             let interrupted = v
-                .get("interrupted")
-                .and_then(Value::as_str)
+                .interrupted
+                .as_deref()
                 .map(|t| format!(", running tell {t} interrupted"))
                 .unwrap_or_default();
             outln!(
@@ -198,18 +209,24 @@ impl RebootCmd {
             m.get(&self.pair.from, &self.pair.to)?
                 .map(|s| s.session_id.clone())
         };
-        let (v, _) = run_pair_op(ctx, "reboot", &self.pair, true, |r, from, to| async move {
-            let s = r.reboot(&from, &to).await?;
-            serde_json::to_value(s).map_err(|e| Error::Other(e.to_string()))
-        })?;
+        let (v, _) = run_pair_op(
+            ctx,
+            Op::Reboot,
+            &self.pair,
+            true,
+            |r, from, to| async move {
+                let s: Session = r.reboot(&from, &to).await?;
+                Ok(s)
+            },
+        )?;
         if ctx.json() {
-            print_json(&v)?;
+            print_answer(&v)?;
         } else {
             outln!(
                 "{} -> {}: new session {}{}",
                 self.pair.from,
                 self.pair.to,
-                s(&v, "session_id"),
+                v.session_id,
                 before
                     .map(|b| format!(" (was {b}; its transcript is kept)"))
                     .unwrap_or_default()

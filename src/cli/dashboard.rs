@@ -5,8 +5,7 @@
 use std::process::ExitCode;
 
 use clap::Args;
-use serde_json::json;
-use switchboard::server::auth::{LoginLink, LOGIN_OP};
+use switchboard::server::api_types::{LoginLink, LoginRequest, Op};
 use switchboard::Error;
 
 use super::output::print_json;
@@ -32,9 +31,7 @@ impl DashboardCmd {
                 config.database.path.display()
             ))
         })?;
-        let answer = remote.call(LOGIN_OP, &json!({}), None)?;
-        let link: LoginLink = serde_json::from_value(answer)
-            .map_err(|e| Error::Other(format!("the server's answer is not a login link: {e}")))?;
+        let link: LoginLink = remote.call(Op::DashboardLogin, &LoginRequest {}, None)?;
         if ctx.json() {
             print_json(&link)?;
         } else {

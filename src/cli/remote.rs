@@ -14,8 +14,11 @@ use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use switchboard::events::Event;
+use switchboard::server::api_types::Op;
 use switchboard::server::server_file::{self, ServerFile};
 use switchboard::{Error, TeamsConfig};
 
@@ -80,19 +83,37 @@ impl Remote {
         self.pid
     }
 
-    /// POSTs `body` to `/api/{op}` and returns the JSON answer; an error answer becomes an
+    /// POSTs `request` to `/api/{op}` and returns the answer; an error answer becomes an
     /// error with the server's message and exit code.
-    pub fn call(&self, op: &str, body: &Value, timeout: Option<Duration>) -> Result<Value, Error> {
-        Ok(self.call_raw(op, body, timeout)?)
+    pub fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        op: Op,
+        request: &Req,
+        timeout: Option<Duration>,
+    ) -> Result<Resp, Error> {
+        Ok(self.call_raw(op, request, timeout)?)
     }
 
     /// [`Remote::call`], telling a server that went away apart from an error answer.
-    pub fn call_raw(
+    pub fn call_raw<Req: Serialize, Resp: DeserializeOwned>(
         &self,
-        op: &str,
-        body: &Value,
+        op: Op,
+        request: &Req,
         timeout: Option<Duration>,
-    ) -> Result<Value, CallError> {
+    ) -> Result<Resp, CallError> {
+        let payload = serde_json::to_string(request)
+            .map_err(|e| CallError::Answer(Error::Other(format!("cannot send {op}: {e}"))))?;
+        let answer = self.post(op, &payload, timeout)?;
+        serde_json::from_value(answer).map_err(|e| {
+            CallError::Answer(Error::Other(format!(
+                "server (pid {}): unexpected answer to {op}: {e}",
+                self.pid
+            )))
+        })
+    }
+
+    /// POSTs the JSON `payload` to `/api/{op}`: the JSON answer, or why there is none.
+    fn post(&self, op: Op, payload: &str, timeout: Option<Duration>) -> Result<Value, CallError> {
         let fail = |what: String| CallError::Gone(format!("server (pid {}): {what}", self.pid));
         // Nobody took the connection: nothing was sent, so nothing was stored.
         let not_connected = |what: String, e: &std::io::Error| {
@@ -129,7 +150,6 @@ impl Remote {
                 Box::new(s)
             }
         };
-        let payload = body.to_string();
         let host = self.host_header();
         let mut request = format!(
             "POST /api/{op} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
@@ -141,7 +161,7 @@ impl Remote {
             request.push_str(&format!("Authorization: Bearer {t}\r\n"));
         }
         request.push_str("\r\n");
-        request.push_str(&payload);
+        request.push_str(payload);
         stream
             .write_all(request.as_bytes())
             .map_err(|e| fail(format!("cannot send: {e}")))?;
@@ -192,19 +212,17 @@ impl Remote {
         if (200..300).contains(&status) {
             return Ok(v);
         }
-        let message = v
-            .get("error")
-            .and_then(Value::as_str)
-            .unwrap_or("request failed")
-            .to_string();
+        // An API error is an `ErrorAnswer`; the listener's own refusals may lack the code.
+        let failure: Failure = serde_json::from_value(v).unwrap_or_default();
+        let message = failure
+            .error
+            .unwrap_or_else(|| "request failed".to_string());
         // The same exit code as the command would have had in this process.
-        Err(CallError::Answer(
-            match v.get("exit_code").and_then(Value::as_i64) {
-                Some(code) => Error::from_exit_code(message, code),
-                None if status == 404 => Error::NotFound(message),
-                None => Error::Other(message),
-            },
-        ))
+        Err(CallError::Answer(match failure.exit_code {
+            Some(code) => Error::from_exit_code(message, code),
+            None if status == 404 => Error::NotFound(message),
+            None => Error::Other(message),
+        }))
     }
 }
 
@@ -508,6 +526,15 @@ impl SseDecoder {
             })
             .collect()
     }
+}
+
+/// An error answer of the server, read leniently: the API's answers are
+/// [`ErrorAnswer`](switchboard::server::api_types::ErrorAnswer)s, the listener's own refusals
+/// (Host, Origin, size) may carry the message only.
+#[derive(Debug, Default, Deserialize)]
+struct Failure {
+    error: Option<String>,
+    exit_code: Option<i64>,
 }
 
 /// A connection to the server: the Unix socket or TCP.

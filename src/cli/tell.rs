@@ -23,6 +23,7 @@ use switchboard::store::{Tell, TellKind, TellState};
 use switchboard::Error;
 
 use switchboard::events::EventFilter;
+use switchboard::server::api_types::{Op, TellAnswer, TellIdRequest, TellRequest, WaitRequest};
 
 use super::live::{with_router_on, Ended};
 use super::output::{escape_controls, print_json};
@@ -157,7 +158,7 @@ pub fn send(
             )?,
             Sending::Retry(id) => switchboard::router::queue_retry(&m, id)?,
         };
-        return print_tell(ctx, &to_value(&t), false);
+        return print_tell(ctx, &TellAnswer::of(t), false);
     }
     // The pair, for start-up recovery of its tells.
     let (from, to) = match &what {
@@ -225,19 +226,18 @@ pub fn send(
         },
     )?;
     match ended {
-        Ended::Done(Outcome::Ended(t)) => print_tell(ctx, &to_value(&t), true),
+        Ended::Done(Outcome::Ended(t)) => print_tell(ctx, &TellAnswer::of(t), true),
         Ended::Done(Outcome::TimedOut(t)) => {
             say_timed_out(ctx, waiting.timeout);
-            print_tell(ctx, &to_value(&t), true)
+            print_tell(ctx, &TellAnswer::of(t), true)
         }
         Ended::Done(Outcome::Interrupted(t)) => {
-            let v = to_value(&t);
             let answered = t.answer.as_deref().is_some_and(|a| !a.is_empty());
             if answered {
                 // The answer came in before the turn could be stopped: it is not lost.
-                let _ = print_tell(ctx, &v, true);
+                let _ = print_tell(ctx, &TellAnswer::of(t.clone()), true);
             } else if ctx.json() {
-                print_json(&v)?;
+                print_json(&sorted(&TellAnswer::of(t.clone()))?)?;
             }
             Err(Error::Interrupted(format!(
                 "interrupted: tell {} {}{}",
@@ -344,13 +344,27 @@ fn send_remote(
             text,
             key,
         } => remote.call_raw(
-            "tell",
-            &json!({"from": from, "to": to, "text": text, "async": true, "id": key}),
+            Op::Tell,
+            &TellRequest {
+                from: from.to_string(),
+                to: to.to_string(),
+                text: text.to_string(),
+                timeout_ms: None,
+                quick: true,
+                cancel_on_timeout: false,
+                id: key.map(str::to_string),
+            },
             None,
         ),
-        Sending::Retry(id) => remote.call_raw("retry", &json!({"tell_id": id}), None),
+        Sending::Retry(id) => remote.call_raw(
+            Op::Retry,
+            &TellIdRequest {
+                tell_id: id.to_string(),
+            },
+            None,
+        ),
     };
-    let t = match sent {
+    let t: TellAnswer = match sent {
         Ok(t) => t,
         Err(CallError::Gone(why)) => {
             return Err(Error::Other(format!(
@@ -369,18 +383,17 @@ fn send_remote(
     if waiting.r#async {
         return print_tell(ctx, &t, false).map(Some);
     }
-    let s = |k: &str| t.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-    let (id, from, to) = (s("tell_id"), s("from_team"), s("to_team"));
+    let (id, from, to) = (t.tell.tell_id, t.tell.from_team, t.tell.to_team);
     if !ctx.json() {
         if let Ok(m) = ctx.manager() {
             super::approvals::announce_pending(std::sync::Arc::new(m), id.clone());
         }
     }
-    let body = json!({
-        "tell_id": id,
-        "timeout_ms": waiting.timeout.map(|d| d.as_millis() as u64),
-        "cancel_on_timeout": true,
-    });
+    let body = WaitRequest {
+        tell_id: id.clone(),
+        timeout_ms: waiting.timeout.map(|d| d.as_millis() as u64),
+        cancel_on_timeout: true,
+    };
     let follow = format!(
         "follow it with `switchboard tells show {id}` or `switchboard report {from} {to} --follow`"
     );
@@ -395,7 +408,7 @@ fn send_remote(
     };
     let ended = match wait_remote(runtime, sigint, remote, body, waiting.timeout, follower)? {
         Some(Ok(v)) => {
-            if v.get("timed_out").and_then(Value::as_bool) == Some(true) {
+            if v.timed_out == Some(true) {
                 say_timed_out(ctx, waiting.timeout);
             }
             print_tell(ctx, &v, true)
@@ -421,13 +434,13 @@ fn wait_remote(
     runtime: tokio::runtime::Runtime,
     mut sigint: tokio::signal::unix::Signal,
     remote: &Remote,
-    body: Value,
+    body: WaitRequest,
     timeout: Option<Duration>,
     follower: Option<tokio::task::JoinHandle<()>>,
-) -> Result<Option<Result<Value, CallError>>, Error> {
+) -> Result<Option<Result<TellAnswer, CallError>>, Error> {
     let remote = remote.clone();
     let result = runtime.block_on(async move {
-        let call = tokio::task::spawn_blocking(move || remote.call_raw("wait", &body, timeout));
+        let call = tokio::task::spawn_blocking(move || remote.call_raw(Op::Wait, &body, timeout));
         let r = tokio::select! {
             r = call => r
                 .map(Some)
@@ -510,25 +523,18 @@ fn say_timed_out(ctx: &Ctx, timeout: Option<Duration>) {
     );
 }
 
-fn to_value(t: &Tell) -> Value {
-    serde_json::to_value(t).unwrap_or(Value::Null)
-}
-
-/// Milliseconds of an RFC 3339 time field of a tell's JSON.
-fn time_ms(t: &Value, key: &str) -> Option<i64> {
-    let s = t.get(key)?.as_str()?;
-    let at = humantime::parse_rfc3339_weak(s).ok()?;
-    let d = at.duration_since(std::time::UNIX_EPOCH).ok()?;
-    i64::try_from(d.as_millis()).ok()
+/// The JSON of an answer as the server sends it (keys in order), for `--json`.
+fn sorted(t: &TellAnswer) -> Result<Value, Error> {
+    serde_json::to_value(t).map_err(|e| Error::Other(format!("cannot render JSON: {e}")))
 }
 
 /// "queued 3.3s, turn 0.4s": how long the tell waited for its turn (stored → delivered) and
 /// how long the turn took (delivered → ended), as Switchboard saw them.
-pub fn timing(t: &Value) -> String {
+pub fn timing(t: &Tell) -> String {
     let secs = |ms: i64| format!("{:.1}s", ms.max(0) as f64 / 1000.0);
-    let created = time_ms(t, "created_at");
-    let delivered = time_ms(t, "delivered_at");
-    let ended = time_ms(t, "answered_at");
+    let created = Some(t.created_at);
+    let delivered = t.delivered_at;
+    let ended = t.answered_at;
     let mut parts = Vec::new();
     match (created, delivered, ended) {
         (Some(c), Some(d), _) => parts.push(format!("queued {}", secs(d - c))),
@@ -544,16 +550,13 @@ pub fn timing(t: &Value) -> String {
 /// Prints a tell (as stored, or as a server sent it): the answer on stdout and a summary on
 /// stderr, or the JSON. Ok when answered (or queued, for a tell not waited for); a failed or
 /// cancelled tell is an error (exit 1) after its output.
-fn print_tell(ctx: &Ctx, t: &Value, waited: bool) -> Result<ExitCode, Error> {
-    let s = |k: &str| t.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-    let n = |k: &str| t.get(k).and_then(Value::as_i64).unwrap_or(0);
-    let state: TellState = s("state")
-        .parse()
-        .map_err(|e: String| Error::Other(format!("unexpected tell: {e}")))?;
+fn print_tell(ctx: &Ctx, answer: &TellAnswer, waited: bool) -> Result<ExitCode, Error> {
+    let t = &answer.tell;
+    let state = t.state;
     let ok = state == TellState::Answered || (!waited && state == TellState::Queued);
-    let id = s("tell_id");
+    let id = &t.tell_id;
     let failure = || {
-        let why = s("error");
+        let why = t.error.clone().unwrap_or_default();
         let again = if state.is_final() {
             format!(" (`switchboard tells retry {id}` sends it again)")
         } else {
@@ -569,29 +572,28 @@ fn print_tell(ctx: &Ctx, t: &Value, waited: bool) -> Result<ExitCode, Error> {
         ))
     };
     if ctx.json() {
-        print_json(t)?;
+        print_json(&sorted(answer)?)?;
         return if ok {
             Ok(ExitCode::SUCCESS)
         } else {
             Err(failure())
         };
     }
-    let answer = s("answer");
-    if !answer.is_empty() {
-        outln!("{answer}");
+    let text = t.answer.as_deref().unwrap_or_default();
+    if !text.is_empty() {
+        outln!("{text}");
         eprintln!(
             "[tell {id} {state}: {} in / {} out tokens, ${:.4}; {}]",
-            n("input_tokens"),
-            n("output_tokens"),
-            t.get("cost_usd").and_then(Value::as_f64).unwrap_or(0.0),
+            t.input_tokens.unwrap_or(0),
+            t.output_tokens.unwrap_or(0),
+            t.cost_usd.unwrap_or(0.0),
             timing(t),
         );
     } else if matches!(state, TellState::Queued | TellState::Delivered) {
         outln!("{id}");
         eprintln!(
             "[tell {id} {state}: see `switchboard tells show {id}` or `switchboard report {} {}`]",
-            s("from_team"),
-            s("to_team")
+            t.from_team, t.to_team
         );
     }
     if ok {

@@ -9,7 +9,7 @@ use switchboard::store::Tell;
 use switchboard::util::{now_ms, relative, rfc3339};
 use switchboard::Error;
 
-use serde_json::json;
+use switchboard::server::api_types::{Op, TellAnswer, TellIdRequest};
 use switchboard::store::TellState;
 
 use super::live::{signal_error, with_router, Ended};
@@ -64,12 +64,10 @@ impl TellsCmd {
                 let config = ctx.load_config()?;
                 let t = match Remote::find(&config) {
                     Some(remote) => {
-                        let v = remote.call("cancel_tell", &json!({"tell_id": id}), None)?;
-                        let state: TellState =
-                            v["state"].as_str().unwrap_or_default().parse().map_err(
-                                |e: String| Error::Other(format!("unexpected answer: {e}")),
-                            )?;
-                        (v, state)
+                        let req = TellIdRequest {
+                            tell_id: id.clone(),
+                        };
+                        remote.call::<_, TellAnswer>(Op::CancelTell, &req, None)?
                     }
                     None => {
                         let id = id.clone();
@@ -77,22 +75,22 @@ impl TellsCmd {
                             Ok(router.cancel_one(&id).await?)
                         })?;
                         match ended {
-                            Ended::Done((t, was_open)) => {
-                                let state = t.state;
-                                let mut v = serde_json::to_value(&t).unwrap_or_default();
-                                v["was_open"] = json!(was_open);
-                                (v, state)
-                            }
+                            Ended::Done((t, was_open)) => TellAnswer {
+                                was_open: Some(was_open),
+                                ..TellAnswer::of(t)
+                            },
                             Ended::Signal(sig) => return Err(signal_error(sig)),
                         }
                     }
                 };
-                let (v, state) = t;
                 if ctx.json() {
+                    // Keys in order, as the server sends them.
+                    let v = serde_json::to_value(&t)
+                        .map_err(|e| Error::Other(format!("cannot render JSON: {e}")))?;
                     print_json(&v)?;
                 } else {
-                    let tell_id = v["tell_id"].as_str().unwrap_or_default();
-                    match (v["was_open"].as_bool(), state) {
+                    let tell_id = &t.tell.tell_id;
+                    match (t.was_open, t.tell.state) {
                         (Some(true), TellState::Cancelled) => outln!("tell {tell_id} cancelled"),
                         (Some(true), other) => outln!("tell {tell_id} ended {other}"),
                         (_, other) => outln!("tell {tell_id} had already ended: {other}"),
@@ -127,7 +125,6 @@ pub fn tell_details(t: &Tell) -> String {
         None => "-".to_string(),
     };
     let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_string());
-    let value = serde_json::to_value(t).unwrap_or_default();
     let mut fields: Vec<(&str, String)> = vec![
         ("tell", t.tell_id.clone()),
         ("pair", format!("{} -> {}", t.from_team, t.to_team)),
@@ -137,7 +134,7 @@ pub fn tell_details(t: &Tell) -> String {
         ("created", time(Some(t.created_at))),
         ("delivered", time(t.delivered_at)),
         ("ended", time(t.answered_at)),
-        ("timing", timing(&value)),
+        ("timing", timing(t)),
         (
             "tokens",
             match (t.input_tokens, t.output_tokens) {

@@ -20,7 +20,7 @@ const DAY_MS: i64 = 86_400_000;
 pub const MAX_PAIR_TELLS: u32 = 500;
 
 /// `POST /api/overview`: no arguments.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct OverviewArgs {}
 
@@ -114,7 +114,7 @@ pub struct Health {
 }
 
 /// `POST /api/pair`: one pair's conversation.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct PairArgs {
     /// The team that tells.
@@ -217,7 +217,7 @@ impl From<&Tell> for TellView {
 }
 
 /// `POST /api/stats`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct StatsArgs {
     /// How many days back (default 7, at most 90).
@@ -254,7 +254,7 @@ pub struct Latency {
 }
 
 /// `POST /api/delete`: delete a pair's session (as `sessions delete`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteArgs {
     /// The team that tells.

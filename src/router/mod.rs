@@ -155,7 +155,7 @@ pub enum Caller {
 pub type RouterResult<T> = Result<T, RouterError>;
 
 /// What `cancel` did.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CancelReport {
     /// Queued tells cancelled before delivery.
     pub cancelled_queued: Vec<String>,

@@ -5,140 +5,110 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
 
+use super::api_types::{
+    ApprovalsAnswer, ApprovalsRequest, ApproveRequest, DeleteArgs, ErrorAnswer, Op, OverviewArgs,
+    PairArgs, PairRequest, SleepAnswer, StatsArgs, TellAnswer, TellIdRequest, TellRequest,
+    WaitRequest, WakeAnswer,
+};
 use crate::router::{approvals, Router, RouterError, TellOptions, Wait};
 use crate::store::{Tell, TellKind};
 use crate::Error;
 
-/// A pair of teams.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Pair {
-    from: String,
-    to: String,
+type Refusal = (u16, Value);
+
+/// A refusal of a bad request (exit code 2).
+fn bad(msg: String) -> Refusal {
+    (400, error_body(msg, 2, None))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TellArgs {
-    from: String,
-    to: String,
-    text: String,
-    /// Wait at most this long; absent = until answered.
-    timeout_ms: Option<u64>,
-    /// Return at once with the queued tell.
-    #[serde(default, rename = "async")]
-    quick: bool,
-    /// When the wait runs out, cancel the tell (the CLI's `--timeout`).
-    #[serde(default)]
-    cancel_on_timeout: bool,
-    /// The caller's idempotency key (`tell --id`): the same tell sent again with it is not a
-    /// second tell.
-    #[serde(default)]
-    id: Option<String>,
+fn error_body(error: String, exit_code: i32, retry_after_secs: Option<u64>) -> Value {
+    serde_json::to_value(ErrorAnswer {
+        error,
+        exit_code,
+        retry_after_secs,
+    })
+    .unwrap_or(Value::Null)
 }
 
-/// Waiting for a tell already stored (the CLI stores first, then waits, so it knows the id
-/// even when the server goes away mid-wait).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct WaitArgs {
-    tell_id: String,
-    /// Wait at most this long; absent = until answered.
-    timeout_ms: Option<u64>,
-    /// When the wait runs out, cancel the tell.
-    #[serde(default)]
-    cancel_on_timeout: bool,
+/// The request of `op` from `body`: first JSON, then the operation's type.
+fn request<T: DeserializeOwned>(op: Op, body: &[u8]) -> Result<T, Refusal> {
+    let v: Value =
+        serde_json::from_slice(body).map_err(|e| bad(format!("{op}: bad request body: {e}")))?;
+    serde_json::from_value(v).map_err(|e| bad(e.to_string()))
 }
 
-/// One tell by id.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TellId {
-    tell_id: String,
+/// A dashboard request from `body`: its errors are usage errors naming the operation.
+fn dash_request<T: DeserializeOwned>(op: Op, body: &[u8]) -> Result<Result<T, Error>, Refusal> {
+    let v: Value =
+        serde_json::from_slice(body).map_err(|e| bad(format!("{op}: bad request body: {e}")))?;
+    Ok(serde_json::from_value(v).map_err(|e| Error::Usage(format!("{op}: {e}"))))
 }
 
-/// `approvals`: which permission requests to list.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ApprovalsArgs {
-    /// Decided ones too.
-    #[serde(default)]
-    all: bool,
-    /// Only those of this team (either side).
-    #[serde(default)]
-    team: Option<String>,
-    /// Only those of this tell.
-    #[serde(default)]
-    tell_id: Option<String>,
-    /// At most this many.
-    #[serde(default)]
-    limit: Option<u32>,
-}
-
-/// `approve`: a person's decision on one request.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ApproveArgs {
-    /// The request id (or a unique prefix).
-    id: String,
-    /// `allow` or `deny`.
-    decision: String,
-    /// With allow: also add a session rule.
-    #[serde(default)]
-    always: bool,
-    /// With deny: what to tell the agent.
-    #[serde(default)]
-    reason: Option<String>,
+/// An answer as JSON.
+fn out<T: Serialize>(v: T) -> Result<Value, Error> {
+    serde_json::to_value(v).map_err(|e| Error::Other(format!("cannot render the answer: {e}")))
 }
 
 /// Runs `op` with the JSON `body`; `Ok` is the answer, `Err` is (HTTP status, error JSON).
-pub(crate) async fn handle(router: &Router, op: &str, body: &[u8]) -> Result<Value, (u16, Value)> {
-    let bad = |msg: String| (400, json!({"error": msg, "exit_code": 2}));
-    let parse = |what: &str| -> Result<Value, (u16, Value)> {
-        serde_json::from_slice(body).map_err(|e| bad(format!("{what}: bad request body: {e}")))
+pub(crate) async fn handle(router: &Router, op: &str, body: &[u8]) -> Result<Value, Refusal> {
+    let no_such = |op: &str| (404, error_body(format!("no such operation: {op}"), 1, None));
+    let Some(op) = Op::from_name(op) else {
+        return Err(no_such(op));
     };
     let result: Result<Value, Error> = match op {
-        "tell" => {
-            let a: TellArgs =
-                serde_json::from_value(parse("tell")?).map_err(|e| bad(e.to_string()))?;
-            tell(router, a).await
-        }
-        "wait" => {
-            let a: WaitArgs =
-                serde_json::from_value(parse("wait")?).map_err(|e| bad(e.to_string()))?;
-            wait(router, &a.tell_id, a.timeout_ms, a.cancel_on_timeout).await
-        }
-        "cancel_tell" => {
-            let a: TellId =
-                serde_json::from_value(parse("cancel_tell")?).map_err(|e| bad(e.to_string()))?;
-            router
-                .cancel_one(&a.tell_id)
+        Op::Tell => tell(router, request(op, body)?).await,
+        Op::Wait => {
+            let a: WaitRequest = request(op, body)?;
+            wait(router, &a.tell_id, a.timeout_ms, a.cancel_on_timeout)
                 .await
-                .map(|(t, was_open)| {
-                    let mut v = serde_json::to_value(t).unwrap_or(Value::Null);
-                    v["was_open"] = json!(was_open);
-                    v
-                })
-                .map_err(Error::from)
+                .and_then(out)
         }
-        "retry" => {
-            let a: TellId =
-                serde_json::from_value(parse("retry")?).map_err(|e| bad(e.to_string()))?;
+        Op::CancelTell => {
+            let a: TellIdRequest = request(op, body)?;
+            match router.cancel_one(&a.tell_id).await {
+                Ok((t, was_open)) => out(TellAnswer {
+                    was_open: Some(was_open),
+                    ..TellAnswer::of(t)
+                }),
+                Err(e) => Err(e.into()),
+            }
+        }
+        Op::Retry => {
+            let a: TellIdRequest = request(op, body)?;
             router
                 .retry(&a.tell_id)
-                .map(|t| serde_json::to_value(t).unwrap_or(Value::Null))
                 .map_err(Error::from)
+                .and_then(|t| out(TellAnswer::of(t)))
         }
         // The dashboard's views and its delete (types in router::dashboard).
-        "overview" | "pair" | "stats" | "delete" => dashboard(router, op, &parse(op)?).await,
-        "approvals" => {
-            let a: ApprovalsArgs = if body.iter().all(u8::is_ascii_whitespace) {
-                ApprovalsArgs::default()
+        Op::Overview => match dash_request::<OverviewArgs>(op, body)? {
+            Ok(_) => router.overview().map_err(Error::from).and_then(out),
+            Err(e) => Err(e),
+        },
+        Op::Pair => match dash_request::<PairArgs>(op, body)? {
+            Ok(a) => router.pair_view(&a).map_err(Error::from).and_then(out),
+            Err(e) => Err(e),
+        },
+        Op::Stats => match dash_request::<StatsArgs>(op, body)? {
+            Ok(a) => router.dash_stats(&a).map_err(Error::from).and_then(out),
+            Err(e) => Err(e),
+        },
+        Op::Delete => match dash_request::<DeleteArgs>(op, body)? {
+            Ok(a) => match router.delete_pair(&a).await {
+                Ok(d) => out(d),
+                Err(e) => Err(e.into()),
+            },
+            Err(e) => Err(e),
+        },
+        Op::Approvals => {
+            let a: ApprovalsRequest = if body.iter().all(u8::is_ascii_whitespace) {
+                ApprovalsRequest::default()
             } else {
-                serde_json::from_value(parse("approvals")?).map_err(|e| bad(e.to_string()))?
+                request(op, body)?
             };
             let filter = approvals::ApprovalFilter {
                 all: a.all,
@@ -148,12 +118,11 @@ pub(crate) async fn handle(router: &Router, op: &str, body: &[u8]) -> Result<Val
                 limit: a.limit,
             };
             approvals::list_approvals(router.manager(), &filter)
-                .map(|list| json!({"approvals": list}))
                 .map_err(Error::from)
+                .and_then(|approvals| out(ApprovalsAnswer { approvals }))
         }
-        "approve" => {
-            let a: ApproveArgs =
-                serde_json::from_value(parse("approve")?).map_err(|e| bad(e.to_string()))?;
+        Op::Approve => {
+            let a: ApproveRequest = request(op, body)?;
             let decision = approvals::Decision::from_words(&a.decision, a.always, a.reason)
                 .map_err(|e| bad(format!("approve: {e}")))?;
             approvals::decide(
@@ -162,19 +131,15 @@ pub(crate) async fn handle(router: &Router, op: &str, body: &[u8]) -> Result<Val
                 decision,
                 approvals::Decider::Person,
             )
-            .map(|a| serde_json::to_value(a).unwrap_or(Value::Null))
             .map_err(Error::from)
+            .and_then(out)
         }
-        "compact" | "wake" | "sleep" | "reboot" | "cancel" => {
-            let p: Pair = serde_json::from_value(parse(op)?).map_err(|e| bad(e.to_string()))?;
+        Op::Compact | Op::Wake | Op::Sleep | Op::Reboot | Op::Cancel => {
+            let p: PairRequest = request(op, body)?;
             pair_op(router, op, &p.from, &p.to).await
         }
-        other => {
-            return Err((
-                404,
-                json!({"error": format!("no such operation: {other}"), "exit_code": 1}),
-            ))
-        }
+        // Served by the login route before the API (see auth.rs).
+        Op::DashboardLogin => return Err(no_such(op.as_str())),
     };
     result.map_err(|e| {
         let code = e.exit_code();
@@ -190,25 +155,28 @@ pub(crate) async fn handle(router: &Router, op: &str, body: &[u8]) -> Result<Val
             (Error::Router(RouterError::Limited { .. }), _) => 429,
             _ => 500,
         };
-        let mut body = json!({"error": e.to_string(), "exit_code": code});
-        if let Error::Router(RouterError::Limited { retry_after, .. }) = &e {
-            // The listener turns this into a Retry-After header.
-            body["retry_after_secs"] = json!(retry_after.as_secs().max(1));
-        }
+        // The listener turns `retry_after_secs` into a Retry-After header.
+        let retry_after = match &e {
+            Error::Router(RouterError::Limited { retry_after, .. }) => {
+                Some(retry_after.as_secs().max(1))
+            }
+            _ => None,
+        };
+        let body = error_body(e.to_string(), code, retry_after);
         (status, body)
     })
 }
 
-async fn tell(router: &Router, a: TellArgs) -> Result<Value, Error> {
+async fn tell(router: &Router, a: TellRequest) -> Result<Value, Error> {
     let options = TellOptions {
         idempotency_key: a.id.as_deref(),
         ..Default::default()
     };
     let t: Tell = router.submit_with(&a.from, &a.to, TellKind::Tell, &a.text, &options)?;
     if a.quick {
-        return Ok(serde_json::to_value(t).unwrap_or(Value::Null));
+        return out(TellAnswer::of(t));
     }
-    wait(router, &t.tell_id, a.timeout_ms, a.cancel_on_timeout).await
+    out(wait(router, &t.tell_id, a.timeout_ms, a.cancel_on_timeout).await?)
 }
 
 /// Waits for a stored tell; `timed_out` says whether the wait ran out first.
@@ -217,7 +185,7 @@ async fn wait(
     tell_id: &str,
     timeout_ms: Option<u64>,
     cancel_on_timeout: bool,
-) -> Result<Value, Error> {
+) -> Result<TellAnswer, Error> {
     let wait = timeout_ms.map_or(Wait::Forever, |ms| Wait::For(Duration::from_millis(ms)));
     let mut t = router.wait_for(tell_id, wait).await?;
     let timed_out = !t.state.is_final();
@@ -227,15 +195,18 @@ async fn wait(
             .wait_for(&t.tell_id, Wait::For(Duration::from_secs(20)))
             .await?;
     }
-    let mut v = serde_json::to_value(t).unwrap_or(Value::Null);
-    v["timed_out"] = json!(timed_out);
-    Ok(v)
+    Ok(TellAnswer {
+        timed_out: Some(timed_out),
+        ..TellAnswer::of(t)
+    })
 }
 
-async fn pair_op(router: &Router, op: &str, from: &str, to: &str) -> Result<Value, Error> {
-    let value = match op {
-        "compact" => serde_json::to_value(router.compact(from, to, Wait::Forever).await?),
-        "wake" => {
+async fn pair_op(router: &Router, op: Op, from: &str, to: &str) -> Result<Value, Error> {
+    match op {
+        Op::Compact => out(TellAnswer::of(
+            router.compact(from, to, Wait::Forever).await?,
+        )),
+        Op::Wake => {
             let queued = {
                 let m = router.manager();
                 m.check_team(from)?;
@@ -246,16 +217,25 @@ async fn pair_op(router: &Router, op: &str, from: &str, to: &str) -> Result<Valu
             for t in &queued {
                 router.wait_for(&t.tell_id, Wait::Forever).await?;
             }
-            Ok(json!({"from_team": from, "to_team": to, "pid": pid, "delivered": queued.len()}))
+            out(WakeAnswer {
+                from_team: from.into(),
+                to_team: to.into(),
+                pid,
+                delivered: queued.len(),
+            })
         }
-        "sleep" => {
+        Op::Sleep => {
             let m = router.manager();
             m.check_team(from)?;
             m.check_team(to)?;
             let was_running = router.sleep(from, to).await?;
-            Ok(json!({"from_team": from, "to_team": to, "was_running": was_running}))
+            out(SleepAnswer {
+                from_team: from.into(),
+                to_team: to.into(),
+                was_running,
+            })
         }
-        "reboot" => serde_json::to_value(router.reboot(from, to).await?),
+        Op::Reboot => out(router.reboot(from, to).await?),
         _ => {
             let report = router.cancel(from, to)?;
             if let Some(id) = &report.interrupted {
@@ -263,28 +243,7 @@ async fn pair_op(router: &Router, op: &str, from: &str, to: &str) -> Result<Valu
                     .wait_for(id, Wait::For(Duration::from_secs(20)))
                     .await?;
             }
-            serde_json::to_value(report)
+            out(report)
         }
-    };
-    value.map_err(|e| Error::Other(format!("cannot render the answer: {e}")))
-}
-
-/// The dashboard's operations: typed arguments in, typed answers out.
-async fn dashboard(router: &Router, op: &str, body: &Value) -> Result<Value, Error> {
-    use crate::router::dashboard::{DeleteArgs, OverviewArgs, PairArgs, StatsArgs};
-    fn args<T: serde::de::DeserializeOwned>(op: &str, body: &Value) -> Result<T, Error> {
-        serde_json::from_value(body.clone()).map_err(|e| Error::Usage(format!("{op}: {e}")))
-    }
-    fn out<T: serde::Serialize>(v: T) -> Result<Value, Error> {
-        serde_json::to_value(v).map_err(|e| Error::Other(format!("cannot render the answer: {e}")))
-    }
-    match op {
-        "overview" => {
-            args::<OverviewArgs>(op, body)?;
-            out(router.overview()?)
-        }
-        "pair" => out(router.pair_view(&args::<PairArgs>(op, body)?)?),
-        "stats" => out(router.dash_stats(&args::<StatsArgs>(op, body)?)?),
-        _ => out(router.delete_pair(&args::<DeleteArgs>(op, body)?).await?),
     }
 }

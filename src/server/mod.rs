@@ -10,6 +10,7 @@
 //!   agent token (`X-Switchboard-Agent`), `?team=NAME` or `X-Switchboard-Team`.
 //! - [`http`]: the HTTP listener (hyper): bearer token, Host/Origin checks, `/mcp`, `/health`,
 //!   `/status`, `/metrics`.
+//! - [`api_types`]: the typed requests and answers of `POST /api/<op>`, shared with the CLI.
 //! - [`events`]: `GET /events`, the event stream (Server-Sent Events).
 //! - [`ops`]: the bodies of `/status` and `/metrics`.
 //! - [`page`]: the web dashboard's embedded page (`/`, `/dashboard/app.js`, `/dashboard/app.css`).
@@ -22,6 +23,7 @@
 
 mod agent_tools;
 mod api;
+pub mod api_types;
 pub mod auth;
 pub mod caller;
 pub mod events;

@@ -8,7 +8,7 @@ use super::{write_returning, SessionStore, StoreResult};
 use crate::util::ProcessIdentity;
 
 /// One permission request of an agent, and its decision.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Approval {
     /// Its id (`ap-` and 12 hex digits).
     pub approval_id: String,

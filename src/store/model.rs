@@ -6,7 +6,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 macro_rules! text_enum {
     ($(#[$meta:meta])* $name:ident, $what:literal, { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
@@ -51,6 +51,13 @@ macro_rules! text_enum {
         impl Serialize for $name {
             fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 s.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(d)?;
+                text.parse().map_err(serde::de::Error::custom)
             }
         }
 
@@ -102,7 +109,7 @@ text_enum!(
 );
 
 /// One session: the persistent conversation of the ordered pair (from_team, to_team).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Session {
     /// Row id.
     pub id: i64,
@@ -113,10 +120,10 @@ pub struct Session {
     /// UUID v4 of the agent session.
     pub session_id: String,
     /// When the session was created.
-    #[serde(serialize_with = "ser_time")]
+    #[serde(serialize_with = "ser_time", deserialize_with = "de_time")]
     pub created_at: i64,
     /// When the session was last used.
-    #[serde(serialize_with = "ser_time")]
+    #[serde(serialize_with = "ser_time", deserialize_with = "de_time")]
     pub last_used_at: i64,
     /// Completed tells since the last compaction.
     pub message_count: i64,
@@ -127,7 +134,7 @@ pub struct Session {
     /// The tell being processed, if any.
     pub current_tell_id: Option<String>,
     /// When the agent last printed anything.
-    #[serde(serialize_with = "ser_opt_time")]
+    #[serde(serialize_with = "ser_opt_time", deserialize_with = "de_opt_time")]
     pub last_response_at: Option<i64>,
     /// The argv the agent was last started with (JSON array), secrets redacted.
     pub launch_command: Option<String>,
@@ -136,7 +143,7 @@ pub struct Session {
     /// Completed compactions.
     pub compaction_count: i64,
     /// When the last compaction finished.
-    #[serde(serialize_with = "ser_opt_time")]
+    #[serde(serialize_with = "ser_opt_time", deserialize_with = "de_opt_time")]
     pub last_compacted_at: Option<i64>,
     /// Context tokens before the last compaction.
     pub last_pre_compact_tokens: Option<i64>,
@@ -153,15 +160,15 @@ pub struct Session {
     /// Pid of the Switchboard process that owns the live agent, if any.
     pub owner_pid: Option<i64>,
     /// Start time of the owner process (tells a reused pid apart).
-    #[serde(serialize_with = "ser_opt_time")]
+    #[serde(serialize_with = "ser_opt_time", deserialize_with = "de_opt_time")]
     pub owner_started_at: Option<i64>,
     /// When the owner last said it is alive.
-    #[serde(serialize_with = "ser_opt_time")]
+    #[serde(serialize_with = "ser_opt_time", deserialize_with = "de_opt_time")]
     pub owner_heartbeat_at: Option<i64>,
     /// Pid (and process group) of the live agent process, if any.
     pub agent_pid: Option<i64>,
     /// Start time of the agent process (tells a reused pid apart).
-    #[serde(serialize_with = "ser_opt_time")]
+    #[serde(serialize_with = "ser_opt_time", deserialize_with = "de_opt_time")]
     pub agent_started_at: Option<i64>,
 }
 
@@ -192,6 +199,27 @@ fn identity(pid: Option<i64>, started_at: Option<i64>) -> Option<crate::util::Pr
 
 fn ser_time<S: Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&crate::util::rfc3339(*ms))
+}
+
+/// Reads a time as [`ser_time`] writes it (RFC 3339) back into unix ms.
+fn de_time<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_time(&text).map_err(serde::de::Error::custom)
+}
+
+/// [`de_time`] for a time that may be null.
+fn de_opt_time<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    Option::<String>::deserialize(d)?
+        .map(|t| parse_time(&t).map_err(serde::de::Error::custom))
+        .transpose()
+}
+
+fn parse_time(text: &str) -> Result<i64, String> {
+    let at = humantime::parse_rfc3339_weak(text).map_err(|e| format!("time {text:?}: {e}"))?;
+    let d = at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|_| format!("time {text:?} is before 1970"))?;
+    i64::try_from(d.as_millis()).map_err(|_| format!("time {text:?} is out of range"))
 }
 
 fn ser_opt_time<S: Serializer>(ms: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
@@ -332,7 +360,7 @@ impl TellState {
 }
 
 /// One message to a team's agent and its answer.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Tell {
     /// Row id; orders tells.
     #[serde(skip)]
@@ -352,13 +380,13 @@ pub struct Tell {
     /// Where it is in its life.
     pub state: TellState,
     /// When it was stored.
-    #[serde(serialize_with = "ser_time")]
+    #[serde(serialize_with = "ser_time", deserialize_with = "de_time")]
     pub created_at: i64,
     /// When it was written to the agent.
-    #[serde(serialize_with = "ser_opt_time")]
+    #[serde(serialize_with = "ser_opt_time", deserialize_with = "de_opt_time")]
     pub delivered_at: Option<i64>,
     /// When it was answered (or failed, or was cancelled).
-    #[serde(serialize_with = "ser_opt_time")]
+    #[serde(serialize_with = "ser_opt_time", deserialize_with = "de_opt_time")]
     pub answered_at: Option<i64>,
     /// The answer text.
     pub answer: Option<String>,

@@ -5,6 +5,7 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
+use switchboard::server::api_types::{Op, PairRequest, TellAnswer};
 
 use clap::Args;
 use serde::Serialize;
@@ -252,7 +253,7 @@ fn compact_through(
     targets: &[Session],
     jobs: usize,
     show_progress: bool,
-) -> Vec<(Session, Result<serde_json::Value, Error>)> {
+) -> Vec<(Session, Result<TellAnswer, Error>)> {
     let next = std::sync::atomic::AtomicUsize::new(0);
     let done = std::sync::Mutex::new(Vec::new());
     std::thread::scope(|scope| {
@@ -260,8 +261,11 @@ fn compact_through(
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let Some(t) = targets.get(i) else { break };
-                let body = serde_json::json!({"from": t.from_team, "to": t.to_team});
-                let r = remote.call("compact", &body, None);
+                let body = PairRequest {
+                    from: t.from_team.clone(),
+                    to: t.to_team.clone(),
+                };
+                let r = remote.call(Op::Compact, &body, None);
                 let mut d = done.lock().unwrap_or_else(|p| p.into_inner());
                 d.push((i, t.clone(), r));
                 if show_progress {
@@ -276,31 +280,18 @@ fn compact_through(
 }
 
 /// The outcome of one compaction answered by a server.
-fn outcome_of(
-    target: Session,
-    s: Option<&Session>,
-    r: Result<serde_json::Value, Error>,
-) -> Outcome {
+fn outcome_of(target: Session, s: Option<&Session>, r: Result<TellAnswer, Error>) -> Outcome {
     match r {
-        Ok(v) => {
-            let state: TellState = v
-                .get("state")
-                .and_then(serde_json::Value::as_str)
-                .and_then(|x| x.parse().ok())
-                .unwrap_or(TellState::Failed);
-            let text = |k: &str| {
-                v.get(k)
-                    .and_then(serde_json::Value::as_str)
-                    .map(str::to_string)
-            };
+        Ok(TellAnswer { tell, .. }) => {
+            let state = tell.state;
             let done = state == TellState::Answered;
             Outcome {
-                session_id: text("session_id").unwrap_or_else(|| target.session_id.clone()),
+                session_id: tell.session_id,
                 from_team: target.from_team,
                 to_team: target.to_team,
                 state,
-                result: text("answer"),
-                error: text("error"),
+                result: tell.answer,
+                error: tell.error,
                 pre_tokens: s.filter(|_| done).and_then(|s| s.last_pre_compact_tokens),
                 post_tokens: s.filter(|_| done).and_then(|s| s.last_post_compact_tokens),
             }
