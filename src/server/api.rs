@@ -18,20 +18,20 @@ use crate::router::{approvals, Router, RouterError, TellOptions, Wait};
 use crate::store::{Tell, TellKind};
 use crate::Error;
 
-type Refusal = (u16, Value);
+/// A refused or failed request: the HTTP status and the error answer.
+pub(crate) type Refusal = (u16, ErrorAnswer);
 
 /// A refusal of a bad request (exit code 2).
 fn bad(msg: String) -> Refusal {
     (400, error_body(msg, 2, None))
 }
 
-fn error_body(error: String, exit_code: i32, retry_after_secs: Option<u64>) -> Value {
-    serde_json::to_value(ErrorAnswer {
+fn error_body(error: String, exit_code: i32, retry_after_secs: Option<u64>) -> ErrorAnswer {
+    ErrorAnswer {
         error,
         exit_code,
         retry_after_secs,
-    })
-    .unwrap_or(Value::Null)
+    }
 }
 
 /// The request of `op` from `body`: first JSON, then the operation's type.
@@ -245,5 +245,36 @@ async fn pair_op(router: &Router, op: Op, from: &str, to: &str) -> Result<Value,
             }
             out(report)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A request with a field the operation does not know is refused (400, exit code 2) with
+    /// a message naming the field; the same body without it is accepted.
+    #[test]
+    fn an_unknown_field_is_refused_by_name() {
+        let (status, answer) =
+            request::<TellRequest>(Op::Tell, br#"{"from":"a","to":"b","text":"hi","colour":1}"#)
+                .expect_err("refused");
+        assert_eq!(status, 400);
+        assert_eq!(answer.exit_code, 2);
+        assert!(
+            answer.error.contains("unknown field `colour`"),
+            "{}",
+            answer.error
+        );
+        let ok: TellRequest =
+            request(Op::Tell, br#"{"from":"a","to":"b","text":"hi"}"#).expect("accepted");
+        assert_eq!(ok.text, "hi");
+        let (status, answer) = request::<WaitRequest>(Op::Wait, b"{").expect_err("not JSON");
+        assert_eq!(status, 400);
+        assert!(
+            answer.error.starts_with("wait: bad request body:"),
+            "{}",
+            answer.error
+        );
     }
 }

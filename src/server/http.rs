@@ -310,10 +310,11 @@ impl HttpState {
         if !is_json(&req) {
             return json(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                &serde_json::json!({
-                    "error": "send the request body as Content-Type: application/json",
-                    "exit_code": 2
-                }),
+                &super::api_types::ErrorAnswer {
+                    error: "send the request body as Content-Type: application/json".into(),
+                    exit_code: 2,
+                    retry_after_secs: None,
+                },
             );
         }
         let body = match self.read_body(req.into_body()).await {
@@ -322,13 +323,15 @@ impl HttpState {
         };
         match super::api::handle(&self.router, op, &body).await {
             Ok(v) => json(StatusCode::OK, &v),
-            Err((status, v)) => {
+            Err((status, answer)) => {
+                // As a JSON value: the keys in order, as every answer.
+                let v = serde_json::to_value(&answer).unwrap_or_default();
                 let mut resp = json(
                     StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
                     &v,
                 );
                 // A limit: when to try again (429).
-                if let Some(secs) = v.get("retry_after_secs").and_then(|s| s.as_u64()) {
+                if let Some(secs) = answer.retry_after_secs {
                     resp.headers_mut()
                         .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
                 }
