@@ -78,7 +78,7 @@ impl Op {
     ];
 
     /// Its name in the path (`/api/<name>`).
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Op::Tell => "tell",
             Op::Wait => "wait",

@@ -39,7 +39,7 @@ pub const COOKIE: &str = "sb_session";
 /// The header carrying the CSRF token.
 pub const CSRF_HEADER: &str = "x-switchboard-csrf";
 /// The API operation that makes a login link.
-pub const LOGIN_OP: &str = "dashboard_login";
+pub const LOGIN_OP: &str = super::api_types::Op::DashboardLogin.as_str();
 /// Most login codes outstanding at once.
 const MAX_CODES: usize = 64;
 
