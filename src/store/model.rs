@@ -134,7 +134,11 @@ pub struct Session {
     /// The tell being processed, if any.
     pub current_tell_id: Option<String>,
     /// When the agent last printed anything.
-    #[serde(serialize_with = "ser_opt_time", deserialize_with = "de_opt_time")]
+    #[serde(
+        default,
+        serialize_with = "ser_opt_time",
+        deserialize_with = "de_opt_time"
+    )]
     pub last_response_at: Option<i64>,
     /// The argv the agent was last started with (JSON array), secrets redacted.
     pub launch_command: Option<String>,
@@ -143,7 +147,11 @@ pub struct Session {
     /// Completed compactions.
     pub compaction_count: i64,
     /// When the last compaction finished.
-    #[serde(serialize_with = "ser_opt_time", deserialize_with = "de_opt_time")]
+    #[serde(
+        default,
+        serialize_with = "ser_opt_time",
+        deserialize_with = "de_opt_time"
+    )]
     pub last_compacted_at: Option<i64>,
     /// Context tokens before the last compaction.
     pub last_pre_compact_tokens: Option<i64>,
@@ -160,15 +168,27 @@ pub struct Session {
     /// Pid of the Switchboard process that owns the live agent, if any.
     pub owner_pid: Option<i64>,
     /// Start time of the owner process (tells a reused pid apart).
-    #[serde(serialize_with = "ser_opt_time", deserialize_with = "de_opt_time")]
+    #[serde(
+        default,
+        serialize_with = "ser_opt_time",
+        deserialize_with = "de_opt_time"
+    )]
     pub owner_started_at: Option<i64>,
     /// When the owner last said it is alive.
-    #[serde(serialize_with = "ser_opt_time", deserialize_with = "de_opt_time")]
+    #[serde(
+        default,
+        serialize_with = "ser_opt_time",
+        deserialize_with = "de_opt_time"
+    )]
     pub owner_heartbeat_at: Option<i64>,
     /// Pid (and process group) of the live agent process, if any.
     pub agent_pid: Option<i64>,
     /// Start time of the agent process (tells a reused pid apart).
-    #[serde(serialize_with = "ser_opt_time", deserialize_with = "de_opt_time")]
+    #[serde(
+        default,
+        serialize_with = "ser_opt_time",
+        deserialize_with = "de_opt_time"
+    )]
     pub agent_started_at: Option<i64>,
 }
 
@@ -383,10 +403,18 @@ pub struct Tell {
     #[serde(serialize_with = "ser_time", deserialize_with = "de_time")]
     pub created_at: i64,
     /// When it was written to the agent.
-    #[serde(serialize_with = "ser_opt_time", deserialize_with = "de_opt_time")]
+    #[serde(
+        default,
+        serialize_with = "ser_opt_time",
+        deserialize_with = "de_opt_time"
+    )]
     pub delivered_at: Option<i64>,
     /// When it was answered (or failed, or was cancelled).
-    #[serde(serialize_with = "ser_opt_time", deserialize_with = "de_opt_time")]
+    #[serde(
+        default,
+        serialize_with = "ser_opt_time",
+        deserialize_with = "de_opt_time"
+    )]
     pub answered_at: Option<i64>,
     /// The answer text.
     pub answer: Option<String>,
