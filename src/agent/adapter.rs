@@ -234,13 +234,8 @@ pub fn command_spec(adapter: &dyn AgentAdapter, team: &TeamConfig) -> LaunchSpec
     )
 }
 
-/// The adapter for a team's `agent` value.
-pub fn adapter_for(agent: &str) -> Option<&'static dyn AgentAdapter> {
-    match agent {
-        "claude" => Some(&super::claude::ClaudeCode),
-        _ => None,
-    }
-}
+/// The adapter for a team's `agent` value (see [`super::kinds`]).
+pub use super::kinds::adapter_for;
 
 #[cfg(test)]
 mod tests {

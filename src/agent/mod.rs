@@ -8,6 +8,7 @@ pub mod checks;
 pub mod claude;
 pub mod claude_mcp;
 pub mod event;
+pub mod kinds;
 pub mod process;
 pub mod supervisor;
 

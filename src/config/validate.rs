@@ -70,17 +70,6 @@ const TEAM_KEYS: &[&str] = &[
     "permissions",
 ];
 const PERMISSION_KEYS: &[&str] = &["allow", "deny", "ask", "timeout"];
-/// Agent kinds Switchboard knows how to drive.
-const KNOWN_AGENTS: &[&str] = &["claude"];
-/// The choices of Claude Code 2.1.328's `--permission-mode`.
-const PERMISSION_MODES: &[&str] = &[
-    "acceptEdits",
-    "auto",
-    "bypassPermissions",
-    "manual",
-    "dontAsk",
-    "plan",
-];
 /// System folders no team may work in (also checked after resolving symlinks).
 const FORBIDDEN_DIRS: &[&str] = &[
     "/etc",
@@ -381,16 +370,9 @@ fn team(
         );
         None
     };
-    let agent = get_str(table, "agent", path, report).unwrap_or("claude");
-    if !KNOWN_AGENTS.contains(&agent) {
-        report.add(
-            &path.key("agent"),
-            format!(
-                "unknown agent {agent:?} (known agents: {})",
-                KNOWN_AGENTS.join(", ")
-            ),
-        );
-    }
+    let agent = get_str(table, "agent", path, report).unwrap_or(super::kinds::AGENT_KINDS[0].name);
+    // The kind, and the agent-specific options it takes (see kinds.rs).
+    super::kinds::check_team(super::kinds::AGENT_KINDS, agent, table, path, report);
     let agent_path = get_str(table, "agent_path", path, report);
     if agent_path.is_some_and(|p| p.trim().is_empty()) {
         report.add(
@@ -399,17 +381,6 @@ fn team(
         );
     }
     let permission_mode = get_str(table, "permission_mode", path, report);
-    if let Some(mode) = permission_mode {
-        if !PERMISSION_MODES.contains(&mode) {
-            report.add(
-                &path.key("permission_mode"),
-                format!(
-                    "unknown permission mode {mode:?} (one of: {})",
-                    PERMISSION_MODES.join(", ")
-                ),
-            );
-        }
-    }
     let mcp_servers = match get_str(table, "mcp_servers", path, report) {
         None | Some("inherit") => McpServers::Inherit,
         Some("none") => McpServers::None,

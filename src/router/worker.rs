@@ -43,6 +43,8 @@ pub(super) enum Cmd {
 
 struct Live {
     proc: AgentProcess,
+    /// The adapter of the team's agent kind, which launched it.
+    adapter: &'static dyn AgentAdapter,
     _slot: Slot,
     /// Revoked (and its MCP config deleted) when this is dropped, with the process.
     _credential: super::callers::AgentCredential,
@@ -273,13 +275,10 @@ impl Worker {
     /// (Claude Code answers an `initialize` control request). Returns its pid.
     async fn probe_ready(&mut self) -> RouterResult<u32> {
         let timeout = self.router.manager().config().settings.spawn_timeout;
-        let adapter = self
-            .team()
-            .and_then(|t| adapter_for(&t.agent))
-            .unwrap_or(&crate::agent::claude::ClaudeCode);
         let Some(agent) = self.agent.as_mut() else {
             return Err(RouterError::Agent("the agent stopped".into()));
         };
+        let adapter = agent.adapter;
         let pid = agent.proc.identity.pid;
         if agent.started {
             return Ok(pid);
@@ -456,8 +455,7 @@ impl Worker {
             .router
             .log_dir()
             .join(format!("{}.stderr.log", session.session_id));
-        let decode = decode_fn(adapter);
-        let proc = AgentProcess::spawn(&spec, &log, decode).map_err(|mut e| {
+        let proc = AgentProcess::spawn(&spec, &log, adapter).map_err(|mut e| {
             // Name the team: the hint says which entry's agent_path to set.
             if let crate::agent::AgentError::Spawn { team: t, .. } = &mut e {
                 t.clone_from(&team.name);
@@ -480,6 +478,7 @@ impl Worker {
         m.update_process_state(&session.session_id, ProcessState::Idle)?;
         self.agent = Some(Live {
             proc,
+            adapter,
             _slot: slot,
             _credential: credential,
             slot_idle: false,
@@ -571,12 +570,10 @@ impl Worker {
         };
         agent.slot_idle = false;
         agent._slot.set_idle(false);
+        // The adapter that launched the agent (never a guess from the current config).
+        let adapter = agent.adapter;
         self.tell_hint = Some(tell.tell_id.clone());
         self.event(&session_id, Some(&tell.tell_id), EventKind::TellDelivered);
-        let adapter = self
-            .team()
-            .and_then(|t| adapter_for(&t.agent))
-            .unwrap_or(&crate::agent::claude::ClaudeCode);
         if tell.kind == TellKind::Compact {
             if let Ok(Some(s)) = m.get_by_id(&session_id) {
                 if let Err(e) = m.begin_compaction(&s) {
@@ -798,15 +795,6 @@ impl Worker {
             }
         }
     }
-}
-
-fn decode_fn(
-    adapter: &'static dyn AgentAdapter,
-) -> fn(&[u8]) -> Result<AgentEvent, crate::agent::event::BadLine> {
-    // Every adapter so far speaks stream-json; an adapter with its own format would carry its
-    // own decoder here.
-    let _ = adapter;
-    crate::agent::event::decode
 }
 
 fn describe_exit(status: std::io::Result<std::process::ExitStatus>, proc: &AgentProcess) -> String {
