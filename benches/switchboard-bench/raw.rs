@@ -17,7 +17,7 @@ const COLUMNS: &str = "id, from_team, to_team, session_id, created_at, last_used
     status, process_state, current_tell_id, last_response_at, launch_command, team_config_snapshot, \
     compaction_count, last_compacted_at, last_pre_compact_tokens, last_post_compact_tokens, \
     input_tokens, output_tokens, cost_usd, last_error, owner_pid, owner_started_at, owner_heartbeat_at, \
-    agent_pid, agent_started_at";
+    agent_pid, agent_started_at, agent_session_id";
 
 /// Copied from `DUE_WHERE` in `src/store/sessions.rs`.
 const DUE_WHERE: &str = "message_count >= min(?1, ?2) \
@@ -71,6 +71,7 @@ fn row_to_session(r: &Row<'_>) -> rusqlite::Result<Session> {
         owner_heartbeat_at: r.get(23)?,
         agent_pid: r.get(24)?,
         agent_started_at: r.get(25)?,
+        agent_session_id: r.get(26)?,
     })
 }
 

@@ -163,6 +163,9 @@ pub struct Session {
     /// Start time of the agent process (tells a reused pid apart).
     #[serde(serialize_with = "ser_opt_time")]
     pub agent_started_at: Option<i64>,
+    /// The agent's own id of the conversation, for agent CLIs that pick it (a Codex thread id);
+    /// `None` when the agent uses `session_id` itself, or has not said yet.
+    pub agent_session_id: Option<String>,
 }
 
 impl Session {

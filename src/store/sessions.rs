@@ -16,7 +16,7 @@ const COLUMNS: &str = "id, from_team, to_team, session_id, created_at, last_used
     status, process_state, current_tell_id, last_response_at, launch_command, team_config_snapshot, \
     compaction_count, last_compacted_at, last_pre_compact_tokens, last_post_compact_tokens, \
     input_tokens, output_tokens, cost_usd, last_error, owner_pid, owner_started_at, owner_heartbeat_at, \
-    agent_pid, agent_started_at";
+    agent_pid, agent_started_at, agent_session_id";
 
 fn row_to_session(r: &Row<'_>) -> rusqlite::Result<Session> {
     Ok(Session {
@@ -46,6 +46,7 @@ fn row_to_session(r: &Row<'_>) -> rusqlite::Result<Session> {
         owner_heartbeat_at: r.get(23)?,
         agent_pid: r.get(24)?,
         agent_started_at: r.get(25)?,
+        agent_session_id: r.get(26)?,
     })
 }
 
@@ -235,6 +236,20 @@ impl SessionStore {
                 agent.map(|a| a.pid),
                 agent.map(|a| a.started_at)
             ],
+        )
+    }
+
+    /// Records the agent's own id of the session's conversation (see
+    /// [`Session::agent_session_id`]).
+    pub fn set_agent_session_id(
+        &self,
+        session_id: &str,
+        agent_session_id: Option<&str>,
+    ) -> StoreResult<Session> {
+        self.update(
+            session_id,
+            "agent_session_id = ?2",
+            params![session_id, agent_session_id],
         )
     }
 
@@ -452,7 +467,7 @@ impl SessionStore {
         self.update(
             session_id,
             "session_id = ?2, message_count = 0, status = 'active', last_error = NULL, \
-             last_used_at = ?3, current_tell_id = NULL",
+             last_used_at = ?3, current_tell_id = NULL, agent_session_id = NULL",
             params![session_id, new_session_id, now],
         )
     }
