@@ -10,6 +10,7 @@ pub mod claude_mcp;
 pub mod event;
 pub mod kinds;
 pub mod process;
+pub mod session;
 pub mod supervisor;
 
 /// Errors of the agent runtime.

@@ -14,7 +14,8 @@ use super::approvals::PendingSet;
 use super::{Interrupt, Router, RouterError, RouterResult};
 use crate::agent::adapter::{adapter_for, AgentAdapter};
 use crate::agent::event::{AgentEvent, TurnResult};
-use crate::agent::process::{AgentProcess, StdoutLine};
+use crate::agent::process::StdoutLine;
+use crate::agent::session::AgentSession;
 use crate::agent::supervisor::Slot;
 use crate::config::TeamConfig;
 use crate::events::{EventKind, NewEvent};
@@ -42,18 +43,14 @@ pub(super) enum Cmd {
 }
 
 struct Live {
-    proc: AgentProcess,
-    /// The adapter of the team's agent kind, which launched it.
-    adapter: &'static dyn AgentAdapter,
+    /// The agent (and the adapter of the team's agent kind, which launched it).
+    proc: AgentSession,
     _slot: Slot,
     /// Revoked (and its MCP config deleted) when this is dropped, with the process.
     _credential: super::callers::AgentCredential,
     slot_idle: bool,
     session_id: String,
     idle_since: Instant,
-    /// Whether the agent has printed anything yet (before that, spawn_timeout applies).
-    started: bool,
-    spawned_at: Instant,
 }
 
 pub(super) struct Worker {
@@ -218,7 +215,7 @@ impl Worker {
             cmd = self.rx.recv() => Idle::Cmd(cmd),
             _ = tokio::time::sleep_until(idle_deadline) => Idle::TimedOut,
             _ = agent._slot.evicted() => Idle::Evicted,
-            status = agent.proc.wait() => Idle::Exited(describe_exit(status, &agent.proc)),
+            why = agent.proc.exit_reason() => Idle::Exited(why),
             _ = self.shutdown.changed() => Idle::Shutdown,
             _ = tokio::time::sleep(tick) => Idle::Tick,
         }
@@ -278,60 +275,21 @@ impl Worker {
         let Some(agent) = self.agent.as_mut() else {
             return Err(RouterError::Agent("the agent stopped".into()));
         };
-        let adapter = agent.adapter;
-        let pid = agent.proc.identity.pid;
-        if agent.started {
-            return Ok(pid);
-        }
-        let id = format!("ready-{}", uuid::Uuid::new_v4());
-        let Some(probe) = adapter.encode_ready_probe(&id) else {
-            return Ok(pid);
-        };
-        let outcome = async {
-            agent
-                .proc
-                .send_line(&probe)
-                .await
-                .map_err(|e| e.to_string())?;
-            loop {
-                match agent.proc.lines.recv().await {
-                    Some(StdoutLine::Event(AgentEvent::ControlResponse { request_id, .. }))
-                        if request_id.as_deref() == Some(id.as_str()) =>
-                    {
-                        return Ok(());
-                    }
-                    Some(StdoutLine::Event(_)) | Some(StdoutLine::Bad(_)) => {}
-                    None | Some(StdoutLine::Closed(_)) => {
-                        let status = agent.proc.wait().await;
-                        return Err(format!(
-                            "agent exited before it started: {}",
-                            describe_exit(status, &agent.proc)
-                        ));
-                    }
+        let pid = agent.proc.identity().pid;
+        let session_id = agent.session_id.clone();
+        let failure = match agent.proc.probe(timeout).await {
+            Ok(proved) => {
+                if proved {
+                    self.event(&session_id, None, EventKind::AgentReady { pid });
                 }
-            }
-        };
-        let (result, reason) = match tokio::time::timeout(timeout, outcome).await {
-            Ok(Ok(())) => {
-                agent.started = true;
-                let session_id = agent.session_id.clone();
-                self.event(&session_id, None, EventKind::AgentReady { pid });
                 return Ok(pid);
             }
-            Ok(Err(why)) => (why, "crash"),
-            Err(_) => (
-                format!(
-                    "timeout: the agent did not start within {}; it was killed",
-                    crate::util::format_duration(timeout)
-                ),
-                "stall",
-            ),
+            Err(f) => f,
         };
-        let session_id = agent.session_id.clone();
-        if let Some(mut a) = self.agent.take() {
-            a.proc.kill().await;
-        }
-        self.stopped_event(&session_id, reason, Some(result.clone()));
+        // The agent has been killed.
+        self.agent.take();
+        let result = failure.detail().to_string();
+        self.stopped_event(&session_id, failure.reason(), Some(result.clone()));
         let m = self.router.manager();
         m.mark_error(&session_id, &result).ok();
         m.release_lease(&session_id).ok();
@@ -348,10 +306,10 @@ impl Worker {
     /// while another process delivered everything returns `Ok(false)` and starts nothing.
     async fn ensure_agent(&mut self, for_queue: bool) -> RouterResult<bool> {
         if let Some(a) = self.agent.as_mut() {
-            if a.proc.try_wait().is_none() {
+            if !a.proc.has_exited() {
                 return Ok(true);
             }
-            let why = describe_exit(a.proc.wait().await, &a.proc);
+            let why = a.proc.exit_reason().await;
             self.agent_gone(&why, false).await;
         }
         let router = self.router.clone();
@@ -455,7 +413,7 @@ impl Worker {
             .router
             .log_dir()
             .join(format!("{}.stderr.log", session.session_id));
-        let proc = AgentProcess::spawn(&spec, &log, adapter).map_err(|mut e| {
+        let proc = AgentSession::spawn(adapter, &spec, &log).map_err(|mut e| {
             // Name the team: the hint says which entry's agent_path to set.
             if let crate::agent::AgentError::Spawn { team: t, .. } = &mut e {
                 t.clone_from(&team.name);
@@ -473,19 +431,16 @@ impl Worker {
             .counters()
             .spawned
             .fetch_add(1, Ordering::Relaxed);
-        tracing::info!(pair = %self.pair(), pid = proc.identity.pid, resume, "agent started");
-        m.set_agent(&session.session_id, Some(proc.identity))?;
+        tracing::info!(pair = %self.pair(), pid = proc.identity().pid, resume, "agent started");
+        m.set_agent(&session.session_id, Some(proc.identity()))?;
         m.update_process_state(&session.session_id, ProcessState::Idle)?;
         self.agent = Some(Live {
             proc,
-            adapter,
             _slot: slot,
             _credential: credential,
             slot_idle: false,
             session_id: session.session_id.clone(),
             idle_since: Instant::now(),
-            started: false,
-            spawned_at: Instant::now(),
         });
         Ok(())
     }
@@ -501,7 +456,7 @@ impl Worker {
         m.update_process_state(&a.session_id, ProcessState::Terminating)
             .ok();
         let status = a.proc.stop(STOP_GRACE).await;
-        tracing::info!(pair = %self.pair(), pid = a.proc.identity.pid, ?status, why, detail, "agent stopped");
+        tracing::info!(pair = %self.pair(), pid = a.proc.identity().pid, ?status, why, detail, "agent stopped");
         // Its credential goes before the lease: the next holder writes the session's config.
         let session_id = a.session_id.clone();
         drop(a);
@@ -571,7 +526,7 @@ impl Worker {
         agent.slot_idle = false;
         agent._slot.set_idle(false);
         // The adapter that launched the agent (never a guess from the current config).
-        let adapter = agent.adapter;
+        let adapter = agent.proc.adapter();
         self.tell_hint = Some(tell.tell_id.clone());
         self.event(&session_id, Some(&tell.tell_id), EventKind::TellDelivered);
         if tell.kind == TellKind::Compact {
@@ -586,32 +541,16 @@ impl Worker {
                 self.event(&session_id, Some(&tell.tell_id), EventKind::CompactionBegin);
             }
         }
-        let text = match tell.kind {
-            TellKind::Tell => tell.text.as_str(),
-            TellKind::Compact => adapter.compact_text(),
-        };
-        let line = adapter.encode_message(text);
         let Some(agent) = self.agent.as_mut() else {
             return;
         };
-        let end = match agent.proc.send_line(&line).await {
+        let sent = match tell.kind {
+            TellKind::Tell => agent.proc.send_message(&tell.text).await,
+            TellKind::Compact => agent.proc.send_compact().await,
+        };
+        let end = match sent {
             Ok(()) => self.run_turn(adapter, &tell.tell_id, &session_id).await,
-            Err(e) => match self.agent.as_mut() {
-                // Writing fails when the agent is gone: say how it ended.
-                Some(a) => {
-                    let status = a.proc.wait().await;
-                    let when = if a.started {
-                        "mid-turn"
-                    } else {
-                        "before it started"
-                    };
-                    TurnEnd::Exited(format!(
-                        "agent exited {when}: {} ({e})",
-                        describe_exit(status, &a.proc)
-                    ))
-                }
-                None => TurnEnd::Exited(e.to_string()),
-            },
+            Err(why) => TurnEnd::Exited(why),
         };
         self.record(&tell, &session_id, end).await;
     }
@@ -675,7 +614,7 @@ impl Worker {
         let mut shutdown_deadline: Option<Instant> = None;
         let mut last_output = Instant::now();
         loop {
-            let (limit, stall_at) = if agent.started {
+            let (limit, stall_at) = if agent.proc.is_started() {
                 (
                     settings.response_timeout,
                     last_output + settings.response_timeout,
@@ -683,18 +622,17 @@ impl Worker {
             } else {
                 (
                     settings.spawn_timeout,
-                    agent.spawned_at.max(last_output) + settings.spawn_timeout,
+                    agent.proc.spawned_at().max(last_output) + settings.spawn_timeout,
                 )
             };
             let far = Instant::now() + Duration::from_secs(86_400 * 365);
             tokio::select! {
-                line = agent.proc.lines.recv() => {
+                line = agent.proc.recv() => {
                     last_output = Instant::now();
                     match line {
                         None | Some(StdoutLine::Closed(_)) => {
-                            let status = agent.proc.wait().await;
-                            let why = describe_exit(status, &agent.proc);
-                            return if agent.started {
+                            let why = agent.proc.exit_reason().await;
+                            return if agent.proc.is_started() {
                                 TurnEnd::Exited(format!("agent exited mid-turn: {why}"))
                             } else {
                                 TurnEnd::Exited(format!("agent exited before it started: {why}"))
@@ -706,14 +644,14 @@ impl Worker {
                             m.update_last_response(&agent.session_id).ok();
                         }
                         Some(StdoutLine::Event(ev)) => {
-                            if !agent.started {
+                            if !agent.proc.is_started() {
                                 m.events().publish(
-                                    NewEvent::pair(&self.from, &self.to, EventKind::AgentReady { pid: agent.proc.identity.pid })
+                                    NewEvent::pair(&self.from, &self.to, EventKind::AgentReady { pid: agent.proc.identity().pid })
                                         .session(session_id)
                                         .tell(Some(tell_id)),
                                 );
                             }
-                            agent.started = true;
+                            agent.proc.mark_started();
                             activity.on_event(&ev);
                             // The result's own time is written with the turn's end (one write).
                             if !matches!(ev, AgentEvent::Result(_)) {
@@ -731,7 +669,7 @@ impl Worker {
                                 }
                                 AgentEvent::ControlRequest { request_id, request } => {
                                     if let Some(line) = pending.on_request(adapter, request_id.as_deref(), &request) {
-                                        if agent.proc.send_line(&line).await.is_err() {
+                                        if agent.proc.write(&line).await.is_err() {
                                             tracing::warn!("could not write a permission decision to the agent");
                                         }
                                     }
@@ -752,7 +690,7 @@ impl Worker {
                 line = pending.next_line(adapter) => {
                     // A decision: the agent goes on from here (the wait was not a stall).
                     last_output = Instant::now();
-                    if agent.proc.send_line(&line).await.is_err() {
+                    if agent.proc.write(&line).await.is_err() {
                         tracing::warn!("could not write a permission decision to the agent");
                     }
                 }
@@ -769,17 +707,16 @@ impl Worker {
                         .store()
                         .open_child_tells(tell_id)
                         .is_ok_and(|c| !c.is_empty());
-                    if agent.started && waiting {
+                    if agent.proc.is_started() && waiting {
                         last_output = Instant::now();
                         continue;
                     }
-                    return if agent.started { TurnEnd::Stalled(limit) } else { TurnEnd::NoStart(limit) };
+                    return if agent.proc.is_started() { TurnEnd::Stalled(limit) } else { TurnEnd::NoStart(limit) };
                 }
                 _ = self.interrupt.wait_for(tell_id), if !interrupted => {
                     interrupted = true;
                     interrupt_deadline = Some(Instant::now() + INTERRUPT_GRACE);
-                    let id = uuid::Uuid::new_v4().to_string();
-                    if agent.proc.send_line(&adapter.encode_interrupt(&id)).await.is_err() {
+                    if agent.proc.interrupt().await.is_err() {
                         tracing::warn!("could not write the interrupt to the agent");
                     }
                 }
@@ -794,30 +731,5 @@ impl Worker {
                 }
             }
         }
-    }
-}
-
-fn describe_exit(status: std::io::Result<std::process::ExitStatus>, proc: &AgentProcess) -> String {
-    let status = match status {
-        Ok(s) => match (s.code(), std::os::unix::process::ExitStatusExt::signal(&s)) {
-            (Some(c), _) => format!("exit status {c}"),
-            (None, Some(sig)) => format!("killed by signal {sig}"),
-            _ => s.to_string(),
-        },
-        Err(e) => format!("unknown exit status ({e})"),
-    };
-    let tail = proc.stderr_tail();
-    if tail.is_empty() {
-        status
-    } else {
-        let tail: String = tail
-            .chars()
-            .rev()
-            .take(1000)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect();
-        format!("{status}; stderr: {tail}")
     }
 }
