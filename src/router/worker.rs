@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use super::approvals::PendingSet;
 use super::{Interrupt, Router, RouterError, RouterResult};
-use crate::agent::adapter::{adapter_for, AgentAdapter};
+use crate::agent::adapter::{adapter_for, AgentAdapter, SessionRef};
 use crate::agent::event::{AgentEvent, TurnResult};
 use crate::agent::process::StdoutLine;
 use crate::agent::session::AgentSession;
@@ -50,6 +50,8 @@ struct Live {
     _credential: super::callers::AgentCredential,
     slot_idle: bool,
     session_id: String,
+    /// The agent's own id of the conversation, as stored with the session.
+    agent_session_id: Option<String>,
     idle_since: Instant,
 }
 
@@ -342,9 +344,14 @@ impl Worker {
                 }
             }
         };
-        let resume = adapter
-            .transcript_path(&team, &session.session_id)
-            .is_some_and(|p| p.exists());
+        let resume = adapter.can_resume(
+            &team,
+            &SessionRef {
+                session_id: &session.session_id,
+                agent_session_id: session.agent_session_id.as_deref(),
+                resume: false,
+            },
+        );
         match self.spawn(adapter, &team, &session, resume, slot).await {
             Ok(()) => Ok(true),
             Err(e) => {
@@ -397,7 +404,12 @@ impl Worker {
         let (extras, credential) =
             self.router
                 .agent_launch_extras(adapter, team, &session.session_id)?;
-        let spec = adapter.launch(team, &session.session_id, resume, &extras);
+        let session_ref = SessionRef {
+            session_id: &session.session_id,
+            agent_session_id: session.agent_session_id.as_deref(),
+            resume,
+        };
+        let spec = adapter.launch(team, &session_ref, &extras);
         m.update_debug_info(
             &session.session_id,
             &spec.redacted_json(),
@@ -440,6 +452,7 @@ impl Worker {
             _credential: credential,
             slot_idle: false,
             session_id: session.session_id.clone(),
+            agent_session_id: session.agent_session_id.clone(),
             idle_since: Instant::now(),
         });
         Ok(())
@@ -663,6 +676,17 @@ impl Worker {
                                 }
                                 AgentEvent::Assistant { text: Some(text), .. } if !text.trim().is_empty() => {
                                     said = Some(text);
+                                }
+                                // An agent that picks its own id of the conversation (a thread
+                                // id) says it here; it is kept with the session so the next
+                                // launch continues that conversation.
+                                AgentEvent::Init { session_id: Some(id) }
+                                    if id != agent.session_id && agent.agent_session_id.as_deref() != Some(id.as_str()) =>
+                                {
+                                    match m.set_agent_session_id(&agent.session_id, Some(&id)) {
+                                        Ok(_) => agent.agent_session_id = Some(id),
+                                        Err(e) => tracing::warn!(error = %e, "cannot record the agent's session id"),
+                                    }
                                 }
                                 AgentEvent::CompactBoundary { pre_tokens, post_tokens, .. } => {
                                     compacted = Some((pre_tokens, post_tokens));
