@@ -154,6 +154,10 @@ pub struct LaunchExtras {
     pub mcp_config: Option<PathBuf>,
     /// Whether that config holds Switchboard's server (its tools then run without a prompt).
     pub switchboard_tools: bool,
+    /// Switchboard's MCP server for this session, when it serves one: for an adapter that
+    /// wires MCP servers through argv or environment instead of a file (its headers carry the
+    /// session's credential: pass them in environment variables, never in argv).
+    pub switchboard: Option<SwitchboardServer>,
 }
 
 /// Switchboard's MCP server as a spawned agent must reach it: the URL of its HTTP endpoint and
@@ -243,8 +247,9 @@ pub trait AgentAdapter: Send + Sync + std::fmt::Debug {
         let _ = (request_id, allow, input, message);
         None
     }
-    /// The message text that asks the agent to compact its context.
-    fn compact_text(&self) -> &'static str;
+    /// The message text that asks the agent to compact its context; `None` when the CLI has
+    /// no way to (Switchboard then refuses `compact` for the team with that reason).
+    fn compact_text(&self) -> Option<&'static str>;
     /// Decodes one stdout line.
     fn decode(&self, line: &[u8]) -> Result<AgentEvent, BadLine> {
         super::event::decode(line)

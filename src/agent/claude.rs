@@ -186,8 +186,8 @@ impl AgentAdapter for ClaudeCode {
         )
     }
 
-    fn compact_text(&self) -> &'static str {
-        "/compact"
+    fn compact_text(&self) -> Option<&'static str> {
+        Some("/compact")
     }
 
     fn transcript_path(&self, team: &TeamConfig, session_id: &str) -> Option<PathBuf> {

@@ -161,7 +161,13 @@ impl AgentSession {
 
     /// Asks the agent to compact its context: a turn of its own.
     pub async fn send_compact(&mut self) -> Result<(), String> {
-        let line = self.adapter.encode_message(self.adapter.compact_text());
+        let Some(text) = self.adapter.compact_text() else {
+            return Err(format!(
+                "agent {:?} cannot compact its context",
+                self.adapter.name()
+            ));
+        };
+        let line = self.adapter.encode_message(text);
         self.write_or_describe(&line).await
     }
 
