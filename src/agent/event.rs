@@ -218,6 +218,12 @@ pub enum AgentEvent {
         /// The request body.
         request: Value,
     },
+    /// The agent withdrew a control request of its own (a permission request, on an
+    /// interrupt).
+    ControlCancel {
+        /// The id of the request withdrawn.
+        request_id: Option<String>,
+    },
     /// Any other JSON line, kept as is.
     Other {
         /// Its `type` (and `subtype`), or empty.
@@ -486,6 +492,9 @@ pub fn decode(line: &[u8]) -> Result<AgentEvent, BadLine> {
             request_id: s(&v, "request_id"),
             request: v.get("request").cloned().unwrap_or(Value::Null),
         },
+        ("control_cancel_request", _) => AgentEvent::ControlCancel {
+            request_id: s(&v, "request_id"),
+        },
         _ => AgentEvent::Other {
             kind: if subtype.is_empty() {
                 kind.to_string()
@@ -608,6 +617,12 @@ mod tests {
         );
         assert!(
             matches!(decode(br#"{"type":"stream_event"}"#), Ok(AgentEvent::Other { kind, .. }) if kind == "stream_event")
+        );
+        assert_eq!(
+            decode(br#"{"type":"control_cancel_request","request_id":"p1"}"#),
+            Ok(AgentEvent::ControlCancel {
+                request_id: Some("p1".into())
+            })
         );
     }
 

@@ -653,7 +653,8 @@ impl PendingSet {
         None
     }
 
-    /// The agent withdrew a request (Claude Code: `control_cancel_request`, on an interrupt).
+    /// The agent withdrew a request ([`crate::agent::event::AgentEvent::ControlCancel`], on an
+    /// interrupt).
     pub(super) fn cancelled(&mut self, request_id: &str) {
         if let Some(i) = self.waiting.iter().position(|w| w.request_id == request_id) {
             let w = self.waiting.remove(i);

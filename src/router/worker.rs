@@ -698,10 +698,8 @@ impl Worker {
                                         }
                                     }
                                 }
-                                AgentEvent::Other { kind, raw } if kind == "control_cancel_request" => {
-                                    if let Some(id) = raw.get("request_id").and_then(|v| v.as_str()) {
-                                        pending.cancelled(id);
-                                    }
+                                AgentEvent::ControlCancel { request_id: Some(id) } => {
+                                    pending.cancelled(&id);
                                 }
                                 AgentEvent::Other { kind, raw } if kind == "system/permission_denied" && has_permissions => {
                                     pending.denied_by_agent(&raw);
