@@ -199,6 +199,10 @@ pub enum AgentEvent {
         tool: Option<String>,
         /// The agent's message.
         message: Option<String>,
+        /// The agent's id of the tool call.
+        tool_use_id: Option<String>,
+        /// The line's own id (`uuid`).
+        id: Option<String>,
     },
     /// The end of a turn.
     Result(TurnResult),
@@ -364,6 +368,8 @@ pub fn decode(line: &[u8]) -> Result<AgentEvent, BadLine> {
         ("system", "permission_denied") => AgentEvent::PermissionDenied {
             tool: s(&v, "tool_name"),
             message: s(&v, "message"),
+            tool_use_id: s(&v, "tool_use_id"),
+            id: s(&v, "uuid"),
         },
         ("system", "compact_boundary") => {
             let meta = v.get("compact_metadata").cloned().unwrap_or(Value::Null);
@@ -664,7 +670,9 @@ mod tests {
             decode(denied),
             Ok(AgentEvent::PermissionDenied {
                 tool: Some("Write".into()),
-                message: Some("no".into())
+                message: Some("no".into()),
+                tool_use_id: Some("t".into()),
+                id: None,
             })
         );
     }

@@ -701,8 +701,8 @@ impl Worker {
                                 AgentEvent::ControlCancel { request_id: Some(id) } => {
                                     pending.cancelled(&id);
                                 }
-                                AgentEvent::Other { kind, raw } if kind == "system/permission_denied" && has_permissions => {
-                                    pending.denied_by_agent(&raw);
+                                AgentEvent::PermissionDenied { tool: Some(tool), message: Some(message), tool_use_id, id } if has_permissions => {
+                                    pending.denied_by_agent(&tool, &message, tool_use_id.as_deref(), id.as_deref());
                                 }
                                 _ => {}
                             }
