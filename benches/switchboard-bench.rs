@@ -6,14 +6,19 @@
 //! `cargo test`).
 //!
 //! Parts 1 and 2, the session layer (`SessionManager` over the SQLite `SessionStore`) on a
-//! file-backed database, next to the same SQL through bare rusqlite on one connection: seeds
+//! file-backed database, next to the store's own statements (`switchboard::store::floor`) run
+//! through bare rusqlite on one connection: seeds
 //! 9,900 sessions (100 teams, every ordered pair), times each operation individually, then grows
 //! the database to 100,172 sessions (317 teams) for `stats` and the start-up reset. Inputs come
 //! from a seeded PRNG and are chosen before each timed loop.
 //!
 //! Part 3, orchestration overhead (`orchestration.rs`): the router with the scripted test agent
 //! (`switchboard-test-agent`, in `target/release/examples/`), next to the same agent driven
-//! directly.
+//! directly through the agent layer (`AgentProcess`).
+//!
+//! The soak (`soak.rs`, `--only soak`, not in a default run): 10,000 tells over 50 pairs with
+//! evictions and compactions; exits non-zero when RSS, descriptors or the WAL grow without bound
+//! or a tell is lost or stuck.
 //!
 //! Each operation prints `op=<name> n=<count> ops_per_s=<..> p50_us=<..> p99_us=<..>`; an
 //! operation with a floor (`op=<name>_raw`, `op=spawn_raw`) also prints
@@ -29,6 +34,8 @@ mod orchestration;
 mod raw;
 #[path = "switchboard-bench/setup.rs"]
 mod setup;
+#[path = "switchboard-bench/soak.rs"]
+mod soak;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -36,7 +43,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use switchboard::session::SessionManager;
-use switchboard::store::{ListFilter, ProcessState};
+use switchboard::store::{DueQuery, ListFilter, ProcessState};
 use switchboard::util::{now_ms, ProcessIdentity};
 use switchboard::TeamsConfig;
 
@@ -97,7 +104,7 @@ impl World {
 
 fn run() -> BenchResult<()> {
     const USAGE: &str =
-        "usage: cargo bench --bench switchboard-bench -- [--quick] [--only sessions|orchestration]   (see BENCHMARKS.md)";
+        "usage: cargo bench --bench switchboard-bench -- [--quick] [--only sessions|orchestration|soak]   (see BENCHMARKS.md)";
     // `cargo bench` passes `--bench`; `cargo test --all-targets` (or `--benches`) runs this
     // target without it, as a test: then there is nothing to do (a run takes minutes).
     if !std::env::args().skip(1).any(|a| a == "--bench") {
@@ -105,7 +112,7 @@ fn run() -> BenchResult<()> {
         return Ok(());
     }
     let mut quick = false;
-    let (mut sessions, mut orchestration) = (true, true);
+    let (mut sessions, mut orchestration, mut soak) = (true, true, false);
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -115,9 +122,12 @@ fn run() -> BenchResult<()> {
             "--only" => match args.next().as_deref() {
                 Some("sessions") => orchestration = false,
                 Some("orchestration") => sessions = false,
+                Some("soak") => {
+                    (sessions, orchestration, soak) = (false, false, true);
+                }
                 other => {
                     return Err(format!(
-                        "--only takes sessions or orchestration, not {}; {USAGE}",
+                        "--only takes sessions, orchestration or soak, not {}; {USAGE}",
                         other.map_or("nothing".to_string(), |o| format!("{o:?}"))
                     )
                     .into())
@@ -134,7 +144,7 @@ fn run() -> BenchResult<()> {
         div: if quick { 10 } else { 1 },
     };
     // Part 3 needs the scripted agent: fail before the long session phases if it is missing.
-    if orchestration {
+    if orchestration || soak {
         orchestration::agent_path()?;
     }
     let scratch = Scratch::new()?;
@@ -178,6 +188,9 @@ fn run() -> BenchResult<()> {
             "peak_rss_mb_orchestration={:.1}",
             setup::peak_rss_mb_window().unwrap_or(f64::NAN)
         );
+    }
+    if soak {
+        soak::run(scratch.path(), counts.n(10_000))?;
     }
     if sessions {
         session_parts(scratch.path(), counts)?;
@@ -405,6 +418,20 @@ fn session_mix(
     })?;
     compare("set_proc_state", layer, floor);
 
+    // WAL pages per single-row commit (the store's statements, on the raw connection: the
+    // layer runs the same ones and writes nothing else).
+    let idx = rng.indices(200, n_pairs);
+    let incr = raw.pages_per_commit(idx.len(), |i| {
+        raw.incr_msg(w.id(idx[i]), 1, now_ms())?;
+        Ok(())
+    })?;
+    let set = raw.pages_per_commit(idx.len(), |i| {
+        raw.set_proc_state(w.id(idx[i]), state(i))?;
+        Ok(())
+    })?;
+    println!("pages_per_commit=incr_msg {incr:.2}");
+    println!("pages_per_commit=set_proc_state {set:.2}");
+
     let filters: Vec<ListFilter> = w
         .teams
         .iter()
@@ -491,7 +518,11 @@ fn stats_pair(name: &str, mgr: &SessionManager, raw: &Raw, n: usize) -> BenchRes
     })?;
     fresh_wal(raw, name)?;
     let floor = time_ops(&format!("{name}_raw"), n, |_| {
-        raw.stats(max, stale, now_ms() - age)?;
+        raw.stats(DueQuery {
+            max_messages: max,
+            stale_messages: stale,
+            stale_before: now_ms() - age,
+        })?;
         Ok(())
     })?;
     compare(name, layer, floor);

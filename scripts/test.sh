@@ -42,4 +42,69 @@ if [[ -z ${SWITCHBOARD_TEST_CLAUDE:-} ]]; then
     ) 9>"$tools/.claude-code.lock"
 fi
 
+# A real browser for the dashboard's tests (tests/dashboard.rs): Debian's chromium and
+# chromium-driver, installed once (quietly) when missing. Set SWITCHBOARD_TEST_CHROMIUM and
+# SWITCHBOARD_TEST_CHROMEDRIVER to use other binaries instead (no install then).
+if [[ -z ${SWITCHBOARD_TEST_CHROMIUM:-} || -z ${SWITCHBOARD_TEST_CHROMEDRIVER:-} ]] &&
+    ! { command -v chromium >/dev/null && command -v chromedriver >/dev/null; }; then
+    if ! command -v apt-get >/dev/null; then
+        echo "error: the dashboard tests need chromium and chromedriver (Debian: apt-get install chromium chromium-driver)" >&2
+        exit 1
+    fi
+    sudo=()
+    [[ $(id -u) -eq 0 ]] || sudo=(sudo)
+    echo "installing chromium and chromium-driver (apt-get) for the dashboard tests" >&2
+    (
+        # One install at a time, also across concurrent runs of this script.
+        flock 9
+        if ! { command -v chromium >/dev/null && command -v chromedriver >/dev/null; }; then
+            export DEBIAN_FRONTEND=noninteractive
+            "${sudo[@]}" apt-get update -qq >/dev/null
+            "${sudo[@]}" apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
+        fi
+    ) 9>"${TMPDIR:-/tmp}/switchboard-chromium-install.lock"
+fi
+# The Codex and Gemini CLIs that tests/codex_cli.rs and tests/gemini_cli.rs drive, pinned, into
+# .tools/codex and .tools/gemini the same way (npm `@openai/codex`, about 420 MB;
+# `@google/gemini-cli`, about 100 MB). SWITCHBOARD_TEST_CODEX / SWITCHBOARD_TEST_GEMINI point the
+# tests at other binaries instead (no install then).
+CODEX_VERSION=0.171.0
+GEMINI_CLI_VERSION=0.61.0
+
+# install_pinned_cli NAME PACKAGE VERSION OVERRIDE_VAR: installs PACKAGE@VERSION into .tools/NAME
+# unless OVERRIDE_VAR is set or the installed `NAME --version` already says VERSION.
+install_pinned_cli() {
+    local name=$1 package=$2 version=$3 override=$4
+    [[ -z ${!override:-} ]] || return 0
+    local tools=$PWD/.tools
+    local bin=$tools/$name/node_modules/.bin/$name
+    mkdir -p "$tools"
+    (
+        flock 9
+        # `codex --version` prints "codex-cli 0.171.0", `gemini --version` prints "0.61.0".
+        found() { "$bin" --version 2>/dev/null | awk 'NR == 1 { print $NF }' || true; }
+        if [[ ! -x $bin || $(found) != "$version" ]]; then
+            command -v npm >/dev/null || {
+                echo "error: npm is needed to install $package $version into $tools/$name" \
+                     "(or set $override to a $name binary)" >&2
+                exit 1
+            }
+            echo "installing $package@$version into $tools/$name" >&2
+            rm -rf "$tools/$name"
+            npm install --prefix "$tools/$name" --no-audit --no-fund --loglevel=error \
+                "$package@$version"
+            if [[ $(found) != "$version" ]]; then
+                echo "error: $bin --version gives '$(found)', expected $version" >&2
+                exit 1
+            fi
+        fi
+    ) 9>"$tools/.$name.lock"
+}
+install_pinned_cli codex @openai/codex "$CODEX_VERSION" SWITCHBOARD_TEST_CODEX
+install_pinned_cli gemini @google/gemini-cli "$GEMINI_CLI_VERSION" SWITCHBOARD_TEST_GEMINI
+
+# Debian's OpenSSH server for tests/remote_ssh.rs, which start their own sshd on a loopback
+# port (the system's service is never started). Once, when missing, under a lock.
+( flock 9; sh scripts/install-sshd.sh ) 9>"${TMPDIR:-/tmp}/switchboard-sshd-install.lock"
+
 cargo test --locked --all-targets

@@ -189,6 +189,18 @@ pub fn process_start_ms(pid: u32) -> Option<i64> {
     Some(btime * 1000 + ticks * 1000 / hz)
 }
 
+/// Resident memory of process `pid` in KiB (`VmRSS` of `/proc/PID/status`), if it can be read.
+pub fn process_rss_kb(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// Start time of a process; unknown on this platform.
 #[cfg(not(target_os = "linux"))]
 pub fn process_start_ms(_pid: u32) -> Option<i64> {

@@ -645,25 +645,40 @@ fn bad_permission_mode() {
 }
 
 #[test]
-fn bad_remote_url() {
+fn remote_teams() {
     let f = Fixture::new();
-    for url in [
-        "ftp://host",
-        "host:8080",
-        "https://",
-        "http://:80/x",
-        "http://h:port",
+    // Until the agent lifecycle runs remote teams over SSH, a remote team is refused (its
+    // path is not checked here: a local agent must never start in it).
+    let not_yet = "not supported by this version yet";
+    for (bad, why) in [
+        ("-oProxyCommand=touch /tmp/x", "option"),
+        ("two words", "space"),
+        ("https://sb.example.com", "URL"),
+        ("", "empty"),
     ] {
-        f.one_problem(
-            &f.with_team(&format!("remote = {url:?}\n")),
-            "teams.a.remote",
-            "invalid URL",
-        );
+        let problems = f.problems(&f.with_team(&format!("remote = {bad:?}\n")));
+        assert_problem(&problems, "teams.a.remote", why);
+        assert_problem(&problems, "teams.a.remote", not_yet);
+        assert_eq!(problems.len(), 2, "{problems:#?}");
     }
-    let config = f.ok(&f.with_team("remote = \"https://sb.example.com:8443/x\"\n"));
-    assert_eq!(
-        config.team("a").expect("a").remote.as_deref(),
-        Some("https://sb.example.com:8443/x")
+    let text = "[teams.r]\npath = \"/srv/repos/data\"\nremote = \"deploy@gpu-box\"\n\
+                ssh_options = [\"-p\", \"2222\"]\nagent_path = \"/usr/local/bin/claude\"\n";
+    f.one_problem(text, "teams.r.remote", not_yet);
+    // The path of a remote team is a folder there: not looked for here, but it must be
+    // absolute and without "..".
+    for (path, why) in [
+        ("srv/x", "absolute path on the remote host"),
+        ("/srv/../etc", ".."),
+    ] {
+        let problems = f.problems(&format!("[teams.r]\npath = {path:?}\nremote = \"h\"\n"));
+        assert_problem(&problems, "teams.r.path", why);
+        assert_eq!(problems.len(), 2, "{problems:#?}");
+    }
+    // ssh_options without a remote is a mistake.
+    f.one_problem(
+        &f.with_team("ssh_options = [\"-p\", \"2\"]\n"),
+        "teams.a.ssh_options",
+        "only for a remote team",
     );
 }
 
@@ -1316,6 +1331,7 @@ fn example_file_loads_with_every_option() {
         "append_system_prompt",
         "permission_mode",
         "remote",
+        "ssh_options",
     ] {
         assert!(
             text.contains(&format!("{key} = ")) || text.contains(&format!("[teams.backend.{key}]")),

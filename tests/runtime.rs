@@ -1009,6 +1009,14 @@ async fn an_answer_that_arrives_while_the_disk_is_full_is_kept_and_stored_later(
             .is_some_and(|t| t.state == TellState::Delivered)
     })
     .await;
+    // The store's checkpointer empties the WAL in the background, so later writes reuse its
+    // space and a full disk would not refuse them: cut the WAL to nothing first, so the
+    // answer's write must grow it.
+    let raw = rusqlite::Connection::open(format!("{}/sb.db", fs.0.display())).expect("raw");
+    raw.busy_timeout(Duration::from_secs(10)).expect("busy");
+    raw.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .expect("truncate the WAL");
+    drop(raw);
     let filler = fs.0.join("filler");
     fs.fill(&filler);
     eventually("a refused write of the answer", || {

@@ -463,3 +463,308 @@ fn the_released_v3_database_opens_and_its_tells_take_idempotency_keys() {
         4
     );
 }
+
+/// The 26 columns of a session as schema version 5 stored them (all in `sessions`).
+const V5_COLUMNS: &str = "id, from_team, to_team, session_id, created_at, last_used_at, \
+    message_count, status, process_state, current_tell_id, last_response_at, launch_command, \
+    team_config_snapshot, compaction_count, last_compacted_at, last_pre_compact_tokens, \
+    last_post_compact_tokens, input_tokens, output_tokens, cost_usd, last_error, owner_pid, \
+    owner_started_at, owner_heartbeat_at, agent_pid, agent_started_at";
+
+fn v5_session(r: &rusqlite::Row<'_>) -> rusqlite::Result<switchboard::store::Session> {
+    Ok(switchboard::store::Session {
+        id: r.get(0)?,
+        from_team: r.get(1)?,
+        to_team: r.get(2)?,
+        session_id: r.get(3)?,
+        created_at: r.get(4)?,
+        last_used_at: r.get(5)?,
+        message_count: r.get(6)?,
+        status: r.get(7)?,
+        process_state: r.get(8)?,
+        current_tell_id: r.get(9)?,
+        last_response_at: r.get(10)?,
+        launch_command: r.get(11)?,
+        team_config_snapshot: r.get(12)?,
+        compaction_count: r.get(13)?,
+        last_compacted_at: r.get(14)?,
+        last_pre_compact_tokens: r.get(15)?,
+        last_post_compact_tokens: r.get(16)?,
+        input_tokens: r.get(17)?,
+        output_tokens: r.get(18)?,
+        cost_usd: r.get(19)?,
+        last_error: r.get(20)?,
+        owner_pid: r.get(21)?,
+        owner_started_at: r.get(22)?,
+        owner_heartbeat_at: r.get(23)?,
+        agent_pid: r.get(24)?,
+        agent_started_at: r.get(25)?,
+        // Added by migration 0009; empty for every session of an older schema.
+        agent_session_id: None,
+    })
+}
+
+/// A database at schema version 5 (the schema before the write-path migration), built with
+/// the embedded migration texts 1-5, holding a session in every status x process state
+/// (owned and not, with and without agent, current tell, errors, compaction numbers) and tells
+/// in every state.
+fn v5_database_with_data(path: &Path) {
+    let mut c = Connection::open(path).expect("open raw");
+    c.execute_batch("PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON;")
+        .expect("pragmas");
+    let tx = c.transaction().expect("tx");
+    tx.execute_batch(
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, \
+         applied_at INTEGER NOT NULL)",
+    )
+    .expect("schema_migrations");
+    for &(version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 <= 5) {
+        tx.execute_batch(sql).expect(name);
+        tx.execute(
+            "INSERT INTO schema_migrations VALUES (?1, ?2, 1)",
+            rusqlite::params![version, name],
+        )
+        .expect("record");
+    }
+    let mut n = 0i64;
+    for (si, status) in SessionStatus::ALL.iter().enumerate() {
+        for (pi, state) in ProcessState::ALL.iter().enumerate() {
+            n += 1;
+            let owned = n % 2 == 0;
+            let with_agent = *state != ProcessState::Stopped && n % 3 != 0;
+            let current = (*state == ProcessState::Processing).then(|| format!("tell-{n}"));
+            tx.execute(
+                &format!(
+                    "INSERT INTO sessions ({V5_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, \
+                     ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, \
+                     ?24, ?25, ?26)"
+                ),
+                rusqlite::params![
+                    n,
+                    format!("from{si}"),
+                    format!("to{pi}"),
+                    format!("{n:08}-0000-4000-8000-000000000000"),
+                    1_000 + n,
+                    2_000 + n,
+                    n * 3,
+                    status,
+                    state,
+                    current,
+                    (n % 4 != 0).then_some(3_000 + n),
+                    (n % 2 == 1).then(|| format!("[\"claude\",\"-p\",\"{n}\"]")),
+                    (n % 2 == 1).then(|| format!("{{\"path\":\"/p/{n}\"}}")),
+                    n % 5,
+                    (n % 5 != 0).then_some(4_000 + n),
+                    (n % 5 != 0).then_some(90_000 + n),
+                    (n % 5 != 0).then_some(9_000 + n),
+                    n * 100,
+                    n * 10,
+                    n as f64 * 0.125,
+                    (*status == SessionStatus::Error).then(|| format!("failed {n}")),
+                    owned.then_some(40_000 + n % 3),
+                    owned.then_some(50_000 + n % 3),
+                    owned.then_some(60_000 + n),
+                    with_agent.then_some(70_000 + n),
+                    with_agent.then_some(80_000 + n),
+                ],
+            )
+            .expect("insert session");
+        }
+    }
+    // Tells in every state, and of both kinds, with every optional column used somewhere.
+    let states = ["queued", "delivered", "answered", "failed", "cancelled"];
+    for (i, state) in states.iter().enumerate() {
+        for kind in ["tell", "compact"] {
+            tx.execute(
+                "INSERT INTO tells (tell_id, session_id, from_team, to_team, kind, text, state, \
+                 created_at, delivered_at, answered_at, answer, error, input_tokens, output_tokens, \
+                 cost_usd, duration_ms, parent_tell_id, idempotency_key, retry_of) \
+                 VALUES (?1, '00000001-0000-4000-8000-000000000000', 'from0', 'to0', ?2, ?3, ?4, \
+                 ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                rusqlite::params![
+                    format!("{state}-{kind}"),
+                    kind,
+                    format!("text {i}"),
+                    state,
+                    10 + i as i64,
+                    (i > 0).then_some(20 + i as i64),
+                    (i > 1).then_some(30 + i as i64),
+                    (*state == "answered").then_some("the answer"),
+                    (*state == "failed").then_some("it failed"),
+                    (i > 1).then_some(5 * i as i64),
+                    (i > 1).then_some(6 * i as i64),
+                    (i > 1).then_some(0.5 * i as f64),
+                    (i > 1).then_some(7 * i as i64),
+                    (i == 3).then_some("answered-tell"),
+                    (kind == "tell").then(|| format!("key-{i}")),
+                    (i == 4).then_some("failed-tell"),
+                ],
+            )
+            .expect("insert tell");
+        }
+    }
+    tx.commit().expect("commit");
+}
+
+#[test]
+fn migration_8_keeps_every_value_of_a_version_5_database() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("v5.db");
+    v5_database_with_data(&path);
+    let (before, tells_before, totals_before): (Vec<_>, Vec<String>, Vec<String>) = {
+        let c = Connection::open(&path).expect("raw");
+        let sessions = c
+            .prepare(&format!("SELECT {V5_COLUMNS} FROM sessions ORDER BY id"))
+            .expect("prepare")
+            .query_map([], v5_session)
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        let dump = |sql: &str| -> Vec<String> {
+            c.prepare(sql)
+                .expect("prepare")
+                .query_map([], |r| {
+                    let n = r.as_ref().column_count();
+                    let mut cells = Vec::with_capacity(n);
+                    for i in 0..n {
+                        cells.push(format!("{:?}", r.get_ref(i)?));
+                    }
+                    Ok(cells.join("|"))
+                })
+                .expect("query")
+                .collect::<Result<_, _>>()
+                .expect("rows")
+        };
+        (
+            sessions,
+            dump("SELECT * FROM tells ORDER BY id"),
+            dump("SELECT * FROM session_totals WHERE scope != 'state' ORDER BY scope, key"),
+        )
+    };
+    assert_eq!(before.len(), 25, "every status x process state");
+    assert!(before
+        .iter()
+        .any(|s| s.owner_pid.is_some() && s.agent_pid.is_some()));
+
+    let store = SessionStore::open(&path).expect("open a version 5 database");
+    assert_eq!(store.schema_version().expect("version"), SCHEMA_VERSION);
+    let after = store
+        .list(&ListFilter {
+            order: switchboard::store::ListOrder::CreatedAsc,
+            ..ListFilter::default()
+        })
+        .expect("list");
+    assert_eq!(after, before, "every session keeps every value");
+    for s in &before {
+        assert_eq!(
+            store
+                .get_by_session_id(&s.session_id)
+                .expect("get")
+                .as_ref(),
+            Some(s)
+        );
+    }
+    let stats = store
+        .stats(DueQuery {
+            max_messages: 1_000,
+            stale_messages: 1_000,
+            stale_before: 0,
+        })
+        .expect("stats");
+    for ps in ProcessState::ALL {
+        let n = before.iter().filter(|s| s.process_state == *ps).count() as i64;
+        assert_eq!(stats.by_process_state[ps.as_str()], n, "state {ps}");
+    }
+    let c = Connection::open(&path).expect("raw");
+    let dump = |sql: &str| -> Vec<String> {
+        c.prepare(sql)
+            .expect("prepare")
+            .query_map([], |r| {
+                let n = r.as_ref().column_count();
+                let mut cells = Vec::with_capacity(n);
+                for i in 0..n {
+                    cells.push(format!("{:?}", r.get_ref(i)?));
+                }
+                Ok(cells.join("|"))
+            })
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows")
+    };
+    assert_eq!(dump("SELECT * FROM tells ORDER BY id"), tells_before);
+    assert_eq!(
+        dump("SELECT * FROM session_totals ORDER BY scope, key"),
+        totals_before
+    );
+    // The start-up reset still finds the owners and agents the old columns recorded.
+    let report = store.reset_orphaned(&|_| false).expect("reset");
+    let owned_or_live = before
+        .iter()
+        .filter(|s| {
+            s.owner_pid.is_some()
+                || s.process_state != ProcessState::Stopped
+                || s.agent_pid.is_some()
+                || s.status == SessionStatus::Compacting
+        })
+        .count();
+    assert_eq!(report.reset, owned_or_live);
+    assert_eq!(
+        report.orphan_agents.len(),
+        before.iter().filter(|s| s.agent_pid.is_some()).count()
+    );
+}
+
+#[test]
+fn the_wal_stays_under_its_bound_while_readers_never_stop() {
+    // One writer and four readers that never pause: with SQLite's automatic (PASSIVE)
+    // checkpoint the WAL cannot start over while a reader holds an old snapshot, and it grew to
+    // tens of MB under such a load. The store's checkpointer truncates it at its bound.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("sb.db");
+    let store = SessionStore::open(&path).expect("open");
+    let ids: Vec<String> = (0..100)
+        .map(|i| {
+            let id = format!("{i:08}-0000-4000-8000-000000000000");
+            store
+                .insert_or_get(&format!("f{i}"), "t", &id, 1)
+                .expect("insert");
+            id
+        })
+        .collect();
+    let wal = path.with_extension("db-wal");
+    let wal_bytes = || std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let mut largest = 0;
+    std::thread::scope(|scope| {
+        for r in 0..4 {
+            let (store, stop) = (&store, &stop);
+            scope.spawn(move || {
+                let mut i = r;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let tx_reader = store
+                        .get_by_pair(&format!("f{}", i % 100), "t")
+                        .expect("read");
+                    assert!(tx_reader.is_some());
+                    i += 1;
+                }
+            });
+        }
+        for i in 0..20_000usize {
+            store
+                .increment_message_count(&ids[i % 100], 1, i as i64)
+                .expect("incr");
+            if i % 100 == 0 {
+                largest = largest.max(wal_bytes());
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    largest = largest.max(wal_bytes());
+    assert!(
+        largest <= switchboard::store::WAL_BOUND_BYTES,
+        "the WAL reached {largest} bytes, over its bound of {}",
+        switchboard::store::WAL_BOUND_BYTES
+    );
+    let stats = store.wal_stats().expect("a file store has a checkpointer");
+    assert!(stats.checkpoints > 0, "{stats:?}");
+}

@@ -11,16 +11,16 @@
 //!   tells; `tells_50_pairs_burst`: every tell of the 50 pairs submitted at once.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use switchboard::agent::adapter::{adapter_for, AgentAdapter, LaunchExtras, SessionRef};
+use switchboard::agent::event::AgentEvent;
+use switchboard::agent::process::{AgentProcess, StdoutLine};
+use switchboard::config::TeamConfig;
 use switchboard::router::{Router, Wait};
 use switchboard::store::{Tell, TellState};
 use switchboard::{SessionManager, TeamsConfig};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, ChildStdin, ChildStdout};
 
 use crate::measure::{self, nanos, print_ratio, BenchResult, Measurement};
 use crate::raw::Raw;
@@ -72,6 +72,9 @@ struct Paths {
     home: PathBuf,
     db: PathBuf,
     agent: PathBuf,
+    /// The callees' team config (every callee's is the same but for its name): the raw floor
+    /// launches the agent from it, as the worker does.
+    team: Option<TeamConfig>,
 }
 
 /// A teams config of `TEAMS` teams all run by the scripted agent in one folder, with a pool big
@@ -97,104 +100,46 @@ fn config(p: &Paths) -> BenchResult<Arc<TeamsConfig>> {
     Ok(Arc::new(TeamsConfig::parse(&text, None, &|_| None)?))
 }
 
-/// The `initialize` control request Switchboard's readiness probe sends (Claude Code's
-/// stream-json protocol).
-fn probe_line(id: &str) -> String {
-    json!({"type": "control_request", "request_id": id, "request": {"subtype": "initialize"}})
-        .to_string()
-}
-
-/// A user message line, as Switchboard writes it to the agent.
-fn message_line(text: &str) -> String {
-    json!({"type": "user", "message": {"role": "user", "content": text}}).to_string()
-}
-
-/// The scripted agent driven directly: the raw floor.
+/// The scripted agent driven directly, through the agent layer's own spawning and line
+/// codec (`AgentProcess::spawn` with the launch spec of the team's adapter, its readiness
+/// probe and message lines): the raw floor. No router, no session layer, no store.
 struct RawAgent {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    stdout: BufReader<ChildStdout>,
-    buf: String,
+    proc: AgentProcess,
+    adapter: &'static dyn AgentAdapter,
 }
 
 impl RawAgent {
-    /// Spawns the agent the way the Claude Code adapter launches it (same arguments, folder and
-    /// HOME), stdin and stdout piped, stderr discarded. `like_router`: also in its own process
-    /// group with a parent-death signal set in a `pre_exec` hook, as `AgentProcess::spawn` does;
-    /// the hook makes the standard library fork the whole process instead of using
-    /// `posix_spawn`.
-    fn spawn(p: &Paths, like_router: bool) -> BenchResult<Self> {
+    /// Spawns the agent of `team` exactly as the pair worker does (same adapter launch spec:
+    /// arguments, folder, allow-listed environment; own process group, parent-death signal),
+    /// for a new session id, with its stderr logged under the scratch folder.
+    fn spawn(p: &Paths) -> BenchResult<Self> {
+        let team = p.team.as_ref().ok_or("no team config for the raw agent")?;
+        let adapter = adapter_for(&team.agent)
+            .ok_or_else(|| format!("no adapter for agent {:?}", team.agent))?;
         let session_id = uuid::Uuid::new_v4().to_string();
-        let mut cmd = tokio::process::Command::new(&p.agent);
-        if like_router {
-            cmd.process_group(0);
-            let parent = std::process::id() as libc::pid_t;
-            // SAFETY: only async-signal-safe calls (prctl, getppid, _exit) between fork and
-            // exec, as in AgentProcess::spawn.
-            unsafe {
-                cmd.pre_exec(move || {
-                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    if libc::getppid() != parent {
-                        libc::_exit(1);
-                    }
-                    Ok(())
-                });
-            }
-        }
-        let mut child = cmd
-            .args([
-                "-p",
-                "--input-format",
-                "stream-json",
-                "--output-format",
-                "stream-json",
-                "--verbose",
-                "--session-id",
-                &session_id,
-            ])
-            .current_dir(&p.team_dir)
-            .env("HOME", &p.home)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
+        let session = SessionRef {
+            session_id: &session_id,
+            agent_session_id: None,
+            resume: false,
+        };
+        let spec = adapter.launch(team, &session, &LaunchExtras::default());
+        let log = p.root.join(format!("raw-{session_id}.stderr.log"));
+        let proc = AgentProcess::spawn(&spec, &log, adapter)
             .map_err(|e| format!("cannot spawn {}: {e}", p.agent.display()))?;
-        let stdin = child.stdin.take();
-        let stdout = child.stdout.take().ok_or("agent stdout not piped")?;
-        Ok(Self {
-            child,
-            stdin,
-            stdout: BufReader::with_capacity(64 * 1024, stdout),
-            buf: String::new(),
-        })
+        Ok(Self { proc, adapter })
     }
 
-    async fn send(&mut self, line: &str) -> BenchResult<()> {
-        let stdin = self.stdin.as_mut().ok_or("agent stdin closed")?;
-        let mut data = Vec::with_capacity(line.len() + 1);
-        data.extend_from_slice(line.as_bytes());
-        data.push(b'\n');
-        stdin.write_all(&data).await?;
-        stdin.flush().await?;
-        Ok(())
-    }
-
-    /// Reads (and decodes) stdout lines until one of type `kind`; returns it.
-    async fn read_until(&mut self, kind: &str) -> BenchResult<Value> {
+    /// Waits for the next event; an agent that closed its stdout is an error.
+    async fn next_event(&mut self, waiting_for: &str) -> BenchResult<AgentEvent> {
         loop {
-            self.buf.clear();
-            if self.stdout.read_line(&mut self.buf).await? == 0 {
-                return Err(format!("the raw agent closed its stdout before a {kind} line").into());
-            }
-            let v: Value = match serde_json::from_str(self.buf.trim_end()) {
-                Ok(v) => v,
-                Err(_) => continue,
-            };
-            if v.get("type").and_then(Value::as_str) == Some(kind) {
-                return Ok(v);
+            match self.proc.lines.recv().await {
+                Some(StdoutLine::Event(ev)) => return Ok(ev),
+                Some(StdoutLine::Bad(_)) => {}
+                None | Some(StdoutLine::Closed(_)) => {
+                    return Err(
+                        format!("the raw agent closed its stdout before {waiting_for}").into(),
+                    )
+                }
             }
         }
     }
@@ -202,40 +147,46 @@ impl RawAgent {
     /// Sends the readiness probe and waits for its answer.
     async fn probe(&mut self) -> BenchResult<()> {
         let id = format!("ready-{}", uuid::Uuid::new_v4());
-        self.send(&probe_line(&id)).await?;
+        let line = self
+            .adapter
+            .encode_ready_probe(&id)
+            .ok_or("the adapter has no readiness probe")?;
+        self.proc.send_line(&line).await?;
         loop {
-            let v = self.read_until("control_response").await?;
-            if v.pointer("/response/request_id").and_then(Value::as_str) == Some(id.as_str()) {
-                return Ok(());
+            if let AgentEvent::ControlResponse { request_id, .. } =
+                self.next_event("the probe's answer").await?
+            {
+                if request_id.as_deref() == Some(id.as_str()) {
+                    return Ok(());
+                }
             }
         }
     }
 
     /// One turn: the message, then everything up to its result; checks the answer.
     async fn turn(&mut self, text: &str) -> BenchResult<()> {
-        self.send(&message_line(text)).await?;
-        let v = self.read_until("result").await?;
-        let answer = v.get("result").and_then(Value::as_str).unwrap_or("");
-        if answer.strip_prefix("echo: ") != Some(text) {
-            return Err(format!("raw agent answered {answer:?} to {text:?}").into());
+        self.proc
+            .send_line(&self.adapter.encode_message(text))
+            .await?;
+        loop {
+            if let AgentEvent::Result(r) = self.next_event("a result").await? {
+                let answer = r.text.as_deref().unwrap_or("");
+                if answer.strip_prefix("echo: ") != Some(text) {
+                    return Err(format!("raw agent answered {answer:?} to {text:?}").into());
+                }
+                return Ok(());
+            }
         }
-        Ok(())
     }
 
     /// The agent's pid.
     fn pid(&self) -> u32 {
-        self.child.id().unwrap_or(0)
+        self.proc.identity.pid
     }
 
-    /// Closes stdin (the agent exits on end of input) and reaps it; kills it if it lingers.
+    /// Stops it as the worker does (SIGTERM to its group, grace, SIGKILL).
     async fn stop(mut self) {
-        self.stdin.take();
-        if tokio::time::timeout(Duration::from_secs(5), self.child.wait())
-            .await
-            .is_err()
-        {
-            let _ = self.child.kill().await;
-        }
+        self.proc.stop(Duration::from_secs(5)).await;
     }
 }
 
@@ -334,6 +285,7 @@ pub fn run(scratch: &Path, counts: Counts) -> BenchResult<()> {
         db: root.join("orch.db"),
         agent,
         root,
+        team: None,
     };
     std::fs::create_dir_all(&p.team_dir)?;
     std::fs::create_dir_all(&p.home)?;
@@ -343,6 +295,9 @@ pub fn run(scratch: &Path, counts: Counts) -> BenchResult<()> {
         p.db.display()
     );
     let config = config(&p)?;
+    let mut p = p;
+    p.team = config.team(&team_name(1)).cloned();
+    let p = p;
     let manager = SessionManager::open(config)?;
     manager.initialize()?;
     let raw = Raw::open(&p.db)?;
@@ -392,6 +347,10 @@ pub fn run(scratch: &Path, counts: Counts) -> BenchResult<()> {
 async fn phases(router: &Router, raw: &Raw, p: &Paths, c: Counts) -> BenchResult<()> {
     let from = team_name(0);
     tell_roundtrip(router, p, &from, &team_name(1), c.tells).await?;
+    eprintln!(
+        "# the store's checkpointer after tell_roundtrip: {:?}",
+        router.manager().store().wal_stats()
+    );
     wal_after(raw, "tell_roundtrip")?;
     let callees: Vec<String> = (2..2 + PAIRS).map(team_name).collect();
     spawn_to_ready(router, p, &from, &callees[..c.spawns.min(PAIRS)]).await?;
@@ -414,7 +373,7 @@ async fn tell_roundtrip(
     n: usize,
 ) -> BenchResult<()> {
     let wait = Wait::For(TELL_WAIT);
-    let mut direct = RawAgent::spawn(p, false)?;
+    let mut direct = RawAgent::spawn(p)?;
     direct.probe().await?;
     for i in 0..WARMUP {
         let text = format!("warm-up {i}");
@@ -516,28 +475,24 @@ async fn spawn_to_ready(
     callees: &[String],
 ) -> BenchResult<()> {
     // One untimed spawn each way first (page cache, the binary's first exec).
-    RawAgent::spawn(p, false)?.stop().await;
-    RawAgent::spawn(p, true)?.stop().await;
+    RawAgent::spawn(p)?.stop().await;
     let n = callees.len();
     let mut layer = Timed::new("spawn_to_ready", n);
     let mut floor = Timed::new("spawn_raw", n);
-    let mut forked = Timed::new("spawn_raw_pre_exec", n);
     for to in callees {
         let c0 = measure::process_cpu();
         let t0 = Instant::now();
         router.wake(from, to).await?;
         layer.add(t0.elapsed(), measure::process_cpu().saturating_sub(c0));
 
-        for (like_router, m) in [(false, &mut floor), (true, &mut forked)] {
-            let c0 = measure::process_cpu();
-            let t0 = Instant::now();
-            let mut direct = RawAgent::spawn(p, like_router)?;
-            direct.probe().await?;
-            m.add(t0.elapsed(), measure::process_cpu().saturating_sub(c0));
-            direct.stop().await;
-        }
+        let c0 = measure::process_cpu();
+        let t0 = Instant::now();
+        let mut direct = RawAgent::spawn(p)?;
+        direct.probe().await?;
+        floor.add(t0.elapsed(), measure::process_cpu().saturating_sub(c0));
+        direct.stop().await;
     }
-    let (layer, floor, forked) = (layer.done(), floor.done(), forked.done());
+    let (layer, floor) = (layer.done(), floor.done());
     eprintln!(
         "# spawn_*: the cpu lines are this whole process; this process's rss before the first \
          spawn {:.1} MB",
@@ -545,14 +500,7 @@ async fn spawn_to_ready(
     );
     layer.print();
     floor.print();
-    forked.print();
-    let f50 = forked.p50_us();
-    let l50 = layer.p50_us();
     print_ratio("spawn_to_ready", layer.into_summary(), floor.into_summary());
-    println!(
-        "ratio=spawn_to_ready_vs_pre_exec {:.2}",
-        if f50 > 0.0 { l50 / f50 } else { f64::NAN }
-    );
     Ok(())
 }
 
@@ -660,7 +608,7 @@ async fn tells_50_pairs(
     // The same closed loops with 50 agents driven directly.
     let mut agents = Vec::with_capacity(callees.len());
     for _ in callees {
-        let mut a = RawAgent::spawn(p, false)?;
+        let mut a = RawAgent::spawn(p)?;
         a.probe().await?;
         a.turn("warm-up").await?;
         agents.push(a);

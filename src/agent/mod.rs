@@ -5,7 +5,10 @@
 //! - [`adapter`]: the [`adapter::AgentAdapter`] trait, one implementation per agent kind, and
 //!   the launch record ([`adapter::LaunchSpec`]) and environment rules every kind shares.
 //! - [`kinds`]: the adapter of each kind listed in [`crate::config::kinds::AGENT_KINDS`].
-//! - [`claude`] (+ [`claude_mcp`]): Claude Code.
+//! - [`claude`] (+ [`claude_mcp`]): Claude Code, the one kind registered so far.
+//! - [`codex`], [`gemini`] (+ [`activity`]): launch builders and decoders of the Codex and
+//!   Gemini CLIs, tested against the pinned CLIs; not adapters yet (see below).
+//! - [`ssh`]: the SSH transport of remote teams.
 //! - [`session`]: the live agent of one session: spawn, readiness probe, message and
 //!   compaction delivery, decoded output, permission answers, interrupt, stop.
 //! - [`process`]: one child process (process group, environment, stderr log, stop/kill);
@@ -54,21 +57,31 @@
 //! 3. `src/agent/kinds.rs`: the match arm from that variant to the adapter (the build fails
 //!    until it is there).
 //!
-//! Process models: [`adapter::ProcessModel::PerSession`] (one process, many turns on stdin:
-//! Claude Code; a JSON-RPC server such as `codex app-server` fits too once its session-opening
-//! requests go through the adapter) is what [`session::AgentSession`] runs today. One process
-//! per turn (Gemini headless `-p`, `codex exec resume`) is the next variant: `AgentSession`
-//! would spawn in `send_message` and treat the turn's exit after its `Result` as normal; the
-//! router would not change.
+//! Process models: [`adapter::ProcessModel::PerSession`] (one process, many turns on stdin) is
+//! what [`session::AgentSession`] runs today: Claude Code. Not done yet, and what each needs:
+//! - `codex app-server` (JSON-RPC, one process per session, docs/codex-protocol.md): a trait
+//!   method for the session-opening requests (`initialize`, `thread/start` or `thread/resume`
+//!   with [`adapter::SessionRef::agent_session_id`]) that `AgentSession::spawn` writes, and
+//!   `encode_message`/`encode_interrupt` given the thread and turn ids (`AgentSession` keeps
+//!   them from the decoded `Init` and turn-start events); its answer to the probe is the
+//!   `initialize` response decoded as a `ControlResponse`.
+//! - Gemini headless (one process per turn, docs/gemini-protocol.md): a `PerTurn` variant;
+//!   `AgentSession` spawns in `send_message` (message on stdin, stdin closed), treats the
+//!   turn's exit after its `Result` as normal, interrupts with SIGTERM to the group, and the
+//!   idle wait watches no process. The router does not change for either.
 
+pub mod activity;
 pub mod adapter;
 pub mod checks;
 pub mod claude;
 pub mod claude_mcp;
+pub mod codex;
 pub mod event;
+pub mod gemini;
 pub mod kinds;
 pub mod process;
 pub mod session;
+pub mod ssh;
 pub mod supervisor;
 
 /// Errors of the agent runtime.

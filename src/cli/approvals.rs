@@ -34,7 +34,7 @@ struct ListArgs {
     /// Only requests of this team's agents or of tells this team sent.
     #[arg(long, value_name = "TEAM")]
     team: Option<String>,
-    /// Only requests made while answering this tell.
+    /// Only requests made while answering this tell (an id or a unique prefix).
     #[arg(long, value_name = "TELL_ID")]
     tell: Option<String>,
 }
@@ -118,9 +118,6 @@ impl ApprovalsCmd {
         // No agent is started here: a team folder that is missing is only a warning.
         let m = ctx.read_only_manager()?;
         let list = |args: &ListArgs| -> Result<ExitCode, Error> {
-            if let Some(team) = &args.team {
-                m.check_team(team)?;
-            }
             let filter = ApprovalFilter {
                 all: args.all,
                 team: args.team.clone(),

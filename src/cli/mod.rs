@@ -5,6 +5,7 @@ mod agent_cmds;
 mod approvals;
 mod completions;
 mod config_check;
+mod dashboard;
 mod doctor;
 mod init;
 mod live;
@@ -19,6 +20,7 @@ mod stats;
 mod teams;
 mod tell;
 mod tells;
+mod watch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -77,6 +79,8 @@ enum Command {
     /// One tell: show it whole, or retry it.
     #[command(subcommand)]
     Tells(tells::TellsCmd),
+    /// Print events as they happen (tells, agents, tool uses, approvals), live.
+    Watch(watch::WatchCmd),
     /// Start a pair's agent and deliver its queued tells.
     Wake(agent_cmds::WakeCmd),
     /// Stop a pair's agent (the session is kept).
@@ -102,6 +106,8 @@ enum Command {
     /// Register Switchboard in a team's Claude Code (`mcp install TEAM`).
     #[command(subcommand)]
     Mcp(mcp_install::McpCmd),
+    /// Print a one-time login link to the running server's web dashboard.
+    Dashboard(dashboard::DashboardCmd),
     /// Check the set-up: teams file, agents, credentials, database, server, registrations.
     Doctor(doctor::DoctorCmd),
     /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
@@ -133,6 +139,12 @@ impl Ctx {
     /// `teams`), which start no agent: a team folder that does not exist is a warning on
     /// stderr, not an error. Commands that start agents keep [`Ctx::manager`].
     pub fn read_only_manager(&self) -> Result<SessionManager, Error> {
+        open_manager(self.read_only_config()?)
+    }
+
+    /// The teams file for a command that starts no agent: a team folder that does not exist
+    /// is a warning on stderr, not an error.
+    pub fn read_only_config(&self) -> Result<TeamsConfig, Error> {
         let path = switchboard::config::discover(self.config_path.as_deref())?;
         let config = TeamsConfig::load_with(&path, switchboard::config::Folders::MissingIsWarning)?;
         for warning in &config.warnings {
@@ -141,7 +153,7 @@ impl Ctx {
                 path.display()
             );
         }
-        open_manager(config)
+        Ok(config)
     }
 
     /// Whether the output is JSON.
@@ -204,6 +216,7 @@ impl Cli {
             Command::Tell(cmd) => cmd.run(&ctx),
             Command::Report(cmd) => cmd.run(&ctx),
             Command::Tells(cmd) => cmd.run(&ctx),
+            Command::Watch(cmd) => cmd.run(&ctx),
             Command::Wake(cmd) => cmd.run(&ctx),
             Command::Sleep(cmd) => cmd.run(&ctx),
             Command::Cancel(cmd) => cmd.run(&ctx),
@@ -216,6 +229,7 @@ impl Cli {
             Command::Serve(cmd) => cmd.run(&ctx),
             Command::Mcp(cmd) => cmd.run(&ctx),
             Command::Doctor(cmd) => cmd.run(&ctx),
+            Command::Dashboard(cmd) => cmd.run(&ctx),
             Command::Completions(cmd) => cmd.run(),
             Command::Man(cmd) => cmd.run(),
         }

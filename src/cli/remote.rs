@@ -4,6 +4,9 @@
 //! plain HTTP/1.1 JSON to its `/api/` routes, over the server's Unix socket (a 0700 folder;
 //! the server checks that the peer is the same user), or, when it has none, over TCP with the
 //! bearer token.
+//!
+//! [`Remote::events`] opens the server's event stream (`GET /events`, Server-Sent Events) over
+//! the same channel, asynchronously, for `watch` and `tell --follow`.
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -12,6 +15,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::Value;
+use switchboard::events::Event;
 use switchboard::server::server_file::{self, ServerFile};
 use switchboard::{Error, TeamsConfig};
 
@@ -126,11 +130,7 @@ impl Remote {
             }
         };
         let payload = body.to_string();
-        let host = if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
-        };
+        let host = self.host_header();
         let mut request = format!(
             "POST /api/{op} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
              Content-Length: {}\r\nConnection: close\r\n",
@@ -154,6 +154,21 @@ impl Remote {
         }
         let (status, body) =
             parse_response(&raw).ok_or_else(|| fail("malformed HTTP answer".into()))?;
+        self.answer(status, body)
+    }
+
+    /// The `Host` header's value.
+    fn host_header(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+
+    /// An answer of the server: its JSON when it is a success, else the error it says (with
+    /// the exit code the command would have had in this process).
+    fn answer(&self, status: u16, body: &[u8]) -> Result<Value, CallError> {
         if status == 401 {
             return Err(CallError::Answer(Error::Other(format!(
                 "server (pid {}) refused the command: its Unix socket was not found, and over \
@@ -190,6 +205,308 @@ impl Remote {
                 None => Error::Other(message),
             },
         ))
+    }
+}
+
+impl Remote {
+    /// Opens the server's event stream: `GET /events?{query}` from the events after `after`
+    /// (sent as `Last-Event-ID`). An error answer (a bad filter, say) is
+    /// [`CallError::Answer`].
+    pub async fn events(&self, query: &str, after: i64) -> Result<EventStream, CallError> {
+        use tokio::io::AsyncWriteExt;
+        let fail = |what: String| CallError::Gone(format!("server (pid {}): {what}", self.pid));
+        let refused = |what: String, e: &std::io::Error| {
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound
+            ) {
+                CallError::Refused(format!("server (pid {}): {what}", self.pid))
+            } else {
+                fail(what)
+            }
+        };
+        let connect = async {
+            let io: Box<dyn AsyncIo> = match &self.socket {
+                Some(path) => {
+                    Box::new(tokio::net::UnixStream::connect(path).await.map_err(|e| {
+                        refused(format!("cannot connect to {}: {e}", path.display()), &e)
+                    })?)
+                }
+                None => {
+                    let addr = (self.host.as_str(), self.port);
+                    Box::new(
+                        tokio::net::TcpStream::connect(addr)
+                            .await
+                            .map_err(|e| refused(format!("cannot connect: {e}"), &e))?,
+                    )
+                }
+            };
+            Ok::<_, CallError>(io)
+        };
+        let mut io = tokio::time::timeout(Duration::from_secs(5), connect)
+            .await
+            .map_err(|_| fail("no connection within 5s".into()))??;
+        let path = if query.is_empty() {
+            "/events".to_string()
+        } else {
+            format!("/events?{query}")
+        };
+        let mut request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\n\
+             Last-Event-ID: {after}\r\nConnection: close\r\n",
+            self.host_header()
+        );
+        if let (None, Some(t)) = (&self.socket, &self.token) {
+            request.push_str(&format!("Authorization: Bearer {t}\r\n"));
+        }
+        request.push_str("\r\n");
+        io.write_all(request.as_bytes())
+            .await
+            .map_err(|e| fail(format!("cannot send: {e}")))?;
+        let mut stream = EventStream {
+            io,
+            sse: SseDecoder::default(),
+            pending: std::collections::VecDeque::new(),
+            pid: self.pid,
+        };
+        // The head, then (for an error) the whole answer.
+        let status = loop {
+            if let Some(status) = stream.sse.status() {
+                break status;
+            }
+            if !stream.fill().await? {
+                return Err(fail("the connection closed without an answer".into()));
+            }
+        };
+        if status != 200 {
+            while stream.fill().await? {}
+            let raw = std::mem::take(&mut stream.sse.raw_answer);
+            let (status, body) =
+                parse_response(&raw).ok_or_else(|| fail("malformed HTTP answer".into()))?;
+            return match self.answer(status, body) {
+                Ok(_) => Err(fail(format!("unexpected answer, HTTP {status}"))),
+                Err(e) => Err(e),
+            };
+        }
+        Ok(stream)
+    }
+}
+
+/// An open event stream of the server.
+pub struct EventStream {
+    io: Box<dyn AsyncIo>,
+    sse: SseDecoder,
+    pending: std::collections::VecDeque<Event>,
+    pid: u32,
+}
+
+impl EventStream {
+    /// The next event; `None` when the server ended the stream (it is stopping). The server
+    /// sends a keepalive every 15 s: nothing for a minute means it is gone (an error).
+    pub async fn next(&mut self) -> Result<Option<Event>, CallError> {
+        loop {
+            // Events decoded already (the read that brought the head may have brought some).
+            let decoded = self
+                .sse
+                .events()
+                .map_err(|e| CallError::Gone(format!("server (pid {}): {e}", self.pid)))?;
+            self.pending.extend(decoded);
+            if let Some(e) = self.pending.pop_front() {
+                return Ok(Some(e));
+            }
+            let more = tokio::time::timeout(Duration::from_secs(60), self.fill())
+                .await
+                .map_err(|_| {
+                    CallError::Gone(format!(
+                        "server (pid {}): nothing on the event stream for 60s",
+                        self.pid
+                    ))
+                })??;
+            let events = self
+                .sse
+                .events()
+                .map_err(|e| CallError::Gone(format!("server (pid {}): {e}", self.pid)))?;
+            self.pending.extend(events);
+            if !more && self.pending.is_empty() {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Reads what the connection has (cancel-safe); `false` at its end.
+    async fn fill(&mut self) -> Result<bool, CallError> {
+        use tokio::io::AsyncReadExt;
+        let mut buf = [0u8; 16 * 1024];
+        let n = self.io.read(&mut buf).await.map_err(|e| {
+            CallError::Gone(format!(
+                "server (pid {}): the event stream broke: {e}",
+                self.pid
+            ))
+        })?;
+        self.sse
+            .feed(&buf[..n])
+            .map_err(|e| CallError::Gone(format!("server (pid {}): {e}", self.pid)))?;
+        Ok(n > 0)
+    }
+}
+
+/// An async connection to the server: the Unix socket or TCP.
+trait AsyncIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> AsyncIo for T {}
+
+/// Reads an HTTP/1.1 answer carrying Server-Sent Events as its bytes arrive: the head, then
+/// the body (chunked or not) split into events.
+#[derive(Debug, Default)]
+struct SseDecoder {
+    /// Bytes before the end of the head; the whole answer for a status other than 200.
+    raw_answer: Vec<u8>,
+    /// The status, once the head is in.
+    status: Option<u16>,
+    /// The body is chunked.
+    chunked: bool,
+    /// Chunk framing: bytes of the current chunk still to come; `None` while reading a size
+    /// line.
+    chunk_left: Option<usize>,
+    /// The size line being read, or the CRLF after a chunk's data.
+    framing: Vec<u8>,
+    /// The last chunk was seen.
+    done: bool,
+    /// Body bytes not yet split into lines.
+    body: Vec<u8>,
+    /// The data lines of the event being read.
+    data: String,
+    /// Events complete but not yet taken.
+    ready: Vec<String>,
+}
+
+impl SseDecoder {
+    /// The status, once the head is in.
+    fn status(&self) -> Option<u16> {
+        self.status
+    }
+
+    /// Takes `bytes` of the answer.
+    fn feed(&mut self, bytes: &[u8]) -> Result<(), String> {
+        match self.status {
+            Some(200) => return self.body_bytes(bytes),
+            Some(_) => {
+                self.raw_answer.extend_from_slice(bytes);
+                return Ok(());
+            }
+            None => self.raw_answer.extend_from_slice(bytes),
+        }
+        let Some(end) = self.raw_answer.windows(4).position(|w| w == b"\r\n\r\n") else {
+            if self.raw_answer.len() > 64 * 1024 {
+                return Err("the answer's head is too long".into());
+            }
+            return Ok(());
+        };
+        let head = String::from_utf8_lossy(&self.raw_answer[..end]).to_string();
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse::<u16>().ok())
+            .ok_or("malformed HTTP answer")?;
+        self.status = Some(status);
+        if status != 200 {
+            return Ok(());
+        }
+        self.chunked = head.lines().any(|l| {
+            let l = l.to_ascii_lowercase();
+            l.starts_with("transfer-encoding:") && l.contains("chunked")
+        });
+        let rest = self.raw_answer.split_off(end + 4);
+        self.raw_answer.clear();
+        self.body_bytes(&rest)
+    }
+
+    /// Body bytes: the chunk framing removed, the payload split into lines.
+    fn body_bytes(&mut self, mut bytes: &[u8]) -> Result<(), String> {
+        if !self.chunked {
+            self.payload(bytes);
+            return Ok(());
+        }
+        while !bytes.is_empty() && !self.done {
+            match self.chunk_left {
+                Some(0) => {
+                    // The CRLF after a chunk's data.
+                    self.framing.push(bytes[0]);
+                    bytes = &bytes[1..];
+                    if self.framing.len() == 2 {
+                        if self.framing != b"\r\n" {
+                            return Err("malformed chunk framing".into());
+                        }
+                        self.framing.clear();
+                        self.chunk_left = None;
+                    }
+                }
+                Some(left) => {
+                    let n = left.min(bytes.len());
+                    self.payload(&bytes[..n]);
+                    bytes = &bytes[n..];
+                    self.chunk_left = Some(left - n);
+                }
+                None => {
+                    self.framing.push(bytes[0]);
+                    bytes = &bytes[1..];
+                    if self.framing.ends_with(b"\r\n") {
+                        let line = String::from_utf8_lossy(&self.framing).to_string();
+                        let size = line.trim().split(';').next().unwrap_or("");
+                        let size = usize::from_str_radix(size.trim(), 16)
+                            .map_err(|_| format!("malformed chunk size {:?}", line.trim()))?;
+                        self.framing.clear();
+                        if size == 0 {
+                            self.done = true;
+                        } else {
+                            self.chunk_left = Some(size);
+                        }
+                    } else if self.framing.len() > 64 {
+                        return Err("malformed chunk size line".into());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Payload bytes: complete lines make up events (`id:`, `data:`; comments and other
+    /// fields are skipped; a blank line ends an event).
+    fn payload(&mut self, bytes: &[u8]) {
+        self.body.extend_from_slice(bytes);
+        while let Some(nl) = self.body.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.body.drain(..=nl).collect();
+            let line = String::from_utf8_lossy(&line);
+            let line = line.trim_end_matches(['\n', '\r']);
+            if line.is_empty() {
+                if !self.data.is_empty() {
+                    self.ready.push(std::mem::take(&mut self.data));
+                }
+                continue;
+            }
+            if line.starts_with(':') {
+                continue;
+            }
+            let (field, value) = line.split_once(':').unwrap_or((line, ""));
+            let value = value.strip_prefix(' ').unwrap_or(value);
+            // `id:` and `event:` repeat what the data says.
+            if field == "data" {
+                if !self.data.is_empty() {
+                    self.data.push('\n');
+                }
+                self.data.push_str(value);
+            }
+        }
+    }
+
+    /// The events complete so far.
+    fn events(&mut self) -> Result<Vec<Event>, String> {
+        self.ready
+            .drain(..)
+            .map(|data| {
+                serde_json::from_str(&data)
+                    .map_err(|e| format!("an event that is not Switchboard's ({e}): {data}"))
+            })
+            .collect()
     }
 }
 
@@ -232,5 +549,85 @@ mod tests {
             b"HTTP/1.1 400 Bad Request\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n";
         assert_eq!(parse_response(raw), Some((400, &b"{}"[..])));
         assert_eq!(parse_response(b"garbage"), None);
+    }
+
+    /// The head and the first events in one read, then nothing (no keepalive yet): the
+    /// events are given out at once, not when more bytes come.
+    #[test]
+    fn events_that_came_with_the_head_are_not_held_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).expect("bind");
+        let server = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().expect("accept");
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf);
+            let data = r#"{"id":4,"at":1,"from_team":"a","to_team":"b","tell_id":null,"session_id":null,"type":"tell_delivered"}"#;
+            let frame = format!("id: 4\nevent: tell_delivered\ndata: {data}\n\n");
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{frame}\r\n",
+                frame.len()
+            );
+            conn.write_all(answer.as_bytes()).expect("write");
+            // Keep the connection open, silent, until the client is done.
+            let _ = conn.read(&mut buf);
+        });
+        let remote = Remote {
+            host: "127.0.0.1".into(),
+            port: 1,
+            socket: Some(path),
+            token: None,
+            pid: 1,
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let got = runtime.block_on(async {
+            let mut stream = remote.events("", 3).await.expect("the stream opens");
+            tokio::time::timeout(Duration::from_secs(5), stream.next()).await
+        });
+        let event = got
+            .expect("the event comes at once")
+            .expect("no error")
+            .expect("an event");
+        assert_eq!(event.id, 4);
+        drop(runtime);
+        server.join().expect("server thread");
+    }
+
+    #[test]
+    fn decodes_chunked_event_streams_in_any_pieces() {
+        let data = r#"{"id":7,"at":1,"from_team":"a","to_team":"b","tell_id":null,"session_id":null,"type":"tell_delivered"}"#;
+        let events = format!(": connected\n\nid: 7\nevent: tell_delivered\ndata: {data}\n\n");
+        let (first, second) = events.split_at(20);
+        let raw = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n\
+             {:x}\r\n{first}\r\n{:x}\r\n{second}\r\n0\r\n\r\n",
+            first.len(),
+            second.len()
+        );
+        // Byte by byte, and whole: the same event.
+        for step in [1, raw.len()] {
+            let mut d = SseDecoder::default();
+            let mut got = Vec::new();
+            for piece in raw.as_bytes().chunks(step) {
+                d.feed(piece).unwrap();
+                got.extend(d.events().unwrap());
+            }
+            assert_eq!(d.status(), Some(200));
+            assert!(d.done);
+            assert_eq!(got.len(), 1, "step {step}");
+            assert_eq!(got[0].id, 7);
+            assert_eq!(got[0].to_team.as_deref(), Some("b"));
+        }
+        let mut d = SseDecoder::default();
+        d.feed(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
+            .unwrap_err();
+        let mut d = SseDecoder::default();
+        d.feed(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 2\r\n\r\n{}")
+            .unwrap();
+        assert_eq!(d.status(), Some(400));
+        assert!(d.raw_answer.ends_with(b"{}"));
     }
 }

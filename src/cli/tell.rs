@@ -6,6 +6,10 @@
 //! the turn (as `cancel` does) and exits 130, printing the answer if it arrived meanwhile; a
 //! second ^C exits at once. ^C while a server runs the tell leaves it running there and says
 //! how to follow or cancel it.
+//!
+//! `--follow` shows the callee's activity on stderr while waiting: the tell's events, read as
+//! `watch --tell` reads them (from the server's stream, or from the database this process
+//! writes, woken by its bus).
 
 use std::io::Read;
 use std::process::ExitCode;
@@ -18,13 +22,18 @@ use switchboard::signals::Signals;
 use switchboard::store::{Tell, TellKind, TellState};
 use switchboard::Error;
 
+use switchboard::events::EventFilter;
+
 use super::live::{with_router_on, Ended};
-use super::output::print_json;
+use super::output::{escape_controls, print_json};
 use super::remote::{CallError, Remote};
+use super::watch::{describe, shows_in_follow, tell_end, Feed};
 use super::Ctx;
 
 /// After ^C, how long to wait for the interrupted turn to end before leaving anyway.
 const INTERRUPT_WAIT: Duration = Duration::from_secs(20);
+/// With `--follow`: how long, once the tell ended, its last events may take to show.
+const FOLLOW_GRACE: Duration = Duration::from_secs(3);
 
 /// Send a message from one team to another team's agent and print the answer.
 #[derive(Debug, Args)]
@@ -59,6 +68,11 @@ pub struct Waiting {
     /// instead of failing with "busy: held by pid N".
     #[arg(long, conflicts_with = "async")]
     wait_busy: bool,
+    /// While waiting, show on stderr what the callee's agent does: each tool it uses and the
+    /// result, its status lines, approvals, starting and stopping (stdout stays the answer
+    /// only; with --json, one event JSON per stderr line).
+    #[arg(long, conflicts_with = "async")]
+    follow: bool,
 }
 
 fn parse_timeout(s: &str) -> Result<Duration, String> {
@@ -158,6 +172,7 @@ pub fn send(
         .wait_busy
         .then(|| waiting.timeout.unwrap_or(Duration::from_secs(86_400)));
     let json = ctx.json();
+    let follow = waiting.follow;
     let ended = with_router_on(
         ctx,
         Some((&from, &to)),
@@ -186,10 +201,27 @@ pub fn send(
                 )?,
                 Sending::Retry(id) => router.retry(id)?,
             };
+            let m = router.manager();
+            let follower = follow.then(|| {
+                let feed = Feed::new(
+                    m.config(),
+                    m.store().clone(),
+                    tell_filter(&t.tell_id),
+                    0,
+                    Some(m.events().last_id()),
+                );
+                follow_tell(feed, t.tell_id.clone(), json)
+            });
             if !json {
-                super::approvals::announce_pending(router.manager().clone(), t.tell_id.clone());
+                super::approvals::announce_pending(m.clone(), t.tell_id.clone());
             }
-            wait_here(&router, &t.tell_id, wait, sigint, json).await
+            let outcome = wait_here(&router, &t.tell_id, wait, sigint, json).await;
+            if let Some(f) = follower {
+                // Every event of the turn is stored; the follower prints up to the last.
+                m.events().flush().await;
+                finish_following(f).await;
+            }
+            outcome
         },
     )?;
     match ended {
@@ -352,7 +384,16 @@ fn send_remote(
     let follow = format!(
         "follow it with `switchboard tells show {id}` or `switchboard report {from} {to} --follow`"
     );
-    let ended = match wait_remote(runtime, sigint, remote, body, waiting.timeout)? {
+    let follower = if waiting.follow {
+        let m = ctx.read_only_manager()?;
+        let feed = Feed::new(m.config(), m.store().clone(), tell_filter(&id), 0, None);
+        let json = ctx.json();
+        let _entered = runtime.enter();
+        Some(follow_tell(feed, id.clone(), json))
+    } else {
+        None
+    };
+    let ended = match wait_remote(runtime, sigint, remote, body, waiting.timeout, follower)? {
         Some(Ok(v)) => {
             if v.get("timed_out").and_then(Value::as_bool) == Some(true) {
                 say_timed_out(ctx, waiting.timeout);
@@ -374,27 +415,87 @@ fn send_remote(
     ended.map(Some)
 }
 
-/// The `wait` call, on a blocking thread; `None` when ^C came first.
+/// The `wait` call, on a blocking thread; `None` when ^C came first. `follower` (`--follow`)
+/// gets to print the tell's last events before this returns.
 fn wait_remote(
     runtime: tokio::runtime::Runtime,
     mut sigint: tokio::signal::unix::Signal,
     remote: &Remote,
     body: Value,
     timeout: Option<Duration>,
+    follower: Option<tokio::task::JoinHandle<()>>,
 ) -> Result<Option<Result<Value, CallError>>, Error> {
     let remote = remote.clone();
     let result = runtime.block_on(async move {
         let call = tokio::task::spawn_blocking(move || remote.call_raw("wait", &body, timeout));
-        tokio::select! {
+        let r = tokio::select! {
             r = call => r
                 .map(Some)
                 .map_err(|e| Error::Other(format!("the wait for the server failed: {e}"))),
             _ = sigint.recv() => Ok(None),
+        };
+        if let Some(f) = follower {
+            if matches!(r, Ok(Some(_))) {
+                finish_following(f).await;
+            } else {
+                f.abort();
+            }
         }
+        r
     });
     // The blocked call (if any) is left behind; the process is about to exit.
     runtime.shutdown_background();
     result
+}
+
+/// The filter of one tell's events.
+fn tell_filter(tell_id: &str) -> EventFilter {
+    EventFilter {
+        tell: Some(tell_id.to_string()),
+        ..EventFilter::default()
+    }
+}
+
+/// `--follow`: prints the tell's activity on stderr until its last event (or an error, said
+/// once).
+fn follow_tell(mut feed: Feed, tell_id: String, json: bool) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            match feed.next().await {
+                Ok(e) => {
+                    if json {
+                        eprintln!("{}", serde_json::to_string(&e).unwrap_or_default());
+                    } else if shows_in_follow(&e.kind) {
+                        let team = e.to_team.as_deref().unwrap_or("agent");
+                        eprintln!(
+                            "{}",
+                            escape_controls(&format!("[{team}] {}", describe(&e.kind)), false)
+                        );
+                    }
+                    if tell_end(&e, &tell_id).is_some() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    if !json {
+                        eprintln!("warning: --follow stopped: {e}");
+                    }
+                    return;
+                }
+            }
+        }
+    })
+}
+
+/// Lets the follower print up to the tell's last event (it ends by itself there), within a
+/// few seconds.
+async fn finish_following(mut follower: tokio::task::JoinHandle<()>) {
+    if tokio::time::timeout(FOLLOW_GRACE, &mut follower)
+        .await
+        .is_err()
+    {
+        follower.abort();
+    }
 }
 
 /// Says that the tell ran out of time (plain text; with `--json` nothing, as every stderr line

@@ -21,6 +21,7 @@ pub use init::{new_teams_file, team_name, write_new_file, NewTeamsFile};
 pub use load::discover_in;
 pub use load::{discover, ConfigError, ConfigProblem, Folders};
 pub use permissions::{Ask, Permissions, Rule, ToolCall};
+pub use validate::check_ssh_destination;
 
 /// The whole teams file, loaded and validated.
 #[derive(Debug, Clone)]
@@ -195,8 +196,12 @@ pub struct TeamConfig {
     /// Agent permission mode (`acceptEdits`, `auto`, `bypassPermissions`, `manual`, `dontAsk`,
     /// `plan`).
     pub permission_mode: Option<String>,
-    /// Reserved: URL of a remote Switchboard serving this team. Validated, not used yet.
+    /// The SSH destination (`user@host` or a Host alias of ssh_config) whose host runs the
+    /// team's agent; `path` and `agent_path` are then paths there. `None`: a local team.
     pub remote: Option<String>,
+    /// Extra options for `ssh` to that host (`["-p", "2222"]`); identities, jump hosts and
+    /// the like come from ssh_config.
+    pub ssh_options: Vec<String>,
     /// Which of the team's own MCP servers (Claude Code's user, project and local scopes) its
     /// spawned agents get besides Switchboard's. Default `inherit`.
     pub mcp_servers: McpServers,
@@ -317,6 +322,7 @@ impl TeamConfig {
         let mut copy = self.clone();
         copy.env = crate::redact::env(&copy.env);
         copy.args = crate::redact::args(&copy.args);
+        copy.ssh_options = crate::redact::args(&copy.ssh_options);
         for field in [
             &mut copy.agent_path,
             &mut copy.remote,

@@ -17,7 +17,7 @@ pub mod summary;
 pub use describe::timeline;
 mod writer;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -27,9 +27,11 @@ use tokio::sync::{broadcast, watch};
 use crate::store::SessionStore;
 pub use crate::store::{Event, EventFilter, EventKind, NewEvent};
 
-/// Events waiting for the writer at most; more are dropped (with a warning) rather than block
-/// an agent or grow without bound while the database is stuck.
+/// Events waiting for the writer at most, and their bytes at most (see [`EventKind::weight`]);
+/// more are dropped (with a warning) rather than block an agent or grow without bound while
+/// the database is stuck.
 const QUEUE: usize = 65_536;
+const QUEUE_BYTES: usize = 32 << 20;
 /// Events a live subscriber may fall behind before it is told it lagged.
 const LIVE_BUFFER: usize = 4096;
 
@@ -52,7 +54,8 @@ impl From<&crate::config::EventsSettings> for EventLimits {
 }
 
 enum Msg {
-    Event(i64, NewEvent),
+    /// When it was published, the event, its weight.
+    Event(i64, NewEvent, usize),
 }
 
 /// The bus. Owned by the [`crate::SessionManager`] (`manager.events()`).
@@ -65,6 +68,8 @@ pub struct EventBus {
     /// Messages the writer has finished (written or given up on).
     done: watch::Receiver<u64>,
     dropped: AtomicU64,
+    /// Bytes waiting for the writer (the writer takes off what it has written).
+    queued_bytes: Arc<AtomicUsize>,
     writer: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -84,7 +89,9 @@ impl EventBus {
         let (live, _) = broadcast::channel(LIVE_BUFFER);
         let (last_tx, last_id) = watch::channel(0);
         let (done_tx, done) = watch::channel(0);
+        let queued_bytes = Arc::new(AtomicUsize::new(0));
         let w = writer::Writer {
+            queued_bytes: Arc::clone(&queued_bytes),
             store,
             limits,
             live: live.clone(),
@@ -104,6 +111,7 @@ impl EventBus {
             sent: AtomicU64::new(0),
             done,
             dropped: AtomicU64::new(0),
+            queued_bytes,
             writer: Mutex::new(writer),
         }
     }
@@ -115,11 +123,24 @@ impl EventBus {
         let Some(tx) = self.tx.as_ref() else {
             return;
         };
-        match tx.try_send(Msg::Event(at, e)) {
+        let weight = e.kind.weight();
+        let full = self.queued_bytes.fetch_add(weight, Ordering::SeqCst) + weight > QUEUE_BYTES;
+        let sent = if full {
+            Err(TrySendError::Full(()))
+        } else {
+            tx.try_send(Msg::Event(at, e, weight)).map_err(|e| match e {
+                TrySendError::Full(_) => TrySendError::Full(()),
+                TrySendError::Disconnected(_) => TrySendError::Disconnected(()),
+            })
+        };
+        if sent.is_err() {
+            self.queued_bytes.fetch_sub(weight, Ordering::SeqCst);
+        }
+        match sent {
             Ok(()) => {
                 self.sent.fetch_add(1, Ordering::SeqCst);
             }
-            Err(TrySendError::Full(_)) => {
+            Err(TrySendError::Full(())) => {
                 let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
                 if n.is_power_of_two() {
                     tracing::warn!(
@@ -186,6 +207,45 @@ mod tests {
 
     fn text(tell: &str, t: &str) -> NewEvent {
         NewEvent::pair("a", "b", EventKind::Text { text: t.into() }).tell(Some(tell))
+    }
+
+    #[tokio::test]
+    async fn a_stuck_database_bounds_the_queue_by_bytes_not_only_by_count() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sb.db");
+        let store = SessionStore::open(&path).expect("store");
+        let bus = EventBus::new(
+            store.clone(),
+            EventLimits {
+                max_events_per_tell: u64::MAX,
+                max_bytes_per_tell: u64::MAX,
+            },
+        );
+        // Another connection holds the write lock: the writer waits, the queue fills.
+        let lock = rusqlite::Connection::open(&path).expect("second connection");
+        lock.execute_batch("BEGIN EXCLUSIVE").expect("lock");
+        let big = "x".repeat(8000);
+        let n = 6000u64; // about 50 MB of text, far under the queue's count bound
+        for i in 0..n {
+            bus.publish(text(&format!("t{}", i % 50), &big));
+        }
+        let dropped = bus.dropped();
+        let kept = n - dropped;
+        assert!(
+            dropped > 0,
+            "nothing dropped: the queue grew to {n} events of 8 KB"
+        );
+        assert!(
+            kept * 8000 <= QUEUE_BYTES as u64,
+            "{kept} events of 8 KB kept, over {QUEUE_BYTES} bytes"
+        );
+        lock.execute_batch("ROLLBACK").expect("unlock");
+        bus.flush().await;
+        let stored = store
+            .events_after(0, &EventFilter::default(), 10_000)
+            .expect("events")
+            .len() as u64;
+        assert_eq!(stored, kept, "every event that was not dropped is stored");
     }
 
     #[tokio::test]

@@ -46,8 +46,8 @@ pub fn tool_input(input: &Value) -> String {
 }
 
 /// A copy of `v` with the string values of secret-named keys (`API_KEY`, `password`, ...)
-/// replaced by the mask.
-fn hide_secret_values(v: &Value) -> Value {
+/// replaced by the mask (also used for the input summaries of permission requests).
+pub fn hide_secret_values(v: &Value) -> Value {
     match v {
         Value::Object(map) => Value::Object(
             map.iter()

@@ -2,6 +2,7 @@
 //! each tell's activity against its bound), then broadcasts every event with its id.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +20,7 @@ const TRACKED_TELLS: usize = 4096;
 const ATTEMPTS: u32 = 5;
 
 pub(super) struct Writer {
+    pub(super) queued_bytes: Arc<AtomicUsize>,
     pub(super) store: SessionStore,
     pub(super) limits: EventLimits,
     pub(super) live: broadcast::Sender<Arc<Event>>,
@@ -45,7 +47,9 @@ impl Writer {
                 }
             }
             let n = batch.len() as u64;
+            let bytes: usize = batch.iter().map(|Msg::Event(_, _, w)| w).sum();
             self.write(batch);
+            self.queued_bytes.fetch_sub(bytes, Ordering::SeqCst);
             self.done.send_modify(|d| *d += n);
         }
     }
@@ -53,7 +57,7 @@ impl Writer {
     fn write(&mut self, batch: Vec<Msg>) {
         let mut rows: Vec<EventRow> = Vec::with_capacity(batch.len());
         let mut plan: Vec<Planned> = Vec::with_capacity(batch.len() + 1);
-        for Msg::Event(at, event) in batch {
+        for Msg::Event(at, event, _) in batch {
             let row = EventRow::new(at, event);
             match self.admit(&row) {
                 Admit::Store => {

@@ -50,6 +50,31 @@ pub enum Decision {
     },
 }
 
+impl Decision {
+    /// A decision from its words, as the HTTP API (`approve`) and the MCP tool
+    /// (`team_approve`) take it: `"allow"` (with `always`) or `"deny"` (with `reason`); an
+    /// error naming what is wrong (`always` with a denial is refused, not ignored: there are
+    /// no "deny always" rules).
+    pub fn from_words(
+        decision: &str,
+        always: bool,
+        reason: Option<String>,
+    ) -> Result<Self, String> {
+        match decision {
+            "allow" => Ok(Decision::Allow { always }),
+            "deny" if always => Err(
+                "always: only an allow can be made a session rule (\"decision\": \"allow\", \
+                 \"always\": true); a denial is for this request only"
+                    .to_string(),
+            ),
+            "deny" => Ok(Decision::Deny { reason }),
+            other => Err(format!(
+                "decision: {other:?} is not a decision: use \"allow\" or \"deny\""
+            )),
+        }
+    }
+}
+
 /// Who decides.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decider {
@@ -70,25 +95,30 @@ pub struct ApprovalFilter {
     pub tell_id: Option<String>,
     /// Only requests asked of this calling team (`ask = "caller"`).
     pub caller: Option<String>,
-    /// At most this many (default 100).
+    /// At most this many (default 100): every pending one first, then the newest decided.
     pub limit: Option<u32>,
 }
 
-/// The requests `filter` selects, oldest first.
+/// The requests `filter` selects, oldest first. An unknown team is an error naming it; the
+/// tell may be given by a unique prefix of its id.
 pub fn list_approvals(m: &SessionManager, filter: &ApprovalFilter) -> RouterResult<Vec<Approval>> {
+    if let Some(team) = &filter.team {
+        m.check_team(team)?;
+    }
+    let tell_id = match filter.tell_id.as_deref() {
+        Some(id) => Some(super::find_tell(m, id)?.tell_id),
+        None => None,
+    };
     let q = ApprovalQuery {
         pending_only: !filter.all,
         from_team: filter.caller.as_deref(),
         to_team: None,
-        tell_id: filter.tell_id.as_deref(),
+        tell_id: tell_id.as_deref(),
         decide_by: filter.caller.as_ref().map(|_| "caller"),
+        team: filter.team.as_deref(),
         limit: filter.limit.unwrap_or(100),
     };
-    let mut out = m.store().list_approvals(&q)?;
-    if let Some(team) = &filter.team {
-        out.retain(|a| &a.from_team == team || &a.to_team == team);
-    }
-    Ok(out)
+    Ok(m.store().list_approvals(&q)?)
 }
 
 /// A request by id or unique prefix (at least [`MIN_APPROVAL_PREFIX`] characters).
@@ -113,24 +143,40 @@ pub fn find_approval(m: &SessionManager, id: &str) -> RouterResult<Approval> {
     }
 }
 
+/// Commands that run whatever command follows them: a prefix rule for one of them
+/// (`Bash(bash:*)`, `Bash(sudo:*)`) would allow every command.
+const RUNS_ANY_COMMAND: &[&str] = &[
+    "bash", "sh", "zsh", "dash", "ksh", "fish", "env", "sudo", "doas", "su", "xargs", "eval",
+    "exec", "nohup", "timeout", "nice", "command", "builtin", "time", "watch", "setsid", "stdbuf",
+    "busybox",
+];
+
 /// The allow rule `--always` adds for a request: the tool's name, and for `Bash` the first
-/// word of the command as a prefix rule (`Bash(git:*)`).
-pub fn always_rule(a: &Approval) -> String {
-    if a.tool == "Bash" {
-        let word = a
-            .input
-            .split_whitespace()
-            .next()
-            .filter(|w| {
-                w.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
-            })
-            .unwrap_or("");
-        if !word.is_empty() {
-            return format!("Bash({word}:*)");
-        }
+/// word of the command as a prefix rule (`Bash(git:*)`). A command that does not start with a
+/// plain command name (`FOO=1 make`, `(cd x && make)`), or starts with one that runs any
+/// command (`bash -c ...`, `sudo ...`), gets no rule, an error saying so: the rule would allow
+/// every command.
+pub fn always_rule(a: &Approval) -> Result<String, String> {
+    if a.tool != "Bash" {
+        return Ok(a.tool.clone());
     }
-    a.tool.clone()
+    let word = a.input.split_whitespace().next().filter(|w| {
+        w.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+    });
+    let name = word.map(|w| w.rsplit('/').next().unwrap_or(w));
+    match (word, name) {
+        (Some(word), Some(name)) if !RUNS_ANY_COMMAND.contains(&name) => {
+            Ok(format!("Bash({word}:*)"))
+        }
+        _ => Err(format!(
+            "approval {}: no session rule can be made from the command {:?}: it does not start \
+             with a plain command name, or starts with one that runs any command, so the rule \
+             would allow every command; allow it once (without always)",
+            a.approval_id,
+            a.input.chars().take(200).collect::<String>()
+        )),
+    }
 }
 
 /// Decides a pending request. A caller may decide only requests asked of it (`ask =
@@ -177,7 +223,11 @@ pub fn decide(
     let now = now_ms();
     let decided = match &decision {
         Decision::Allow { always } => {
-            let rule = always.then(|| always_rule(&a));
+            let rule = if *always {
+                Some(always_rule(&a).map_err(RouterError::Approval)?)
+            } else {
+                None
+            };
             let d = m.store().decide_approval(
                 &a.approval_id,
                 "allowed",
@@ -315,8 +365,10 @@ pub fn pending_for_caller(router: &Router, tell_id: &str) -> RouterResult<Vec<Ap
 }
 
 /// A bounded, redacted summary of a tool's input: the command of `Bash`, the path (and size
-/// of the content) of file tools, else the input's JSON.
+/// of the content) of file tools, else the input's JSON (values of secret-named keys hidden,
+/// as in the `tool_use` event's summary).
 pub fn summarize_input(tool: &str, input: &Value) -> String {
+    let input = &crate::events::summary::hide_secret_values(input);
     let s = |k: &str| input.get(k).and_then(Value::as_str);
     let text = match (tool, s("command"), s("file_path").or(s("notebook_path"))) {
         ("Bash", Some(cmd), _) => cmd.to_string(),

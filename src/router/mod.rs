@@ -6,6 +6,7 @@
 
 pub mod approvals;
 mod callers;
+pub mod dashboard;
 mod worker;
 
 pub use callers::{AGENT_TOOL_TIMEOUT_MS, MCP_SERVER_NAME};

@@ -82,25 +82,22 @@ impl SwitchboardTools {
                 "not deleted: pass confirm: true to delete your session with {to} and its history"
             ));
         }
-        let m = self.router.manager();
-        let mut out = DeleteOut {
-            to_team: to.clone(),
-            deleted_session_id: None,
-            transcript_removed: false,
-        };
-        if m.get(&from, &to).map_err(|e| msg(&e))?.is_none() {
-            return Ok(Json(out));
-        }
-        self.router.cancel(&from, &to).map_err(|e| msg(&e))?;
-        self.router.sleep(&from, &to).await.map_err(|e| msg(&e))?;
-        let Some(s) = m.get(&from, &to).map_err(|e| msg(&e))? else {
-            return Ok(Json(out));
-        };
-        let transcript = m.transcript_path(&s).filter(|p| p.exists());
-        let deleted = m.delete(&s, args.remove_transcript).map_err(|e| msg(&e))?;
-        out.deleted_session_id = Some(deleted.session_id);
-        out.transcript_removed = args.remove_transcript && transcript.is_some();
-        Ok(Json(out))
+        // The same operation as the dashboard's delete.
+        let deleted = self
+            .router
+            .delete_pair(&crate::router::dashboard::DeleteArgs {
+                from,
+                to: to.clone(),
+                confirm: true,
+                transcript: args.remove_transcript,
+            })
+            .await
+            .map_err(|e| msg(&e))?;
+        Ok(Json(DeleteOut {
+            to_team: to,
+            deleted_session_id: deleted.deleted_session_id,
+            transcript_removed: deleted.transcript_removed,
+        }))
     }
 
     /// Ask the agent of your conversation with a team to compact (summarise) its context,

@@ -132,6 +132,8 @@ pub(crate) async fn handle(router: &Router, op: &str, body: &[u8]) -> Result<Val
                 .map(|t| serde_json::to_value(t).unwrap_or(Value::Null))
                 .map_err(Error::from)
         }
+        // The dashboard's views and its delete (types in router::dashboard).
+        "overview" | "pair" | "stats" | "delete" => dashboard(router, op, &parse(op)?).await,
         "approvals" => {
             let a: ApprovalsArgs = if body.iter().all(u8::is_ascii_whitespace) {
                 ApprovalsArgs::default()
@@ -152,15 +154,8 @@ pub(crate) async fn handle(router: &Router, op: &str, body: &[u8]) -> Result<Val
         "approve" => {
             let a: ApproveArgs =
                 serde_json::from_value(parse("approve")?).map_err(|e| bad(e.to_string()))?;
-            let decision = match a.decision.as_str() {
-                "allow" => approvals::Decision::Allow { always: a.always },
-                "deny" => approvals::Decision::Deny { reason: a.reason },
-                other => {
-                    return Err(bad(format!(
-                        "approve: decision must be \"allow\" or \"deny\", not {other:?}"
-                    )))
-                }
-            };
+            let decision = approvals::Decision::from_words(&a.decision, a.always, a.reason)
+                .map_err(|e| bad(format!("approve: {e}")))?;
             approvals::decide(
                 router.manager(),
                 &a.id,
@@ -188,7 +183,9 @@ pub(crate) async fn handle(router: &Router, op: &str, body: &[u8]) -> Result<Val
             (Error::Router(RouterError::Session(crate::session::SessionError::Busy { .. })), _) => {
                 409
             }
-            (Error::NotFound(_), _) | (Error::Router(RouterError::ApprovalNotFound(_)), _) => 404,
+            (Error::NotFound(_), _)
+            | (Error::Router(RouterError::ApprovalNotFound(_)), _)
+            | (Error::Router(RouterError::TellNotFound(_)), _) => 404,
             (Error::Router(RouterError::Approval(_)), _) => 409,
             (Error::Router(RouterError::Limited { .. }), _) => 429,
             _ => 500,
@@ -270,4 +267,24 @@ async fn pair_op(router: &Router, op: &str, from: &str, to: &str) -> Result<Valu
         }
     };
     value.map_err(|e| Error::Other(format!("cannot render the answer: {e}")))
+}
+
+/// The dashboard's operations: typed arguments in, typed answers out.
+async fn dashboard(router: &Router, op: &str, body: &Value) -> Result<Value, Error> {
+    use crate::router::dashboard::{DeleteArgs, OverviewArgs, PairArgs, StatsArgs};
+    fn args<T: serde::de::DeserializeOwned>(op: &str, body: &Value) -> Result<T, Error> {
+        serde_json::from_value(body.clone()).map_err(|e| Error::Usage(format!("{op}: {e}")))
+    }
+    fn out<T: serde::Serialize>(v: T) -> Result<Value, Error> {
+        serde_json::to_value(v).map_err(|e| Error::Other(format!("cannot render the answer: {e}")))
+    }
+    match op {
+        "overview" => {
+            args::<OverviewArgs>(op, body)?;
+            out(router.overview()?)
+        }
+        "pair" => out(router.pair_view(&args::<PairArgs>(op, body)?)?),
+        "stats" => out(router.dash_stats(&args::<StatsArgs>(op, body)?)?),
+        _ => out(router.delete_pair(&args::<DeleteArgs>(op, body)?).await?),
+    }
 }

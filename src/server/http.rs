@@ -1,5 +1,5 @@
 //! The HTTP listener (hyper, HTTP/1.1): rmcp's streamable HTTP service at `/mcp`, and
-//! `GET /health`, `/status`, `/metrics`.
+//! `GET /health`, `/status`, `/metrics`, and the event stream `GET /events` (`events.rs`).
 //!
 //! The same routes are served on TCP and on the server's Unix socket (the CLI's channel).
 //! A socket connection is accepted only from a process of the server's own user (peer
@@ -14,7 +14,9 @@
 //! Limits (`[server]`): a request's headers must arrive within `header_timeout` and its body
 //! within `body_timeout`; at most `max_connections` connections are open (when full, the
 //! oldest connection not being answered, still sending its headers or idle between
-//! requests, is closed to make room, else the newcomer gets 429); at most `max_mcp_sessions` MCP sessions live, each closed after
+//! requests, is closed to make room, else the newcomer gets 429; an open `/events` stream is
+//! always busy, and at most half of `max_connections` may be event streams, else 429); at most
+//! `max_mcp_sessions` MCP sessions live, each closed after
 //! `mcp_session_idle` unused. A refusal says which limit and when to retry (`Retry-After`).
 //!
 //! A spawned agent's credential (`X-Switchboard-Agent: <its token>`) stands instead of the
@@ -54,7 +56,7 @@ use crate::router::Router;
 /// How long open connections (SSE streams included) get to end after shutdown starts.
 const DRAIN: Duration = Duration::from_secs(3);
 
-type Body = BoxBody<Bytes, Infallible>;
+pub(crate) type Body = BoxBody<Bytes, Infallible>;
 
 /// Where a listener is and how it guards itself.
 #[derive(Debug, Clone)]
@@ -81,6 +83,11 @@ pub(crate) struct HttpState {
     limits: ServerConfig,
     sessions: Arc<LocalSessionManager>,
     mcp: StreamableHttpService<SwitchboardTools, LocalSessionManager>,
+    auth: super::auth::Auth,
+    /// Ends the event streams at shutdown.
+    stop: CancellationToken,
+    /// The open event streams (of every listener of this server).
+    streams: Arc<super::events::Streams>,
 }
 
 /// Where a connection came from.
@@ -111,7 +118,8 @@ impl HttpState {
         let limits = router.manager().config().server.clone();
         let limit = router.manager().config().settings.max_message_bytes;
         let mut config = StreamableHttpServerConfig::default()
-            .with_cancellation_token(stop)
+            .with_cancellation_token(stop.clone())
+            .with_sse_retry(None)
             // Room for the largest message, JSON-escaped, and the request around it.
             .with_max_request_body_bytes(limit.saturating_mul(6).saturating_add(64 * 1024));
         if !endpoint.loopback {
@@ -125,6 +133,7 @@ impl HttpState {
         let mut sessions = LocalSessionManager::default();
         let mut session_config = SessionConfig::default();
         session_config.keep_alive = Some(limits.mcp_session_idle);
+        session_config.sse_retry = None;
         sessions.session_config = session_config;
         let sessions = Arc::new(sessions);
         let mcp =
@@ -132,10 +141,13 @@ impl HttpState {
         Self {
             router,
             metrics,
+            auth: super::auth::Auth::new(endpoint.token.clone()),
             endpoint,
             limits,
             sessions,
             mcp,
+            stop,
+            streams: Arc::default(),
         }
     }
 
@@ -158,6 +170,15 @@ impl HttpState {
         if self.endpoint.agents_only && path != MCP_PATH {
             return text(StatusCode::NOT_FOUND, "text/plain", "not found\n".into());
         }
+        if let Some(page) = super::page::serve(&req) {
+            return page;
+        }
+        let trusted = via == Via::Socket || self.bearer_ok(&req);
+        let (url, timeout) = (&self.endpoint.url, self.limits.body_timeout);
+        let req = match super::auth::route(&self.auth, req, trusted, url, timeout).await {
+            Ok(resp) => return resp,
+            Err(req) => req,
+        };
         if let Some(op) = path.strip_prefix("/api/") {
             return self.api(op, req).await;
         }
@@ -181,14 +202,23 @@ impl HttpState {
                 ))
                 .unwrap_or_default();
                 status["mcp_sessions"] = serde_json::json!(self.mcp_sessions().await);
+                status["event_streams"] = serde_json::json!(self.streams.open());
                 json(StatusCode::OK, &status)
+            }
+            (&Method::GET, "/events") => {
+                let query = req.uri().query().map(str::to_string);
+                let last_id = req
+                    .headers()
+                    .get("last-event-id")
+                    .map(|h| h.to_str().map(str::to_string).map_err(|_| ()));
+                self.events(query, last_id).await
             }
             (&Method::GET, "/metrics") => text(
                 StatusCode::OK,
                 "text/plain; version=0.0.4; charset=utf-8",
                 ops::metrics(&self.router, &self.metrics, self.endpoint.started_at_ms),
             ),
-            (_, "/health" | "/status" | "/metrics") => text(
+            (_, "/health" | "/status" | "/metrics" | "/events") => text(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "text/plain",
                 "use GET\n".into(),
@@ -199,6 +229,73 @@ impl HttpState {
                 format!("not found; the MCP endpoint is {MCP_PATH}\n"),
             ),
         }
+    }
+
+    /// `GET /events`: Server-Sent Events (see `events.rs`); 400 naming a bad parameter, 429
+    /// when half of `[server] max_connections` are event streams already.
+    async fn events(
+        &self,
+        query: Option<String>,
+        last_id: Option<Result<String, ()>>,
+    ) -> Response<Body> {
+        use super::events;
+        let bad = |e: events::BadQuery| {
+            json(
+                StatusCode::BAD_REQUEST,
+                &serde_json::json!({"error": e.to_string(), "parameter": e.name, "exit_code": 2}),
+            )
+        };
+        let last_id = match &last_id {
+            Some(Ok(v)) => Some(v.as_str()),
+            Some(Err(_)) => {
+                return bad(events::BadQuery {
+                    name: "Last-Event-ID".into(),
+                    problem: "not text".into(),
+                })
+            }
+            None => None,
+        };
+        let manager = self.router.manager();
+        let check_team = |name: &str| manager.check_team(name).map_err(|e| e.to_string());
+        let mut query = match events::parse_query(query.as_deref(), last_id, &check_team) {
+            Ok(q) => q,
+            Err(e) => return bad(e),
+        };
+        if let Some(prefix) = query.filter.tell.take() {
+            let router = self.router.clone();
+            let found = tokio::task::spawn_blocking(move || {
+                crate::router::find_tell(router.manager(), &prefix)
+            })
+            .await;
+            match found {
+                Ok(Ok(t)) => query.filter.tell = Some(t.tell_id),
+                Ok(Err(e)) => {
+                    return bad(events::BadQuery {
+                        name: "tell".into(),
+                        problem: e.to_string(),
+                    })
+                }
+                Err(e) => {
+                    return text(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "text/plain",
+                        format!("{e}\n"),
+                    )
+                }
+            }
+        }
+        let max = events::max_streams(self.limits.max_connections);
+        let Some(slot) = self.streams.take(max) else {
+            return too_many(
+                format!(
+                    "too many event streams: {max} open, the limit is half of [server] \
+                     max_connections = {}; retry in 5s",
+                    self.limits.max_connections
+                ),
+                5,
+            );
+        };
+        events::respond(self.router.clone(), query, self.stop.clone(), slot)
     }
 
     /// `POST /api/<op>` for the CLI (see `api.rs`).
@@ -334,6 +431,19 @@ impl HttpState {
         None
     }
 
+    /// Whether `req` carries the server's bearer token (or the server needs none).
+    fn bearer_ok<B>(&self, req: &Request<B>) -> bool {
+        let Some(token) = self.endpoint.token.as_ref() else {
+            return true;
+        };
+        req.headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(str::trim)
+            .is_some_and(|g| same(g.as_bytes(), token.as_bytes()))
+    }
+
     /// The response refusing `req`, if a gate refuses it. `agent`: the request carries an
     /// agent's credential, already checked (it needs no bearer token).
     fn guard(&self, req: &Request<Incoming>, via: Via, agent: bool) -> Option<Response<Body>> {
@@ -367,33 +477,32 @@ impl HttpState {
                 }
             }
         }
-        let open = req.method() == Method::GET
+        let open = (req.method() == Method::GET
             && !self.endpoint.agents_only
             && (req.uri().path() == "/health"
                 || self
                     .limits
                     .open_routes
                     .iter()
-                    .any(|r| r == req.uri().path()));
-        if let Some(token) = self.endpoint.token.as_ref().filter(|_| !open && !agent) {
-            let given = req
-                .headers()
-                .get(header::AUTHORIZATION)
-                .and_then(|h| h.to_str().ok())
-                .and_then(|h| h.strip_prefix("Bearer "))
-                .map(str::trim);
-            if !given.is_some_and(|g| same(g.as_bytes(), token.as_bytes())) {
-                let mut resp = text(
-                    StatusCode::UNAUTHORIZED,
-                    "text/plain",
-                    "unauthorized: send Authorization: Bearer <token>\n".into(),
-                );
-                resp.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    header::HeaderValue::from_static("Bearer realm=\"switchboard\""),
-                );
-                return Some(resp);
+                    .any(|r| r == req.uri().path())))
+            || (!self.endpoint.agents_only && super::auth::is_open(req));
+        if self.endpoint.token.is_some() && !open && !agent && !self.bearer_ok(req) {
+            // The dashboard's session cookie stands for the token on its routes (auth.rs).
+            match self.auth.check_cookie(req) {
+                super::auth::CookieAuth::Ok => return None,
+                super::auth::CookieAuth::CsrfRefused(why) => return Some(forbidden(why)),
+                super::auth::CookieAuth::None => {}
             }
+            let mut resp = text(
+                StatusCode::UNAUTHORIZED,
+                "text/plain",
+                "unauthorized: send Authorization: Bearer <token>\n".into(),
+            );
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer realm=\"switchboard\""),
+            );
+            return Some(resp);
         }
         None
     }

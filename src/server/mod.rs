@@ -10,7 +10,10 @@
 //!   agent token (`X-Switchboard-Agent`), `?team=NAME` or `X-Switchboard-Team`.
 //! - [`http`]: the HTTP listener (hyper): bearer token, Host/Origin checks, `/mcp`, `/health`,
 //!   `/status`, `/metrics`.
+//! - [`events`]: `GET /events`, the event stream (Server-Sent Events).
 //! - [`ops`]: the bodies of `/status` and `/metrics`.
+//! - [`page`]: the web dashboard's embedded page (`/`, `/dashboard/app.js`, `/dashboard/app.css`).
+//! - [`auth`]: the dashboard's login (one-time codes, the session cookie, CSRF tokens).
 //! - [`serve`]: [`serve::run`], the server as a library function, and [`serve::start`], which
 //!   returns a handle for in-process tests.
 //!
@@ -19,9 +22,12 @@
 
 mod agent_tools;
 mod api;
+pub mod auth;
 pub mod caller;
+pub mod events;
 pub mod http;
 pub mod ops;
+pub mod page;
 pub mod serve;
 pub mod server_file;
 pub mod tools;

@@ -169,19 +169,11 @@ impl SwitchboardTools {
         let wait = wait_of(args.timeout_ms)?;
         let caller = self.caller(&ctx)?;
         let me = self.router.caller_team(&caller).map_err(|e| msg(&e))?;
-        let decision = match args.decision.as_str() {
-            "allow" => approvals::Decision::Allow {
-                always: args.always.unwrap_or(false),
-            },
-            "deny" => approvals::Decision::Deny {
-                reason: args.reason.clone(),
-            },
-            other => {
-                return Err(format!(
-                    "invalid decision {other:?}: use \"allow\" or \"deny\""
-                ))
-            }
-        };
+        let decision = approvals::Decision::from_words(
+            &args.decision,
+            args.always.unwrap_or(false),
+            args.reason.clone(),
+        )?;
         let m = self.router.manager();
         let a = approvals::decide(
             m,

@@ -80,6 +80,18 @@ impl SessionCache {
         with_key(from, to, |k| self.cache.invalidate(k));
     }
 
+    /// Drops every entry (after the start-up reset, which may touch thousands of pairs). Holds
+    /// every stripe, so no load that read the database before the reset caches its old value
+    /// after it.
+    pub(super) fn invalidate_all(&self) {
+        let _guards: Vec<_> = self
+            .stripes
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()))
+            .collect();
+        self.cache.invalidate_all();
+    }
+
     fn lock(&self, from: &str, to: &str) -> std::sync::MutexGuard<'_, ()> {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();

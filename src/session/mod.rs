@@ -199,17 +199,10 @@ impl SessionManager {
                 );
             }
         }
-        for (from, to) in &reset.reset {
-            self.cache.invalidate(from, to);
-            self.events.publish(crate::events::NewEvent::pair(
-                from,
-                to,
-                crate::events::EventKind::ProcessState {
-                    state: ProcessState::Stopped.to_string(),
-                },
-            ));
+        if reset.reset > 0 {
+            self.cache.invalidate_all();
         }
-        report.reset = reset.reset.len();
+        report.reset = reset.reset;
         report.owned_by_live_process = reset.owned_by_live_process;
         tracing::info!(
             reset = report.reset,

@@ -116,7 +116,10 @@ pub struct ApprovalQuery<'a> {
     pub tell_id: Option<&'a str>,
     /// Only those asked of `human` / `caller`.
     pub decide_by: Option<&'a str>,
-    /// At most this many (newest first before the final oldest-first order).
+    /// Only those of this team, on either side (calling team or the agent's team).
+    pub team: Option<&'a str>,
+    /// At most this many: every pending one first, then the newest decided ones; listed
+    /// oldest first.
     pub limit: u32,
 }
 
@@ -258,7 +261,8 @@ impl SessionStore {
              WHERE (?1 = 0 OR state = 'pending') AND (?2 IS NULL OR from_team = ?2) \
              AND (?3 IS NULL OR to_team = ?3) AND (?4 IS NULL OR tell_id = ?4) \
              AND (?5 IS NULL OR decide_by = ?5) \
-             ORDER BY id DESC LIMIT ?6) ORDER BY id"
+             AND (?7 IS NULL OR from_team = ?7 OR to_team = ?7) \
+             ORDER BY state = 'pending' DESC, id DESC LIMIT ?6) ORDER BY id"
         );
         let mut stmt = conn.prepare_cached(&sql)?;
         let rows = stmt.query_map(
@@ -268,7 +272,8 @@ impl SessionStore {
                 q.to_team,
                 q.tell_id,
                 q.decide_by,
-                q.limit.max(1)
+                q.limit.max(1),
+                q.team
             ],
             row_to_approval,
         )?;

@@ -207,6 +207,26 @@ impl EventKind {
         }
     }
 
+    /// About how many bytes the event takes in memory: its longest text plus a fixed part
+    /// (what bounds the bus's queue while the writer is behind).
+    pub fn weight(&self) -> usize {
+        let text = match self {
+            EventKind::Text { text } | EventKind::AgentStatus { text } => text.len(),
+            EventKind::ToolUse { input, .. } | EventKind::ApprovalRequested { input, .. } => {
+                input.len()
+            }
+            EventKind::ToolResult { excerpt, .. } => excerpt.len(),
+            EventKind::TellFailed { error, .. } => error.len(),
+            EventKind::AgentStopped { detail, .. } => detail.as_ref().map_or(0, String::len),
+            EventKind::ApprovalDecided { reason, .. } => reason.as_ref().map_or(0, String::len),
+            EventKind::ApprovalExpired { reason, .. } | EventKind::TellCancelled { reason } => {
+                reason.len()
+            }
+            _ => 0,
+        };
+        256 + text
+    }
+
     /// Whether this is the agent's own activity inside a turn (counted against the tell's
     /// bound), as opposed to a lifecycle step (always stored).
     pub fn is_activity(&self) -> bool {

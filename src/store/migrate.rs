@@ -43,6 +43,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/0007_approvals.sql"),
     ),
     (
+        8,
+        "0008_session_live",
+        include_str!("../../migrations/0008_session_live.sql"),
+    ),
+    (
         9,
         "0009_agent_session_id",
         include_str!("../../migrations/0009_agent_session_id.sql"),
@@ -75,8 +80,20 @@ pub(crate) fn current_version(conn: &Connection) -> rusqlite::Result<i64> {
     )
 }
 
+/// Whether migration `version` is recorded as applied.
+fn is_applied(conn: &Connection, version: i64) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = ?1)",
+        [version],
+        |r| r.get(0),
+    )
+}
+
 /// Applies every pending migration. Safe against other processes doing the same at once: each
-/// step re-reads the version inside an IMMEDIATE transaction.
+/// step re-reads what is applied inside an IMMEDIATE transaction. A migration is pending when
+/// its own version is not recorded (not merely when it is above the newest recorded one):
+/// numbers are given out to branches that merge in any order, so a database may have 8 before
+/// 6 and 7.
 pub(crate) fn apply(conn: &mut Connection, path: &str) -> StoreResult<()> {
     // Read-only check first, so a database from the future is not touched at all.
     let found = current_version(conn)?;
@@ -87,7 +104,11 @@ pub(crate) fn apply(conn: &mut Connection, path: &str) -> StoreResult<()> {
             known: SCHEMA_VERSION,
         });
     }
-    if found == SCHEMA_VERSION {
+    if found == SCHEMA_VERSION
+        && MIGRATIONS
+            .iter()
+            .all(|m| is_applied(conn, m.0).unwrap_or(false))
+    {
         return Ok(());
     }
     for &(version, name, sql) in MIGRATIONS {
@@ -109,8 +130,8 @@ pub(crate) fn apply(conn: &mut Connection, path: &str) -> StoreResult<()> {
                 known: SCHEMA_VERSION,
             });
         }
-        if now_version >= version {
-            continue; // applied meanwhile by another process; the transaction rolls back
+        if is_applied(&tx, version).map_err(fail)? {
+            continue; // applied before, or meanwhile by another process; the transaction rolls back
         }
         tx.execute_batch(sql).map_err(fail)?;
         tx.execute(

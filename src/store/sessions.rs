@@ -2,7 +2,7 @@
 //! addresses a session by its `session_id` and returns the updated row (`UPDATE ... RETURNING`),
 //! so the caller knows which pair it touched.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use rusqlite::{params, params_from_iter, types::Value, Connection, OptionalExtension, Row};
 
@@ -12,13 +12,23 @@ use super::model::{
 use super::{write_returning, SessionStore, StoreError, StoreResult};
 use crate::util::ProcessIdentity;
 
-const COLUMNS: &str = "id, from_team, to_team, session_id, created_at, last_used_at, message_count, \
-    status, process_state, current_tell_id, last_response_at, launch_command, team_config_snapshot, \
-    compaction_count, last_compacted_at, last_pre_compact_tokens, last_post_compact_tokens, \
-    input_tokens, output_tokens, cost_usd, last_error, owner_pid, owner_started_at, owner_heartbeat_at, \
-    agent_pid, agent_started_at, agent_session_id";
+/// The columns of a [`Session`]: the session row and its per-process row (migration 0008),
+/// read with [`FROM`]. A session without a `session_live` row is stopped, with no owner.
+pub const COLUMNS: &str = "s.id, s.from_team, s.to_team, s.session_id, s.created_at, \
+    s.last_used_at, s.message_count, s.status, coalesce(l.process_state, 'stopped'), \
+    l.current_tell_id, s.last_response_at, s.launch_command, s.team_config_snapshot, \
+    s.compaction_count, s.last_compacted_at, s.last_pre_compact_tokens, s.last_post_compact_tokens, \
+    s.input_tokens, s.output_tokens, s.cost_usd, s.last_error, l.owner_pid, l.owner_started_at, \
+    l.owner_heartbeat_at, l.agent_pid, l.agent_started_at, s.agent_session_id";
 
-fn row_to_session(r: &Row<'_>) -> rusqlite::Result<Session> {
+/// The tables [`COLUMNS`] reads.
+pub const FROM: &str = "sessions s LEFT JOIN session_live l ON l.session = s.id";
+
+/// The rowid of the session with UUID `?1`, for writes to `session_live`.
+const SESSION_ROWID: &str = "(SELECT id FROM sessions WHERE session_id = ?1)";
+
+/// Decodes a row of [`COLUMNS`].
+pub fn row_to_session(r: &Row<'_>) -> rusqlite::Result<Session> {
     Ok(Session {
         id: r.get(0)?,
         from_team: r.get(1)?,
@@ -68,12 +78,76 @@ const DUE_WHERE: &str = "message_count >= min(?1, ?2) \
 /// What [`SessionStore::reset_orphaned`] did.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ResetReport {
-    /// The pairs (from, to) of the sessions reset to `stopped`.
-    pub reset: Vec<(String, String)>,
+    /// How many sessions were reset to `stopped` (or had an interrupted compaction put back).
+    pub reset: usize,
     /// Sessions left alone because another live process owns them.
     pub owned_by_live_process: usize,
     /// Agent processes the reset sessions recorded (they may have outlived their owner).
     pub orphan_agents: Vec<ProcessIdentity>,
+}
+
+fn not_found(session_id: &str) -> StoreError {
+    StoreError::NotFound(format!("session {session_id}"))
+}
+
+/// The session with row id `id`, as [`COLUMNS`] reads it.
+pub fn read_rowid(conn: &Connection, id: i64) -> StoreResult<Session> {
+    let sql = format!("SELECT {COLUMNS} FROM {FROM} WHERE s.id = ?1");
+    let found = conn
+        .prepare_cached(&sql)?
+        .query_row([id], row_to_session)
+        .optional()?;
+    found.ok_or_else(|| StoreError::NotFound(format!("session row {id}")))
+}
+
+/// The session with UUID `session_id`, as [`COLUMNS`] reads it.
+pub fn read_session_id(conn: &Connection, session_id: &str) -> StoreResult<Option<Session>> {
+    let sql = format!("SELECT {COLUMNS} FROM {FROM} WHERE s.session_id = ?1");
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([session_id], row_to_session)
+        .optional()?)
+}
+
+/// `UPDATE sessions SET {set} WHERE session_id = ?1` on `conn` (which may be a transaction);
+/// returns the session as it is then.
+pub fn update_in(
+    conn: &Connection,
+    session_id: &str,
+    set: &str,
+    params: &[&dyn rusqlite::ToSql],
+) -> StoreResult<Session> {
+    let id = update_rowid(conn, session_id, set, params)?;
+    read_rowid(conn, id)
+}
+
+fn update_rowid(
+    conn: &Connection,
+    session_id: &str,
+    set: &str,
+    params: &[&dyn rusqlite::ToSql],
+) -> StoreResult<i64> {
+    let sql = format!("UPDATE sessions SET {set} WHERE session_id = ?1 RETURNING id");
+    write_returning(&mut conn.prepare_cached(&sql)?, params, |r| r.get(0))?
+        .ok_or_else(|| not_found(session_id))
+}
+
+/// Sets per-process columns of session `?1`: inserts its `session_live` row with `columns` =
+/// `values`, or, if it has one, runs `set` on it. Returns the session's row id.
+pub fn live_in(
+    conn: &Connection,
+    session_id: &str,
+    columns: &str,
+    values: &str,
+    set: &str,
+    params: &[&dyn rusqlite::ToSql],
+) -> StoreResult<i64> {
+    let sql = format!(
+        "INSERT INTO session_live (session, {columns}) SELECT id, {values} FROM sessions \
+         WHERE session_id = ?1 ON CONFLICT (session) DO UPDATE SET {set} RETURNING session"
+    );
+    write_returning(&mut conn.prepare_cached(&sql)?, params, |r| r.get(0))?
+        .ok_or_else(|| not_found(session_id))
 }
 
 impl SessionStore {
@@ -86,21 +160,21 @@ impl SessionStore {
         new_session_id: &str,
         now: i64,
     ) -> StoreResult<(Session, bool)> {
-        let conn = self.conn()?;
-        let insert = format!(
-            "INSERT INTO sessions (from_team, to_team, session_id, created_at, last_used_at) \
-             VALUES (?1, ?2, ?3, ?4, ?4) ON CONFLICT (from_team, to_team) DO NOTHING RETURNING {COLUMNS}"
-        );
+        // Most calls find the pair: look first, without the write lock.
+        if let Some(s) = self.get_by_pair(from, to)? {
+            return Ok((s, false));
+        }
+        let conn = self.wconn()?;
         // A concurrent delete between the INSERT and the SELECT is retried; it cannot loop
         // forever in practice, but bound it anyway.
         for _ in 0..8 {
             let created = write_returning(
-                &mut conn.prepare_cached(&insert)?,
+                &mut conn.prepare_cached(INSERT_SESSION)?,
                 params![from, to, new_session_id, now],
-                row_to_session,
+                |r| r.get::<_, i64>(0),
             )?;
-            if let Some(s) = created {
-                return Ok((s, true));
+            if let Some(id) = created {
+                return Ok((read_rowid(&conn, id)?, true));
             }
             if let Some(s) = get_by_pair(&conn, from, to)? {
                 return Ok((s, false));
@@ -120,68 +194,31 @@ impl SessionStore {
     /// The session with this UUID, if any.
     pub fn get_by_session_id(&self, session_id: &str) -> StoreResult<Option<Session>> {
         let conn = self.conn()?;
-        let sql = format!("SELECT {COLUMNS} FROM sessions WHERE session_id = ?1");
-        let found = conn
-            .prepare_cached(&sql)?
-            .query_row([session_id], row_to_session)
-            .optional()?;
-        Ok(found)
+        read_session_id(&conn, session_id)
     }
 
     /// Sessions matching the filter.
     pub fn list(&self, f: &ListFilter) -> StoreResult<Vec<Session>> {
-        let mut sql = format!("SELECT {COLUMNS} FROM sessions WHERE 1 = 1");
-        let mut args: Vec<Value> = Vec::new();
-        let mut cond = |sql: &mut String, clause: &str, v: Value| {
-            args.push(v);
-            sql.push_str(&format!(" AND {clause} ?{}", args.len()));
-        };
-        if let Some(t) = &f.from_team {
-            cond(&mut sql, "from_team =", Value::Text(t.clone()));
-        }
-        if let Some(t) = &f.to_team {
-            cond(&mut sql, "to_team =", Value::Text(t.clone()));
-        }
-        if let Some(s) = f.status {
-            cond(&mut sql, "status =", Value::Text(s.as_str().into()));
-        }
-        if let Some(p) = f.process_state {
-            cond(&mut sql, "process_state =", Value::Text(p.as_str().into()));
-        }
-        if let Some(t) = f.created_after {
-            cond(&mut sql, "created_at >=", Value::Integer(t));
-        }
-        if let Some(t) = f.used_after {
-            cond(&mut sql, "last_used_at >=", Value::Integer(t));
-        }
-        sql.push_str(match f.order {
-            ListOrder::LastUsedDesc => " ORDER BY last_used_at DESC, id DESC",
-            ListOrder::CreatedAsc => " ORDER BY created_at ASC, id ASC",
-            ListOrder::CreatedDesc => " ORDER BY created_at DESC, id DESC",
-            ListOrder::MessagesDesc => " ORDER BY message_count DESC, id ASC",
-        });
-        if let Some(n) = f.limit {
-            sql.push_str(&format!(" LIMIT {n}"));
-        }
         let conn = self.conn()?;
-        let mut stmt = conn.prepare_cached(&sql)?;
-        let rows = stmt.query_map(params_from_iter(args), row_to_session)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        list_in(&conn, f)
     }
 
-    /// Deletes the session and its pair's tells, in one transaction; returns the deleted row.
+    /// Deletes the session, its pair's tells, and the session's permission requests and
+    /// allow rules (a rule of a gone session can never match again), in one transaction;
+    /// returns the deleted row.
     pub fn delete(&self, session_id: &str) -> StoreResult<Session> {
-        let mut conn = self.conn()?;
+        let mut conn = self.wconn()?;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let deleted = tx
-            .prepare_cached(&format!(
-                "DELETE FROM sessions WHERE session_id = ?1 RETURNING {COLUMNS}"
-            ))?
-            .query_row(params![session_id], row_to_session)
-            .optional()?
-            .ok_or_else(|| StoreError::NotFound(format!("session {session_id}")))?;
+        let deleted = read_session_id(&tx, session_id)?.ok_or_else(|| not_found(session_id))?;
+        // Its session_live row goes with it (ON DELETE CASCADE).
+        tx.prepare_cached("DELETE FROM sessions WHERE id = ?1")?
+            .execute([deleted.id])?;
         tx.prepare_cached("DELETE FROM tells WHERE from_team = ?1 AND to_team = ?2")?
             .execute(params![deleted.from_team, deleted.to_team])?;
+        tx.prepare_cached("DELETE FROM approvals WHERE session_id = ?1")?
+            .execute(params![session_id])?;
+        tx.prepare_cached("DELETE FROM session_rules WHERE session_id = ?1")?
+            .execute(params![session_id])?;
         tx.commit()?;
         Ok(deleted)
     }
@@ -198,11 +235,7 @@ impl SessionStore {
         n: i64,
         now: i64,
     ) -> StoreResult<Session> {
-        self.update(
-            session_id,
-            "message_count = message_count + ?2, last_used_at = ?3",
-            params![session_id, n, now],
-        )
+        self.update(session_id, INCR_SET, params![session_id, n, now])
     }
 
     /// Sets the process state; `stopped` also clears the current tell and the agent pid.
@@ -211,15 +244,18 @@ impl SessionStore {
         session_id: &str,
         state: ProcessState,
     ) -> StoreResult<Session> {
-        if state == ProcessState::Stopped {
-            self.update(
-                session_id,
-                "process_state = ?2, current_tell_id = NULL, agent_pid = NULL, agent_started_at = NULL",
-                params![session_id, state],
-            )
+        let set = if state == ProcessState::Stopped {
+            STATE_STOPPED_SET
         } else {
-            self.update(session_id, "process_state = ?2", params![session_id, state])
-        }
+            STATE_SET
+        };
+        self.live(
+            session_id,
+            STATE_COLUMNS,
+            STATE_VALUES,
+            set,
+            params![session_id, state],
+        )
     }
 
     /// Records the live agent process of the session (or clears it).
@@ -228,9 +264,11 @@ impl SessionStore {
         session_id: &str,
         agent: Option<ProcessIdentity>,
     ) -> StoreResult<Session> {
-        self.update(
+        self.live(
             session_id,
-            "agent_pid = ?2, agent_started_at = ?3",
+            "agent_pid, agent_started_at",
+            "?2, ?3",
+            "agent_pid = excluded.agent_pid, agent_started_at = excluded.agent_started_at",
             params![
                 session_id,
                 agent.map(|a| a.pid),
@@ -261,28 +299,27 @@ impl SessionStore {
         me: ProcessIdentity,
         now: i64,
     ) -> StoreResult<Result<Session, Session>> {
-        let conn = self.conn()?;
-        let sql = format!(
-            "UPDATE sessions SET owner_pid = ?2, owner_started_at = ?3, owner_heartbeat_at = ?4 \
-             WHERE session_id = ?1 AND (owner_pid IS NULL OR (owner_pid = ?2 AND owner_started_at IS ?3)) \
-             RETURNING {COLUMNS}"
-        );
+        let conn = self.wconn()?;
         let taken = write_returning(
-            &mut conn.prepare_cached(&sql)?,
+            &mut conn.prepare_cached(
+                "INSERT INTO session_live (session, owner_pid, owner_started_at, owner_heartbeat_at) \
+                 SELECT id, ?2, ?3, ?4 FROM sessions WHERE session_id = ?1 \
+                 ON CONFLICT (session) DO UPDATE SET owner_pid = excluded.owner_pid, \
+                   owner_started_at = excluded.owner_started_at, \
+                   owner_heartbeat_at = excluded.owner_heartbeat_at \
+                 WHERE owner_pid IS NULL \
+                    OR (owner_pid = excluded.owner_pid AND owner_started_at IS excluded.owner_started_at) \
+                 RETURNING session",
+            )?,
             params![session_id, me.pid, me.started_at, now],
-            row_to_session,
+            |r| r.get::<_, i64>(0),
         )?;
-        if let Some(s) = taken {
-            return Ok(Ok(s));
+        if let Some(id) = taken {
+            return Ok(Ok(read_rowid(&conn, id)?));
         }
-        let sql = format!("SELECT {COLUMNS} FROM sessions WHERE session_id = ?1");
-        let held = conn
-            .prepare_cached(&sql)?
-            .query_row([session_id], row_to_session)
-            .optional()?;
-        match held {
+        match read_session_id(&conn, session_id)? {
             Some(s) => Ok(Err(s)),
-            None => Err(StoreError::NotFound(format!("session {session_id}"))),
+            None => Err(not_found(session_id)),
         }
     }
 
@@ -296,15 +333,16 @@ impl SessionStore {
         me: ProcessIdentity,
         now: i64,
     ) -> StoreResult<Option<Session>> {
-        let conn = self.conn()?;
+        let mut conn = self.wconn()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let sql = format!(
-            "UPDATE sessions SET owner_pid = ?4, owner_started_at = ?5, owner_heartbeat_at = ?6, \
-             process_state = 'stopped', current_tell_id = NULL, agent_pid = NULL, agent_started_at = NULL, \
-             status = CASE status WHEN 'compacting' THEN 'compact_pending' ELSE status END \
-             WHERE session_id = ?1 AND owner_pid = ?2 AND owner_started_at IS ?3 RETURNING {COLUMNS}"
+            "UPDATE session_live SET owner_pid = ?4, owner_started_at = ?5, owner_heartbeat_at = ?6, \
+             process_state = 'stopped', current_tell_id = NULL, agent_pid = NULL, agent_started_at = NULL \
+             WHERE session = {SESSION_ROWID} AND owner_pid = ?2 AND owner_started_at IS ?3 \
+             RETURNING session"
         );
         let found = write_returning(
-            &mut conn.prepare_cached(&sql)?,
+            &mut tx.prepare_cached(&sql)?,
             params![
                 session_id,
                 dead.pid,
@@ -313,9 +351,18 @@ impl SessionStore {
                 me.started_at,
                 now
             ],
-            row_to_session,
+            |r| r.get::<_, i64>(0),
         )?;
-        Ok(found)
+        let Some(id) = found else {
+            return Ok(None);
+        };
+        tx.prepare_cached(
+            "UPDATE sessions SET status = 'compact_pending' WHERE id = ?1 AND status = 'compacting'",
+        )?
+        .execute([id])?;
+        let s = read_rowid(&tx, id)?;
+        tx.commit()?;
+        Ok(Some(s))
     }
 
     /// Gives the lease back (only if `me` holds it): stopped, no current tell, no agent.
@@ -324,21 +371,21 @@ impl SessionStore {
         session_id: &str,
         me: ProcessIdentity,
     ) -> StoreResult<Option<Session>> {
-        let conn = self.conn()?;
+        let conn = self.wconn()?;
+        // Every per-process column goes back to its default: the row goes.
         let sql = format!(
-            "UPDATE sessions SET owner_pid = NULL, owner_started_at = NULL, owner_heartbeat_at = NULL, \
-             process_state = 'stopped', current_tell_id = NULL, agent_pid = NULL, agent_started_at = NULL \
-             WHERE session_id = ?1 AND owner_pid = ?2 AND owner_started_at IS ?3 RETURNING {COLUMNS}"
+            "DELETE FROM session_live WHERE session = {SESSION_ROWID} AND owner_pid = ?2 \
+             AND owner_started_at IS ?3 RETURNING session"
         );
         let found = write_returning(
             &mut conn.prepare_cached(&sql)?,
             params![session_id, me.pid, me.started_at],
-            row_to_session,
+            |r| r.get::<_, i64>(0),
         )?;
-        Ok(found)
+        found.map(|id| read_rowid(&conn, id)).transpose()
     }
 
-    /// A turn ended with a result, in one statement: its usage added, no current tell, idle,
+    /// A turn ended with a result, in one transaction: its usage added, no current tell, idle,
     /// last response now; an answered tell also counts one message, marks the session used,
     /// and clears an `error` status and the last error.
     pub fn end_turn(
@@ -350,11 +397,21 @@ impl SessionStore {
         answered: bool,
         now: i64,
     ) -> StoreResult<Session> {
-        self.update(
+        let mut conn = self.wconn()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        live_in(
+            &tx,
+            session_id,
+            "process_state",
+            "'idle'",
+            "current_tell_id = NULL, process_state = 'idle'",
+            params![session_id],
+        )?;
+        let s = update_in(
+            &tx,
             session_id,
             "input_tokens = input_tokens + ?2, output_tokens = output_tokens + ?3, \
-             cost_usd = cost_usd + ?4, current_tell_id = NULL, process_state = 'idle', \
-             last_response_at = ?5, \
+             cost_usd = cost_usd + ?4, last_response_at = ?5, \
              message_count = message_count + CASE WHEN ?6 THEN 1 ELSE 0 END, \
              last_used_at = CASE WHEN ?6 THEN ?5 ELSE last_used_at END, \
              status = CASE WHEN ?6 AND status = 'error' THEN 'active' ELSE status END, \
@@ -367,7 +424,9 @@ impl SessionStore {
                 now,
                 answered
             ],
-        )
+        )?;
+        tx.commit()?;
+        Ok(s)
     }
 
     /// Sets (or clears) the tell being processed.
@@ -376,9 +435,11 @@ impl SessionStore {
         session_id: &str,
         tell_id: Option<&str>,
     ) -> StoreResult<Session> {
-        self.update(
+        self.live(
             session_id,
-            "current_tell_id = ?2",
+            "current_tell_id",
+            "?2",
+            "current_tell_id = excluded.current_tell_id",
             params![session_id, tell_id],
         )
     }
@@ -457,19 +518,27 @@ impl SessionStore {
     }
 
     /// Gives the pair a new conversation: a new session id, message count 0, status active,
-    /// no error. Tokens, cost, compaction history and the tells are kept.
+    /// no error, no current tell. Tokens, cost, compaction history and the tells are kept.
     pub fn reboot_session(
         &self,
         session_id: &str,
         new_session_id: &str,
         now: i64,
     ) -> StoreResult<Session> {
-        self.update(
+        let mut conn = self.wconn()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let id = update_rowid(
+            &tx,
             session_id,
             "session_id = ?2, message_count = 0, status = 'active', last_error = NULL, \
-             last_used_at = ?3, current_tell_id = NULL, agent_session_id = NULL",
+             last_used_at = ?3, agent_session_id = NULL",
             params![session_id, new_session_id, now],
-        )
+        )?;
+        tx.prepare_cached("UPDATE session_live SET current_tell_id = NULL WHERE session = ?1")?
+            .execute([id])?;
+        let s = read_rowid(&tx, id)?;
+        tx.commit()?;
+        Ok(s)
     }
 
     /// Renews the owner's heartbeat, only if `owner` still owns the session. Returns the row, or
@@ -480,116 +549,37 @@ impl SessionStore {
         owner: ProcessIdentity,
         now: i64,
     ) -> StoreResult<Option<Session>> {
-        let conn = self.conn()?;
+        let conn = self.wconn()?;
         let sql = format!(
-            "UPDATE sessions SET owner_heartbeat_at = ?4 WHERE session_id = ?1 AND owner_pid = ?2 \
-             AND owner_started_at = ?3 RETURNING {COLUMNS}"
+            "UPDATE session_live SET owner_heartbeat_at = ?4 WHERE session = {SESSION_ROWID} \
+             AND owner_pid = ?2 AND owner_started_at = ?3 RETURNING session"
         );
         let found = write_returning(
             &mut conn.prepare_cached(&sql)?,
             params![session_id, owner.pid, owner.started_at, now],
-            row_to_session,
+            |r| r.get::<_, i64>(0),
         )?;
-        Ok(found)
+        found.map(|id| read_rowid(&conn, id)).transpose()
     }
 
     /// Resets sessions whose owner process is gone (`is_alive` says false) or that claim a live
-    /// process state with no owner: process state `stopped`, current tell and owner cleared,
-    /// an interrupted compaction (`compacting`) back to `compact_pending`. Sessions owned by a
-    /// live process are left alone. One transaction.
+    /// process state with no owner: process state `stopped`, current tell, owner and agent
+    /// cleared (their `session_live` rows deleted), an interrupted compaction (`compacting`)
+    /// back to `compact_pending`. Sessions owned by a live process are left alone. One
+    /// transaction; reads only the narrow per-process rows and their owner index.
     pub fn reset_orphaned(
         &self,
         is_alive: &dyn Fn(ProcessIdentity) -> bool,
     ) -> StoreResult<ResetReport> {
-        let mut conn = self.conn()?;
-        let owners: Vec<(i64, Option<i64>, i64)> = conn
-            .prepare_cached(
-                "SELECT owner_pid, owner_started_at, count(*) FROM sessions \
-                 WHERE owner_pid IS NOT NULL GROUP BY owner_pid, owner_started_at",
-            )?
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-            .collect::<Result<_, _>>()?;
-        let mut report = ResetReport::default();
-        let mut dead = Vec::new();
-        for (pid, started_at, n) in owners {
-            let identity = ProcessIdentity {
-                pid: u32::try_from(pid).unwrap_or(0),
-                started_at: started_at.unwrap_or(0),
-            };
-            if identity.pid != 0 && is_alive(identity) {
-                report.owned_by_live_process += n as usize;
-            } else {
-                dead.push((pid, started_at));
-            }
-        }
-        const RESET: &str = "process_state = 'stopped', current_tell_id = NULL, owner_pid = NULL, \
-            owner_started_at = NULL, owner_heartbeat_at = NULL, agent_pid = NULL, agent_started_at = NULL, \
-            status = CASE status WHEN 'compacting' THEN 'compact_pending' ELSE status END";
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        {
-            let agent_row = |r: &Row<'_>| Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?));
-            let mut found: Vec<(i64, Option<i64>)> = tx
-                .prepare_cached(
-                    "SELECT agent_pid, agent_started_at FROM sessions \
-                     WHERE agent_pid IS NOT NULL AND owner_pid IS NULL",
-                )?
-                .query_map([], agent_row)?
-                .collect::<Result<_, _>>()?;
-            let mut by_owner = tx.prepare_cached(
-                "SELECT agent_pid, agent_started_at FROM sessions \
-                 WHERE agent_pid IS NOT NULL AND owner_pid = ?1 AND owner_started_at IS ?2",
-            )?;
-            for (pid, started_at) in &dead {
-                for row in by_owner.query_map(params![pid, started_at], agent_row)? {
-                    found.push(row?);
-                }
-            }
-            let ownerless_agents = found;
-            report.orphan_agents = ownerless_agents
-                .into_iter()
-                .filter_map(|(pid, st)| {
-                    Some(ProcessIdentity {
-                        pid: u32::try_from(pid).ok()?,
-                        started_at: st.unwrap_or(0),
-                    })
-                })
-                .collect();
-        }
-        {
-            // Only the pair comes back: the caller needs it to invalidate its cache.
-            let pair = |r: &Row<'_>| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?));
-            let mut by_owner = tx.prepare_cached(&format!(
-                "UPDATE sessions SET {RESET} WHERE owner_pid = ?1 AND owner_started_at IS ?2 \
-                 RETURNING from_team, to_team"
-            ))?;
-            for (pid, started_at) in dead {
-                for row in by_owner.query_map(params![pid, started_at], pair)? {
-                    report.reset.push(row?);
-                }
-            }
-            // Written as a union of index searches (process_state, status, the agent_pid
-            // partial index): SQLite would scan every session for the equivalent OR.
-            let mut ownerless = tx.prepare_cached(&format!(
-                "UPDATE sessions SET {RESET} WHERE owner_pid IS NULL AND rowid IN ( \
-                   SELECT rowid FROM sessions \
-                     WHERE process_state IN ('spawning', 'idle', 'processing', 'terminating') \
-                   UNION ALL SELECT rowid FROM sessions WHERE status = 'compacting' \
-                   UNION ALL SELECT rowid FROM sessions WHERE agent_pid IS NOT NULL) \
-                 RETURNING from_team, to_team"
-            ))?;
-            for row in ownerless.query_map([], pair)? {
-                report.reset.push(row?);
-            }
-        }
-        tx.commit()?;
-        Ok(report)
+        let mut conn = self.wconn()?;
+        reset_orphaned_in(&mut conn, is_alive)
     }
 
     /// Sessions due for compaction, most messages first.
     pub fn due_for_compaction(&self, q: DueQuery, limit: Option<u32>) -> StoreResult<Vec<Session>> {
         let conn = self.conn()?;
         let mut sql = format!(
-            "SELECT {COLUMNS} FROM sessions WHERE {DUE_WHERE} ORDER BY message_count DESC, id ASC"
+            "SELECT {COLUMNS} FROM {FROM} WHERE {DUE_WHERE} ORDER BY s.message_count DESC, s.id ASC"
         );
         if let Some(n) = limit {
             sql.push_str(&format!(" LIMIT {n}"));
@@ -603,106 +593,11 @@ impl SessionStore {
     }
 
     /// Aggregates over every session, in one read transaction: totals from `session_totals`
-    /// (kept by triggers), due count and busiest pairs from the message_count index.
+    /// (kept by triggers), counts per process state from the small `session_live` table, due
+    /// count and busiest pairs from the message_count index.
     pub fn stats(&self, q: DueQuery) -> StoreResult<Stats> {
         let mut conn = self.conn()?;
-        let tx = conn.transaction()?;
-        let mut stats = Stats {
-            total_sessions: 0,
-            by_status: SessionStatus::ALL
-                .iter()
-                .map(|s| (s.as_str().to_string(), 0))
-                .collect(),
-            by_process_state: ProcessState::ALL
-                .iter()
-                .map(|s| (s.as_str().to_string(), 0))
-                .collect(),
-            total_messages: 0,
-            total_answered_tells: 0,
-            total_input_tokens: 0,
-            total_output_tokens: 0,
-            total_cost_usd: 0.0,
-            due_for_compaction: 0,
-            per_team: Vec::new(),
-            busiest_pairs: Vec::new(),
-        };
-        let mut teams: BTreeMap<String, TeamStats> = BTreeMap::new();
-        {
-            let mut stmt = tx.prepare_cached(
-                "SELECT scope, key, sessions, messages, input_tokens, output_tokens, cost_usd \
-                 FROM session_totals",
-            )?;
-            let mut rows = stmt.query([])?;
-            while let Some(r) = rows.next()? {
-                let scope: String = r.get(0)?;
-                let key: String = r.get(1)?;
-                let sessions: i64 = r.get(2)?;
-                let messages: i64 = r.get(3)?;
-                match scope.as_str() {
-                    "all" => {
-                        stats.total_sessions = sessions;
-                        stats.total_messages = messages;
-                        stats.total_input_tokens = r.get(4)?;
-                        stats.total_output_tokens = r.get(5)?;
-                        stats.total_cost_usd = r.get(6)?;
-                    }
-                    "status" => {
-                        stats.by_status.insert(key, sessions);
-                    }
-                    "state" => {
-                        stats.by_process_state.insert(key, sessions);
-                    }
-                    "from" | "to" if sessions > 0 => {
-                        let t = teams.entry(key.clone()).or_insert_with(|| TeamStats {
-                            team: key,
-                            ..TeamStats::default()
-                        });
-                        if scope == "from" {
-                            t.sessions_as_caller = sessions;
-                            t.messages_as_caller = messages;
-                        } else {
-                            t.sessions_as_callee = sessions;
-                            t.messages_as_callee = messages;
-                            t.cost_usd_as_callee = r.get(6)?;
-                        }
-                    }
-                    _ => {}
-                }
-            }
-        }
-        stats.per_team = teams.into_values().collect();
-        stats.due_for_compaction = tx
-            .prepare_cached(&format!("SELECT count(*) FROM sessions WHERE {DUE_WHERE}"))?
-            .query_row(
-                params![q.max_messages, q.stale_messages, q.stale_before],
-                |r| r.get(0),
-            )?;
-        // Both counts read the partial index of answered tells (migration 0005).
-        stats.total_answered_tells = tx
-            .prepare_cached(
-                "SELECT count(*) FROM tells WHERE state = 'answered' AND kind = 'tell'",
-            )?
-            .query_row([], |r| r.get(0))?;
-        stats.busiest_pairs = tx
-            .prepare_cached(
-                "SELECT s.from_team, s.to_team, s.session_id, s.message_count, \
-                   (SELECT count(*) FROM tells t WHERE t.from_team = s.from_team \
-                      AND t.to_team = s.to_team AND t.state = 'answered' AND t.kind = 'tell') \
-                 FROM sessions s WHERE s.message_count > 0 \
-                 ORDER BY s.message_count DESC, s.id ASC LIMIT 10",
-            )?
-            .query_map([], |r| {
-                Ok(PairStats {
-                    from_team: r.get(0)?,
-                    to_team: r.get(1)?,
-                    session_id: r.get(2)?,
-                    message_count: r.get(3)?,
-                    answered_tells: r.get(4)?,
-                })
-            })?
-            .collect::<Result<_, _>>()?;
-        tx.commit()?;
-        Ok(stats)
+        stats_in(&mut conn, q)
     }
 
     /// Sets the owner lease fields directly (for tests and recovery tools).
@@ -714,9 +609,11 @@ impl SessionStore {
         owner: Option<ProcessIdentity>,
         now: i64,
     ) -> StoreResult<Session> {
-        self.update(
+        self.live(
             session_id,
-            "process_state = ?2, owner_pid = ?3, owner_started_at = ?4, owner_heartbeat_at = ?5",
+            FORCE_OWNER_COLUMNS,
+            "?2, ?3, ?4, ?5",
+            FORCE_OWNER_SET,
             params![
                 session_id,
                 state,
@@ -727,50 +624,311 @@ impl SessionStore {
         )
     }
 
+    /// A write to the `sessions` row, then the session as it is.
     fn update(
         &self,
         session_id: &str,
         set: &str,
         params: &[&dyn rusqlite::ToSql],
     ) -> StoreResult<Session> {
-        self.one(
-            &format!("UPDATE sessions SET {set} WHERE session_id = ?1 RETURNING {COLUMNS}"),
-            params,
-            session_id,
-        )
+        let conn = self.wconn()?;
+        update_in(&conn, session_id, set, params)
     }
 
-    fn one(
+    /// A write to the `session_live` row (see [`live_in`]), then the session as it is.
+    fn live(
         &self,
-        sql: &str,
-        params: &[&dyn rusqlite::ToSql],
         session_id: &str,
+        columns: &str,
+        values: &str,
+        set: &str,
+        params: &[&dyn rusqlite::ToSql],
     ) -> StoreResult<Session> {
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare_cached(sql)?;
-        write_returning(&mut stmt, params, row_to_session)?
-            .ok_or_else(|| StoreError::NotFound(format!("session {session_id}")))
+        let conn = self.wconn()?;
+        let id = live_in(&conn, session_id, columns, values, set, params)?;
+        read_rowid(&conn, id)
     }
 }
 
-/// `UPDATE sessions SET {set} WHERE session_id = ?1 RETURNING *` on `conn` (which may be a
-/// transaction).
-pub(super) fn update_in(
-    conn: &Connection,
-    session_id: &str,
-    set: &str,
-    params: &[&dyn rusqlite::ToSql],
-) -> StoreResult<Session> {
-    let sql = format!("UPDATE sessions SET {set} WHERE session_id = ?1 RETURNING {COLUMNS}");
-    write_returning(&mut conn.prepare_cached(&sql)?, params, row_to_session)?
-        .ok_or_else(|| StoreError::NotFound(format!("session {session_id}")))
-}
+/// A new session (`?1` from, `?2` to, `?3` session id, `?4` now); returns its row id.
+pub const INSERT_SESSION: &str =
+    "INSERT INTO sessions (from_team, to_team, session_id, created_at, last_used_at) \
+     VALUES (?1, ?2, ?3, ?4, ?4) ON CONFLICT (from_team, to_team) DO NOTHING RETURNING id";
 
-fn get_by_pair(conn: &Connection, from: &str, to: &str) -> StoreResult<Option<Session>> {
-    let sql = format!("SELECT {COLUMNS} FROM sessions WHERE from_team = ?1 AND to_team = ?2");
+/// `SET` of `increment_message_count` (`?2` = n, `?3` = now), for [`update_in`].
+pub const INCR_SET: &str = "message_count = message_count + ?2, last_used_at = ?3";
+/// Columns, values and `SET` of `update_process_state` (`?2` = state), for [`live_in`].
+pub const STATE_COLUMNS: &str = "process_state";
+/// See [`STATE_COLUMNS`].
+pub const STATE_VALUES: &str = "?2";
+/// See [`STATE_COLUMNS`] (any state but `stopped`).
+pub const STATE_SET: &str = "process_state = excluded.process_state";
+/// See [`STATE_COLUMNS`] (`stopped`).
+pub const STATE_STOPPED_SET: &str = "process_state = excluded.process_state, \
+    current_tell_id = NULL, agent_pid = NULL, agent_started_at = NULL";
+
+const STATS_TOTALS: &str =
+    "SELECT scope, key, sessions, messages, input_tokens, output_tokens, cost_usd FROM session_totals";
+const STATS_STATES: &str = "SELECT process_state, count(*) FROM session_live \
+    WHERE process_state != 'stopped' GROUP BY process_state";
+const STATS_BUSIEST: &str = "SELECT s.from_team, s.to_team, s.session_id, s.message_count, \
+       (SELECT count(*) FROM tells t WHERE t.from_team = s.from_team \
+          AND t.to_team = s.to_team AND t.state = 'answered' AND t.kind = 'tell') \
+     FROM sessions s WHERE s.message_count > 0 \
+     ORDER BY s.message_count DESC, s.id ASC LIMIT 10";
+/// Columns of `force_owner` (`?2` state, `?3` pid, `?4` started at, `?5` heartbeat), for
+/// [`live_in`] with values `?2, ?3, ?4, ?5`.
+pub const FORCE_OWNER_COLUMNS: &str =
+    "process_state, owner_pid, owner_started_at, owner_heartbeat_at";
+/// `SET` of `force_owner`; see [`FORCE_OWNER_COLUMNS`].
+pub const FORCE_OWNER_SET: &str = "process_state = excluded.process_state, \
+    owner_pid = excluded.owner_pid, owner_started_at = excluded.owner_started_at, \
+    owner_heartbeat_at = excluded.owner_heartbeat_at";
+
+/// The session of the pair, as [`COLUMNS`] reads it.
+pub fn get_by_pair(conn: &Connection, from: &str, to: &str) -> StoreResult<Option<Session>> {
+    let sql = format!("SELECT {COLUMNS} FROM {FROM} WHERE s.from_team = ?1 AND s.to_team = ?2");
     let found = conn
         .prepare_cached(&sql)?
         .query_row([from, to], row_to_session)
         .optional()?;
     Ok(found)
+}
+
+/// [`SessionStore::list`] on `conn`.
+pub fn list_in(conn: &Connection, f: &ListFilter) -> StoreResult<Vec<Session>> {
+    let mut sql = format!("SELECT {COLUMNS} FROM {FROM} WHERE 1 = 1");
+    let mut args: Vec<Value> = Vec::new();
+    let mut cond = |sql: &mut String, clause: &str, v: Value| {
+        args.push(v);
+        sql.push_str(&format!(" AND {clause} ?{}", args.len()));
+    };
+    if let Some(t) = &f.from_team {
+        cond(&mut sql, "s.from_team =", Value::Text(t.clone()));
+    }
+    if let Some(t) = &f.to_team {
+        cond(&mut sql, "s.to_team =", Value::Text(t.clone()));
+    }
+    if let Some(s) = f.status {
+        cond(&mut sql, "s.status =", Value::Text(s.as_str().into()));
+    }
+    if let Some(p) = f.process_state {
+        cond(
+            &mut sql,
+            "coalesce(l.process_state, 'stopped') =",
+            Value::Text(p.as_str().into()),
+        );
+    }
+    if let Some(t) = f.created_after {
+        cond(&mut sql, "s.created_at >=", Value::Integer(t));
+    }
+    if let Some(t) = f.used_after {
+        cond(&mut sql, "s.last_used_at >=", Value::Integer(t));
+    }
+    sql.push_str(match f.order {
+        ListOrder::LastUsedDesc => " ORDER BY s.last_used_at DESC, s.id DESC",
+        ListOrder::CreatedAsc => " ORDER BY s.created_at ASC, s.id ASC",
+        ListOrder::CreatedDesc => " ORDER BY s.created_at DESC, s.id DESC",
+        ListOrder::MessagesDesc => " ORDER BY s.message_count DESC, s.id ASC",
+    });
+    if let Some(n) = f.limit {
+        sql.push_str(&format!(" LIMIT {n}"));
+    }
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params_from_iter(args), row_to_session)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// [`SessionStore::reset_orphaned`] on `conn`.
+pub fn reset_orphaned_in(
+    conn: &mut Connection,
+    is_alive: &dyn Fn(ProcessIdentity) -> bool,
+) -> StoreResult<ResetReport> {
+    let owners: Vec<(i64, Option<i64>, i64)> = conn
+        .prepare_cached(
+            "SELECT owner_pid, owner_started_at, count(*) FROM session_live \
+                 WHERE owner_pid IS NOT NULL GROUP BY owner_pid, owner_started_at",
+        )?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut report = ResetReport::default();
+    let mut dead = Vec::new();
+    for (pid, started_at, n) in owners {
+        let identity = ProcessIdentity {
+            pid: u32::try_from(pid).unwrap_or(0),
+            started_at: started_at.unwrap_or(0),
+        };
+        if identity.pid != 0 && is_alive(identity) {
+            report.owned_by_live_process += n as usize;
+        } else {
+            dead.push((pid, started_at));
+        }
+    }
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    {
+        let agent_row = |r: &Row<'_>| Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?));
+        let mut found: Vec<(i64, Option<i64>)> = tx
+            .prepare_cached(
+                "SELECT agent_pid, agent_started_at FROM session_live \
+                     WHERE agent_pid IS NOT NULL AND owner_pid IS NULL",
+            )?
+            .query_map([], agent_row)?
+            .collect::<Result<_, _>>()?;
+        let mut by_owner = tx.prepare_cached(
+            "SELECT agent_pid, agent_started_at FROM session_live \
+                 WHERE owner_pid = ?1 AND owner_started_at IS ?2 AND agent_pid IS NOT NULL",
+        )?;
+        for (pid, started_at) in &dead {
+            for row in by_owner.query_map(params![pid, started_at], agent_row)? {
+                found.push(row?);
+            }
+        }
+        report.orphan_agents = found
+            .into_iter()
+            .filter_map(|(pid, st)| {
+                Some(ProcessIdentity {
+                    pid: u32::try_from(pid).ok()?,
+                    started_at: st.unwrap_or(0),
+                })
+            })
+            .collect();
+    }
+    let mut reset: HashSet<i64> = HashSet::new();
+    {
+        let mut by_owner = tx.prepare_cached(
+            "DELETE FROM session_live WHERE owner_pid = ?1 AND owner_started_at IS ?2 \
+                 RETURNING session",
+        )?;
+        for (pid, started_at) in dead {
+            for row in by_owner.query_map(params![pid, started_at], |r| r.get(0))? {
+                reset.insert(row?);
+            }
+        }
+        // Rows with no owner: a live state, an agent or a tell nobody holds.
+        let mut ownerless = tx.prepare_cached(
+            "DELETE FROM session_live WHERE owner_pid IS NULL \
+                 RETURNING session, process_state != 'stopped' OR agent_pid IS NOT NULL",
+        )?;
+        for row in ownerless.query_map([], |r| Ok((r.get(0)?, r.get::<_, bool>(1)?)))? {
+            let (id, live) = row?;
+            if live {
+                reset.insert(id);
+            }
+        }
+        // Compactions that no live holder runs any more (the status index finds them).
+        let mut compacting = tx.prepare_cached(
+            "UPDATE sessions SET status = 'compact_pending' WHERE status = 'compacting' \
+                 AND NOT EXISTS (SELECT 1 FROM session_live l WHERE l.session = sessions.id \
+                                 AND l.owner_pid IS NOT NULL) \
+                 RETURNING id",
+        )?;
+        for row in compacting.query_map([], |r| r.get(0))? {
+            reset.insert(row?);
+        }
+    }
+    tx.commit()?;
+    report.reset = reset.len();
+    Ok(report)
+}
+
+/// [`SessionStore::stats`] on `conn`.
+pub fn stats_in(conn: &mut Connection, q: DueQuery) -> StoreResult<Stats> {
+    let tx = conn.transaction()?;
+    let mut stats = Stats {
+        total_sessions: 0,
+        by_status: SessionStatus::ALL
+            .iter()
+            .map(|s| (s.as_str().to_string(), 0))
+            .collect(),
+        by_process_state: ProcessState::ALL
+            .iter()
+            .map(|s| (s.as_str().to_string(), 0))
+            .collect(),
+        total_messages: 0,
+        total_answered_tells: 0,
+        total_input_tokens: 0,
+        total_output_tokens: 0,
+        total_cost_usd: 0.0,
+        due_for_compaction: 0,
+        per_team: Vec::new(),
+        busiest_pairs: Vec::new(),
+    };
+    let mut teams: BTreeMap<String, TeamStats> = BTreeMap::new();
+    {
+        let mut stmt = tx.prepare_cached(STATS_TOTALS)?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let scope: String = r.get(0)?;
+            let key: String = r.get(1)?;
+            let sessions: i64 = r.get(2)?;
+            let messages: i64 = r.get(3)?;
+            match scope.as_str() {
+                "all" => {
+                    stats.total_sessions = sessions;
+                    stats.total_messages = messages;
+                    stats.total_input_tokens = r.get(4)?;
+                    stats.total_output_tokens = r.get(5)?;
+                    stats.total_cost_usd = r.get(6)?;
+                }
+                "status" => {
+                    stats.by_status.insert(key, sessions);
+                }
+                "from" | "to" if sessions > 0 => {
+                    let t = teams.entry(key.clone()).or_insert_with(|| TeamStats {
+                        team: key,
+                        ..TeamStats::default()
+                    });
+                    if scope == "from" {
+                        t.sessions_as_caller = sessions;
+                        t.messages_as_caller = messages;
+                    } else {
+                        t.sessions_as_callee = sessions;
+                        t.messages_as_callee = messages;
+                        t.cost_usd_as_callee = r.get(6)?;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    stats.per_team = teams.into_values().collect();
+    {
+        let mut live = 0;
+        let mut stmt = tx.prepare_cached(STATS_STATES)?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let state: String = r.get(0)?;
+            let n: i64 = r.get(1)?;
+            live += n;
+            stats.by_process_state.insert(state, n);
+        }
+        stats.by_process_state.insert(
+            ProcessState::Stopped.as_str().to_string(),
+            stats.total_sessions - live,
+        );
+    }
+    stats.due_for_compaction = tx
+        .prepare_cached(&format!("SELECT count(*) FROM sessions WHERE {DUE_WHERE}"))?
+        .query_row(
+            params![q.max_messages, q.stale_messages, q.stale_before],
+            |r| r.get(0),
+        )?;
+    // Both counts read the partial index of answered tells (migration 0005).
+    stats.total_answered_tells = tx
+        .prepare_cached("SELECT count(*) FROM tells WHERE state = 'answered' AND kind = 'tell'")?
+        .query_row([], |r| r.get(0))?;
+    stats.busiest_pairs = tx
+        .prepare_cached(STATS_BUSIEST)?
+        .query_map([], |r| {
+            Ok(PairStats {
+                from_team: r.get(0)?,
+                to_team: r.get(1)?,
+                session_id: r.get(2)?,
+                message_count: r.get(3)?,
+                answered_tells: r.get(4)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    tx.commit()?;
+    Ok(stats)
 }

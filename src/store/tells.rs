@@ -83,7 +83,7 @@ impl SessionStore {
         tell_id: &str,
         now: i64,
     ) -> StoreResult<Option<(Tell, super::Session)>> {
-        let mut conn = self.conn()?;
+        let mut conn = self.wconn()?;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let sql = format!(
             "UPDATE tells SET state = 'delivered', delivered_at = ?2 WHERE tell_id = ?1 \
@@ -97,19 +97,22 @@ impl SessionStore {
         else {
             return Ok(None);
         };
-        let session = super::sessions::update_in(
+        let id = super::sessions::live_in(
             &tx,
             session_id,
-            "current_tell_id = ?2, process_state = 'processing'",
+            "current_tell_id, process_state",
+            "?2, 'processing'",
+            "current_tell_id = excluded.current_tell_id, process_state = 'processing'",
             params![session_id, tell_id],
         )?;
+        let session = super::sessions::read_rowid(&tx, id)?;
         tx.commit()?;
         Ok(Some((tell, session)))
     }
 
     /// `queued` → `delivered`, only if still queued (a cancelled tell is not delivered).
     pub fn mark_tell_delivered(&self, tell_id: &str, now: i64) -> StoreResult<Option<Tell>> {
-        let conn = self.conn()?;
+        let conn = self.wconn()?;
         let sql = format!(
             "UPDATE tells SET state = 'delivered', delivered_at = ?2 WHERE tell_id = ?1 \
              AND state = 'queued' RETURNING {COLUMNS}"
@@ -136,7 +139,7 @@ impl SessionStore {
                 "final state for tell {tell_id}"
             )));
         }
-        let conn = self.conn()?;
+        let conn = self.wconn()?;
         let sql = format!(
             "UPDATE tells SET state = ?2, answered_at = ?3, answer = ?4, error = ?5, input_tokens = ?6, \
              output_tokens = ?7, cost_usd = ?8, duration_ms = ?9 \
@@ -164,8 +167,8 @@ impl SessionStore {
     pub fn open_tells(&self, from: &str, to: &str) -> StoreResult<Vec<Tell>> {
         let conn = self.conn()?;
         let sql = format!(
-            "SELECT {COLUMNS} FROM tells WHERE from_team = ?1 AND to_team = ?2 \
-             AND state IN ('queued', 'delivered') ORDER BY id"
+            "SELECT {COLUMNS} FROM tells INDEXED BY tells_open_by_pair \
+             WHERE from_team = ?1 AND to_team = ?2 AND state IN ('queued', 'delivered') ORDER BY id"
         );
         let mut stmt = conn.prepare_cached(&sql)?;
         let rows = stmt.query_map([from, to], row_to_tell)?;
@@ -176,8 +179,9 @@ impl SessionStore {
     pub fn next_queued_tell(&self, from: &str, to: &str) -> StoreResult<Option<Tell>> {
         let conn = self.conn()?;
         let sql = format!(
-            "SELECT {COLUMNS} FROM tells WHERE from_team = ?1 AND to_team = ?2 AND state = 'queued' \
-             ORDER BY id LIMIT 1"
+            "SELECT {COLUMNS} FROM tells INDEXED BY tells_open_by_pair \
+             WHERE from_team = ?1 AND to_team = ?2 AND state IN ('queued', 'delivered') \
+             AND state = 'queued' ORDER BY id LIMIT 1"
         );
         let found = conn
             .prepare_cached(&sql)?
@@ -188,7 +192,7 @@ impl SessionStore {
 
     /// Cancels every `queued` tell of a pair; returns them.
     pub fn cancel_queued_tells(&self, from: &str, to: &str, now: i64) -> StoreResult<Vec<Tell>> {
-        let conn = self.conn()?;
+        let conn = self.wconn()?;
         let sql = format!(
             "UPDATE tells SET state = 'cancelled', answered_at = ?3, error = 'cancelled before delivery' \
              WHERE from_team = ?1 AND to_team = ?2 AND state = 'queued' RETURNING {COLUMNS}"
@@ -225,7 +229,7 @@ impl SessionStore {
 
     /// Deletes every tell of a pair (with its session).
     pub fn delete_tells(&self, from: &str, to: &str) -> StoreResult<usize> {
-        let conn = self.conn()?;
+        let conn = self.wconn()?;
         let n = conn
             .prepare_cached("DELETE FROM tells WHERE from_team = ?1 AND to_team = ?2")?
             .execute([from, to])?;
@@ -270,6 +274,7 @@ impl SessionStore {
         let n = conn
             .prepare_cached(
                 "SELECT count(*), coalesce(sum(length(CAST(text AS BLOB))), 0) FROM tells \
+                 INDEXED BY tells_open_by_pair \
                  WHERE from_team = ?1 AND to_team = ?2 AND state IN ('queued', 'delivered')",
             )?
             .query_row([from, to], |r| Ok((r.get(0)?, r.get(1)?)))?;
@@ -277,31 +282,18 @@ impl SessionStore {
     }
 
     /// When the messages (`kind = 'tell'`) team `from` sent since `since` (unix ms) were
-    /// stored, newest first, at most `most`. Reads the newest tells of every pair back to
-    /// `since` only.
+    /// stored, newest first, at most `most`. Reads only the team's own tells of the window.
     pub fn tell_times_since(&self, from: &str, since: i64, most: usize) -> StoreResult<Vec<i64>> {
-        // Stored in id order, so the rows after `since` are the last ones; a little slack for
-        // clocks of other processes.
-        let slack = 5_000;
         let conn = self.conn()?;
+        // The team's own tells of the window, from the index (migration 0008): nothing else.
         let mut stmt = conn.prepare_cached(
-            "SELECT created_at, from_team = ?1 AND kind = 'tell' FROM tells ORDER BY id DESC",
+            "SELECT created_at FROM tells INDEXED BY tells_by_caller \
+             WHERE from_team = ?1 AND kind = 'tell' AND created_at >= ?2 \
+             ORDER BY created_at DESC LIMIT ?3",
         )?;
-        let mut rows = stmt.query([from])?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next()? {
-            let at: i64 = row.get(0)?;
-            if at < since - slack {
-                break;
-            }
-            if row.get::<_, bool>(1)? && at >= since {
-                out.push(at);
-                if out.len() >= most {
-                    break;
-                }
-            }
-        }
-        Ok(out)
+        let most = i64::try_from(most).unwrap_or(i64::MAX);
+        let rows = stmt.query_map(params![from, since, most], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Open tells (queued or delivered) of a pair.
@@ -309,8 +301,8 @@ impl SessionStore {
         let conn = self.conn()?;
         let n = conn
             .prepare_cached(
-                "SELECT count(*) FROM tells WHERE from_team = ?1 AND to_team = ?2 \
-                 AND state IN ('queued', 'delivered')",
+                "SELECT count(*) FROM tells INDEXED BY tells_open_by_pair \
+                 WHERE from_team = ?1 AND to_team = ?2 AND state IN ('queued', 'delivered')",
             )?
             .query_row([from, to], |r| r.get(0))?;
         Ok(n)
@@ -330,7 +322,7 @@ impl SessionStore {
         retry_of: Option<&str>,
         now: i64,
     ) -> StoreResult<Result<Tell, Tell>> {
-        let conn = self.conn()?;
+        let conn = self.wconn()?;
         let sql = format!(
             "INSERT INTO tells (tell_id, session_id, from_team, to_team, kind, text, created_at, \
              parent_tell_id, idempotency_key, retry_of) \

@@ -7,6 +7,8 @@
 //! - `crash` — starts the turn, then exits with status 9 (stderr says "simulated crash").
 //! - `crash:TEXT` — starts the turn, writes TEXT to stderr, then exits with status 9.
 //! - `hang` — starts the turn and never answers.
+//! - `ask:COMMAND` — starts the turn, asks permission to run `Bash` COMMAND (a `can_use_tool`
+//!   control request, as Claude Code does), then never answers.
 //! - `garbage` — prints lines that are not JSON, a JSON line of an unknown type, then answers.
 //! - `tools:N` — N tool calls (`Bash` `echo K`) each followed by its result (as Claude Code
 //!   prints them: an `assistant` tool_use line, a `user` tool_result line), then answers
@@ -240,6 +242,16 @@ fn main() {
             "hang" => loop {
                 std::thread::park();
             },
+            t if t.starts_with("ask:") => {
+                // A permission request as Claude Code sends it, then no answer ever.
+                emit(
+                    &out,
+                    &json!({"type":"control_request","request_id":"perm-1","request":{"subtype":"can_use_tool","tool_name":"Bash","input":{"command":&t[4..]},"tool_use_id":"toolu_ask"}}),
+                );
+                loop {
+                    std::thread::park();
+                }
+            }
             "garbage" => {
                 emit_raw(&out, "this is not json");
                 emit_raw(&out, "{\"type\": broken");

@@ -16,6 +16,11 @@
 
 #![allow(dead_code)]
 
+/// Stand-ins of the OpenAI Responses API and the Gemini API, on the same server part.
+pub mod gemini;
+pub mod openai;
+pub mod stand;
+
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;

@@ -7,10 +7,13 @@
 
 #![allow(dead_code)]
 
+pub mod browser;
+pub mod lines;
 pub mod other_user;
 #[path = "../common/procs.rs"]
 mod procs;
 pub mod serve;
+pub mod sse;
 #[path = "../common/test_agent.rs"]
 mod test_agent;
 
