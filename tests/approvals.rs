@@ -83,6 +83,13 @@ fn b_answer(rec: &Recorded, folder: &Path) -> Answer {
         return Answer::text(format!("b saw: {result}"));
     }
     let prompt = rec.last_user_texts().pop().unwrap_or_default();
+    if let Some((_, command)) = prompt.split_once("BASH ") {
+        return Answer::text("").with_tool_use(
+            &format!("toolu_b_{}", rec.n),
+            "Bash",
+            json!({"command": command.trim()}),
+        );
+    }
     match prompt.split_once("WRITE ") {
         Some((_, rest)) => {
             let name = rest.split_whitespace().next().unwrap_or("x.txt");
@@ -508,6 +515,42 @@ async fn rules_decide_at_once() {
     );
     assert!(
         env.b_results().iter().any(|t| t.contains("denied")),
+        "{}",
+        env.diagnostics()
+    );
+    env.shutdown(r).await;
+}
+
+/// A call Claude Code refuses by itself under the team's deny rule (a Bash command: it gets the
+/// rule as `--disallowedTools` and says `system/permission_denied`) is recorded as a request
+/// denied by a rule, like the calls Switchboard refuses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_call_the_agent_refuses_by_rule_is_recorded_as_denied() {
+    let env = Env::new(
+        "[teams.b.permissions]\ndeny = [\"Bash(echo hi > bashout.txt)\"]\nask = \"human\"\n\
+         timeout = \"10m\"",
+    )
+    .await;
+    let r = env.router();
+    let t = env
+        .finish(r.clone(), tell(&r, "b", "BASH echo hi > bashout.txt"))
+        .await;
+    assert_eq!(t.state, TellState::Answered, "{t:?}{}", env.diagnostics());
+    assert!(!env.folder("b").join("bashout.txt").exists());
+    let all = env.all(&r);
+    let denied: Vec<(&str, &str, &str)> = all
+        .iter()
+        .map(|a| {
+            (
+                a.tool.as_str(),
+                a.state.as_str(),
+                a.decided_by.as_deref().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        denied,
+        [("Bash", "denied", "rule")],
         "{}",
         env.diagnostics()
     );

@@ -27,8 +27,8 @@ use std::time::{Duration, Instant};
 
 use fake_api::{Answer, FakeApi};
 use sshd::Sshd;
-use switchboard::agent::adapter::{AgentAdapter, LaunchExtras, LaunchSpec};
-use switchboard::agent::event::{decode, AgentEvent};
+use switchboard::agent::adapter::{AgentAdapter, LaunchExtras, LaunchSpec, SessionRef};
+use switchboard::agent::event::AgentEvent;
 use switchboard::agent::process::{AgentProcess, StdoutLine};
 use switchboard::agent::ssh::launch::{self, Owner, RemoteAgent};
 use switchboard::agent::ssh::{ops, Host, SshError, Transport};
@@ -79,7 +79,7 @@ impl Remote {
             spec,
             marker,
             &self.log(),
-            decode,
+            &switchboard::agent::claude::ClaudeCode,
             START,
         )
         .await
@@ -706,7 +706,15 @@ async fn real_claude_code_answers_a_turn_over_ssh_and_its_transcript_is_removed_
         "{bad:?}"
     );
 
-    let spec = claude.launch(team, &session, false, &LaunchExtras::default());
+    let spec = claude.launch(
+        team,
+        &SessionRef {
+            session_id: &session,
+            agent_session_id: None,
+            resume: false,
+        },
+        &LaunchExtras::default(),
+    );
     let mut agent = r
         .spawn(&spec, &Owner::current().marker(&session))
         .await
@@ -735,7 +743,15 @@ async fn real_claude_code_answers_a_turn_over_ssh_and_its_transcript_is_removed_
 
     // A resumed session over SSH: the agent there reads its transcript there.
     api.push(Answer::text("Resumed on the remote host."));
-    let spec = claude.launch(team, &session, true, &LaunchExtras::default());
+    let spec = claude.launch(
+        team,
+        &SessionRef {
+            session_id: &session,
+            agent_session_id: None,
+            resume: true,
+        },
+        &LaunchExtras::default(),
+    );
     let mut agent = r
         .spawn(&spec, &Owner::current().marker(&session))
         .await
@@ -812,10 +828,31 @@ async fn spawn_to_ready_over_ssh_vs_local_is_measured() {
     let mut remote_ms = Vec::new();
     for round in 0..6 {
         let session = uuid::Uuid::new_v4().to_string();
-        let spec = claude.launch(team, &session, false, &LaunchExtras::default());
-        let local_spec = claude.launch(local_team, &session, false, &LaunchExtras::default());
+        let spec = claude.launch(
+            team,
+            &SessionRef {
+                session_id: &session,
+                agent_session_id: None,
+                resume: false,
+            },
+            &LaunchExtras::default(),
+        );
+        let local_spec = claude.launch(
+            local_team,
+            &SessionRef {
+                session_id: &session,
+                agent_session_id: None,
+                resume: false,
+            },
+            &LaunchExtras::default(),
+        );
         let t = Instant::now();
-        let mut local = AgentProcess::spawn(&local_spec, &r.log(), decode).unwrap();
+        let mut local = AgentProcess::spawn(
+            &local_spec,
+            &r.log(),
+            &switchboard::agent::claude::ClaudeCode,
+        )
+        .unwrap();
         local
             .send_line(&claude.encode_ready_probe("r").unwrap())
             .await
@@ -881,7 +918,15 @@ async fn real_claude_code_losing_its_connection_mid_turn_is_reported_and_leaves_
     let team = config.team("b").unwrap();
     let claude = switchboard::agent::claude::ClaudeCode;
     let session = uuid::Uuid::new_v4().to_string();
-    let spec = claude.launch(team, &session, false, &LaunchExtras::default());
+    let spec = claude.launch(
+        team,
+        &SessionRef {
+            session_id: &session,
+            agent_session_id: None,
+            resume: false,
+        },
+        &LaunchExtras::default(),
+    );
     let mut agent = r
         .spawn(&spec, &Owner::current().marker(&session))
         .await

@@ -116,6 +116,31 @@ async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
 
 const FOREVER: Wait = Wait::For(Duration::from_secs(60));
 
+/// An agent that names the conversation with an id of its own (as Codex names a thread) has that
+/// id kept with the session; an agent that uses Switchboard's id (Claude Code) leaves it empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agents_own_session_id_is_kept_with_the_session() {
+    let env = Env::new("", ", TEST_AGENT_INIT_ID = \"thread-0001\"");
+    let r = env.router();
+    let t = r.tell("a", "b", "hello", FOREVER).await.expect("tell");
+    assert_eq!(t.state, TellState::Answered, "{t:?}");
+    let s = r
+        .manager()
+        .get_by_id(&t.session_id)
+        .expect("get")
+        .expect("session");
+    assert_eq!(s.agent_session_id.as_deref(), Some("thread-0001"));
+    let t = r.tell("a", "c", "hello", FOREVER).await.expect("tell c");
+    let s = r
+        .manager()
+        .get_by_id(&t.session_id)
+        .expect("get")
+        .expect("session");
+    assert_eq!(s.agent_session_id, None, "the agent used our id");
+    r.shutdown().await;
+    env.assert_no_agents();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tell_is_answered_and_everything_is_recorded() {
     let env = Env::new("", "");

@@ -499,6 +499,8 @@ fn v5_session(r: &rusqlite::Row<'_>) -> rusqlite::Result<switchboard::store::Ses
         owner_heartbeat_at: r.get(23)?,
         agent_pid: r.get(24)?,
         agent_started_at: r.get(25)?,
+        // Added by migration 0009; empty for every session of an older schema.
+        agent_session_id: None,
     })
 }
 

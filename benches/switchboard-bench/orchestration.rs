@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use switchboard::agent::adapter::{adapter_for, AgentAdapter, LaunchExtras};
+use switchboard::agent::adapter::{adapter_for, AgentAdapter, LaunchExtras, SessionRef};
 use switchboard::agent::event::AgentEvent;
 use switchboard::agent::process::{AgentProcess, StdoutLine};
 use switchboard::config::TeamConfig;
@@ -117,9 +117,14 @@ impl RawAgent {
         let adapter = adapter_for(&team.agent)
             .ok_or_else(|| format!("no adapter for agent {:?}", team.agent))?;
         let session_id = uuid::Uuid::new_v4().to_string();
-        let spec = adapter.launch(team, &session_id, false, &LaunchExtras::default());
+        let session = SessionRef {
+            session_id: &session_id,
+            agent_session_id: None,
+            resume: false,
+        };
+        let spec = adapter.launch(team, &session, &LaunchExtras::default());
         let log = p.root.join(format!("raw-{session_id}.stderr.log"));
-        let proc = AgentProcess::spawn(&spec, &log, switchboard::agent::event::decode)
+        let proc = AgentProcess::spawn(&spec, &log, adapter)
             .map_err(|e| format!("cannot spawn {}: {e}", p.agent.display()))?;
         Ok(Self { proc, adapter })
     }

@@ -126,6 +126,27 @@ impl LaunchSpec {
     }
 }
 
+/// The session an agent is launched for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionRef<'a> {
+    /// Switchboard's id of the session (a UUID v4): the conversation's id for an agent CLI
+    /// that takes one from us (Claude Code's `--session-id` / `--resume`).
+    pub session_id: &'a str,
+    /// The agent's own id of the conversation, for a CLI that picks it (a Codex thread id):
+    /// what it said in an [`AgentEvent::Init`] earlier, kept with the session. `None` before.
+    pub agent_session_id: Option<&'a str>,
+    /// Whether the conversation exists and is continued (see [`AgentAdapter::can_resume`]).
+    pub resume: bool,
+}
+
+/// How an agent kind runs a session's conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProcessModel {
+    /// One process per session, many turns written to its stdin (Claude Code stream-json;
+    /// a JSON-RPC server such as `codex app-server` whose session opens with its own requests).
+    PerSession,
+}
+
 /// Per-launch extras that are not in the team's config.
 #[derive(Debug, Clone, Default)]
 pub struct LaunchExtras {
@@ -133,6 +154,10 @@ pub struct LaunchExtras {
     pub mcp_config: Option<PathBuf>,
     /// Whether that config holds Switchboard's server (its tools then run without a prompt).
     pub switchboard_tools: bool,
+    /// Switchboard's MCP server for this session, when it serves one: for an adapter that
+    /// wires MCP servers through argv or environment instead of a file (its headers carry the
+    /// session's credential: pass them in environment variables, never in argv).
+    pub switchboard: Option<SwitchboardServer>,
 }
 
 /// Switchboard's MCP server as a spawned agent must reach it: the URL of its HTTP endpoint and
@@ -162,15 +187,26 @@ pub struct PermissionAsk {
 pub trait AgentAdapter: Send + Sync + std::fmt::Debug {
     /// The `agent` value of the teams file that selects this adapter.
     fn name(&self) -> &'static str;
-    /// How to launch the agent for a session: a new conversation (`resume` false) or the
-    /// continuation of one.
+    /// How the agent runs a conversation (see [`ProcessModel`]).
+    fn process_model(&self) -> ProcessModel {
+        ProcessModel::PerSession
+    }
+    /// How to launch the agent for a session: a new conversation (`session.resume` false) or
+    /// the continuation of one.
     fn launch(
         &self,
         team: &TeamConfig,
-        session_id: &str,
-        resume: bool,
+        session: &SessionRef<'_>,
         extras: &LaunchExtras,
     ) -> LaunchSpec;
+    /// Whether the session's conversation exists, so the next launch continues it. By
+    /// default: the agent said its own id of it, or its transcript is on disk.
+    fn can_resume(&self, team: &TeamConfig, session: &SessionRef<'_>) -> bool {
+        session.agent_session_id.is_some()
+            || self
+                .transcript_path(team, session.session_id)
+                .is_some_and(|p| p.exists())
+    }
     /// The MCP configuration of a spawned agent of `team` (JSON, written to the file of
     /// [`LaunchExtras::mcp_config`]): `switchboard` when given, and whichever of the team's own
     /// MCP servers the agent keeps. `None`: the agent takes no MCP config.
@@ -211,8 +247,9 @@ pub trait AgentAdapter: Send + Sync + std::fmt::Debug {
         let _ = (request_id, allow, input, message);
         None
     }
-    /// The message text that asks the agent to compact its context.
-    fn compact_text(&self) -> &'static str;
+    /// The message text that asks the agent to compact its context; `None` when the CLI has
+    /// no way to (Switchboard then refuses `compact` for the team with that reason).
+    fn compact_text(&self) -> Option<&'static str>;
     /// Decodes one stdout line.
     fn decode(&self, line: &[u8]) -> Result<AgentEvent, BadLine> {
         super::event::decode(line)
@@ -225,22 +262,17 @@ pub trait AgentAdapter: Send + Sync + std::fmt::Debug {
 /// How `team`'s agent CLI (`adapter`) is run for a command that is not a session
 /// (`--version`, `mcp add-json`, ...): its program, folder and environment.
 pub fn command_spec(adapter: &dyn AgentAdapter, team: &TeamConfig) -> LaunchSpec {
-    // `launch` needs a session id; these commands take other arguments instead.
-    adapter.launch(
-        team,
-        "00000000-0000-4000-8000-000000000000",
-        false,
-        &LaunchExtras::default(),
-    )
+    // `launch` needs a session; these commands take other arguments instead.
+    let session = SessionRef {
+        session_id: "00000000-0000-4000-8000-000000000000",
+        agent_session_id: None,
+        resume: false,
+    };
+    adapter.launch(team, &session, &LaunchExtras::default())
 }
 
-/// The adapter for a team's `agent` value.
-pub fn adapter_for(agent: &str) -> Option<&'static dyn AgentAdapter> {
-    match agent {
-        "claude" => Some(&super::claude::ClaudeCode),
-        _ => None,
-    }
-}
+/// The adapter for a team's `agent` value (see [`super::kinds`]).
+pub use super::kinds::adapter_for;
 
 #[cfg(test)]
 mod tests {

@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use serde_json::json;
 
-use super::adapter::{AgentAdapter, LaunchExtras, LaunchSpec, PermissionAsk, SwitchboardServer};
+use super::adapter::{
+    AgentAdapter, LaunchExtras, LaunchSpec, PermissionAsk, SessionRef, SwitchboardServer,
+};
 use super::claude_mcp;
 use crate::config::TeamConfig;
 
@@ -36,10 +38,12 @@ impl AgentAdapter for ClaudeCode {
     fn launch(
         &self,
         team: &TeamConfig,
-        session_id: &str,
-        resume: bool,
+        session: &SessionRef<'_>,
         extras: &LaunchExtras,
     ) -> LaunchSpec {
+        // Claude Code takes our id for the conversation (`--session-id`), so it never picks
+        // one of its own.
+        let (session_id, resume) = (session.session_id, session.resume);
         let mut args: Vec<String> = [
             "-p",
             "--input-format",
@@ -182,8 +186,8 @@ impl AgentAdapter for ClaudeCode {
         )
     }
 
-    fn compact_text(&self) -> &'static str {
-        "/compact"
+    fn compact_text(&self) -> Option<&'static str> {
+        Some("/compact")
     }
 
     fn transcript_path(&self, team: &TeamConfig, session_id: &str) -> Option<PathBuf> {

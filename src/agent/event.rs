@@ -199,6 +199,10 @@ pub enum AgentEvent {
         tool: Option<String>,
         /// The agent's message.
         message: Option<String>,
+        /// The agent's id of the tool call.
+        tool_use_id: Option<String>,
+        /// The line's own id (`uuid`).
+        id: Option<String>,
     },
     /// The end of a turn.
     Result(TurnResult),
@@ -217,6 +221,12 @@ pub enum AgentEvent {
         request_id: Option<String>,
         /// The request body.
         request: Value,
+    },
+    /// The agent withdrew a control request of its own (a permission request, on an
+    /// interrupt).
+    ControlCancel {
+        /// The id of the request withdrawn.
+        request_id: Option<String>,
     },
     /// Any other JSON line, kept as is.
     Other {
@@ -358,6 +368,8 @@ pub fn decode(line: &[u8]) -> Result<AgentEvent, BadLine> {
         ("system", "permission_denied") => AgentEvent::PermissionDenied {
             tool: s(&v, "tool_name"),
             message: s(&v, "message"),
+            tool_use_id: s(&v, "tool_use_id"),
+            id: s(&v, "uuid"),
         },
         ("system", "compact_boundary") => {
             let meta = v.get("compact_metadata").cloned().unwrap_or(Value::Null);
@@ -486,6 +498,9 @@ pub fn decode(line: &[u8]) -> Result<AgentEvent, BadLine> {
             request_id: s(&v, "request_id"),
             request: v.get("request").cloned().unwrap_or(Value::Null),
         },
+        ("control_cancel_request", _) => AgentEvent::ControlCancel {
+            request_id: s(&v, "request_id"),
+        },
         _ => AgentEvent::Other {
             kind: if subtype.is_empty() {
                 kind.to_string()
@@ -609,6 +624,12 @@ mod tests {
         assert!(
             matches!(decode(br#"{"type":"stream_event"}"#), Ok(AgentEvent::Other { kind, .. }) if kind == "stream_event")
         );
+        assert_eq!(
+            decode(br#"{"type":"control_cancel_request","request_id":"p1"}"#),
+            Ok(AgentEvent::ControlCancel {
+                request_id: Some("p1".into())
+            })
+        );
     }
 
     #[test]
@@ -649,7 +670,9 @@ mod tests {
             decode(denied),
             Ok(AgentEvent::PermissionDenied {
                 tool: Some("Write".into()),
-                message: Some("no".into())
+                message: Some("no".into()),
+                tool_use_id: Some("t".into()),
+                id: None,
             })
         );
     }

@@ -1,7 +1,74 @@
-//! The agent runtime's lower half: the agent CLIs Switchboard drives (behind
-//! [`adapter::AgentAdapter`]), the stream-json codec ([`event`]), one agent child process
-//! ([`process`]) and the pool of live agents ([`supervisor`]). It reports through the
-//! SessionManager; it holds no SQL.
+//! The agent runtime's lower half: everything that knows which agent CLI a team runs. The
+//! router above drives a session's agent through [`session::AgentSession`] and reads its
+//! decoded output ([`event::AgentEvent`]) without naming a CLI; it holds no SQL.
+//!
+//! - [`adapter`]: the [`adapter::AgentAdapter`] trait, one implementation per agent kind, and
+//!   the launch record ([`adapter::LaunchSpec`]) and environment rules every kind shares.
+//! - [`kinds`]: the adapter of each kind listed in [`crate::config::kinds::AGENT_KINDS`].
+//! - [`claude`] (+ [`claude_mcp`]): Claude Code, the one kind registered so far.
+//! - [`codex`], [`gemini`] (+ [`activity`]): launch builders and decoders of the Codex and
+//!   Gemini CLIs, tested against the pinned CLIs; not adapters yet (see below).
+//! - [`ssh`]: the SSH transport of remote teams.
+//! - [`session`]: the live agent of one session: spawn, readiness probe, message and
+//!   compaction delivery, decoded output, permission answers, interrupt, stop.
+//! - [`process`]: one child process (process group, environment, stderr log, stop/kill);
+//!   [`supervisor`]: the pool of live agents; [`event`]: Switchboard's decoded agent output
+//!   and the stream-json decoder; [`checks`]: `--version` and credentials for `doctor`.
+//!
+//! # Adding an agent CLI
+//!
+//! A new kind is one file here plus its tests, and two lines elsewhere that the compiler
+//! asks for:
+//!
+//! 1. `src/agent/<kind>.rs`: a unit struct implementing [`adapter::AgentAdapter`]:
+//!    - `name`: the `agent` value of the teams file.
+//!    - `launch`: argv, cwd (the team folder), the team's env, and which of Switchboard's
+//!      variables the agent inherits ([`adapter::BASE_ENV`] plus the kind's own, as
+//!      [`claude::CLAUDE_ENV`]). It gets a [`adapter::SessionRef`]: Switchboard's session id,
+//!      the agent's own id of the conversation if the CLI picks one (a Codex thread id, kept
+//!      with the session in `agent_session_id`), and whether to resume.
+//!    - `can_resume`: whether the conversation exists (default: the agent named it, or its
+//!      transcript is on disk); `transcript_path`: where the CLI keeps it.
+//!    - `encode_message`, `encode_interrupt`, `encode_ready_probe` (a request answered
+//!      without a model call, answered by an [`event::AgentEvent::ControlResponse`] with the
+//!      same id; `None` when the CLI has none), `compact_text` (`None`: compaction is refused
+//!      for the team with a clear reason).
+//!    - `decode`: one stdout line to an [`event::AgentEvent`]: `Init { session_id }` when the
+//!      agent names its conversation (the worker stores an id that is not Switchboard's),
+//!      `Assistant` text and tool calls, `User` tool results, `Status`/`ApiRetry`,
+//!      `ControlRequest` (a permission request), and exactly one `Result` per turn with its
+//!      usage and cost (a CLI that reports no cost reports 0 until a price table exists).
+//!      The decoders of `codex.rs`/`gemini.rs` produce their own `Activity`; the adapter maps
+//!      it onto these events. Unknown lines are `Other`, never an error.
+//!    - MCP: `mcp_config` returns a JSON config the router writes to a private per-session
+//!      file ([`adapter::LaunchExtras::mcp_config`], Claude's `--mcp-config`); a CLI wired by
+//!      argv or environment (Codex `-c mcp_servers...`, Gemini settings with `$VAR` headers)
+//!      returns `None` and builds its wiring in `launch` from
+//!      [`adapter::LaunchExtras::switchboard`] (header values in environment variables named
+//!      `SWITCHBOARD_MCP_TOKEN_<n>`, which the launch record redacts; never in argv).
+//!    - Permissions: `permission_ask` recognises a permission request in a `ControlRequest`,
+//!      `encode_permission` writes the decision back; Switchboard's rules, a person or the
+//!      calling team decide in between (`router/approvals.rs`).
+//!    - Unit tests of the builders and the decoder beside the code, and tests against the real,
+//!      pinned CLI offline (see `tests/claude_code.rs` and the stand-ins in `tests/fake_api`).
+//! 2. `src/config/kinds.rs`: a [`crate::config::kinds::KindId`] variant and an entry of
+//!    [`crate::config::kinds::AGENT_KINDS`] naming the agent-specific team options it takes
+//!    (a team setting an option its kind does not take is a config error at that key).
+//! 3. `src/agent/kinds.rs`: the match arm from that variant to the adapter (the build fails
+//!    until it is there).
+//!
+//! Process models: [`adapter::ProcessModel::PerSession`] (one process, many turns on stdin) is
+//! what [`session::AgentSession`] runs today: Claude Code. Not done yet, and what each needs:
+//! - `codex app-server` (JSON-RPC, one process per session, docs/codex-protocol.md): a trait
+//!   method for the session-opening requests (`initialize`, `thread/start` or `thread/resume`
+//!   with [`adapter::SessionRef::agent_session_id`]) that `AgentSession::spawn` writes, and
+//!   `encode_message`/`encode_interrupt` given the thread and turn ids (`AgentSession` keeps
+//!   them from the decoded `Init` and turn-start events); its answer to the probe is the
+//!   `initialize` response decoded as a `ControlResponse`.
+//! - Gemini headless (one process per turn, docs/gemini-protocol.md): a `PerTurn` variant;
+//!   `AgentSession` spawns in `send_message` (message on stdin, stdin closed), treats the
+//!   turn's exit after its `Result` as normal, interrupts with SIGTERM to the group, and the
+//!   idle wait watches no process. The router does not change for either.
 
 pub mod activity;
 pub mod adapter;
@@ -11,7 +78,9 @@ pub mod claude_mcp;
 pub mod codex;
 pub mod event;
 pub mod gemini;
+pub mod kinds;
 pub mod process;
+pub mod session;
 pub mod ssh;
 pub mod supervisor;
 

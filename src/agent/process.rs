@@ -15,7 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin};
 use tokio::sync::mpsc;
 
-use super::adapter::LaunchSpec;
+use super::adapter::{AgentAdapter, LaunchSpec};
 use super::event::{read_line_bounded, AgentEvent, BadLine};
 use super::AgentError;
 use crate::util::{process_start_ms, ProcessIdentity};
@@ -64,7 +64,7 @@ impl AgentProcess {
     pub fn spawn(
         spec: &LaunchSpec,
         stderr_log: &Path,
-        decode: fn(&[u8]) -> Result<AgentEvent, BadLine>,
+        adapter: &'static dyn AgentAdapter,
     ) -> Result<Self, AgentError> {
         let mut cmd = tokio::process::Command::new(&spec.program);
         // Only what the spec allows of our environment, then the team's own.
@@ -144,7 +144,7 @@ impl AgentProcess {
             loop {
                 let msg = match read_line_bounded(&mut reader, &mut buf, MAX_LINE).await {
                     Ok(None) => StdoutLine::Closed(None),
-                    Ok(Some(Ok(()))) => match decode(&buf) {
+                    Ok(Some(Ok(()))) => match adapter.decode(&buf) {
                         Ok(ev) => StdoutLine::Event(ev),
                         Err(bad) => StdoutLine::Bad(bad),
                     },

@@ -447,7 +447,7 @@ pub(super) struct Report<'t> {
 }
 
 impl<'t> Report<'t> {
-    fn new(text: &'t str, folders: Folders) -> Self {
+    pub(super) fn new(text: &'t str, folders: Folders) -> Self {
         let mut offsets = HashMap::new();
         // The text already parsed once, so this succeeds; without it problems just lack lines.
         if let Ok(doc) = DeTable::parse(text) {
@@ -511,7 +511,7 @@ impl<'t> Report<'t> {
 
     /// The problems, then the warnings, each in file order; those without a line last, by key
     /// path.
-    fn finish(mut self) -> (Vec<ConfigProblem>, Vec<ConfigProblem>) {
+    pub(super) fn finish(mut self) -> (Vec<ConfigProblem>, Vec<ConfigProblem>) {
         self.problems.sort_by_key(|(_, offset, _)| *offset);
         let mut cursor = Cursor::new(self.text);
         let (mut problems, mut warnings) = (Vec::new(), Vec::new());

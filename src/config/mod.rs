@@ -6,6 +6,7 @@
 
 mod init;
 mod interpolate;
+pub mod kinds;
 mod load;
 pub mod permissions;
 pub mod trust;
@@ -169,7 +170,7 @@ pub struct TeamConfig {
     pub path: PathBuf,
     /// Free text shown in `switchboard teams`.
     pub description: Option<String>,
-    /// Agent kind; `claude` (Claude Code) is the only one so far. Default `claude`.
+    /// Agent kind: one of [`kinds::AGENT_KINDS`] (checked at load). Default `claude`.
     pub agent: String,
     /// Path or name of the agent executable; default: the agent's own (`claude`).
     pub agent_path: Option<String>,

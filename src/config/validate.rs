@@ -75,17 +75,6 @@ const PERMISSION_KEYS: &[&str] = &["allow", "deny", "ask", "timeout"];
 /// is refused: its path is not checked here, and a local agent must never start in it. Set to
 /// true where the lifecycle calls `agent::ssh` (docs/remote.md).
 const REMOTE_TEAMS_WIRED: bool = false;
-/// Agent kinds Switchboard knows how to drive.
-const KNOWN_AGENTS: &[&str] = &["claude"];
-/// The choices of Claude Code 2.1.328's `--permission-mode`.
-const PERMISSION_MODES: &[&str] = &[
-    "acceptEdits",
-    "auto",
-    "bypassPermissions",
-    "manual",
-    "dontAsk",
-    "plan",
-];
 /// System folders no team may work in (also checked after resolving symlinks).
 const FORBIDDEN_DIRS: &[&str] = &[
     "/etc",
@@ -410,16 +399,9 @@ fn team(
         );
         None
     };
-    let agent = get_str(table, "agent", path, report).unwrap_or("claude");
-    if !KNOWN_AGENTS.contains(&agent) {
-        report.add(
-            &path.key("agent"),
-            format!(
-                "unknown agent {agent:?} (known agents: {})",
-                KNOWN_AGENTS.join(", ")
-            ),
-        );
-    }
+    let agent = get_str(table, "agent", path, report).unwrap_or(super::kinds::AGENT_KINDS[0].name);
+    // The kind, and the agent-specific options it takes (see kinds.rs).
+    super::kinds::check_team(super::kinds::AGENT_KINDS, agent, table, path, report);
     let agent_path = get_str(table, "agent_path", path, report);
     if agent_path.is_some_and(|p| p.trim().is_empty()) {
         report.add(
@@ -428,17 +410,6 @@ fn team(
         );
     }
     let permission_mode = get_str(table, "permission_mode", path, report);
-    if let Some(mode) = permission_mode {
-        if !PERMISSION_MODES.contains(&mode) {
-            report.add(
-                &path.key("permission_mode"),
-                format!(
-                    "unknown permission mode {mode:?} (one of: {})",
-                    PERMISSION_MODES.join(", ")
-                ),
-            );
-        }
-    }
     let mcp_servers = match get_str(table, "mcp_servers", path, report) {
         None | Some("inherit") => McpServers::Inherit,
         Some("none") => McpServers::None,

@@ -705,7 +705,8 @@ impl PendingSet {
         None
     }
 
-    /// The agent withdrew a request (Claude Code: `control_cancel_request`, on an interrupt).
+    /// The agent withdrew a request ([`crate::agent::event::AgentEvent::ControlCancel`], on an
+    /// interrupt).
     pub(super) fn cancelled(&mut self, request_id: &str) {
         if let Some(i) = self.waiting.iter().position(|w| w.request_id == request_id) {
             let w = self.waiting.remove(i);
@@ -737,11 +738,13 @@ impl PendingSet {
 
     /// Records a denial the agent made itself by one of the team's deny rules (Claude Code
     /// enforces them too: `system/permission_denied`), so every decision is in the log.
-    pub(super) fn denied_by_agent(&self, raw: &Value) {
-        let s = |k: &str| raw.get(k).and_then(Value::as_str);
-        let (Some(tool), Some(message)) = (s("tool_name"), s("message")) else {
-            return;
-        };
+    pub(super) fn denied_by_agent(
+        &self,
+        tool: &str,
+        message: &str,
+        tool_use_id: Option<&str>,
+        id: Option<&str>,
+    ) {
         let m = &self.manager;
         let approval_id = format!("ap-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         let now = now_ms();
@@ -752,8 +755,8 @@ impl PendingSet {
             session_id: &self.session_id,
             from_team: &self.from,
             to_team: &self.to,
-            request_id: s("uuid").unwrap_or(""),
-            tool_use_id: s("tool_use_id"),
+            request_id: id.unwrap_or(""),
+            tool_use_id,
             tool,
             input: &reason,
             decide_by: "rule",

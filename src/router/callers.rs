@@ -274,7 +274,13 @@ impl Router {
             .mcp_config(team, server.as_ref())
             .map_err(|e| RouterError::Agent(format!("team {}: {e}", team.name)))?;
         let Some(config) = config else {
-            return Ok((LaunchExtras::default(), credential));
+            return Ok((
+                LaunchExtras {
+                    switchboard: server,
+                    ..LaunchExtras::default()
+                },
+                credential,
+            ));
         };
         let path = self.agent_config_dir().join(format!("{session_id}.json"));
         credential.file = Some(path.clone());
@@ -284,6 +290,7 @@ impl Router {
             LaunchExtras {
                 mcp_config: Some(path),
                 switchboard_tools: server.is_some(),
+                switchboard: server,
             },
             credential,
         ))

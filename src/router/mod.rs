@@ -715,8 +715,25 @@ impl Router {
     /// waits as `wait` says. The agent is resumed if it is stopped.
     pub async fn compact(&self, from: &str, to: &str, wait: Wait) -> RouterResult<Tell> {
         let session = self.inner.manager.get_or_create(from, to)?;
+        // The callee's adapter says how to compact, or that its CLI cannot.
+        let team = self
+            .inner
+            .manager
+            .config()
+            .team(to)
+            .ok_or_else(|| RouterError::Agent(format!("team {to} is not in the config")))?;
+        let adapter = adapter_for(&team.agent).ok_or_else(|| RouterError::UnknownAgent {
+            team: to.to_string(),
+            agent: team.agent.clone(),
+        })?;
+        let text = adapter.compact_text().ok_or_else(|| {
+            RouterError::Agent(format!(
+                "team {to}'s agent ({}) cannot compact its context",
+                adapter.name()
+            ))
+        })?;
         self.inner.manager.request_compaction(&session)?;
-        let tell = self.submit(from, to, TellKind::Compact, "/compact", None)?;
+        let tell = self.submit(from, to, TellKind::Compact, text, None)?;
         self.wait_for(&tell.tell_id, wait).await
     }
 

@@ -12,9 +12,10 @@ use tokio::time::Instant;
 
 use super::approvals::PendingSet;
 use super::{Interrupt, Router, RouterError, RouterResult};
-use crate::agent::adapter::{adapter_for, AgentAdapter};
+use crate::agent::adapter::{adapter_for, AgentAdapter, SessionRef};
 use crate::agent::event::{AgentEvent, TurnResult};
-use crate::agent::process::{AgentProcess, StdoutLine};
+use crate::agent::process::StdoutLine;
+use crate::agent::session::AgentSession;
 use crate::agent::supervisor::Slot;
 use crate::config::TeamConfig;
 use crate::events::{EventKind, NewEvent};
@@ -42,16 +43,16 @@ pub(super) enum Cmd {
 }
 
 struct Live {
-    proc: AgentProcess,
+    /// The agent (and the adapter of the team's agent kind, which launched it).
+    proc: AgentSession,
     _slot: Slot,
     /// Revoked (and its MCP config deleted) when this is dropped, with the process.
     _credential: super::callers::AgentCredential,
     slot_idle: bool,
     session_id: String,
+    /// The agent's own id of the conversation, as stored with the session.
+    agent_session_id: Option<String>,
     idle_since: Instant,
-    /// Whether the agent has printed anything yet (before that, spawn_timeout applies).
-    started: bool,
-    spawned_at: Instant,
 }
 
 pub(super) struct Worker {
@@ -216,7 +217,7 @@ impl Worker {
             cmd = self.rx.recv() => Idle::Cmd(cmd),
             _ = tokio::time::sleep_until(idle_deadline) => Idle::TimedOut,
             _ = agent._slot.evicted() => Idle::Evicted,
-            status = agent.proc.wait() => Idle::Exited(describe_exit(status, &agent.proc)),
+            why = agent.proc.exit_reason() => Idle::Exited(why),
             _ = self.shutdown.changed() => Idle::Shutdown,
             _ = tokio::time::sleep(tick) => Idle::Tick,
         }
@@ -273,66 +274,24 @@ impl Worker {
     /// (Claude Code answers an `initialize` control request). Returns its pid.
     async fn probe_ready(&mut self) -> RouterResult<u32> {
         let timeout = self.router.manager().config().settings.spawn_timeout;
-        let adapter = self
-            .team()
-            .and_then(|t| adapter_for(&t.agent))
-            .unwrap_or(&crate::agent::claude::ClaudeCode);
         let Some(agent) = self.agent.as_mut() else {
             return Err(RouterError::Agent("the agent stopped".into()));
         };
-        let pid = agent.proc.identity.pid;
-        if agent.started {
-            return Ok(pid);
-        }
-        let id = format!("ready-{}", uuid::Uuid::new_v4());
-        let Some(probe) = adapter.encode_ready_probe(&id) else {
-            return Ok(pid);
-        };
-        let outcome = async {
-            agent
-                .proc
-                .send_line(&probe)
-                .await
-                .map_err(|e| e.to_string())?;
-            loop {
-                match agent.proc.lines.recv().await {
-                    Some(StdoutLine::Event(AgentEvent::ControlResponse { request_id, .. }))
-                        if request_id.as_deref() == Some(id.as_str()) =>
-                    {
-                        return Ok(());
-                    }
-                    Some(StdoutLine::Event(_)) | Some(StdoutLine::Bad(_)) => {}
-                    None | Some(StdoutLine::Closed(_)) => {
-                        let status = agent.proc.wait().await;
-                        return Err(format!(
-                            "agent exited before it started: {}",
-                            describe_exit(status, &agent.proc)
-                        ));
-                    }
+        let pid = agent.proc.identity().pid;
+        let session_id = agent.session_id.clone();
+        let failure = match agent.proc.probe(timeout).await {
+            Ok(proved) => {
+                if proved {
+                    self.event(&session_id, None, EventKind::AgentReady { pid });
                 }
-            }
-        };
-        let (result, reason) = match tokio::time::timeout(timeout, outcome).await {
-            Ok(Ok(())) => {
-                agent.started = true;
-                let session_id = agent.session_id.clone();
-                self.event(&session_id, None, EventKind::AgentReady { pid });
                 return Ok(pid);
             }
-            Ok(Err(why)) => (why, "crash"),
-            Err(_) => (
-                format!(
-                    "timeout: the agent did not start within {}; it was killed",
-                    crate::util::format_duration(timeout)
-                ),
-                "stall",
-            ),
+            Err(f) => f,
         };
-        let session_id = agent.session_id.clone();
-        if let Some(mut a) = self.agent.take() {
-            a.proc.kill().await;
-        }
-        self.stopped_event(&session_id, reason, Some(result.clone()));
+        // The agent has been killed.
+        self.agent.take();
+        let result = failure.detail().to_string();
+        self.stopped_event(&session_id, failure.reason(), Some(result.clone()));
         let m = self.router.manager();
         m.mark_error(&session_id, &result).ok();
         m.release_lease(&session_id).ok();
@@ -349,10 +308,10 @@ impl Worker {
     /// while another process delivered everything returns `Ok(false)` and starts nothing.
     async fn ensure_agent(&mut self, for_queue: bool) -> RouterResult<bool> {
         if let Some(a) = self.agent.as_mut() {
-            if a.proc.try_wait().is_none() {
+            if !a.proc.has_exited() {
                 return Ok(true);
             }
-            let why = describe_exit(a.proc.wait().await, &a.proc);
+            let why = a.proc.exit_reason().await;
             self.agent_gone(&why, false).await;
         }
         let router = self.router.clone();
@@ -385,9 +344,14 @@ impl Worker {
                 }
             }
         };
-        let resume = adapter
-            .transcript_path(&team, &session.session_id)
-            .is_some_and(|p| p.exists());
+        let resume = adapter.can_resume(
+            &team,
+            &SessionRef {
+                session_id: &session.session_id,
+                agent_session_id: session.agent_session_id.as_deref(),
+                resume: false,
+            },
+        );
         match self.spawn(adapter, &team, &session, resume, slot).await {
             Ok(()) => Ok(true),
             Err(e) => {
@@ -440,7 +404,12 @@ impl Worker {
         let (extras, credential) =
             self.router
                 .agent_launch_extras(adapter, team, &session.session_id)?;
-        let spec = adapter.launch(team, &session.session_id, resume, &extras);
+        let session_ref = SessionRef {
+            session_id: &session.session_id,
+            agent_session_id: session.agent_session_id.as_deref(),
+            resume,
+        };
+        let spec = adapter.launch(team, &session_ref, &extras);
         m.update_debug_info(
             &session.session_id,
             &spec.redacted_json(),
@@ -456,8 +425,7 @@ impl Worker {
             .router
             .log_dir()
             .join(format!("{}.stderr.log", session.session_id));
-        let decode = decode_fn(adapter);
-        let proc = AgentProcess::spawn(&spec, &log, decode).map_err(|mut e| {
+        let proc = AgentSession::spawn(adapter, &spec, &log).map_err(|mut e| {
             // Name the team: the hint says which entry's agent_path to set.
             if let crate::agent::AgentError::Spawn { team: t, .. } = &mut e {
                 t.clone_from(&team.name);
@@ -475,8 +443,8 @@ impl Worker {
             .counters()
             .spawned
             .fetch_add(1, Ordering::Relaxed);
-        tracing::info!(pair = %self.pair(), pid = proc.identity.pid, resume, "agent started");
-        m.set_agent(&session.session_id, Some(proc.identity))?;
+        tracing::info!(pair = %self.pair(), pid = proc.identity().pid, resume, "agent started");
+        m.set_agent(&session.session_id, Some(proc.identity()))?;
         m.update_process_state(&session.session_id, ProcessState::Idle)?;
         self.agent = Some(Live {
             proc,
@@ -484,9 +452,8 @@ impl Worker {
             _credential: credential,
             slot_idle: false,
             session_id: session.session_id.clone(),
+            agent_session_id: session.agent_session_id.clone(),
             idle_since: Instant::now(),
-            started: false,
-            spawned_at: Instant::now(),
         });
         Ok(())
     }
@@ -502,7 +469,7 @@ impl Worker {
         m.update_process_state(&a.session_id, ProcessState::Terminating)
             .ok();
         let status = a.proc.stop(STOP_GRACE).await;
-        tracing::info!(pair = %self.pair(), pid = a.proc.identity.pid, ?status, why, detail, "agent stopped");
+        tracing::info!(pair = %self.pair(), pid = a.proc.identity().pid, ?status, why, detail, "agent stopped");
         // Its credential goes before the lease: the next holder writes the session's config.
         let session_id = a.session_id.clone();
         drop(a);
@@ -571,12 +538,10 @@ impl Worker {
         };
         agent.slot_idle = false;
         agent._slot.set_idle(false);
+        // The adapter that launched the agent (never a guess from the current config).
+        let adapter = agent.proc.adapter();
         self.tell_hint = Some(tell.tell_id.clone());
         self.event(&session_id, Some(&tell.tell_id), EventKind::TellDelivered);
-        let adapter = self
-            .team()
-            .and_then(|t| adapter_for(&t.agent))
-            .unwrap_or(&crate::agent::claude::ClaudeCode);
         if tell.kind == TellKind::Compact {
             if let Ok(Some(s)) = m.get_by_id(&session_id) {
                 if let Err(e) = m.begin_compaction(&s) {
@@ -589,32 +554,16 @@ impl Worker {
                 self.event(&session_id, Some(&tell.tell_id), EventKind::CompactionBegin);
             }
         }
-        let text = match tell.kind {
-            TellKind::Tell => tell.text.as_str(),
-            TellKind::Compact => adapter.compact_text(),
-        };
-        let line = adapter.encode_message(text);
         let Some(agent) = self.agent.as_mut() else {
             return;
         };
-        let end = match agent.proc.send_line(&line).await {
+        let sent = match tell.kind {
+            TellKind::Tell => agent.proc.send_message(&tell.text).await,
+            TellKind::Compact => agent.proc.send_compact().await,
+        };
+        let end = match sent {
             Ok(()) => self.run_turn(adapter, &tell.tell_id, &session_id).await,
-            Err(e) => match self.agent.as_mut() {
-                // Writing fails when the agent is gone: say how it ended.
-                Some(a) => {
-                    let status = a.proc.wait().await;
-                    let when = if a.started {
-                        "mid-turn"
-                    } else {
-                        "before it started"
-                    };
-                    TurnEnd::Exited(format!(
-                        "agent exited {when}: {} ({e})",
-                        describe_exit(status, &a.proc)
-                    ))
-                }
-                None => TurnEnd::Exited(e.to_string()),
-            },
+            Err(why) => TurnEnd::Exited(why),
         };
         self.record(&tell, &session_id, end).await;
     }
@@ -678,7 +627,7 @@ impl Worker {
         let mut shutdown_deadline: Option<Instant> = None;
         let mut last_output = Instant::now();
         loop {
-            let (limit, stall_at) = if agent.started {
+            let (limit, stall_at) = if agent.proc.is_started() {
                 (
                     settings.response_timeout,
                     last_output + settings.response_timeout,
@@ -686,18 +635,17 @@ impl Worker {
             } else {
                 (
                     settings.spawn_timeout,
-                    agent.spawned_at.max(last_output) + settings.spawn_timeout,
+                    agent.proc.spawned_at().max(last_output) + settings.spawn_timeout,
                 )
             };
             let far = Instant::now() + Duration::from_secs(86_400 * 365);
             tokio::select! {
-                line = agent.proc.lines.recv() => {
+                line = agent.proc.recv() => {
                     last_output = Instant::now();
                     match line {
                         None | Some(StdoutLine::Closed(_)) => {
-                            let status = agent.proc.wait().await;
-                            let why = describe_exit(status, &agent.proc);
-                            return if agent.started {
+                            let why = agent.proc.exit_reason().await;
+                            return if agent.proc.is_started() {
                                 TurnEnd::Exited(format!("agent exited mid-turn: {why}"))
                             } else {
                                 TurnEnd::Exited(format!("agent exited before it started: {why}"))
@@ -709,14 +657,14 @@ impl Worker {
                             m.update_last_response(&agent.session_id).ok();
                         }
                         Some(StdoutLine::Event(ev)) => {
-                            if !agent.started {
+                            if !agent.proc.is_started() {
                                 m.events().publish(
-                                    NewEvent::pair(&self.from, &self.to, EventKind::AgentReady { pid: agent.proc.identity.pid })
+                                    NewEvent::pair(&self.from, &self.to, EventKind::AgentReady { pid: agent.proc.identity().pid })
                                         .session(session_id)
                                         .tell(Some(tell_id)),
                                 );
                             }
-                            agent.started = true;
+                            agent.proc.mark_started();
                             activity.on_event(&ev);
                             // The result's own time is written with the turn's end (one write).
                             if !matches!(ev, AgentEvent::Result(_)) {
@@ -729,23 +677,32 @@ impl Worker {
                                 AgentEvent::Assistant { text: Some(text), .. } if !text.trim().is_empty() => {
                                     said = Some(text);
                                 }
+                                // An agent that picks its own id of the conversation (a thread
+                                // id) says it here; it is kept with the session so the next
+                                // launch continues that conversation.
+                                AgentEvent::Init { session_id: Some(id) }
+                                    if id != agent.session_id && agent.agent_session_id.as_deref() != Some(id.as_str()) =>
+                                {
+                                    match m.set_agent_session_id(&agent.session_id, Some(&id)) {
+                                        Ok(_) => agent.agent_session_id = Some(id),
+                                        Err(e) => tracing::warn!(error = %e, "cannot record the agent's session id"),
+                                    }
+                                }
                                 AgentEvent::CompactBoundary { pre_tokens, post_tokens, .. } => {
                                     compacted = Some((pre_tokens, post_tokens));
                                 }
                                 AgentEvent::ControlRequest { request_id, request } => {
                                     if let Some(line) = pending.on_request(adapter, request_id.as_deref(), &request) {
-                                        if agent.proc.send_line(&line).await.is_err() {
+                                        if agent.proc.write(&line).await.is_err() {
                                             tracing::warn!("could not write a permission decision to the agent");
                                         }
                                     }
                                 }
-                                AgentEvent::Other { kind, raw } if kind == "control_cancel_request" => {
-                                    if let Some(id) = raw.get("request_id").and_then(|v| v.as_str()) {
-                                        pending.cancelled(id);
-                                    }
+                                AgentEvent::ControlCancel { request_id: Some(id) } => {
+                                    pending.cancelled(&id);
                                 }
-                                AgentEvent::Other { kind, raw } if kind == "system/permission_denied" && has_permissions => {
-                                    pending.denied_by_agent(&raw);
+                                AgentEvent::PermissionDenied { tool: Some(tool), message: Some(message), tool_use_id, id } if has_permissions => {
+                                    pending.denied_by_agent(&tool, &message, tool_use_id.as_deref(), id.as_deref());
                                 }
                                 _ => {}
                             }
@@ -755,7 +712,7 @@ impl Worker {
                 line = pending.next_line(adapter) => {
                     // A decision: the agent goes on from here (the wait was not a stall).
                     last_output = Instant::now();
-                    if agent.proc.send_line(&line).await.is_err() {
+                    if agent.proc.write(&line).await.is_err() {
                         tracing::warn!("could not write a permission decision to the agent");
                     }
                 }
@@ -772,17 +729,16 @@ impl Worker {
                         .store()
                         .open_child_tells(tell_id)
                         .is_ok_and(|c| !c.is_empty());
-                    if agent.started && waiting {
+                    if agent.proc.is_started() && waiting {
                         last_output = Instant::now();
                         continue;
                     }
-                    return if agent.started { TurnEnd::Stalled(limit) } else { TurnEnd::NoStart(limit) };
+                    return if agent.proc.is_started() { TurnEnd::Stalled(limit) } else { TurnEnd::NoStart(limit) };
                 }
                 _ = self.interrupt.wait_for(tell_id), if !interrupted => {
                     interrupted = true;
                     interrupt_deadline = Some(Instant::now() + INTERRUPT_GRACE);
-                    let id = uuid::Uuid::new_v4().to_string();
-                    if agent.proc.send_line(&adapter.encode_interrupt(&id)).await.is_err() {
+                    if agent.proc.interrupt().await.is_err() {
                         tracing::warn!("could not write the interrupt to the agent");
                     }
                 }
@@ -797,39 +753,5 @@ impl Worker {
                 }
             }
         }
-    }
-}
-
-fn decode_fn(
-    adapter: &'static dyn AgentAdapter,
-) -> fn(&[u8]) -> Result<AgentEvent, crate::agent::event::BadLine> {
-    // Every adapter so far speaks stream-json; an adapter with its own format would carry its
-    // own decoder here.
-    let _ = adapter;
-    crate::agent::event::decode
-}
-
-fn describe_exit(status: std::io::Result<std::process::ExitStatus>, proc: &AgentProcess) -> String {
-    let status = match status {
-        Ok(s) => match (s.code(), std::os::unix::process::ExitStatusExt::signal(&s)) {
-            (Some(c), _) => format!("exit status {c}"),
-            (None, Some(sig)) => format!("killed by signal {sig}"),
-            _ => s.to_string(),
-        },
-        Err(e) => format!("unknown exit status ({e})"),
-    };
-    let tail = proc.stderr_tail();
-    if tail.is_empty() {
-        status
-    } else {
-        let tail: String = tail
-            .chars()
-            .rev()
-            .take(1000)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect();
-        format!("{status}; stderr: {tail}")
     }
 }

@@ -350,6 +350,16 @@ impl SessionManager {
         self.write(|st| st.set_agent(session_id, agent))
     }
 
+    /// Records the agent's own id of the session's conversation (an agent CLI that picks its
+    /// own thread id says it once it has started one); a reboot clears it.
+    pub fn set_agent_session_id(
+        &self,
+        session_id: &str,
+        agent_session_id: Option<&str>,
+    ) -> SessionResult<Session> {
+        self.write(|st| st.set_agent_session_id(session_id, agent_session_id))
+    }
+
     /// This process's identity, as recorded in the leases it takes.
     pub fn me(&self) -> ProcessIdentity {
         self.me

@@ -47,6 +47,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0008_session_live",
         include_str!("../../migrations/0008_session_live.sql"),
     ),
+    (
+        9,
+        "0009_agent_session_id",
+        include_str!("../../migrations/0009_agent_session_id.sql"),
+    ),
 ];
 
 /// The newest schema version this binary knows.

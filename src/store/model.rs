@@ -190,6 +190,9 @@ pub struct Session {
         deserialize_with = "de_opt_time"
     )]
     pub agent_started_at: Option<i64>,
+    /// The agent's own id of the conversation, for agent CLIs that pick it (a Codex thread id);
+    /// `None` when the agent uses `session_id` itself, or has not said yet.
+    pub agent_session_id: Option<String>,
 }
 
 impl Session {

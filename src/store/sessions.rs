@@ -19,7 +19,7 @@ pub const COLUMNS: &str = "s.id, s.from_team, s.to_team, s.session_id, s.created
     l.current_tell_id, s.last_response_at, s.launch_command, s.team_config_snapshot, \
     s.compaction_count, s.last_compacted_at, s.last_pre_compact_tokens, s.last_post_compact_tokens, \
     s.input_tokens, s.output_tokens, s.cost_usd, s.last_error, l.owner_pid, l.owner_started_at, \
-    l.owner_heartbeat_at, l.agent_pid, l.agent_started_at";
+    l.owner_heartbeat_at, l.agent_pid, l.agent_started_at, s.agent_session_id";
 
 /// The tables [`COLUMNS`] reads.
 pub const FROM: &str = "sessions s LEFT JOIN session_live l ON l.session = s.id";
@@ -56,6 +56,7 @@ pub fn row_to_session(r: &Row<'_>) -> rusqlite::Result<Session> {
         owner_heartbeat_at: r.get(23)?,
         agent_pid: r.get(24)?,
         agent_started_at: r.get(25)?,
+        agent_session_id: r.get(26)?,
     })
 }
 
@@ -273,6 +274,20 @@ impl SessionStore {
                 agent.map(|a| a.pid),
                 agent.map(|a| a.started_at)
             ],
+        )
+    }
+
+    /// Records the agent's own id of the session's conversation (see
+    /// [`Session::agent_session_id`]).
+    pub fn set_agent_session_id(
+        &self,
+        session_id: &str,
+        agent_session_id: Option<&str>,
+    ) -> StoreResult<Session> {
+        self.update(
+            session_id,
+            "agent_session_id = ?2",
+            params![session_id, agent_session_id],
         )
     }
 
@@ -516,7 +531,7 @@ impl SessionStore {
             &tx,
             session_id,
             "session_id = ?2, message_count = 0, status = 'active', last_error = NULL, \
-             last_used_at = ?3",
+             last_used_at = ?3, agent_session_id = NULL",
             params![session_id, new_session_id, now],
         )?;
         tx.prepare_cached("UPDATE session_live SET current_tell_id = NULL WHERE session = ?1")?

@@ -33,6 +33,8 @@
 //! Environment: `TEST_AGENT_STARTUP=exit` exits with status 3 before reading anything;
 //! `TEST_AGENT_STARTUP=slow:MS` waits MS milliseconds before each turn's init line;
 //! `TEST_AGENT_COMPACT=no-post` leaves `post_tokens` out of the compact_boundary line;
+//! `TEST_AGENT_INIT_ID=ID` names the conversation ID in each init line (an agent CLI that picks
+//! its own session id, as Codex picks a thread id) instead of the `--session-id` it was given;
 //! `TEST_AGENT_PIDFILE=PATH` appends the agent's pid to PATH at start, and `turn PID` at the start
 //! of each turn.
 
@@ -206,6 +208,7 @@ fn main() {
     // usage is in model_usage_since_last_result.
     let mut total_cost = 0.0f64;
     let pidfile = std::env::var_os("TEST_AGENT_PIDFILE");
+    let init_id = std::env::var("TEST_AGENT_INIT_ID").unwrap_or_else(|_| session_id.clone());
     while let Ok(Input::User(text)) = rx.recv() {
         // The message is in the transcript before the turn is announced (a test that kills
         // Switchboard once the turn started expects the conversation to hold it).
@@ -220,7 +223,7 @@ fn main() {
         }
         emit(
             &out,
-            &json!({"type":"system","subtype":"init","session_id":session_id,"cwd":std::env::current_dir().ok(),"tools":[],"model":"scripted"}),
+            &json!({"type":"system","subtype":"init","session_id":init_id,"cwd":std::env::current_dir().ok(),"tools":[],"model":"scripted"}),
         );
         let started = Instant::now();
         let answer: String = match text.as_str() {

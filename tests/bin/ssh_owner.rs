@@ -10,7 +10,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use switchboard::agent::adapter::LaunchSpec;
-use switchboard::agent::event::decode;
 use switchboard::agent::ssh::launch::{Owner, RemoteAgent};
 use switchboard::agent::ssh::{Host, Transport};
 
@@ -44,7 +43,7 @@ fn main() {
                 &spec,
                 &Owner::current().marker(&format!("owner-{i}")),
                 &socket_dir.join(format!("agent-{i}.log")),
-                decode,
+                &switchboard::agent::claude::ClaudeCode,
                 Duration::from_secs(30),
             )
             .await

@@ -10,7 +10,7 @@ use std::time::Duration;
 use super::quote::{self, IDENTITY_PREFIX, MARKER_VAR, WRAPPER_FAILED};
 use super::{Host, SshError, Transport};
 use crate::agent::adapter::LaunchSpec;
-use crate::agent::event::{AgentEvent, BadLine};
+use crate::agent::event::BadLine;
 use crate::agent::process::{AgentProcess, StdoutLine};
 use crate::util::{process_start_ms, ProcessIdentity};
 
@@ -170,7 +170,7 @@ pub fn ssh_launch(
 
 impl RemoteAgent {
     /// Starts `spec` on `host` (connecting first when needed) and waits, up to `timeout`, for
-    /// the wrapper's identity line. `stderr_log` and `decode` are as for a local agent. A
+    /// the wrapper's identity line. `stderr_log` and `adapter` (which decodes its output) are as for a local agent. A
     /// folder that does not exist, a bad variable, or a broken connection is an error naming
     /// the host and the fix; nothing is left running then.
     pub async fn spawn(
@@ -179,13 +179,13 @@ impl RemoteAgent {
         spec: &LaunchSpec,
         marker: &str,
         stderr_log: &Path,
-        decode: fn(&[u8]) -> Result<AgentEvent, BadLine>,
+        adapter: &'static dyn crate::agent::adapter::AgentAdapter,
         timeout: Duration,
     ) -> Result<Self, SshError> {
         transport.connect(host).await?;
         let launch = ssh_launch(transport, host, spec, marker)?;
         let mut process =
-            AgentProcess::spawn(&launch, stderr_log, decode).map_err(|e| SshError::Local {
+            AgentProcess::spawn(&launch, stderr_log, adapter).map_err(|e| SshError::Local {
                 what: format!("cannot start ssh for {host}"),
                 source: std::io::Error::other(e.to_string()),
             })?;

@@ -115,7 +115,7 @@ impl<'a> TurnActivity<'a> {
                     });
                 }
             }
-            AgentEvent::PermissionDenied { tool, message } => {
+            AgentEvent::PermissionDenied { tool, message, .. } => {
                 self.flush_text();
                 let text = format!(
                     "permission denied: {}{}",

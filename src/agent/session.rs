@@ -1,0 +1,253 @@
+//! The live agent of one session: the process its adapter launched, and the verbs of its
+//! lifecycle that the router uses without knowing which CLI it is: spawn, probe (prove it is
+//! up without a model call), deliver a message or a compaction, read its decoded output,
+//! answer it (permission decisions), interrupt the turn, stop it. Everything CLI-specific is
+//! asked of the [`AgentAdapter`]; the router sees only [`StdoutLine`]s of [`AgentEvent`]s.
+
+use std::path::Path;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::adapter::{AgentAdapter, LaunchSpec};
+use super::event::AgentEvent;
+use super::process::{AgentProcess, StdoutLine};
+use super::AgentError;
+use crate::util::ProcessIdentity;
+
+/// Why a probe failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeFailure {
+    /// The agent exited before it answered (the `agent_stopped` reason `crash`).
+    Exited(String),
+    /// It did not answer in time (`stall`); it has been killed.
+    TimedOut(String),
+}
+
+impl ProbeFailure {
+    /// The reason of the `agent_stopped` event.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ProbeFailure::Exited(_) => "crash",
+            ProbeFailure::TimedOut(_) => "stall",
+        }
+    }
+
+    /// In words.
+    pub fn detail(&self) -> &str {
+        match self {
+            ProbeFailure::Exited(d) | ProbeFailure::TimedOut(d) => d,
+        }
+    }
+}
+
+/// The live agent of one session.
+pub struct AgentSession {
+    proc: AgentProcess,
+    adapter: &'static dyn AgentAdapter,
+    /// Whether the agent has printed anything yet (before that, the spawn timeout applies).
+    started: bool,
+    spawned_at: Instant,
+}
+
+impl std::fmt::Debug for AgentSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentSession")
+            .field("agent", &self.adapter.name())
+            .field("pid", &self.proc.identity.pid)
+            .field("started", &self.started)
+            .finish()
+    }
+}
+
+impl AgentSession {
+    /// Starts the agent `spec` describes (from [`AgentAdapter::launch`]), its stderr going to
+    /// `stderr_log`; its output is decoded by `adapter`. Must be called from a runtime worker
+    /// thread (see [`AgentProcess::spawn`]).
+    pub fn spawn(
+        adapter: &'static dyn AgentAdapter,
+        spec: &LaunchSpec,
+        stderr_log: &Path,
+    ) -> Result<Self, AgentError> {
+        let proc = AgentProcess::spawn(spec, stderr_log, adapter)?;
+        Ok(Self {
+            proc,
+            adapter,
+            started: false,
+            spawned_at: Instant::now(),
+        })
+    }
+
+    /// The adapter that launched it.
+    pub fn adapter(&self) -> &'static dyn AgentAdapter {
+        self.adapter
+    }
+
+    /// Its process (pid and start time; the pid is also its process group).
+    pub fn identity(&self) -> ProcessIdentity {
+        self.proc.identity
+    }
+
+    /// Whether it has printed anything yet.
+    pub fn is_started(&self) -> bool {
+        self.started
+    }
+
+    /// Notes that it printed something: it is up.
+    pub fn mark_started(&mut self) {
+        self.started = true;
+    }
+
+    /// When it was spawned.
+    pub fn spawned_at(&self) -> Instant {
+        self.spawned_at
+    }
+
+    /// Proves a just-started agent is up, without a model call, where its CLI has a way
+    /// ([`AgentAdapter::encode_ready_probe`]); waits at most `timeout`. `Ok(true)` when this
+    /// call proved it (it was not started before), `Ok(false)` when there was nothing to do.
+    /// On failure the agent has been killed.
+    pub async fn probe(&mut self, timeout: Duration) -> Result<bool, ProbeFailure> {
+        if self.started {
+            return Ok(false);
+        }
+        let id = format!("ready-{}", uuid::Uuid::new_v4());
+        let Some(probe) = self.adapter.encode_ready_probe(&id) else {
+            return Ok(false);
+        };
+        let outcome = async {
+            self.proc
+                .send_line(&probe)
+                .await
+                .map_err(|e| e.to_string())?;
+            loop {
+                match self.proc.lines.recv().await {
+                    Some(StdoutLine::Event(AgentEvent::ControlResponse { request_id, .. }))
+                        if request_id.as_deref() == Some(id.as_str()) =>
+                    {
+                        return Ok(());
+                    }
+                    Some(StdoutLine::Event(_)) | Some(StdoutLine::Bad(_)) => {}
+                    None | Some(StdoutLine::Closed(_)) => {
+                        return Err(format!(
+                            "agent exited before it started: {}",
+                            self.exit_reason().await
+                        ));
+                    }
+                }
+            }
+        };
+        let failure = match tokio::time::timeout(timeout, outcome).await {
+            Ok(Ok(())) => {
+                self.started = true;
+                return Ok(true);
+            }
+            Ok(Err(why)) => ProbeFailure::Exited(why),
+            Err(_) => ProbeFailure::TimedOut(format!(
+                "timeout: the agent did not start within {}; it was killed",
+                crate::util::format_duration(timeout)
+            )),
+        };
+        self.proc.kill().await;
+        Err(failure)
+    }
+
+    /// Delivers a user message: the start of a turn. On failure (the agent is gone), says how
+    /// it ended.
+    pub async fn send_message(&mut self, text: &str) -> Result<(), String> {
+        let line = self.adapter.encode_message(text);
+        self.write_or_describe(&line).await
+    }
+
+    /// Asks the agent to compact its context: a turn of its own.
+    pub async fn send_compact(&mut self) -> Result<(), String> {
+        let Some(text) = self.adapter.compact_text() else {
+            return Err(format!(
+                "agent {:?} cannot compact its context",
+                self.adapter.name()
+            ));
+        };
+        let line = self.adapter.encode_message(text);
+        self.write_or_describe(&line).await
+    }
+
+    async fn write_or_describe(&mut self, line: &str) -> Result<(), String> {
+        if let Err(e) = self.proc.send_line(line).await {
+            // Writing fails when the agent is gone: say how it ended.
+            let when = if self.started {
+                "mid-turn"
+            } else {
+                "before it started"
+            };
+            return Err(format!(
+                "agent exited {when}: {} ({e})",
+                self.exit_reason().await
+            ));
+        }
+        Ok(())
+    }
+
+    /// The next thing the agent printed (cancel-safe).
+    pub async fn recv(&mut self) -> Option<StdoutLine> {
+        self.proc.lines.recv().await
+    }
+
+    /// Writes a line the adapter encoded (a permission decision) to the agent.
+    pub async fn write(&mut self, line: &str) -> Result<(), AgentError> {
+        self.proc.send_line(line).await
+    }
+
+    /// Asks the agent to end the running turn.
+    pub async fn interrupt(&mut self) -> Result<(), AgentError> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let line = self.adapter.encode_interrupt(&id);
+        self.proc.send_line(&line).await
+    }
+
+    /// Waits for the agent to exit and says how it ended (exit status, stderr's tail).
+    pub async fn exit_reason(&mut self) -> String {
+        let status = self.proc.wait().await;
+        describe_exit(status, &self.proc)
+    }
+
+    /// Whether the agent has exited (without waiting).
+    pub fn has_exited(&mut self) -> bool {
+        self.proc.try_wait().is_some()
+    }
+
+    /// Stops it: close stdin, SIGTERM to its group, `grace`, SIGKILL.
+    pub async fn stop(&mut self, grace: Duration) -> Option<std::process::ExitStatus> {
+        self.proc.stop(grace).await
+    }
+
+    /// Kills its group at once.
+    pub async fn kill(&mut self) -> Option<std::process::ExitStatus> {
+        self.proc.kill().await
+    }
+}
+
+/// How an agent process ended, with the tail of its stderr.
+fn describe_exit(status: std::io::Result<std::process::ExitStatus>, proc: &AgentProcess) -> String {
+    let status = match status {
+        Ok(s) => match (s.code(), std::os::unix::process::ExitStatusExt::signal(&s)) {
+            (Some(c), _) => format!("exit status {c}"),
+            (None, Some(sig)) => format!("killed by signal {sig}"),
+            _ => s.to_string(),
+        },
+        Err(e) => format!("unknown exit status ({e})"),
+    };
+    let tail = proc.stderr_tail();
+    if tail.is_empty() {
+        status
+    } else {
+        let tail: String = tail
+            .chars()
+            .rev()
+            .take(1000)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        format!("{status}; stderr: {tail}")
+    }
+}
