@@ -625,8 +625,12 @@ async fn a_restart_expires_a_pending_request_and_the_next_tell_works() {
                 .pop()
         })
         .await;
-    // The person waiting on `tell` is told what waits and how to decide it.
-    let hint = format!("switchboard approvals allow {}", pending.approval_id);
+    // The person waiting on `tell` is told what waits and how to decide it (read up to the
+    // last line of the notice: the deny hint; the lines may come in separate reads).
+    let hint = format!(
+        "switchboard approvals deny {} --reason",
+        pending.approval_id
+    );
     let mut stderr = child.stderr.take().expect("stderr");
     let said = tokio::task::spawn_blocking(move || {
         use std::io::Read;
@@ -650,7 +654,7 @@ async fn a_restart_expires_a_pending_request_and_the_next_tell_works() {
     assert!(
         said.contains("team b's agent asks to use Write")
             && said.contains(&format!(
-                "switchboard approvals deny {} --reason",
+                "switchboard approvals allow {}",
                 pending.approval_id
             )),
         "{said}"
