@@ -112,20 +112,28 @@ impl Remote {
         })
     }
 
+    /// The server went away or answered nonsense: `what` happened.
+    fn gone(&self, what: String) -> CallError {
+        CallError::Gone(format!("server (pid {}): {what}", self.pid))
+    }
+
+    /// A connection that failed with `e`: refused (nobody took it, so nothing was sent and
+    /// nothing stored) or gone.
+    fn not_connected(&self, what: String, e: &std::io::Error) -> CallError {
+        if matches!(
+            e.kind(),
+            std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound
+        ) {
+            CallError::Refused(format!("server (pid {}): {what}", self.pid))
+        } else {
+            self.gone(what)
+        }
+    }
+
     /// POSTs the JSON `payload` to `/api/{op}`: the JSON answer, or why there is none.
     fn post(&self, op: Op, payload: &str, timeout: Option<Duration>) -> Result<Value, CallError> {
-        let fail = |what: String| CallError::Gone(format!("server (pid {}): {what}", self.pid));
-        // Nobody took the connection: nothing was sent, so nothing was stored.
-        let not_connected = |what: String, e: &std::io::Error| {
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound
-            ) {
-                CallError::Refused(format!("server (pid {}): {what}", self.pid))
-            } else {
-                fail(what)
-            }
-        };
+        let fail = |what: String| self.gone(what);
+        let not_connected = |what: String, e: &std::io::Error| self.not_connected(what, e);
         // Allow for the server's own wait, plus slack.
         let read_timeout = timeout.map(|t| t + Duration::from_secs(30));
         let mut stream: Box<dyn ReadWrite> = match &self.socket {
@@ -232,17 +240,8 @@ impl Remote {
     /// [`CallError::Answer`].
     pub async fn events(&self, query: &str, after: i64) -> Result<EventStream, CallError> {
         use tokio::io::AsyncWriteExt;
-        let fail = |what: String| CallError::Gone(format!("server (pid {}): {what}", self.pid));
-        let refused = |what: String, e: &std::io::Error| {
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound
-            ) {
-                CallError::Refused(format!("server (pid {}): {what}", self.pid))
-            } else {
-                fail(what)
-            }
-        };
+        let fail = |what: String| self.gone(what);
+        let refused = |what: String, e: &std::io::Error| self.not_connected(what, e);
         let connect = async {
             let io: Box<dyn AsyncIo> = match &self.socket {
                 Some(path) => {
