@@ -19,7 +19,7 @@ use fake_api::{Answer, FakeApi};
 use serde_json::{json, Value};
 use switchboard::events::{Event, EventFilter, EventKind, NewEvent};
 use switchboard::router::{Router, Wait};
-use switchboard::store::{EventRow, SessionStore, TellState, MIGRATIONS};
+use switchboard::store::{EventRow, NewApproval, SessionStore, TellState, MIGRATIONS};
 use switchboard::{SessionManager, TeamsConfig};
 use tempfile::TempDir;
 use tokio::sync::broadcast;
@@ -527,6 +527,42 @@ async fn the_sweeper_prunes_events_past_their_retention() {
     // Ids go on from where they were: a reader that saw id 3 misses nothing new.
     store.insert_events(&[mk(now, "later")]).expect("insert");
     assert_eq!(store.max_event_id().expect("max"), 4);
+
+    // Permission requests decided before the retention go too; a pending one stays.
+    let request = |id: &'static str, decided: bool| NewApproval {
+        approval_id: id,
+        tell_id: None,
+        session_id: "s",
+        from_team: "a",
+        to_team: "b",
+        request_id: id,
+        tool_use_id: None,
+        tool: "Write",
+        input: "x",
+        decide_by: "human",
+        decided: decided.then_some(("allowed", "rule", None, None)),
+        expires_at: now + day,
+        owner: r.manager().me(),
+    };
+    store
+        .insert_approval(&request("old", true), now - 3 * day)
+        .expect("insert");
+    store
+        .insert_approval(&request("recent", true), now - day)
+        .expect("insert");
+    store
+        .insert_approval(&request("waiting", false), now - 3 * day)
+        .expect("insert");
+    r.sweep().expect("sweep");
+    assert!(
+        store.get_approval("old").expect("get").is_none(),
+        "old decision pruned"
+    );
+    assert!(store.get_approval("recent").expect("get").is_some());
+    assert!(
+        store.get_approval("waiting").expect("get").is_some(),
+        "pending stays"
+    );
     r.shutdown().await;
 }
 

@@ -364,11 +364,22 @@ impl Router {
         Ok(failed)
     }
 
-    /// Deletes the events older than `settings.events.retention`. Returns how many.
+    /// Deletes the events older than `settings.events.retention`, and the permission requests
+    /// decided before then (pending ones stay). Returns how many events.
     pub fn prune_events(&self) -> usize {
         let m = &self.inner.manager;
         let keep = m.config().settings.events.retention;
         let before = now_ms().saturating_sub(i64::try_from(keep.as_millis()).unwrap_or(i64::MAX));
+        match m.store().prune_decided_approvals(before) {
+            Ok(n) if n > 0 => {
+                tracing::info!(
+                    deleted = n,
+                    "pruned decided permission requests past retention"
+                )
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot prune old permission requests"),
+        }
         match m.store().prune_events(before) {
             Ok(n) => {
                 if n > 0 {

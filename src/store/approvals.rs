@@ -305,6 +305,19 @@ impl SessionStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Deletes the decided (or expired) requests decided before `before` (unix ms); pending
+    /// ones always stay. Returns how many.
+    pub fn prune_decided_approvals(&self, before: i64) -> StoreResult<usize> {
+        let conn = self.conn()?;
+        let n = conn
+            .prepare_cached(
+                "DELETE FROM approvals WHERE state <> 'pending' \
+                 AND COALESCE(decided_at, created_at) < ?1",
+            )?
+            .execute([before])?;
+        Ok(n)
+    }
+
     /// Adds an allow rule to a session (no-op when it is there already); returns it.
     pub fn add_session_rule(
         &self,
@@ -382,6 +395,26 @@ mod tests {
                 started_at: 0,
             },
         }
+    }
+
+    #[test]
+    fn pruning_keeps_pending_requests_and_recent_decisions() {
+        let s = SessionStore::open_in_memory().expect("store");
+        for id in ["old", "recent", "pending"] {
+            s.insert_approval(&new(id, "t1"), 1_000).expect("insert");
+        }
+        s.decide_approval("old", "allowed", "person", None, None, 1_100)
+            .expect("decide");
+        s.decide_approval("recent", "denied", "rule", None, None, 5_000)
+            .expect("decide");
+        assert_eq!(s.prune_decided_approvals(2_000).expect("prune"), 1);
+        assert!(s.get_approval("old").expect("get").is_none());
+        assert!(s.get_approval("recent").expect("get").is_some());
+        let p = s.get_approval("pending").expect("get").expect("kept");
+        assert!(
+            p.is_pending(),
+            "a pending request is never pruned, however old"
+        );
     }
 
     #[test]
