@@ -491,6 +491,29 @@ pub struct Recorded {
     pub json: Option<Value>,
 }
 
+impl Recorded {
+    /// The `n`th request (from 1), read on `connection`.
+    fn new(n: usize, connection: usize, req: HttpRequest) -> Self {
+        let (path, query) = match req.head.target.split_once('?') {
+            Some((p, q)) => (p.to_string(), Some(q.to_string())),
+            None => (req.head.target.clone(), None),
+        };
+        let chunked = req.head.is_chunked();
+        let json = serde_json::from_slice(&req.body).ok();
+        Self {
+            n,
+            connection,
+            method: req.head.method,
+            path,
+            query,
+            headers: req.head.headers,
+            chunked,
+            body: req.body,
+            json,
+        }
+    }
+}
+
 /// The text of a message's content: a string is one text, an array gives its `text` blocks
 /// (and the text inside `tool_result` blocks).
 fn content_texts(content: &Value) -> Vec<String> {
@@ -627,24 +650,8 @@ impl State {
     }
 
     fn record(&self, connection: usize, req: HttpRequest) -> Recorded {
-        let (path, query) = match req.head.target.split_once('?') {
-            Some((p, q)) => (p.to_string(), Some(q.to_string())),
-            None => (req.head.target.clone(), None),
-        };
-        let chunked = req.head.is_chunked();
-        let json = serde_json::from_slice(&req.body).ok();
         let mut log = self.log();
-        let rec = Recorded {
-            n: log.len() + 1,
-            connection,
-            method: req.head.method,
-            path,
-            query,
-            headers: req.head.headers,
-            chunked,
-            body: req.body,
-            json,
-        };
+        let rec = Recorded::new(log.len() + 1, connection, req);
         log.push(rec.clone());
         let n = log.len();
         drop(log);

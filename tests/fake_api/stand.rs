@@ -102,24 +102,8 @@ struct State<A> {
 
 impl<A: Clone> State<A> {
     fn record(&self, connection: usize, req: HttpRequest) -> Recorded {
-        let (path, query) = match req.head.target.split_once('?') {
-            Some((p, q)) => (p.to_string(), Some(q.to_string())),
-            None => (req.head.target.clone(), None),
-        };
-        let chunked = req.head.is_chunked();
-        let json = serde_json::from_slice(&req.body).ok();
         let mut log = lock(&self.log);
-        let rec = Recorded {
-            n: log.len() + 1,
-            connection,
-            method: req.head.method,
-            path,
-            query,
-            headers: req.head.headers,
-            chunked,
-            body: req.body,
-            json,
-        };
+        let rec = Recorded::new(log.len() + 1, connection, req);
         log.push(rec.clone());
         let n = log.len();
         drop(log);
