@@ -172,6 +172,28 @@ pub struct SwitchboardServer {
     pub timeout_ms: u64,
 }
 
+/// Prefix of the variables that carry the endpoint's header values to an agent whose CLI
+/// reads them from its environment (the name holds `TOKEN`, so the launch record redacts them).
+pub const HEADER_ENV_PREFIX: &str = "SWITCHBOARD_MCP_TOKEN_";
+
+impl SwitchboardServer {
+    /// Each header as `(name, variable, value)`, the variables named [`HEADER_ENV_PREFIX`]`1`,
+    /// `2`, ... in the order of the headers.
+    pub fn header_vars(&self) -> Vec<(String, String, String)> {
+        self.headers
+            .iter()
+            .enumerate()
+            .map(|(i, (name, value))| {
+                (
+                    name.clone(),
+                    format!("{HEADER_ENV_PREFIX}{}", i + 1),
+                    value.clone(),
+                )
+            })
+            .collect()
+    }
+}
+
 /// A permission request of an agent: the tool it wants to run and with what.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PermissionAsk {

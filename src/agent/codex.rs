@@ -27,10 +27,6 @@ pub const CODEX_ENV: &[&str] = &["OPENAI_*", "CODEX_CA_CERTIFICATE", "RUST_LOG"]
 /// The name of Switchboard's MCP server in Codex's config (its tools are `switchboard.<tool>`).
 pub const SERVER_NAME: &str = "switchboard";
 
-/// Prefix of the variables that carry the MCP endpoint's header values (the name holds
-/// `TOKEN`, so the launch record redacts them).
-pub const HEADER_ENV_PREFIX: &str = "SWITCHBOARD_MCP_TOKEN_";
-
 /// A model provider of Codex's config (`[model_providers.<id>]`), e.g. a proxy or a local
 /// stand-in speaking the Responses API.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,10 +138,9 @@ pub fn mcp_overrides(server: &SwitchboardServer) -> (Vec<String>, BTreeMap<Strin
     let key = |k: &str| format!("mcp_servers.{SERVER_NAME}.{k}");
     let mut env = BTreeMap::new();
     let mut headers = toml::Table::new();
-    for (i, (name, value)) in server.headers.iter().enumerate() {
-        let var = format!("{HEADER_ENV_PREFIX}{}", i + 1);
-        headers.insert(name.clone(), toml::Value::String(var.clone()));
-        env.insert(var, value.clone());
+    for (name, var, value) in server.header_vars() {
+        headers.insert(name, toml::Value::String(var.clone()));
+        env.insert(var, value);
     }
     let secs = server.timeout_ms.div_ceil(1000).max(1);
     let pairs = [

@@ -35,10 +35,6 @@ pub const GEMINI_ENV: &[&str] = &[
 /// `mcp_switchboard_<tool>`).
 pub const SERVER_NAME: &str = "switchboard";
 
-/// Prefix of the variables that carry the MCP endpoint's header values (the settings file
-/// names them as `$VAR`; the name holds `TOKEN`, so the launch record redacts them).
-pub const HEADER_ENV_PREFIX: &str = "SWITCHBOARD_MCP_TOKEN_";
-
 /// Everything that decides how a team's Gemini agent runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GeminiSetup {
@@ -83,23 +79,6 @@ impl GeminiSetup {
     }
 }
 
-/// The header values of `server` as variables ([`HEADER_ENV_PREFIX`]`1`, ...), in the order of
-/// its headers.
-fn header_vars(server: &SwitchboardServer) -> Vec<(String, String, String)> {
-    server
-        .headers
-        .iter()
-        .enumerate()
-        .map(|(i, (name, value))| {
-            (
-                name.clone(),
-                format!("{HEADER_ENV_PREFIX}{}", i + 1),
-                value.clone(),
-            )
-        })
-        .collect()
-}
-
 /// The team's `HOME/.gemini/settings.json`. Switchboard's endpoint is `trust`ed (headless,
 /// an untrusted MCP server's tools are not even offered) and its header values are `$VAR`
 /// references that each launch fills in ([`launch_turn`]), so the file holds no secret and
@@ -116,7 +95,8 @@ pub fn settings_json(setup: &GeminiSetup, switchboard: Option<&SwitchboardServer
         "telemetry": {"enabled": false},
     });
     if let Some(server) = switchboard {
-        let headers: serde_json::Map<String, Value> = header_vars(server)
+        let headers: serde_json::Map<String, Value> = server
+            .header_vars()
             .into_iter()
             .map(|(name, var, _)| (name, json!(format!("${var}"))))
             .collect();
@@ -155,7 +135,7 @@ pub fn launch_turn(
     env.insert("HOME".into(), setup.home.display().to_string());
     env.insert("GEMINI_CLI_TRUST_WORKSPACE".into(), "true".into());
     if let Some(server) = switchboard {
-        for (_, var, value) in header_vars(server) {
+        for (_, var, value) in server.header_vars() {
             env.insert(var, value);
         }
     }
