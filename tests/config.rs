@@ -1455,3 +1455,50 @@ fn run_with_cpu_time(command: &mut std::process::Command) -> (Option<i32>, Durat
     let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
     (code, time(usage.ru_utime) + time(usage.ru_stime))
 }
+
+#[test]
+fn model_prices_and_provider_options_are_read_and_checked_at_their_key() {
+    let f = Fixture::new();
+    let text = format!(
+        "[settings.prices.\"gpt-x\"]\ninput = 1.25\ncached_input = 0.125\noutput = 10\n\
+         [settings.prices.cheap]\ninput = 0.5\noutput = 1.5\n{}",
+        f.with_team("model = \"claude-sonnet-x\"\n")
+    );
+    let config = f.ok(&text);
+    let price = config.settings.prices["gpt-x"];
+    assert_eq!((price.input, price.cached_input, price.output), (1.25, 0.125, 10.0));
+    // cached_input defaults to the input price; a million fresh input tokens cost `input`.
+    let cheap = config.settings.prices["cheap"];
+    assert_eq!(cheap.cached_input, 0.5);
+    assert!((cheap.cost_usd(1_000_000, 0, 1_000_000) - 2.0).abs() < 1e-9);
+    assert_eq!(
+        config.team("a").unwrap().model.as_deref(),
+        Some("claude-sonnet-x")
+    );
+
+    // Every bad value is reported at once, each at its key path.
+    let bad = format!(
+        "[settings.prices.\"gpt-x\"]\ninput = -1\n[settings.prices.y]\ninput = 1\noutput = 1\nfree = 0\n{}",
+        f.with_team("model = \"  \"\n")
+    );
+    let problems = f.problems(&bad);
+    assert_problem(&problems, "settings.prices.gpt-x.input", "must be a number ≥ 0");
+    assert_problem(&problems, "settings.prices.gpt-x.output", "missing");
+    assert_problem(&problems, "settings.prices.y.free", "unknown key");
+    assert_problem(&problems, "teams.a.model", "must not be empty");
+    assert_eq!(problems.len(), 4, "{problems:#?}");
+}
+
+#[test]
+fn options_of_other_agent_kinds_are_refused_on_a_claude_team() {
+    let f = Fixture::new();
+    let text = f.with_team(
+        "approval_policy = \"never\"\nsandbox = \"read-only\"\nmax_retries = 2\n\
+         [teams.a.provider]\nbase_url = \"http://127.0.0.1:9/v1\"\n",
+    );
+    let problems = f.problems(&text);
+    for key in ["approval_policy", "sandbox", "max_retries", "provider"] {
+        assert_problem(&problems, &format!("teams.a.{key}"), "claude");
+    }
+    assert_eq!(problems.len(), 4, "{problems:#?}");
+}

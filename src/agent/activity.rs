@@ -25,25 +25,14 @@ impl std::ops::AddAssign for Tokens {
     }
 }
 
-/// Prices of a model in US dollars per million tokens, for agents that report tokens but no
-/// cost (Codex, Gemini): Switchboard computes the cost of a turn from a per-model table.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Price {
-    /// Input tokens not read from a cache.
-    pub input: f64,
-    /// Input tokens read from a cache.
-    pub cached_input: f64,
-    /// Output tokens.
-    pub output: f64,
-}
+/// Prices of a model (`[settings.prices."MODEL"]`), for agents that report tokens but no cost
+/// (Codex, Gemini): Switchboard computes the cost of a turn from them.
+pub use crate::config::Price;
 
-impl Price {
-    /// The cost of `tokens` in US dollars.
-    pub fn cost_usd(&self, tokens: Tokens) -> f64 {
-        let cached = tokens.cached.clamp(0, tokens.input.max(0));
-        let fresh = tokens.input.max(0) - cached;
-        let m = |n: i64, per: f64| n as f64 * per / 1_000_000.0;
-        m(fresh, self.input) + m(cached, self.cached_input) + m(tokens.output.max(0), self.output)
+impl Tokens {
+    /// What these tokens cost at `price`, in US dollars.
+    pub fn cost_usd(&self, price: &Price) -> f64 {
+        price.cost_usd(self.input, self.cached, self.output)
     }
 }
 
@@ -260,18 +249,20 @@ mod tests {
             cached_input: 0.125,
             output: 10.0,
         };
-        let cost = price.cost_usd(Tokens {
+        let cost = Tokens {
             input: 1_000_000,
             cached: 200_000,
             output: 100_000,
-        });
+        }
+        .cost_usd(&price);
         assert!((cost - (1.0 + 0.025 + 1.0)).abs() < 1e-9, "{cost}");
         // More cached than input (a bad report) never makes the cost negative.
-        let odd = price.cost_usd(Tokens {
+        let odd = Tokens {
             input: 10,
             cached: 50,
             output: 0,
-        });
+        }
+        .cost_usd(&price);
         assert!(odd >= 0.0);
     }
 

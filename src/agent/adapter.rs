@@ -272,6 +272,9 @@ pub trait AgentAdapter: Send + Sync + std::fmt::Debug {
     /// The message text that asks the agent to compact its context; `None` when the CLI has
     /// no way to (Switchboard then refuses `compact` for the team with that reason).
     fn compact_text(&self) -> Option<&'static str>;
+    /// Where the agent of `team` finds its credentials (for `doctor`): what was found, or
+    /// what was looked at. Reads files and the environment only; never calls the model.
+    fn credentials(&self, team: &TeamConfig) -> Result<String, String>;
     /// Decodes one stdout line.
     fn decode(&self, line: &[u8]) -> Result<AgentEvent, BadLine> {
         super::event::decode(line)

@@ -3,7 +3,6 @@
 //! specifics (which program, which env, which files); the checks' verdicts are made in
 //! [`crate::doctor`].
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use super::adapter::{adapter_for, command_spec};
@@ -121,73 +120,21 @@ fn tail(text: &str) -> String {
 /// else `$CLAUDE_CONFIG_DIR`, else `~/.claude`); a `/login`-managed `primaryApiKey` in
 /// `.claude.json`; or an `apiKeyHelper` in `<config dir>/settings.json`.
 pub fn agent_credentials(team: &TeamConfig) -> Result<String, String> {
-    if team.agent != "claude" {
-        return Err(format!(
+    match adapter_for(&team.agent) {
+        Some(adapter) => adapter.credentials(team),
+        None => Err(format!(
             "unknown agent kind {:?}: cannot tell where it keeps credentials",
             team.agent
-        ));
+        )),
     }
-    // The agent runs with Switchboard's environment plus the team's: the team's value wins.
-    let var = |name: &str| -> Option<(String, &'static str)> {
-        match team.env.get(name) {
-            Some(v) => Some((v.clone(), "the team's env")),
-            None => std::env::var(name).ok().map(|v| (v, "the environment")),
-        }
-        .filter(|(v, _)| !v.is_empty())
-    };
-    for name in [
-        "ANTHROPIC_API_KEY",
-        "ANTHROPIC_AUTH_TOKEN",
-        "CLAUDE_CODE_OAUTH_TOKEN",
-    ] {
-        if let Some((_, from)) = var(name) {
-            return Ok(format!("{name} set in {from}"));
-        }
+}
+
+/// The value of `name` the agent of `team` sees, and where it comes from: the team's `env`
+/// wins over Switchboard's own environment (which the agent inherits); empty counts as unset.
+pub fn team_var(team: &TeamConfig, name: &str) -> Option<(String, &'static str)> {
+    match team.env.get(name) {
+        Some(v) => Some((v.clone(), "the team's env")),
+        None => std::env::var(name).ok().map(|v| (v, "the environment")),
     }
-    let home = var("HOME").map(|(h, _)| PathBuf::from(h));
-    let config_dir = var("CLAUDE_CONFIG_DIR")
-        .map(|(d, _)| PathBuf::from(d))
-        .or_else(|| home.as_ref().map(|h| h.join(".claude")));
-    let secure_dir = var("CLAUDE_SECURESTORAGE_CONFIG_DIR")
-        .map(|(d, _)| PathBuf::from(d))
-        .or_else(|| config_dir.clone());
-    let mut looked =
-        vec!["ANTHROPIC_API_KEY, ANTHROPIC_AUTH_TOKEN, CLAUDE_CODE_OAUTH_TOKEN".to_string()];
-    if let Some(dir) = &secure_dir {
-        let file = dir.join(".credentials.json");
-        let logged_in = std::fs::read_to_string(&file)
-            .ok()
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-            .is_some_and(|v| v.as_object().is_some_and(|o| !o.is_empty()));
-        if logged_in {
-            return Ok(format!("a login in {}", file.display()));
-        }
-        looked.push(file.display().to_string());
-    }
-    let claude_json = match var("CLAUDE_CONFIG_DIR") {
-        Some((d, _)) => Some(PathBuf::from(d).join(".claude.json")),
-        None => home.as_ref().map(|h| h.join(".claude.json")),
-    };
-    if let Some(file) = &claude_json {
-        let has_key = std::fs::read_to_string(file)
-            .ok()
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-            .is_some_and(|v| v.get("primaryApiKey").is_some_and(|k| k.is_string()));
-        if has_key {
-            return Ok(format!("an API key from /login in {}", file.display()));
-        }
-        looked.push(format!("primaryApiKey in {}", file.display()));
-    }
-    if let Some(dir) = &config_dir {
-        let file = dir.join("settings.json");
-        let helper = std::fs::read_to_string(&file)
-            .ok()
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-            .is_some_and(|v| v.get("apiKeyHelper").is_some_and(|k| k.is_string()));
-        if helper {
-            return Ok(format!("apiKeyHelper in {}", file.display()));
-        }
-        looked.push(format!("apiKeyHelper in {}", file.display()));
-    }
-    Err(format!("none found (looked at {})", looked.join("; ")))
+    .filter(|(v, _)| !v.is_empty())
 }

@@ -88,6 +88,10 @@ impl AgentAdapter for ClaudeCode {
             args.push("--permission-mode".into());
             args.push(mode.clone());
         }
+        if let Some(model) = &team.model {
+            args.push("--model".into());
+            args.push(model.clone());
+        }
         if let Some(prompt) = &team.append_system_prompt {
             args.push("--append-system-prompt".into());
             args.push(prompt.clone());
@@ -133,6 +137,10 @@ impl AgentAdapter for ClaudeCode {
         });
         let url = switchboard.map(|s| s.url.as_str());
         claude_mcp::agent_mcp_config(team, entry, url).map(Some)
+    }
+
+    fn credentials(&self, team: &TeamConfig) -> Result<String, String> {
+        claude_credentials(team)
     }
 
     fn encode_message(&self, text: &str) -> String {
@@ -210,4 +218,65 @@ impl AgentAdapter for ClaudeCode {
             session_id,
         ))
     }
+}
+
+/// Where Claude Code finds its credentials for `team`: an API key or token in the environment,
+/// a login (`.credentials.json`), a key from `/login` (`.claude.json`), or an `apiKeyHelper`.
+fn claude_credentials(team: &TeamConfig) -> Result<String, String> {
+    let var = |name: &str| super::checks::team_var(team, name);
+    for name in [
+        "ANTHROPIC_API_KEY",
+        "ANTHROPIC_AUTH_TOKEN",
+        "CLAUDE_CODE_OAUTH_TOKEN",
+    ] {
+        if let Some((_, from)) = var(name) {
+            return Ok(format!("{name} set in {from}"));
+        }
+    }
+    let home = var("HOME").map(|(h, _)| PathBuf::from(h));
+    let config_dir = var("CLAUDE_CONFIG_DIR")
+        .map(|(d, _)| PathBuf::from(d))
+        .or_else(|| home.as_ref().map(|h| h.join(".claude")));
+    let secure_dir = var("CLAUDE_SECURESTORAGE_CONFIG_DIR")
+        .map(|(d, _)| PathBuf::from(d))
+        .or_else(|| config_dir.clone());
+    let mut looked =
+        vec!["ANTHROPIC_API_KEY, ANTHROPIC_AUTH_TOKEN, CLAUDE_CODE_OAUTH_TOKEN".to_string()];
+    if let Some(dir) = &secure_dir {
+        let file = dir.join(".credentials.json");
+        let logged_in = std::fs::read_to_string(&file)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .is_some_and(|v| v.as_object().is_some_and(|o| !o.is_empty()));
+        if logged_in {
+            return Ok(format!("a login in {}", file.display()));
+        }
+        looked.push(file.display().to_string());
+    }
+    let claude_json = match var("CLAUDE_CONFIG_DIR") {
+        Some((d, _)) => Some(PathBuf::from(d).join(".claude.json")),
+        None => home.as_ref().map(|h| h.join(".claude.json")),
+    };
+    if let Some(file) = &claude_json {
+        let has_key = std::fs::read_to_string(file)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .is_some_and(|v| v.get("primaryApiKey").is_some_and(|k| k.is_string()));
+        if has_key {
+            return Ok(format!("an API key from /login in {}", file.display()));
+        }
+        looked.push(format!("primaryApiKey in {}", file.display()));
+    }
+    if let Some(dir) = &config_dir {
+        let file = dir.join("settings.json");
+        let helper = std::fs::read_to_string(&file)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .is_some_and(|v| v.get("apiKeyHelper").is_some_and(|k| k.is_string()));
+        if helper {
+            return Ok(format!("apiKeyHelper in {}", file.display()));
+        }
+        looked.push(format!("apiKeyHelper in {}", file.display()));
+    }
+    Err(format!("none found (looked at {})", looked.join("; ")))
 }

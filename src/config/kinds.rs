@@ -43,7 +43,18 @@ pub const AGENT_OPTION_KEYS: &[&str] = &[
     "disallowed_tools",
     "append_system_prompt",
     "permission_mode",
+    "model",
+    "max_retries",
+    "approval_policy",
+    "sandbox",
+    "provider",
 ];
+
+/// Codex's `approval_policy` choices (0.171.0).
+pub const CODEX_APPROVAL_POLICIES: &[&str] = &["untrusted", "on-request", "never"];
+
+/// Codex's `sandbox_mode` choices (0.171.0).
+pub const CODEX_SANDBOX_MODES: &[&str] = &["read-only", "workspace-write", "danger-full-access"];
 
 /// The choices of Claude Code 2.1.328's `--permission-mode`.
 pub const CLAUDE_PERMISSION_MODES: &[&str] = &[
@@ -75,6 +86,10 @@ pub const AGENT_KINDS: &[AgentKind] = &[AgentKind {
         AgentOption {
             key: "permission_mode",
             values: CLAUDE_PERMISSION_MODES,
+        },
+        AgentOption {
+            key: "model",
+            values: &[],
         },
     ],
 }];

@@ -77,6 +77,42 @@ pub struct Settings {
     pub compaction: CompactionPolicy,
     /// `[settings.events]`.
     pub events: EventsSettings,
+    /// `[settings.prices.MODEL]`: what a model's tokens cost, for agent kinds whose CLI
+    /// reports tokens but no cost (Codex, Gemini). A model without a price costs 0.
+    pub prices: BTreeMap<String, Price>,
+}
+
+/// The price of a model in US dollars per million tokens (`[settings.prices."MODEL"]`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct Price {
+    /// Input tokens not read from a cache (`input`).
+    pub input: f64,
+    /// Input tokens read from a cache (`cached_input`; default: the `input` price).
+    pub cached_input: f64,
+    /// Output tokens, reasoning included (`output`).
+    pub output: f64,
+}
+
+impl Price {
+    /// The cost in US dollars of `input` tokens (of which `cached` read from a cache) and
+    /// `output` tokens.
+    pub fn cost_usd(&self, input: i64, cached: i64, output: i64) -> f64 {
+        let cached = cached.clamp(0, input.max(0));
+        let fresh = input.max(0) - cached;
+        let m = |n: i64, per: f64| n as f64 * per / 1_000_000.0;
+        m(fresh, self.input) + m(cached, self.cached_input) + m(output.max(0), self.output)
+    }
+}
+
+/// `[teams.NAME.provider]`: the model API an agent CLI talks to instead of its vendor's
+/// default (a proxy, a gateway, a local stand-in).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Provider {
+    /// The API's base URL (`http://` or `https://`), e.g. `http://127.0.0.1:8080/v1`.
+    pub base_url: String,
+    /// The environment variable holding the API key; `None`: the kind's usual one
+    /// (`OPENAI_API_KEY` for Codex, `GEMINI_API_KEY` for Gemini).
+    pub env_key: Option<String>,
 }
 
 /// `[settings.events]`: how much of the event log is kept.
@@ -196,6 +232,19 @@ pub struct TeamConfig {
     /// Agent permission mode (`acceptEdits`, `auto`, `bypassPermissions`, `manual`, `dontAsk`,
     /// `plan`).
     pub permission_mode: Option<String>,
+    /// The model the agent uses; `None`: the CLI's default.
+    pub model: Option<String>,
+    /// How often a failed model request is retried (Codex, Gemini); `None`: Switchboard's
+    /// default for the kind (never the CLI's own, which may retry for minutes).
+    pub max_retries: Option<u32>,
+    /// When the agent asks before it acts (Codex `approval_policy`: `untrusted`,
+    /// `on-request`, `never`).
+    pub approval_policy: Option<String>,
+    /// The agent's sandbox (Codex `sandbox`: `read-only`, `workspace-write`,
+    /// `danger-full-access`).
+    pub sandbox: Option<String>,
+    /// `[teams.NAME.provider]`: the model API the agent talks to (Codex, Gemini).
+    pub provider: Option<Provider>,
     /// The SSH destination (`user@host` or a Host alias of ssh_config) whose host runs the
     /// team's agent; `path` and `agent_path` are then paths there. `None`: a local team.
     pub remote: Option<String>,
@@ -250,6 +299,7 @@ impl Default for Settings {
             tells_per_minute: 120,
             compaction: CompactionPolicy::default(),
             events: EventsSettings::default(),
+            prices: BTreeMap::new(),
         }
     }
 }

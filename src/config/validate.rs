@@ -15,7 +15,8 @@ use toml::{Table, Value};
 use super::load::{non_empty, Env, KeyPath, Report};
 use super::permissions::{Ask, Permissions, Rule, DEFAULT_APPROVAL_TIMEOUT};
 use super::{
-    is_valid_team_name, DatabaseConfig, McpServers, ServerConfig, Settings, TeamConfig, TeamsConfig,
+    is_valid_team_name, DatabaseConfig, McpServers, Price, Provider, ServerConfig, Settings,
+    TeamConfig, TeamsConfig,
 };
 
 const TOP_KEYS: &[&str] = &["settings", "database", "teams", "server"];
@@ -35,6 +36,7 @@ const SETTINGS_KEYS: &[&str] = &[
     "tells_per_minute",
     "compaction",
     "events",
+    "prices",
 ];
 const SERVER_KEYS: &[&str] = &[
     "auth_token",
@@ -65,12 +67,19 @@ const TEAM_KEYS: &[&str] = &[
     "disallowed_tools",
     "append_system_prompt",
     "permission_mode",
+    "model",
+    "max_retries",
+    "approval_policy",
+    "sandbox",
+    "provider",
     "remote",
     "ssh_options",
     "mcp_servers",
     "permissions",
 ];
 const PERMISSION_KEYS: &[&str] = &["allow", "deny", "ask", "timeout"];
+const PROVIDER_KEYS: &[&str] = &["base_url", "env_key"];
+const PRICE_KEYS: &[&str] = &["input", "cached_input", "output"];
 /// Whether the agent lifecycle runs a team with `remote` over SSH. Until it does, such a team
 /// is refused: its path is not checked here, and a local agent must never start in it. Set to
 /// true where the lifecycle calls `agent::ssh` (docs/remote.md).
@@ -222,6 +231,7 @@ fn settings(root: &Table, report: &mut Report<'_>) -> Settings {
             compaction.stale_age = d;
         }
     }
+    settings.prices = prices(table, &path, report);
     let events = &mut settings.events;
     let path_e = path.key("events");
     if let Some(table) = get_table(table, "events", &path, report) {
@@ -439,12 +449,163 @@ fn team(
         append_system_prompt: get_str(table, "append_system_prompt", path, report)
             .map(str::to_string),
         permission_mode: permission_mode.map(str::to_string),
+        model: non_blank(table, "model", path, report),
+        max_retries: get_retries(table, "max_retries", path, report),
+        approval_policy: get_str(table, "approval_policy", path, report).map(str::to_string),
+        sandbox: get_str(table, "sandbox", path, report).map(str::to_string),
+        provider: provider(table, path, report),
         remote: remote.map(str::to_string),
         ssh_options,
         mcp_servers,
         permissions: permissions(table, path, report),
     };
     Some(TeamConfig { path: dir?, ..team })
+}
+
+/// A string option that, when given, must not be blank.
+fn non_blank(table: &Table, key: &str, path: &KeyPath, report: &mut Report<'_>) -> Option<String> {
+    let v = get_str(table, key, path, report)?;
+    if v.trim().is_empty() {
+        report.add(
+            &path.key(key),
+            "must not be empty (leave it out for the default)",
+        );
+        return None;
+    }
+    Some(v.to_string())
+}
+
+/// A number of retries: an integer from 0 to 100.
+fn get_retries(table: &Table, key: &str, path: &KeyPath, report: &mut Report<'_>) -> Option<u32> {
+    match get(table, key, path, report)? {
+        Value::Integer(n) if (0..=100).contains(n) => u32::try_from(*n).ok(),
+        Value::Integer(n) => {
+            report.add(&path.key(key), format!("must be from 0 to 100, found {n}"));
+            None
+        }
+        other => {
+            wrong_type(key, path, "an integer from 0 to 100", other, report);
+            None
+        }
+    }
+}
+
+/// `[teams.NAME.provider]`: `base_url` an http(s) URL, `env_key` a variable name.
+fn provider(table: &Table, path: &KeyPath, report: &mut Report<'_>) -> Option<Provider> {
+    let t = get_table(table, "provider", path, report)?;
+    let at = path.key("provider");
+    check_keys(t, &at, PROVIDER_KEYS, report);
+    let base_url = match get_str(t, "base_url", &at, report) {
+        Some(url) if is_http_url(url) => Some(url.trim_end_matches('/').to_string()),
+        Some(url) => {
+            report.add(
+                &at.key("base_url"),
+                format!(
+                    "{url:?} is not an http:// or https:// URL with a host (for example \
+                     \"http://127.0.0.1:8080/v1\")"
+                ),
+            );
+            None
+        }
+        None => {
+            if !t.contains_key("base_url") {
+                report.add(&at.key("base_url"), "missing: the API's base URL");
+            }
+            None
+        }
+    };
+    let env_key = get_str(t, "env_key", &at, report).and_then(|k| {
+        if is_env_name(k) {
+            Some(k.to_string())
+        } else {
+            report.add(
+                &at.key("env_key"),
+                format!("{k:?} is not an environment variable name (letters, digits, `_`)"),
+            );
+            None
+        }
+    });
+    Some(Provider {
+        base_url: base_url?,
+        env_key,
+    })
+}
+
+/// `http://HOST...` or `https://HOST...`, no space or control character.
+fn is_http_url(url: &str) -> bool {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"));
+    rest.is_some_and(|r| {
+        !r.is_empty()
+            && !r.starts_with('/')
+            && !url.chars().any(|c| c.is_whitespace() || c.is_control())
+    })
+}
+
+/// `[A-Za-z_][A-Za-z0-9_]*`.
+fn is_env_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// `[settings.prices."MODEL"]`: `input` and `output` (US dollars per million tokens) required,
+/// `cached_input` defaulting to `input`; none negative.
+fn prices(table: &Table, path: &KeyPath, report: &mut Report<'_>) -> BTreeMap<String, Price> {
+    let mut out = BTreeMap::new();
+    let Some(t) = get_table(table, "prices", path, report) else {
+        return out;
+    };
+    let at = path.key("prices");
+    for (model, value) in t {
+        let here = at.key(model);
+        let Some(p) = value.as_table() else {
+            report.add(
+                &here,
+                "must be a table such as { input = 1.25, cached_input = 0.125, output = 10.0 } \
+                 (US dollars per million tokens)",
+            );
+            continue;
+        };
+        check_keys(p, &here, PRICE_KEYS, report);
+        let mut number = |key: &str, required: bool| -> Option<f64> {
+            match p.get(key) {
+                None if required => {
+                    report.add(&here.key(key), "missing: US dollars per million tokens");
+                    None
+                }
+                None => None,
+                Some(Value::Float(f)) if f.is_finite() && *f >= 0.0 => Some(*f),
+                Some(Value::Integer(n)) if *n >= 0 => Some(*n as f64),
+                Some(other) => {
+                    report.add(
+                        &here.key(key),
+                        format!(
+                            "must be a number ≥ 0 (US dollars per million tokens), found {other}"
+                        ),
+                    );
+                    None
+                }
+            }
+        };
+        let input = number("input", true);
+        let output = number("output", true);
+        let cached = number("cached_input", false);
+        if let (Some(input), Some(output)) = (input, output) {
+            out.insert(
+                model.clone(),
+                Price {
+                    input,
+                    cached_input: cached.unwrap_or(input),
+                    output,
+                },
+            );
+        }
+    }
+    out
 }
 
 /// `[teams.NAME.permissions]`: every rule parsed (a bad one is reported with its key path),
