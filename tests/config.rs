@@ -1466,7 +1466,10 @@ fn model_prices_and_provider_options_are_read_and_checked_at_their_key() {
     );
     let config = f.ok(&text);
     let price = config.settings.prices["gpt-x"];
-    assert_eq!((price.input, price.cached_input, price.output), (1.25, 0.125, 10.0));
+    assert_eq!(
+        (price.input, price.cached_input, price.output),
+        (1.25, 0.125, 10.0)
+    );
     // cached_input defaults to the input price; a million fresh input tokens cost `input`.
     let cheap = config.settings.prices["cheap"];
     assert_eq!(cheap.cached_input, 0.5);
@@ -1482,7 +1485,11 @@ fn model_prices_and_provider_options_are_read_and_checked_at_their_key() {
         f.with_team("model = \"  \"\n")
     );
     let problems = f.problems(&bad);
-    assert_problem(&problems, "settings.prices.gpt-x.input", "must be a number ≥ 0");
+    assert_problem(
+        &problems,
+        "settings.prices.gpt-x.input",
+        "must be a number ≥ 0",
+    );
     assert_problem(&problems, "settings.prices.gpt-x.output", "missing");
     assert_problem(&problems, "settings.prices.y.free", "unknown key");
     assert_problem(&problems, "teams.a.model", "must not be empty");

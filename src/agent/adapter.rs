@@ -279,9 +279,43 @@ pub trait AgentAdapter: Send + Sync + std::fmt::Debug {
     fn decode(&self, line: &[u8]) -> Result<AgentEvent, BadLine> {
         super::event::decode(line)
     }
+    /// The decoder of one agent process's stdout, for a CLI whose turn answer or ids are
+    /// pieced together from several lines (one per process, dropped with it). `None` (the
+    /// default): [`AgentAdapter::decode`], line by line.
+    fn decoder(&self) -> Option<Box<dyn LineDecoder>> {
+        None
+    }
+    /// Whether the CLI reports what a turn cost. When it does not, Switchboard prices the
+    /// turn's tokens with `[settings.prices."MODEL"]` (the model the turn reports, else the
+    /// team's `model`).
+    fn reports_cost(&self) -> bool {
+        true
+    }
     /// Where the agent keeps the transcript of a session of `team` (its env, else ours,
     /// decides the agent's home), if that can be told.
     fn transcript_path(&self, team: &TeamConfig, session_id: &str) -> Option<PathBuf>;
+}
+
+/// Decodes one agent process's stdout, line by line, in order.
+pub trait LineDecoder: Send {
+    /// Decodes one stdout line (without its newline).
+    fn decode(&mut self, line: &[u8]) -> Result<AgentEvent, BadLine>;
+}
+
+/// The decoder of one process of `adapter`'s agent: its own, or [`AgentAdapter::decode`].
+pub fn decoder_of(adapter: &'static dyn AgentAdapter) -> Box<dyn LineDecoder> {
+    adapter
+        .decoder()
+        .unwrap_or_else(|| Box::new(Stateless(adapter)))
+}
+
+/// The default decoder: the adapter's [`AgentAdapter::decode`], which keeps nothing.
+struct Stateless(&'static dyn AgentAdapter);
+
+impl LineDecoder for Stateless {
+    fn decode(&mut self, line: &[u8]) -> Result<AgentEvent, BadLine> {
+        self.0.decode(line)
+    }
 }
 
 /// How `team`'s agent CLI (`adapter`) is run for a command that is not a session

@@ -11,6 +11,8 @@ pub struct Usage {
     pub input_tokens: i64,
     /// Output tokens.
     pub output_tokens: i64,
+    /// Of the input tokens, those read from the prompt cache (priced apart).
+    pub cached_input_tokens: i64,
 }
 
 /// The line that ends a turn.
@@ -32,6 +34,9 @@ pub struct TurnResult {
     pub num_turns: Option<i64>,
     /// The agent's session id.
     pub session_id: Option<String>,
+    /// The model that answered, when the agent says (picks the price of a kind whose CLI
+    /// reports no cost; else the team's `model`).
+    pub model: Option<String>,
     /// Why the turn ended, as Claude Code says (`completed`, `aborted_tools`,
     /// `aborted_streaming`, `api_error`, `max_turns`, ...); `None` when the agent does not say.
     pub terminal_reason: Option<String>,
@@ -432,6 +437,7 @@ pub fn decode(line: &[u8]) -> Result<AgentEvent, BadLine> {
                 + i(&u, "cache_creation_input_tokens").unwrap_or(0)
                 + i(&u, "cache_read_input_tokens").unwrap_or(0);
             let mut output = i(&u, "output_tokens").unwrap_or(0);
+            let mut cached = i(&u, "cache_read_input_tokens").unwrap_or(0);
             // `total_cost_usd` is the session's running total (it carries on across --resume);
             // the turn's own cost and tokens, all models together, are in
             // `model_usage_since_last_result` when Claude Code gives it.
@@ -449,6 +455,7 @@ pub fn decode(line: &[u8]) -> Result<AgentEvent, BadLine> {
                     + sum("cacheReadInputTokens")
                     + sum("cacheCreationInputTokens");
                 output = sum("outputTokens");
+                cached = sum("cacheReadInputTokens");
                 cost = per_model
                     .values()
                     .filter_map(|m| m.get("costUSD").and_then(Value::as_f64))
@@ -477,11 +484,13 @@ pub fn decode(line: &[u8]) -> Result<AgentEvent, BadLine> {
                 usage: Usage {
                     input_tokens: input.max(0),
                     output_tokens: output.max(0),
+                    cached_input_tokens: cached.clamp(0, input.max(0)),
                 },
                 cost_usd: cost,
                 duration_ms: i(&v, "duration_ms"),
                 num_turns: i(&v, "num_turns"),
                 session_id: s(&v, "session_id"),
+                model: None,
                 terminal_reason: s(&v, "terminal_reason"),
                 stop_reason: s(&v, "stop_reason"),
             })
@@ -581,7 +590,8 @@ mod tests {
                     r.usage,
                     Usage {
                         input_tokens: 15,
-                        output_tokens: 3
+                        output_tokens: 3,
+                        cached_input_tokens: 5,
                     }
                 );
                 assert_eq!(r.num_turns, Some(1));
@@ -731,7 +741,8 @@ mod tests {
                     r.usage,
                     Usage {
                         input_tokens: 125,
-                        output_tokens: 11
+                        output_tokens: 11,
+                        cached_input_tokens: 20,
                     }
                 );
                 assert!((r.cost_usd - 0.0006).abs() < 1e-12, "{}", r.cost_usd);

@@ -138,13 +138,14 @@ impl AgentProcess {
             })
         });
         let (tx, lines) = mpsc::channel(64);
+        let mut decoder = super::adapter::decoder_of(adapter);
         tokio::spawn(async move {
             let mut reader = BufReader::with_capacity(64 * 1024, stdout);
             let mut buf = Vec::new();
             loop {
                 let msg = match read_line_bounded(&mut reader, &mut buf, MAX_LINE).await {
                     Ok(None) => StdoutLine::Closed(None),
-                    Ok(Some(Ok(()))) => match adapter.decode(&buf) {
+                    Ok(Some(Ok(()))) => match decoder.decode(&buf) {
                         Ok(ev) => StdoutLine::Event(ev),
                         Err(bad) => StdoutLine::Bad(bad),
                     },

@@ -4,22 +4,45 @@
 use std::time::Duration;
 
 use super::{TurnEnd, Worker, KILL_GRACE};
-use crate::agent::event::TurnEnding;
+use crate::agent::event::{TurnEnding, TurnResult};
 use crate::events::EventKind;
 use crate::store::{SessionStatus, Tell, TellKind, TellOutcome, TellState};
 
 impl Worker {
+    /// Gives a turn of an agent whose CLI reports no cost the price of its tokens
+    /// (`[settings.prices."MODEL"]`, the model the turn reports, else the team's `model`; 0
+    /// when the model has no price).
+    fn price(&self, result: &mut TurnResult) {
+        let Some(live) = self.agent.as_ref() else {
+            return;
+        };
+        if live.proc.adapter().reports_cost() {
+            return;
+        }
+        let config = self.router.manager().config();
+        let model = result
+            .model
+            .clone()
+            .or_else(|| config.team(&self.to).and_then(|t| t.model.clone()));
+        let price = model.and_then(|m| config.settings.prices.get(&m).copied());
+        let u = &result.usage;
+        result.cost_usd = price.map_or(0.0, |p| {
+            p.cost_usd(u.input_tokens, u.cached_input_tokens, u.output_tokens)
+        });
+    }
+
     /// Records how a turn ended: the tell, the session's counters and state, the agent.
     pub(super) async fn record(&mut self, tell: &Tell, session_id: &str, end: TurnEnd) {
         let router = self.router.clone();
         let m = router.manager();
         match end {
             TurnEnd::Result {
-                result,
+                mut result,
                 compacted,
                 interrupted,
                 said,
             } => {
+                self.price(&mut result);
                 if result.has_internal_text() {
                     // Shown in words; the raw diagnostic stays in the log, below the level
                     // that reaches a user's terminal (warn): at debug when the interrupt was
