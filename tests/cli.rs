@@ -1222,6 +1222,11 @@ fn stats_json() {
              "messages_as_caller": 90, "messages_as_callee": 0, "cost_usd_as_callee": 0.0},
         ])
     );
+    // Every team here runs Claude Code: one row holding every answering session.
+    assert_eq!(
+        v["by_agent"],
+        json!([{"agent": "claude", "teams": 3, "sessions": 4, "messages": 95, "cost_usd": 0.75}])
+    );
     let busiest: Vec<(&str, &str, &str, i64)> = v["busiest_pairs"]
         .as_array()
         .expect("busiest_pairs")
@@ -1267,8 +1272,19 @@ fn stats_human() {
         );
     }
     let teams_start = out.find("TEAM ").expect("team table");
+    let kinds_start = out.find("AGENT KIND").expect("agent kind table");
     let pairs_start = out.find("BUSIEST PAIRS").expect("busiest pairs table");
-    let teams = &out[teams_start..pairs_start];
+    let teams = &out[teams_start..kinds_start];
+    let kinds = &out[kinds_start..pairs_start];
+    assert_aligned(
+        kinds.trim_end(),
+        &["AGENT KIND"],
+        &["TEAMS", "SESSIONS", "MSGS", "COST"],
+    );
+    assert_eq!(
+        cells(row_with(kinds, "claude ")),
+        ["claude", "3", "4", "95", "$0.7500"]
+    );
     assert_aligned(
         teams.trim_end(),
         &["TEAM"],

@@ -351,6 +351,9 @@ async fn health_status_and_metrics() {
         "switchboard_store_query_seconds",
         "switchboard_session_cache_lookups_total{result=\"hit\"}",
         "switchboard_session_cache_hit_ratio",
+        "# TYPE switchboard_sessions_by_agent gauge",
+        "switchboard_sessions_by_agent{agent=\"claude\"}",
+        "switchboard_cost_usd_by_agent{agent=\"claude\"}",
     ] {
         assert!(
             metrics.body.contains(needle),

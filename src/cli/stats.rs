@@ -64,6 +64,18 @@ impl StatsCmd {
             ]);
         }
         teams.print();
+        outln!();
+        let mut kinds = Table::new(&["AGENT KIND", ">TEAMS", ">SESSIONS", ">MSGS", ">COST"]);
+        for k in &s.by_agent {
+            kinds.row(vec![
+                k.agent.clone(),
+                k.teams.to_string(),
+                k.sessions.to_string(),
+                k.messages.to_string(),
+                format!("${:.4}", k.cost_usd),
+            ]);
+        }
+        kinds.print();
         if !s.busiest_pairs.is_empty() {
             outln!();
             let mut pairs = Table::new(&["BUSIEST PAIRS", ">MSGS", ">ANSWERED", "SESSION"]);

@@ -217,6 +217,28 @@ pub fn metrics(router: &Router, m: &Metrics, started_at_ms: i64) -> String {
     let sum = m.sum_ms.load(Ordering::Relaxed) as f64 / 1000.0;
     let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
     let _ = writeln!(out, "{name}_sum {sum:.3}\n{name}_count {count}");
+    match router.manager().stats() {
+        Ok(stats) => {
+            for (name, help, value) in [
+                (
+                    "switchboard_sessions_by_agent",
+                    "Sessions, by the agent kind of the answering team.",
+                    (|k: &crate::store::AgentStats| k.sessions as f64) as fn(&_) -> f64,
+                ),
+                (
+                    "switchboard_cost_usd_by_agent",
+                    "Cost in US dollars of the sessions, by the agent kind of the answering team.",
+                    |k| k.cost_usd,
+                ),
+            ] {
+                header(&mut out, name, "gauge", help);
+                for k in &stats.by_agent {
+                    let _ = writeln!(out, "{name}{{agent=\"{}\"}} {}", k.agent, value(k));
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot read the sessions' figures for metrics"),
+    }
     let name = "switchboard_uptime_seconds";
     header(&mut out, name, "gauge", "Seconds since the server started.");
     let uptime = (now_ms() - started_at_ms).max(0) as f64 / 1000.0;

@@ -558,7 +558,31 @@ impl SessionManager {
                 );
             }
         }
+        stats.by_agent = self.by_agent(&stats.per_team);
         Ok(stats)
+    }
+
+    /// The per-team figures summed by the agent kind each team runs (as the answering team).
+    fn by_agent(&self, per_team: &[crate::store::TeamStats]) -> Vec<crate::store::AgentStats> {
+        let mut kinds: std::collections::BTreeMap<String, crate::store::AgentStats> =
+            Default::default();
+        for t in per_team {
+            let agent = self
+                .config
+                .team(&t.team)
+                .map_or("unknown", |c| c.agent.as_str());
+            let k = kinds
+                .entry(agent.to_string())
+                .or_insert_with(|| crate::store::AgentStats {
+                    agent: agent.to_string(),
+                    ..Default::default()
+                });
+            k.teams += 1;
+            k.sessions += t.sessions_as_callee;
+            k.messages += t.messages_as_callee;
+            k.cost_usd += t.cost_usd_as_callee;
+        }
+        kinds.into_values().collect()
     }
 
     fn due_query(&self) -> DueQuery {

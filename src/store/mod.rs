@@ -29,8 +29,8 @@ pub use identity::FileChange;
 pub use inspect::{can_create, inspect_file, FileInspection};
 pub use migrate::{MIGRATIONS, SCHEMA_VERSION};
 pub use model::{
-    ListFilter, ListOrder, PairStats, ProcessState, Session, SessionStatus, Stats, TeamStats, Tell,
-    TellKind, TellOutcome, TellState,
+    AgentStats, ListFilter, ListOrder, PairStats, ProcessState, Session, SessionStatus, Stats,
+    TeamStats, Tell, TellKind, TellOutcome, TellState,
 };
 pub use sessions::{DueQuery, ResetReport};
 

@@ -312,6 +312,24 @@ pub struct Stats {
     pub per_team: Vec<TeamStats>,
     /// The 10 pairs with the most messages.
     pub busiest_pairs: Vec<PairStats>,
+    /// Per agent kind of the answering team (`claude`, `codex`, ...; `unknown` for a team no
+    /// longer in the config), by kind. Filled by the session layer, which knows the config.
+    pub by_agent: Vec<AgentStats>,
+}
+
+/// One agent kind's share: the sessions whose answering team runs that kind.
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+pub struct AgentStats {
+    /// The kind (`agent` of the teams file).
+    pub agent: String,
+    /// Teams of that kind (of the config, plus teams found in the database).
+    pub teams: i64,
+    /// Sessions those teams answer in.
+    pub sessions: i64,
+    /// Messages of those sessions (since their last compaction).
+    pub messages: i64,
+    /// Cost of those sessions, US dollars.
+    pub cost_usd: f64,
 }
 
 /// One team's share of the sessions.

@@ -850,6 +850,7 @@ pub fn stats_in(conn: &mut Connection, q: DueQuery) -> StoreResult<Stats> {
         total_output_tokens: 0,
         total_cost_usd: 0.0,
         due_for_compaction: 0,
+        by_agent: Vec::new(),
         per_team: Vec::new(),
         busiest_pairs: Vec::new(),
     };
