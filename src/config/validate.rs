@@ -71,10 +71,11 @@ const TEAM_KEYS: &[&str] = &[
     "permissions",
 ];
 const PERMISSION_KEYS: &[&str] = &["allow", "deny", "ask", "timeout"];
-/// Whether the agent lifecycle runs a team with `remote` over SSH. Until it does, such a team
-/// is refused: its path is not checked here, and a local agent must never start in it. Set to
-/// true where the lifecycle calls `agent::ssh` (docs/remote.md).
-const REMOTE_TEAMS_WIRED: bool = false;
+/// Whether the agent lifecycle runs a team with `remote` over SSH (it does: the pair's worker
+/// spawns, stops and supervises it through `agent::ssh`, see `router/worker/remote.rs`). While
+/// false, such a team was refused: its path is not checked here, and a local agent must never
+/// start in it.
+const REMOTE_TEAMS_WIRED: bool = true;
 /// System folders no team may work in (also checked after resolving symlinks).
 const FORBIDDEN_DIRS: &[&str] = &[
     "/etc",

@@ -101,6 +101,52 @@ impl Transport {
         Self::new(PathBuf::from(format!("/tmp/sb-ssh-{uid}")))
     }
 
+    /// A transport of its own for one owner (a router) of this process: sockets in
+    /// `/tmp/sb-ssh-<uid>/<pid>-<n>`, so that closing its control connections at shutdown
+    /// never cuts the agents of another Switchboard process (or router) that reaches the same
+    /// host. Folders of processes that are gone, left empty, are removed on the way.
+    pub fn for_process() -> Result<Self, SshError> {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let parent = Self::new_default()?;
+        for entry in std::fs::read_dir(&parent.socket_dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let pid = name.split('-').next().and_then(|p| p.parse::<u32>().ok());
+            if let Some(pid) = pid {
+                if crate::util::process_start_ms(pid).is_none() {
+                    // Fails (and is left) while a master of that process still has its socket.
+                    let _ = std::fs::remove_dir(entry.path());
+                }
+            }
+        }
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        Self::new(
+            parent
+                .socket_dir
+                .join(format!("{}-{n}", std::process::id())),
+        )
+    }
+
+    /// Removes the socket folder when it is empty (after [`Transport::disconnect`] of every
+    /// host).
+    pub fn remove_socket_dir(&self) {
+        // The masters' logs go with it; a socket still there keeps the folder.
+        for entry in std::fs::read_dir(&self.socket_dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if entry.path().extension().is_some_and(|e| e == "log") {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        let _ = std::fs::remove_dir(&self.socket_dir);
+    }
+
     /// A transport with its control sockets in `socket_dir` (created 0700; an existing one must
     /// be a folder owned by this user with mode 0700, not a symlink).
     pub fn new(socket_dir: PathBuf) -> Result<Self, SshError> {
