@@ -183,6 +183,17 @@ impl World {
     }
 }
 
+/// The local control connections (ssh masters) to this test's sshd still running.
+fn masters(w: &World) -> Vec<u32> {
+    let config = w.sshd.dir().join("ssh_config").display().to_string();
+    procs::live_pids(|pid| {
+        std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+            let c = String::from_utf8_lossy(&c);
+            c.contains(&config) && c.contains("ControlMaster=yes")
+        })
+    })
+}
+
 /// The environment of a real Claude Code on the remote host: its HOME there, the stand-in API.
 fn claude_env(home: &Path, api: &FakeApi) -> Vec<(&'static str, String)> {
     vec![
@@ -238,6 +249,18 @@ async fn a_tell_and_a_resumed_tell_run_on_the_remote_host_and_the_transcript_is_
         std::os::unix::fs::MetadataExt::uid(&meta),
         sshd::remote_user().0
     );
+    // No MCP config of this machine was handed to the agent there (the CLI serves MCP to the
+    // agents it starts; a local file path means nothing on the remote host).
+    let store = SessionStore::open(&w.db_path()).unwrap();
+    let launch = store
+        .get_by_session_id(&session_id)
+        .unwrap()
+        .unwrap()
+        .launch_command
+        .unwrap_or_default();
+    assert!(launch.contains("--session-id"), "{launch}");
+    assert!(!launch.contains("--mcp-config"), "{launch}");
+    drop(store);
     // The CLI stopped its agent there and forgot the group; nothing runs on the host.
     assert_eq!(w.recorded(), None);
     assert!(w.remote_processes("claude").is_empty());
@@ -341,6 +364,7 @@ async fn cancel_stall_and_a_cut_connection_of_a_remote_agent() {
     );
     let t = router.tell("a", "b", "history", WAIT).await.unwrap();
     assert_eq!(t.state, TellState::Answered, "{t:?}");
+    assert!(!masters(&w).is_empty(), "a control connection is up");
     // Earlier user messages of the conversation: the agent resumed it.
     let n: usize = t
         .answer
@@ -357,6 +381,69 @@ async fn cancel_stall_and_a_cut_connection_of_a_remote_agent() {
         "{:?}",
         w.sshd.session_processes()
     );
+    // Shutdown closed the control connection too.
+    assert!(
+        poll_until(Duration::from_secs(10), || masters(&w).is_empty()),
+        "the control connection outlived the shutdown"
+    );
+}
+
+/// A process group recorded with the session (an agent whose connection broke before it
+/// could be stopped) is stopped on the host before the session's agent starts again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_group_recorded_with_a_session_is_stopped_before_its_next_spawn() {
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    let w = World::start();
+    let project = w.remote_folder("proj");
+    let home = w.remote_folder("home");
+    w.write_config(
+        &project,
+        test_agent::path(),
+        &[("HOME", home.display().to_string())],
+        "",
+    );
+    let router = w.router();
+    let t = router.tell("a", "b", "first", WAIT).await.unwrap();
+    assert_eq!(t.state, TellState::Answered, "{t:?}");
+    router.sleep("a", "b").await.unwrap();
+    assert_eq!(w.recorded(), None);
+    // A group of the remote user left running there, as recorded with the session.
+    let (uid, gid) = sshd::remote_user();
+    let mut left = Command::new("sleep")
+        .arg("300")
+        .uid(uid)
+        .gid(gid)
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", left.id())).unwrap();
+    let start: u64 = stat[stat.rfind(')').unwrap() + 2..]
+        .split(' ')
+        .nth(19)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let store = SessionStore::open(&w.db_path()).unwrap();
+    store
+        .set_remote_agent(&t.session_id, Sshd::ALIAS, left.id(), start)
+        .unwrap();
+    let t = router.tell("a", "b", "second", WAIT).await.unwrap();
+    assert_eq!(t.answer.as_deref(), Some("echo: second"), "{t:?}");
+    let mut status = None;
+    let stopped = poll_until(Duration::from_secs(10), || {
+        status = left.try_wait().unwrap();
+        status.is_some()
+    });
+    if !stopped {
+        let _ = left.kill();
+        let _ = left.wait();
+    }
+    assert!(stopped, "the recorded group was stopped before the spawn");
+    assert_eq!(status.and_then(|s| s.signal()), Some(libc::SIGTERM));
+    // The new agent is what is recorded now.
+    let (_, pid) = w.recorded().expect("the new agent recorded");
+    assert_ne!(pid, left.id());
+    router.shutdown().await;
 }
 
 /// kill -9 of a Switchboard running a remote agent: its local ssh dies with it, and the
