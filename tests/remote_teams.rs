@@ -158,6 +158,10 @@ impl World {
         cmd
     }
 
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the switchboard binary under test, run as a user would; its output is small"
+    )]
     fn run(&self, args: &[&str]) -> Output {
         self.command(args).output().unwrap()
     }
