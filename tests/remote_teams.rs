@@ -309,12 +309,24 @@ async fn cancel_stall_and_a_cut_connection_of_a_remote_agent() {
     let w = World::start();
     let project = w.remote_folder("proj");
     let home = w.remote_folder("home");
+    // The agent notes each turn it starts here (after the message is in its transcript).
+    let turns_file = home.join("turns");
     w.write_config(
         &project,
         test_agent::path(),
-        &[("HOME", home.display().to_string())],
+        &[
+            ("HOME", home.display().to_string()),
+            ("TEST_AGENT_PIDFILE", turns_file.display().to_string()),
+        ],
         "response_timeout = \"3s\"",
     );
+    let turns = || {
+        std::fs::read_to_string(&turns_file)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.starts_with("turn "))
+            .count()
+    };
     let router = w.router();
 
     let t = router.tell("a", "b", "first", WAIT).await.unwrap();
@@ -327,6 +339,7 @@ async fn cancel_stall_and_a_cut_connection_of_a_remote_agent() {
     assert!(poll_until(Duration::from_secs(20), || router
         .tell_status(&t.tell_id)
         .is_ok_and(|t| t.state == TellState::Delivered)));
+    assert!(poll_until(Duration::from_secs(20), || turns() == 2));
     router.cancel("a", "b").unwrap();
     let t = router.wait_for(&t.tell_id, WAIT).await.unwrap();
     assert_eq!(t.state, TellState::Cancelled, "{t:?}");
@@ -353,6 +366,8 @@ async fn cancel_stall_and_a_cut_connection_of_a_remote_agent() {
         .tell_status(&t.tell_id)
         .is_ok_and(|t| t.state == TellState::Delivered)));
     let (_, pid) = w.recorded().expect("the new remote agent recorded");
+    // The agent got the message (its fifth turn) before the connection goes.
+    assert!(poll_until(Duration::from_secs(20), || turns() == 5));
     assert!(w.sshd.drop_connections() > 0);
     let t = router.wait_for(&t.tell_id, WAIT).await.unwrap();
     assert_eq!(t.state, TellState::Failed, "{t:?}");
@@ -376,7 +391,7 @@ async fn cancel_stall_and_a_cut_connection_of_a_remote_agent() {
         .and_then(|a| a.rsplit(' ').next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("history answer: {t:?}"));
-    assert!(n >= 5, "resumed with the earlier messages: {t:?}");
+    assert_eq!(n, 5, "resumed with the earlier messages: {t:?}");
     router.shutdown().await;
     assert!(
         poll_until(Duration::from_secs(10), || w
@@ -389,6 +404,58 @@ async fn cancel_stall_and_a_cut_connection_of_a_remote_agent() {
     assert!(
         poll_until(Duration::from_secs(10), || masters(&w).is_empty()),
         "the control connection outlived the shutdown"
+    );
+}
+
+/// `serve` runs a remote team's agent for the CLI's tells; stopping the server (SIGTERM) stops
+/// the agent there and closes the control connection.
+#[test]
+fn serve_runs_the_remote_agent_and_stops_it_there_at_shutdown() {
+    let w = World::start();
+    let project = w.remote_folder("proj");
+    let home = w.remote_folder("home");
+    w.write_config(
+        &project,
+        test_agent::path(),
+        &[("HOME", home.display().to_string())],
+        "",
+    );
+    let mut serve = w
+        .command(&["serve", "--http", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let announced = w.db_path().with_file_name("server.json");
+    assert!(
+        poll_until(Duration::from_secs(20), || announced.exists()),
+        "the server started"
+    );
+    let out = w.run(&["--json", "tell", "a", "b", "through the server"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let tell: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(tell["answer"], "echo: through the server", "{tell}");
+    // The server's agent stays up there, idle, recorded with the session.
+    let (_, pid) = w.recorded().expect("the server's remote agent is recorded");
+    assert!(!group_members(pid).is_empty());
+    assert!(!masters(&w).is_empty());
+    // SAFETY: kill(2).
+    unsafe { libc::kill(serve.id() as i32, libc::SIGTERM) };
+    let mut status = None;
+    let ended = poll_until(Duration::from_secs(30), || {
+        status = serve.try_wait().unwrap();
+        status.is_some()
+    });
+    if !ended {
+        let _ = serve.kill();
+        let _ = serve.wait();
+    }
+    assert!(ended, "serve stopped on SIGTERM");
+    assert!(group_members(pid).is_empty(), "the agent there was stopped");
+    assert_eq!(w.recorded(), None);
+    assert!(
+        poll_until(Duration::from_secs(10), || masters(&w).is_empty()),
+        "the control connection was closed"
     );
 }
 
