@@ -166,36 +166,51 @@ impl Worker {
         let named =
             |e: &dyn std::fmt::Display| RouterError::Agent(format!("team {}: {e}", team.name));
         if let Some(rec) = m.remote_agent(&session.session_id)? {
-            let recorded_host = if rec.host == host.destination {
-                host.clone()
-            } else {
-                Host::new(&rec.host, Vec::new()).unwrap_or_else(|_| host.clone())
-            };
             let group = RemoteIdentity {
                 pid: rec.pid,
                 pgid: rec.pid,
                 start: rec.start,
             };
-            let done = launch::stop_group(&transport, &recorded_host, group, KILL_GRACE)
-                .await
-                .map_err(|e| named(&e))?;
-            tracing::info!(pair = %self.pair(), host = %recorded_host, pid = rec.pid, done,
-                "stopped the remote agent recorded with the session before starting another");
+            if rec.host == host.destination {
+                // The same host: the new agent starts only once the old one is known gone.
+                let done = launch::stop_group(&transport, host, group, KILL_GRACE)
+                    .await
+                    .map_err(|e| named(&e))?;
+                tracing::info!(pair = %self.pair(), %host, pid = rec.pid, done,
+                    "stopped the remote agent recorded with the session before starting another");
+            } else {
+                // The team moved to another host: stop it on the old one if that is reachable
+                // (with ssh_config's settings for it), never wait for it.
+                let old = Host::new(&rec.host, Vec::new());
+                let done = match old {
+                    Ok(old) => launch::stop_group(&transport, &old, group, KILL_GRACE)
+                        .await
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(e),
+                };
+                tracing::info!(pair = %self.pair(), old_host = %rec.host, pid = rec.pid, ?done,
+                    "the team moved to another host; stopped what was recorded on the old one");
+            }
             m.clear_remote_agent(&session.session_id)?;
         }
         let marker = Owner::current().marker(&session.session_id);
         let timeout = m.config().settings.spawn_timeout;
-        let proc =
+        let mut proc =
             AgentSession::spawn_remote(adapter, spec, log, &transport, host, &marker, timeout)
                 .await
                 .map_err(|e| named(&e))?;
         if let Some(link) = proc.remote() {
-            m.set_remote_agent(
+            let recorded = m.set_remote_agent(
                 &session.session_id,
                 &host.destination,
                 link.identity.pid,
                 link.identity.start,
-            )?;
+            );
+            if let Err(e) = recorded {
+                // An agent nobody recorded could outlive a broken connection unseen: stop it.
+                proc.kill().await;
+                return Err(e.into());
+            }
         }
         Ok(proc)
     }
