@@ -311,9 +311,20 @@ impl AgentSession {
         let Some(link) = &self.remote else {
             return Ok("local".into());
         };
-        let done =
-            super::ssh::launch::stop_group(&link.transport, &link.host, link.identity, grace)
-                .await?;
+        // Bounded: a host that does not answer (a connection that has to time out) must not
+        // hold up the tell's error or a shutdown; the group stays recorded then.
+        let stop =
+            super::ssh::launch::stop_group(&link.transport, &link.host, link.identity, grace);
+        let done = match tokio::time::timeout(grace + REMOTE_STOP_BOUND, stop).await {
+            Ok(done) => done?,
+            Err(_) => {
+                return Err(SshError::Timeout {
+                    host: link.host.destination.clone(),
+                    what: "stopping the agent".into(),
+                    timeout: grace + REMOTE_STOP_BOUND,
+                })
+            }
+        };
         self.remote_stopped = true;
         Ok(done)
     }
@@ -321,6 +332,8 @@ impl AgentSession {
 
 /// How long the local `ssh` of a remote agent gets after its remote group was stopped.
 const REMOTE_LOCAL_GRACE: Duration = Duration::from_millis(500);
+/// How much longer than its grace a remote stop may take (connecting included).
+const REMOTE_STOP_BOUND: Duration = Duration::from_secs(6);
 /// The grace of [`AgentSession::kill`] for a remote group.
 const REMOTE_KILL_GRACE: Duration = Duration::from_millis(300);
 

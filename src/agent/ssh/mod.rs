@@ -459,6 +459,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn each_owner_gets_its_own_socket_folder_and_empty_ones_of_dead_processes_go() {
+        let parent = Transport::new_default().expect("socket folder");
+        // An empty folder of a process that is gone, and a file that is not a folder.
+        let dead = parent.socket_dir().join(format!("{}-0", u32::MAX - 7));
+        std::fs::create_dir_all(&dead).expect("mkdir");
+        let a = Transport::for_process().expect("a");
+        let b = Transport::for_process().expect("b");
+        assert_ne!(a.socket_dir(), b.socket_dir());
+        assert!(a.socket_dir().starts_with(parent.socket_dir()));
+        assert!(a.socket_dir().file_name().is_some_and(|n| n
+            .to_string_lossy()
+            .starts_with(&format!("{}-", std::process::id()))));
+        assert!(
+            !dead.exists(),
+            "the dead process's empty folder was removed"
+        );
+        std::fs::write(a.socket_dir().join("x.log"), "log").expect("log");
+        a.remove_socket_dir();
+        b.remove_socket_dir();
+        assert!(!a.socket_dir().exists() && !b.socket_dir().exists());
+    }
+
+    #[test]
     fn destinations_that_would_be_options_are_refused() {
         assert!(check_destination("deploy@gpu-box").is_ok());
         assert!(check_destination("alias").is_ok());
