@@ -459,6 +459,31 @@ fn serve_runs_the_remote_agent_and_stops_it_there_at_shutdown() {
     );
 }
 
+/// An idle remote agent is stopped there when its idle timeout passes, like a local one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_remote_agent_is_stopped_there() {
+    let w = World::start();
+    let project = w.remote_folder("proj");
+    let home = w.remote_folder("home");
+    w.write_config(
+        &project,
+        test_agent::path(),
+        &[("HOME", home.display().to_string())],
+        "idle_timeout = \"1s\"",
+    );
+    let router = w.router();
+    let t = router.tell("a", "b", "hello", WAIT).await.unwrap();
+    assert_eq!(t.answer.as_deref(), Some("echo: hello"), "{t:?}");
+    let (_, pid) = w.recorded().expect("recorded");
+    assert!(
+        poll_until(Duration::from_secs(20), || group_members(pid).is_empty()
+            && w.recorded().is_none()),
+        "the idle agent was stopped there and forgotten"
+    );
+    assert!(router.live_agents().is_empty());
+    router.shutdown().await;
+}
+
 /// A process group recorded with the session (an agent whose connection broke before it
 /// could be stopped) is stopped on the host before the session's agent starts again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
