@@ -103,8 +103,8 @@ install_pinned_cli() {
 install_pinned_cli codex @openai/codex "$CODEX_VERSION" SWITCHBOARD_TEST_CODEX
 install_pinned_cli gemini @google/gemini-cli "$GEMINI_CLI_VERSION" SWITCHBOARD_TEST_GEMINI
 
-# Debian's OpenSSH server for tests/remote_ssh.rs, which start their own sshd on a loopback
-# port (the system's service is never started). Once, when missing, under a lock.
+# Debian's OpenSSH server for tests/remote_ssh.rs and tests/remote_teams.rs, which start their
+# own sshd on a loopback port (the system's service is never started). Once, when missing, under a lock.
 ( flock 9; sh scripts/install-sshd.sh ) 9>"${TMPDIR:-/tmp}/switchboard-sshd-install.lock"
 
 cargo test --locked --all-targets

@@ -142,16 +142,19 @@ pub fn run(options: &DoctorOptions<'_>) -> Report {
             names.join(", ")
         ),
     ));
+    // A remote team's folder and agent are checked on its host, every problem at once.
+    let mut remote = remote_checks(&config);
     // The agents' `--version` runs side by side (each may take a second to start).
     let agent_checks: Vec<Check> = std::thread::scope(|scope| {
         let running: Vec<_> = config
             .teams
             .values()
+            .filter(|team| team.remote.is_none())
             .map(|team| scope.spawn(move || agent_check(team)))
             .collect();
         running
             .into_iter()
-            .zip(config.teams.values())
+            .zip(config.teams.values().filter(|team| team.remote.is_none()))
             .map(|(handle, team)| {
                 handle.join().unwrap_or_else(|_| {
                     Check::new(
@@ -164,17 +167,87 @@ pub fn run(options: &DoctorOptions<'_>) -> Report {
             })
             .collect()
     });
-    for (agent, team) in agent_checks.into_iter().zip(config.teams.values()) {
-        checks.push(agent);
+    let mut local = agent_checks.into_iter();
+    for team in config.teams.values() {
+        if team.remote.is_some() {
+            checks.append(remote.entry(team.name.clone()).or_default());
+            continue;
+        }
+        if let Some(agent) = local.next() {
+            checks.push(agent);
+        }
         checks.push(credentials_check(team));
     }
     checks.push(file_modes_check(&config));
     checks.push(database_check(&config));
     checks.push(server_check(&config));
-    for team in config.teams.values() {
+    for team in config.teams.values().filter(|t| t.remote.is_none()) {
         checks.push(team_registration(team, &path));
     }
     report(Some(path), checks)
+}
+
+/// The checks of the remote teams, by team: connected to each host, the team's folder, its
+/// agent and the agent's version there ([`crate::agent::ssh::ops::check_teams`]); one failed
+/// check per problem, so every problem shows at once.
+fn remote_checks(config: &TeamsConfig) -> std::collections::HashMap<String, Vec<Check>> {
+    let mut out = std::collections::HashMap::new();
+    if config.teams.values().all(|t| t.remote.is_none()) {
+        return out;
+    }
+    let reports = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(crate::agent::ssh::ops::check_teams(config)),
+        Err(e) => config
+            .teams
+            .values()
+            .filter(|t| t.remote.is_some())
+            .map(|t| {
+                (
+                    t.name.clone(),
+                    crate::agent::ssh::ops::CheckReport {
+                        problems: vec![format!("cannot start the async runtime: {e}")],
+                        ..Default::default()
+                    },
+                )
+            })
+            .collect(),
+    };
+    for (name, report) in reports {
+        let host = config
+            .team(&name)
+            .and_then(|t| t.remote.clone())
+            .unwrap_or_default();
+        let label = format!("remote {name}");
+        let checks: Vec<Check> = if report.problems.is_empty() {
+            vec![Check::new(
+                label,
+                Outcome::Ok,
+                format!(
+                    "{host}: {}: {}",
+                    report.agent.as_deref().unwrap_or("agent"),
+                    report.version.as_deref().unwrap_or("version unknown")
+                ),
+            )
+            .team(&name)]
+        } else {
+            report
+                .problems
+                .into_iter()
+                .map(|p| {
+                    Check::new(label.clone(), Outcome::Fail, p)
+                        .fix(format!(
+                            "fix it on {host} (or the team's `path`/`agent_path`/`remote`), then                              run `switchboard config check --remote`"
+                        ))
+                        .team(&name)
+                })
+                .collect()
+        };
+        out.insert(name, checks);
+    }
+    out
 }
 
 /// Switchboard's registration in the Claude Code of `team` (see

@@ -647,32 +647,39 @@ fn bad_permission_mode() {
 #[test]
 fn remote_teams() {
     let f = Fixture::new();
-    // Until the agent lifecycle runs remote teams over SSH, a remote team is refused (its
-    // path is not checked here: a local agent must never start in it).
-    let not_yet = "not supported by this version yet";
     for (bad, why) in [
         ("-oProxyCommand=touch /tmp/x", "option"),
         ("two words", "space"),
         ("https://sb.example.com", "URL"),
         ("", "empty"),
     ] {
-        let problems = f.problems(&f.with_team(&format!("remote = {bad:?}\n")));
-        assert_problem(&problems, "teams.a.remote", why);
-        assert_problem(&problems, "teams.a.remote", not_yet);
-        assert_eq!(problems.len(), 2, "{problems:#?}");
+        f.one_problem(
+            &f.with_team(&format!("remote = {bad:?}\n")),
+            "teams.a.remote",
+            why,
+        );
     }
+    // A valid remote team loads, with its options; its path (a folder on the remote host) is
+    // not looked for here.
     let text = "[teams.r]\npath = \"/srv/repos/data\"\nremote = \"deploy@gpu-box\"\n\
                 ssh_options = [\"-p\", \"2222\"]\nagent_path = \"/usr/local/bin/claude\"\n";
-    f.one_problem(text, "teams.r.remote", not_yet);
+    let config = f.ok(text);
+    let team = config.team("r").expect("team r");
+    assert_eq!(team.remote.as_deref(), Some("deploy@gpu-box"));
+    assert_eq!(team.ssh_options, ["-p", "2222"]);
+    assert_eq!(team.path, std::path::Path::new("/srv/repos/data"));
+    assert_eq!(team.agent_path.as_deref(), Some("/usr/local/bin/claude"));
     // The path of a remote team is a folder there: not looked for here, but it must be
     // absolute and without "..".
     for (path, why) in [
         ("srv/x", "absolute path on the remote host"),
         ("/srv/../etc", ".."),
     ] {
-        let problems = f.problems(&format!("[teams.r]\npath = {path:?}\nremote = \"h\"\n"));
-        assert_problem(&problems, "teams.r.path", why);
-        assert_eq!(problems.len(), 2, "{problems:#?}");
+        f.one_problem(
+            &format!("[teams.r]\npath = {path:?}\nremote = \"h\"\n"),
+            "teams.r.path",
+            why,
+        );
     }
     // ssh_options without a remote is a mistake.
     f.one_problem(

@@ -116,6 +116,9 @@ pub enum AgentError {
         /// Its exit status and output.
         message: String,
     },
+    /// The SSH transport of a remote team failed (names the host and the fix).
+    #[error(transparent)]
+    Ssh(#[from] ssh::SshError),
     /// Reading from or writing to the agent failed.
     #[error("{what}: {source}")]
     Io {

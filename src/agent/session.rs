@@ -12,6 +12,8 @@ use tokio::time::Instant;
 use super::adapter::{AgentAdapter, LaunchSpec};
 use super::event::AgentEvent;
 use super::process::{AgentProcess, StdoutLine};
+use super::ssh::launch::{RemoteAgent, RemoteIdentity};
+use super::ssh::{Host, SshError, Transport};
 use super::AgentError;
 use crate::util::ProcessIdentity;
 
@@ -48,6 +50,22 @@ pub struct AgentSession {
     /// Whether the agent has printed anything yet (before that, the spawn timeout applies).
     started: bool,
     spawned_at: Instant,
+    /// Where the agent runs when it is not on this machine (the remote process model: the
+    /// local process is the `ssh` that carries its stdio).
+    remote: Option<RemoteLink>,
+    /// Whether the remote group is known to be stopped (a stop there succeeded).
+    remote_stopped: bool,
+}
+
+/// A remote agent's host and process group, and the transport that reaches it.
+#[derive(Debug, Clone)]
+pub struct RemoteLink {
+    /// The SSH transport of this Switchboard process.
+    pub transport: Transport,
+    /// The team's host.
+    pub host: Host,
+    /// The agent's process group there.
+    pub identity: RemoteIdentity,
 }
 
 impl std::fmt::Debug for AgentSession {
@@ -75,7 +93,48 @@ impl AgentSession {
             adapter,
             started: false,
             spawned_at: Instant::now(),
+            remote: None,
+            remote_stopped: false,
         })
+    }
+
+    /// Starts the agent `spec` describes on `host` over `transport` (a remote team): the
+    /// program, its arguments and its folder are paths there; `marker` (see
+    /// [`super::ssh::launch::Owner::marker`]) lets a later Switchboard find it if this one
+    /// dies. Waits up to `timeout` for the remote wrapper to report the agent's process group.
+    pub async fn spawn_remote(
+        adapter: &'static dyn AgentAdapter,
+        spec: &LaunchSpec,
+        stderr_log: &Path,
+        transport: &Transport,
+        host: &Host,
+        marker: &str,
+        timeout: Duration,
+    ) -> Result<Self, AgentError> {
+        let agent =
+            RemoteAgent::spawn(transport, host, spec, marker, stderr_log, adapter, timeout).await?;
+        Ok(Self {
+            proc: agent.process,
+            adapter,
+            started: false,
+            spawned_at: Instant::now(),
+            remote: Some(RemoteLink {
+                transport: transport.clone(),
+                host: agent.host,
+                identity: agent.remote,
+            }),
+            remote_stopped: false,
+        })
+    }
+
+    /// The host and process group of a remote agent (`None` for a local one).
+    pub fn remote(&self) -> Option<&RemoteLink> {
+        self.remote.as_ref()
+    }
+
+    /// Whether a remote agent's group is known to be stopped (its record can go).
+    pub fn remote_stopped(&self) -> bool {
+        self.remote_stopped
     }
 
     /// The adapter that launched it.
@@ -207,6 +266,13 @@ impl AgentSession {
     /// Waits for the agent to exit and says how it ended (exit status, stderr's tail).
     pub async fn exit_reason(&mut self) -> String {
         let status = self.proc.wait().await;
+        if let Some(link) = &self.remote {
+            // The local ssh failed (255): the connection broke; say so, naming the host.
+            let code = status.as_ref().ok().and_then(|s| s.code());
+            if let Some(e) = remote_exit_error(&link.host, code, &self.proc.stderr_tail()) {
+                return e.to_string();
+            }
+        }
         describe_exit(status, &self.proc)
     }
 
@@ -215,15 +281,65 @@ impl AgentSession {
         self.proc.try_wait().is_some()
     }
 
-    /// Stops it: close stdin, SIGTERM to its group, `grace`, SIGKILL.
+    /// Stops it: close stdin, SIGTERM to its group, `grace`, SIGKILL. A remote agent's group
+    /// is stopped there the same way (see [`AgentSession::stop_remote`]), then its local ssh.
     pub async fn stop(&mut self, grace: Duration) -> Option<std::process::ExitStatus> {
+        if self.remote.is_some() {
+            if let Err(e) = self.stop_remote(grace).await {
+                tracing::warn!(error = %e, "cannot stop the remote agent's process group");
+            }
+            return self.proc.stop(REMOTE_LOCAL_GRACE).await;
+        }
         self.proc.stop(grace).await
     }
 
-    /// Kills its group at once.
+    /// Kills its group at once (a remote group: TERM, then KILL shortly after).
     pub async fn kill(&mut self) -> Option<std::process::ExitStatus> {
+        if self.remote.is_some() {
+            if let Err(e) = self.stop_remote(REMOTE_KILL_GRACE).await {
+                tracing::warn!(error = %e, "cannot stop the remote agent's process group");
+            }
+        }
         self.proc.kill().await
     }
+
+    /// Stops a remote agent's process group on its host: SIGTERM, `grace`, SIGKILL. `Ok` with
+    /// what happened (`terminated`, `killed`, `gone`, `other`), or the transport's error (a
+    /// host that cannot be reached: the group is still recorded with the session and stopped
+    /// before the next spawn). A local agent: `Ok("local")`.
+    pub async fn stop_remote(&mut self, grace: Duration) -> Result<String, SshError> {
+        let Some(link) = &self.remote else {
+            return Ok("local".into());
+        };
+        // Bounded: a host that does not answer (a connection that has to time out) must not
+        // hold up the tell's error or a shutdown; the group stays recorded then.
+        let stop =
+            super::ssh::launch::stop_group(&link.transport, &link.host, link.identity, grace);
+        let done = match tokio::time::timeout(grace + REMOTE_STOP_BOUND, stop).await {
+            Ok(done) => done?,
+            Err(_) => {
+                return Err(SshError::Timeout {
+                    host: link.host.destination.clone(),
+                    what: "stopping the agent".into(),
+                    timeout: grace + REMOTE_STOP_BOUND,
+                })
+            }
+        };
+        self.remote_stopped = true;
+        Ok(done)
+    }
+}
+
+/// How long the local `ssh` of a remote agent gets after its remote group was stopped.
+const REMOTE_LOCAL_GRACE: Duration = Duration::from_millis(500);
+/// How much longer than its grace a remote stop may take (connecting included).
+const REMOTE_STOP_BOUND: Duration = Duration::from_secs(6);
+/// The grace of [`AgentSession::kill`] for a remote group.
+const REMOTE_KILL_GRACE: Duration = Duration::from_millis(300);
+
+/// Why a remote agent's local ssh ended, when the connection (not the agent) ended it.
+fn remote_exit_error(host: &Host, status: Option<i32>, stderr_tail: &str) -> Option<SshError> {
+    super::ssh::launch::exit_error(host, status, stderr_tail)
 }
 
 /// How an agent process ended, with the tail of its stderr.

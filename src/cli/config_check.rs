@@ -15,7 +15,12 @@ use super::Ctx;
 pub enum ConfigCmd {
     /// Load and validate the teams file: print a summary and exit 0, or print every problem and
     /// exit 2.
-    Check,
+    Check {
+        /// Also connect to each remote team's host (over SSH) and check its folder, its agent
+        /// and the agent's version there; every problem of every host is printed.
+        #[arg(long)]
+        remote: bool,
+    },
     /// Trust a teams file in the current folder (default ./teams.toml), as it is now: read it
     /// first, it names the programs Switchboard runs. A changed file must be trusted again.
     Trust {
@@ -44,6 +49,20 @@ struct Problem {
     path: String,
     line: Option<usize>,
     column: Option<usize>,
+    message: String,
+}
+
+#[derive(Serialize)]
+struct RemoteFailure {
+    ok: bool,
+    config: String,
+    /// Per remote team, what is wrong there.
+    remote_problems: Vec<RemoteProblem>,
+}
+
+#[derive(Serialize)]
+struct RemoteProblem {
+    team: String,
     message: String,
 }
 
@@ -81,6 +100,29 @@ impl ConfigCmd {
             }
             Err(e) => return Err(e.into()),
         };
+        if matches!(self, ConfigCmd::Check { remote: true }) {
+            let problems = remote_problems(&config)?;
+            if !problems.is_empty() {
+                if ctx.json() {
+                    print_json(&RemoteFailure {
+                        ok: false,
+                        config: path.display().to_string(),
+                        remote_problems: problems,
+                    })?;
+                } else {
+                    eprintln!(
+                        "{}: {} problem{} on remote hosts:",
+                        path.display(),
+                        problems.len(),
+                        if problems.len() == 1 { "" } else { "s" }
+                    );
+                    for p in &problems {
+                        eprintln!("  teams.{}: {}", p.team, p.message);
+                    }
+                }
+                return Ok(ExitCode::from(switchboard::error::EXIT_BAD_INPUT as u8));
+            }
+        }
         let database = if config.database.in_memory {
             ":memory:".to_string()
         } else {
@@ -103,6 +145,27 @@ impl ConfigCmd {
         }
         Ok(ExitCode::SUCCESS)
     }
+}
+
+/// Every problem of every remote team, checked on its host.
+fn remote_problems(config: &TeamsConfig) -> Result<Vec<RemoteProblem>, Error> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Other(format!("cannot start the async runtime: {e}")))?;
+    let reports = runtime.block_on(switchboard::agent::ssh::ops::check_teams(config));
+    Ok(reports
+        .into_iter()
+        .flat_map(|(team, report)| {
+            report
+                .problems
+                .into_iter()
+                .map(move |message| RemoteProblem {
+                    team: team.clone(),
+                    message,
+                })
+        })
+        .collect())
 }
 
 fn trust(file: Option<&std::path::Path>, ctx: &Ctx) -> Result<ExitCode, Error> {

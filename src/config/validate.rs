@@ -80,10 +80,14 @@ const TEAM_KEYS: &[&str] = &[
 const PERMISSION_KEYS: &[&str] = &["allow", "deny", "ask", "timeout"];
 const PROVIDER_KEYS: &[&str] = &["base_url", "env_key"];
 const PRICE_KEYS: &[&str] = &["input", "cached_input", "output"];
-/// Whether the agent lifecycle runs a team with `remote` over SSH. Until it does, such a team
-/// is refused: its path is not checked here, and a local agent must never start in it. Set to
-/// true where the lifecycle calls `agent::ssh` (docs/remote.md).
-const REMOTE_TEAMS_WIRED: bool = false;
+/// Whether the agent lifecycle runs a team with `remote` over SSH (it does: the pair's worker
+/// spawns, stops and supervises it through `agent::ssh`, see `router/worker/remote.rs`). While
+/// false, such a team was refused: its path is not checked here, and a local agent must never
+/// start in it.
+const REMOTE_TEAMS_WIRED: bool = true;
+/// The agent kinds a remote team may run (the remote spawn drives the one-process-per-session
+/// model over SSH).
+const REMOTE_KINDS: &[&str] = &["claude"];
 /// System folders no team may work in (also checked after resolving symlinks).
 const FORBIDDEN_DIRS: &[&str] = &[
     "/etc",
@@ -412,6 +416,17 @@ fn team(
     let agent = get_str(table, "agent", path, report).unwrap_or(super::kinds::AGENT_KINDS[0].name);
     // The kind, and the agent-specific options it takes (see kinds.rs).
     super::kinds::check_team(super::kinds::AGENT_KINDS, agent, table, path, report);
+    // Over SSH, only the kinds whose process model the remote lifecycle runs.
+    if remote.is_some() && super::kinds::kind(agent).is_some() && !REMOTE_KINDS.contains(&agent) {
+        report.add(
+            &path.key("remote"),
+            format!(
+                "agent {agent:?} cannot run on a remote host in this version (remote teams run: \
+                 {}); remove `remote` to run the team here",
+                REMOTE_KINDS.join(", ")
+            ),
+        );
+    }
     let agent_path = get_str(table, "agent_path", path, report);
     if agent_path.is_some_and(|p| p.trim().is_empty()) {
         report.add(

@@ -38,6 +38,17 @@ pub(crate) struct AgentCredential {
     file: Option<PathBuf>,
 }
 
+impl AgentCredential {
+    /// No credential: an agent that gets no MCP wiring from this router.
+    pub(crate) fn none(router: &Router) -> Self {
+        Self {
+            router: std::sync::Arc::downgrade(&router.inner),
+            token: None,
+            file: None,
+        }
+    }
+}
+
 impl Drop for AgentCredential {
     fn drop(&mut self) {
         if let (Some(token), Some(inner)) = (self.token.take(), self.router.upgrade()) {

@@ -474,10 +474,10 @@ impl Router {
         let Some(s) = m.get(&args.from, &args.to)? else {
             return Ok(out);
         };
-        let transcript = m.transcript_path(&s).filter(|p| p.exists());
-        let deleted = m.delete(&s, args.transcript)?;
+        // A remote team's transcript is removed on its host.
+        let (deleted, transcript) = m.delete_anywhere(&s, args.transcript).await?;
         out.deleted_session_id = Some(deleted.session_id);
-        out.transcript_removed = args.transcript && transcript.is_some();
+        out.transcript_removed = transcript.is_some_and(|(_, existed)| existed);
         Ok(out)
     }
 }

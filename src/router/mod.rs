@@ -226,6 +226,9 @@ pub(crate) struct Inner {
     mcp: Mutex<McpEndpoint>,
     /// How long a worker waits for a session held by another process (None: not at all).
     busy_wait: Mutex<Option<Duration>>,
+    /// The SSH transport of remote teams, made when the first one is used
+    /// (`worker/remote.rs`).
+    ssh: std::sync::OnceLock<crate::agent::ssh::Transport>,
 }
 
 /// Where agents Switchboard spawns reach the MCP server, and the tokens that name them.
@@ -283,9 +286,11 @@ impl Router {
                 counters: Counters::default(),
                 mcp: Mutex::new(McpEndpoint::default()),
                 busy_wait: Mutex::new(None),
+                ssh: std::sync::OnceLock::new(),
             }),
         };
         router.start_sweeper();
+        router.stop_remote_leftovers();
         router.remove_stale_agent_configs();
         router
     }
@@ -785,6 +790,8 @@ impl Router {
             let _ = t.await;
         }
         self.lock_workers().clear();
+        // The agents are stopped: their hosts' control connections go too.
+        self.disconnect_remote_hosts().await;
     }
 
     fn command(&self, from: &str, to: &str, cmd: Cmd) -> RouterResult<()> {

@@ -23,6 +23,7 @@ use crate::store::{ProcessState, Session, Tell, TellKind, TellState};
 
 mod activity;
 mod record;
+mod remote;
 
 /// How long a stopped agent may take to exit after SIGTERM before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(3);
@@ -289,7 +290,9 @@ impl Worker {
             Err(f) => f,
         };
         // The agent has been killed.
-        self.agent.take();
+        if let Some(a) = self.agent.take() {
+            self.forget_remote(&session_id, &a.proc);
+        }
         let result = failure.detail().to_string();
         self.stopped_event(&session_id, failure.reason(), Some(result.clone()));
         let m = self.router.manager();
@@ -344,14 +347,22 @@ impl Worker {
                 }
             }
         };
-        let resume = adapter.can_resume(
-            &team,
-            &SessionRef {
-                session_id: &session.session_id,
-                agent_session_id: session.agent_session_id.as_deref(),
-                resume: false,
-            },
-        );
+        let resume = match self.remote_can_resume(&team, &session).await {
+            Some(Ok(resume)) => resume,
+            Some(Err(e)) => {
+                m.release_lease(&session.session_id).ok();
+                m.mark_error(&session.session_id, &e.to_string()).ok();
+                return Err(e);
+            }
+            None => adapter.can_resume(
+                &team,
+                &SessionRef {
+                    session_id: &session.session_id,
+                    agent_session_id: session.agent_session_id.as_deref(),
+                    resume: false,
+                },
+            ),
+        };
         match self.spawn(adapter, &team, &session, resume, slot).await {
             Ok(()) => Ok(true),
             Err(e) => {
@@ -401,9 +412,16 @@ impl Worker {
     ) -> RouterResult<()> {
         let m = self.router.manager();
         // Dropped (token revoked, file deleted) on every path where no live agent keeps it.
-        let (extras, credential) =
-            self.router
-                .agent_launch_extras(adapter, team, &session.session_id)?;
+        let host = crate::agent::ssh::ops::team_host(team)
+            .transpose()
+            .map_err(|e| RouterError::Agent(format!("team {}: {e}", team.name)))?;
+        // A remote agent gets its MCP wiring from the one hook for it, never a local file.
+        let (extras, credential) = match &host {
+            Some(host) => self.remote_extras(adapter, team, host, &session.session_id)?,
+            None => self
+                .router
+                .agent_launch_extras(adapter, team, &session.session_id)?,
+        };
         let session_ref = SessionRef {
             session_id: &session.session_id,
             agent_session_id: session.agent_session_id.as_deref(),
@@ -425,13 +443,19 @@ impl Worker {
             .router
             .log_dir()
             .join(format!("{}.stderr.log", session.session_id));
-        let proc = AgentSession::spawn(adapter, &spec, &log).map_err(|mut e| {
-            // Name the team: the hint says which entry's agent_path to set.
-            if let crate::agent::AgentError::Spawn { team: t, .. } = &mut e {
-                t.clone_from(&team.name);
+        let proc = match &host {
+            Some(host) => {
+                self.spawn_remote(adapter, team, host, &spec, &log, session)
+                    .await
             }
-            RouterError::Agent(e.to_string())
-        });
+            None => AgentSession::spawn(adapter, &spec, &log).map_err(|mut e| {
+                // Name the team: the hint says which entry's agent_path to set.
+                if let crate::agent::AgentError::Spawn { team: t, .. } = &mut e {
+                    t.clone_from(&team.name);
+                }
+                RouterError::Agent(e.to_string())
+            }),
+        };
         let proc = match proc {
             Ok(p) => p,
             Err(e) => {
@@ -469,6 +493,7 @@ impl Worker {
         m.update_process_state(&a.session_id, ProcessState::Terminating)
             .ok();
         let status = a.proc.stop(STOP_GRACE).await;
+        self.forget_remote(&a.session_id, &a.proc);
         tracing::info!(pair = %self.pair(), pid = a.proc.identity().pid, ?status, why, detail, "agent stopped");
         // Its credential goes before the lease: the next holder writes the session's config.
         let session_id = a.session_id.clone();
@@ -483,6 +508,7 @@ impl Worker {
             return;
         };
         a.proc.kill().await; // whatever is left of its group
+        self.forget_remote(&a.session_id, &a.proc);
         let m = self.router.manager();
         if in_turn {
             m.mark_error(&a.session_id, why).ok();

@@ -62,6 +62,9 @@ pub enum SessionError {
         #[source]
         source: std::io::Error,
     },
+    /// The SSH transport of a remote team failed (removing a transcript there).
+    #[error(transparent)]
+    Ssh(#[from] crate::agent::ssh::SshError),
     /// The store failed.
     #[error(transparent)]
     Store(StoreError),
@@ -183,7 +186,8 @@ impl SessionManager {
     pub fn initialize(&self) -> SessionResult<InitReport> {
         let mut report = InitReport::default();
         for (name, team) in &self.config.teams {
-            if !team.path.is_dir() {
+            // A remote team's folder is on its host (`config check --remote` looks there).
+            if team.remote.is_none() && !team.path.is_dir() {
                 // Commands warn about it when they load the config (once, naming the key);
                 // this is for the log only.
                 tracing::info!(team = %name, path = %team.path.display(), "team folder is missing");
@@ -296,6 +300,64 @@ impl SessionManager {
             }
         }
         self.write(|st| st.delete(&session.session_id))
+    }
+
+    /// [`SessionManager::delete`] for any team: a remote team's transcript (with
+    /// `remove_transcript`) is found and removed on its host over SSH first, nothing is deleted
+    /// when that fails. Returns the deleted session and, with `remove_transcript`, where the
+    /// transcript was and whether there was one to remove.
+    pub async fn delete_anywhere(
+        &self,
+        session: &Session,
+        remove_transcript: bool,
+    ) -> SessionResult<(Session, Option<(String, bool)>)> {
+        let remote = self
+            .config
+            .team(&session.to_team)
+            .filter(|t| t.remote.is_some())
+            .cloned();
+        let Some(team) = remote.filter(|_| remove_transcript) else {
+            let path = remove_transcript
+                .then(|| self.transcript_path(session))
+                .flatten();
+            let existed = path.as_ref().is_some_and(|p| p.exists());
+            let deleted = self.delete(session, remove_transcript)?;
+            return Ok((deleted, path.map(|p| (p.display().to_string(), existed))));
+        };
+        let current = self
+            .get_by_id(&session.session_id)?
+            .unwrap_or_else(|| session.clone());
+        self.check_not_held_elsewhere(&current)?;
+        let removed =
+            crate::agent::ssh::ops::remove_team_transcript(&team, &session.session_id).await?;
+        tracing::info!(path = %removed.0, removed = removed.1, host = ?team.remote, "removed remote transcript");
+        let deleted = self.delete(session, false)?;
+        Ok((deleted, Some(removed)))
+    }
+
+    /// The remote agent recorded with the session (a remote team's process group that may
+    /// still run on its host).
+    pub fn remote_agent(
+        &self,
+        session_id: &str,
+    ) -> SessionResult<Option<crate::store::RemoteAgentRecord>> {
+        Ok(self.store.remote_agent(session_id)?)
+    }
+
+    /// Records the remote agent of the session: its host, pid (= group) and start time there.
+    pub fn set_remote_agent(
+        &self,
+        session_id: &str,
+        host: &str,
+        pid: u32,
+        start: u64,
+    ) -> SessionResult<()> {
+        Ok(self.store.set_remote_agent(session_id, host, pid, start)?)
+    }
+
+    /// Forgets the session's remote agent (its group is known to be stopped).
+    pub fn clear_remote_agent(&self, session_id: &str) -> SessionResult<bool> {
+        Ok(self.store.clear_remote_agent(session_id)?)
     }
 
     /// Where the callee's agent keeps the session's transcript, if that can be told (the team

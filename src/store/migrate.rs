@@ -52,6 +52,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0009_agent_session_id",
         include_str!("../../migrations/0009_agent_session_id.sql"),
     ),
+    (
+        10,
+        "0010_session_remote",
+        include_str!("../../migrations/0010_session_remote.sql"),
+    ),
 ];
 
 /// The newest schema version this binary knows.

@@ -11,6 +11,7 @@ mod identity;
 mod inspect;
 mod migrate;
 mod model;
+mod remote;
 mod sessions;
 mod tells;
 
@@ -32,6 +33,7 @@ pub use model::{
     AgentStats, ListFilter, ListOrder, PairStats, ProcessState, Session, SessionStatus, Stats,
     TeamStats, Tell, TellKind, TellOutcome, TellState,
 };
+pub use remote::RemoteAgentRecord;
 pub use sessions::{DueQuery, ResetReport};
 
 /// The store's own statements and the functions that run them on a given connection, for the

@@ -101,6 +101,52 @@ impl Transport {
         Self::new(PathBuf::from(format!("/tmp/sb-ssh-{uid}")))
     }
 
+    /// A transport of its own for one owner (a router) of this process: sockets in
+    /// `/tmp/sb-ssh-<uid>/<pid>-<n>`, so that closing its control connections at shutdown
+    /// never cuts the agents of another Switchboard process (or router) that reaches the same
+    /// host. Folders of processes that are gone, left empty, are removed on the way.
+    pub fn for_process() -> Result<Self, SshError> {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let parent = Self::new_default()?;
+        for entry in std::fs::read_dir(&parent.socket_dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let pid = name.split('-').next().and_then(|p| p.parse::<u32>().ok());
+            if let Some(pid) = pid {
+                if crate::util::process_start_ms(pid).is_none() {
+                    // Fails (and is left) while a master of that process still has its socket.
+                    let _ = std::fs::remove_dir(entry.path());
+                }
+            }
+        }
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        Self::new(
+            parent
+                .socket_dir
+                .join(format!("{}-{n}", std::process::id())),
+        )
+    }
+
+    /// Removes the socket folder when it is empty (after [`Transport::disconnect`] of every
+    /// host).
+    pub fn remove_socket_dir(&self) {
+        // The masters' logs go with it; a socket still there keeps the folder.
+        for entry in std::fs::read_dir(&self.socket_dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if entry.path().extension().is_some_and(|e| e == "log") {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        let _ = std::fs::remove_dir(&self.socket_dir);
+    }
+
     /// A transport with its control sockets in `socket_dir` (created 0700; an existing one must
     /// be a folder owned by this user with mode 0700, not a symlink).
     pub fn new(socket_dir: PathBuf) -> Result<Self, SshError> {
@@ -411,6 +457,29 @@ fn short_hash(host: &Host) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_owner_gets_its_own_socket_folder_and_empty_ones_of_dead_processes_go() {
+        let parent = Transport::new_default().expect("socket folder");
+        // An empty folder of a process that is gone, and a file that is not a folder.
+        let dead = parent.socket_dir().join(format!("{}-0", u32::MAX - 7));
+        std::fs::create_dir_all(&dead).expect("mkdir");
+        let a = Transport::for_process().expect("a");
+        let b = Transport::for_process().expect("b");
+        assert_ne!(a.socket_dir(), b.socket_dir());
+        assert!(a.socket_dir().starts_with(parent.socket_dir()));
+        assert!(a.socket_dir().file_name().is_some_and(|n| n
+            .to_string_lossy()
+            .starts_with(&format!("{}-", std::process::id()))));
+        assert!(
+            !dead.exists(),
+            "the dead process's empty folder was removed"
+        );
+        std::fs::write(a.socket_dir().join("x.log"), "log").expect("log");
+        a.remove_socket_dir();
+        b.remove_socket_dir();
+        assert!(!a.socket_dir().exists() && !b.socket_dir().exists());
+    }
 
     #[test]
     fn destinations_that_would_be_options_are_refused() {

@@ -18,6 +18,167 @@ pub struct CheckReport {
     pub problems: Vec<String>,
 }
 
+/// The host of a remote team (`remote` + `ssh_options`); `None` for a local team.
+pub fn team_host(team: &crate::config::TeamConfig) -> Option<Result<Host, SshError>> {
+    let destination = team.remote.as_deref()?;
+    Some(
+        Host::new(destination, team.ssh_options.clone()).map_err(|why| SshError::Remote {
+            host: destination.to_string(),
+            what: format!("using the `remote` of team {}", team.name),
+            detail: why,
+        }),
+    )
+}
+
+/// Where the agent of a remote team keeps its transcript there: Claude Code's file under the
+/// team's `CLAUDE_CONFIG_DIR`, or `.claude` in the team's `HOME`, or in the login user's home.
+async fn team_transcript(
+    transport: &Transport,
+    host: &Host,
+    team: &crate::config::TeamConfig,
+    session_id: &str,
+) -> Result<String, SshError> {
+    if team.agent != "claude" {
+        return Err(SshError::Remote {
+            host: host.destination.clone(),
+            what: "finding the transcript".into(),
+            detail: format!(
+                "the transcript of a remote {:?} agent cannot be told yet (team {})",
+                team.agent, team.name
+            ),
+        });
+    }
+    let config_dir = team
+        .env
+        .get("CLAUDE_CONFIG_DIR")
+        .cloned()
+        .or_else(|| team.env.get("HOME").map(|h| format!("{h}/.claude")));
+    claude_transcript(
+        transport,
+        host,
+        &team.path.display().to_string(),
+        session_id,
+        config_dir.as_deref(),
+    )
+    .await
+}
+
+/// Whether the agent of remote team `team` can resume session `session_id` on `host`: the
+/// agent named its own id of the conversation (`agent_session_id`), or its transcript is
+/// there (the remote variant of [`crate::agent::adapter::AgentAdapter::can_resume`]).
+pub async fn team_can_resume(
+    transport: &Transport,
+    host: &Host,
+    team: &crate::config::TeamConfig,
+    session_id: &str,
+    agent_session_id: Option<&str>,
+) -> Result<bool, SshError> {
+    if agent_session_id.is_some() {
+        return Ok(true);
+    }
+    if team.agent != "claude" {
+        return Ok(false);
+    }
+    let path = team_transcript(transport, host, team, session_id).await?;
+    let out = transport
+        .run_script(
+            host,
+            r#"if [ -f "$1" ]; then echo yes; else echo no; fi"#,
+            &[&path],
+            "looking for the transcript",
+            Duration::from_secs(20),
+        )
+        .await?;
+    Ok(out.stdout.trim() == "yes")
+}
+
+/// `sessions delete --transcript` for a remote team: finds the session's transcript on the
+/// team's host and removes it there, over a connection of its own (closed after). Returns the
+/// path there and whether a file was removed.
+pub async fn remove_team_transcript(
+    team: &crate::config::TeamConfig,
+    session_id: &str,
+) -> Result<(String, bool), SshError> {
+    let Some(host) = team_host(team) else {
+        return Err(SshError::Remote {
+            host: String::new(),
+            what: "removing a transcript".into(),
+            detail: format!("team {} is not a remote team", team.name),
+        });
+    };
+    let host = host?;
+    let transport = Transport::for_process()?;
+    let result = async {
+        let path = team_transcript(&transport, &host, team, session_id).await?;
+        let removed = remove_file(&transport, &host, &path).await?;
+        Ok((path, removed))
+    }
+    .await;
+    transport.disconnect(&host).await;
+    transport.remove_socket_dir();
+    result
+}
+
+/// `doctor` and `config check --remote`: checks every remote team of `config` (each host over
+/// one connection), every problem at once. Returns (team, report)
+/// in the order of the teams file; nothing for a config without remote teams.
+pub async fn check_teams(config: &crate::config::TeamsConfig) -> Vec<(String, CheckReport)> {
+    let teams: Vec<_> = config
+        .teams
+        .values()
+        .filter(|t| t.remote.is_some())
+        .collect();
+    if teams.is_empty() {
+        return Vec::new();
+    }
+    let transport = match Transport::for_process() {
+        Ok(t) => t,
+        Err(e) => {
+            return teams
+                .iter()
+                .map(|t| {
+                    (
+                        t.name.clone(),
+                        CheckReport {
+                            problems: vec![e.to_string()],
+                            ..CheckReport::default()
+                        },
+                    )
+                })
+                .collect()
+        }
+    };
+    let mut reports = Vec::new();
+    let mut hosts: Vec<Host> = Vec::new();
+    for team in &teams {
+        let report = match team_host(team) {
+            Some(Ok(host)) => {
+                let agent = team
+                    .agent_path
+                    .clone()
+                    .unwrap_or_else(|| team.agent.clone());
+                let report =
+                    check(&transport, &host, &team.path.display().to_string(), &agent).await;
+                if !hosts.contains(&host) {
+                    hosts.push(host);
+                }
+                report
+            }
+            Some(Err(e)) => CheckReport {
+                problems: vec![e.to_string()],
+                ..CheckReport::default()
+            },
+            None => CheckReport::default(),
+        };
+        reports.push((team.name.clone(), report));
+    }
+    for host in &hosts {
+        transport.disconnect(host).await;
+    }
+    transport.remove_socket_dir();
+    reports
+}
+
 /// Checks the folder and the agent on the remote host, in one connection: prints
 /// `path ok|missing|notdir|unreadable`, `agent <path>|missing`, `version <line>|failed <out>`.
 const CHECK_SCRIPT: &str = r#"dir=$1; agent=$2

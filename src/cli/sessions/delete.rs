@@ -65,17 +65,18 @@ impl DeleteCmd {
                 return Ok(ExitCode::from(1));
             }
         }
-        let transcript = if self.transcript {
-            m.transcript_path(&s)
-        } else {
-            None
-        };
-        let transcript_existed = transcript.as_ref().is_some_and(|p| p.exists());
-        let deleted = m.delete(&s, self.transcript)?;
+        // A remote team's transcript is found and removed on its host (over SSH).
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Other(format!("cannot start the async runtime: {e}")))?;
+        let (deleted, found) = runtime.block_on(m.delete_anywhere(&s, self.transcript))?;
+        let transcript_existed = found.as_ref().is_some_and(|(_, existed)| *existed);
+        let transcript = found.map(|(path, _)| path);
         if ctx.json() {
             print_json(&Deleted {
                 deleted,
-                transcript: transcript.map(|p| p.display().to_string()),
+                transcript,
                 transcript_removed: transcript_existed,
             })?;
         } else {
@@ -87,9 +88,9 @@ impl DeleteCmd {
             );
             if let Some(p) = transcript {
                 if transcript_existed {
-                    outln!("removed transcript {}", p.display());
+                    outln!("removed transcript {p}");
                 } else {
-                    outln!("no transcript at {}", p.display());
+                    outln!("no transcript at {p}");
                 }
             }
         }

@@ -214,6 +214,7 @@ impl Worker {
         if let Some(mut a) = self.agent.take() {
             // SIGTERM first, briefly: a killed Claude Code leaves its socket file behind.
             a.proc.stop(KILL_GRACE).await;
+            self.forget_remote(session_id, &a.proc);
             drop(a);
             self.stopped_event(session_id, reason, Some(why.to_string()));
         }
