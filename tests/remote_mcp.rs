@@ -651,3 +651,50 @@ async fn real_claude_code_on_the_remote_host_tells_a_local_team_through_the_brid
         .unwrap();
     mcp.guard.close().await.unwrap();
 }
+
+/// Many calls at once through one bridge: each answer goes to its own request (by id), the
+/// tells to one team are answered in turn, each with its own text. Prints the calls per
+/// second through the bridge (docs/scaling.md; not asserted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_calls_through_one_bridge_each_get_their_own_answer() {
+    let f = Fixture::start();
+    let mcp = f.wire().await;
+    let (teams, tells) = (40, 20);
+    let mut calls: Vec<Value> = (0..teams)
+        .map(|_| tool_call("team_teams", json!({})))
+        .collect();
+    calls.extend((0..tells).map(|i| {
+        tool_call(
+            "team_tell",
+            json!({"to": "docs", "message": format!("m{i}")}),
+        )
+    }));
+    let started = Instant::now();
+    let out = f.bridge(&mcp, &session_lines(&calls));
+    let took = started.elapsed();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let got = answers(&out);
+    assert_eq!(got.len(), 1 + teams + tells, "{got:?}");
+    for id in 2..2 + teams as i64 {
+        assert_eq!(
+            got[&id]["result"]["structuredContent"]["you"], "backend",
+            "{id}"
+        );
+    }
+    for i in 0..tells {
+        let id = (2 + teams + i) as i64;
+        assert_eq!(
+            got[&id]["result"]["structuredContent"]["answer"],
+            format!("echo: m{i}"),
+            "{id}"
+        );
+    }
+    eprintln!(
+        "{} calls ({teams} team_teams, {tells} team_tell answered by the scripted agent) \
+         through one bridge over SSH, with its start and the MCP handshake: {took:?} \
+         ({:.1} calls/s)",
+        teams + tells,
+        (teams + tells) as f64 / took.as_secs_f64()
+    );
+    mcp.guard.close().await.unwrap();
+}
