@@ -53,8 +53,9 @@ pub struct RemoteMcp {
 impl RemoteMcp {
     /// Puts [`RemoteMcp::args`] into a Claude Code launch: an `--mcp-config` (a local file
     /// path, meaningless on the remote host) and `--strict-mcp-config` already there are
-    /// replaced. Launch with `LaunchExtras { switchboard_tools: true, .. }` so that the
-    /// adapter lets the tools run without a prompt (`--allowedTools mcp__switchboard`).
+    /// replaced. Build the spec with the extras the router made for the agent
+    /// (`switchboard_tools` true: `--allowedTools mcp__switchboard`, the tools run without a
+    /// prompt).
     pub fn apply(&self, spec: &mut LaunchSpec) {
         let mut args = Vec::with_capacity(spec.args.len() + self.args.len());
         let mut given = spec.args.drain(..);
