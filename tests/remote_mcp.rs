@@ -698,3 +698,37 @@ async fn concurrent_calls_through_one_bridge_each_get_their_own_answer() {
     );
     mcp.guard.close().await.unwrap();
 }
+
+/// `doctor` / `config check --remote` can tell whether the remote host has the bridge: the
+/// binary of this version is found; a missing one, another program or version, or one whose
+/// `--version` fails, is a problem naming the host and the fix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_check_says_whether_the_remote_host_has_the_bridge() {
+    use switchboard::agent::ssh::mcp::check_bridge;
+    let sshd = Sshd::start();
+    let local = tempfile::Builder::new().prefix("sbm").tempdir().unwrap();
+    let transport = Transport::new(local.path().join("s")).unwrap();
+    let host = Host::new(Sshd::ALIAS, sshd.ssh_options()).unwrap();
+    let ok = check_bridge(&transport, &host, Some(support::bin())).await;
+    assert!(
+        ok.as_ref().is_ok_and(|s| s.contains(support::bin())),
+        "{ok:?}"
+    );
+    let missing = check_bridge(&transport, &host, Some("/nonexistent/switchboard"))
+        .await
+        .unwrap_err();
+    assert!(
+        missing.contains("sbtest") && missing.contains("switchboard_path"),
+        "{missing}"
+    );
+    // Another program, or another version: named, with the fix.
+    let other = check_bridge(&transport, &host, Some("/bin/true"))
+        .await
+        .unwrap_err();
+    assert!(other.contains("install the same version there"), "{other}");
+    let failing = check_bridge(&transport, &host, Some("/bin/false"))
+        .await
+        .unwrap_err();
+    assert!(failing.contains("--version` failed there"), "{failing}");
+    transport.disconnect(&host).await;
+}

@@ -246,6 +246,58 @@ pub async fn remote_mcp_wiring(
     })
 }
 
+/// Checks that `program` (the team's `switchboard_path`, or [`DEFAULT_PROGRAM`]) runs on
+/// `host` and has the bridge: its path there and version line, or the problem (naming the
+/// host and the fix), for `doctor` and `config check --remote`. Without it, a remote agent
+/// starts without Switchboard's tools (Claude Code only logs that its MCP server failed).
+pub async fn check_bridge(
+    transport: &Transport,
+    host: &Host,
+    program: Option<&str>,
+) -> Result<String, String> {
+    const SCRIPT: &str = r#"found=$(command -v -- "$1" 2>/dev/null) || { echo missing; exit 0; }
+v=$(cd / && "$found" --version 2>&1 < /dev/null) || { printf 'failed %s\n' "$v" | head -n 1; exit 0; }
+"$found" mcp-bridge --help > /dev/null 2>&1 || { echo nobridge; exit 0; }
+printf 'ok %s %s\n' "$found" "$(printf '%s\n' "$v" | head -n 1)"
+"#;
+    let program = program.unwrap_or(DEFAULT_PROGRAM);
+    let out = transport
+        .run_script(host, SCRIPT, &[program], "checking switchboard there", STEP)
+        .await
+        .map_err(|e| e.to_string())?;
+    let line = out.stdout.lines().last().unwrap_or("").trim().to_string();
+    let here = concat!("switchboard ", env!("CARGO_PKG_VERSION"));
+    match line.split_once(' ').unwrap_or((line.as_str(), "")) {
+        ("ok", rest) => {
+            let (path, version) = rest.split_once(' ').unwrap_or((rest, ""));
+            if version.trim() != here {
+                return Err(format!(
+                    "{host}: {path} is {:?}, this is {here:?}: install the same version there \
+                     (the agent's bridge to Switchboard's tools runs it)",
+                    version.trim()
+                ));
+            }
+            Ok(format!("{path} ({version})"))
+        }
+        ("missing", _) => Err(format!(
+            "{host}: no {program:?} there: install switchboard on {host} (its agents reach \
+             Switchboard's tools through `switchboard mcp-bridge`), or set `switchboard_path` \
+             to its path there"
+        )),
+        ("nobridge", _) => Err(format!(
+            "{host}: {program:?} there has no `mcp-bridge` command: install this version there"
+        )),
+        ("failed", said) => Err(format!(
+            "{host}: `{program} --version` failed there: {}",
+            crate::redact::text(said.trim())
+        )),
+        _ => Err(format!(
+            "{host}: the check of {program:?} did not run to its end ({})",
+            out.stderr.trim()
+        )),
+    }
+}
+
 /// The MCP config that runs the bridge: `program mcp-bridge --socket S --url U --token-file F`.
 pub fn bridge_config(
     program: &str,
