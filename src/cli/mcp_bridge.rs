@@ -421,3 +421,123 @@ async fn close_session(bridge: &Bridge) {
     };
     let _ = tokio::time::timeout(Duration::from_secs(5), delete).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A socket that answers every connection with `answer` (after reading the request).
+    fn serve_once(dir: &Path, answer: String) -> PathBuf {
+        let path = dir.join("s.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).expect("bind");
+        std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { return };
+                let mut buf = [0u8; 4096];
+                let _ = conn.read(&mut buf);
+                let _ = conn.write_all(answer.as_bytes());
+            }
+        });
+        path
+    }
+
+    fn bridge(socket: PathBuf) -> Bridge {
+        Bridge {
+            socket,
+            authority: "127.0.0.1:1".into(),
+            path: "/mcp".into(),
+            token: "t".into(),
+            session: Mutex::new((None, None)),
+        }
+    }
+
+    /// What one POST gives: its result and the lines for stdout.
+    fn post_to(
+        answer: String,
+        initialize: bool,
+    ) -> (Result<Option<String>, String>, Vec<String>, Bridge) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let b = bridge(serve_once(dir.path(), answer));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let result = runtime.block_on(post(&b, "{}", initialize, &tx));
+        let mut lines = Vec::new();
+        while let Ok(Out::Line(l)) = rx.try_recv() {
+            lines.push(l);
+        }
+        (result, lines, b)
+    }
+
+    /// An answer with `head` lines and `body` (its length counted).
+    fn answer(status: &str, head: &str, body: &str) -> String {
+        format!(
+            "HTTP/1.1 {status}\r\n{head}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    }
+
+    #[test]
+    fn answers_as_json_as_sse_or_as_errors_are_relayed() {
+        // A JSON answer to initialize: relayed as one line, its session kept.
+        let (r, lines, b) = post_to(
+            answer(
+                "200 OK",
+                "Content-Type: application/json\r\nMcp-Session-Id: s1\r\n",
+                r#"{"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-06-18"}}"#,
+            ),
+            true,
+        );
+        assert_eq!(r, Ok(None));
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert_eq!(
+            *b.session.lock().unwrap(),
+            (Some("s1".to_string()), Some("2025-06-18".to_string()))
+        );
+        // An SSE answer, chunked: one compact line per message.
+        let event = "data: {\"jsonrpc\": \"2.0\", \"id\": 2, \"result\": {}}\n\n";
+        let (r, lines, _) = post_to(
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\
+                 Transfer-Encoding: chunked\r\n\r\n{:x}\r\n{event}\r\n0\r\n\r\n",
+                event.len()
+            ),
+            false,
+        );
+        assert_eq!(r, Ok(None));
+        assert_eq!(lines, [r#"{"id":2,"jsonrpc":"2.0","result":{}}"#]);
+        // A notification accepted: nothing to relay.
+        let (r, lines, _) = post_to(answer("202 Accepted", "", ""), false);
+        assert_eq!((r, lines.len()), (Ok(None), 0));
+        // A JSON-RPC error of the endpoint goes to the agent as it is.
+        let (r, lines, _) = post_to(
+            answer(
+                "400 Bad Request",
+                "Content-Type: application/json\r\n",
+                r#"{"jsonrpc":"2.0","id":3,"error":{"code":-32600,"message":"bad"}}"#,
+            ),
+            false,
+        );
+        assert_eq!(r, Ok(None));
+        assert!(lines[0].contains("-32600"), "{lines:?}");
+        // Another refusal: the agent sees the status and the text.
+        let (r, _, _) = post_to(answer("429 Too Many Requests", "", "too many\n"), false);
+        assert_eq!(
+            r,
+            Ok(Some("Switchboard answered HTTP 429: too many".into()))
+        );
+        // A refused credential ends the bridge.
+        let (r, _, _) = post_to(answer("401 Unauthorized", "", "no"), false);
+        assert!(r.unwrap_err().contains("refused the agent's credential"));
+        // Nobody behind the socket (the forward's far end is gone): the bridge ends.
+        let (r, _, _) = post_to(String::new(), false);
+        let gone = r.unwrap_err();
+        assert!(
+            gone.contains("Switchboard is not answering through"),
+            "{gone}"
+        );
+    }
+}
