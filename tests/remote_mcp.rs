@@ -446,7 +446,18 @@ async fn another_user_of_the_remote_host_cannot_use_the_socket() {
         answers(&ok)[&2]["result"]["structuredContent"]["you"],
         "backend"
     );
-    mcp.guard.close().await.unwrap();
+    // The guard dropped without `close` (an agent task that panicked, say): the forward and
+    // the credential still go, in the background.
+    let token_file = mcp.guard.token_file().to_string();
+    drop(mcp);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Path::new(&socket).exists() || Path::new(&token_file).exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the socket or the credential is still there after the guard was dropped"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Bad input to the bridge: no credential (exit 2), a socket that is not there, a server
@@ -645,6 +656,17 @@ async fn real_claude_code_on_the_remote_host_tells_a_local_team_through_the_brid
     );
     let told = f.env.run_json(&["report", "backend", "docs"]);
     assert_eq!(told.as_array().map(Vec::len), Some(1), "{told}");
+    // The credential was on no command line of any process, here or there (both are this
+    // machine), while the agent and its bridge ran.
+    let token = f.agent.headers.values().next().unwrap().clone();
+    let exposed: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(&token))
+        .collect();
+    assert!(exposed.is_empty(), "the credential is in argv: {exposed:?}");
     agent
         .stop(&f.transport, Duration::from_secs(3))
         .await
