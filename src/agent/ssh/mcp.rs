@@ -485,5 +485,6 @@ mod tests {
         assert!(spec.args[3].contains("mcp-bridge"), "{}", spec.args[3]);
         assert!(!spec.args.iter().any(|a| a == "/local/x.json"));
         assert_eq!(spec.args.len(), 5);
+        let _ = std::fs::remove_dir_all(remote.guard.transport.socket_dir());
     }
 }
