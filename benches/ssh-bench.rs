@@ -14,7 +14,9 @@
 //!   here and through `RemoteAgent::spawn` (the wrapper's identity line);
 //! - `forward_rt`: connect to the forwarded Unix socket on the remote host, send a line and
 //!   read the answer of the local end (what each MCP message of the bridge pays on top of
-//!   the endpoint's own work: the bridge opens one connection per message).
+//!   the endpoint's own work: the bridge opens one connection per message);
+//! - `mcp_wiring` / `mcp_close`: `ssh::mcp::remote_mcp_wiring` (the agent's credential file
+//!   and the forward: one command and one control request) and its guard's `close`.
 //!
 //! Then, against a second server with sshd's defaults `MaxSessions 10` and `MaxStartups
 //! 10:30:100`: 10 sessions held open on one control connection, and what the 11th command gets (`op=max_sessions ...`: its
@@ -272,6 +274,34 @@ async fn main() {
         .await
         .unwrap();
     let _ = std::fs::remove_dir_all(&dir);
+
+    // Switchboard's tools for a remote agent: the credential, the forward, and taking both
+    // down (over the existing control connection; no server needed behind the forward).
+    let server = switchboard::agent::adapter::SwitchboardServer {
+        url: "http://127.0.0.1:9/mcp".into(),
+        headers: [("X-Switchboard-Agent".to_string(), "bench-token".to_string())].into(),
+        timeout_ms: 1000,
+    };
+    let (mut wiring, mut closing) = (Vec::new(), Vec::new());
+    for _ in 0..n_spawn {
+        let session = uuid::Uuid::new_v4().to_string();
+        let t = Instant::now();
+        let mcp = switchboard::agent::ssh::mcp::remote_mcp_wiring(
+            &r.transport,
+            &r.host,
+            &session,
+            &server,
+            None,
+        )
+        .await
+        .unwrap();
+        wiring.push(t.elapsed());
+        let t = Instant::now();
+        mcp.guard.close().await.unwrap();
+        closing.push(t.elapsed());
+    }
+    report("mcp_wiring", wiring, None);
+    report("mcp_close", closing, None);
     drop(r);
 
     // sshd's default MaxSessions (10) per connection: every agent holds one session of the

@@ -94,7 +94,8 @@ impl Fixture {
     }
 
     async fn wire(&self) -> RemoteMcp {
-        remote_mcp_wiring(
+        let started = Instant::now();
+        let mcp = remote_mcp_wiring(
             &self.transport,
             &self.host,
             &self.session_id,
@@ -102,7 +103,12 @@ impl Fixture {
             Some(support::bin()),
         )
         .await
-        .expect("the remote MCP wiring")
+        .expect("the remote MCP wiring");
+        eprintln!(
+            "the remote MCP wiring took {:?} (control connection included when new)",
+            started.elapsed()
+        );
+        mcp
     }
 
     /// Runs `program args` on the remote host (as its login user) with `input` on stdin, to

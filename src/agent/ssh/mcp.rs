@@ -4,7 +4,8 @@
 //!
 //! * the session's MCP endpoint (`127.0.0.1:PORT` here, the same one local agents use) is
 //!   forwarded over the host's control connection to a Unix socket in a 0700 folder of the
-//!   remote login user, `/tmp/sb-mcp-<remote uid>/<session id>.sock` ([`ops::reverse_forward`]);
+//!   remote login user, `/tmp/sb-mcp-<remote uid>/<session id>.sock` (as
+//!   [`super::ops::reverse_forward`] does, with the credential's command);
 //! * the agent's scoped credential (its `X-Switchboard-Agent` token, the only one it holds)
 //!   is written beside it, `<session id>.token` (0600), through ssh's stdin: never in an argv
 //!   here or there (a remote command line travels in the local `ssh`'s argv, which every
@@ -23,7 +24,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 
-use super::ops::{self, ReverseForward};
+use super::ops::ReverseForward;
 use super::{quote, Host, SshError, Transport};
 use crate::agent::adapter::{LaunchSpec, SwitchboardServer};
 
@@ -135,22 +136,31 @@ async fn take_down(
     forward: &ReverseForward,
     token_file: &str,
 ) -> Result<(), SshError> {
-    let cancelled = ops::cancel_forward(transport, host, forward).await;
+    // One control request and one command (not `ops::cancel_forward` and a second `rm`).
+    let cancelled = transport
+        .control(host, "cancel", &["-R".into(), forward_spec(forward)])
+        .await;
     transport
         .run_script(
             host,
-            r#"rm -f -- "$1""#,
-            &[token_file],
-            "removing the agent's credential",
+            r#"rm -f -- "$1" "$2""#,
+            &[&forward.remote_socket, token_file],
+            "removing the agent's socket and credential",
             STEP,
         )
         .await?;
-    cancelled
+    cancelled.map(drop)
+}
+
+/// `-R`'s argument: `REMOTE_SOCKET:LOCAL`.
+fn forward_spec(forward: &ReverseForward) -> String {
+    format!("{}:{}", forward.remote_socket, forward.local)
 }
 
 /// Makes the 0700 folder `/tmp/sb-mcp-<uid>` of the login user (a symlink or another
 /// user's folder is refused), writes stdin to `<folder>/<name>.token` (0600, replaced
-/// whole) and prints `dir <folder>`.
+/// whole), removes a stale `<name>.sock` (left by a killed Switchboard) and prints
+/// `dir <folder>`. The same checks as [`super::ops::reverse_forward`]'s, in the same command.
 const TOKEN_SCRIPT: &str = r#"umask 077
 dir=/tmp/sb-mcp-$(id -u) || exit 1
 if [ -L "$dir" ]; then echo "symlink $dir"; exit 0; fi
@@ -159,6 +169,7 @@ mkdir -p -- "$dir" || exit 1
 chmod 700 -- "$dir" || exit 1
 tmp="$dir/.$1.token.$$"
 cat > "$tmp" && mv -f -- "$tmp" "$dir/$1.token" || { rm -f -- "$tmp"; exit 1; }
+rm -f -- "$dir/$1.sock"
 echo "dir $dir"
 "#;
 
@@ -204,24 +215,36 @@ pub async fn remote_mcp_wiring(
         .ok_or_else(|| fail("the agent has no credential (X-Switchboard-Agent)".into()))?;
     let dir = write_token(transport, host, session_id, token).await?;
     let token_file = format!("{dir}/{session_id}.token");
-    let forward =
-        match ops::reverse_forward(transport, host, &dir, &format!("{session_id}.sock"), &local)
-            .await
-        {
-            Ok(f) => f,
-            Err(e) => {
-                let _ = transport
-                    .run_script(
-                        host,
-                        r#"rm -f -- "$1""#,
-                        &[&token_file],
-                        "cleaning up",
-                        STEP,
-                    )
-                    .await;
-                return Err(e);
-            }
-        };
+    let forward = ReverseForward {
+        remote_socket: format!("{dir}/{session_id}.sock"),
+        local,
+    };
+    // The forward on the control connection (the folder is made and checked above).
+    let added = transport
+        .control(host, "forward", &["-R".into(), forward_spec(&forward)])
+        .await;
+    let refused = match added {
+        Ok(out) if out.status == Some(0) => None,
+        Ok(out) => Some(fail(format!(
+            "forwarding {} to {}: {} (sshd must allow it: AllowStreamLocalForwarding yes)",
+            forward.remote_socket,
+            forward.local,
+            out.stderr.trim()
+        ))),
+        Err(e) => Some(e),
+    };
+    if let Some(e) = refused {
+        let _ = transport
+            .run_script(
+                host,
+                r#"rm -f -- "$1""#,
+                &[&token_file],
+                "cleaning up",
+                STEP,
+            )
+            .await;
+        return Err(e);
+    }
     let config = bridge_config(
         program.unwrap_or(DEFAULT_PROGRAM),
         &forward.remote_socket,
