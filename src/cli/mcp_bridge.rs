@@ -165,15 +165,13 @@ async fn relay(bridge: Arc<Bridge>) -> Result<(), Error> {
                     let message: Value = match serde_json::from_str(&line) {
                         Ok(v) => v,
                         Err(e) => {
-                            let error = rpc_error(&Value::Null, -32700, &format!("parse error: {e}"));
-                            let _ = tx.send(Out::Line(error));
+                            let parse = format!("parse error: {e}");
+                            let _ = tx.send(Out::Line(rpc_error(&Value::Null, -32700, &parse)));
                             continue;
                         }
                     };
-                    let request = message.get("id").is_some() && message.get("method").is_some();
-                    let initialize = message.get("method").and_then(Value::as_str) == Some("initialize");
                     let (b, t) = (Arc::clone(&bridge), tx.clone());
-                    if request && !initialize {
+                    if is_request(&message) && method(&message) != Some("initialize") {
                         running.spawn(async move { exchange(&b, &message, line, &t).await });
                     } else {
                         // In order: the session must exist before the next message.
@@ -223,6 +221,17 @@ async fn write_line(stdout: &mut tokio::io::Stdout, line: &str) -> Result<(), Er
         .map_err(|e| Error::Other(format!("cannot write to stdout (the agent left?): {e}")))
 }
 
+/// A JSON-RPC message's method, if it has one.
+fn method(message: &Value) -> Option<&str> {
+    message.get("method").and_then(Value::as_str)
+}
+
+/// Whether a JSON-RPC message is a request (an id and a method; not a notification or a
+/// response).
+fn is_request(message: &Value) -> bool {
+    message.get("id").is_some() && message.get("method").is_some()
+}
+
 /// A JSON-RPC error answer to request `id`.
 fn rpc_error(id: &Value, code: i64, message: &str) -> String {
     json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}}).to_string()
@@ -232,8 +241,8 @@ fn rpc_error(id: &Value, code: i64, message: &str) -> String {
 /// (after a JSON-RPC error for a request, so the agent sees the reason too).
 async fn exchange(bridge: &Bridge, message: &Value, line: String, tx: &mpsc::UnboundedSender<Out>) {
     let id = message.get("id").cloned();
-    let is_request = id.is_some() && message.get("method").is_some();
-    let initialize = message.get("method").and_then(Value::as_str) == Some("initialize");
+    let is_request = is_request(message);
+    let initialize = method(message) == Some("initialize");
     match post(bridge, &line, initialize, tx).await {
         Ok(None) => {}
         Ok(Some(problem)) => {
