@@ -291,22 +291,29 @@ async fn post(
     }
     head.push_str("\r\n");
     let mut io = connect(bridge).await?;
-    let sent = async {
-        io.write_all(head.as_bytes()).await?;
-        io.write_all(body.as_bytes()).await?;
-        io.flush().await
+    let mut request = head.into_bytes();
+    request.extend_from_slice(body.as_bytes());
+    // A server may answer (a refusal) and close before it read the whole request: its
+    // answer is still read, and only without one is the failed write the reason.
+    let unsent = match io.write_all(&request).await {
+        Ok(()) => io.flush().await.err(),
+        Err(e) => Some(e),
     };
-    sent.await
-        .map_err(|e| gone(bridge, &format!("cannot send: {e}")))?;
     let mut decoder = SseDecoder::default();
     let mut buf = vec![0u8; 16 * 1024];
     let mut seen_any = false;
     loop {
-        let n = io
-            .read(&mut buf)
-            .await
-            .map_err(|e| gone(bridge, &format!("the answer broke off: {e}")))?;
+        let n = match io.read(&mut buf).await {
+            Ok(n) => n,
+            Err(e) if seen_any || unsent.is_none() => {
+                return Err(gone(bridge, &format!("the answer broke off: {e}")))
+            }
+            Err(_) => 0,
+        };
         if n == 0 {
+            if let (false, Some(e)) = (seen_any, &unsent) {
+                return Err(gone(bridge, &format!("cannot send: {e}")));
+            }
             break;
         }
         seen_any = true;
