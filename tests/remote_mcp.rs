@@ -760,3 +760,63 @@ async fn the_check_says_whether_the_remote_host_has_the_bridge() {
     assert!(failing.contains("--version` failed there"), "{failing}");
     transport.disconnect(&host).await;
 }
+
+/// The chain holds across the bridge: while backend's agent answers a tell of frontend, its
+/// `team_tell` back to frontend is refused as a loop, and one to docs is chained to the tell
+/// it is answering (the server sees the same per-session credential as for a local agent).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_agents_tells_keep_the_chain_and_its_loop_refusal() {
+    use switchboard::store::ProcessState;
+    let f = Fixture::start();
+    // backend's agent (the same process, the same credential) now works on a tell of
+    // frontend's.
+    f.env
+        .run_ok(&["tell", "frontend", "backend", "sleep:30000", "--async"]);
+    assert!(
+        poll_until(Duration::from_secs(20), || f
+            .env
+            .session("frontend", "backend")
+            .is_some_and(|s| s.process_state == ProcessState::Processing)),
+        "backend's agent did not take the tell"
+    );
+    let working_on = f
+        .env
+        .session("frontend", "backend")
+        .and_then(|s| s.current_tell_id)
+        .expect("the tell backend's agent answers");
+    let mcp = f.wire().await;
+    let out = f.bridge(
+        &mcp,
+        &session_lines(&[
+            tool_call(
+                "team_tell",
+                json!({"to": "frontend", "message": "back to you"}),
+            ),
+            tool_call("team_tell", json!({"to": "docs", "message": "onwards"})),
+        ]),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let got = answers(&out);
+    let refused = &got[&2]["result"];
+    assert_eq!(refused["isError"], true, "{refused}");
+    assert!(
+        refused.to_string().contains("loop"),
+        "not refused as a loop: {refused}"
+    );
+    assert_eq!(
+        got[&3]["result"]["structuredContent"]["answer"],
+        "echo: onwards",
+        "{:?}",
+        got.get(&3)
+    );
+    let onwards = f.env.run_json(&["report", "backend", "docs"]);
+    let tell_id = onwards[0]["tell_id"].as_str().expect("the tell to docs");
+    let shown = f.env.run_json(&["tells", "show", tell_id]);
+    assert_eq!(shown["parent_tell_id"], working_on.as_str(), "{shown}");
+    assert_eq!(
+        f.env.run_json(&["report", "backend", "frontend"]),
+        json!([]),
+        "the loop was stored"
+    );
+    mcp.guard.close().await.unwrap();
+}
