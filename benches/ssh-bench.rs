@@ -15,6 +15,10 @@
 //! - `forward_rt`: connect to the forwarded Unix socket on the remote host, send a line and
 //!   read the answer of the local end (what each MCP message of the bridge pays on top of
 //!   the endpoint's own work: the bridge opens one connection per message);
+//! - `turn_local` / `turn_ssh`: one turn of the scripted agent (`switchboard-test-agent`,
+//!   Claude Code's protocol, answering at once: build it first with `cargo build --locked
+//!   --example switchboard-test-agent`), message line in to result line out, with the agent
+//!   here and on the remote host: a tell's cost at the agent layer, without router or store;
 //! - `mcp_wiring` / `mcp_close`: `ssh::mcp::remote_mcp_wiring` (the agent's credential file
 //!   and the forward: one command and one control request) and its guard's `close`.
 //!
@@ -38,9 +42,10 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use switchboard::agent::adapter::LaunchSpec;
+use switchboard::agent::adapter::{AgentAdapter, LaunchSpec};
+use switchboard::agent::event::AgentEvent;
 use switchboard::agent::process::{AgentProcess, StdoutLine};
-use switchboard::agent::ssh::launch::{Owner, RemoteAgent};
+use switchboard::agent::ssh::launch::{self, Owner, RemoteAgent};
 use switchboard::agent::ssh::{ops, Host, Transport};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
@@ -68,6 +73,36 @@ fn sh(cwd: &Path, script: &str) -> LaunchSpec {
         inherit: vec!["PATH".into()],
         env_remove: Vec::new(),
     }
+}
+
+/// The scripted agent (`switchboard-test-agent`, an example target) of this build's profile.
+fn scripted_agent() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let path = exe
+        .parent()?
+        .parent()?
+        .join("examples/switchboard-test-agent");
+    path.is_file().then_some(path)
+}
+
+/// The scripted agent as Switchboard launches Claude Code (stream-json both ways).
+fn scripted_spec(agent: &Path, cwd: &Path, home: &Path) -> LaunchSpec {
+    let mut spec = sh(cwd, "");
+    spec.program = agent.display().to_string();
+    spec.args = [
+        "-p",
+        "--input-format",
+        "stream-json",
+        "--output-format",
+        "stream-json",
+        "--verbose",
+        "--session-id",
+    ]
+    .map(String::from)
+    .to_vec();
+    spec.args.push(uuid::Uuid::new_v4().to_string());
+    spec.env.insert("HOME".into(), home.display().to_string());
+    spec
 }
 
 struct Remote {
@@ -274,6 +309,65 @@ async fn main() {
         .await
         .unwrap();
     let _ = std::fs::remove_dir_all(&dir);
+
+    // Turns with the scripted agent (Claude Code's protocol, answers at once), local and over
+    // SSH: what a tell costs at the agent layer once the agent runs (no router, no store).
+    match scripted_agent() {
+        Some(agent) => {
+            let home = r.folder("home");
+            for (op, remote) in [("turn_local", false), ("turn_ssh", true)] {
+                let spec = scripted_spec(&agent, &folder, &home);
+                let session = uuid::Uuid::new_v4().to_string();
+                let (mut process, remote_agent) = if remote {
+                    let a = RemoteAgent::spawn(
+                        &r.transport,
+                        &r.host,
+                        &spec,
+                        &Owner::current().marker(&session),
+                        &log,
+                        adapter,
+                        STEP,
+                    )
+                    .await
+                    .unwrap();
+                    (a.process, Some(a.remote))
+                } else {
+                    (AgentProcess::spawn(&spec, &log, adapter).unwrap(), None)
+                };
+                let mut samples = Vec::new();
+                for i in 0..n_run + 5 {
+                    let t = Instant::now();
+                    process
+                        .send_line(&adapter.encode_message(&format!("m{i}")))
+                        .await
+                        .unwrap();
+                    loop {
+                        match tokio::time::timeout(STEP, process.lines.recv())
+                            .await
+                            .unwrap()
+                        {
+                            Some(StdoutLine::Event(AgentEvent::Result(_))) => break,
+                            Some(StdoutLine::Closed(_)) | None => panic!("the agent ended"),
+                            Some(_) => {}
+                        }
+                    }
+                    if i >= 5 {
+                        samples.push(t.elapsed());
+                    }
+                }
+                report(op, samples, None);
+                let _ = process.stop(Duration::from_secs(2)).await;
+                if let Some(id) = remote_agent {
+                    let _ =
+                        launch::stop_group(&r.transport, &r.host, id, Duration::from_secs(2)).await;
+                }
+            }
+        }
+        None => eprintln!(
+            "# turn_local / turn_ssh skipped: build the scripted agent first \
+             (cargo build --locked --example switchboard-test-agent, same profile)"
+        ),
+    }
 
     // Switchboard's tools for a remote agent: the credential, the forward, and taking both
     // down (over the existing control connection; no server needed behind the forward).
