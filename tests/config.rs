@@ -687,6 +687,31 @@ fn remote_teams() {
         "teams.a.ssh_options",
         "only for a remote team",
     );
+    // switchboard_path (the bridge to Switchboard's tools on the remote host): only with a
+    // remote, an absolute path there or a bare name, nothing that is not a program.
+    f.one_problem(
+        &f.with_team("switchboard_path = \"/usr/bin/switchboard\"\n"),
+        "teams.a.switchboard_path",
+        "only for a remote team",
+    );
+    for (program, why) in [
+        ("bin/switchboard", "absolute path on the remote host"),
+        ("/opt/../bin/switchboard", ".."),
+        ("", "must not be empty"),
+        ("switch\nboard", "control character"),
+    ] {
+        let problems = f.problems(&format!(
+            "[teams.r]\npath = \"/srv/x\"\nremote = \"h\"\nswitchboard_path = {program:?}\n"
+        ));
+        assert_problem(&problems, "teams.r.switchboard_path", why);
+        assert_eq!(problems.len(), 2, "{problems:#?}");
+    }
+    for program in ["switchboard", "/usr/local/bin/switchboard"] {
+        let problems = f.problems(&format!(
+            "[teams.r]\npath = \"/srv/x\"\nremote = \"h\"\nswitchboard_path = {program:?}\n"
+        ));
+        assert_eq!(problems.len(), 1, "{problems:#?}");
+    }
 }
 
 #[test]

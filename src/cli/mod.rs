@@ -10,6 +10,7 @@ mod doctor;
 mod init;
 mod live;
 mod logfile;
+mod mcp_bridge;
 mod mcp_install;
 pub mod output;
 mod remote;
@@ -110,6 +111,10 @@ enum Command {
     Dashboard(dashboard::DashboardCmd),
     /// Check the set-up: teams file, agents, credentials, database, server, registrations.
     Doctor(doctor::DoctorCmd),
+    /// Relay an agent's MCP stdio to Switchboard through a forwarded Unix socket (run by
+    /// agents on remote hosts; Switchboard writes it into their MCP config).
+    #[command(name = "mcp-bridge", hide = true)]
+    McpBridge(mcp_bridge::McpBridgeCmd),
     /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
     Completions(completions::CompletionsCmd),
     /// Print the manual page, or write one page per command into a folder.
@@ -230,6 +235,7 @@ impl Cli {
             Command::Mcp(cmd) => cmd.run(&ctx),
             Command::Doctor(cmd) => cmd.run(&ctx),
             Command::Dashboard(cmd) => cmd.run(&ctx),
+            Command::McpBridge(cmd) => cmd.run(),
             Command::Completions(cmd) => cmd.run(),
             Command::Man(cmd) => cmd.run(),
         }

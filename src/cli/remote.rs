@@ -372,11 +372,17 @@ trait AsyncIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> AsyncIo for T {}
 
 /// Reads an HTTP/1.1 answer carrying Server-Sent Events as its bytes arrive: the head, then
-/// the body (chunked or not) split into events.
+/// the body (chunked or not) split into events. An answer that is not a 200 event stream is
+/// kept whole (`raw_answer`). Also the MCP bridge's reader (`mcp_bridge.rs`).
 #[derive(Debug, Default)]
-struct SseDecoder {
-    /// Bytes before the end of the head; the whole answer for a status other than 200.
-    raw_answer: Vec<u8>,
+pub(super) struct SseDecoder {
+    /// Bytes before the end of the head; the whole answer for a status other than 200, or an
+    /// answer that is not an event stream.
+    pub(super) raw_answer: Vec<u8>,
+    /// The answer's head (status line and headers), once it is in.
+    head: String,
+    /// The body is an event stream (a 200 that is not `Content-Type: application/json`).
+    stream: bool,
     /// The status, once the head is in.
     status: Option<u16>,
     /// The body is chunked.
@@ -398,14 +404,32 @@ struct SseDecoder {
 
 impl SseDecoder {
     /// The status, once the head is in.
-    fn status(&self) -> Option<u16> {
+    pub(super) fn status(&self) -> Option<u16> {
         self.status
     }
 
+    /// The value of header `name` (any case), once the head is in.
+    pub(super) fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().skip(1).find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+
+    /// Whether the body is an event stream (else it is kept whole in `raw_answer`).
+    pub(super) fn is_stream(&self) -> bool {
+        self.stream
+    }
+
+    /// Whether a chunked event stream has ended (its last chunk came).
+    pub(super) fn ended(&self) -> bool {
+        self.done
+    }
+
     /// Takes `bytes` of the answer.
-    fn feed(&mut self, bytes: &[u8]) -> Result<(), String> {
+    pub(super) fn feed(&mut self, bytes: &[u8]) -> Result<(), String> {
         match self.status {
-            Some(200) => return self.body_bytes(bytes),
+            Some(_) if self.stream => return self.body_bytes(bytes),
             Some(_) => {
                 self.raw_answer.extend_from_slice(bytes);
                 return Ok(());
@@ -425,7 +449,13 @@ impl SseDecoder {
             .and_then(|s| s.parse::<u16>().ok())
             .ok_or("malformed HTTP answer")?;
         self.status = Some(status);
-        if status != 200 {
+        self.head = head.clone();
+        // A 200 is a stream unless it says it is JSON (an MCP answer may be either).
+        self.stream = status == 200
+            && !self
+                .header("content-type")
+                .is_some_and(|t| t.to_ascii_lowercase().starts_with("application/json"));
+        if !self.stream {
             return Ok(());
         }
         self.chunked = head.lines().any(|l| {
@@ -515,10 +545,15 @@ impl SseDecoder {
         }
     }
 
+    /// The data of the events complete so far, as sent.
+    pub(super) fn data(&mut self) -> Vec<String> {
+        self.ready.drain(..).collect()
+    }
+
     /// The events complete so far.
     fn events(&mut self) -> Result<Vec<Event>, String> {
-        self.ready
-            .drain(..)
+        self.data()
+            .into_iter()
             .map(|data| {
                 serde_json::from_str(&data)
                     .map_err(|e| format!("an event that is not Switchboard's ({e}): {data}"))
@@ -542,7 +577,7 @@ impl<T: Read + Write> ReadWrite for T {}
 
 /// Splits an HTTP/1.1 answer into status and body (Content-Length or to the end; chunked
 /// bodies are decoded).
-fn parse_response(raw: &[u8]) -> Option<(u16, &[u8])> {
+pub(super) fn parse_response(raw: &[u8]) -> Option<(u16, &[u8])> {
     let head_end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = std::str::from_utf8(&raw[..head_end]).ok()?;
     let status: u16 = head.split_whitespace().nth(1)?.parse().ok()?;

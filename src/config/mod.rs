@@ -251,6 +251,11 @@ pub struct TeamConfig {
     /// Extra options for `ssh` to that host (`["-p", "2222"]`); identities, jump hosts and
     /// the like come from ssh_config.
     pub ssh_options: Vec<String>,
+    /// The `switchboard` program on the remote host (a path there, or a name looked up in the
+    /// remote PATH; default `switchboard`): a remote agent runs its `mcp-bridge` to reach
+    /// Switchboard's tools through the forwarded socket. Only with `remote`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub switchboard_path: Option<String>,
     /// Which of the team's own MCP servers (Claude Code's user, project and local scopes) its
     /// spawned agents get besides Switchboard's. Default `inherit`.
     pub mcp_servers: McpServers,
@@ -376,6 +381,7 @@ impl TeamConfig {
         for field in [
             &mut copy.agent_path,
             &mut copy.remote,
+            &mut copy.switchboard_path,
             &mut copy.description,
             &mut copy.append_system_prompt,
         ] {

@@ -74,6 +74,7 @@ const TEAM_KEYS: &[&str] = &[
     "provider",
     "remote",
     "ssh_options",
+    "switchboard_path",
     "mcp_servers",
     "permissions",
 ];
@@ -401,6 +402,12 @@ fn team(
             "only for a remote team: set `remote` too, or remove `ssh_options`",
         );
     }
+    let switchboard_path = get_str(table, "switchboard_path", path, report);
+    if let Some(program) = switchboard_path {
+        if let Err(why) = check_remote_program(program, remote.is_some()) {
+            report.add(&path.key("switchboard_path"), why);
+        }
+    }
     let dir = if table.contains_key("path") {
         get_str(table, "path", path, report).and_then(|raw| match remote {
             Some(_) => check_remote_path(raw, &path.key("path"), report),
@@ -471,6 +478,7 @@ fn team(
         provider: provider(table, path, report),
         remote: remote.map(str::to_string),
         ssh_options,
+        switchboard_path: switchboard_path.map(str::to_string),
         mcp_servers,
         permissions: permissions(table, path, report),
     };
@@ -826,6 +834,33 @@ pub fn check_ssh_destination(destination: &str) -> Result<(), String> {
             "{destination:?} is a URL; give user@host or a Host alias of ~/.ssh/config (a port \
              goes in ssh_options = [\"-p\", \"PORT\"])"
         ));
+    }
+    Ok(())
+}
+
+/// Why `program` is not a usable `switchboard_path` (the `switchboard` program on a remote
+/// team's host), if it is not: only with `remote`; an absolute path there or a bare name
+/// looked up in the remote PATH; no control characters.
+fn check_remote_program(program: &str, remote: bool) -> Result<(), String> {
+    if !remote {
+        return Err(
+            "only for a remote team: set `remote` too, or remove `switchboard_path`".into(),
+        );
+    }
+    if program.trim().is_empty() {
+        return Err("must not be empty (leave it out for `switchboard` on the remote PATH)".into());
+    }
+    if program.chars().any(char::is_control) {
+        return Err(format!("{program:?} holds a control character"));
+    }
+    if program.contains('/') && !program.starts_with('/') {
+        return Err(format!(
+            "{program:?} must be an absolute path on the remote host, or a program name \
+             found in its PATH (no relative path: the agent's folder decides what it means)"
+        ));
+    }
+    if program.split('/').any(|part| part == "..") {
+        return Err(format!("{program:?} must not contain \"..\""));
     }
     Ok(())
 }

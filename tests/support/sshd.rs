@@ -136,6 +136,12 @@ impl Sshd {
 
     /// Starts a server on a free loopback port.
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// [`Sshd::start`] with sshd options (`-o KEY=VALUE`, which win over its config file:
+    /// `MaxSessions=10`, sshd's default, say).
+    pub fn start_with(options: &[&str]) -> Self {
         ensure_installed();
         let (uid, gid) = remote_user();
         let dir = tempfile::Builder::new()
@@ -160,7 +166,7 @@ impl Sshd {
                 .and_then(|l| l.local_addr())
                 .expect("free port")
                 .port();
-            if let Some(child) = start_on(root, port, &host_pub, &id, deadline) {
+            if let Some(child) = start_on(root, port, &host_pub, &id, deadline, options) {
                 break (port, child);
             }
         };
@@ -257,7 +263,14 @@ impl Sshd {
 }
 
 /// Writes the configs for `port` and starts sshd; `None` when the port was taken meanwhile.
-fn start_on(root: &Path, port: u16, host_pub: &str, id: &str, deadline: Instant) -> Option<Child> {
+fn start_on(
+    root: &Path,
+    port: u16,
+    host_pub: &str,
+    id: &str,
+    deadline: Instant,
+    options: &[&str],
+) -> Option<Child> {
     let config = root.join("sshd_config");
     std::fs::write(
         &config,
@@ -292,6 +305,7 @@ fn start_on(root: &Path, port: u16, host_pub: &str, id: &str, deadline: Instant)
     let log_path = root.join("sshd.log");
     let log = std::fs::File::create(&log_path).unwrap();
     let mut child = Command::new("/usr/sbin/sshd")
+        .args(options.iter().flat_map(|o| ["-o", o]))
         .args(["-D", "-e", "-f"])
         .arg(&config)
         .stdin(Stdio::null())

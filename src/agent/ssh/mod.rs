@@ -12,6 +12,7 @@
 
 mod error;
 pub mod launch;
+pub mod mcp;
 pub mod ops;
 pub mod quote;
 
