@@ -213,7 +213,7 @@ in_memory = "yes"
 
 [teams.a]
 path = {project:?}
-agent = "codex"
+agent = "nonesuch"
 permission_mode = "yolo"
 env = {{ "BAD-NAME" = "1" }}
 bogus = 1
@@ -235,7 +235,7 @@ path = "${{UNSET_VAR}}"
         ("settings.idle_timeout", "longer than zero"),
         ("settings.compaction.stale_age", "invalid duration"),
         ("database.in_memory", "expected true or false"),
-        ("teams.a.agent", "unknown agent \"codex\""),
+        ("teams.a.agent", "unknown agent \"nonesuch\""),
         ("teams.a.permission_mode", "unknown permission mode"),
         ("teams.a.env.BAD-NAME", "invalid environment variable name"),
         ("teams.a.bogus", "unknown key"),
@@ -612,11 +612,57 @@ fn tilde_in_team_path() {
 fn unknown_agent() {
     let f = Fixture::new();
     let p = f.one_problem(
-        &f.with_team("agent = \"codex\"\n"),
+        &f.with_team("agent = \"nonesuch\"\n"),
         "teams.a.agent",
         "unknown agent",
     );
-    assert!(p.message.contains("known agents: claude"), "{p:?}");
+    assert!(p.message.contains("known agents: claude, codex"), "{p:?}");
+}
+
+#[test]
+fn a_codex_team_takes_its_options_and_refuses_claude_ones() {
+    let f = Fixture::new();
+    // Every Codex option, valid: no problem.
+    let good = f.with_team(
+        "agent = \"codex\"\nmodel = \"gpt-5.5\"\nmax_retries = 3\napproval_policy = \"untrusted\"\n\
+         sandbox = \"read-only\"\n[teams.a.provider]\nbase_url = \"http://127.0.0.1:9/v1\"\n\
+         env_key = \"LOCAL_KEY\"\n",
+    );
+    let config = f.ok(&good);
+    let team = &config.teams["a"];
+    assert_eq!(team.agent, "codex");
+    assert_eq!(team.approval_policy.as_deref(), Some("untrusted"));
+    assert_eq!(team.sandbox.as_deref(), Some("read-only"));
+    // A Claude permission mode, Claude's tool lists: not options of codex.
+    let text = f.with_team(
+        "agent = \"codex\"\npermission_mode = \"acceptEdits\"\nallowed_tools = [\"Bash\"]\n",
+    );
+    let problems = f.problems(&text);
+    assert_problem(
+        &problems,
+        "teams.a.permission_mode",
+        "not an option of agent \"codex\" (an option of: claude)",
+    );
+    assert_problem(
+        &problems,
+        "teams.a.allowed_tools",
+        "not an option of agent \"codex\"",
+    );
+    assert_eq!(problems.len(), 2, "{problems:#?}");
+    // Values Codex does not know, at their key paths.
+    let text = f.with_team("agent = \"codex\"\napproval_policy = \"always\"\nsandbox = \"none\"\n");
+    let problems = f.problems(&text);
+    assert_problem(
+        &problems,
+        "teams.a.approval_policy",
+        "unknown approval policy \"always\" for agent \"codex\" (one of: untrusted, on-request, never)",
+    );
+    assert_problem(
+        &problems,
+        "teams.a.sandbox",
+        "unknown sandbox \"none\" for agent \"codex\" (one of: read-only, workspace-write, danger-full-access)",
+    );
+    assert_eq!(problems.len(), 2, "{problems:#?}");
 }
 
 #[test]

@@ -16,9 +16,13 @@ use std::path::PathBuf;
 
 use serde_json::{json, Value};
 
-use super::activity::{as_text, Activity, ApprovalKind, Tokens, TurnOutcome};
-use super::adapter::{LaunchSpec, SwitchboardServer, BASE_ENV};
-use super::event::BadLine;
+use super::activity::{as_text, Activity, ApprovalKind, Tokens, TurnOutcome, TurnTally};
+use super::adapter::{
+    AgentAdapter, Conversation, Input, LaunchExtras, LaunchSpec, LineDecoder, PermissionAsk,
+    SessionRef, SwitchboardServer, BASE_ENV,
+};
+use super::event::{AgentEvent, BadLine, ToolCall, ToolOutput, TurnResult, Usage};
+use crate::config::TeamConfig;
 
 /// Variables of Switchboard's environment a Codex agent gets besides [`BASE_ENV`]: its API key
 /// and settings (`CODEX_HOME` is always set by the launch).
@@ -210,12 +214,12 @@ pub fn transcripts_dir(setup: &CodexSetup) -> PathBuf {
     setup.codex_home.join("sessions")
 }
 
-fn request(id: u64, method: &str, params: Value) -> String {
-    json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string()
+fn request(id: impl Into<Value>, method: &str, params: Value) -> String {
+    json!({"jsonrpc": "2.0", "id": id.into(), "method": method, "params": params}).to_string()
 }
 
 /// `initialize`: answered at once, without a model call (the readiness probe).
-pub fn initialize(id: u64) -> String {
+pub fn initialize(id: impl Into<Value>) -> String {
     request(
         id,
         "initialize",
@@ -231,12 +235,12 @@ pub fn initialized() -> String {
 
 /// `thread/start` in `cwd`: a new conversation; its answer carries the thread id (Codex picks
 /// it; store it with the session).
-pub fn thread_start(id: u64, cwd: &str) -> String {
+pub fn thread_start(id: impl Into<Value>, cwd: &str) -> String {
     request(id, "thread/start", json!({"cwd": cwd}))
 }
 
 /// `thread/resume`: continues the thread `thread_id` (its history is in `CODEX_HOME`).
-pub fn thread_resume(id: u64, thread_id: &str, cwd: &str) -> String {
+pub fn thread_resume(id: impl Into<Value>, thread_id: &str, cwd: &str) -> String {
     request(
         id,
         "thread/resume",
@@ -245,7 +249,7 @@ pub fn thread_resume(id: u64, thread_id: &str, cwd: &str) -> String {
 }
 
 /// `turn/start`: delivers a user message.
-pub fn turn_start(id: u64, thread_id: &str, text: &str) -> String {
+pub fn turn_start(id: impl Into<Value>, thread_id: &str, text: &str) -> String {
     request(
         id,
         "turn/start",
@@ -254,7 +258,7 @@ pub fn turn_start(id: u64, thread_id: &str, text: &str) -> String {
 }
 
 /// `turn/interrupt`: ends the running turn (it then completes with status `interrupted`).
-pub fn turn_interrupt(id: u64, thread_id: &str, turn_id: &str) -> String {
+pub fn turn_interrupt(id: impl Into<Value>, thread_id: &str, turn_id: &str) -> String {
     request(
         id,
         "turn/interrupt",
@@ -263,7 +267,7 @@ pub fn turn_interrupt(id: u64, thread_id: &str, turn_id: &str) -> String {
 }
 
 /// `thread/compact/start`: compacts the thread's context.
-pub fn compact(id: u64, thread_id: &str) -> String {
+pub fn compact(id: impl Into<Value>, thread_id: &str) -> String {
     request(id, "thread/compact/start", json!({"threadId": thread_id}))
 }
 
@@ -411,6 +415,17 @@ pub fn decode(line: &[u8]) -> Result<Activity, BadLine> {
                     .to_string(),
             }
         }
+        (Some("item/started"), None)
+            if st(&p, "/item/type").as_deref() == Some("commandExecution") =>
+        {
+            let item = &p["item"];
+            Activity::ToolUse {
+                id: st(item, "/id").unwrap_or_default(),
+                tool: "shell".into(),
+                input: json!({"command": item.get("command").map(as_text).unwrap_or_default()})
+                    .to_string(),
+            }
+        }
         (Some("item/completed"), None) => {
             let item = &p["item"];
             match st(item, "/type").as_deref() {
@@ -471,6 +486,473 @@ pub fn decode(line: &[u8]) -> Result<Activity, BadLine> {
             kind: String::new(),
         },
     })
+}
+
+// ---------------------------------------------------------------------------------------------
+// The adapter: `agent = "codex"` teams.
+
+/// The Codex CLI (`agent = "codex"`): `codex app-server`, one process per session. The session
+/// opens with `initialize` (answered without a model call: the readiness probe) and
+/// `thread/start`, or `thread/resume` of the thread id kept with the session; each message is
+/// a `turn/start` of that thread, an interrupt a `turn/interrupt` of the running turn, a
+/// compaction a `thread/compact/start`. Codex reports tokens but no cost: Switchboard prices
+/// turns from `[settings.prices]`. Its approval requests become Switchboard permission
+/// requests (MCP tools as `mcp__<server>__<tool>`, commands as `Bash`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Codex;
+
+/// Request ids of the session's opening (strings: Codex accepts any JSON-RPC id).
+const OPEN_INIT: &str = "open-initialize";
+const OPEN_START: &str = "open-thread-start";
+const OPEN_RESUME: &str = "open-thread-resume";
+/// Prefixes of the ids of requests that start a turn (their failure ends the turn).
+const TURN_PREFIX: &str = "turn-";
+const COMPACT_PREFIX: &str = "compact-";
+/// The provider id Switchboard gives a team's `[teams.NAME.provider]` in Codex's config.
+const PROVIDER_ID: &str = "switchboard";
+/// Retries of a failed model request when the team does not say (`max_retries`).
+pub const DEFAULT_MAX_RETRIES: u32 = 2;
+
+/// The team's private `CODEX_HOME`: `<data folder>/codex/<team>`.
+pub fn codex_home(data_dir: &std::path::Path, team: &str) -> PathBuf {
+    data_dir.join("codex").join(team)
+}
+
+/// The variable holding the API key of `team`'s agent: the provider's `env_key`, else
+/// `OPENAI_API_KEY`.
+pub fn key_var(team: &TeamConfig) -> String {
+    team.provider
+        .as_ref()
+        .and_then(|p| p.env_key.clone())
+        .unwrap_or_else(|| "OPENAI_API_KEY".to_string())
+}
+
+/// How `team`'s Codex agent runs, its `CODEX_HOME` under `data_dir`.
+pub fn setup_of(team: &TeamConfig, data_dir: &std::path::Path) -> CodexSetup {
+    let mut setup = CodexSetup::new(&team.path, codex_home(data_dir, &team.name));
+    if let Some(program) = &team.agent_path {
+        setup.program.clone_from(program);
+    }
+    setup.model.clone_from(&team.model);
+    setup.provider = team.provider.as_ref().map(|p| Provider {
+        id: PROVIDER_ID.to_string(),
+        base_url: p.base_url.clone(),
+        env_key: key_var(team),
+    });
+    setup.max_retries = team.max_retries.unwrap_or(DEFAULT_MAX_RETRIES);
+    // With `[permissions]`, Codex asks and Switchboard decides; without, nobody is there to
+    // ask, so Codex decides alone inside its sandbox (as a Claude team denies by itself).
+    setup.approval_policy = team.approval_policy.clone().unwrap_or_else(|| {
+        if team.permissions.is_some() {
+            "on-request".into()
+        } else {
+            "never".into()
+        }
+    });
+    if let Some(sandbox) = &team.sandbox {
+        setup.sandbox_mode.clone_from(sandbox);
+    }
+    setup.env.clone_from(&team.env);
+    setup.env_passthrough.clone_from(&team.env_passthrough);
+    if let Some(p) = &team.provider {
+        // The provider's key comes from Switchboard's environment unless the team sets it.
+        setup.env_passthrough.push(key_var(team));
+        let _ = p;
+    }
+    setup.args.clone_from(&team.args);
+    setup
+}
+
+/// Writes the team's `CODEX_HOME` (private) and its `config.toml` when it changed.
+fn write_home(setup: &CodexSetup) -> std::io::Result<()> {
+    crate::private_fs::create_dir_all(&setup.codex_home)?;
+    let path = setup.codex_home.join("config.toml");
+    let text = config_toml(setup);
+    if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+        crate::private_fs::write(&path, text.as_bytes())?;
+    }
+    Ok(())
+}
+
+impl AgentAdapter for Codex {
+    fn name(&self) -> &'static str {
+        "codex"
+    }
+
+    fn launch(
+        &self,
+        team: &TeamConfig,
+        session: &SessionRef<'_>,
+        extras: &LaunchExtras,
+    ) -> LaunchSpec {
+        // New and resumed sessions launch alike: the thread is chosen in `opening`.
+        let _ = session;
+        let data_dir = extras
+            .data_dir
+            .clone()
+            .or_else(crate::util::data_dir)
+            .unwrap_or_else(std::env::temp_dir);
+        let setup = setup_of(team, &data_dir);
+        if extras.data_dir.is_some() {
+            // A failure shows as Codex's own start-up error ("CODEX_HOME ... does not exist").
+            if let Err(e) = write_home(&setup) {
+                tracing::warn!(team = %team.name, error = %e, home = %setup.codex_home.display(), "cannot write the team's CODEX_HOME");
+            }
+        }
+        launch(&setup, extras.switchboard.as_ref())
+    }
+
+    fn can_resume(&self, _team: &TeamConfig, session: &SessionRef<'_>) -> bool {
+        // Resuming a thread Codex no longer has falls back to a new one (`reopening`).
+        session.agent_session_id.is_some()
+    }
+
+    fn opening(&self, cwd: &std::path::Path, resume: Option<&str>) -> Vec<String> {
+        let cwd = cwd.display().to_string();
+        vec![
+            initialize(OPEN_INIT),
+            initialized(),
+            match resume {
+                Some(thread) => thread_resume(OPEN_RESUME, thread, &cwd),
+                None => thread_start(OPEN_START, &cwd),
+            },
+        ]
+    }
+
+    fn reopening(&self, cwd: &std::path::Path, request_id: &str) -> Option<String> {
+        (request_id == OPEN_RESUME).then(|| thread_start(OPEN_START, &cwd.display().to_string()))
+    }
+
+    fn track(&self, event: &AgentEvent, conv: &mut Conversation) {
+        match event {
+            AgentEvent::Init {
+                session_id: Some(id),
+            } => conv.id = Some(id.clone()),
+            AgentEvent::Other { kind, raw } if kind == "turn/started" => {
+                conv.turn = raw.get("turnId").and_then(Value::as_str).map(String::from);
+            }
+            AgentEvent::Result(_) => conv.turn = None,
+            _ => {}
+        }
+    }
+
+    fn encode_input(&self, conv: &Conversation, input: Input<'_>) -> Option<String> {
+        let thread = conv.id.as_deref()?;
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        Some(match input {
+            Input::Message(text) => turn_start(format!("{TURN_PREFIX}{id}"), thread, text),
+            Input::Compact => compact(format!("{COMPACT_PREFIX}{id}"), thread),
+            Input::Interrupt(request) => turn_interrupt(
+                format!("interrupt-{request}"),
+                thread,
+                conv.turn.as_deref()?,
+            ),
+        })
+    }
+
+    /// Codex takes a message only in a thread it named: see [`AgentAdapter::encode_input`]
+    /// (this line names no thread, and Codex refuses it).
+    fn encode_message(&self, text: &str) -> String {
+        turn_start(format!("{TURN_PREFIX}unthreaded"), "", text)
+    }
+
+    /// As [`Codex::encode_message`]: the turn to interrupt is named in `encode_input`.
+    fn encode_interrupt(&self, request_id: &str) -> String {
+        turn_interrupt(format!("interrupt-{request_id}"), "", "")
+    }
+
+    fn permission_ask(&self, request: &Value) -> Option<PermissionAsk> {
+        if request.get("subtype").and_then(Value::as_str) != Some("codex_approval") {
+            return None;
+        }
+        Some(PermissionAsk {
+            tool: request.get("tool")?.as_str()?.to_string(),
+            input: request.get("input").cloned().unwrap_or(json!({})),
+            tool_use_id: None,
+        })
+    }
+
+    fn encode_permission(
+        &self,
+        request_id: &str,
+        allow: bool,
+        _input: &Value,
+        _message: &str,
+    ) -> Option<String> {
+        let (kind, id) = request_id.split_once(':')?;
+        let kind = match kind {
+            "mcp" => ApprovalKind::McpTool,
+            "command" => ApprovalKind::Command,
+            "file" => ApprovalKind::FileChange,
+            other => ApprovalKind::Other(other.to_string()),
+        };
+        let id: Value = serde_json::from_str(id).ok()?;
+        Some(approval_answer(&id, &kind, allow))
+    }
+
+    /// The tell's text; the request itself is `thread/compact/start` (see `encode_input`).
+    fn compact_text(&self) -> Option<&'static str> {
+        Some("/compact")
+    }
+
+    fn credentials(&self, team: &TeamConfig) -> Result<String, String> {
+        let name = key_var(team);
+        match super::checks::team_var(team, &name) {
+            Some((_, from)) => Ok(format!("{name} set in {from}")),
+            None => Err(format!(
+                "{name} is not set (the team's env or Switchboard's environment); Codex runs with \
+                 a private CODEX_HOME, so a `codex login` of the user's does not count"
+            )),
+        }
+    }
+
+    fn decode(&self, line: &[u8]) -> Result<AgentEvent, BadLine> {
+        CodexDecoder::default().decode(line)
+    }
+
+    fn decoder(&self) -> Option<Box<dyn LineDecoder>> {
+        Some(Box::<CodexDecoder>::default())
+    }
+
+    fn reports_cost(&self) -> bool {
+        false
+    }
+
+    /// Codex names a thread's file by its own thread id and date
+    /// (`CODEX_HOME/sessions/YYYY/MM/DD/rollout-<time>-<thread>.jsonl`), not by Switchboard's
+    /// session id.
+    fn transcript_path(&self, _team: &TeamConfig, _session_id: &str) -> Option<PathBuf> {
+        None
+    }
+}
+
+/// The decoder of one `codex app-server` process: folds each turn's activity into the
+/// turn's one [`AgentEvent::Result`] (the answer is the last agent message; tokens are summed
+/// over the turn's model calls), and remembers the thread and its model.
+#[derive(Debug, Default)]
+pub struct CodexDecoder {
+    tally: TurnTally,
+    in_turn: bool,
+    thread: Option<String>,
+    model: Option<String>,
+}
+
+impl CodexDecoder {
+    fn result(&mut self, outcome: TurnOutcome, duration_ms: Option<i64>) -> AgentEvent {
+        let tally = std::mem::take(&mut self.tally);
+        self.in_turn = false;
+        let answer = tally.answer().map(String::from);
+        let (subtype, is_error, text, reason) = match outcome {
+            TurnOutcome::Completed => ("success", false, answer, "completed"),
+            TurnOutcome::Interrupted => ("success", false, answer, "aborted_streaming"),
+            TurnOutcome::Failed(why) => ("error", true, Some(why), "api_error"),
+        };
+        AgentEvent::Result(TurnResult {
+            subtype: subtype.to_string(),
+            is_error,
+            text,
+            usage: Usage {
+                input_tokens: tally.tokens.input,
+                output_tokens: tally.tokens.output,
+                cached_input_tokens: tally.tokens.cached,
+            },
+            cost_usd: 0.0,
+            duration_ms: duration_ms.or(tally.duration_ms),
+            num_turns: None,
+            session_id: self.thread.clone(),
+            model: self.model.clone(),
+            terminal_reason: Some(reason.to_string()),
+            stop_reason: None,
+        })
+    }
+
+    fn note_thread(&mut self, thread: &Value) {
+        if let Some(m) = st(thread, "/model") {
+            self.model = Some(m);
+        }
+    }
+}
+
+/// A tool of Codex (`<server>.<tool>` for MCP tools, `shell`) by Switchboard's names, which
+/// `[permissions]` rules use: `mcp__<server>__<tool>`, `Bash`.
+fn tool_name(tool: &str) -> String {
+    match tool.split_once('.') {
+        Some((server, name)) => format!("mcp__{server}__{name}"),
+        None if tool == "shell" => "Bash".to_string(),
+        None => tool.to_string(),
+    }
+}
+
+fn parse_input(input: &str) -> Value {
+    serde_json::from_str(input).unwrap_or_else(|_| Value::String(input.to_string()))
+}
+
+impl LineDecoder for CodexDecoder {
+    fn decode(&mut self, line: &[u8]) -> Result<AgentEvent, BadLine> {
+        let activity = decode(line)?;
+        let other = |kind: &str| AgentEvent::Other {
+            kind: kind.to_string(),
+            raw: Value::Null,
+        };
+        Ok(match activity {
+            Activity::Response { id, result } => {
+                let rid = match &id {
+                    Value::String(s) => s.clone(),
+                    v => v.to_string(),
+                };
+                match result {
+                    Ok(r) => {
+                        if let Some(thread) = thread_id_of(&r) {
+                            self.note_thread(&r["thread"]);
+                            if let Some(m) = st(&r, "/model") {
+                                self.model = Some(m);
+                            }
+                            self.thread = Some(thread.clone());
+                            AgentEvent::Init {
+                                session_id: Some(thread),
+                            }
+                        } else if let Some(turn) = turn_id_of(&r) {
+                            AgentEvent::Other {
+                                kind: "turn/started".into(),
+                                raw: json!({ "turnId": turn }),
+                            }
+                        } else {
+                            AgentEvent::ControlResponse {
+                                request_id: Some(rid),
+                                success: true,
+                                error: None,
+                            }
+                        }
+                    }
+                    // A turn that could not start ends here, with Codex's reason.
+                    Err(e)
+                        if !self.in_turn
+                            && (rid.starts_with(TURN_PREFIX)
+                                || rid.starts_with(COMPACT_PREFIX)) =>
+                    {
+                        self.result(TurnOutcome::Failed(e), None)
+                    }
+                    Err(e) => AgentEvent::ControlResponse {
+                        request_id: Some(rid),
+                        success: false,
+                        error: Some(e),
+                    },
+                }
+            }
+            Activity::Session { id } => {
+                if let Ok(v) = serde_json::from_slice::<Value>(line.trim_ascii()) {
+                    self.note_thread(&v["params"]["thread"]);
+                }
+                self.thread = Some(id.clone());
+                AgentEvent::Init {
+                    session_id: Some(id),
+                }
+            }
+            Activity::TurnStarted { turn_id } => {
+                self.tally = TurnTally::default();
+                self.in_turn = true;
+                match turn_id {
+                    Some(turn) => AgentEvent::Other {
+                        kind: "turn/started".into(),
+                        raw: json!({ "turnId": turn }),
+                    },
+                    None => other("turn/started"),
+                }
+            }
+            a @ Activity::Text { .. } => {
+                self.tally.add(&a);
+                let Activity::Text { text, .. } = a else {
+                    unreachable!()
+                };
+                AgentEvent::Assistant {
+                    text: Some(text),
+                    message_id: None,
+                    tool_uses: Vec::new(),
+                }
+            }
+            Activity::ToolUse { id, tool, input } => AgentEvent::Assistant {
+                text: None,
+                message_id: None,
+                tool_uses: vec![ToolCall {
+                    id,
+                    name: tool_name(&tool),
+                    input: parse_input(&input),
+                }],
+            },
+            Activity::ToolResult { id, ok, output } => AgentEvent::User {
+                tool_results: vec![ToolOutput {
+                    tool_use_id: id,
+                    is_error: !ok,
+                    content: output,
+                }],
+            },
+            a @ Activity::Usage(_) => {
+                // Resuming replays the last turn's usage before any turn starts.
+                if self.in_turn {
+                    self.tally.add(&a);
+                }
+                other("thread/tokenUsage/updated")
+            }
+            Activity::Compacted => AgentEvent::CompactBoundary {
+                trigger: Some("manual".into()),
+                pre_tokens: None,
+                post_tokens: None,
+            },
+            Activity::Status { text } => AgentEvent::Status { status: Some(text) },
+            Activity::Error {
+                message,
+                will_retry: true,
+            } => AgentEvent::ApiRetry {
+                attempt: None,
+                max_retries: None,
+                error_status: None,
+                error: Some(message),
+                retry_delay_ms: None,
+            },
+            a @ Activity::Error { .. } => {
+                self.tally.add(&a);
+                let Activity::Error { message, .. } = a else {
+                    unreachable!()
+                };
+                AgentEvent::Status {
+                    status: Some(message),
+                }
+            }
+            Activity::Approval {
+                request,
+                kind,
+                tool,
+                input,
+            } => {
+                let (prefix, tool, input) = match &kind {
+                    ApprovalKind::McpTool => ("mcp", tool_name(&tool), parse_input(&input)),
+                    ApprovalKind::Command => {
+                        ("command", "Bash".to_string(), json!({"command": input}))
+                    }
+                    ApprovalKind::FileChange => {
+                        ("file", "Edit".to_string(), json!({"reason": input}))
+                    }
+                    ApprovalKind::Other(_) => ("other", tool, parse_input(&input)),
+                };
+                AgentEvent::ControlRequest {
+                    request_id: Some(format!("{prefix}:{request}")),
+                    request: json!({"subtype": "codex_approval", "tool": tool, "input": input}),
+                }
+            }
+            Activity::TurnEnd {
+                outcome,
+                tokens,
+                duration_ms,
+            } => {
+                if let Some(t) = tokens {
+                    self.tally.tokens = t;
+                }
+                self.result(outcome, duration_ms)
+            }
+            Activity::Ready => other("ready"),
+            Activity::Other { kind } => other(&kind),
+        })
+    }
 }
 
 #[cfg(test)]

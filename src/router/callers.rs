@@ -277,6 +277,7 @@ impl Router {
             return Ok((
                 LaunchExtras {
                     switchboard: server,
+                    data_dir: self.data_dir(),
                     ..LaunchExtras::default()
                 },
                 credential,
@@ -291,6 +292,7 @@ impl Router {
                 mcp_config: Some(path),
                 switchboard_tools: server.is_some(),
                 switchboard: server,
+                data_dir: self.data_dir(),
             },
             credential,
         ))
