@@ -10,8 +10,6 @@
 mod fake_api;
 #[path = "support/agent_clis.rs"]
 mod pinned;
-#[path = "common/procs.rs"]
-mod procs;
 mod support;
 
 use std::net::SocketAddr;
@@ -113,7 +111,7 @@ impl Env {
 
     /// Pids of live processes of this test (codex and anything it started).
     fn agent_pids(&self) -> Vec<u32> {
-        procs::pids_with_env(MARKER_VAR, &self.marker)
+        support::procs::pids_with_env(MARKER_VAR, &self.marker)
     }
 
     /// Polls (bounded) until no process of this test is left.
