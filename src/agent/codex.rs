@@ -958,6 +958,7 @@ impl LineDecoder for CodexDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn server() -> SwitchboardServer {
         SwitchboardServer {
@@ -1182,5 +1183,148 @@ mod tests {
         );
         assert!(matches!(decode(b"not json"), Err(BadLine::NotJson(_))));
         assert!(matches!(decode(b"[1]"), Err(BadLine::NotJson(_))));
+    }
+
+    #[test]
+    fn the_adapter_folds_a_turn_into_one_result_and_maps_approvals() {
+        let mut dec = CodexDecoder::default();
+        let mut ev = |line: &str| {
+            LineDecoder::decode(&mut dec, line.as_bytes()).unwrap_or_else(|e| panic!("{e}"))
+        };
+        let thread = "01a248e2-f71b-7231-8070-ca13cf7d0108";
+        assert_eq!(
+            ev(THREAD_STARTED),
+            AgentEvent::Init {
+                session_id: Some(thread.into())
+            }
+        );
+        // A usage replayed before any turn (on resume) is not the next turn's.
+        ev(USAGE);
+        ev(TURN_STARTED);
+        ev(TOOL_STARTED);
+        ev(TOOL_DONE);
+        ev(USAGE);
+        ev(MESSAGE);
+        ev(USAGE);
+        match ev(COMPLETED) {
+            AgentEvent::Result(r) => {
+                assert!(!r.is_error);
+                assert_eq!(r.text.as_deref(), Some("first answer"));
+                assert_eq!(
+                    r.usage,
+                    Usage {
+                        input_tokens: 22,
+                        output_tokens: 10,
+                        cached_input_tokens: 6
+                    }
+                );
+                assert_eq!(r.model.as_deref(), Some("gpt-test"));
+                assert_eq!(r.session_id.as_deref(), Some(thread));
+                assert_eq!(r.cost_usd, 0.0);
+                assert!(matches!(
+                    r.ending(),
+                    super::super::event::TurnEnding::Complete(_)
+                ));
+            }
+            other => panic!("{other:?}"),
+        }
+        // An interrupted turn is a partial answer; a failed one carries Codex's reason.
+        ev(TURN_STARTED);
+        match ev(INTERRUPTED) {
+            AgentEvent::Result(r) => assert!(
+                matches!(r.ending(), super::super::event::TurnEnding::Partial { .. }),
+                "{r:?}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        ev(TURN_STARTED);
+        assert!(matches!(ev(RETRYING), AgentEvent::ApiRetry { .. }));
+        match ev(FAILED) {
+            AgentEvent::Result(r) => {
+                assert!(r.is_error);
+                assert!(r.error_in_words().contains("high demand"), "{r:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // A turn/start Codex refuses ends the turn it would have started.
+        match ev(r#"{"id":"turn-1","error":{"code":-32600,"message":"thread not loaded"}}"#) {
+            AgentEvent::Result(r) => assert_eq!(r.text.as_deref(), Some("thread not loaded")),
+            other => panic!("{other:?}"),
+        }
+        // A refused resume is a failed control response, which `reopening` answers.
+        assert_eq!(
+            ev(
+                r#"{"id":"open-thread-resume","error":{"code":-32600,"message":"no rollout found"}}"#
+            ),
+            AgentEvent::ControlResponse {
+                request_id: Some(OPEN_RESUME.into()),
+                success: false,
+                error: Some("no rollout found".into())
+            }
+        );
+        assert!(Codex.reopening(Path::new("/w"), OPEN_RESUME).is_some());
+        assert!(Codex.reopening(Path::new("/w"), OPEN_START).is_none());
+
+        // An approval request: Switchboard's tool name, answered with Codex's id and kind.
+        let AgentEvent::ControlRequest {
+            request_id: Some(id),
+            request,
+        } = ev(APPROVAL)
+        else {
+            panic!("not a control request")
+        };
+        let ask = Codex
+            .permission_ask(&request)
+            .expect("a permission request");
+        assert_eq!(ask.tool, "mcp__echo__echo");
+        assert_eq!(ask.input, json!({"text": "hi"}));
+        let answer: Value = serde_json::from_str(
+            &Codex
+                .encode_permission(&id, true, &ask.input, "")
+                .expect("an answer"),
+        )
+        .expect("json");
+        assert_eq!(answer["id"], 0);
+        assert_eq!(answer["result"]["action"], "accept");
+    }
+
+    #[test]
+    fn messages_name_the_thread_and_interrupts_the_running_turn() {
+        let mut conv = Conversation::default();
+        assert!(Codex.encode_input(&conv, Input::Message("hi")).is_none());
+        conv.id = Some("t1".into());
+        let line = Codex
+            .encode_input(&conv, Input::Message("hi"))
+            .expect("line");
+        let v: Value = serde_json::from_str(&line).expect("json");
+        assert_eq!(v["method"], "turn/start");
+        assert_eq!(v["params"]["threadId"], "t1");
+        assert!(v["id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with(TURN_PREFIX)));
+        assert!(Codex.encode_input(&conv, Input::Interrupt("x")).is_none());
+        Codex.track(
+            &AgentEvent::Other {
+                kind: "turn/started".into(),
+                raw: json!({"turnId": "u1"}),
+            },
+            &mut conv,
+        );
+        let v: Value = serde_json::from_str(
+            &Codex
+                .encode_input(&conv, Input::Interrupt("x"))
+                .expect("line"),
+        )
+        .expect("json");
+        assert_eq!(v["params"], json!({"threadId": "t1", "turnId": "u1"}));
+        let v: Value =
+            serde_json::from_str(&Codex.encode_input(&conv, Input::Compact).expect("line"))
+                .expect("json");
+        assert_eq!(v["method"], "thread/compact/start");
+        // Opening: initialize, initialized, then start or resume.
+        let open = Codex.opening(Path::new("/w"), Some("t1"));
+        assert_eq!(open.len(), 3);
+        assert!(open[2].contains("thread/resume") && open[2].contains("\"t1\""));
+        assert!(Codex.opening(Path::new("/w"), None)[2].contains("thread/start"));
     }
 }
