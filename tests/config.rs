@@ -1315,6 +1315,38 @@ fn discovery_of_a_named_file_that_does_not_exist() {
 
 // ---- teams.example.toml -----------------------------------------------------------------------
 
+/// The commented Codex team of `teams.example.toml` loads once uncommented.
+#[test]
+fn the_example_codex_team_loads_when_uncommented() {
+    let f = Fixture::new();
+    let projects = f.root().join("projects");
+    fs::create_dir_all(projects.join("api")).expect("mkdir");
+    let f = f.set("SWITCHBOARD_PROJECTS", &projects.display().to_string());
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("teams.example.toml");
+    let text = fs::read_to_string(&example).expect("read teams.example.toml");
+    let block: String = text
+        .split("# --- codex team ---\n")
+        .nth(1)
+        .and_then(|rest| rest.split("# --- end codex team ---").next())
+        .expect("the codex team block")
+        .lines()
+        .map(|l| l.strip_prefix("# ").unwrap_or(l))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let config = match f.parse(&block) {
+        Ok(config) => config,
+        Err(e) => panic!("the example's codex team must load:\n{e}\n{block}"),
+    };
+    let api = config.team("api").expect("team api");
+    assert_eq!(api.agent, "codex");
+    assert_eq!(api.approval_policy.as_deref(), Some("on-request"));
+    assert_eq!(
+        api.provider.as_ref().and_then(|p| p.env_key.as_deref()),
+        Some("LLM_GATEWAY_KEY")
+    );
+    assert!(config.settings.prices.contains_key("gpt-5.5"));
+}
+
 #[test]
 fn example_file_loads_with_every_option() {
     let f = Fixture::new();

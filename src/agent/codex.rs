@@ -9,7 +9,11 @@
 //! This file holds the pure pieces: the team's private `CODEX_HOME/config.toml`, the launch
 //! (argv, env, and the per-launch `-c` overrides that wire Switchboard's MCP endpoint with its
 //! headers taken from the environment, so no secret is in argv or on disk), the client's
-//! messages, and the decoder of the server's messages into [`Activity`].
+//! messages, and the decoder of the server's messages into [`Activity`]; then the adapter of
+//! `agent = "codex"` teams ([`Codex`]), which maps the team's options onto them, opens the
+//! session's thread over JSON-RPC, and folds each turn's activity into Switchboard's events
+//! ([`CodexDecoder`]). It must not touch the router or the store: the worker drives it through
+//! [`AgentAdapter`] and [`super::session::AgentSession`].
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
