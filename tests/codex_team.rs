@@ -698,3 +698,90 @@ async fn a_thread_codex_lost_is_replaced_by_a_new_one() {
     r.shutdown().await;
     env.assert_no_agents().await;
 }
+
+/// `wake` starts the agent and proves it is up by opening its thread: no model call. The
+/// woken process then answers the first tell.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waking_a_codex_team_makes_no_model_call() {
+    let env = Env::new("", "").await;
+    let r = env.router();
+    let pid = r.wake("a", "b").await.expect("wake");
+    assert!(env.agent_pids().contains(&pid), "{}", env.logs());
+    assert!(env.api.requests().is_empty(), "{:?}", env.api.requests());
+    env.api.push(Answer::text("Awake."));
+    let t = r.tell("a", "b", "Are you up?", WAIT).await.expect("tell");
+    assert_eq!(t.answer.as_deref(), Some("Awake."), "{t:?}");
+    let s = session(&r, "a", "b");
+    assert_eq!(
+        s.agent_pid,
+        Some(i64::from(pid)),
+        "the woken process answered"
+    );
+    assert!(s.agent_session_id.is_some());
+    r.shutdown().await;
+    env.assert_no_agents().await;
+}
+
+/// As a user would: `switchboard tell` on the command line asks a Codex team and prints the
+/// answer with tokens and the cost from `[settings.prices]`; a second `switchboard tell` (a
+/// new Switchboard process, so a new agent) continues the same thread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switchboard_tell_on_the_command_line_asks_a_codex_team() {
+    let api = openai::start().await;
+    let env = Arc::new(support::TestEnv::new());
+    let marker = uuid::Uuid::new_v4().to_string();
+    let q = |s: &str| support::toml_string(s);
+    env.write_config(&format!(
+        "[settings]\n{PRICES}\n[database]\npath = \"data/switchboard.db\"\n\
+         [teams.frontend]\npath = {}\n\
+         [teams.backend]\npath = {}\nagent = \"codex\"\nagent_path = {}\nmodel = \"{MODEL}\"\n\
+         env = {{ HOME = {}, STANDIN_API_KEY = \"sk-cli\", {MARKER_VAR} = {} }}\n\
+         [teams.backend.provider]\nbase_url = {}\nenv_key = \"STANDIN_API_KEY\"\n",
+        q(&env.project("frontend").display().to_string()),
+        q(&env.project("backend").display().to_string()),
+        q(&pinned::codex()),
+        q(&env.home().display().to_string()),
+        q(&marker),
+        q(&openai::base_url(&api)),
+    ));
+    let tell = |text: &'static str| {
+        let env = Arc::clone(&env);
+        tokio::task::spawn_blocking(move || env.run_json(&["tell", "frontend", "backend", text]))
+    };
+    api.push(Answer::text("Hi from Codex.").with_usage(1000, 200, 50));
+    let v = tell("hello").await.expect("join");
+    assert_eq!(v["state"], "answered", "{v}");
+    assert_eq!(v["answer"], "Hi from Codex.");
+    assert_eq!(v["input_tokens"], 1000);
+    assert_eq!(v["output_tokens"], 50);
+    let want = (800.0 * 2.0 + 200.0 * 0.5 + 50.0 * 8.0) / 1e6;
+    let cost = v["cost_usd"].as_f64().expect("cost");
+    assert!(close(cost, want), "cost {cost}, want {want}");
+    assert!(
+        env.path().join("data/codex/backend/config.toml").is_file(),
+        "CODEX_HOME in the data folder"
+    );
+
+    api.push(Answer::text("You said hello."));
+    let v = tell("what did I say?").await.expect("join");
+    assert_eq!(v["answer"], "You said hello.", "{v}");
+    let calls = api.model_calls();
+    assert_eq!(calls.len(), 2);
+    assert!(
+        openai::has_text(&calls[1], "user", "hello")
+            && openai::has_text(&calls[1], "assistant", "Hi from Codex."),
+        "the second process resumed the thread: {}",
+        seen(&calls[1])
+    );
+    assert_eq!(
+        calls[0].header("thread-id"),
+        calls[1].header("thread-id"),
+        "the same thread"
+    );
+    assert!(
+        support::poll_until(Duration::from_secs(15), || {
+            support::procs::pids_with_env(MARKER_VAR, &marker).is_empty()
+        }),
+        "each `switchboard tell` stops its agent when it exits"
+    );
+}
