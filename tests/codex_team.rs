@@ -669,7 +669,8 @@ async fn a_crashed_or_stalled_codex_fails_the_tell_and_the_thread_survives() {
 }
 
 /// A thread Codex no longer has (its `CODEX_HOME/sessions` was removed) is not an error: the
-/// agent opens a new thread, which is kept with the session instead.
+/// agent opens a new thread, which is kept with the session instead. `reboot` starts a new
+/// thread on purpose.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thread_codex_lost_is_replaced_by_a_new_one() {
     let env = Env::new("", "").await;
@@ -695,6 +696,32 @@ async fn a_thread_codex_lost_is_replaced_by_a_new_one() {
         .clone()
         .expect("thread");
     assert_ne!(new, old, "a new thread");
+
+    // `reboot` forgets the thread: the next tell starts a fresh one, without the history.
+    let rebooted = r.reboot("a", "b").await.expect("reboot");
+    assert_eq!(rebooted.agent_session_id, None);
+    env.api.push(Answer::text("Fresh start."));
+    let t = r
+        .tell("a", "b", "Who are you?", WAIT)
+        .await
+        .expect("tell 3");
+    assert_eq!(
+        t.answer.as_deref(),
+        Some("Fresh start."),
+        "{t:?}{}",
+        env.logs()
+    );
+    let newest = session(&r, "a", "b")
+        .agent_session_id
+        .clone()
+        .expect("thread");
+    assert!(newest != new && newest != old, "a third thread");
+    let last = env.api.model_calls().last().cloned().expect("a call");
+    assert!(
+        !openai::has_text(&last, "user", "Hello?"),
+        "{}",
+        seen(&last)
+    );
     r.shutdown().await;
     env.assert_no_agents().await;
 }
