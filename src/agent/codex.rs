@@ -514,6 +514,8 @@ const TURN_PREFIX: &str = "turn-";
 const COMPACT_PREFIX: &str = "compact-";
 /// The provider id Switchboard gives a team's `[teams.NAME.provider]` in Codex's config.
 const PROVIDER_ID: &str = "switchboard";
+/// The Responses API of a team with no `[teams.NAME.provider]`.
+pub const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
 /// Retries of a failed model request when the team does not say (`max_retries`).
 pub const DEFAULT_MAX_RETRIES: u32 = 2;
 
@@ -538,9 +540,14 @@ pub fn setup_of(team: &TeamConfig, data_dir: &std::path::Path) -> CodexSetup {
         setup.program.clone_from(program);
     }
     setup.model.clone_from(&team.model);
-    setup.provider = team.provider.as_ref().map(|p| Provider {
+    // Always a provider of Switchboard's (OpenAI's API when the team names none): Codex's
+    // built-in providers cannot be given retry counts, so `max_retries` would not apply.
+    setup.provider = Some(Provider {
         id: PROVIDER_ID.to_string(),
-        base_url: p.base_url.clone(),
+        base_url: team
+            .provider
+            .as_ref()
+            .map_or_else(|| OPENAI_BASE_URL.to_string(), |p| p.base_url.clone()),
         env_key: key_var(team),
     });
     setup.max_retries = team.max_retries.unwrap_or(DEFAULT_MAX_RETRIES);
@@ -558,11 +565,8 @@ pub fn setup_of(team: &TeamConfig, data_dir: &std::path::Path) -> CodexSetup {
     }
     setup.env.clone_from(&team.env);
     setup.env_passthrough.clone_from(&team.env_passthrough);
-    if let Some(p) = &team.provider {
-        // The provider's key comes from Switchboard's environment unless the team sets it.
-        setup.env_passthrough.push(key_var(team));
-        let _ = p;
-    }
+    // The key comes from Switchboard's environment unless the team sets it.
+    setup.env_passthrough.push(key_var(team));
     setup.args.clone_from(&team.args);
     setup
 }
@@ -1330,5 +1334,26 @@ mod tests {
         assert_eq!(open.len(), 3);
         assert!(open[2].contains("thread/resume") && open[2].contains("\"t1\""));
         assert!(Codex.opening(Path::new("/w"), None)[2].contains("thread/start"));
+    }
+
+    #[test]
+    fn a_team_without_a_provider_gets_openais_api_with_bounded_retries() {
+        let config = crate::config::TeamsConfig::parse(
+            "[database]\nin_memory = true\n[teams.t]\npath = \"/tmp\"\nagent = \"codex\"\nmax_retries = 5\n",
+            None,
+            &|_| None,
+        )
+        .expect("config");
+        let team = &config.teams["t"];
+        let setup = setup_of(team, Path::new("/data"));
+        assert_eq!(setup.codex_home, Path::new("/data/codex/t"));
+        let t: toml::Table = config_toml(&setup).parse().expect("toml");
+        let p = &t["model_providers"][PROVIDER_ID];
+        assert_eq!(p["base_url"].as_str(), Some(OPENAI_BASE_URL));
+        assert_eq!(p["env_key"].as_str(), Some("OPENAI_API_KEY"));
+        assert_eq!(p["request_max_retries"].as_integer(), Some(5));
+        // Nobody to ask without [permissions]: Codex does not ask.
+        assert_eq!(t["approval_policy"].as_str(), Some("never"));
+        assert_eq!(t["sandbox_mode"].as_str(), Some("workspace-write"));
     }
 }
