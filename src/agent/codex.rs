@@ -577,7 +577,14 @@ fn write_home(setup: &CodexSetup) -> std::io::Result<()> {
     let path = setup.codex_home.join("config.toml");
     let text = config_toml(setup);
     if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
-        crate::private_fs::write(&path, text.as_bytes())?;
+        // Whole or not at all: another session of the team may be starting Codex right now.
+        let tmp = setup
+            .codex_home
+            .join(format!(".config.toml.{}", uuid::Uuid::new_v4().simple()));
+        crate::private_fs::write(&tmp, text.as_bytes())?;
+        std::fs::rename(&tmp, &path).inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })?;
     }
     Ok(())
 }
@@ -1355,5 +1362,30 @@ mod tests {
         // Nobody to ask without [permissions]: Codex does not ask.
         assert_eq!(t["approval_policy"].as_str(), Some("never"));
         assert_eq!(t["sandbox_mode"].as_str(), Some("workspace-write"));
+    }
+
+    #[test]
+    fn the_teams_codex_home_is_private_and_follows_the_config() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut setup = CodexSetup::new("/w", dir.path().join("data/codex/t"));
+        setup.model = Some("one".into());
+        write_home(&setup).expect("write");
+        let path = setup.codex_home.join("config.toml");
+        let mode = |p: &Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode(&setup.codex_home), 0o700);
+        assert_eq!(mode(&path), 0o600);
+        setup.model = Some("two".into());
+        write_home(&setup).expect("rewrite");
+        let t: toml::Table = std::fs::read_to_string(&path)
+            .expect("read")
+            .parse()
+            .expect("toml");
+        assert_eq!(t["model"].as_str(), Some("two"));
+        let names: Vec<_> = std::fs::read_dir(&setup.codex_home)
+            .expect("list")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, ["config.toml"], "no temporary file left");
     }
 }
