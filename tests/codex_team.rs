@@ -812,3 +812,67 @@ async fn switchboard_tell_on_the_command_line_asks_a_codex_team() {
         "each `switchboard tell` stops its agent when it exits"
     );
 }
+
+/// A shell command the model asks to run outside the sandbox (`sandbox_permissions:
+/// "require_escalated"`) makes Codex ask; with `[permissions]` that is a Switchboard
+/// permission request for `Bash` with its command, decided by the team's rules: allowed, it
+/// runs in the team folder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permission_rule_decides_codexs_command_approval() {
+    let env = Env::new(
+        "",
+        "[teams.b.permissions]\nallow = [\"Bash(touch:*)\"]\nask = \"deny\"\n",
+    )
+    .await;
+    env.api.respond_with(|req| {
+        if openai::last_user_text(req) != "Make the file." {
+            return None;
+        }
+        Some(match tool_output(req) {
+            Some(out) => Answer::text(format!("The command said: {out}")),
+            None => Answer {
+                call: Some(openai::ToolCall {
+                    call_id: "call_cmd".into(),
+                    namespace: None,
+                    name: "exec_command".into(),
+                    arguments: serde_json::json!({
+                        "cmd": "touch made-by-codex",
+                        "sandbox_permissions": "require_escalated",
+                        "justification": "Make the file the user asked for",
+                    }),
+                }),
+                ..Answer::text("")
+            },
+        })
+    });
+    let r = env.router();
+    let t = r
+        .tell("a", "b", "Make the file.", WAIT)
+        .await
+        .expect("tell");
+    assert_eq!(t.state, TellState::Answered, "{t:?}{}", env.logs());
+    let asked = switchboard::router::approvals::list_approvals(
+        r.manager(),
+        &switchboard::router::approvals::ApprovalFilter {
+            all: true,
+            ..Default::default()
+        },
+    )
+    .expect("approvals");
+    assert_eq!(asked.len(), 1, "{asked:#?}");
+    // The command the shell line runs, which the rule matches (not `/bin/bash -lc '...'`).
+    assert_eq!(asked[0].tool, "Bash");
+    assert_eq!(asked[0].input, "touch made-by-codex", "{asked:#?}");
+    assert_eq!(
+        asked[0].rule.as_deref(),
+        Some("Bash(touch:*)"),
+        "{asked:#?}"
+    );
+    assert_eq!(asked[0].state, "allowed");
+    assert!(
+        env.root().join("b/made-by-codex").is_file(),
+        "the command ran"
+    );
+    r.shutdown().await;
+    env.assert_no_agents().await;
+}

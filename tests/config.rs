@@ -624,14 +624,14 @@ fn a_codex_team_takes_its_options_and_refuses_claude_ones() {
     let f = Fixture::new();
     // Every Codex option, valid: no problem.
     let good = f.with_team(
-        "agent = \"codex\"\nmodel = \"gpt-5.5\"\nmax_retries = 3\napproval_policy = \"untrusted\"\n\
+        "agent = \"codex\"\nmodel = \"gpt-5.5\"\nmax_retries = 3\napproval_policy = \"on-failure\"\n\
          sandbox = \"read-only\"\n[teams.a.provider]\nbase_url = \"http://127.0.0.1:9/v1\"\n\
          env_key = \"LOCAL_KEY\"\n",
     );
     let config = f.ok(&good);
     let team = &config.teams["a"];
     assert_eq!(team.agent, "codex");
-    assert_eq!(team.approval_policy.as_deref(), Some("untrusted"));
+    assert_eq!(team.approval_policy.as_deref(), Some("on-failure"));
     assert_eq!(team.sandbox.as_deref(), Some("read-only"));
     // A Claude permission mode, Claude's tool lists: not options of codex.
     let text = f.with_team(
@@ -655,7 +655,7 @@ fn a_codex_team_takes_its_options_and_refuses_claude_ones() {
     assert_problem(
         &problems,
         "teams.a.approval_policy",
-        "unknown approval policy \"always\" for agent \"codex\" (one of: untrusted, on-request, never)",
+        "unknown approval policy \"always\" for agent \"codex\" (one of: on-failure, on-request, never)",
     );
     assert_problem(
         &problems,
@@ -663,6 +663,13 @@ fn a_codex_team_takes_its_options_and_refuses_claude_ones() {
         "unknown sandbox \"none\" for agent \"codex\" (one of: read-only, workspace-write, danger-full-access)",
     );
     assert_eq!(problems.len(), 2, "{problems:#?}");
+    // Codex 0.171.0 refuses to start with "untrusted" ("no longer supported"): a config error
+    // here, not an agent that exits at every tell.
+    f.one_problem(
+        &f.with_team("agent = \"codex\"\napproval_policy = \"untrusted\"\n"),
+        "teams.a.approval_policy",
+        "unknown approval policy \"untrusted\"",
+    );
 }
 
 #[test]

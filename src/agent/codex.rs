@@ -64,7 +64,7 @@ pub struct CodexSetup {
     /// How often a failed model request (and a broken stream) is retried; Codex's own default
     /// retries a connection without end.
     pub max_retries: u32,
-    /// `approval_policy`: when Codex asks before it acts (`untrusted`, `on-request`, `never`).
+    /// `approval_policy`: when Codex asks before it acts (`on-failure`, `on-request`, `never`).
     pub approval_policy: String,
     /// `sandbox_mode` (`read-only`, `workspace-write`, `danger-full-access`).
     pub sandbox_mode: String,
@@ -369,8 +369,22 @@ pub fn decode(line: &[u8]) -> Result<Activity, BadLine> {
                     (kind, format!("{server}.{tool}"), input.to_string())
                 }
                 "item/commandExecution/requestApproval" | "execCommandApproval" => {
-                    let command = p.get("command").map(as_text).unwrap_or_default();
-                    (ApprovalKind::Command, "shell".into(), command)
+                    // `command` is the whole shell line (`/bin/bash -lc '...'`); the parsed
+                    // `commandActions` hold what it runs (joined with `&&` when several, which
+                    // no allow rule covers).
+                    let shell = p.get("command").map(as_text).unwrap_or_default();
+                    let actions: Vec<String> = p
+                        .get("commandActions")
+                        .and_then(Value::as_array)
+                        .map(|a| a.iter().filter_map(|x| st(x, "/command")).collect())
+                        .unwrap_or_default();
+                    let command = if actions.is_empty() {
+                        shell.clone()
+                    } else {
+                        actions.join(" && ")
+                    };
+                    let input = json!({"command": command, "shell": shell, "cwd": p.get("cwd")});
+                    (ApprovalKind::Command, "shell".into(), input.to_string())
                 }
                 "item/fileChange/requestApproval" | "applyPatchApproval" => (
                     ApprovalKind::FileChange,
@@ -941,9 +955,7 @@ impl LineDecoder for CodexDecoder {
             } => {
                 let (prefix, tool, input) = match &kind {
                     ApprovalKind::McpTool => ("mcp", tool_name(&tool), parse_input(&input)),
-                    ApprovalKind::Command => {
-                        ("command", "Bash".to_string(), json!({"command": input}))
-                    }
+                    ApprovalKind::Command => ("command", "Bash".to_string(), parse_input(&input)),
                     ApprovalKind::FileChange => {
                         ("file", "Edit".to_string(), json!({"reason": input}))
                     }

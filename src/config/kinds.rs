@@ -52,8 +52,9 @@ pub const AGENT_OPTION_KEYS: &[&str] = &[
     "provider",
 ];
 
-/// Codex's `approval_policy` choices (0.171.0).
-pub const CODEX_APPROVAL_POLICIES: &[&str] = &["untrusted", "on-request", "never"];
+/// Codex's `approval_policy` choices (0.171.0, which refuses to start with `untrusted`: "no
+/// longer supported"; `granular` is a table of its own, not offered).
+pub const CODEX_APPROVAL_POLICIES: &[&str] = &["on-failure", "on-request", "never"];
 
 /// Codex's `sandbox_mode` choices (0.171.0).
 pub const CODEX_SANDBOX_MODES: &[&str] = &["read-only", "workspace-write", "danger-full-access"];
