@@ -876,3 +876,27 @@ async fn a_permission_rule_decides_codexs_command_approval() {
     r.shutdown().await;
     env.assert_no_agents().await;
 }
+
+/// An agent that exits at start (here Codex refusing a setting passed in `args`) fails the
+/// tell with its exit status and its own words, and leaves no process behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_codex_that_exits_at_start_fails_the_tell_with_its_reason() {
+    let env = Env::new(
+        "",
+        "args = [\"-c\", \"approval_policy=\\\"untrusted\\\"\"]\n",
+    )
+    .await;
+    let r = env.router();
+    let t = r.tell("a", "b", "Hello?", WAIT).await.expect("tell");
+    assert_eq!(t.state, TellState::Failed, "{t:?}");
+    let why = t.error.clone().unwrap_or_default();
+    assert!(
+        why.contains("exited before it started")
+            && why.contains("exit status 1")
+            && why.contains("no longer supported"),
+        "{why}"
+    );
+    assert!(env.api.requests().is_empty(), "no model call");
+    r.shutdown().await;
+    env.assert_no_agents().await;
+}
