@@ -319,6 +319,33 @@ async fn the_agent_tells_another_team_through_switchboards_mcp_tools() {
         answer.starts_with("Team c says:") && answer.contains(r#""answer":"4""#),
         "b's answer carries c's: {answer}"
     );
+    // What `watch` and `report` show of b's turn: the tool call, its result, the answer.
+    r.manager().events().flush().await;
+    let events = r.manager().store().tell_events(&t.tell_id).expect("events");
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.type_name()).collect();
+    let at = |k: &str| {
+        kinds
+            .iter()
+            .position(|x| *x == k)
+            .unwrap_or_else(|| panic!("no {k} event: {kinds:?}"))
+    };
+    assert!(
+        at("tool_use") < at("tool_result") && at("tool_result") < at("text"),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.contains(&"usage") && kinds.contains(&"tell_answered"),
+        "{kinds:?}"
+    );
+    let tool = events.iter().find_map(|e| match &e.kind {
+        switchboard::store::EventKind::ToolUse { tool, input, .. } => {
+            Some((tool.clone(), input.clone()))
+        }
+        _ => None,
+    });
+    let (tool, input) = tool.expect("a tool_use event");
+    assert_eq!(tool, "mcp__switchboard__team_tell");
+    assert!(input.contains("What is 2+2?"), "{input}");
     // The chained tell: b asked c, and c's agent answered it.
     let bc = session(&r, "b", "c");
     assert_eq!(bc.message_count, 1);
