@@ -927,3 +927,63 @@ async fn a_codex_that_exits_at_start_fails_the_tell_with_its_reason() {
     r.shutdown().await;
     env.assert_no_agents().await;
 }
+
+/// With `ask = "human"`, Codex's approval request waits for a person (`switchboard approvals
+/// allow ID`); once allowed, Codex runs the tool and the turn ends with its output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_decides_a_pending_codex_approval() {
+    let (python, script) = pinned::echo_server();
+    let b = format!(
+        "args = [\"-c\", {}, \"-c\", {}]\n[teams.b.permissions]\nask = \"human\"\n",
+        Value::from(format!(
+            "mcp_servers.echo.command={}",
+            Value::from(python.as_str())
+        )),
+        Value::from(format!(
+            "mcp_servers.echo.args=[{}]",
+            Value::from(script.as_str())
+        )),
+    );
+    let env = Env::new("", &b).await;
+    echo_script(&env.api);
+    let r = env.router();
+    let t = r
+        .tell("a", "b", "Echo hi.", Wait::None)
+        .await
+        .expect("tell");
+    let m = r.manager();
+    let pending = |m: &SessionManager| {
+        switchboard::router::approvals::list_approvals(m, &Default::default()).expect("approvals")
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let asked = loop {
+        let p = pending(m);
+        if !p.is_empty() {
+            break p;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no approval request{}",
+            env.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(asked[0].tool, "mcp__echo__echo");
+    assert_eq!(asked[0].decide_by, "human");
+    switchboard::router::approvals::decide(
+        m,
+        &asked[0].approval_id,
+        switchboard::router::approvals::Decision::Allow { always: false },
+        switchboard::router::approvals::Decider::Person,
+    )
+    .expect("allow");
+    let t = final_tell(&r, &t.tell_id).await;
+    assert_eq!(t.state, TellState::Answered, "{t:?}{}", env.logs());
+    let answer = t.answer.clone().unwrap_or_default();
+    assert!(
+        answer.contains("echo: hi (from echo)"),
+        "the tool ran: {answer}"
+    );
+    r.shutdown().await;
+    env.assert_no_agents().await;
+}
