@@ -438,7 +438,8 @@ async fn a_provider_that_is_down_fails_the_tell_with_a_reason_after_bounded_retr
 async fn compaction_runs_codexs_thread_compaction() {
     let env = Env::new("", "").await;
     let r = env.router();
-    env.api.push(Answer::text("Noted: the port is 8080."));
+    env.api
+        .push(Answer::text("Noted: the port is 8080.").with_usage(500, 0, 40));
     let t = r
         .tell("a", "b", "Remember: the port is 8080.", WAIT)
         .await
@@ -457,6 +458,8 @@ async fn compaction_runs_codexs_thread_compaction() {
     let s = session(&r, "a", "b");
     assert_eq!(s.status, switchboard::store::SessionStatus::Active, "{s:?}");
     assert_eq!(s.compaction_count, 1, "{s:?}");
+    // Codex reports no sizes: the context before is the last call's tokens (500 + 40).
+    assert_eq!(s.last_pre_compact_tokens, Some(540), "{s:?}");
     assert_eq!(s.message_count, 0, "the counters start again: {s:?}");
     env.api.push(Answer::text("Still 8080."));
     let t2 = r.tell("a", "b", "Which port?", WAIT).await.expect("tell 2");

@@ -762,6 +762,10 @@ impl AgentAdapter for Codex {
 pub struct CodexDecoder {
     tally: TurnTally,
     in_turn: bool,
+    /// Tokens of the last model call (input and output): the context's size then.
+    context: Option<i64>,
+    /// [`CodexDecoder::context`] when the running turn started.
+    context_at_start: Option<i64>,
     thread: Option<String>,
     model: Option<String>,
 }
@@ -878,6 +882,7 @@ impl LineDecoder for CodexDecoder {
                 }
             }
             Activity::TurnStarted { turn_id } => {
+                self.context_at_start = self.context;
                 self.tally = TurnTally::default();
                 self.in_turn = true;
                 match turn_id {
@@ -915,16 +920,23 @@ impl LineDecoder for CodexDecoder {
                     content: output,
                 }],
             },
-            a @ Activity::Usage(_) => {
+            a @ Activity::Usage(t) => {
+                // (Codex reports an empty usage when a compaction starts.)
+                if t.input + t.output > 0 {
+                    self.context = Some(t.input + t.output);
+                }
                 // Resuming replays the last turn's usage before any turn starts.
                 if self.in_turn {
                     self.tally.add(&a);
                 }
                 other("thread/tokenUsage/updated")
             }
+            // Codex says no sizes; the last model call before the compaction's turn (input
+            // and output) is the context it compacted. (The compaction's own call, reported
+            // before this item, carries the history plus the summary prompt.)
             Activity::Compacted => AgentEvent::CompactBoundary {
                 trigger: Some("manual".into()),
-                pre_tokens: None,
+                pre_tokens: self.context_at_start,
                 post_tokens: None,
             },
             Activity::Status { text } => AgentEvent::Status { status: Some(text) },
