@@ -921,7 +921,7 @@ impl LineDecoder for CodexDecoder {
                 }],
             },
             a @ Activity::Usage(t) => {
-                // (Codex reports an empty usage when a compaction starts.)
+                // (Codex reports an empty usage after a compaction's own call.)
                 if t.input + t.output > 0 {
                     self.context = Some(t.input + t.output);
                 }
