@@ -213,7 +213,7 @@ in_memory = "yes"
 
 [teams.a]
 path = {project:?}
-agent = "codex"
+agent = "nonesuch"
 permission_mode = "yolo"
 env = {{ "BAD-NAME" = "1" }}
 bogus = 1
@@ -235,7 +235,7 @@ path = "${{UNSET_VAR}}"
         ("settings.idle_timeout", "longer than zero"),
         ("settings.compaction.stale_age", "invalid duration"),
         ("database.in_memory", "expected true or false"),
-        ("teams.a.agent", "unknown agent \"codex\""),
+        ("teams.a.agent", "unknown agent \"nonesuch\""),
         ("teams.a.permission_mode", "unknown permission mode"),
         ("teams.a.env.BAD-NAME", "invalid environment variable name"),
         ("teams.a.bogus", "unknown key"),
@@ -612,11 +612,64 @@ fn tilde_in_team_path() {
 fn unknown_agent() {
     let f = Fixture::new();
     let p = f.one_problem(
-        &f.with_team("agent = \"codex\"\n"),
+        &f.with_team("agent = \"nonesuch\"\n"),
         "teams.a.agent",
         "unknown agent",
     );
-    assert!(p.message.contains("known agents: claude"), "{p:?}");
+    assert!(p.message.contains("known agents: claude, codex"), "{p:?}");
+}
+
+#[test]
+fn a_codex_team_takes_its_options_and_refuses_claude_ones() {
+    let f = Fixture::new();
+    // Every Codex option, valid: no problem.
+    let good = f.with_team(
+        "agent = \"codex\"\nmodel = \"gpt-5.5\"\nmax_retries = 3\napproval_policy = \"on-failure\"\n\
+         sandbox = \"read-only\"\n[teams.a.provider]\nbase_url = \"http://127.0.0.1:9/v1\"\n\
+         env_key = \"LOCAL_KEY\"\n",
+    );
+    let config = f.ok(&good);
+    let team = &config.teams["a"];
+    assert_eq!(team.agent, "codex");
+    assert_eq!(team.approval_policy.as_deref(), Some("on-failure"));
+    assert_eq!(team.sandbox.as_deref(), Some("read-only"));
+    // A Claude permission mode, Claude's tool lists: not options of codex.
+    let text = f.with_team(
+        "agent = \"codex\"\npermission_mode = \"acceptEdits\"\nallowed_tools = [\"Bash\"]\n",
+    );
+    let problems = f.problems(&text);
+    assert_problem(
+        &problems,
+        "teams.a.permission_mode",
+        "not an option of agent \"codex\" (an option of: claude)",
+    );
+    assert_problem(
+        &problems,
+        "teams.a.allowed_tools",
+        "not an option of agent \"codex\"",
+    );
+    assert_eq!(problems.len(), 2, "{problems:#?}");
+    // Values Codex does not know, at their key paths.
+    let text = f.with_team("agent = \"codex\"\napproval_policy = \"always\"\nsandbox = \"none\"\n");
+    let problems = f.problems(&text);
+    assert_problem(
+        &problems,
+        "teams.a.approval_policy",
+        "unknown approval policy \"always\" for agent \"codex\" (one of: on-failure, on-request, never)",
+    );
+    assert_problem(
+        &problems,
+        "teams.a.sandbox",
+        "unknown sandbox \"none\" for agent \"codex\" (one of: read-only, workspace-write, danger-full-access)",
+    );
+    assert_eq!(problems.len(), 2, "{problems:#?}");
+    // Codex 0.171.0 refuses to start with "untrusted" ("no longer supported"): a config error
+    // here, not an agent that exits at every tell.
+    f.one_problem(
+        &f.with_team("agent = \"codex\"\napproval_policy = \"untrusted\"\n"),
+        "teams.a.approval_policy",
+        "unknown approval policy \"untrusted\"",
+    );
 }
 
 #[test]
@@ -1303,6 +1356,38 @@ fn discovery_of_a_named_file_that_does_not_exist() {
 }
 
 // ---- teams.example.toml -----------------------------------------------------------------------
+
+/// The commented Codex team of `teams.example.toml` loads once uncommented.
+#[test]
+fn the_example_codex_team_loads_when_uncommented() {
+    let f = Fixture::new();
+    let projects = f.root().join("projects");
+    fs::create_dir_all(projects.join("api")).expect("mkdir");
+    let f = f.set("SWITCHBOARD_PROJECTS", &projects.display().to_string());
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("teams.example.toml");
+    let text = fs::read_to_string(&example).expect("read teams.example.toml");
+    let block: String = text
+        .split("# --- codex team ---\n")
+        .nth(1)
+        .and_then(|rest| rest.split("# --- end codex team ---").next())
+        .expect("the codex team block")
+        .lines()
+        .map(|l| l.strip_prefix("# ").unwrap_or(l))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let config = match f.parse(&block) {
+        Ok(config) => config,
+        Err(e) => panic!("the example's codex team must load:\n{e}\n{block}"),
+    };
+    let api = config.team("api").expect("team api");
+    assert_eq!(api.agent, "codex");
+    assert_eq!(api.approval_policy.as_deref(), Some("on-request"));
+    assert_eq!(
+        api.provider.as_ref().and_then(|p| p.env_key.as_deref()),
+        Some("LLM_GATEWAY_KEY")
+    );
+    assert!(config.settings.prices.contains_key("gpt-5.5"));
+}
 
 #[test]
 fn example_file_loads_with_every_option() {

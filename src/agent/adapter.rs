@@ -158,6 +158,9 @@ pub struct LaunchExtras {
     /// wires MCP servers through argv or environment instead of a file (its headers carry the
     /// session's credential: pass them in environment variables, never in argv).
     pub switchboard: Option<SwitchboardServer>,
+    /// Switchboard's data folder (the database's folder), for an agent that keeps private
+    /// state of its own per team there (Codex's `CODEX_HOME`). `None`: not known.
+    pub data_dir: Option<PathBuf>,
 }
 
 /// Switchboard's MCP server as a spawned agent must reach it: the URL of its HTTP endpoint and
@@ -205,6 +208,27 @@ pub struct PermissionAsk {
     pub tool_use_id: Option<String>,
 }
 
+/// What a live agent's session learned of its conversation from the agent's own output, for a
+/// CLI whose protocol wants it back (a JSON-RPC server names its thread and its turns).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Conversation {
+    /// The agent's id of the conversation (what it said in an [`AgentEvent::Init`]).
+    pub id: Option<String>,
+    /// The agent's id of the running turn, if it names turns.
+    pub turn: Option<String>,
+}
+
+/// What the session writes to the agent, for [`AgentAdapter::encode_input`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Input<'a> {
+    /// A user message: the start of a turn.
+    Message(&'a str),
+    /// A request to compact the context (a turn of its own).
+    Compact,
+    /// An interrupt of the running turn, with a request id of ours.
+    Interrupt(&'a str),
+}
+
 /// One kind of agent CLI.
 pub trait AgentAdapter: Send + Sync + std::fmt::Debug {
     /// The `agent` value of the teams file that selects this adapter.
@@ -239,6 +263,45 @@ pub trait AgentAdapter: Send + Sync + std::fmt::Debug {
     ) -> Result<Option<serde_json::Value>, super::AgentError> {
         let _ = (team, switchboard);
         Ok(None)
+    }
+    /// The stdin lines that open the conversation of a just-spawned agent, for a CLI that
+    /// chooses it over its protocol rather than in argv (`codex app-server`: `initialize`, then
+    /// `thread/start`, or `thread/resume` of `resume`, the agent's id of a conversation to
+    /// continue). The session writes them before anything else and waits until the agent names
+    /// the conversation ([`AgentEvent::Init`]) before it delivers a message; that wait is also
+    /// the readiness probe. Empty (the default): the conversation is chosen at launch.
+    fn opening(&self, cwd: &std::path::Path, resume: Option<&str>) -> Vec<String> {
+        let _ = (cwd, resume);
+        Vec::new()
+    }
+    /// The line to write when the agent refused opening request `request_id` (a
+    /// [`AgentEvent::ControlResponse`] that failed), e.g. a new conversation when the one to
+    /// resume is gone; `None`: the agent cannot be used (the spawn fails with its error).
+    fn reopening(&self, cwd: &std::path::Path, request_id: &str) -> Option<String> {
+        let _ = (cwd, request_id);
+        None
+    }
+    /// Notes what `event` says of the conversation (its id, the running turn) in `conv`. The
+    /// default keeps the id of an [`AgentEvent::Init`].
+    fn track(&self, event: &AgentEvent, conv: &mut Conversation) {
+        if let AgentEvent::Init {
+            session_id: Some(id),
+        } = event
+        {
+            conv.id = Some(id.clone());
+        }
+    }
+    /// The stdin line that writes `input` to an agent whose conversation is `conv`; `None`
+    /// when it cannot be written now (no turn to interrupt) or at all (no compaction). The
+    /// default: [`AgentAdapter::encode_message`], [`AgentAdapter::compact_text`],
+    /// [`AgentAdapter::encode_interrupt`], which need no state.
+    fn encode_input(&self, conv: &Conversation, input: Input<'_>) -> Option<String> {
+        let _ = conv;
+        match input {
+            Input::Message(text) => Some(self.encode_message(text)),
+            Input::Compact => self.compact_text().map(|t| self.encode_message(t)),
+            Input::Interrupt(id) => Some(self.encode_interrupt(id)),
+        }
     }
     /// The stdin line that delivers a user message.
     fn encode_message(&self, text: &str) -> String;

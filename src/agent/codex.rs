@@ -9,16 +9,24 @@
 //! This file holds the pure pieces: the team's private `CODEX_HOME/config.toml`, the launch
 //! (argv, env, and the per-launch `-c` overrides that wire Switchboard's MCP endpoint with its
 //! headers taken from the environment, so no secret is in argv or on disk), the client's
-//! messages, and the decoder of the server's messages into [`Activity`].
+//! messages, and the decoder of the server's messages into [`Activity`]; then the adapter of
+//! `agent = "codex"` teams ([`Codex`]), which maps the team's options onto them, opens the
+//! session's thread over JSON-RPC, and folds each turn's activity into Switchboard's events
+//! ([`CodexDecoder`]). It must not touch the router or the store: the worker drives it through
+//! [`AgentAdapter`] and [`super::session::AgentSession`].
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde_json::{json, Value};
 
-use super::activity::{as_text, Activity, ApprovalKind, Tokens, TurnOutcome};
-use super::adapter::{LaunchSpec, SwitchboardServer, BASE_ENV};
-use super::event::BadLine;
+use super::activity::{as_text, Activity, ApprovalKind, Tokens, TurnOutcome, TurnTally};
+use super::adapter::{
+    AgentAdapter, Conversation, Input, LaunchExtras, LaunchSpec, LineDecoder, PermissionAsk,
+    SessionRef, SwitchboardServer, BASE_ENV,
+};
+use super::event::{AgentEvent, BadLine, ToolCall, ToolOutput, TurnResult, Usage};
+use crate::config::TeamConfig;
 
 /// Variables of Switchboard's environment a Codex agent gets besides [`BASE_ENV`]: its API key
 /// and settings (`CODEX_HOME` is always set by the launch).
@@ -56,7 +64,7 @@ pub struct CodexSetup {
     /// How often a failed model request (and a broken stream) is retried; Codex's own default
     /// retries a connection without end.
     pub max_retries: u32,
-    /// `approval_policy`: when Codex asks before it acts (`untrusted`, `on-request`, `never`).
+    /// `approval_policy`: when Codex asks before it acts (`on-failure`, `on-request`, `never`).
     pub approval_policy: String,
     /// `sandbox_mode` (`read-only`, `workspace-write`, `danger-full-access`).
     pub sandbox_mode: String,
@@ -210,12 +218,12 @@ pub fn transcripts_dir(setup: &CodexSetup) -> PathBuf {
     setup.codex_home.join("sessions")
 }
 
-fn request(id: u64, method: &str, params: Value) -> String {
-    json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string()
+fn request(id: impl Into<Value>, method: &str, params: Value) -> String {
+    json!({"jsonrpc": "2.0", "id": id.into(), "method": method, "params": params}).to_string()
 }
 
 /// `initialize`: answered at once, without a model call (the readiness probe).
-pub fn initialize(id: u64) -> String {
+pub fn initialize(id: impl Into<Value>) -> String {
     request(
         id,
         "initialize",
@@ -231,12 +239,12 @@ pub fn initialized() -> String {
 
 /// `thread/start` in `cwd`: a new conversation; its answer carries the thread id (Codex picks
 /// it; store it with the session).
-pub fn thread_start(id: u64, cwd: &str) -> String {
+pub fn thread_start(id: impl Into<Value>, cwd: &str) -> String {
     request(id, "thread/start", json!({"cwd": cwd}))
 }
 
 /// `thread/resume`: continues the thread `thread_id` (its history is in `CODEX_HOME`).
-pub fn thread_resume(id: u64, thread_id: &str, cwd: &str) -> String {
+pub fn thread_resume(id: impl Into<Value>, thread_id: &str, cwd: &str) -> String {
     request(
         id,
         "thread/resume",
@@ -245,7 +253,7 @@ pub fn thread_resume(id: u64, thread_id: &str, cwd: &str) -> String {
 }
 
 /// `turn/start`: delivers a user message.
-pub fn turn_start(id: u64, thread_id: &str, text: &str) -> String {
+pub fn turn_start(id: impl Into<Value>, thread_id: &str, text: &str) -> String {
     request(
         id,
         "turn/start",
@@ -254,7 +262,7 @@ pub fn turn_start(id: u64, thread_id: &str, text: &str) -> String {
 }
 
 /// `turn/interrupt`: ends the running turn (it then completes with status `interrupted`).
-pub fn turn_interrupt(id: u64, thread_id: &str, turn_id: &str) -> String {
+pub fn turn_interrupt(id: impl Into<Value>, thread_id: &str, turn_id: &str) -> String {
     request(
         id,
         "turn/interrupt",
@@ -263,7 +271,7 @@ pub fn turn_interrupt(id: u64, thread_id: &str, turn_id: &str) -> String {
 }
 
 /// `thread/compact/start`: compacts the thread's context.
-pub fn compact(id: u64, thread_id: &str) -> String {
+pub fn compact(id: impl Into<Value>, thread_id: &str) -> String {
     request(id, "thread/compact/start", json!({"threadId": thread_id}))
 }
 
@@ -361,8 +369,22 @@ pub fn decode(line: &[u8]) -> Result<Activity, BadLine> {
                     (kind, format!("{server}.{tool}"), input.to_string())
                 }
                 "item/commandExecution/requestApproval" | "execCommandApproval" => {
-                    let command = p.get("command").map(as_text).unwrap_or_default();
-                    (ApprovalKind::Command, "shell".into(), command)
+                    // `command` is the whole shell line (`/bin/bash -lc '...'`); the parsed
+                    // `commandActions` hold what it runs (joined with `&&` when several, which
+                    // no allow rule covers).
+                    let shell = p.get("command").map(as_text).unwrap_or_default();
+                    let actions: Vec<String> = p
+                        .get("commandActions")
+                        .and_then(Value::as_array)
+                        .map(|a| a.iter().filter_map(|x| st(x, "/command")).collect())
+                        .unwrap_or_default();
+                    let command = if actions.is_empty() {
+                        shell.clone()
+                    } else {
+                        actions.join(" && ")
+                    };
+                    let input = json!({"command": command, "shell": shell, "cwd": p.get("cwd")});
+                    (ApprovalKind::Command, "shell".into(), input.to_string())
                 }
                 "item/fileChange/requestApproval" | "applyPatchApproval" => (
                     ApprovalKind::FileChange,
@@ -408,6 +430,17 @@ pub fn decode(line: &[u8]) -> Result<Activity, BadLine> {
                     .get("arguments")
                     .cloned()
                     .unwrap_or(Value::Null)
+                    .to_string(),
+            }
+        }
+        (Some("item/started"), None)
+            if st(&p, "/item/type").as_deref() == Some("commandExecution") =>
+        {
+            let item = &p["item"];
+            Activity::ToolUse {
+                id: st(item, "/id").unwrap_or_default(),
+                tool: "shell".into(),
+                input: json!({"command": item.get("command").map(as_text).unwrap_or_default()})
                     .to_string(),
             }
         }
@@ -473,9 +506,498 @@ pub fn decode(line: &[u8]) -> Result<Activity, BadLine> {
     })
 }
 
+// ---------------------------------------------------------------------------------------------
+// The adapter: `agent = "codex"` teams.
+
+/// The Codex CLI (`agent = "codex"`): `codex app-server`, one process per session. The session
+/// opens with `initialize` (answered without a model call: the readiness probe) and
+/// `thread/start`, or `thread/resume` of the thread id kept with the session; each message is
+/// a `turn/start` of that thread, an interrupt a `turn/interrupt` of the running turn, a
+/// compaction a `thread/compact/start`. Codex reports tokens but no cost: Switchboard prices
+/// turns from `[settings.prices]`. Its approval requests become Switchboard permission
+/// requests (MCP tools as `mcp__<server>__<tool>`, commands as `Bash`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Codex;
+
+/// Request ids of the session's opening (strings: Codex accepts any JSON-RPC id).
+const OPEN_INIT: &str = "open-initialize";
+const OPEN_START: &str = "open-thread-start";
+const OPEN_RESUME: &str = "open-thread-resume";
+/// Prefixes of the ids of requests that start a turn (their failure ends the turn).
+const TURN_PREFIX: &str = "turn-";
+const COMPACT_PREFIX: &str = "compact-";
+/// The provider id Switchboard gives a team's `[teams.NAME.provider]` in Codex's config.
+const PROVIDER_ID: &str = "switchboard";
+/// The Responses API of a team with no `[teams.NAME.provider]`.
+pub const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
+/// Retries of a failed model request when the team does not say (`max_retries`).
+pub const DEFAULT_MAX_RETRIES: u32 = 2;
+
+/// The team's private `CODEX_HOME`: `<data folder>/codex/<team>`.
+pub fn codex_home(data_dir: &std::path::Path, team: &str) -> PathBuf {
+    data_dir.join("codex").join(team)
+}
+
+/// The variable holding the API key of `team`'s agent: the provider's `env_key`, else
+/// `OPENAI_API_KEY`.
+pub fn key_var(team: &TeamConfig) -> String {
+    team.provider
+        .as_ref()
+        .and_then(|p| p.env_key.clone())
+        .unwrap_or_else(|| "OPENAI_API_KEY".to_string())
+}
+
+/// How `team`'s Codex agent runs, its `CODEX_HOME` under `data_dir`.
+pub fn setup_of(team: &TeamConfig, data_dir: &std::path::Path) -> CodexSetup {
+    let mut setup = CodexSetup::new(&team.path, codex_home(data_dir, &team.name));
+    if let Some(program) = &team.agent_path {
+        setup.program.clone_from(program);
+    }
+    setup.model.clone_from(&team.model);
+    // Always a provider of Switchboard's (OpenAI's API when the team names none): Codex's
+    // built-in providers cannot be given retry counts, so `max_retries` would not apply.
+    setup.provider = Some(Provider {
+        id: PROVIDER_ID.to_string(),
+        base_url: team
+            .provider
+            .as_ref()
+            .map_or_else(|| OPENAI_BASE_URL.to_string(), |p| p.base_url.clone()),
+        env_key: key_var(team),
+    });
+    setup.max_retries = team.max_retries.unwrap_or(DEFAULT_MAX_RETRIES);
+    // With `[permissions]`, Codex asks and Switchboard decides; without, nobody is there to
+    // ask, so Codex decides alone inside its sandbox (as a Claude team denies by itself).
+    setup.approval_policy = team.approval_policy.clone().unwrap_or_else(|| {
+        if team.permissions.is_some() {
+            "on-request".into()
+        } else {
+            "never".into()
+        }
+    });
+    if let Some(sandbox) = &team.sandbox {
+        setup.sandbox_mode.clone_from(sandbox);
+    }
+    setup.env.clone_from(&team.env);
+    setup.env_passthrough.clone_from(&team.env_passthrough);
+    // The key comes from Switchboard's environment unless the team sets it.
+    setup.env_passthrough.push(key_var(team));
+    setup.args.clone_from(&team.args);
+    setup
+}
+
+/// Writes the team's `CODEX_HOME` (private) and its `config.toml` when it changed.
+fn write_home(setup: &CodexSetup) -> std::io::Result<()> {
+    crate::private_fs::create_dir_all(&setup.codex_home)?;
+    let path = setup.codex_home.join("config.toml");
+    let text = config_toml(setup);
+    if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+        // Whole or not at all: another session of the team may be starting Codex right now.
+        let tmp = setup
+            .codex_home
+            .join(format!(".config.toml.{}", uuid::Uuid::new_v4().simple()));
+        crate::private_fs::write(&tmp, text.as_bytes())?;
+        std::fs::rename(&tmp, &path).inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })?;
+    }
+    Ok(())
+}
+
+impl AgentAdapter for Codex {
+    fn name(&self) -> &'static str {
+        "codex"
+    }
+
+    fn launch(
+        &self,
+        team: &TeamConfig,
+        session: &SessionRef<'_>,
+        extras: &LaunchExtras,
+    ) -> LaunchSpec {
+        // New and resumed sessions launch alike: the thread is chosen in `opening`.
+        let _ = session;
+        let data_dir = extras
+            .data_dir
+            .clone()
+            .or_else(crate::util::data_dir)
+            .unwrap_or_else(std::env::temp_dir);
+        let setup = setup_of(team, &data_dir);
+        if extras.data_dir.is_some() {
+            // A failure shows as Codex's own start-up error ("CODEX_HOME ... does not exist").
+            if let Err(e) = write_home(&setup) {
+                tracing::warn!(team = %team.name, error = %e, home = %setup.codex_home.display(), "cannot write the team's CODEX_HOME");
+            }
+        }
+        launch(&setup, extras.switchboard.as_ref())
+    }
+
+    fn can_resume(&self, _team: &TeamConfig, session: &SessionRef<'_>) -> bool {
+        // Resuming a thread Codex no longer has falls back to a new one (`reopening`).
+        session.agent_session_id.is_some()
+    }
+
+    fn opening(&self, cwd: &std::path::Path, resume: Option<&str>) -> Vec<String> {
+        let cwd = cwd.display().to_string();
+        vec![
+            initialize(OPEN_INIT),
+            initialized(),
+            match resume {
+                Some(thread) => thread_resume(OPEN_RESUME, thread, &cwd),
+                None => thread_start(OPEN_START, &cwd),
+            },
+        ]
+    }
+
+    fn reopening(&self, cwd: &std::path::Path, request_id: &str) -> Option<String> {
+        (request_id == OPEN_RESUME).then(|| thread_start(OPEN_START, &cwd.display().to_string()))
+    }
+
+    fn track(&self, event: &AgentEvent, conv: &mut Conversation) {
+        match event {
+            AgentEvent::Init {
+                session_id: Some(id),
+            } => conv.id = Some(id.clone()),
+            AgentEvent::Other { kind, raw } if kind == "turn/started" => {
+                conv.turn = raw.get("turnId").and_then(Value::as_str).map(String::from);
+            }
+            AgentEvent::Result(_) => conv.turn = None,
+            _ => {}
+        }
+    }
+
+    fn encode_input(&self, conv: &Conversation, input: Input<'_>) -> Option<String> {
+        let thread = conv.id.as_deref()?;
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        Some(match input {
+            Input::Message(text) => turn_start(format!("{TURN_PREFIX}{id}"), thread, text),
+            Input::Compact => compact(format!("{COMPACT_PREFIX}{id}"), thread),
+            Input::Interrupt(request) => turn_interrupt(
+                format!("interrupt-{request}"),
+                thread,
+                conv.turn.as_deref()?,
+            ),
+        })
+    }
+
+    /// Codex takes a message only in a thread it named: see [`AgentAdapter::encode_input`]
+    /// (this line names no thread, and Codex refuses it).
+    fn encode_message(&self, text: &str) -> String {
+        turn_start(format!("{TURN_PREFIX}unthreaded"), "", text)
+    }
+
+    /// As [`Codex::encode_message`]: the turn to interrupt is named in `encode_input`.
+    fn encode_interrupt(&self, request_id: &str) -> String {
+        turn_interrupt(format!("interrupt-{request_id}"), "", "")
+    }
+
+    fn permission_ask(&self, request: &Value) -> Option<PermissionAsk> {
+        if request.get("subtype").and_then(Value::as_str) != Some("codex_approval") {
+            return None;
+        }
+        Some(PermissionAsk {
+            tool: request.get("tool")?.as_str()?.to_string(),
+            input: request.get("input").cloned().unwrap_or(json!({})),
+            tool_use_id: None,
+        })
+    }
+
+    fn encode_permission(
+        &self,
+        request_id: &str,
+        allow: bool,
+        _input: &Value,
+        _message: &str,
+    ) -> Option<String> {
+        let (kind, id) = request_id.split_once(':')?;
+        let kind = match kind {
+            "mcp" => ApprovalKind::McpTool,
+            "command" => ApprovalKind::Command,
+            "file" => ApprovalKind::FileChange,
+            other => ApprovalKind::Other(other.to_string()),
+        };
+        let id: Value = serde_json::from_str(id).ok()?;
+        Some(approval_answer(&id, &kind, allow))
+    }
+
+    /// The tell's text; the request itself is `thread/compact/start` (see `encode_input`).
+    fn compact_text(&self) -> Option<&'static str> {
+        Some("/compact")
+    }
+
+    fn credentials(&self, team: &TeamConfig) -> Result<String, String> {
+        let name = key_var(team);
+        match super::checks::team_var(team, &name) {
+            Some((_, from)) => Ok(format!("{name} set in {from}")),
+            None => Err(format!(
+                "{name} is not set (the team's env or Switchboard's environment); Codex runs with \
+                 a private CODEX_HOME, so a `codex login` of the user's does not count"
+            )),
+        }
+    }
+
+    fn decode(&self, line: &[u8]) -> Result<AgentEvent, BadLine> {
+        CodexDecoder::default().decode(line)
+    }
+
+    fn decoder(&self) -> Option<Box<dyn LineDecoder>> {
+        Some(Box::<CodexDecoder>::default())
+    }
+
+    fn reports_cost(&self) -> bool {
+        false
+    }
+
+    /// Codex names a thread's file by its own thread id and date
+    /// (`CODEX_HOME/sessions/YYYY/MM/DD/rollout-<time>-<thread>.jsonl`), not by Switchboard's
+    /// session id.
+    fn transcript_path(&self, _team: &TeamConfig, _session_id: &str) -> Option<PathBuf> {
+        None
+    }
+}
+
+/// The decoder of one `codex app-server` process: folds each turn's activity into the
+/// turn's one [`AgentEvent::Result`] (the answer is the last agent message; tokens are summed
+/// over the turn's model calls), and remembers the thread and its model.
+#[derive(Debug, Default)]
+pub struct CodexDecoder {
+    tally: TurnTally,
+    in_turn: bool,
+    /// Tokens of the last model call (input and output): the context's size then.
+    context: Option<i64>,
+    /// [`CodexDecoder::context`] when the running turn started.
+    context_at_start: Option<i64>,
+    thread: Option<String>,
+    model: Option<String>,
+}
+
+impl CodexDecoder {
+    fn result(&mut self, outcome: TurnOutcome, duration_ms: Option<i64>) -> AgentEvent {
+        let tally = std::mem::take(&mut self.tally);
+        self.in_turn = false;
+        let answer = tally.answer().map(String::from);
+        let (subtype, is_error, text, reason) = match outcome {
+            TurnOutcome::Completed => ("success", false, answer, "completed"),
+            TurnOutcome::Interrupted => ("success", false, answer, "aborted_streaming"),
+            TurnOutcome::Failed(why) => ("error", true, Some(why), "api_error"),
+        };
+        AgentEvent::Result(TurnResult {
+            subtype: subtype.to_string(),
+            is_error,
+            text,
+            usage: Usage {
+                input_tokens: tally.tokens.input,
+                output_tokens: tally.tokens.output,
+                cached_input_tokens: tally.tokens.cached,
+            },
+            cost_usd: 0.0,
+            duration_ms: duration_ms.or(tally.duration_ms),
+            num_turns: None,
+            session_id: self.thread.clone(),
+            model: self.model.clone(),
+            terminal_reason: Some(reason.to_string()),
+            stop_reason: None,
+        })
+    }
+
+    fn note_thread(&mut self, thread: &Value) {
+        if let Some(m) = st(thread, "/model") {
+            self.model = Some(m);
+        }
+    }
+}
+
+/// A tool of Codex (`<server>.<tool>` for MCP tools, `shell`) by Switchboard's names, which
+/// `[permissions]` rules use: `mcp__<server>__<tool>`, `Bash`.
+fn tool_name(tool: &str) -> String {
+    match tool.split_once('.') {
+        Some((server, name)) => format!("mcp__{server}__{name}"),
+        None if tool == "shell" => "Bash".to_string(),
+        None => tool.to_string(),
+    }
+}
+
+fn parse_input(input: &str) -> Value {
+    serde_json::from_str(input).unwrap_or_else(|_| Value::String(input.to_string()))
+}
+
+impl LineDecoder for CodexDecoder {
+    fn decode(&mut self, line: &[u8]) -> Result<AgentEvent, BadLine> {
+        let activity = decode(line)?;
+        let other = |kind: &str| AgentEvent::Other {
+            kind: kind.to_string(),
+            raw: Value::Null,
+        };
+        Ok(match activity {
+            Activity::Response { id, result } => {
+                let rid = match &id {
+                    Value::String(s) => s.clone(),
+                    v => v.to_string(),
+                };
+                match result {
+                    Ok(r) => {
+                        if let Some(thread) = thread_id_of(&r) {
+                            self.note_thread(&r["thread"]);
+                            if let Some(m) = st(&r, "/model") {
+                                self.model = Some(m);
+                            }
+                            self.thread = Some(thread.clone());
+                            AgentEvent::Init {
+                                session_id: Some(thread),
+                            }
+                        } else if let Some(turn) = turn_id_of(&r) {
+                            AgentEvent::Other {
+                                kind: "turn/started".into(),
+                                raw: json!({ "turnId": turn }),
+                            }
+                        } else {
+                            AgentEvent::ControlResponse {
+                                request_id: Some(rid),
+                                success: true,
+                                error: None,
+                            }
+                        }
+                    }
+                    // A turn that could not start ends here, with Codex's reason.
+                    Err(e)
+                        if !self.in_turn
+                            && (rid.starts_with(TURN_PREFIX)
+                                || rid.starts_with(COMPACT_PREFIX)) =>
+                    {
+                        self.result(TurnOutcome::Failed(e), None)
+                    }
+                    Err(e) => AgentEvent::ControlResponse {
+                        request_id: Some(rid),
+                        success: false,
+                        error: Some(e),
+                    },
+                }
+            }
+            Activity::Session { id } => {
+                if let Ok(v) = serde_json::from_slice::<Value>(line.trim_ascii()) {
+                    self.note_thread(&v["params"]["thread"]);
+                }
+                self.thread = Some(id.clone());
+                AgentEvent::Init {
+                    session_id: Some(id),
+                }
+            }
+            Activity::TurnStarted { turn_id } => {
+                self.context_at_start = self.context;
+                self.tally = TurnTally::default();
+                self.in_turn = true;
+                match turn_id {
+                    Some(turn) => AgentEvent::Other {
+                        kind: "turn/started".into(),
+                        raw: json!({ "turnId": turn }),
+                    },
+                    None => other("turn/started"),
+                }
+            }
+            a @ Activity::Text { .. } => {
+                self.tally.add(&a);
+                let Activity::Text { text, .. } = a else {
+                    unreachable!()
+                };
+                AgentEvent::Assistant {
+                    text: Some(text),
+                    message_id: None,
+                    tool_uses: Vec::new(),
+                }
+            }
+            Activity::ToolUse { id, tool, input } => AgentEvent::Assistant {
+                text: None,
+                message_id: None,
+                tool_uses: vec![ToolCall {
+                    id,
+                    name: tool_name(&tool),
+                    input: parse_input(&input),
+                }],
+            },
+            Activity::ToolResult { id, ok, output } => AgentEvent::User {
+                tool_results: vec![ToolOutput {
+                    tool_use_id: id,
+                    is_error: !ok,
+                    content: output,
+                }],
+            },
+            a @ Activity::Usage(t) => {
+                // (Codex reports an empty usage after a compaction's own call.)
+                if t.input + t.output > 0 {
+                    self.context = Some(t.input + t.output);
+                }
+                // Resuming replays the last turn's usage before any turn starts.
+                if self.in_turn {
+                    self.tally.add(&a);
+                }
+                other("thread/tokenUsage/updated")
+            }
+            // Codex says no sizes; the last model call before the compaction's turn (input
+            // and output) is the context it compacted. (The compaction's own call, reported
+            // before this item, carries the history plus the summary prompt.)
+            Activity::Compacted => AgentEvent::CompactBoundary {
+                trigger: Some("manual".into()),
+                pre_tokens: self.context_at_start,
+                post_tokens: None,
+            },
+            Activity::Status { text } => AgentEvent::Status { status: Some(text) },
+            Activity::Error {
+                message,
+                will_retry: true,
+            } => AgentEvent::ApiRetry {
+                attempt: None,
+                max_retries: None,
+                error_status: None,
+                error: Some(message),
+                retry_delay_ms: None,
+            },
+            a @ Activity::Error { .. } => {
+                self.tally.add(&a);
+                let Activity::Error { message, .. } = a else {
+                    unreachable!()
+                };
+                AgentEvent::Status {
+                    status: Some(message),
+                }
+            }
+            Activity::Approval {
+                request,
+                kind,
+                tool,
+                input,
+            } => {
+                let (prefix, tool, input) = match &kind {
+                    ApprovalKind::McpTool => ("mcp", tool_name(&tool), parse_input(&input)),
+                    ApprovalKind::Command => ("command", "Bash".to_string(), parse_input(&input)),
+                    ApprovalKind::FileChange => {
+                        ("file", "Edit".to_string(), json!({"reason": input}))
+                    }
+                    ApprovalKind::Other(_) => ("other", tool, parse_input(&input)),
+                };
+                AgentEvent::ControlRequest {
+                    request_id: Some(format!("{prefix}:{request}")),
+                    request: json!({"subtype": "codex_approval", "tool": tool, "input": input}),
+                }
+            }
+            Activity::TurnEnd {
+                outcome,
+                tokens,
+                duration_ms,
+            } => {
+                if let Some(t) = tokens {
+                    self.tally.tokens = t;
+                }
+                self.result(outcome, duration_ms)
+            }
+            Activity::Ready => other("ready"),
+            Activity::Other { kind } => other(&kind),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn server() -> SwitchboardServer {
         SwitchboardServer {
@@ -700,5 +1222,194 @@ mod tests {
         );
         assert!(matches!(decode(b"not json"), Err(BadLine::NotJson(_))));
         assert!(matches!(decode(b"[1]"), Err(BadLine::NotJson(_))));
+    }
+
+    #[test]
+    fn the_adapter_folds_a_turn_into_one_result_and_maps_approvals() {
+        let mut dec = CodexDecoder::default();
+        let mut ev = |line: &str| {
+            LineDecoder::decode(&mut dec, line.as_bytes()).unwrap_or_else(|e| panic!("{e}"))
+        };
+        let thread = "01a248e2-f71b-7231-8070-ca13cf7d0108";
+        assert_eq!(
+            ev(THREAD_STARTED),
+            AgentEvent::Init {
+                session_id: Some(thread.into())
+            }
+        );
+        // A usage replayed before any turn (on resume) is not the next turn's.
+        ev(USAGE);
+        ev(TURN_STARTED);
+        ev(TOOL_STARTED);
+        ev(TOOL_DONE);
+        ev(USAGE);
+        ev(MESSAGE);
+        ev(USAGE);
+        match ev(COMPLETED) {
+            AgentEvent::Result(r) => {
+                assert!(!r.is_error);
+                assert_eq!(r.text.as_deref(), Some("first answer"));
+                assert_eq!(
+                    r.usage,
+                    Usage {
+                        input_tokens: 22,
+                        output_tokens: 10,
+                        cached_input_tokens: 6
+                    }
+                );
+                assert_eq!(r.model.as_deref(), Some("gpt-test"));
+                assert_eq!(r.session_id.as_deref(), Some(thread));
+                assert_eq!(r.cost_usd, 0.0);
+                assert!(matches!(
+                    r.ending(),
+                    super::super::event::TurnEnding::Complete(_)
+                ));
+            }
+            other => panic!("{other:?}"),
+        }
+        // An interrupted turn is a partial answer; a failed one carries Codex's reason.
+        ev(TURN_STARTED);
+        match ev(INTERRUPTED) {
+            AgentEvent::Result(r) => assert!(
+                matches!(r.ending(), super::super::event::TurnEnding::Partial { .. }),
+                "{r:?}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        ev(TURN_STARTED);
+        assert!(matches!(ev(RETRYING), AgentEvent::ApiRetry { .. }));
+        match ev(FAILED) {
+            AgentEvent::Result(r) => {
+                assert!(r.is_error);
+                assert!(r.error_in_words().contains("high demand"), "{r:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // A turn/start Codex refuses ends the turn it would have started.
+        match ev(r#"{"id":"turn-1","error":{"code":-32600,"message":"thread not loaded"}}"#) {
+            AgentEvent::Result(r) => assert_eq!(r.text.as_deref(), Some("thread not loaded")),
+            other => panic!("{other:?}"),
+        }
+        // A refused resume is a failed control response, which `reopening` answers.
+        assert_eq!(
+            ev(
+                r#"{"id":"open-thread-resume","error":{"code":-32600,"message":"no rollout found"}}"#
+            ),
+            AgentEvent::ControlResponse {
+                request_id: Some(OPEN_RESUME.into()),
+                success: false,
+                error: Some("no rollout found".into())
+            }
+        );
+        assert!(Codex.reopening(Path::new("/w"), OPEN_RESUME).is_some());
+        assert!(Codex.reopening(Path::new("/w"), OPEN_START).is_none());
+
+        // An approval request: Switchboard's tool name, answered with Codex's id and kind.
+        let AgentEvent::ControlRequest {
+            request_id: Some(id),
+            request,
+        } = ev(APPROVAL)
+        else {
+            panic!("not a control request")
+        };
+        let ask = Codex
+            .permission_ask(&request)
+            .expect("a permission request");
+        assert_eq!(ask.tool, "mcp__echo__echo");
+        assert_eq!(ask.input, json!({"text": "hi"}));
+        let answer: Value = serde_json::from_str(
+            &Codex
+                .encode_permission(&id, true, &ask.input, "")
+                .expect("an answer"),
+        )
+        .expect("json");
+        assert_eq!(answer["id"], 0);
+        assert_eq!(answer["result"]["action"], "accept");
+    }
+
+    #[test]
+    fn messages_name_the_thread_and_interrupts_the_running_turn() {
+        let mut conv = Conversation::default();
+        assert!(Codex.encode_input(&conv, Input::Message("hi")).is_none());
+        conv.id = Some("t1".into());
+        let line = Codex
+            .encode_input(&conv, Input::Message("hi"))
+            .expect("line");
+        let v: Value = serde_json::from_str(&line).expect("json");
+        assert_eq!(v["method"], "turn/start");
+        assert_eq!(v["params"]["threadId"], "t1");
+        assert!(v["id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with(TURN_PREFIX)));
+        assert!(Codex.encode_input(&conv, Input::Interrupt("x")).is_none());
+        Codex.track(
+            &AgentEvent::Other {
+                kind: "turn/started".into(),
+                raw: json!({"turnId": "u1"}),
+            },
+            &mut conv,
+        );
+        let v: Value = serde_json::from_str(
+            &Codex
+                .encode_input(&conv, Input::Interrupt("x"))
+                .expect("line"),
+        )
+        .expect("json");
+        assert_eq!(v["params"], json!({"threadId": "t1", "turnId": "u1"}));
+        let v: Value =
+            serde_json::from_str(&Codex.encode_input(&conv, Input::Compact).expect("line"))
+                .expect("json");
+        assert_eq!(v["method"], "thread/compact/start");
+        // Opening: initialize, initialized, then start or resume.
+        let open = Codex.opening(Path::new("/w"), Some("t1"));
+        assert_eq!(open.len(), 3);
+        assert!(open[2].contains("thread/resume") && open[2].contains("\"t1\""));
+        assert!(Codex.opening(Path::new("/w"), None)[2].contains("thread/start"));
+    }
+
+    #[test]
+    fn a_team_without_a_provider_gets_openais_api_with_bounded_retries() {
+        let config = crate::config::TeamsConfig::parse(
+            "[database]\nin_memory = true\n[teams.t]\npath = \"/tmp\"\nagent = \"codex\"\nmax_retries = 5\n",
+            None,
+            &|_| None,
+        )
+        .expect("config");
+        let team = &config.teams["t"];
+        let setup = setup_of(team, Path::new("/data"));
+        assert_eq!(setup.codex_home, Path::new("/data/codex/t"));
+        let t: toml::Table = config_toml(&setup).parse().expect("toml");
+        let p = &t["model_providers"][PROVIDER_ID];
+        assert_eq!(p["base_url"].as_str(), Some(OPENAI_BASE_URL));
+        assert_eq!(p["env_key"].as_str(), Some("OPENAI_API_KEY"));
+        assert_eq!(p["request_max_retries"].as_integer(), Some(5));
+        // Nobody to ask without [permissions]: Codex does not ask.
+        assert_eq!(t["approval_policy"].as_str(), Some("never"));
+        assert_eq!(t["sandbox_mode"].as_str(), Some("workspace-write"));
+    }
+
+    #[test]
+    fn the_teams_codex_home_is_private_and_follows_the_config() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut setup = CodexSetup::new("/w", dir.path().join("data/codex/t"));
+        setup.model = Some("one".into());
+        write_home(&setup).expect("write");
+        let path = setup.codex_home.join("config.toml");
+        let mode = |p: &Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode(&setup.codex_home), 0o700);
+        assert_eq!(mode(&path), 0o600);
+        setup.model = Some("two".into());
+        write_home(&setup).expect("rewrite");
+        let t: toml::Table = std::fs::read_to_string(&path)
+            .expect("read")
+            .parse()
+            .expect("toml");
+        assert_eq!(t["model"].as_str(), Some("two"));
+        let names: Vec<_> = std::fs::read_dir(&setup.codex_home)
+            .expect("list")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, ["config.toml"], "no temporary file left");
     }
 }

@@ -5,9 +5,10 @@
 //! - [`adapter`]: the [`adapter::AgentAdapter`] trait, one implementation per agent kind, and
 //!   the launch record ([`adapter::LaunchSpec`]) and environment rules every kind shares.
 //! - [`kinds`]: the adapter of each kind listed in [`crate::config::kinds::AGENT_KINDS`].
-//! - [`claude`] (+ [`claude_mcp`]): Claude Code, the one kind registered so far.
-//! - [`codex`], [`gemini`] (+ [`activity`]): launch builders and decoders of the Codex and
-//!   Gemini CLIs, tested against the pinned CLIs; not adapters yet (see below).
+//! - [`claude`] (+ [`claude_mcp`]): Claude Code; [`codex`]: the Codex CLI (`codex
+//!   app-server`), both registered kinds.
+//! - [`gemini`] (+ [`activity`]): launch builder and decoder of the Gemini CLI, tested against
+//!   the pinned CLI; not an adapter yet (see below).
 //! - [`ssh`]: the SSH transport of remote teams.
 //! - [`session`]: the live agent of one session: spawn, readiness probe, message and
 //!   compaction delivery, decoded output, permission answers, interrupt, stop.
@@ -58,17 +59,20 @@
 //!    until it is there).
 //!
 //! Process models: [`adapter::ProcessModel::PerSession`] (one process, many turns on stdin) is
-//! what [`session::AgentSession`] runs today: Claude Code. Not done yet, and what each needs:
-//! - `codex app-server` (JSON-RPC, one process per session, docs/codex-protocol.md): a trait
-//!   method for the session-opening requests (`initialize`, `thread/start` or `thread/resume`
-//!   with [`adapter::SessionRef::agent_session_id`]) that `AgentSession::spawn` writes, and
-//!   `encode_message`/`encode_interrupt` given the thread and turn ids (`AgentSession` keeps
-//!   them from the decoded `Init` and turn-start events); its answer to the probe is the
-//!   `initialize` response decoded as a `ControlResponse`.
-//! - Gemini headless (one process per turn, docs/gemini-protocol.md): a `PerTurn` variant;
-//!   `AgentSession` spawns in `send_message` (message on stdin, stdin closed), treats the
-//!   turn's exit after its `Result` as normal, interrupts with SIGTERM to the group, and the
-//!   idle wait watches no process. The router does not change for either.
+//! what [`session::AgentSession`] runs:
+//! - Claude Code chooses its conversation in argv (`--session-id`/`--resume`).
+//! - `codex app-server` (JSON-RPC, docs/codex-protocol.md) opens it over its protocol:
+//!   [`adapter::AgentAdapter::opening`] gives the lines `AgentSession` writes first
+//!   (`initialize`, `thread/start` or `thread/resume` of
+//!   [`adapter::SessionRef::agent_session_id`]), `reopening` the fallback when the agent
+//!   refuses one, `track` what the session learns from decoded events (thread and turn ids, in
+//!   [`adapter::Conversation`]) and `encode_input` the message, compaction and interrupt lines
+//!   that need them. The answer naming the thread is the readiness probe.
+//! - Not done yet: Gemini headless (one process per turn, docs/gemini-protocol.md): a `PerTurn`
+//!   variant; `AgentSession` spawns in `send_message` (message on stdin, stdin closed), treats
+//!   the turn's exit after its `Result` as normal, interrupts with SIGTERM to the group, and the
+//!   idle wait watches no process. The router does not change for it (it calls
+//!   `AgentSession::open_conversation` after every spawn, a no-op for such a CLI).
 
 pub mod activity;
 pub mod adapter;

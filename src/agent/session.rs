@@ -4,12 +4,13 @@
 //! answer it (permission decisions), interrupt the turn, stop it. Everything CLI-specific is
 //! asked of the [`AgentAdapter`]; the router sees only [`StdoutLine`]s of [`AgentEvent`]s.
 
-use std::path::Path;
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::adapter::{AgentAdapter, LaunchSpec};
+use super::adapter::{AgentAdapter, Conversation, Input, LaunchSpec, SessionRef};
 use super::event::AgentEvent;
 use super::process::{AgentProcess, StdoutLine};
 use super::ssh::launch::{RemoteAgent, RemoteIdentity};
@@ -50,6 +51,15 @@ pub struct AgentSession {
     /// Whether the agent has printed anything yet (before that, the spawn timeout applies).
     started: bool,
     spawned_at: Instant,
+    /// What the agent said of its conversation (see [`AgentAdapter::track`]).
+    conv: Conversation,
+    /// Opening lines not written yet, and whether the agent has yet to name the conversation
+    /// (see [`AgentAdapter::opening`]).
+    opening: Opening,
+    /// What was read while waiting for the conversation, for [`AgentSession::recv`].
+    backlog: VecDeque<StdoutLine>,
+    /// The team folder (for the adapter's opening requests).
+    cwd: PathBuf,
     /// Where the agent runs when it is not on this machine (the remote process model: the
     /// local process is the `ssh` that carries its stdio).
     remote: Option<RemoteLink>,
@@ -67,6 +77,22 @@ pub struct RemoteLink {
     /// The agent's process group there.
     pub identity: RemoteIdentity,
 }
+
+/// Where a session whose CLI opens its conversation over its protocol is.
+#[derive(Debug, Default)]
+enum Opening {
+    /// Nothing to open (the conversation was chosen at launch), or it is open.
+    #[default]
+    Done,
+    /// These lines open it; not written yet.
+    Unsent(Vec<String>),
+    /// Written; the agent has not named the conversation yet.
+    Waiting,
+}
+
+/// How long a message waits for the agent to open its conversation (no model call: the
+/// agent's start-up only).
+const OPEN_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl std::fmt::Debug for AgentSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -93,6 +119,10 @@ impl AgentSession {
             adapter,
             started: false,
             spawned_at: Instant::now(),
+            conv: Conversation::default(),
+            opening: Opening::Done,
+            backlog: VecDeque::new(),
+            cwd: spec.cwd.clone(),
             remote: None,
             remote_stopped: false,
         })
@@ -124,6 +154,10 @@ impl AgentSession {
                 identity: agent.remote,
             }),
             remote_stopped: false,
+            conv: Conversation::default(),
+            opening: Opening::Done,
+            backlog: VecDeque::new(),
+            cwd: spec.cwd.clone(),
         })
     }
 
@@ -135,6 +169,117 @@ impl AgentSession {
     /// Whether a remote agent's group is known to be stopped (its record can go).
     pub fn remote_stopped(&self) -> bool {
         self.remote_stopped
+    }
+
+    /// Says which conversation the agent opens, for a CLI that opens it over its protocol
+    /// after spawn ([`AgentAdapter::opening`]): the session's, resumed when `session.resume`.
+    /// The opening lines are written before the probe or the first message. A no-op for a
+    /// CLI that took the conversation in argv.
+    pub fn open_conversation(&mut self, session: &SessionRef<'_>) {
+        let resume = session.agent_session_id.filter(|_| session.resume);
+        let lines = self.adapter.opening(&self.cwd, resume);
+        if !lines.is_empty() {
+            self.opening = Opening::Unsent(lines);
+        }
+    }
+
+    /// What the agent said of its conversation so far.
+    pub fn conversation(&self) -> &Conversation {
+        &self.conv
+    }
+
+    /// The next line of the agent, its conversation state noted.
+    async fn next_line(&mut self) -> Option<StdoutLine> {
+        let line = self.proc.lines.recv().await;
+        if let Some(StdoutLine::Event(ev)) = &line {
+            self.adapter.track(ev, &mut self.conv);
+        }
+        line
+    }
+
+    /// Writes the opening lines (if not yet) and reads until the agent names its
+    /// conversation, keeping what it read for [`AgentSession::recv`]. Waits at most
+    /// `timeout`; `Err` says why it failed (the agent is then killed, except when it exited).
+    async fn await_open(&mut self, timeout: Duration) -> Result<(), ProbeFailure> {
+        if let Opening::Unsent(lines) = std::mem::take(&mut self.opening) {
+            for line in &lines {
+                if let Err(e) = self.proc.send_line(line).await {
+                    return Err(ProbeFailure::Exited(format!(
+                        "agent exited before it started: {} ({e})",
+                        self.exit_reason().await
+                    )));
+                }
+            }
+            self.opening = Opening::Waiting;
+        }
+        if !matches!(self.opening, Opening::Waiting) {
+            return Ok(());
+        }
+        let outcome = async {
+            loop {
+                let line = self.next_line().await;
+                match &line {
+                    None | Some(StdoutLine::Closed(_)) => {
+                        return Err(format!(
+                            "agent exited before it started: {}",
+                            self.exit_reason().await
+                        ));
+                    }
+                    Some(StdoutLine::Event(AgentEvent::ControlResponse {
+                        request_id,
+                        success: false,
+                        error,
+                    })) => {
+                        let id = request_id.clone().unwrap_or_default();
+                        let why = error.clone().unwrap_or_default();
+                        match self.adapter.reopening(&self.cwd, &id) {
+                            Some(again) => {
+                                tracing::info!(request = %id, error = %why, "the agent refused to open the conversation; opening a new one");
+                                self.proc
+                                    .send_line(&again)
+                                    .await
+                                    .map_err(|e| e.to_string())?;
+                            }
+                            None => {
+                                return Err(format!(
+                                    "the agent refused to open its conversation: {why}"
+                                ))
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+                let named = matches!(
+                    &line,
+                    Some(StdoutLine::Event(AgentEvent::Init {
+                        session_id: Some(_)
+                    }))
+                );
+                if let Some(line) = line {
+                    self.backlog.push_back(line);
+                }
+                if named {
+                    return Ok(());
+                }
+            }
+        };
+        match tokio::time::timeout(timeout, outcome).await {
+            Ok(Ok(())) => {
+                self.opening = Opening::Done;
+                Ok(())
+            }
+            Ok(Err(why)) => {
+                self.proc.kill().await;
+                Err(ProbeFailure::Exited(why))
+            }
+            Err(_) => {
+                self.proc.kill().await;
+                Err(ProbeFailure::TimedOut(format!(
+                    "timeout: the agent did not open its conversation within {}; it was killed",
+                    crate::util::format_duration(timeout)
+                )))
+            }
+        }
     }
 
     /// The adapter that launched it.
@@ -169,6 +314,12 @@ impl AgentSession {
     pub async fn probe(&mut self, timeout: Duration) -> Result<bool, ProbeFailure> {
         if self.started {
             return Ok(false);
+        }
+        if !matches!(self.opening, Opening::Done) {
+            // Opening the conversation takes no model call: its answer proves the agent is up.
+            self.await_open(timeout).await?;
+            self.started = true;
+            return Ok(true);
         }
         let id = format!("ready-{}", uuid::Uuid::new_v4());
         let Some(probe) = self.adapter.encode_ready_probe(&id) else {
@@ -214,19 +365,29 @@ impl AgentSession {
     /// Delivers a user message: the start of a turn. On failure (the agent is gone), says how
     /// it ended.
     pub async fn send_message(&mut self, text: &str) -> Result<(), String> {
-        let line = self.adapter.encode_message(text);
+        self.await_open(OPEN_TIMEOUT)
+            .await
+            .map_err(|f| f.detail().to_string())?;
+        let Some(line) = self.adapter.encode_input(&self.conv, Input::Message(text)) else {
+            return Err(format!(
+                "agent {:?} cannot take a message now",
+                self.adapter.name()
+            ));
+        };
         self.write_or_describe(&line).await
     }
 
     /// Asks the agent to compact its context: a turn of its own.
     pub async fn send_compact(&mut self) -> Result<(), String> {
-        let Some(text) = self.adapter.compact_text() else {
+        self.await_open(OPEN_TIMEOUT)
+            .await
+            .map_err(|f| f.detail().to_string())?;
+        let Some(line) = self.adapter.encode_input(&self.conv, Input::Compact) else {
             return Err(format!(
                 "agent {:?} cannot compact its context",
                 self.adapter.name()
             ));
         };
-        let line = self.adapter.encode_message(text);
         self.write_or_describe(&line).await
     }
 
@@ -248,7 +409,10 @@ impl AgentSession {
 
     /// The next thing the agent printed (cancel-safe).
     pub async fn recv(&mut self) -> Option<StdoutLine> {
-        self.proc.lines.recv().await
+        if let Some(line) = self.backlog.pop_front() {
+            return Some(line);
+        }
+        self.next_line().await
     }
 
     /// Writes a line the adapter encoded (a permission decision) to the agent.
@@ -259,7 +423,12 @@ impl AgentSession {
     /// Asks the agent to end the running turn.
     pub async fn interrupt(&mut self) -> Result<(), AgentError> {
         let id = uuid::Uuid::new_v4().to_string();
-        let line = self.adapter.encode_interrupt(&id);
+        let Some(line) = self.adapter.encode_input(&self.conv, Input::Interrupt(&id)) else {
+            return Err(AgentError::Io {
+                what: "interrupt".into(),
+                source: std::io::Error::other("the agent has named no running turn to interrupt"),
+            });
+        };
         self.proc.send_line(&line).await
     }
 

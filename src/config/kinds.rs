@@ -14,6 +14,8 @@ use super::load::{KeyPath, Report};
 pub enum KindId {
     /// Claude Code (`src/agent/claude.rs`).
     Claude,
+    /// The Codex CLI run as `codex app-server` (`src/agent/codex.rs`).
+    Codex,
 }
 
 /// One agent kind: its `agent` value and the agent-specific team options it accepts.
@@ -50,8 +52,9 @@ pub const AGENT_OPTION_KEYS: &[&str] = &[
     "provider",
 ];
 
-/// Codex's `approval_policy` choices (0.171.0).
-pub const CODEX_APPROVAL_POLICIES: &[&str] = &["untrusted", "on-request", "never"];
+/// Codex's `approval_policy` choices (0.171.0, which refuses to start with `untrusted`: "no
+/// longer supported"; `granular` is a table of its own, not offered).
+pub const CODEX_APPROVAL_POLICIES: &[&str] = &["on-failure", "on-request", "never"];
 
 /// Codex's `sandbox_mode` choices (0.171.0).
 pub const CODEX_SANDBOX_MODES: &[&str] = &["read-only", "workspace-write", "danger-full-access"];
@@ -67,32 +70,60 @@ pub const CLAUDE_PERMISSION_MODES: &[&str] = &[
 ];
 
 /// Every agent kind Switchboard drives. The first is the default of a team without `agent`.
-pub const AGENT_KINDS: &[AgentKind] = &[AgentKind {
-    name: "claude",
-    id: KindId::Claude,
-    options: &[
-        AgentOption {
-            key: "allowed_tools",
-            values: &[],
-        },
-        AgentOption {
-            key: "disallowed_tools",
-            values: &[],
-        },
-        AgentOption {
-            key: "append_system_prompt",
-            values: &[],
-        },
-        AgentOption {
-            key: "permission_mode",
-            values: CLAUDE_PERMISSION_MODES,
-        },
-        AgentOption {
-            key: "model",
-            values: &[],
-        },
-    ],
-}];
+pub const AGENT_KINDS: &[AgentKind] = &[
+    AgentKind {
+        name: "claude",
+        id: KindId::Claude,
+        options: &[
+            AgentOption {
+                key: "allowed_tools",
+                values: &[],
+            },
+            AgentOption {
+                key: "disallowed_tools",
+                values: &[],
+            },
+            AgentOption {
+                key: "append_system_prompt",
+                values: &[],
+            },
+            AgentOption {
+                key: "permission_mode",
+                values: CLAUDE_PERMISSION_MODES,
+            },
+            AgentOption {
+                key: "model",
+                values: &[],
+            },
+        ],
+    },
+    AgentKind {
+        name: "codex",
+        id: KindId::Codex,
+        options: &[
+            AgentOption {
+                key: "model",
+                values: &[],
+            },
+            AgentOption {
+                key: "max_retries",
+                values: &[],
+            },
+            AgentOption {
+                key: "approval_policy",
+                values: CODEX_APPROVAL_POLICIES,
+            },
+            AgentOption {
+                key: "sandbox",
+                values: CODEX_SANDBOX_MODES,
+            },
+            AgentOption {
+                key: "provider",
+                values: &[],
+            },
+        ],
+    },
+];
 
 /// The kind named `name`, if Switchboard knows it.
 pub fn kind(name: &str) -> Option<&'static AgentKind> {

@@ -237,7 +237,7 @@ pub struct TeamConfig {
     /// How often a failed model request is retried (Codex, Gemini); `None`: Switchboard's
     /// default for the kind (never the CLI's own, which may retry for minutes).
     pub max_retries: Option<u32>,
-    /// When the agent asks before it acts (Codex `approval_policy`: `untrusted`,
+    /// When the agent asks before it acts (Codex `approval_policy`: `on-failure`,
     /// `on-request`, `never`).
     pub approval_policy: Option<String>,
     /// The agent's sandbox (Codex `sandbox`: `read-only`, `workspace-write`,

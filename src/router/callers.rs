@@ -288,6 +288,7 @@ impl Router {
             return Ok((
                 LaunchExtras {
                     switchboard: server,
+                    data_dir: self.data_dir(),
                     ..LaunchExtras::default()
                 },
                 credential,
@@ -302,6 +303,7 @@ impl Router {
                 mcp_config: Some(path),
                 switchboard_tools: server.is_some(),
                 switchboard: server,
+                data_dir: self.data_dir(),
             },
             credential,
         ))

@@ -419,6 +419,14 @@ impl Router {
         &self.inner.log_dir
     }
 
+    /// Switchboard's data folder: the database's folder (where `logs/` is).
+    pub fn data_dir(&self) -> Option<PathBuf> {
+        self.inner
+            .log_dir
+            .parent()
+            .map(std::path::Path::to_path_buf)
+    }
+
     /// When a pair's session is held by another live Switchboard process, wait up to `wait`
     /// for it to be free instead of failing at once with "busy: held by pid N".
     pub fn wait_when_busy(&self, wait: Option<Duration>) {

@@ -456,13 +456,14 @@ impl Worker {
                 RouterError::Agent(e.to_string())
             }),
         };
-        let proc = match proc {
+        let mut proc = match proc {
             Ok(p) => p,
             Err(e) => {
                 self.stopped_event(&session.session_id, "crash", Some(e.to_string()));
                 return Err(e);
             }
         };
+        proc.open_conversation(&session_ref);
         self.router
             .counters()
             .spawned
