@@ -9,6 +9,7 @@ use crate::config::kinds::{self, KindId};
 pub fn adapter(id: KindId) -> &'static dyn AgentAdapter {
     match id {
         KindId::Claude => &super::claude::ClaudeCode,
+        KindId::Gemini => &super::gemini::Gemini,
     }
 }
 

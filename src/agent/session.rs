@@ -3,14 +3,19 @@
 //! up without a model call), deliver a message or a compaction, read its decoded output,
 //! answer it (permission decisions), interrupt the turn, stop it. Everything CLI-specific is
 //! asked of the [`AgentAdapter`]; the router sees only [`StdoutLine`]s of [`AgentEvent`]s.
+//!
+//! A kind of [`ProcessModel::PerTurn`] (Gemini CLI headless) has no process between turns:
+//! `spawn` starts nothing (the caller still holds the session's lease and pool slot), each
+//! `send_message` starts that turn's process, and its exit after the turn's `Result` is the
+//! normal end of the turn (see [`PerTurn`]).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::adapter::{AgentAdapter, LaunchSpec};
-use super::event::AgentEvent;
+use super::adapter::{AgentAdapter, LaunchSpec, ProcessModel};
+use super::event::{AgentEvent, TurnResult};
 use super::process::{AgentProcess, StdoutLine};
 use super::AgentError;
 use crate::util::ProcessIdentity;
@@ -43,18 +48,38 @@ impl ProbeFailure {
 
 /// The live agent of one session.
 pub struct AgentSession {
-    proc: AgentProcess,
+    /// The agent process: the session's (always there), or the running or last turn's of a
+    /// [`ProcessModel::PerTurn`] kind (none before the first turn).
+    proc: Option<AgentProcess>,
     adapter: &'static dyn AgentAdapter,
     /// Whether the agent has printed anything yet (before that, the spawn timeout applies).
     started: bool,
     spawned_at: Instant,
+    /// How turns are started, for a [`ProcessModel::PerTurn`] kind.
+    per_turn: Option<PerTurn>,
+}
+
+/// The turns of a [`ProcessModel::PerTurn`] session: what to launch, and how the current
+/// turn's process is doing.
+struct PerTurn {
+    /// The launch the session was spawned with (its first turn's).
+    spawned: LaunchSpec,
+    /// Where the turns' stderr goes.
+    stderr_log: PathBuf,
+    /// How many turns were started (the first runs `spawned`; later ones
+    /// [`AgentAdapter::next_turn_launch`], which continues the conversation).
+    turns: u32,
+    /// Whether the current turn's process printed its `Result` (its exit is then normal).
+    ended: bool,
+    /// Whether the current turn was interrupted (SIGTERM to its group).
+    interrupted: bool,
 }
 
 impl std::fmt::Debug for AgentSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AgentSession")
             .field("agent", &self.adapter.name())
-            .field("pid", &self.proc.identity.pid)
+            .field("pid", &self.identity().pid)
             .field("started", &self.started)
             .finish()
     }
@@ -69,12 +94,54 @@ impl AgentSession {
         spec: &LaunchSpec,
         stderr_log: &Path,
     ) -> Result<Self, AgentError> {
+        if adapter.process_model() == ProcessModel::PerTurn {
+            return Self::spawn_per_turn(adapter, spec, stderr_log);
+        }
         let proc = AgentProcess::spawn(spec, stderr_log, adapter)?;
         Ok(Self {
-            proc,
+            proc: Some(proc),
             adapter,
             started: false,
             spawned_at: Instant::now(),
+            per_turn: None,
+        })
+    }
+
+    /// `spawn` of a [`ProcessModel::PerTurn`] kind: no process until the first turn. Its
+    /// program must exist and be executable, so a missing binary fails here as for other kinds.
+    fn spawn_per_turn(
+        adapter: &'static dyn AgentAdapter,
+        spec: &LaunchSpec,
+        stderr_log: &Path,
+    ) -> Result<Self, AgentError> {
+        if let Err(source) = find_program(spec) {
+            return Err(AgentError::Spawn {
+                program: spec.program.clone(),
+                team: String::new(),
+                cwd: spec.cwd.clone(),
+                source,
+            });
+        }
+        Ok(Self {
+            proc: None,
+            adapter,
+            started: false,
+            spawned_at: Instant::now(),
+            per_turn: Some(PerTurn {
+                spawned: spec.clone(),
+                stderr_log: stderr_log.to_path_buf(),
+                turns: 0,
+                ended: true,
+                interrupted: false,
+            }),
+        })
+    }
+
+    /// The process, or an error saying there is none (a per-turn kind between turns).
+    fn live(&mut self) -> Result<&mut AgentProcess, AgentError> {
+        self.proc.as_mut().ok_or_else(|| AgentError::Io {
+            what: "agent".into(),
+            source: std::io::Error::new(std::io::ErrorKind::NotConnected, "no turn is running"),
         })
     }
 
@@ -85,7 +152,13 @@ impl AgentSession {
 
     /// Its process (pid and start time; the pid is also its process group).
     pub fn identity(&self) -> ProcessIdentity {
-        self.proc.identity
+        self.proc.as_ref().map_or(
+            ProcessIdentity {
+                pid: 0,
+                started_at: 0,
+            },
+            |p| p.identity,
+        )
     }
 
     /// Whether it has printed anything yet.
@@ -116,12 +189,13 @@ impl AgentSession {
             return Ok(false);
         };
         let outcome = async {
-            self.proc
+            self.live()
+                .map_err(|e| e.to_string())?
                 .send_line(&probe)
                 .await
                 .map_err(|e| e.to_string())?;
             loop {
-                match self.proc.lines.recv().await {
+                match self.live().map_err(|e| e.to_string())?.lines.recv().await {
                     Some(StdoutLine::Event(AgentEvent::ControlResponse { request_id, .. }))
                         if request_id.as_deref() == Some(id.as_str()) =>
                     {
@@ -148,7 +222,7 @@ impl AgentSession {
                 crate::util::format_duration(timeout)
             )),
         };
-        self.proc.kill().await;
+        self.kill().await;
         Err(failure)
     }
 
@@ -156,7 +230,40 @@ impl AgentSession {
     /// it ended.
     pub async fn send_message(&mut self, text: &str) -> Result<(), String> {
         let line = self.adapter.encode_message(text);
+        if self.per_turn.is_some() {
+            return self.start_turn(&line).await;
+        }
         self.write_or_describe(&line).await
+    }
+
+    /// Starts a turn of a [`ProcessModel::PerTurn`] kind: its process (the conversation
+    /// continued once a turn named it), `line` on its stdin, stdin closed.
+    async fn start_turn(&mut self, line: &str) -> Result<(), String> {
+        if let Some(mut last) = self.proc.take() {
+            // The last turn's process, done with its turn: let it finish its exit, briefly.
+            last.stop(Duration::from_secs(5)).await;
+        }
+        let Some(turns) = self.per_turn.as_mut() else {
+            return Err("not a per-turn agent".into());
+        };
+        let spec = if turns.turns == 0 {
+            turns.spawned.clone()
+        } else {
+            self.adapter.next_turn_launch(&turns.spawned)
+        };
+        turns.turns += 1;
+        turns.ended = false;
+        turns.interrupted = false;
+        let proc = AgentProcess::spawn(&spec, &turns.stderr_log, self.adapter)
+            .map_err(|e| e.to_string())?;
+        self.proc = Some(proc);
+        self.started = false;
+        self.spawned_at = Instant::now();
+        self.write_or_describe(line).await?;
+        if let Some(p) = self.proc.as_mut() {
+            p.close_stdin(); // the end of the message
+        }
+        Ok(())
     }
 
     /// Asks the agent to compact its context: a turn of its own.
@@ -168,11 +275,18 @@ impl AgentSession {
             ));
         };
         let line = self.adapter.encode_message(text);
+        if self.per_turn.is_some() {
+            return self.start_turn(&line).await;
+        }
         self.write_or_describe(&line).await
     }
 
     async fn write_or_describe(&mut self, line: &str) -> Result<(), String> {
-        if let Err(e) = self.proc.send_line(line).await {
+        let sent = match self.live() {
+            Ok(p) => p.send_line(line).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = sent {
             // Writing fails when the agent is gone: say how it ended.
             let when = if self.started {
                 "mid-turn"
@@ -189,40 +303,135 @@ impl AgentSession {
 
     /// The next thing the agent printed (cancel-safe).
     pub async fn recv(&mut self) -> Option<StdoutLine> {
-        self.proc.lines.recv().await
+        if self.per_turn.is_some() {
+            return self.recv_turn().await;
+        }
+        self.proc.as_mut()?.lines.recv().await
+    }
+
+    /// `recv` of a [`ProcessModel::PerTurn`] kind: notes the conversation's creation and the
+    /// turn's `Result`; a process that ends without one after an interrupt ends its turn with
+    /// an interrupted `Result` (a cancelled turn, not a crash).
+    async fn recv_turn(&mut self) -> Option<StdoutLine> {
+        let Some(proc) = self.proc.as_mut() else {
+            return std::future::pending().await;
+        };
+        let line = proc.lines.recv().await;
+        let turns = self.per_turn.as_mut()?;
+        match &line {
+            Some(StdoutLine::Event(AgentEvent::Result(_))) => turns.ended = true,
+            None | Some(StdoutLine::Closed(_)) if turns.interrupted && !turns.ended => {
+                turns.ended = true;
+                return Some(StdoutLine::Event(AgentEvent::Result(interrupted_result())));
+            }
+            _ => {}
+        }
+        line
     }
 
     /// Writes a line the adapter encoded (a permission decision) to the agent.
     pub async fn write(&mut self, line: &str) -> Result<(), AgentError> {
-        self.proc.send_line(line).await
+        self.live()?.send_line(line).await
     }
 
     /// Asks the agent to end the running turn.
     pub async fn interrupt(&mut self) -> Result<(), AgentError> {
+        if let Some(turns) = self.per_turn.as_mut() {
+            // A per-turn agent takes no input during its turn: SIGTERM to the turn's group.
+            turns.interrupted = true;
+            if let Some(p) = self.proc.as_ref() {
+                super::process::kill_group(p.identity.pid, libc::SIGTERM);
+            }
+            return Ok(());
+        }
         let id = uuid::Uuid::new_v4().to_string();
         let line = self.adapter.encode_interrupt(&id);
-        self.proc.send_line(&line).await
+        self.live()?.send_line(&line).await
     }
 
     /// Waits for the agent to exit and says how it ended (exit status, stderr's tail).
+    /// A per-turn agent between turns has no process to exit: this waits for ever then (the
+    /// last turn's process, which printed its `Result`, is reaped meanwhile).
     pub async fn exit_reason(&mut self) -> String {
-        let status = self.proc.wait().await;
-        describe_exit(status, &self.proc)
+        let between_turns = self.per_turn.as_ref().is_some_and(|t| t.ended);
+        let Some(proc) = self.proc.as_mut() else {
+            return std::future::pending().await;
+        };
+        let status = proc.wait().await;
+        if between_turns {
+            return std::future::pending().await;
+        }
+        describe_exit(status, proc)
     }
 
-    /// Whether the agent has exited (without waiting).
+    /// Whether the agent has exited (without waiting). A per-turn agent is never "exited"
+    /// between its turns.
     pub fn has_exited(&mut self) -> bool {
-        self.proc.try_wait().is_some()
+        if self.per_turn.is_some() {
+            return false;
+        }
+        self.proc.as_mut().is_some_and(|p| p.try_wait().is_some())
     }
 
     /// Stops it: close stdin, SIGTERM to its group, `grace`, SIGKILL.
     pub async fn stop(&mut self, grace: Duration) -> Option<std::process::ExitStatus> {
-        self.proc.stop(grace).await
+        self.proc.as_mut()?.stop(grace).await
     }
 
     /// Kills its group at once.
     pub async fn kill(&mut self) -> Option<std::process::ExitStatus> {
-        self.proc.kill().await
+        self.proc.as_mut()?.kill().await
+    }
+}
+
+/// The `Result` of a per-turn agent's turn that ended without one after an interrupt.
+fn interrupted_result() -> TurnResult {
+    TurnResult {
+        subtype: "interrupted".into(),
+        is_error: true,
+        text: Some("the turn was interrupted; the agent's process was stopped".into()),
+        usage: Default::default(),
+        cost_usd: 0.0,
+        duration_ms: None,
+        num_turns: None,
+        session_id: None,
+        model: None,
+        terminal_reason: None,
+        stop_reason: None,
+    }
+}
+
+/// Whether `spec.program` can be run: a path that is an executable file, or a name found so
+/// on the `PATH` the agent gets.
+fn find_program(spec: &LaunchSpec) -> std::io::Result<()> {
+    use std::io::{Error, ErrorKind};
+    use std::os::unix::fs::PermissionsExt;
+    let runnable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if !spec.cwd.is_dir() {
+        return Err(Error::new(ErrorKind::NotFound, "no such folder"));
+    }
+    if spec.program.contains('/') {
+        let path = spec.cwd.join(&spec.program);
+        if runnable(&path) {
+            return Ok(());
+        }
+        return Err(match std::fs::metadata(&path) {
+            Ok(_) => Error::new(ErrorKind::PermissionDenied, "not executable"),
+            Err(e) => e,
+        });
+    }
+    let path = spec
+        .environment()
+        .into_iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v)
+        .unwrap_or_default();
+    if std::env::split_paths(&path).any(|d| runnable(&d.join(&spec.program))) {
+        Ok(())
+    } else {
+        Err(Error::new(ErrorKind::NotFound, "not found on PATH"))
     }
 }
 

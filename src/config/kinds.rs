@@ -14,6 +14,8 @@ use super::load::{KeyPath, Report};
 pub enum KindId {
     /// Claude Code (`src/agent/claude.rs`).
     Claude,
+    /// Gemini CLI (`src/agent/gemini.rs`).
+    Gemini,
 }
 
 /// One agent kind: its `agent` value and the agent-specific team options it accepts.
@@ -25,6 +27,8 @@ pub struct AgentKind {
     pub id: KindId,
     /// The agent-specific team options (of [`AGENT_OPTION_KEYS`]) this kind takes.
     pub options: &'static [AgentOption],
+    /// Options of other kinds this kind cannot honour, with the reason (said in the error).
+    pub refused: &'static [(&'static str, &'static str)],
 }
 
 /// An agent-specific team option and the values it may take.
@@ -48,6 +52,7 @@ pub const AGENT_OPTION_KEYS: &[&str] = &[
     "approval_policy",
     "sandbox",
     "provider",
+    "permissions",
 ];
 
 /// Codex's `approval_policy` choices (0.171.0).
@@ -67,32 +72,63 @@ pub const CLAUDE_PERMISSION_MODES: &[&str] = &[
 ];
 
 /// Every agent kind Switchboard drives. The first is the default of a team without `agent`.
-pub const AGENT_KINDS: &[AgentKind] = &[AgentKind {
-    name: "claude",
-    id: KindId::Claude,
-    options: &[
-        AgentOption {
-            key: "allowed_tools",
-            values: &[],
-        },
-        AgentOption {
-            key: "disallowed_tools",
-            values: &[],
-        },
-        AgentOption {
-            key: "append_system_prompt",
-            values: &[],
-        },
-        AgentOption {
-            key: "permission_mode",
-            values: CLAUDE_PERMISSION_MODES,
-        },
-        AgentOption {
-            key: "model",
-            values: &[],
-        },
-    ],
-}];
+pub const AGENT_KINDS: &[AgentKind] = &[
+    AgentKind {
+        name: "claude",
+        id: KindId::Claude,
+        options: &[
+            AgentOption {
+                key: "allowed_tools",
+                values: &[],
+            },
+            AgentOption {
+                key: "disallowed_tools",
+                values: &[],
+            },
+            AgentOption {
+                key: "append_system_prompt",
+                values: &[],
+            },
+            AgentOption {
+                key: "permission_mode",
+                values: CLAUDE_PERMISSION_MODES,
+            },
+            AgentOption {
+                key: "model",
+                values: &[],
+            },
+            AgentOption {
+                key: "permissions",
+                values: &[],
+            },
+        ],
+        refused: &[],
+    },
+    AgentKind {
+        name: "gemini",
+        id: KindId::Gemini,
+        options: &[
+            AgentOption {
+                key: "model",
+                values: &[],
+            },
+            AgentOption {
+                key: "max_retries",
+                values: &[],
+            },
+            AgentOption {
+                key: "provider",
+                values: &[],
+            },
+        ],
+        refused: &[(
+            "permissions",
+            "Gemini CLI run headless has no permission protocol: it cannot ask Switchboard \
+             before a tool call (what it may run is decided up front), so these rules could \
+             not be honoured",
+        )],
+    },
+];
 
 /// The kind named `name`, if Switchboard knows it.
 pub fn kind(name: &str) -> Option<&'static AgentKind> {
@@ -156,6 +192,17 @@ pub(super) fn check_team(
             continue;
         };
         match kind.options.iter().find(|o| o.key == *key) {
+            None if kind.refused.iter().any(|(k, _)| k == key) => {
+                let why = kind
+                    .refused
+                    .iter()
+                    .find(|(k, _)| k == key)
+                    .map_or("", |(_, why)| *why);
+                report.add(
+                    &path.key(key),
+                    format!("not supported for agent {agent:?}: {why}"),
+                );
+            }
             None => {
                 let takers: Vec<&str> = kinds
                     .iter()
@@ -207,11 +254,13 @@ mod tests {
                 key: "permission_mode",
                 values: &["plan"],
             }],
+            refused: &[],
         },
         AgentKind {
             name: "two",
             id: KindId::Claude,
             options: &[],
+            refused: &[],
         },
     ];
 

@@ -11,7 +11,7 @@ pub mod browser;
 pub mod lines;
 pub mod other_user;
 #[path = "../common/procs.rs"]
-mod procs;
+pub mod procs;
 pub mod serve;
 pub mod sse;
 #[path = "../common/test_agent.rs"]
