@@ -336,6 +336,11 @@ async fn sleep_wake_reboot_and_delete() {
     let g = GeminiEnv::new(&api, "");
     let out = g.run(&["wake", "frontend", "backend"]);
     assert_exit(&out, 0, &["wake"]);
+    assert!(
+        stdout(&out).contains("a process per turn: none until a tell"),
+        "{}",
+        stdout(&out)
+    );
     assert!(api.requests().is_empty(), "waking makes no model call");
     let out = g.run(&["sleep", "frontend", "backend"]);
     assert_exit(&out, 0, &["sleep"]);
@@ -381,4 +386,34 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+/// A turn's process that ends without its result line is a crash, told with the end of its
+/// stderr; a Gemini binary that is not there fails the tell naming `agent_path`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_turn_that_dies_is_a_crash_with_its_stderr() {
+    let api = gemini::start().await;
+    let g = GeminiEnv::new(&api, "args = [\"--no-such-option\"]\n");
+    let out = g.run(&["tell", "frontend", "backend", "Hello?", "--json"]);
+    assert_exit(&out, 1, &["tell", "--json"]);
+    let v = parse_json(&out);
+    let error = v["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("agent exited") && error.contains("exit status 1; stderr:"),
+        "the error names the exit and the end of Gemini's stderr: {v}"
+    );
+    assert!(api.model_calls().is_empty());
+    g.assert_no_agents();
+
+    let g = GeminiEnv::new(&api, "");
+    let config = std::fs::read_to_string(g.env.config_path()).expect("config");
+    let config = config.replace(&pinned::gemini(), "/nonexistent/gemini");
+    g.env.write_config(&config);
+    let out = g.run(&["tell", "frontend", "backend", "Hello?", "--json"]);
+    assert_exit(&out, 1, &["tell", "--json"]);
+    let all = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(
+        all.contains("/nonexistent/gemini") && all.contains("agent_path"),
+        "{all}"
+    );
 }

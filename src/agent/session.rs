@@ -240,8 +240,10 @@ impl AgentSession {
     /// continued once a turn named it), `line` on its stdin, stdin closed.
     async fn start_turn(&mut self, line: &str) -> Result<(), String> {
         if let Some(mut last) = self.proc.take() {
-            // The last turn's process, done with its turn: let it finish its exit, briefly.
-            last.stop(Duration::from_secs(5)).await;
+            // The last turn's process, done with its turn: let it finish its exit (it may
+            // still be writing the session), briefly, then stop what is left of its group.
+            let _ = tokio::time::timeout(Duration::from_secs(10), last.wait()).await;
+            last.stop(Duration::from_secs(2)).await;
         }
         let Some(turns) = self.per_turn.as_mut() else {
             return Err("not a per-turn agent".into());
@@ -359,6 +361,10 @@ impl AgentSession {
         };
         let status = proc.wait().await;
         if between_turns {
+            // The turn's process is done: what is left of its group goes now (before its
+            // group id can be reused), and it is forgotten.
+            proc.stop(Duration::ZERO).await;
+            self.proc = None;
             return std::future::pending().await;
         }
         describe_exit(status, proc)
