@@ -230,7 +230,8 @@ pub trait AgentAdapter: Send + Sync + std::fmt::Debug {
     ) -> LaunchSpec;
     /// For a [`ProcessModel::PerTurn`] kind: the launch of a turn after the first one of this
     /// spawn, from `spawned` (what [`AgentAdapter::launch`] gave, a new conversation or the
-    /// continuation of one): it continues the conversation. By default `spawned` itself.
+    /// continuation of one): it continues the conversation the earlier turns made (or starts
+    /// it, when the CLI kept nothing it can resume). By default `spawned` itself.
     fn next_turn_launch(&self, spawned: &LaunchSpec) -> LaunchSpec {
         spawned.clone()
     }

@@ -5,9 +5,10 @@
 //! - [`adapter`]: the [`adapter::AgentAdapter`] trait, one implementation per agent kind, and
 //!   the launch record ([`adapter::LaunchSpec`]) and environment rules every kind shares.
 //! - [`kinds`]: the adapter of each kind listed in [`crate::config::kinds::AGENT_KINDS`].
-//! - [`claude`] (+ [`claude_mcp`]): Claude Code, the one kind registered so far.
-//! - [`codex`], [`gemini`] (+ [`activity`]): launch builders and decoders of the Codex and
-//!   Gemini CLIs, tested against the pinned CLIs; not adapters yet (see below).
+//! - [`claude`] (+ [`claude_mcp`]): Claude Code, the default kind.
+//! - [`gemini`] (+ [`activity`]): the Gemini CLI, headless, one process per turn.
+//! - [`codex`]: the launch builder and decoder of the Codex CLI, tested against the pinned CLI;
+//!   not an adapter yet.
 //! - [`ssh`]: the SSH transport of remote teams.
 //! - [`session`]: the live agent of one session: spawn, readiness probe, message and
 //!   compaction delivery, decoded output, permission answers, interrupt, stop.
@@ -57,18 +58,24 @@
 //! 3. `src/agent/kinds.rs`: the match arm from that variant to the adapter (the build fails
 //!    until it is there).
 //!
-//! Process models: [`adapter::ProcessModel::PerSession`] (one process, many turns on stdin) is
-//! what [`session::AgentSession`] runs today: Claude Code. Not done yet, and what each needs:
-//! - `codex app-server` (JSON-RPC, one process per session, docs/codex-protocol.md): a trait
-//!   method for the session-opening requests (`initialize`, `thread/start` or `thread/resume`
-//!   with [`adapter::SessionRef::agent_session_id`]) that `AgentSession::spawn` writes, and
-//!   `encode_message`/`encode_interrupt` given the thread and turn ids (`AgentSession` keeps
-//!   them from the decoded `Init` and turn-start events); its answer to the probe is the
-//!   `initialize` response decoded as a `ControlResponse`.
-//! - Gemini headless (one process per turn, docs/gemini-protocol.md): a `PerTurn` variant;
-//!   `AgentSession` spawns in `send_message` (message on stdin, stdin closed), treats the
-//!   turn's exit after its `Result` as normal, interrupts with SIGTERM to the group, and the
-//!   idle wait watches no process. The router does not change for either.
+//! Process models ([`adapter::ProcessModel`], run by [`session::AgentSession`]; the router
+//! does not change for either):
+//! - `PerSession`: one process per session, many turns on stdin (Claude Code).
+//! - `PerTurn`: one process per turn (Gemini headless, docs/gemini-protocol.md). `spawn`
+//!   starts no process (it checks the program can run; the lease and the pool slot are held
+//!   as for any agent); `send_message` starts the turn's process with the launch
+//!   (`launch` for the first turn, [`adapter::AgentAdapter::next_turn_launch`] after: the
+//!   kind decides whether it resumes), writes the message and closes stdin; the process's exit
+//!   after its `Result` is the normal end of the turn, an exit without one is a crash with its
+//!   stderr's tail; `interrupt` is SIGTERM to the turn's group (a turn that then ends without a
+//!   `Result` is cancelled, not crashed); between turns the idle wait watches no process and
+//!   `stop` has nothing to stop.
+//!
+//! Not done yet: `codex app-server` (JSON-RPC, one process per session,
+//! docs/codex-protocol.md) needs a trait method for the session-opening requests
+//! (`initialize`, `thread/start` or `thread/resume` with
+//! [`adapter::SessionRef::agent_session_id`]) that `AgentSession::spawn` writes, and
+//! `encode_message`/`encode_interrupt` given the thread and turn ids.
 
 pub mod activity;
 pub mod adapter;
