@@ -37,15 +37,30 @@ struct GeminiEnv {
 
 impl GeminiEnv {
     fn new(api: &GeminiApi, extra: &str) -> Self {
+        Self::with_teams(api, extra, "")
+    }
+
+    /// The same, with `teams` TOML (more teams) at the end; `{gemini}`, `{marker}`, `{api}` and
+    /// `{docs}` in it are replaced by the binary, the marker, the stand-in's URL and the docs
+    /// team's folder (as TOML strings).
+    fn with_teams(api: &GeminiApi, extra: &str, teams: &str) -> Self {
         let env = TestEnv::new();
         let marker = uuid::Uuid::new_v4().to_string();
+        let teams = teams
+            .replace("{gemini}", &toml_string(&pinned::gemini()))
+            .replace("{marker}", &toml_string(&marker))
+            .replace("{api}", &toml_string(&gemini::base_url(api)))
+            .replace(
+                "{docs}",
+                &toml_string(&env.project("docs").display().to_string()),
+            );
         let text = format!(
             "[settings.prices.\"{MODEL}\"]\ninput = {}\ncached_input = {}\noutput = {}\n\n\
              [database]\npath = \"data/switchboard.db\"\n\n\
              [teams.frontend]\npath = {}\n\n\
              [teams.backend]\npath = {}\nagent = \"gemini\"\nagent_path = {}\nmodel = \"{MODEL}\"\n\
              max_retries = 1\nenv = {{ GEMINI_API_KEY = \"test-key\", {MARKER_VAR} = {} }}\n{extra}\n\
-             [teams.backend.provider]\nbase_url = {}\n",
+             [teams.backend.provider]\nbase_url = {}\n{teams}",
             PRICE.0,
             PRICE.1,
             PRICE.2,
@@ -186,6 +201,45 @@ async fn the_agent_calls_switchboards_tools() {
             .iter()
             .any(|(_, t)| t.contains("frontend") && t.contains("is_you")),
         "the tool's answer reached the model: {results:?}"
+    );
+    drop(serve);
+    g.assert_no_agents();
+}
+
+/// A chain through Gemini's MCP wiring: backend's Gemini agent calls `team_tell` to docs
+/// (another Gemini team), whose answer comes back as the tool's result and into backend's
+/// answer; the hop is recorded as a child of the first tell.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gemini_agent_tells_another_team_through_switchboard() {
+    let api = gemini::start().await;
+    api.push(Answer::text("Asking docs.").with_mcp_call(
+        "switchboard",
+        "team_tell",
+        json!({"to": "docs", "message": "When is the release?"}),
+    ));
+    api.push(Answer::text("The release is on Friday."));
+    api.push(Answer::text("Docs says: Friday."));
+    let g = GeminiEnv::with_teams(
+        &api,
+        "",
+        "\n[teams.docs]\npath = {docs}\nagent = \"gemini\"\nagent_path = {gemini}\n\
+         model = \"gemini-2.5-flash\"\nenv = { GEMINI_API_KEY = \"test-key\", \
+         SWITCHBOARD_GEMINI_TEST_MARKER = {marker} }\n[teams.docs.provider]\nbase_url = {api}\n",
+    );
+    let serve = tokio::task::block_in_place(|| support::serve::ServeProcess::start(&g.env));
+    let v = g.tell("Ask docs when the release is.");
+    assert_eq!(v["answer"], "Docs says: Friday.", "{v}");
+    let hops = g.json(&["report", "backend", "docs"]);
+    let hop = &hops.as_array().expect("tells")[0];
+    assert_eq!(hop["text"], "When is the release?");
+    assert_eq!(hop["answer"], "The release is on Friday.");
+    assert_eq!(hop["parent_tell_id"], v["tell_id"], "{hop}");
+    let calls = api.model_calls();
+    assert_eq!(calls.len(), 3);
+    assert!(
+        gemini::has_text(&calls[2], "tool", "The release is on Friday."),
+        "{:?}",
+        gemini::content_texts(&calls[2])
     );
     drop(serve);
     g.assert_no_agents();
