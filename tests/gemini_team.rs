@@ -18,7 +18,9 @@ use std::time::Duration;
 use fake_api::gemini::{self, Answer, GeminiApi};
 use serde_json::{json, Value};
 use support::procs;
+
 use support::{assert_exit, parse_json, poll_until, stderr, stdout, toml_string, TestEnv};
+use switchboard::store::{EventFilter, SessionStore};
 
 const MODEL: &str = "gemini-2.5-flash";
 /// Prices of [`MODEL`] in the teams file (US dollars per million tokens).
@@ -103,6 +105,20 @@ impl GeminiEnv {
             .join(session_id)
     }
 
+    /// The reasons of the `agent_stopped` events recorded so far, oldest first.
+    fn stop_reasons(&self) -> Vec<String> {
+        let store = SessionStore::open(&self.env.db_path()).expect("open the database");
+        let events = store
+            .events_after(0, &EventFilter::default(), 10_000)
+            .expect("events");
+        events
+            .iter()
+            .map(|e| serde_json::to_value(e).expect("event as JSON"))
+            .filter(|e| e["type"] == "agent_stopped")
+            .map(|e| e["reason"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
     /// Polls (bounded) until no Gemini process of this test is left.
     fn assert_no_agents(&self) {
         let gone = tokio::task::block_in_place(|| {
@@ -124,7 +140,9 @@ fn cost(input: i64, cached: i64, output: i64) -> f64 {
 
 /// A tell is answered with Gemini's tokens and the cost of its model's prices; the next tell
 /// resumes the same Gemini session (the stand-in sees the first exchange in the request's
-/// history), and the session lives in a home of Switchboard's, not the user's `~/.gemini`.
+/// history; each `tell` is a Switchboard process of its own, so this is also a restarted
+/// Switchboard finding the conversation), and the session lives in a home of Switchboard's,
+/// not the user's `~/.gemini`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tell_is_answered_priced_and_the_next_resumes_the_conversation() {
     let api = gemini::start().await;
@@ -241,6 +259,42 @@ async fn a_gemini_agent_tells_another_team_through_switchboard() {
         "{:?}",
         gemini::content_texts(&calls[2])
     );
+    drop(serve);
+    g.assert_no_agents();
+}
+
+/// An idle per-turn agent (no process between turns) is stopped as idle, not as a crash, and
+/// the next tell resumes the conversation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_session_stops_cleanly_and_resumes() {
+    let api = gemini::start().await;
+    api.push(Answer::text("Noted: TULIP."));
+    api.push(Answer::text("It was TULIP."));
+    let g = GeminiEnv::new(&api, "idle_timeout = \"1s\"\n");
+    let serve = tokio::task::block_in_place(|| support::serve::ServeProcess::start(&g.env));
+    g.tell("Remember TULIP.");
+    let mut last = Value::Null;
+    let stopped = tokio::task::block_in_place(|| {
+        poll_until(TURN, || {
+            last = g.env.run_json(&["sessions", "show", "frontend:backend"]);
+            last["process_state"] == "stopped"
+        })
+    });
+    assert!(stopped, "the idle agent is stopped: {last}");
+    assert_eq!(last["status"], "active", "{last}");
+    assert_eq!(last["last_error"], Value::Null, "{last}");
+    assert_eq!(
+        g.stop_reasons(),
+        ["idle"],
+        "stopped as idle, not as a crash"
+    );
+    let v = g.tell("What was it?");
+    assert_eq!(v["answer"], "It was TULIP.");
+    assert!(gemini::has_text(
+        api.model_calls().last().expect("call"),
+        "user",
+        "Remember TULIP."
+    ));
     drop(serve);
     g.assert_no_agents();
 }
