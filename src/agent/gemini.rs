@@ -628,12 +628,19 @@ impl LineDecoder for TurnDecoder {
                 self.close();
                 let answer = self.last.take();
                 let tokens = tokens.unwrap_or_default();
-                // The model that answered: the only one of the turn's stats, else init's.
-                let models = raw.pointer("/stats/models").and_then(Value::as_object);
-                let model = match models {
-                    Some(m) if m.len() == 1 => m.keys().next().cloned(),
-                    _ => self.model.clone(),
-                };
+                // The model that answered: of the turn's stats (keyed by the model the API
+                // says answered), the one with the most tokens (a routing or utility call of
+                // another model is small), else init's.
+                let tokens_of = |v: &Value| v.get("total_tokens").and_then(Value::as_i64);
+                let model = raw
+                    .pointer("/stats/models")
+                    .and_then(Value::as_object)
+                    .and_then(|m| {
+                        m.iter()
+                            .max_by_key(|(_, v)| tokens_of(v).unwrap_or(0))
+                            .map(|(k, _)| k.clone())
+                    })
+                    .or_else(|| self.model.clone());
                 let (subtype, is_error, text) = match outcome {
                     TurnOutcome::Completed => ("success", false, answer),
                     TurnOutcome::Interrupted => {
@@ -871,6 +878,15 @@ mod tests {
             }
         );
         assert!(!Gemini.reports_cost());
+        // With "auto", a small routing call of another model: the answering one is priced.
+        let mut d = TurnDecoder::default();
+        d.decode(br#"{"type":"init","session_id":"s","model":"auto"}"#)
+            .expect("init");
+        let end = br#"{"type":"result","status":"success","stats":{"input_tokens":110,"output_tokens":12,"cached":0,"models":{"gemini-2.5-flash-lite":{"total_tokens":12},"gemini-2.5-pro":{"total_tokens":110}}}}"#;
+        match d.decode(end) {
+            Ok(AgentEvent::Result(r)) => assert_eq!(r.model.as_deref(), Some("gemini-2.5-pro")),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
