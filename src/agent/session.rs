@@ -236,8 +236,9 @@ impl AgentSession {
         self.write_or_describe(&line).await
     }
 
-    /// Starts a turn of a [`ProcessModel::PerTurn`] kind: its process (the conversation
-    /// continued once a turn named it), `line` on its stdin, stdin closed.
+    /// Starts a turn of a [`ProcessModel::PerTurn`] kind: its process (the spawn's launch for
+    /// the first turn, [`AgentAdapter::next_turn_launch`] after), `line` on its stdin, stdin
+    /// closed.
     async fn start_turn(&mut self, line: &str) -> Result<(), String> {
         if let Some(mut last) = self.proc.take() {
             // The last turn's process, done with its turn: let it finish its exit (it may
@@ -311,9 +312,9 @@ impl AgentSession {
         self.proc.as_mut()?.lines.recv().await
     }
 
-    /// `recv` of a [`ProcessModel::PerTurn`] kind: notes the conversation's creation and the
-    /// turn's `Result`; a process that ends without one after an interrupt ends its turn with
-    /// an interrupted `Result` (a cancelled turn, not a crash).
+    /// `recv` of a [`ProcessModel::PerTurn`] kind: notes the turn's `Result`; a process that
+    /// ends without one after an interrupt ends its turn with an interrupted `Result` (a
+    /// cancelled turn, not a crash).
     async fn recv_turn(&mut self) -> Option<StdoutLine> {
         let Some(proc) = self.proc.as_mut() else {
             return std::future::pending().await;
