@@ -39,13 +39,14 @@ struct GeminiEnv {
 
 impl GeminiEnv {
     fn new(api: &GeminiApi, extra: &str) -> Self {
-        Self::with_teams(api, extra, "")
+        Self::with_teams(api, "", extra, "")
     }
 
-    /// The same, with `teams` TOML (more teams) at the end; `{gemini}`, `{marker}`, `{api}` and
+    /// The same, with `settings` TOML lines in `[settings]`, and `teams` TOML (more teams) at
+    /// the end; `{gemini}`, `{marker}`, `{api}` and
     /// `{docs}` in it are replaced by the binary, the marker, the stand-in's URL and the docs
     /// team's folder (as TOML strings).
-    fn with_teams(api: &GeminiApi, extra: &str, teams: &str) -> Self {
+    fn with_teams(api: &GeminiApi, settings: &str, extra: &str, teams: &str) -> Self {
         let env = TestEnv::new();
         let marker = uuid::Uuid::new_v4().to_string();
         let teams = teams
@@ -57,7 +58,7 @@ impl GeminiEnv {
                 &toml_string(&env.project("docs").display().to_string()),
             );
         let text = format!(
-            "[settings.prices.\"{MODEL}\"]\ninput = {}\ncached_input = {}\noutput = {}\n\n\
+            "[settings]\n{settings}\n[settings.prices.\"{MODEL}\"]\ninput = {}\ncached_input = {}\noutput = {}\n\n\
              [database]\npath = \"data/switchboard.db\"\n\n\
              [teams.frontend]\npath = {}\n\n\
              [teams.backend]\npath = {}\nagent = \"gemini\"\nagent_path = {}\nmodel = \"{MODEL}\"\n\
@@ -240,6 +241,7 @@ async fn a_gemini_agent_tells_another_team_through_switchboard() {
     let g = GeminiEnv::with_teams(
         &api,
         "",
+        "",
         "\n[teams.docs]\npath = {docs}\nagent = \"gemini\"\nagent_path = {gemini}\n\
          model = \"gemini-2.5-flash\"\nenv = { GEMINI_API_KEY = \"test-key\", \
          SWITCHBOARD_GEMINI_TEST_MARKER = {marker} }\n[teams.docs.provider]\nbase_url = {api}\n",
@@ -294,6 +296,38 @@ async fn an_idle_session_stops_cleanly_and_resumes() {
         api.model_calls().last().expect("call"),
         "user",
         "Remember TULIP."
+    ));
+    drop(serve);
+    g.assert_no_agents();
+}
+
+/// A full pool evicts an idle per-turn agent (it has no process: nothing to stop, not a
+/// crash), and the evicted session's next tell resumes its conversation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_pool_evicts_an_idle_gemini_session_which_then_resumes() {
+    let api = gemini::start().await;
+    api.push(Answer::text("Noted: IRIS."));
+    api.push(Answer::text("Hello docs."));
+    api.push(Answer::text("It was IRIS."));
+    let g = GeminiEnv::with_teams(
+        &api,
+        "max_processes = 1\n",
+        "",
+        "\n[teams.docs]\npath = {docs}\n",
+    );
+    let serve = tokio::task::block_in_place(|| support::serve::ServeProcess::start(&g.env));
+    g.tell("Remember IRIS.");
+    let v = g.json(&["tell", "docs", "backend", "Hello?"]);
+    assert_eq!(v["answer"], "Hello docs.", "{v}");
+    assert_eq!(g.stop_reasons(), ["evicted"]);
+    let s = g.session();
+    assert_eq!(s["status"], "active", "{s}");
+    let v = g.tell("What was it?");
+    assert_eq!(v["answer"], "It was IRIS.");
+    assert!(gemini::has_text(
+        api.model_calls().last().expect("call"),
+        "user",
+        "Remember IRIS."
     ));
     drop(serve);
     g.assert_no_agents();
