@@ -333,6 +333,36 @@ async fn a_full_pool_evicts_an_idle_gemini_session_which_then_resumes() {
     g.assert_no_agents();
 }
 
+/// A server stopped mid-turn takes the turn's Gemini process with it (no orphan), and the
+/// session takes the next tell (here without a server).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_stopped_mid_turn_leaves_no_gemini_process() {
+    let api = gemini::start().await;
+    api.push(Answer::text("too late").with_delay(Duration::from_secs(300)));
+    api.push(Answer::text("Here now."));
+    let g = GeminiEnv::new(&api, "");
+    let serve = tokio::task::block_in_place(|| support::serve::ServeProcess::start(&g.env));
+    let mut slow: Child = g
+        .env
+        .spawn(&["tell", "frontend", "backend", "Take your time."]);
+    let asked = tokio::time::timeout(TURN, async {
+        while api.model_calls().is_empty() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(asked.is_ok(), "no model call");
+    assert!(!procs::pids_with_env(MARKER_VAR, &g.marker).is_empty());
+    let status = tokio::task::block_in_place(|| serve.stop());
+    assert!(status.success(), "{status:?}");
+    g.assert_no_agents();
+    let _ = tokio::task::block_in_place(|| support::wait_timeout(&mut slow, TURN));
+    let _ = slow.kill();
+    let v = g.tell("Still there?");
+    assert_eq!(v["answer"], "Here now.");
+    g.assert_no_agents();
+}
+
 /// Cancel mid-turn: the turn's Gemini process is stopped, the tell is cancelled (not a crash),
 /// and the next tell is answered in the same conversation.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
