@@ -479,6 +479,11 @@ async fn doctor_reports_the_binary_and_the_credentials() {
         text.contains("GEMINI_API_KEY set in the team's env"),
         "{v:#}"
     );
+    // No warning about a Claude Code registration for a Gemini team.
+    assert!(
+        text.contains("gets Switchboard's tools from a running server"),
+        "{v:#}"
+    );
 
     // The provider's env_key names the variable; unset, doctor says which.
     let config = std::fs::read_to_string(g.env.config_path()).expect("config");
