@@ -254,6 +254,19 @@ fn remote_checks(config: &TeamsConfig) -> std::collections::HashMap<String, Vec<
 /// [`crate::agent::claude_mcp::check_registration`]), for this binary and teams file.
 fn team_registration(team: &TeamConfig, config: &Path) -> Check {
     use crate::agent::claude_mcp::{check_registration, this_exe, Expected};
+    if team.agent != "claude" {
+        // As `mcp install`: there is no such registration for other agent kinds.
+        return Check::new(
+            format!("registration {}", team.name),
+            Outcome::Skip,
+            format!(
+                "`mcp install` registers Switchboard in Claude Code only; agent {:?} gets \
+                 Switchboard's tools from a running server",
+                team.agent
+            ),
+        )
+        .team(&team.name);
+    }
     let expected = Expected {
         team: team.name.clone(),
         exe: this_exe().unwrap_or_default(),

@@ -1411,11 +1411,18 @@ fn example_file_loads_with_every_option() {
         f.home().join(".local/share/switchboard/switchboard.db")
     );
     let names: Vec<&str> = config.teams.keys().map(String::as_str).collect();
-    assert_eq!(names, ["backend", "docs", "frontend"]);
+    assert_eq!(names, ["backend", "backend-gemini", "docs", "frontend"]);
     for (name, team) in &config.teams {
+        assert!(team.description.is_some());
+        if name == "backend-gemini" {
+            assert_eq!(team.path, projects.join("backend"));
+            assert_eq!(team.agent, "gemini");
+            assert_eq!(team.model.as_deref(), Some("gemini-2.5-flash"));
+            assert_eq!(team.max_retries, Some(2));
+            continue;
+        }
         assert_eq!(team.path, projects.join(name));
         assert_eq!(team.agent, "claude");
-        assert!(team.description.is_some());
     }
     let backend = config.team("backend").expect("backend");
     assert_eq!(config.idle_timeout(backend), Duration::from_secs(1800));
@@ -1481,7 +1488,7 @@ fn example_file_uses_environment_overrides() {
         .redacted_snapshot()
         .to_string()
         .contains("real-secret"));
-    for team in config.teams.values() {
+    for team in config.teams.values().filter(|t| t.agent == "claude") {
         assert_eq!(
             team.agent_path.as_deref(),
             Some("/opt/claude/bin/claude"),
@@ -1498,8 +1505,8 @@ fn example_file_without_project_folders_names_each_missing_path() {
         .expect("read");
     // SWITCHBOARD_PROJECTS unset: ~/projects/... under the injected HOME, which do not exist.
     let problems = f.problems(&text);
-    assert_eq!(problems.len(), 3, "{problems:#?}");
-    for team in ["frontend", "backend", "docs"] {
+    assert_eq!(problems.len(), 4, "{problems:#?}");
+    for team in ["frontend", "backend", "docs", "backend-gemini"] {
         assert_problem(&problems, &format!("teams.{team}.path"), "does not exist");
     }
 }

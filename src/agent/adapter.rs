@@ -145,6 +145,13 @@ pub enum ProcessModel {
     /// One process per session, many turns written to its stdin (Claude Code stream-json;
     /// a JSON-RPC server such as `codex app-server` whose session opens with its own requests).
     PerSession,
+    /// One process per turn (Gemini CLI headless): [`AgentSession`](super::session::AgentSession)
+    /// starts no process at spawn (it holds the session's lease and pool slot), starts the
+    /// launch in each `send_message` with the message on stdin and stdin closed, takes the
+    /// process's exit after its `Result` as the normal end of the turn, and interrupts with
+    /// SIGTERM to the turn's process group. A later turn runs
+    /// [`AgentAdapter::next_turn_launch`].
+    PerTurn,
 }
 
 /// Per-launch extras that are not in the team's config.
@@ -245,6 +252,13 @@ pub trait AgentAdapter: Send + Sync + std::fmt::Debug {
         session: &SessionRef<'_>,
         extras: &LaunchExtras,
     ) -> LaunchSpec;
+    /// For a [`ProcessModel::PerTurn`] kind: the launch of a turn after the first one of this
+    /// spawn, from `spawned` (what [`AgentAdapter::launch`] gave, a new conversation or the
+    /// continuation of one): it continues the conversation the earlier turns made (or starts
+    /// it, when the CLI kept nothing it can resume). By default `spawned` itself.
+    fn next_turn_launch(&self, spawned: &LaunchSpec) -> LaunchSpec {
+        spawned.clone()
+    }
     /// Whether the session's conversation exists, so the next launch continues it. By
     /// default: the agent said its own id of it, or its transcript is on disk.
     fn can_resume(&self, team: &TeamConfig, session: &SessionRef<'_>) -> bool {

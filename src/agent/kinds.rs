@@ -10,6 +10,7 @@ pub fn adapter(id: KindId) -> &'static dyn AgentAdapter {
     match id {
         KindId::Claude => &super::claude::ClaudeCode,
         KindId::Codex => &super::codex::Codex,
+        KindId::Gemini => &super::gemini::Gemini,
     }
 }
 

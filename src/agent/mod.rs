@@ -5,10 +5,10 @@
 //! - [`adapter`]: the [`adapter::AgentAdapter`] trait, one implementation per agent kind, and
 //!   the launch record ([`adapter::LaunchSpec`]) and environment rules every kind shares.
 //! - [`kinds`]: the adapter of each kind listed in [`crate::config::kinds::AGENT_KINDS`].
-//! - [`claude`] (+ [`claude_mcp`]): Claude Code; [`codex`]: the Codex CLI (`codex
-//!   app-server`), both registered kinds.
-//! - [`gemini`] (+ [`activity`]): launch builder and decoder of the Gemini CLI, tested against
-//!   the pinned CLI; not an adapter yet (see below).
+//! - [`claude`] (+ [`claude_mcp`]): Claude Code, the default kind.
+//! - [`codex`]: the Codex CLI (`codex app-server`, JSON-RPC, one process per session).
+//! - [`gemini`]: the Gemini CLI, headless, one process per turn.
+//! - [`activity`]: what the Codex and Gemini decoders make of their output.
 //! - [`ssh`]: the SSH transport of remote teams.
 //! - [`session`]: the live agent of one session: spawn, readiness probe, message and
 //!   compaction delivery, decoded output, permission answers, interrupt, stop.
@@ -58,21 +58,27 @@
 //! 3. `src/agent/kinds.rs`: the match arm from that variant to the adapter (the build fails
 //!    until it is there).
 //!
-//! Process models: [`adapter::ProcessModel::PerSession`] (one process, many turns on stdin) is
-//! what [`session::AgentSession`] runs:
-//! - Claude Code chooses its conversation in argv (`--session-id`/`--resume`).
-//! - `codex app-server` (JSON-RPC, docs/codex-protocol.md) opens it over its protocol:
-//!   [`adapter::AgentAdapter::opening`] gives the lines `AgentSession` writes first
-//!   (`initialize`, `thread/start` or `thread/resume` of
-//!   [`adapter::SessionRef::agent_session_id`]), `reopening` the fallback when the agent
-//!   refuses one, `track` what the session learns from decoded events (thread and turn ids, in
-//!   [`adapter::Conversation`]) and `encode_input` the message, compaction and interrupt lines
-//!   that need them. The answer naming the thread is the readiness probe.
-//! - Not done yet: Gemini headless (one process per turn, docs/gemini-protocol.md): a `PerTurn`
-//!   variant; `AgentSession` spawns in `send_message` (message on stdin, stdin closed), treats
-//!   the turn's exit after its `Result` as normal, interrupts with SIGTERM to the group, and the
-//!   idle wait watches no process. The router does not change for it (it calls
-//!   `AgentSession::open_conversation` after every spawn, a no-op for such a CLI).
+//! Process models ([`adapter::ProcessModel`], run by [`session::AgentSession`]; the router
+//! does not change for any of them):
+//! - `PerSession`: one process per session, many turns on stdin.
+//!   - Claude Code chooses its conversation in argv (`--session-id`/`--resume`).
+//!   - `codex app-server` (JSON-RPC, docs/codex-protocol.md) opens it over its protocol:
+//!     [`adapter::AgentAdapter::opening`] gives the lines `AgentSession` writes first
+//!     (`initialize`, `thread/start` or `thread/resume` of
+//!     [`adapter::SessionRef::agent_session_id`]), `reopening` the fallback when the agent
+//!     refuses one, `track` what the session learns from decoded events (thread and turn ids,
+//!     in [`adapter::Conversation`]) and `encode_input` the message, compaction and interrupt
+//!     lines that need them. The answer naming the thread is the readiness probe. The router
+//!     calls `AgentSession::open_conversation` after every spawn (a no-op for other CLIs).
+//! - `PerTurn`: one process per turn (Gemini headless, docs/gemini-protocol.md). `spawn`
+//!   starts no process (it checks the program can run; the lease and the pool slot are held
+//!   as for any agent); `send_message` starts the turn's process with the launch
+//!   (`launch` for the first turn, [`adapter::AgentAdapter::next_turn_launch`] after: the
+//!   kind decides whether it resumes), writes the message and closes stdin; the process's exit
+//!   after its `Result` is the normal end of the turn, an exit without one is a crash with its
+//!   stderr's tail; `interrupt` is SIGTERM to the turn's group (a turn that then ends without a
+//!   `Result` is cancelled, not crashed); between turns the idle wait watches no process and
+//!   `stop` has nothing to stop.
 
 pub mod activity;
 pub mod adapter;

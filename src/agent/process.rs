@@ -188,6 +188,11 @@ impl AgentProcess {
         stdin.flush().await.map_err(io)
     }
 
+    /// Closes the agent's stdin (the end of its input: a per-turn agent's message is complete).
+    pub fn close_stdin(&mut self) {
+        self.stdin.take();
+    }
+
     /// The last few KiB the agent wrote to stderr, as text, secrets hidden (it ends up in
     /// errors, `last_error`, logs and events).
     pub fn stderr_tail(&self) -> String {

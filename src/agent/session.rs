@@ -3,6 +3,11 @@
 //! up without a model call), deliver a message or a compaction, read its decoded output,
 //! answer it (permission decisions), interrupt the turn, stop it. Everything CLI-specific is
 //! asked of the [`AgentAdapter`]; the router sees only [`StdoutLine`]s of [`AgentEvent`]s.
+//!
+//! A kind of [`ProcessModel::PerTurn`] (Gemini CLI headless) has no process between turns:
+//! `spawn` starts nothing (the caller still holds the session's lease and pool slot), each
+//! `send_message` starts that turn's process, and its exit after the turn's `Result` is the
+//! normal end of the turn (see [`PerTurn`]).
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -10,8 +15,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::adapter::{AgentAdapter, Conversation, Input, LaunchSpec, SessionRef};
-use super::event::AgentEvent;
+use super::adapter::{AgentAdapter, Conversation, Input, LaunchSpec, ProcessModel, SessionRef};
+use super::event::{AgentEvent, TurnResult};
 use super::process::{AgentProcess, StdoutLine};
 use super::ssh::launch::{RemoteAgent, RemoteIdentity};
 use super::ssh::{Host, SshError, Transport};
@@ -46,7 +51,9 @@ impl ProbeFailure {
 
 /// The live agent of one session.
 pub struct AgentSession {
-    proc: AgentProcess,
+    /// The agent process: the session's (always there), or the running or last turn's of a
+    /// [`ProcessModel::PerTurn`] kind (none before the first turn).
+    proc: Option<AgentProcess>,
     adapter: &'static dyn AgentAdapter,
     /// Whether the agent has printed anything yet (before that, the spawn timeout applies).
     started: bool,
@@ -65,6 +72,24 @@ pub struct AgentSession {
     remote: Option<RemoteLink>,
     /// Whether the remote group is known to be stopped (a stop there succeeded).
     remote_stopped: bool,
+    /// How turns are started, for a [`ProcessModel::PerTurn`] kind.
+    per_turn: Option<PerTurn>,
+}
+
+/// The turns of a [`ProcessModel::PerTurn`] session: what to launch, and how the current
+/// turn's process is doing.
+struct PerTurn {
+    /// The launch the session was spawned with (its first turn's).
+    spawned: LaunchSpec,
+    /// Where the turns' stderr goes.
+    stderr_log: PathBuf,
+    /// How many turns were started (the first runs `spawned`; later ones
+    /// [`AgentAdapter::next_turn_launch`], which continues the conversation).
+    turns: u32,
+    /// Whether the current turn's process printed its `Result` (its exit is then normal).
+    ended: bool,
+    /// Whether the current turn was interrupted (SIGTERM to its group).
+    interrupted: bool,
 }
 
 /// A remote agent's host and process group, and the transport that reaches it.
@@ -98,7 +123,7 @@ impl std::fmt::Debug for AgentSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AgentSession")
             .field("agent", &self.adapter.name())
-            .field("pid", &self.proc.identity.pid)
+            .field("pid", &self.identity().pid)
             .field("started", &self.started)
             .finish()
     }
@@ -113,8 +138,21 @@ impl AgentSession {
         spec: &LaunchSpec,
         stderr_log: &Path,
     ) -> Result<Self, AgentError> {
+        if adapter.process_model() == ProcessModel::PerTurn {
+            return Self::spawn_per_turn(adapter, spec, stderr_log);
+        }
         let proc = AgentProcess::spawn(spec, stderr_log, adapter)?;
-        Ok(Self {
+        Ok(Self::new(adapter, Some(proc), spec, None, None))
+    }
+
+    fn new(
+        adapter: &'static dyn AgentAdapter,
+        proc: Option<AgentProcess>,
+        spec: &LaunchSpec,
+        remote: Option<RemoteLink>,
+        per_turn: Option<PerTurn>,
+    ) -> Self {
+        Self {
             proc,
             adapter,
             started: false,
@@ -123,8 +161,42 @@ impl AgentSession {
             opening: Opening::Done,
             backlog: VecDeque::new(),
             cwd: spec.cwd.clone(),
-            remote: None,
+            remote,
             remote_stopped: false,
+            per_turn,
+        }
+    }
+
+    /// `spawn` of a [`ProcessModel::PerTurn`] kind: no process until the first turn. Its
+    /// program must exist and be executable, so a missing binary fails here as for other kinds.
+    fn spawn_per_turn(
+        adapter: &'static dyn AgentAdapter,
+        spec: &LaunchSpec,
+        stderr_log: &Path,
+    ) -> Result<Self, AgentError> {
+        if let Err(source) = find_program(spec) {
+            return Err(AgentError::Spawn {
+                program: spec.program.clone(),
+                team: String::new(),
+                cwd: spec.cwd.clone(),
+                source,
+            });
+        }
+        let turns = PerTurn {
+            spawned: spec.clone(),
+            stderr_log: stderr_log.to_path_buf(),
+            turns: 0,
+            ended: true,
+            interrupted: false,
+        };
+        Ok(Self::new(adapter, None, spec, None, Some(turns)))
+    }
+
+    /// The process, or an error saying there is none (a per-turn kind between turns).
+    fn live(&mut self) -> Result<&mut AgentProcess, AgentError> {
+        self.proc.as_mut().ok_or_else(|| AgentError::Io {
+            what: "agent".into(),
+            source: std::io::Error::new(std::io::ErrorKind::NotConnected, "no turn is running"),
         })
     }
 
@@ -143,22 +215,12 @@ impl AgentSession {
     ) -> Result<Self, AgentError> {
         let agent =
             RemoteAgent::spawn(transport, host, spec, marker, stderr_log, adapter, timeout).await?;
-        Ok(Self {
-            proc: agent.process,
-            adapter,
-            started: false,
-            spawned_at: Instant::now(),
-            remote: Some(RemoteLink {
-                transport: transport.clone(),
-                host: agent.host,
-                identity: agent.remote,
-            }),
-            remote_stopped: false,
-            conv: Conversation::default(),
-            opening: Opening::Done,
-            backlog: VecDeque::new(),
-            cwd: spec.cwd.clone(),
-        })
+        let link = RemoteLink {
+            transport: transport.clone(),
+            host: agent.host,
+            identity: agent.remote,
+        };
+        Ok(Self::new(adapter, Some(agent.process), spec, Some(link), None))
     }
 
     /// The host and process group of a remote agent (`None` for a local one).
@@ -190,7 +252,7 @@ impl AgentSession {
 
     /// The next line of the agent, its conversation state noted.
     async fn next_line(&mut self) -> Option<StdoutLine> {
-        let line = self.proc.lines.recv().await;
+        let line = self.proc.as_mut()?.lines.recv().await;
         if let Some(StdoutLine::Event(ev)) = &line {
             self.adapter.track(ev, &mut self.conv);
         }
@@ -203,7 +265,11 @@ impl AgentSession {
     async fn await_open(&mut self, timeout: Duration) -> Result<(), ProbeFailure> {
         if let Opening::Unsent(lines) = std::mem::take(&mut self.opening) {
             for line in &lines {
-                if let Err(e) = self.proc.send_line(line).await {
+                let sent = match self.live() {
+                    Ok(p) => p.send_line(line).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = sent {
                     return Err(ProbeFailure::Exited(format!(
                         "agent exited before it started: {} ({e})",
                         self.exit_reason().await
@@ -235,7 +301,8 @@ impl AgentSession {
                         match self.adapter.reopening(&self.cwd, &id) {
                             Some(again) => {
                                 tracing::info!(request = %id, error = %why, "the agent refused to open the conversation; opening a new one");
-                                self.proc
+                                self.live()
+                                    .map_err(|e| e.to_string())?
                                     .send_line(&again)
                                     .await
                                     .map_err(|e| e.to_string())?;
@@ -269,11 +336,11 @@ impl AgentSession {
                 Ok(())
             }
             Ok(Err(why)) => {
-                self.proc.kill().await;
+                self.kill().await;
                 Err(ProbeFailure::Exited(why))
             }
             Err(_) => {
-                self.proc.kill().await;
+                self.kill().await;
                 Err(ProbeFailure::TimedOut(format!(
                     "timeout: the agent did not open its conversation within {}; it was killed",
                     crate::util::format_duration(timeout)
@@ -289,7 +356,13 @@ impl AgentSession {
 
     /// Its process (pid and start time; the pid is also its process group).
     pub fn identity(&self) -> ProcessIdentity {
-        self.proc.identity
+        self.proc.as_ref().map_or(
+            ProcessIdentity {
+                pid: 0,
+                started_at: 0,
+            },
+            |p| p.identity,
+        )
     }
 
     /// Whether it has printed anything yet.
@@ -326,12 +399,13 @@ impl AgentSession {
             return Ok(false);
         };
         let outcome = async {
-            self.proc
+            self.live()
+                .map_err(|e| e.to_string())?
                 .send_line(&probe)
                 .await
                 .map_err(|e| e.to_string())?;
             loop {
-                match self.proc.lines.recv().await {
+                match self.live().map_err(|e| e.to_string())?.lines.recv().await {
                     Some(StdoutLine::Event(AgentEvent::ControlResponse { request_id, .. }))
                         if request_id.as_deref() == Some(id.as_str()) =>
                     {
@@ -358,7 +432,7 @@ impl AgentSession {
                 crate::util::format_duration(timeout)
             )),
         };
-        self.proc.kill().await;
+        self.kill().await;
         Err(failure)
     }
 
@@ -374,7 +448,43 @@ impl AgentSession {
                 self.adapter.name()
             ));
         };
+        if self.per_turn.is_some() {
+            return self.start_turn(&line).await;
+        }
         self.write_or_describe(&line).await
+    }
+
+    /// Starts a turn of a [`ProcessModel::PerTurn`] kind: its process (the spawn's launch for
+    /// the first turn, [`AgentAdapter::next_turn_launch`] after), `line` on its stdin, stdin
+    /// closed.
+    async fn start_turn(&mut self, line: &str) -> Result<(), String> {
+        if let Some(mut last) = self.proc.take() {
+            // The last turn's process, done with its turn: let it finish its exit (it may
+            // still be writing the session), briefly, then stop what is left of its group.
+            let _ = tokio::time::timeout(Duration::from_secs(10), last.wait()).await;
+            last.stop(Duration::from_secs(2)).await;
+        }
+        let Some(turns) = self.per_turn.as_mut() else {
+            return Err("not a per-turn agent".into());
+        };
+        let spec = if turns.turns == 0 {
+            turns.spawned.clone()
+        } else {
+            self.adapter.next_turn_launch(&turns.spawned)
+        };
+        turns.turns += 1;
+        turns.ended = false;
+        turns.interrupted = false;
+        let proc = AgentProcess::spawn(&spec, &turns.stderr_log, self.adapter)
+            .map_err(|e| e.to_string())?;
+        self.proc = Some(proc);
+        self.started = false;
+        self.spawned_at = Instant::now();
+        self.write_or_describe(line).await?;
+        if let Some(p) = self.proc.as_mut() {
+            p.close_stdin(); // the end of the message
+        }
+        Ok(())
     }
 
     /// Asks the agent to compact its context: a turn of its own.
@@ -388,11 +498,18 @@ impl AgentSession {
                 self.adapter.name()
             ));
         };
+        if self.per_turn.is_some() {
+            return self.start_turn(&line).await;
+        }
         self.write_or_describe(&line).await
     }
 
     async fn write_or_describe(&mut self, line: &str) -> Result<(), String> {
-        if let Err(e) = self.proc.send_line(line).await {
+        let sent = match self.live() {
+            Ok(p) => p.send_line(line).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = sent {
             // Writing fails when the agent is gone: say how it ended.
             let when = if self.started {
                 "mid-turn"
@@ -412,16 +529,47 @@ impl AgentSession {
         if let Some(line) = self.backlog.pop_front() {
             return Some(line);
         }
+        if self.per_turn.is_some() {
+            return self.recv_turn().await;
+        }
         self.next_line().await
+    }
+
+    /// `recv` of a [`ProcessModel::PerTurn`] kind: notes the turn's `Result`; a process that
+    /// ends without one after an interrupt ends its turn with an interrupted `Result` (a
+    /// cancelled turn, not a crash).
+    async fn recv_turn(&mut self) -> Option<StdoutLine> {
+        let Some(proc) = self.proc.as_mut() else {
+            return std::future::pending().await;
+        };
+        let line = proc.lines.recv().await;
+        let turns = self.per_turn.as_mut()?;
+        match &line {
+            Some(StdoutLine::Event(AgentEvent::Result(_))) => turns.ended = true,
+            None | Some(StdoutLine::Closed(_)) if turns.interrupted && !turns.ended => {
+                turns.ended = true;
+                return Some(StdoutLine::Event(AgentEvent::Result(interrupted_result())));
+            }
+            _ => {}
+        }
+        line
     }
 
     /// Writes a line the adapter encoded (a permission decision) to the agent.
     pub async fn write(&mut self, line: &str) -> Result<(), AgentError> {
-        self.proc.send_line(line).await
+        self.live()?.send_line(line).await
     }
 
     /// Asks the agent to end the running turn.
     pub async fn interrupt(&mut self) -> Result<(), AgentError> {
+        if let Some(turns) = self.per_turn.as_mut() {
+            // A per-turn agent takes no input during its turn: SIGTERM to the turn's group.
+            turns.interrupted = true;
+            if let Some(p) = self.proc.as_ref() {
+                super::process::kill_group(p.identity.pid, libc::SIGTERM);
+            }
+            return Ok(());
+        }
         let id = uuid::Uuid::new_v4().to_string();
         let Some(line) = self.adapter.encode_input(&self.conv, Input::Interrupt(&id)) else {
             return Err(AgentError::Io {
@@ -429,25 +577,42 @@ impl AgentSession {
                 source: std::io::Error::other("the agent has named no running turn to interrupt"),
             });
         };
-        self.proc.send_line(&line).await
+        self.live()?.send_line(&line).await
     }
 
     /// Waits for the agent to exit and says how it ended (exit status, stderr's tail).
+    /// A per-turn agent between turns has no process to exit: this waits for ever then (the
+    /// last turn's process, which printed its `Result`, is reaped meanwhile).
     pub async fn exit_reason(&mut self) -> String {
-        let status = self.proc.wait().await;
+        let between_turns = self.per_turn.as_ref().is_some_and(|t| t.ended);
+        let Some(proc) = self.proc.as_mut() else {
+            return std::future::pending().await;
+        };
+        let status = proc.wait().await;
+        if between_turns {
+            // The turn's process is done: what is left of its group goes now (before its
+            // group id can be reused), and it is forgotten.
+            proc.stop(Duration::ZERO).await;
+            self.proc = None;
+            return std::future::pending().await;
+        }
         if let Some(link) = &self.remote {
             // The local ssh failed (255): the connection broke; say so, naming the host.
             let code = status.as_ref().ok().and_then(|s| s.code());
-            if let Some(e) = remote_exit_error(&link.host, code, &self.proc.stderr_tail()) {
+            if let Some(e) = remote_exit_error(&link.host, code, &proc.stderr_tail()) {
                 return e.to_string();
             }
         }
-        describe_exit(status, &self.proc)
+        describe_exit(status, proc)
     }
 
-    /// Whether the agent has exited (without waiting).
+    /// Whether the agent has exited (without waiting). A per-turn agent is never "exited"
+    /// between its turns.
     pub fn has_exited(&mut self) -> bool {
-        self.proc.try_wait().is_some()
+        if self.per_turn.is_some() {
+            return false;
+        }
+        self.proc.as_mut().is_some_and(|p| p.try_wait().is_some())
     }
 
     /// Stops it: close stdin, SIGTERM to its group, `grace`, SIGKILL. A remote agent's group
@@ -457,9 +622,9 @@ impl AgentSession {
             if let Err(e) = self.stop_remote(grace).await {
                 tracing::warn!(error = %e, "cannot stop the remote agent's process group");
             }
-            return self.proc.stop(REMOTE_LOCAL_GRACE).await;
+            return self.proc.as_mut()?.stop(REMOTE_LOCAL_GRACE).await;
         }
-        self.proc.stop(grace).await
+        self.proc.as_mut()?.stop(grace).await
     }
 
     /// Kills its group at once (a remote group: TERM, then KILL shortly after).
@@ -469,7 +634,7 @@ impl AgentSession {
                 tracing::warn!(error = %e, "cannot stop the remote agent's process group");
             }
         }
-        self.proc.kill().await
+        self.proc.as_mut()?.kill().await
     }
 
     /// Stops a remote agent's process group on its host: SIGTERM, `grace`, SIGKILL. `Ok` with
@@ -509,6 +674,57 @@ const REMOTE_KILL_GRACE: Duration = Duration::from_millis(300);
 /// Why a remote agent's local ssh ended, when the connection (not the agent) ended it.
 fn remote_exit_error(host: &Host, status: Option<i32>, stderr_tail: &str) -> Option<SshError> {
     super::ssh::launch::exit_error(host, status, stderr_tail)
+}
+
+/// The `Result` of a per-turn agent's turn that ended without one after an interrupt.
+fn interrupted_result() -> TurnResult {
+    TurnResult {
+        subtype: "interrupted".into(),
+        is_error: true,
+        text: Some("the turn was interrupted; the agent's process was stopped".into()),
+        usage: Default::default(),
+        cost_usd: 0.0,
+        duration_ms: None,
+        num_turns: None,
+        session_id: None,
+        model: None,
+        terminal_reason: None,
+        stop_reason: None,
+    }
+}
+
+/// Whether `spec.program` can be run: a path that is an executable file, or a name found so
+/// on the `PATH` the agent gets.
+fn find_program(spec: &LaunchSpec) -> std::io::Result<()> {
+    use std::io::{Error, ErrorKind};
+    use std::os::unix::fs::PermissionsExt;
+    let runnable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if !spec.cwd.is_dir() {
+        return Err(Error::new(ErrorKind::NotFound, "no such folder"));
+    }
+    if spec.program.contains('/') {
+        let path = spec.cwd.join(&spec.program);
+        if runnable(&path) {
+            return Ok(());
+        }
+        return Err(match std::fs::metadata(&path) {
+            Ok(_) => Error::new(ErrorKind::PermissionDenied, "not executable"),
+            Err(e) => e,
+        });
+    }
+    let path = spec
+        .environment()
+        .into_iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v)
+        .unwrap_or_default();
+    if std::env::split_paths(&path).any(|d| runnable(&d.join(&spec.program))) {
+        Ok(())
+    } else {
+        Err(Error::new(ErrorKind::NotFound, "not found on PATH"))
+    }
 }
 
 /// How an agent process ended, with the tail of its stderr.

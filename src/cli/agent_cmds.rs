@@ -102,11 +102,16 @@ impl WakeCmd {
             } else {
                 "stopped again as this command ends"
             };
+            // pid 0: an agent kind that runs a process per turn has none between turns.
+            let started = if v.pid == 0 {
+                "agent ready (a process per turn: none until a tell)".to_string()
+            } else {
+                format!("agent started (pid {})", v.pid)
+            };
             outln!(
-                "{} -> {}: agent started (pid {}); {} queued tell(s) delivered; {after}",
+                "{} -> {}: {started}; {} queued tell(s) delivered; {after}",
                 v.from_team,
                 v.to_team,
-                v.pid,
                 v.delivered
             );
         }

@@ -16,6 +16,8 @@ pub enum KindId {
     Claude,
     /// The Codex CLI run as `codex app-server` (`src/agent/codex.rs`).
     Codex,
+    /// Gemini CLI, headless, a process per turn (`src/agent/gemini.rs`).
+    Gemini,
 }
 
 /// One agent kind: its `agent` value and the agent-specific team options it accepts.
@@ -27,6 +29,8 @@ pub struct AgentKind {
     pub id: KindId,
     /// The agent-specific team options (of [`AGENT_OPTION_KEYS`]) this kind takes.
     pub options: &'static [AgentOption],
+    /// Options of other kinds this kind cannot honour, with the reason (said in the error).
+    pub refused: &'static [(&'static str, &'static str)],
 }
 
 /// An agent-specific team option and the values it may take.
@@ -50,6 +54,7 @@ pub const AGENT_OPTION_KEYS: &[&str] = &[
     "approval_policy",
     "sandbox",
     "provider",
+    "permissions",
 ];
 
 /// Codex's `approval_policy` choices (0.171.0, which refuses to start with `untrusted`: "no
@@ -95,7 +100,12 @@ pub const AGENT_KINDS: &[AgentKind] = &[
                 key: "model",
                 values: &[],
             },
+            AgentOption {
+                key: "permissions",
+                values: &[],
+            },
         ],
+        refused: &[],
     },
     AgentKind {
         name: "codex",
@@ -121,7 +131,36 @@ pub const AGENT_KINDS: &[AgentKind] = &[
                 key: "provider",
                 values: &[],
             },
+            AgentOption {
+                key: "permissions",
+                values: &[],
+            },
         ],
+        refused: &[],
+    },
+    AgentKind {
+        name: "gemini",
+        id: KindId::Gemini,
+        options: &[
+            AgentOption {
+                key: "model",
+                values: &[],
+            },
+            AgentOption {
+                key: "max_retries",
+                values: &[],
+            },
+            AgentOption {
+                key: "provider",
+                values: &[],
+            },
+        ],
+        refused: &[(
+            "permissions",
+            "Gemini CLI run headless has no permission protocol: it cannot ask Switchboard \
+             before a tool call (what it may run is decided up front), so these rules could \
+             not be honoured",
+        )],
     },
 ];
 
@@ -187,6 +226,17 @@ pub(super) fn check_team(
             continue;
         };
         match kind.options.iter().find(|o| o.key == *key) {
+            None if kind.refused.iter().any(|(k, _)| k == key) => {
+                let why = kind
+                    .refused
+                    .iter()
+                    .find(|(k, _)| k == key)
+                    .map_or("", |(_, why)| *why);
+                report.add(
+                    &path.key(key),
+                    format!("not supported for agent {agent:?}: {why}"),
+                );
+            }
             None => {
                 let takers: Vec<&str> = kinds
                     .iter()
@@ -238,11 +288,13 @@ mod tests {
                 key: "permission_mode",
                 values: &["plan"],
             }],
+            refused: &[],
         },
         AgentKind {
             name: "two",
             id: KindId::Claude,
             options: &[],
+            refused: &[],
         },
     ];
 

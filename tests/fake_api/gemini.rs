@@ -194,12 +194,16 @@ pub fn error_body(status: u16, message: &str) -> Value {
     json!({"error": {"code": status, "message": message, "status": kind}})
 }
 
-fn chunk(parts: Vec<Value>, finish: bool, usage: Option<&Answer>, n: usize) -> String {
+/// One event of a streamed answer; `modelVersion` is the model asked for (as the real API
+/// names the model that answered).
+fn chunk(parts: Vec<Value>, finish: bool, usage: Option<&Answer>, rec: &Recorded) -> String {
+    let n = rec.n;
+    let version = model(rec).unwrap_or_else(|| "gemini-fake".into());
     let mut candidate = json!({"content": {"parts": parts, "role": "model"}, "index": 0});
     if finish {
         candidate["finishReason"] = json!("STOP");
     }
-    let mut body = json!({"candidates": [candidate], "modelVersion": "gemini-fake", "responseId": format!("resp_fake_{n}")});
+    let mut body = json!({"candidates": [candidate], "modelVersion": version, "responseId": format!("resp_fake_{n}")});
     if let Some(a) = usage {
         body["usageMetadata"] = json!({
             "promptTokenCount": a.prompt_tokens,
@@ -236,7 +240,7 @@ fn reply(rec: &Recorded, answer: Option<Answer>) -> Reply {
             vec![json!({"text": first})],
             false,
             None,
-            rec.n,
+            rec,
         )));
     }
     steps.push(Step::Wait(answer.delay));
@@ -247,7 +251,7 @@ fn reply(rec: &Recorded, answer: Option<Answer>) -> Reply {
     if let Some((name, args)) = &answer.call {
         last.push(json!({"functionCall": {"name": name, "args": args}}));
     }
-    steps.push(Step::Data(chunk(last, true, Some(&answer), rec.n)));
+    steps.push(Step::Data(chunk(last, true, Some(&answer), rec)));
     Reply::stream(steps)
 }
 
