@@ -1636,3 +1636,18 @@ fn options_of_other_agent_kinds_are_refused_on_a_claude_team() {
     }
     assert_eq!(problems.len(), 4, "{problems:#?}");
 }
+
+#[test]
+fn a_remote_team_must_run_a_kind_the_remote_lifecycle_drives() {
+    let f = Fixture::new();
+    for agent in ["codex", "gemini"] {
+        let p = f.one_problem(
+            &format!("[teams.r]\npath = \"/srv/x\"\nremote = \"h\"\nagent = \"{agent}\"\n"),
+            "teams.r.remote",
+            "cannot run on a remote host",
+        );
+        assert!(p.message.contains("remote teams run: claude"), "{p:?}");
+    }
+    let ok = f.ok("[teams.r]\npath = \"/srv/x\"\nremote = \"h\"\nagent = \"claude\"\n");
+    assert_eq!(ok.team("r").unwrap().remote.as_deref(), Some("h"));
+}

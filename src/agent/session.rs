@@ -220,7 +220,13 @@ impl AgentSession {
             host: agent.host,
             identity: agent.remote,
         };
-        Ok(Self::new(adapter, Some(agent.process), spec, Some(link), None))
+        Ok(Self::new(
+            adapter,
+            Some(agent.process),
+            spec,
+            Some(link),
+            None,
+        ))
     }
 
     /// The host and process group of a remote agent (`None` for a local one).

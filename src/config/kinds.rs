@@ -31,6 +31,9 @@ pub struct AgentKind {
     pub options: &'static [AgentOption],
     /// Options of other kinds this kind cannot honour, with the reason (said in the error).
     pub refused: &'static [(&'static str, &'static str)],
+    /// Whether a team of this kind may run on a remote host (`remote`): the SSH lifecycle
+    /// runs its process model and its transcripts there.
+    pub remote: bool,
 }
 
 /// An agent-specific team option and the values it may take.
@@ -106,6 +109,7 @@ pub const AGENT_KINDS: &[AgentKind] = &[
             },
         ],
         refused: &[],
+        remote: true,
     },
     AgentKind {
         name: "codex",
@@ -137,6 +141,7 @@ pub const AGENT_KINDS: &[AgentKind] = &[
             },
         ],
         refused: &[],
+        remote: false,
     },
     AgentKind {
         name: "gemini",
@@ -161,6 +166,7 @@ pub const AGENT_KINDS: &[AgentKind] = &[
              before a tool call (what it may run is decided up front), so these rules could \
              not be honoured",
         )],
+        remote: false,
     },
 ];
 
@@ -289,12 +295,14 @@ mod tests {
                 values: &["plan"],
             }],
             refused: &[],
+            remote: false,
         },
         AgentKind {
             name: "two",
             id: KindId::Claude,
             options: &[],
             refused: &[],
+            remote: false,
         },
     ];
 

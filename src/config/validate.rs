@@ -86,9 +86,6 @@ const PRICE_KEYS: &[&str] = &["input", "cached_input", "output"];
 /// false, such a team was refused: its path is not checked here, and a local agent must never
 /// start in it.
 const REMOTE_TEAMS_WIRED: bool = true;
-/// The agent kinds a remote team may run (the remote spawn drives the one-process-per-session
-/// model over SSH).
-const REMOTE_KINDS: &[&str] = &["claude"];
 /// System folders no team may work in (also checked after resolving symlinks).
 const FORBIDDEN_DIRS: &[&str] = &[
     "/etc",
@@ -424,13 +421,18 @@ fn team(
     // The kind, and the agent-specific options it takes (see kinds.rs).
     super::kinds::check_team(super::kinds::AGENT_KINDS, agent, table, path, report);
     // Over SSH, only the kinds whose process model the remote lifecycle runs.
-    if remote.is_some() && super::kinds::kind(agent).is_some() && !REMOTE_KINDS.contains(&agent) {
+    if remote.is_some() && super::kinds::kind(agent).is_some_and(|k| !k.remote) {
+        let remote_kinds: Vec<&str> = super::kinds::AGENT_KINDS
+            .iter()
+            .filter(|k| k.remote)
+            .map(|k| k.name)
+            .collect();
         report.add(
             &path.key("remote"),
             format!(
                 "agent {agent:?} cannot run on a remote host in this version (remote teams run: \
                  {}); remove `remote` to run the team here",
-                REMOTE_KINDS.join(", ")
+                remote_kinds.join(", ")
             ),
         );
     }
