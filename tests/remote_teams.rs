@@ -102,8 +102,30 @@ impl World {
     }
 
     /// Writes a teams file: team `a` here, team `b` on the remote host in `project`, run by
-    /// `agent` with `env`; `settings` are `[settings]` lines.
+    /// `agent` with `env`; `settings` are `[settings]` lines. Team `b`'s `switchboard_path` is
+    /// this build of `switchboard` (the remote host is this machine).
     fn write_config(&self, project: &Path, agent: &str, env: &[(&str, String)], settings: &str) {
+        self.write_config_with(
+            project,
+            agent,
+            env,
+            settings,
+            env!("CARGO_BIN_EXE_switchboard"),
+            "",
+        );
+    }
+
+    /// [`World::write_config`] with team `b`'s `switchboard_path` and `more` (whole tables
+    /// after team `b`'s).
+    fn write_config_with(
+        &self,
+        project: &Path,
+        agent: &str,
+        env: &[(&str, String)],
+        settings: &str,
+        switchboard: &str,
+        more: &str,
+    ) {
         let env: Vec<String> = env
             .iter()
             .map(|(k, v)| format!("{k} = {}", Value::from(v.as_str())))
@@ -118,7 +140,8 @@ impl World {
             "[settings]\n{settings}\n[database]\npath = {db}\n\
              [teams.a]\npath = {a}\nagent_path = {claude}\n\
              [teams.b]\npath = {b}\nremote = {alias}\nssh_options = {options}\n\
-             agent_path = {agent}\nenv = {{ {env} }}\n",
+             agent_path = {agent}\nswitchboard_path = {switchboard}\nenv = {{ {env} }}\n{more}",
+            switchboard = Value::from(switchboard),
             db = Value::from(self.db_path().display().to_string()),
             a = Value::from(self.local.path().join("a").display().to_string()),
             claude = Value::from(pinned_claude::binary()),
@@ -253,8 +276,8 @@ async fn a_tell_and_a_resumed_tell_run_on_the_remote_host_and_the_transcript_is_
         std::os::unix::fs::MetadataExt::uid(&meta),
         sshd::remote_user().0
     );
-    // No MCP config of this machine was handed to the agent there (the CLI serves MCP to the
-    // agents it starts; a local file path means nothing on the remote host).
+    // No MCP config file of this machine was handed to the agent there (the CLI serves MCP to
+    // the agents it starts; a local file path means nothing on the remote host).
     let store = SessionStore::open(&w.db_path()).unwrap();
     let launch = store
         .get_by_session_id(&session_id)
@@ -263,11 +286,23 @@ async fn a_tell_and_a_resumed_tell_run_on_the_remote_host_and_the_transcript_is_
         .launch_command
         .unwrap_or_default();
     assert!(launch.contains("--session-id"), "{launch}");
-    assert!(!launch.contains("--mcp-config"), "{launch}");
+    // It got Switchboard's tools through the bridge there: an inline config running
+    // `switchboard mcp-bridge`, never a config file of this machine.
+    assert!(
+        launch.contains("--mcp-config") && launch.contains("mcp-bridge"),
+        "{launch}"
+    );
+    assert!(!launch.contains(".json\""), "{launch}");
     drop(store);
     // The CLI stopped its agent there and forgot the group; nothing runs on the host.
     assert_eq!(w.recorded(), None);
     assert!(w.remote_processes("claude").is_empty());
+    // Its tools' socket and credential file there went with it.
+    let mcp_dir = PathBuf::from(format!("/tmp/sb-mcp-{}", sshd::remote_user().0));
+    for end in ["sock", "token"] {
+        let file = mcp_dir.join(format!("{session_id}.{end}"));
+        assert!(!file.exists(), "{} is left on the host", file.display());
+    }
 
     api.push(Answer::text("Resumed on the remote host."));
     let out = w.run(&["--json", "tell", "a", "b", "And again"]);
@@ -683,7 +718,14 @@ async fn a_changed_host_key_is_refused_and_the_tell_fails_with_the_fix() {
 fn doctor_and_config_check_remote_report_every_problem_of_a_remote_team() {
     let w = World::start();
     let missing = w.sshd.remote_dir.join("no-such-folder");
-    w.write_config(&missing, "/opt/no-such-agent/claude", &[], "");
+    w.write_config_with(
+        &missing,
+        "/opt/no-such-agent/claude",
+        &[],
+        "",
+        "/opt/no-such-switchboard/switchboard",
+        "",
+    );
     // Without --remote, nothing is looked at there: the file is valid.
     let out = w.run(&["config", "check"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -692,10 +734,11 @@ fn doctor_and_config_check_remote_report_every_problem_of_a_remote_team() {
     assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
     let err = stderr(&out);
     assert!(
-        err.contains("2 problems")
+        err.contains("3 problems")
             && err.contains("teams.b: sbtest: the team folder")
             && err.contains("does not exist there")
-            && err.contains("no agent program \"/opt/no-such-agent/claude\""),
+            && err.contains("no agent program \"/opt/no-such-agent/claude\"")
+            && err.contains("no \"/opt/no-such-switchboard/switchboard\" there"),
         "{err}"
     );
 
@@ -707,7 +750,7 @@ fn doctor_and_config_check_remote_report_every_problem_of_a_remote_team() {
         .iter()
         .filter(|c| c["team"] == "b" && c["outcome"] == "fail")
         .collect();
-    assert_eq!(failed.len(), 2, "{report:#}");
+    assert_eq!(failed.len(), 3, "{report:#}");
     assert!(failed[0]["detail"]
         .as_str()
         .unwrap()
@@ -716,6 +759,8 @@ fn doctor_and_config_check_remote_report_every_problem_of_a_remote_team() {
         .as_str()
         .unwrap()
         .contains("no agent program"));
+    // No bridge there: its agents would get no Switchboard tools.
+    assert!(failed[2]["detail"].as_str().unwrap().contains("mcp-bridge"));
     assert_eq!(report["ok"], false);
 
     // A good remote team: both say so.
@@ -733,10 +778,12 @@ fn doctor_and_config_check_remote_report_every_problem_of_a_remote_team() {
         .collect();
     assert_eq!(remote.len(), 1, "{report:#}");
     assert_eq!(remote[0]["outcome"], "ok");
-    assert!(remote[0]["detail"]
-        .as_str()
-        .unwrap()
-        .contains(pinned_claude::CLAUDE_VERSION));
+    let detail = remote[0]["detail"].as_str().unwrap();
+    assert!(detail.contains(pinned_claude::CLAUDE_VERSION), "{detail}");
+    assert!(
+        detail.contains(concat!("switchboard ", env!("CARGO_PKG_VERSION"))),
+        "{detail}"
+    );
 }
 
 /// Migration 10 (the remote agent of a session) on a database of the schema before it, with
