@@ -889,3 +889,65 @@ fn migration_10_keeps_a_version_9_database_and_records_remote_agents() {
         .unwrap();
     assert_eq!(left, 0);
 }
+
+/// Every process's command line with `needle` in it (this machine is also the "remote host").
+fn command_lines_holding(needle: &str) -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(needle))
+        .collect()
+}
+
+/// A remote team's `env` values (an API key, a hostile secret) reach its agent exactly, and are
+/// in no process's command line on either machine while the agent runs: not in the local
+/// `ssh`'s (readable by every local user in /proc), not in the remote shell's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_env_values_of_a_remote_team_are_on_no_command_line() {
+    let w = World::start();
+    let project = w.remote_folder("proj");
+    let home = w.remote_folder("home");
+    let key = format!("sk-ant-{}", uuid::Uuid::new_v4().simple());
+    let marker = uuid::Uuid::new_v4().simple().to_string();
+    let hostile = format!(
+        "  {marker} it's \"q\" $(touch pwned) `id`;\n\\n \\c %s %b \\0101 \\\\ \t\r x=y \
+         'end\n\nlast é🦀"
+    );
+    w.write_config(
+        &project,
+        test_agent::path(),
+        &[
+            ("HOME", home.display().to_string()),
+            ("ANTHROPIC_API_KEY", key.clone()),
+            ("SECRET_HOSTILE", hostile.clone()),
+            ("EMPTY", String::new()),
+        ],
+        "",
+    );
+    let router = w.router();
+    let t = router
+        .tell("a", "b", "getenv:ANTHROPIC_API_KEY", WAIT)
+        .await
+        .unwrap();
+    assert_eq!(t.answer.as_deref(), Some(key.as_str()), "{t:?}");
+    // The agent runs (idle) meanwhile: nothing of the secrets is on a command line.
+    assert!(!w.remote_processes(test_agent::path()).is_empty());
+    let exposed = command_lines_holding(&key);
+    assert!(exposed.is_empty(), "the API key is in argv: {exposed:?}");
+    let exposed = command_lines_holding(&marker);
+    assert!(exposed.is_empty(), "the secret is in argv: {exposed:?}");
+    let t = router
+        .tell("a", "b", "getenv:SECRET_HOSTILE", WAIT)
+        .await
+        .unwrap();
+    assert_eq!(t.answer.as_deref(), Some(hostile.as_str()), "{t:?}");
+    let t = router.tell("a", "b", "getenv:EMPTY", WAIT).await.unwrap();
+    assert_eq!(t.answer.as_deref(), Some(""), "{t:?}");
+    // The agent's own input still starts after the variables: it answers as before.
+    let t = router.tell("a", "b", "hello", WAIT).await.unwrap();
+    assert_eq!(t.answer.as_deref(), Some("echo: hello"), "{t:?}");
+    router.shutdown().await;
+    assert!(!home.join("pwned").exists() && !project.join("pwned").exists());
+}
