@@ -34,7 +34,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fake_api::{Answer, FakeApi};
-use serde_json::Value;
+use serde_json::{json, Value};
 use sshd::Sshd;
 use switchboard::router::{Router, Wait};
 use switchboard::store::{SessionStore, TellKind, TellState};
@@ -950,4 +950,132 @@ async fn secret_env_values_of_a_remote_team_are_on_no_command_line() {
     assert_eq!(t.answer.as_deref(), Some("echo: hello"), "{t:?}");
     router.shutdown().await;
     assert!(!home.join("pwned").exists() && !project.join("pwned").exists());
+}
+
+/// Every tool result Claude Code sent back in a request's conversation, oldest first.
+fn tool_results(rec: &fake_api::Recorded) -> Vec<String> {
+    rec.messages()
+        .iter()
+        .filter(|m| m["role"] == "user")
+        .filter_map(|m| m["content"].as_array())
+        .flatten()
+        .filter(|b| b["type"] == "tool_result")
+        .map(|b| match &b["content"] {
+            Value::String(s) => s.clone(),
+            Value::Array(parts) => parts
+                .iter()
+                .filter_map(|p| p["text"].as_str())
+                .collect::<Vec<_>>()
+                .join("\n"),
+            _ => String::new(),
+        })
+        .collect()
+}
+
+/// A chain local -> remote -> local through `switchboard tell` as a user runs it: team `a`'s
+/// tell reaches the remote team `b` (the real Claude Code on the remote host), whose agent
+/// calls `team_tell` to the local team `c` through the bridge; `c` (the real Claude Code here)
+/// answers and the answer flows back to `a`. The chain holds across the remote hop: `c`'s
+/// tell onwards to `d` is one hop too many (`max_hops = 2`), and `b`'s tell back to `a`, who
+/// is waiting, is refused as a loop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_local_remote_local_keeps_its_hop_limit_and_loop_refusal() {
+    let w = World::start();
+    let api = FakeApi::start().await;
+    api.respond_with(|rec| {
+        let results = tool_results(rec);
+        Some(if rec.has_text("user", "PING-B") {
+            // b, on the remote host.
+            match results.as_slice() {
+                [] => Answer::text("Asking c.").with_tool_use(
+                    "toolu_b1",
+                    "mcp__switchboard__team_tell",
+                    json!({"to": "c", "message": "PING-C from b"}),
+                ),
+                [_] => Answer::text("Telling a back.").with_tool_use(
+                    "toolu_b2",
+                    "mcp__switchboard__team_tell",
+                    json!({"to": "a", "message": "back to a"}),
+                ),
+                [c, back, ..] => Answer::text(format!("B-DONE c said: {c} || a: {back}")),
+            }
+        } else if rec.has_text("user", "PING-C") {
+            // c, here.
+            match results.as_slice() {
+                [] => Answer::text("Asking d.").with_tool_use(
+                    "toolu_c1",
+                    "mcp__switchboard__team_tell",
+                    json!({"to": "d", "message": "PING-D from c"}),
+                ),
+                [d, ..] => Answer::text(format!("C-ANSWER (d: {d})")),
+            }
+        } else {
+            Answer::text("ok")
+        })
+    });
+    let project = w.remote_folder("proj");
+    let home = w.remote_folder("home");
+    let (c_dir, c_home) = (w.local.path().join("c"), w.local.path().join("chome"));
+    std::fs::create_dir_all(&c_dir).unwrap();
+    std::fs::create_dir_all(&c_home).unwrap();
+    let c_env: Vec<String> = claude_env(&c_home, &api)
+        .into_iter()
+        .map(|(k, v)| format!("{k} = {}", Value::from(v)))
+        .collect();
+    let more = format!(
+        "[teams.c]\npath = {c}\nagent_path = {claude}\nenv = {{ {env} }}\n\
+         [teams.d]\npath = {c}\nagent_path = {agent}\n",
+        c = Value::from(c_dir.display().to_string()),
+        claude = Value::from(pinned_claude::binary()),
+        env = c_env.join(", "),
+        agent = Value::from(test_agent::path()),
+    );
+    w.write_config_with(
+        &project,
+        &pinned_claude::binary(),
+        &claude_env(&home, &api),
+        "max_hops = 2",
+        env!("CARGO_BIN_EXE_switchboard"),
+        &more,
+    );
+
+    let out = w.run(&["--json", "tell", "a", "b", "PING-B: ask c, then a"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let tell: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let answer = tell["answer"].as_str().unwrap_or("");
+    // c's answer came back through b to a.
+    assert!(
+        answer.starts_with("B-DONE c said: ") && answer.contains("C-ANSWER (d: "),
+        "{tell:#}"
+    );
+    // c's tell onwards to d: one hop too many; b's tell back to a: a loop.
+    let (c_part, a_part) = answer.split_once(" || a: ").unwrap();
+    assert!(
+        c_part.contains("a -> b -> c -> d is 3 hops, more than settings.max_hops = 2"),
+        "{c_part}"
+    );
+    assert!(
+        a_part.contains("a -> b -> a is a loop: a is waiting for an answer"),
+        "{a_part}"
+    );
+    // Stored as a chain: b -> c answered under a -> b; nothing went to d or back to a.
+    let store = SessionStore::open(&w.db_path()).unwrap();
+    let to_c = store.recent_tells("b", "c", 10).unwrap();
+    assert_eq!(to_c.len(), 1, "{to_c:?}");
+    assert_eq!(
+        to_c[0].parent_tell_id.as_deref(),
+        tell["tell_id"].as_str(),
+        "{to_c:?}"
+    );
+    assert_eq!(to_c[0].state, TellState::Answered);
+    assert!(to_c[0]
+        .answer
+        .as_deref()
+        .unwrap_or("")
+        .starts_with("C-ANSWER"));
+    assert!(store.recent_tells("c", "d", 10).unwrap().is_empty());
+    assert!(store.recent_tells("b", "a", 10).unwrap().is_empty());
+    // The remote agent, its bridge and its forwarded socket are gone with the CLI.
+    assert!(w.remote_processes("mcp-bridge").is_empty());
+    assert!(w.remote_processes("claude").is_empty());
 }
