@@ -474,6 +474,11 @@ fn serve_runs_the_remote_agent_and_stops_it_there_at_shutdown() {
     let (_, pid) = w.recorded().expect("the server's remote agent is recorded");
     assert!(!group_members(pid).is_empty());
     assert!(!masters(&w).is_empty());
+    // With its tools: the server's socket and the agent's credential file there.
+    let session = tell["session_id"].as_str().unwrap().to_string();
+    let mcp_dir = PathBuf::from(format!("/tmp/sb-mcp-{}", sshd::remote_user().0));
+    let ends = ["sock", "token"].map(|end| mcp_dir.join(format!("{session}.{end}")));
+    assert!(ends.iter().all(|f| f.exists()), "{ends:?}");
     // SAFETY: kill(2).
     unsafe { libc::kill(serve.id() as i32, libc::SIGTERM) };
     let mut status = None;
@@ -488,6 +493,10 @@ fn serve_runs_the_remote_agent_and_stops_it_there_at_shutdown() {
     assert!(ended, "serve stopped on SIGTERM");
     assert!(group_members(pid).is_empty(), "the agent there was stopped");
     assert_eq!(w.recorded(), None);
+    assert!(
+        ends.iter().all(|f| !f.exists()),
+        "the agent's socket and credential went with it: {ends:?}"
+    );
     assert!(
         poll_until(Duration::from_secs(10), || masters(&w).is_empty()),
         "the control connection was closed"
@@ -1078,4 +1087,44 @@ async fn a_chain_local_remote_local_keeps_its_hop_limit_and_loop_refusal() {
     // The remote agent, its bridge and its forwarded socket are gone with the CLI.
     assert!(w.remote_processes("mcp-bridge").is_empty());
     assert!(w.remote_processes("claude").is_empty());
+}
+
+/// A remote agent that cannot start fails the tell with the reason, and its tools' socket and
+/// credential file on the host (set up before the spawn) are taken down with it: a folder
+/// that is not there (the spawn fails), an agent that is not there (it exits before it
+/// starts).
+#[test]
+fn a_remote_agent_that_cannot_start_leaves_no_socket_or_credential_there() {
+    let w = World::start();
+    let mcp_dir = PathBuf::from(format!("/tmp/sb-mcp-{}", sshd::remote_user().0));
+    let project = w.remote_folder("proj");
+    let cases = [
+        (
+            w.sshd.remote_dir.join("no-such-folder"),
+            pinned_claude::binary(),
+            "cannot enter the team folder",
+        ),
+        (
+            project,
+            "/opt/no-such-agent/claude".to_string(),
+            "/opt/no-such-agent/claude: not found",
+        ),
+    ];
+    for (folder, agent, why) in cases {
+        w.write_config(&folder, &agent, &[], "");
+        let out = w.run(&["tell", "a", "b", "hello"]);
+        assert!(!out.status.success());
+        assert!(stderr(&out).contains(why), "{}", stderr(&out));
+        let store = SessionStore::open(&w.db_path()).unwrap();
+        let session_id = store.get_by_pair("a", "b").unwrap().unwrap().session_id;
+        for end in ["sock", "token"] {
+            let file = mcp_dir.join(format!("{session_id}.{end}"));
+            assert!(
+                !file.exists(),
+                "{why}: {} is left on the host",
+                file.display()
+            );
+        }
+        assert!(w.remote_processes("mcp-bridge").is_empty());
+    }
 }
