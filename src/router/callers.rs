@@ -24,6 +24,9 @@ pub const MCP_SERVER_NAME: &str = crate::agent::claude_mcp::SERVER_NAME;
 /// `team_tell` wait (one hour).
 pub const AGENT_TOOL_TIMEOUT_MS: u64 = 3_700_000;
 
+/// How long taking down a remote agent's MCP forward may take (see [`AgentCredential::close`]).
+const REMOTE_CLOSE_BOUND: std::time::Duration = std::time::Duration::from_secs(6);
+
 /// Writes a file only the user can read (it holds tokens).
 fn write_private(path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
     crate::private_fs::write(path, data)
@@ -71,10 +74,20 @@ impl AgentCredential {
     /// (awaited: a later start of the same session sets up the same socket, which a late
     /// take-down in the background would remove). Dropping does the same, the remote part in
     /// the background.
+    /// Bounded ([`REMOTE_CLOSE_BOUND`]): a host that does not answer (the connection broke)
+    /// must not hold up a tell's error or a shutdown; the forward ended with the connection,
+    /// and the credential in the file left there no longer works.
     pub(crate) async fn close(mut self) {
         if let Some(remote) = self.remote.take() {
-            if let Err(e) = remote.guard.close().await {
-                tracing::warn!(error = %e, "cannot take down a remote agent's MCP forward");
+            match tokio::time::timeout(REMOTE_CLOSE_BOUND, remote.guard.close()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "cannot take down a remote agent's MCP forward")
+                }
+                Err(_) => tracing::warn!(
+                    timeout = ?REMOTE_CLOSE_BOUND,
+                    "taking down a remote agent's MCP forward took too long; gave up"
+                ),
             }
         }
     }
