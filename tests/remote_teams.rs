@@ -1107,7 +1107,7 @@ fn a_remote_agent_that_cannot_start_leaves_no_socket_or_credential_there() {
         (
             project,
             "/opt/no-such-agent/claude".to_string(),
-            "/opt/no-such-agent/claude: not found",
+            "set `agent_path` of the team to the agent's path on sbtest",
         ),
     ];
     for (folder, agent, why) in cases {

@@ -282,6 +282,21 @@ pub fn exit_error(host: &Host, status: Option<i32>, stderr_tail: &str) -> Option
             Some(255),
             stderr_tail,
         )),
+        // The wrapper's `exec` found no such program (after it said who it is, so the spawn
+        // itself went well): name the setting that fixes it.
+        Some(127)
+            if stderr_tail.contains("switchboard-remote:") && stderr_tail.contains("not found") =>
+        {
+            Some(SshError::Remote {
+                host: host.destination.clone(),
+                what: "starting the agent".into(),
+                detail: format!(
+                    "the agent program is not there; set `agent_path` of the team to the \
+                     agent's path on {host} ({})",
+                    stderr_tail.trim()
+                ),
+            })
+        }
         _ => None,
     }
 }
