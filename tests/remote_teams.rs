@@ -954,6 +954,18 @@ async fn secret_env_values_of_a_remote_team_are_on_no_command_line() {
     assert_eq!(t.answer.as_deref(), Some(hostile.as_str()), "{t:?}");
     let t = router.tell("a", "b", "getenv:EMPTY", WAIT).await.unwrap();
     assert_eq!(t.answer.as_deref(), Some(""), "{t:?}");
+    // This router serves no MCP endpoint: the agent got no MCP config, and nothing was
+    // forwarded for it (as for a local agent).
+    let store = SessionStore::open(&w.db_path()).unwrap();
+    let launch = store
+        .get_by_session_id(&t.session_id)
+        .unwrap()
+        .unwrap()
+        .launch_command
+        .unwrap_or_default();
+    assert!(!launch.contains("--mcp-config"), "{launch}");
+    let mcp_dir = PathBuf::from(format!("/tmp/sb-mcp-{}", sshd::remote_user().0));
+    assert!(!mcp_dir.join(format!("{}.sock", t.session_id)).exists());
     // The agent's own input still starts after the variables: it answers as before.
     let t = router.tell("a", "b", "hello", WAIT).await.unwrap();
     assert_eq!(t.answer.as_deref(), Some("echo: hello"), "{t:?}");
