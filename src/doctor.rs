@@ -226,9 +226,10 @@ fn remote_checks(config: &TeamsConfig) -> std::collections::HashMap<String, Vec<
                 label,
                 Outcome::Ok,
                 format!(
-                    "{host}: {}: {}",
+                    "{host}: {}: {}; switchboard (tools bridge): {}",
                     report.agent.as_deref().unwrap_or("agent"),
-                    report.version.as_deref().unwrap_or("version unknown")
+                    report.version.as_deref().unwrap_or("version unknown"),
+                    report.bridge.as_deref().unwrap_or("unknown")
                 ),
             )
             .team(&name)]
@@ -239,7 +240,8 @@ fn remote_checks(config: &TeamsConfig) -> std::collections::HashMap<String, Vec<
                 .map(|p| {
                     Check::new(label.clone(), Outcome::Fail, p)
                         .fix(format!(
-                            "fix it on {host} (or the team's `path`/`agent_path`/`remote`), then                              run `switchboard config check --remote`"
+                            "fix it on {host} (or the team's `path`/`agent_path`/`switchboard_path`/`remote`), \
+                             then run `switchboard config check --remote`"
                         ))
                         .team(&name)
                 })

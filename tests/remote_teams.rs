@@ -34,7 +34,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fake_api::{Answer, FakeApi};
-use serde_json::Value;
+use serde_json::{json, Value};
 use sshd::Sshd;
 use switchboard::router::{Router, Wait};
 use switchboard::store::{SessionStore, TellKind, TellState};
@@ -102,8 +102,30 @@ impl World {
     }
 
     /// Writes a teams file: team `a` here, team `b` on the remote host in `project`, run by
-    /// `agent` with `env`; `settings` are `[settings]` lines.
+    /// `agent` with `env`; `settings` are `[settings]` lines. Team `b`'s `switchboard_path` is
+    /// this build of `switchboard` (the remote host is this machine).
     fn write_config(&self, project: &Path, agent: &str, env: &[(&str, String)], settings: &str) {
+        self.write_config_with(
+            project,
+            agent,
+            env,
+            settings,
+            env!("CARGO_BIN_EXE_switchboard"),
+            "",
+        );
+    }
+
+    /// [`World::write_config`] with team `b`'s `switchboard_path` and `more` (whole tables
+    /// after team `b`'s).
+    fn write_config_with(
+        &self,
+        project: &Path,
+        agent: &str,
+        env: &[(&str, String)],
+        settings: &str,
+        switchboard: &str,
+        more: &str,
+    ) {
         let env: Vec<String> = env
             .iter()
             .map(|(k, v)| format!("{k} = {}", Value::from(v.as_str())))
@@ -118,7 +140,8 @@ impl World {
             "[settings]\n{settings}\n[database]\npath = {db}\n\
              [teams.a]\npath = {a}\nagent_path = {claude}\n\
              [teams.b]\npath = {b}\nremote = {alias}\nssh_options = {options}\n\
-             agent_path = {agent}\nenv = {{ {env} }}\n",
+             agent_path = {agent}\nswitchboard_path = {switchboard}\nenv = {{ {env} }}\n{more}",
+            switchboard = Value::from(switchboard),
             db = Value::from(self.db_path().display().to_string()),
             a = Value::from(self.local.path().join("a").display().to_string()),
             claude = Value::from(pinned_claude::binary()),
@@ -253,8 +276,8 @@ async fn a_tell_and_a_resumed_tell_run_on_the_remote_host_and_the_transcript_is_
         std::os::unix::fs::MetadataExt::uid(&meta),
         sshd::remote_user().0
     );
-    // No MCP config of this machine was handed to the agent there (the CLI serves MCP to the
-    // agents it starts; a local file path means nothing on the remote host).
+    // No MCP config file of this machine was handed to the agent there (the CLI serves MCP to
+    // the agents it starts; a local file path means nothing on the remote host).
     let store = SessionStore::open(&w.db_path()).unwrap();
     let launch = store
         .get_by_session_id(&session_id)
@@ -263,11 +286,23 @@ async fn a_tell_and_a_resumed_tell_run_on_the_remote_host_and_the_transcript_is_
         .launch_command
         .unwrap_or_default();
     assert!(launch.contains("--session-id"), "{launch}");
-    assert!(!launch.contains("--mcp-config"), "{launch}");
+    // It got Switchboard's tools through the bridge there: an inline config running
+    // `switchboard mcp-bridge`, never a config file of this machine.
+    assert!(
+        launch.contains("--mcp-config") && launch.contains("mcp-bridge"),
+        "{launch}"
+    );
+    assert!(!launch.contains(".json\""), "{launch}");
     drop(store);
     // The CLI stopped its agent there and forgot the group; nothing runs on the host.
     assert_eq!(w.recorded(), None);
     assert!(w.remote_processes("claude").is_empty());
+    // Its tools' socket and credential file there went with it.
+    let mcp_dir = PathBuf::from(format!("/tmp/sb-mcp-{}", sshd::remote_user().0));
+    for end in ["sock", "token"] {
+        let file = mcp_dir.join(format!("{session_id}.{end}"));
+        assert!(!file.exists(), "{} is left on the host", file.display());
+    }
 
     api.push(Answer::text("Resumed on the remote host."));
     let out = w.run(&["--json", "tell", "a", "b", "And again"]);
@@ -439,6 +474,11 @@ fn serve_runs_the_remote_agent_and_stops_it_there_at_shutdown() {
     let (_, pid) = w.recorded().expect("the server's remote agent is recorded");
     assert!(!group_members(pid).is_empty());
     assert!(!masters(&w).is_empty());
+    // With its tools: the server's socket and the agent's credential file there.
+    let session = tell["session_id"].as_str().unwrap().to_string();
+    let mcp_dir = PathBuf::from(format!("/tmp/sb-mcp-{}", sshd::remote_user().0));
+    let ends = ["sock", "token"].map(|end| mcp_dir.join(format!("{session}.{end}")));
+    assert!(ends.iter().all(|f| f.exists()), "{ends:?}");
     // SAFETY: kill(2).
     unsafe { libc::kill(serve.id() as i32, libc::SIGTERM) };
     let mut status = None;
@@ -453,6 +493,10 @@ fn serve_runs_the_remote_agent_and_stops_it_there_at_shutdown() {
     assert!(ended, "serve stopped on SIGTERM");
     assert!(group_members(pid).is_empty(), "the agent there was stopped");
     assert_eq!(w.recorded(), None);
+    assert!(
+        ends.iter().all(|f| !f.exists()),
+        "the agent's socket and credential went with it: {ends:?}"
+    );
     assert!(
         poll_until(Duration::from_secs(10), || masters(&w).is_empty()),
         "the control connection was closed"
@@ -683,7 +727,14 @@ async fn a_changed_host_key_is_refused_and_the_tell_fails_with_the_fix() {
 fn doctor_and_config_check_remote_report_every_problem_of_a_remote_team() {
     let w = World::start();
     let missing = w.sshd.remote_dir.join("no-such-folder");
-    w.write_config(&missing, "/opt/no-such-agent/claude", &[], "");
+    w.write_config_with(
+        &missing,
+        "/opt/no-such-agent/claude",
+        &[],
+        "",
+        "/opt/no-such-switchboard/switchboard",
+        "",
+    );
     // Without --remote, nothing is looked at there: the file is valid.
     let out = w.run(&["config", "check"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -692,10 +743,11 @@ fn doctor_and_config_check_remote_report_every_problem_of_a_remote_team() {
     assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
     let err = stderr(&out);
     assert!(
-        err.contains("2 problems")
+        err.contains("3 problems")
             && err.contains("teams.b: sbtest: the team folder")
             && err.contains("does not exist there")
-            && err.contains("no agent program \"/opt/no-such-agent/claude\""),
+            && err.contains("no agent program \"/opt/no-such-agent/claude\"")
+            && err.contains("no \"/opt/no-such-switchboard/switchboard\" there"),
         "{err}"
     );
 
@@ -707,7 +759,7 @@ fn doctor_and_config_check_remote_report_every_problem_of_a_remote_team() {
         .iter()
         .filter(|c| c["team"] == "b" && c["outcome"] == "fail")
         .collect();
-    assert_eq!(failed.len(), 2, "{report:#}");
+    assert_eq!(failed.len(), 3, "{report:#}");
     assert!(failed[0]["detail"]
         .as_str()
         .unwrap()
@@ -716,6 +768,8 @@ fn doctor_and_config_check_remote_report_every_problem_of_a_remote_team() {
         .as_str()
         .unwrap()
         .contains("no agent program"));
+    // No bridge there: its agents would get no Switchboard tools.
+    assert!(failed[2]["detail"].as_str().unwrap().contains("mcp-bridge"));
     assert_eq!(report["ok"], false);
 
     // A good remote team: both say so.
@@ -733,10 +787,12 @@ fn doctor_and_config_check_remote_report_every_problem_of_a_remote_team() {
         .collect();
     assert_eq!(remote.len(), 1, "{report:#}");
     assert_eq!(remote[0]["outcome"], "ok");
-    assert!(remote[0]["detail"]
-        .as_str()
-        .unwrap()
-        .contains(pinned_claude::CLAUDE_VERSION));
+    let detail = remote[0]["detail"].as_str().unwrap();
+    assert!(detail.contains(pinned_claude::CLAUDE_VERSION), "{detail}");
+    assert!(
+        detail.contains(concat!("switchboard ", env!("CARGO_PKG_VERSION"))),
+        "{detail}"
+    );
 }
 
 /// Migration 10 (the remote agent of a session) on a database of the schema before it, with
@@ -841,4 +897,246 @@ fn migration_10_keeps_a_version_9_database_and_records_remote_agents() {
         .query_row("SELECT COUNT(*) FROM session_remote", [], |r| r.get(0))
         .unwrap();
     assert_eq!(left, 0);
+}
+
+/// Every process's command line with `needle` in it (this machine is also the "remote host").
+fn command_lines_holding(needle: &str) -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(needle))
+        .collect()
+}
+
+/// A remote team's `env` values (an API key, a hostile secret) reach its agent exactly, and are
+/// in no process's command line on either machine while the agent runs: not in the local
+/// `ssh`'s (readable by every local user in /proc), not in the remote shell's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_env_values_of_a_remote_team_are_on_no_command_line() {
+    let w = World::start();
+    let project = w.remote_folder("proj");
+    let home = w.remote_folder("home");
+    let key = format!("sk-ant-{}", uuid::Uuid::new_v4().simple());
+    let marker = uuid::Uuid::new_v4().simple().to_string();
+    let hostile = format!(
+        "  {marker} it's \"q\" $(touch pwned) `id`;\n\\n \\c %s %b \\0101 \\\\ \t\r x=y \
+         'end\n\nlast é🦀"
+    );
+    w.write_config(
+        &project,
+        test_agent::path(),
+        &[
+            ("HOME", home.display().to_string()),
+            ("ANTHROPIC_API_KEY", key.clone()),
+            ("SECRET_HOSTILE", hostile.clone()),
+            ("EMPTY", String::new()),
+        ],
+        "",
+    );
+    let router = w.router();
+    let t = router
+        .tell("a", "b", "getenv:ANTHROPIC_API_KEY", WAIT)
+        .await
+        .unwrap();
+    assert_eq!(t.answer.as_deref(), Some(key.as_str()), "{t:?}");
+    // The agent runs (idle) meanwhile: nothing of the secrets is on a command line.
+    assert!(!w.remote_processes(test_agent::path()).is_empty());
+    let exposed = command_lines_holding(&key);
+    assert!(exposed.is_empty(), "the API key is in argv: {exposed:?}");
+    let exposed = command_lines_holding(&marker);
+    assert!(exposed.is_empty(), "the secret is in argv: {exposed:?}");
+    let t = router
+        .tell("a", "b", "getenv:SECRET_HOSTILE", WAIT)
+        .await
+        .unwrap();
+    assert_eq!(t.answer.as_deref(), Some(hostile.as_str()), "{t:?}");
+    let t = router.tell("a", "b", "getenv:EMPTY", WAIT).await.unwrap();
+    assert_eq!(t.answer.as_deref(), Some(""), "{t:?}");
+    // This router serves no MCP endpoint: the agent got no MCP config, and nothing was
+    // forwarded for it (as for a local agent).
+    let store = SessionStore::open(&w.db_path()).unwrap();
+    let launch = store
+        .get_by_session_id(&t.session_id)
+        .unwrap()
+        .unwrap()
+        .launch_command
+        .unwrap_or_default();
+    assert!(!launch.contains("--mcp-config"), "{launch}");
+    let mcp_dir = PathBuf::from(format!("/tmp/sb-mcp-{}", sshd::remote_user().0));
+    assert!(!mcp_dir.join(format!("{}.sock", t.session_id)).exists());
+    // The agent's own input still starts after the variables: it answers as before.
+    let t = router.tell("a", "b", "hello", WAIT).await.unwrap();
+    assert_eq!(t.answer.as_deref(), Some("echo: hello"), "{t:?}");
+    router.shutdown().await;
+    assert!(!home.join("pwned").exists() && !project.join("pwned").exists());
+}
+
+/// Every tool result Claude Code sent back in a request's conversation, oldest first.
+fn tool_results(rec: &fake_api::Recorded) -> Vec<String> {
+    rec.messages()
+        .iter()
+        .filter(|m| m["role"] == "user")
+        .filter_map(|m| m["content"].as_array())
+        .flatten()
+        .filter(|b| b["type"] == "tool_result")
+        .map(|b| match &b["content"] {
+            Value::String(s) => s.clone(),
+            Value::Array(parts) => parts
+                .iter()
+                .filter_map(|p| p["text"].as_str())
+                .collect::<Vec<_>>()
+                .join("\n"),
+            _ => String::new(),
+        })
+        .collect()
+}
+
+/// A chain local -> remote -> local through `switchboard tell` as a user runs it: team `a`'s
+/// tell reaches the remote team `b` (the real Claude Code on the remote host), whose agent
+/// calls `team_tell` to the local team `c` through the bridge; `c` (the real Claude Code here)
+/// answers and the answer flows back to `a`. The chain holds across the remote hop: `c`'s
+/// tell onwards to `d` is one hop too many (`max_hops = 2`), and `b`'s tell back to `a`, who
+/// is waiting, is refused as a loop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_local_remote_local_keeps_its_hop_limit_and_loop_refusal() {
+    let w = World::start();
+    let api = FakeApi::start().await;
+    api.respond_with(|rec| {
+        let results = tool_results(rec);
+        Some(if rec.has_text("user", "PING-B") {
+            // b, on the remote host.
+            match results.as_slice() {
+                [] => Answer::text("Asking c.").with_tool_use(
+                    "toolu_b1",
+                    "mcp__switchboard__team_tell",
+                    json!({"to": "c", "message": "PING-C from b"}),
+                ),
+                [_] => Answer::text("Telling a back.").with_tool_use(
+                    "toolu_b2",
+                    "mcp__switchboard__team_tell",
+                    json!({"to": "a", "message": "back to a"}),
+                ),
+                [c, back, ..] => Answer::text(format!("B-DONE c said: {c} || a: {back}")),
+            }
+        } else if rec.has_text("user", "PING-C") {
+            // c, here.
+            match results.as_slice() {
+                [] => Answer::text("Asking d.").with_tool_use(
+                    "toolu_c1",
+                    "mcp__switchboard__team_tell",
+                    json!({"to": "d", "message": "PING-D from c"}),
+                ),
+                [d, ..] => Answer::text(format!("C-ANSWER (d: {d})")),
+            }
+        } else {
+            Answer::text("ok")
+        })
+    });
+    let project = w.remote_folder("proj");
+    let home = w.remote_folder("home");
+    let (c_dir, c_home) = (w.local.path().join("c"), w.local.path().join("chome"));
+    std::fs::create_dir_all(&c_dir).unwrap();
+    std::fs::create_dir_all(&c_home).unwrap();
+    let c_env: Vec<String> = claude_env(&c_home, &api)
+        .into_iter()
+        .map(|(k, v)| format!("{k} = {}", Value::from(v)))
+        .collect();
+    let more = format!(
+        "[teams.c]\npath = {c}\nagent_path = {claude}\nenv = {{ {env} }}\n\
+         [teams.d]\npath = {c}\nagent_path = {agent}\n",
+        c = Value::from(c_dir.display().to_string()),
+        claude = Value::from(pinned_claude::binary()),
+        env = c_env.join(", "),
+        agent = Value::from(test_agent::path()),
+    );
+    w.write_config_with(
+        &project,
+        &pinned_claude::binary(),
+        &claude_env(&home, &api),
+        "max_hops = 2",
+        env!("CARGO_BIN_EXE_switchboard"),
+        &more,
+    );
+
+    let out = w.run(&["--json", "tell", "a", "b", "PING-B: ask c, then a"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let tell: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let answer = tell["answer"].as_str().unwrap_or("");
+    // c's answer came back through b to a.
+    assert!(
+        answer.starts_with("B-DONE c said: ") && answer.contains("C-ANSWER (d: "),
+        "{tell:#}"
+    );
+    // c's tell onwards to d: one hop too many; b's tell back to a: a loop.
+    let (c_part, a_part) = answer.split_once(" || a: ").unwrap();
+    assert!(
+        c_part.contains("a -> b -> c -> d is 3 hops, more than settings.max_hops = 2"),
+        "{c_part}"
+    );
+    assert!(
+        a_part.contains("a -> b -> a is a loop: a is waiting for an answer"),
+        "{a_part}"
+    );
+    // Stored as a chain: b -> c answered under a -> b; nothing went to d or back to a.
+    let store = SessionStore::open(&w.db_path()).unwrap();
+    let to_c = store.recent_tells("b", "c", 10).unwrap();
+    assert_eq!(to_c.len(), 1, "{to_c:?}");
+    assert_eq!(
+        to_c[0].parent_tell_id.as_deref(),
+        tell["tell_id"].as_str(),
+        "{to_c:?}"
+    );
+    assert_eq!(to_c[0].state, TellState::Answered);
+    assert!(to_c[0]
+        .answer
+        .as_deref()
+        .unwrap_or("")
+        .starts_with("C-ANSWER"));
+    assert!(store.recent_tells("c", "d", 10).unwrap().is_empty());
+    assert!(store.recent_tells("b", "a", 10).unwrap().is_empty());
+    // The remote agent, its bridge and its forwarded socket are gone with the CLI.
+    assert!(w.remote_processes("mcp-bridge").is_empty());
+    assert!(w.remote_processes("claude").is_empty());
+}
+
+/// A remote agent that cannot start fails the tell with the reason, and its tools' socket and
+/// credential file on the host (set up before the spawn) are taken down with it: a folder
+/// that is not there (the spawn fails), an agent that is not there (it exits before it
+/// starts).
+#[test]
+fn a_remote_agent_that_cannot_start_leaves_no_socket_or_credential_there() {
+    let w = World::start();
+    let mcp_dir = PathBuf::from(format!("/tmp/sb-mcp-{}", sshd::remote_user().0));
+    let project = w.remote_folder("proj");
+    let cases = [
+        (
+            w.sshd.remote_dir.join("no-such-folder"),
+            pinned_claude::binary(),
+            "cannot enter the team folder",
+        ),
+        (
+            project,
+            "/opt/no-such-agent/claude".to_string(),
+            "set `agent_path` of the team to the agent's path on sbtest",
+        ),
+    ];
+    for (folder, agent, why) in cases {
+        w.write_config(&folder, &agent, &[], "");
+        let out = w.run(&["tell", "a", "b", "hello"]);
+        assert!(!out.status.success());
+        assert!(stderr(&out).contains(why), "{}", stderr(&out));
+        let store = SessionStore::open(&w.db_path()).unwrap();
+        let session_id = store.get_by_pair("a", "b").unwrap().unwrap().session_id;
+        for end in ["sock", "token"] {
+            let file = mcp_dir.join(format!("{session_id}.{end}"));
+            assert!(
+                !file.exists(),
+                "{why}: {} is left on the host",
+                file.display()
+            );
+        }
+        assert!(w.remote_processes("mcp-bridge").is_empty());
+    }
 }

@@ -11,7 +11,8 @@ use std::path::PathBuf;
 use std::sync::Weak;
 
 use super::{Caller, Inner, Router, RouterError, RouterResult, Wait};
-use crate::agent::adapter::{AgentAdapter, LaunchExtras, SwitchboardServer};
+use crate::agent::adapter::{AgentAdapter, LaunchExtras, LaunchSpec, SwitchboardServer};
+use crate::agent::ssh::mcp::RemoteMcp;
 use crate::config::TeamConfig;
 use crate::store::{Tell, TellKind};
 
@@ -22,6 +23,9 @@ pub const MCP_SERVER_NAME: &str = crate::agent::claude_mcp::SERVER_NAME;
 /// How long a spawned agent waits for one of Switchboard's tools: longer than the longest
 /// `team_tell` wait (one hour).
 pub const AGENT_TOOL_TIMEOUT_MS: u64 = 3_700_000;
+
+/// How long taking down a remote agent's MCP forward may take (see [`AgentCredential::close`]).
+const REMOTE_CLOSE_BOUND: std::time::Duration = std::time::Duration::from_secs(6);
 
 /// Writes a file only the user can read (it holds tokens).
 fn write_private(path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
@@ -36,6 +40,9 @@ pub(crate) struct AgentCredential {
     router: Weak<Inner>,
     token: Option<String>,
     file: Option<PathBuf>,
+    /// A remote agent's end of its tools: the forwarded socket and the credential file on
+    /// its host (see `worker/remote.rs`), taken down by [`AgentCredential::close`].
+    remote: Option<RemoteMcp>,
 }
 
 impl AgentCredential {
@@ -45,6 +52,43 @@ impl AgentCredential {
             router: std::sync::Arc::downgrade(&router.inner),
             token: None,
             file: None,
+            remote: None,
+        }
+    }
+
+    /// Keeps a remote agent's MCP wiring with its credential (one lifetime: the agent's).
+    pub(crate) fn keep_remote(&mut self, remote: RemoteMcp) {
+        self.remote = Some(remote);
+    }
+
+    /// Hands a remote agent's MCP wiring to its launch (Claude Code's inline `--mcp-config`
+    /// running the bridge there, in place of a local file). A local agent's launch is left
+    /// as it is.
+    pub(crate) fn apply(&self, spec: &mut LaunchSpec) {
+        if let Some(remote) = &self.remote {
+            remote.apply(spec);
+        }
+    }
+
+    /// Revokes the credential and takes a remote agent's forward and credential file down
+    /// (awaited: a later start of the same session sets up the same socket, which a late
+    /// take-down in the background would remove). Dropping does the same, the remote part in
+    /// the background.
+    /// Bounded ([`REMOTE_CLOSE_BOUND`]): a host that does not answer (the connection broke)
+    /// must not hold up a tell's error or a shutdown; the forward ended with the connection,
+    /// and the credential in the file left there no longer works.
+    pub(crate) async fn close(mut self) {
+        if let Some(remote) = self.remote.take() {
+            match tokio::time::timeout(REMOTE_CLOSE_BOUND, remote.guard.close()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "cannot take down a remote agent's MCP forward")
+                }
+                Err(_) => tracing::warn!(
+                    timeout = ?REMOTE_CLOSE_BOUND,
+                    "taking down a remote agent's MCP forward took too long; gave up"
+                ),
+            }
         }
     }
 }
@@ -253,34 +297,7 @@ impl Router {
         team: &TeamConfig,
         session_id: &str,
     ) -> RouterResult<(LaunchExtras, AgentCredential)> {
-        let mut credential = AgentCredential {
-            router: std::sync::Arc::downgrade(&self.inner),
-            token: None,
-            file: None,
-        };
-        let server = {
-            let mut mcp = self.lock_mcp();
-            mcp.tokens.retain(|_, s| s != session_id);
-            match mcp.url.clone() {
-                None => None,
-                Some(url) => {
-                    let token = format!(
-                        "{}{}",
-                        uuid::Uuid::new_v4().simple(),
-                        uuid::Uuid::new_v4().simple()
-                    );
-                    mcp.tokens.insert(token.clone(), session_id.to_string());
-                    credential.token = Some(token.clone());
-                    let mut headers = BTreeMap::new();
-                    headers.insert("X-Switchboard-Agent".to_string(), token);
-                    Some(SwitchboardServer {
-                        url,
-                        headers,
-                        timeout_ms: AGENT_TOOL_TIMEOUT_MS,
-                    })
-                }
-            }
-        };
+        let (server, mut credential) = self.agent_server(session_id);
         let config = adapter
             .mcp_config(team, server.as_ref())
             .map_err(|e| RouterError::Agent(format!("team {}: {e}", team.name)))?;
@@ -307,5 +324,40 @@ impl Router {
             },
             credential,
         ))
+    }
+
+    /// Switchboard's MCP server as a new agent of `session_id` reaches it, with a new token
+    /// naming the session (its only credential; any earlier token of the session stops
+    /// working), and that credential; `None` when no MCP endpoint is set. Local and remote
+    /// agents get theirs here.
+    pub(crate) fn agent_server(
+        &self,
+        session_id: &str,
+    ) -> (Option<SwitchboardServer>, AgentCredential) {
+        let mut credential = AgentCredential::none(self);
+        let server = {
+            let mut mcp = self.lock_mcp();
+            mcp.tokens.retain(|_, s| s != session_id);
+            match mcp.url.clone() {
+                None => None,
+                Some(url) => {
+                    let token = format!(
+                        "{}{}",
+                        uuid::Uuid::new_v4().simple(),
+                        uuid::Uuid::new_v4().simple()
+                    );
+                    mcp.tokens.insert(token.clone(), session_id.to_string());
+                    credential.token = Some(token.clone());
+                    let mut headers = BTreeMap::new();
+                    headers.insert("X-Switchboard-Agent".to_string(), token);
+                    Some(SwitchboardServer {
+                        url,
+                        headers,
+                        timeout_ms: AGENT_TOOL_TIMEOUT_MS,
+                    })
+                }
+            }
+        };
+        (server, credential)
     }
 }

@@ -292,6 +292,7 @@ impl Worker {
         // The agent has been killed.
         if let Some(a) = self.agent.take() {
             self.forget_remote(&session_id, &a.proc);
+            a.release().await;
         }
         let result = failure.detail().to_string();
         self.stopped_event(&session_id, failure.reason(), Some(result.clone()));
@@ -417,7 +418,10 @@ impl Worker {
             .map_err(|e| RouterError::Agent(format!("team {}: {e}", team.name)))?;
         // A remote agent gets its MCP wiring from the one hook for it, never a local file.
         let (extras, credential) = match &host {
-            Some(host) => self.remote_extras(adapter, team, host, &session.session_id)?,
+            Some(host) => {
+                self.remote_extras(adapter, team, host, &session.session_id)
+                    .await?
+            }
             None => self
                 .router
                 .agent_launch_extras(adapter, team, &session.session_id)?,
@@ -427,7 +431,9 @@ impl Worker {
             agent_session_id: session.agent_session_id.as_deref(),
             resume,
         };
-        let spec = adapter.launch(team, &session_ref, &extras);
+        let mut spec = adapter.launch(team, &session_ref, &extras);
+        // A remote agent's MCP config, inline (see worker/remote.rs).
+        credential.apply(&mut spec);
         m.update_debug_info(
             &session.session_id,
             &spec.redacted_json(),
@@ -459,6 +465,7 @@ impl Worker {
         let mut proc = match proc {
             Ok(p) => p,
             Err(e) => {
+                credential.close().await;
                 self.stopped_event(&session.session_id, "crash", Some(e.to_string()));
                 return Err(e);
             }
@@ -498,7 +505,7 @@ impl Worker {
         tracing::info!(pair = %self.pair(), pid = a.proc.identity().pid, ?status, why, detail, "agent stopped");
         // Its credential goes before the lease: the next holder writes the session's config.
         let session_id = a.session_id.clone();
-        drop(a);
+        a.release().await;
         self.stopped_event(&session_id, why, detail.map(str::to_string));
         m.release_lease(&session_id).ok();
     }
@@ -516,7 +523,7 @@ impl Worker {
         }
         tracing::warn!(pair = %self.pair(), why, "agent exited");
         let session_id = a.session_id.clone();
-        drop(a);
+        a.release().await;
         self.stopped_event(&session_id, "crash", Some(why.to_string()));
         m.release_lease(&session_id).ok();
     }

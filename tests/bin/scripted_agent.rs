@@ -19,6 +19,7 @@
 //! - `history` — answers with the number of earlier user messages in the transcript.
 //! - `exit` — answers, then exits 0.
 //! - `env` — answers `env: NAME,NAME,...`, the sorted names of its environment variables.
+//! - `getenv:NAME` — answers the value of its variable NAME exactly (`unset NAME` without it).
 //! - `toolcut` — says "partial findings", calls a tool, and ends the turn the way Claude Code
 //!   does when the tool call was cut off: a `success` result whose text is
 //!   `[Tool use interrupted]`, stop reason `tool_use`.
@@ -341,6 +342,10 @@ fn main() {
                     &json!({"type":"assistant","message":{"role":"assistant","content":[{"type":"text","text":big}]}}),
                 );
                 "huge done".to_string()
+            }
+            t if t.starts_with("getenv:") => {
+                let name = &t["getenv:".len()..];
+                std::env::var(name).unwrap_or_else(|_| format!("unset {name}"))
             }
             t if t.starts_with("sleep:") => {
                 let ms: u64 = t[6..].parse().unwrap_or(0);

@@ -134,20 +134,21 @@ pub struct RemoteAgent {
 /// arguments and its folder as given (paths on the remote host), the team's `env` plus the
 /// marker variable; none of Switchboard's own environment (the remote session has its own
 /// PATH, HOME, ...). The local `ssh` gets Switchboard's environment (SSH_AUTH_SOCK, HOME for
-/// ~/.ssh).
+/// ~/.ssh). Returns the launch and what must be written to its stdin before anything else:
+/// the variables (see [`quote::env_input`]), which are in no command line.
 pub fn ssh_launch(
     transport: &Transport,
     host: &Host,
     spec: &LaunchSpec,
     marker: &str,
-) -> Result<LaunchSpec, SshError> {
+) -> Result<(LaunchSpec, String), SshError> {
     let env = spec
         .env
         .iter()
         .filter(|(k, _)| k.as_str() != MARKER_VAR)
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .chain(std::iter::once((MARKER_VAR, marker)));
-    let command = quote::remote_command(
+    let remote = quote::remote_command(
         &spec.cwd.display().to_string(),
         env,
         &spec.program,
@@ -157,15 +158,16 @@ pub fn ssh_launch(
         host: host.destination.clone(),
         source,
     })?;
-    Ok(LaunchSpec {
+    let launch = LaunchSpec {
         program: transport.program().to_string(),
-        args: transport.command_args(host, &command),
+        args: transport.command_args(host, &remote.command),
         // The local ssh runs anywhere; the remote folder is in the command.
         cwd: std::env::temp_dir(),
         env: Default::default(),
         inherit: ["*".to_string()].into(),
         env_remove: Vec::new(),
-    })
+    };
+    Ok((launch, remote.input))
 }
 
 impl RemoteAgent {
@@ -183,12 +185,17 @@ impl RemoteAgent {
         timeout: Duration,
     ) -> Result<Self, SshError> {
         transport.connect(host).await?;
-        let launch = ssh_launch(transport, host, spec, marker)?;
+        let (launch, input) = ssh_launch(transport, host, spec, marker)?;
         let mut process =
             AgentProcess::spawn(&launch, stderr_log, adapter).map_err(|e| SshError::Local {
                 what: format!("cannot start ssh for {host}"),
                 source: std::io::Error::other(e.to_string()),
             })?;
+        // The variables first, on stdin: the wrapper reads them before the agent starts. A
+        // failed write means ssh or the wrapper ended: its status says why (below).
+        if let Err(e) = process.send_line(&input).await {
+            tracing::debug!(%host, error = %e, "could not write the agent's environment to ssh");
+        }
         // The identity line comes first from the wrapper; a login shell's startup files may
         // print before it (bash reads ~/.bashrc for sshd's commands): skip what is not it.
         let deadline = tokio::time::Instant::now() + timeout;
@@ -275,6 +282,21 @@ pub fn exit_error(host: &Host, status: Option<i32>, stderr_tail: &str) -> Option
             Some(255),
             stderr_tail,
         )),
+        // The wrapper's `exec` found no such program (after it said who it is, so the spawn
+        // itself went well): name the setting that fixes it.
+        Some(127)
+            if stderr_tail.contains("switchboard-remote:") && stderr_tail.contains("not found") =>
+        {
+            Some(SshError::Remote {
+                host: host.destination.clone(),
+                what: "starting the agent".into(),
+                detail: format!(
+                    "the agent program is not there; set `agent_path` of the team to the \
+                     agent's path on {host} ({})",
+                    stderr_tail.trim()
+                ),
+            })
+        }
         _ => None,
     }
 }

@@ -16,6 +16,11 @@ pub struct CheckReport {
     pub agent: Option<String>,
     /// Every problem found, each naming the host and what to do.
     pub problems: Vec<String>,
+    /// Whether the host was reached (the check ran there).
+    pub reached: bool,
+    /// The `switchboard` there that runs the agent's bridge to Switchboard's tools (its path
+    /// and version; see [`super::mcp::check_bridge`]), when found.
+    pub bridge: Option<String>,
 }
 
 /// The host of a remote team (`remote` + `ssh_options`); `None` for a local team.
@@ -157,8 +162,16 @@ pub async fn check_teams(config: &crate::config::TeamsConfig) -> Vec<(String, Ch
                     .agent_path
                     .clone()
                     .unwrap_or_else(|| team.agent.clone());
-                let report =
+                let mut report =
                     check(&transport, &host, &team.path.display().to_string(), &agent).await;
+                // One more problem: no bridge there, no Switchboard tools for its agents.
+                if report.reached {
+                    let program = team.switchboard_path.as_deref();
+                    match super::mcp::check_bridge(&transport, &host, program).await {
+                        Ok(found) => report.bridge = Some(found),
+                        Err(problem) => report.problems.push(problem),
+                    }
+                }
                 if !hosts.contains(&host) {
                     hosts.push(host);
                 }
@@ -217,6 +230,7 @@ pub async fn check(transport: &Transport, host: &Host, path: &str, agent: &str) 
             return report;
         }
     };
+    report.reached = true;
     for line in out.stdout.lines() {
         let (key, value) = line.split_once(' ').unwrap_or((line, ""));
         match (key, value) {

@@ -84,13 +84,17 @@ pub fn is_env_name(name: &str) -> bool {
 }
 
 /// The wrapper run by `/bin/sh` on the remote host. Constant: every value reaches it as a
-/// positional parameter (`$1` the folder, `$2` the number of variables, then `NAME=VALUE`
-/// words, then the program and its arguments). It enters the folder, reads its identity and
-/// starts a watchdog that stops the group when the session's sshd goes, exports the
-/// variables, checks that it leads its own process group (sshd starts each session with
-/// setsid), prints its identity line, and `exec`s the agent (same pid).
+/// positional parameter (`$1` the folder, then the program and its arguments) or on its stdin
+/// (the variables, see [`env_input`]): no variable's value is ever in an argv, here (the
+/// local `ssh`'s command line, readable by every local user in /proc) or there. It enters the
+/// folder, reads its identity and starts a watchdog that stops the group when the session's
+/// sshd goes, reads the variables from stdin (one byte at a time, as `read` does on a pipe:
+/// the agent's own input that follows is left for it) and exports them, checks that it leads
+/// its own process group (sshd starts each session with setsid), prints its identity line,
+/// and `exec`s the agent (same pid).
 const WRAPPER: &str = r#"fail() { printf 'switchboard-remote: %s\n' "$1" >&2; exit 125; }
 cd -- "$1" || fail "cannot enter the team folder $1"
+shift
 _sb_pg=$$
 _sb_st=0
 if [ -r /proc/$$/stat ]; then
@@ -119,30 +123,43 @@ if [ -r /proc/$$/stat ]; then
     kill -s KILL -- "-$$" 2>/dev/null
   ) < /dev/null > /dev/null 2>&1 &
 fi
-# The team's variables come after: they cannot change how the fields above are split.
-_sb_n=$2
-shift 2
+# The team's variables come after: they cannot change how the fields above are split. On
+# stdin: their number, then NAME=VALUE lines, `\` and newline written `\\` and `\n`.
+IFS= read -r _sb_n || fail "no environment on stdin"
+case $_sb_n in ''|*[!0-9]*) fail "a bad environment header on stdin";; esac
 while [ "$_sb_n" -gt 0 ]; do
-  export "$1" || fail "cannot set the variable ${1%%=*}"
-  shift
+  IFS= read -r _sb_l || fail "the environment on stdin ended early"
+  _sb_v=$(printf '%bx' "${_sb_l#*=}")
+  export "${_sb_l%%=*}=${_sb_v%x}" || fail "cannot set the variable ${_sb_l%%=*}"
   _sb_n=$((_sb_n - 1))
 done
 [ "$_sb_pg" = "$$" ] || fail "not a process group leader (pid $$, group $_sb_pg): cannot be stopped as a group"
 printf 'SWITCHBOARD-REMOTE pid=%s pgid=%s start=%s\n' "$$" "$_sb_pg" "$_sb_st"
-unset _sb_n _sb_pg _sb_st _sb_s _sb_pp
+unset _sb_n _sb_pg _sb_st _sb_s _sb_pp _sb_l _sb_v
 exec "$@"
 "#;
 
-/// The command line (for `ssh DEST -- COMMAND`) that runs `program args` in folder `cwd` on
-/// the remote host with the variables `env` added to the session's environment, in its own
+/// How an agent is started on a remote host: the command line (for `ssh DEST -- COMMAND`)
+/// and what to write to its stdin first (the variables), before the agent's own input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteCommand {
+    /// The command line: the constant wrapper, the folder, the program and its arguments.
+    pub command: String,
+    /// The variables, for the wrapper's stdin (see [`env_input`]), without the final newline.
+    pub input: String,
+}
+
+/// The command (for `ssh DEST -- COMMAND`) that runs `program args` in folder `cwd` on the
+/// remote host with the variables `env` added to the session's environment, in its own
 /// process group, printing the identity line ([`IDENTITY_PREFIX`]) first. Every value is
-/// quoted; a NUL byte or a bad variable name is refused.
+/// quoted; the variables go to its stdin ([`RemoteCommand::input`], written before anything
+/// else), never into the command line. A NUL byte or a bad variable name is refused.
 pub fn remote_command<'a>(
     cwd: &str,
     env: impl IntoIterator<Item = (&'a str, &'a str)>,
     program: &str,
     args: &[String],
-) -> Result<String, QuoteError> {
+) -> Result<RemoteCommand, QuoteError> {
     let mut words = vec![
         "exec".to_string(),
         "/bin/sh".to_string(),
@@ -151,25 +168,41 @@ pub fn remote_command<'a>(
         "switchboard-remote".to_string(),
         quote(cwd, "the team path")?,
     ];
-    let mut pairs = Vec::new();
+    words.push(quote(program, "the agent path")?);
+    for (i, arg) in args.iter().enumerate() {
+        words.push(quote(arg, &format!("argument {}", i + 1))?);
+    }
+    Ok(RemoteCommand {
+        command: words.join(" "),
+        input: env_input(env)?,
+    })
+}
+
+/// The variables as the wrapper reads them from stdin: their number on the first line, then
+/// one `NAME=VALUE` line each, with `\` written `\\` and a newline `\n` (the wrapper decodes
+/// them with `printf %b`, a builtin). No final newline.
+pub fn env_input<'a>(
+    env: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<String, QuoteError> {
+    let mut lines = Vec::new();
     for (name, value) in env {
         if !is_env_name(name) {
             return Err(QuoteError::BadName {
                 name: name.to_string(),
             });
         }
-        pairs.push(quote(
-            &format!("{name}={value}"),
-            &format!("the value of env {name}"),
-        )?);
+        if value.contains('\0') {
+            return Err(QuoteError::Nul {
+                what: format!("the value of env {name}"),
+            });
+        }
+        lines.push(format!(
+            "{name}={}",
+            value.replace('\\', "\\\\").replace('\n', "\\n")
+        ));
     }
-    words.push(pairs.len().to_string());
-    words.extend(pairs);
-    words.push(quote(program, "the agent path")?);
-    for (i, arg) in args.iter().enumerate() {
-        words.push(quote(arg, &format!("argument {}", i + 1))?);
-    }
-    Ok(words.join(" "))
+    lines.insert(0, lines.len().to_string());
+    Ok(lines.join("\n"))
 }
 
 /// A short script and its arguments as one command line: `exec /bin/sh -c SCRIPT NAME ARGS`,
@@ -196,24 +229,41 @@ mod tests {
     )]
     use super::*;
 
-    /// Runs `command` the way sshd does (`sh -c COMMAND`, leading its own process group) and
-    /// returns its stdout.
-    fn sh(command: &str) -> Vec<u8> {
+    /// Runs `command` the way sshd does (`sh -c COMMAND`, leading its own process group) with
+    /// `input` on stdin and returns its stdout.
+    fn sh_with(command: &str, input: &str) -> Vec<u8> {
+        use std::io::Write;
         use std::os::unix::process::CommandExt;
-        let out = std::process::Command::new("/bin/sh")
+        let mut child = std::process::Command::new("/bin/sh")
             .process_group(0)
             .arg("-c")
             .arg(command)
             .env_clear()
             .env("PATH", "/usr/bin:/bin")
-            .output()
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
             .expect("run /bin/sh");
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(input.as_bytes()).expect("write stdin");
+        drop(stdin);
+        let out = child.wait_with_output().expect("wait /bin/sh");
         assert!(
             out.status.success(),
             "sh failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
         out.stdout
+    }
+
+    fn sh(command: &str) -> Vec<u8> {
+        sh_with(command, "")
+    }
+
+    /// Runs a remote command (its variables on stdin, then `rest`).
+    fn run(cmd: &RemoteCommand, rest: &str) -> Vec<u8> {
+        sh_with(&cmd.command, &format!("{}\n{rest}", cmd.input))
     }
 
     const HOSTILE: &[&str] = &[
@@ -300,7 +350,8 @@ mod tests {
     }
 
     /// Property: for random hostile values, the built command run by a real shell hands the
-    /// program exactly the folder, the variables and the arguments given, and runs nothing else.
+    /// program exactly the folder, the variables (from stdin) and the arguments given, then
+    /// its own input untouched, and runs nothing else.
     #[test]
     fn remote_command_passes_random_hostile_values_intact() {
         let mut rng = Rng(0x5eed_1234_abcd_ef01);
@@ -317,7 +368,7 @@ mod tests {
             // The "agent": prints its folder, its variables and its arguments, NUL-separated.
             let mut all_args = vec![
                 "-c".to_string(),
-                "printf '%s\\0' \"$PWD\" \"$V0\" \"$V1\" \"$V2\" \"$@\"".to_string(),
+                "printf '%s\\0' \"$PWD\" \"$V0\" \"$V1\" \"$V2\" \"$@\"; exec cat".to_string(),
                 "agent".to_string(),
             ];
             all_args.extend(args.iter().cloned());
@@ -328,7 +379,9 @@ mod tests {
                 &all_args,
             )
             .unwrap();
-            let out = sh(&cmd);
+            // The agent's own input follows the variables on stdin: it gets all of it.
+            let input = format!("{}\n{}\n", rng.string(), rng.string());
+            let out = run(&cmd, &input);
             let text = out.splitn(2, |&b| b == b'\n').collect::<Vec<_>>();
             let identity = String::from_utf8_lossy(text[0]).to_string();
             assert!(identity.starts_with(IDENTITY_PREFIX), "{identity}");
@@ -347,6 +400,15 @@ mod tests {
             for (i, w) in want.iter().enumerate() {
                 assert_eq!(got[i], w.as_bytes(), "round {round}, value {i}: {w:?}");
             }
+            assert_eq!(
+                got[want.len()],
+                input.as_bytes(),
+                "round {round}: the input"
+            );
+            assert!(
+                !cmd.command.contains("V0="),
+                "no variable in the command line"
+            );
         }
     }
 
@@ -354,19 +416,33 @@ mod tests {
     fn identity_line_names_a_group_leader() {
         // setsid gives the shell its own group, as sshd does for a session.
         let cmd = remote_command("/", [], "true", &[]).unwrap();
-        let out = std::process::Command::new("setsid")
-            .args(["-w", "/bin/sh", "-c", &cmd])
-            .output()
-            .expect("setsid");
+        assert_eq!(cmd.input, "0");
+        let cmd = cmd.command;
+        // The variables on stdin, as the local ssh writes them.
+        let with_input = |program: &str, args: &[&str]| {
+            use std::io::Write;
+            let mut child = std::process::Command::new(program)
+                .args(args)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn");
+            let mut stdin = child.stdin.take().expect("stdin");
+            stdin.write_all(b"0\n").expect("write");
+            drop(stdin);
+            child.wait_with_output().expect("wait")
+        };
+        let out = with_input("setsid", &["-w", "/bin/sh", "-c", &cmd]);
         let line = String::from_utf8_lossy(&out.stdout);
         let id = super::super::launch::RemoteIdentity::parse(line.trim()).expect("identity");
         assert_eq!(id.pid, id.pgid);
         assert!(id.start > 0, "{line}");
         // Not a group leader: refused with the reason.
-        let out = std::process::Command::new("/bin/sh")
-            .args(["-c", &format!("/bin/sh -c {}", quote(&cmd, "c").unwrap())])
-            .output()
-            .expect("sh");
+        let out = with_input(
+            "/bin/sh",
+            &["-c", &format!("/bin/sh -c {}", quote(&cmd, "c").unwrap())],
+        );
         assert_eq!(out.status.code(), Some(WRAPPER_FAILED));
         assert!(String::from_utf8_lossy(&out.stderr).contains("not a process group leader"));
     }

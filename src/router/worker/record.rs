@@ -215,7 +215,7 @@ impl Worker {
             // SIGTERM first, briefly: a killed Claude Code leaves its socket file behind.
             a.proc.stop(KILL_GRACE).await;
             self.forget_remote(session_id, &a.proc);
-            drop(a);
+            a.release().await;
             self.stopped_event(session_id, reason, Some(why.to_string()));
         }
         if tell.kind == TellKind::Compact {

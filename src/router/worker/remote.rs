@@ -11,7 +11,7 @@ use super::{Worker, KILL_GRACE};
 use crate::agent::adapter::{AgentAdapter, LaunchExtras, LaunchSpec};
 use crate::agent::session::AgentSession;
 use crate::agent::ssh::launch::{self, Owner, RemoteIdentity};
-use crate::agent::ssh::{ops, Host, Transport};
+use crate::agent::ssh::{mcp, ops, Host, Transport};
 use crate::config::TeamConfig;
 use crate::router::callers::AgentCredential;
 use crate::router::{Router, RouterError, RouterResult};
@@ -111,32 +111,76 @@ impl Router {
         transport.remove_socket_dir();
     }
 
-    /// THE HOOK for the chained MCP tools of a remote agent (Switchboard's `switchboard` MCP
-    /// server, reached from the remote host through a stdio bridge over a forwarded Unix
-    /// socket; see docs/remote.md). A remote agent must never be pointed at a local MCP config
-    /// file (that path does not exist on its host), so [`Worker::spawn`] calls this, and only
-    /// this, for a remote team instead of [`Router::agent_launch_extras`].
+    /// THE HOOK for the chained MCP tools of a remote agent: Switchboard's `switchboard` MCP
+    /// server, reached from the remote host through the stdio bridge (`switchboard
+    /// mcp-bridge` there) over a Unix socket forwarded on the host's control connection (see
+    /// [`crate::agent::ssh::mcp`] and docs/remote.md). A remote agent must never be pointed at
+    /// a local MCP config file (that path does not exist on its host), so [`Worker::spawn`]
+    /// calls this, and only this, for a remote team instead of
+    /// [`Router::agent_launch_extras`].
     ///
-    /// Returns the launch extras (the MCP wiring, passed inline or as a file written on the
-    /// remote) and the credential that must live as long as the agent; `None`: the agent gets
-    /// no MCP config at all. Today it always returns `None` (remote agents cannot tell other
-    /// teams yet); the bridge fills it in here.
-    pub(crate) fn remote_mcp_wiring(
+    /// With an MCP endpoint set: a new credential of the session (the same one a local agent
+    /// gets, [`Router::agent_server`]), written to a 0600 file on the host through ssh's
+    /// stdin, the forward, and the inline MCP config, all kept in the returned credential
+    /// ([`AgentCredential::apply`] puts the config into the launch; [`AgentCredential::close`]
+    /// takes it down). `None` when no endpoint is set: the agent gets no MCP config at all,
+    /// as a local one. Remote teams run Claude Code (`config::validate::REMOTE_KINDS`), the
+    /// kind whose launch takes the inline config.
+    pub(crate) async fn remote_mcp_wiring(
         &self,
         adapter: &dyn AgentAdapter,
         team: &TeamConfig,
         host: &Host,
         session_id: &str,
     ) -> RouterResult<Option<(LaunchExtras, AgentCredential)>> {
-        let _ = (adapter, team, host, session_id);
-        Ok(None)
+        let _ = adapter;
+        let (server, mut credential) = self.agent_server(session_id);
+        let Some(server) = server else {
+            return Ok(None);
+        };
+        let transport = self.ssh()?;
+        let wiring = mcp::remote_mcp_wiring(
+            &transport,
+            host,
+            session_id,
+            &server,
+            team.switchboard_path.as_deref(),
+        )
+        .await
+        .map_err(|e| RouterError::Agent(format!("team {}: {e}", team.name)))?;
+        credential.keep_remote(wiring);
+        Ok(Some((
+            LaunchExtras {
+                mcp_config: None,
+                switchboard_tools: true,
+                switchboard: Some(server),
+            },
+            credential,
+        )))
+    }
+}
+
+impl super::Live {
+    /// Gives everything of a stopped agent back, the process and its pool slot first, then
+    /// its credential (a remote agent's forward and credential file taken down there,
+    /// awaited).
+    pub(super) async fn release(self) {
+        let super::Live {
+            proc,
+            _slot,
+            _credential,
+            ..
+        } = self;
+        drop(proc);
+        drop(_slot);
+        _credential.close().await;
     }
 }
 
 impl Worker {
     /// The launch extras of a remote team's agent: what [`Router::remote_mcp_wiring`] gives,
     /// or nothing (no MCP config).
-    pub(super) fn remote_extras(
+    pub(super) async fn remote_extras(
         &self,
         adapter: &dyn AgentAdapter,
         team: &TeamConfig,
@@ -145,7 +189,8 @@ impl Worker {
     ) -> RouterResult<(LaunchExtras, AgentCredential)> {
         Ok(self
             .router
-            .remote_mcp_wiring(adapter, team, host, session_id)?
+            .remote_mcp_wiring(adapter, team, host, session_id)
+            .await?
             .unwrap_or_else(|| (LaunchExtras::default(), AgentCredential::none(&self.router))))
     }
 
