@@ -154,6 +154,7 @@ impl Router {
                 mcp_config: None,
                 switchboard_tools: true,
                 switchboard: Some(server),
+                data_dir: self.data_dir(),
             },
             credential,
         )))
