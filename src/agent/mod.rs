@@ -38,9 +38,16 @@
 //!      agent names its conversation (the worker stores an id that is not Switchboard's),
 //!      `Assistant` text and tool calls, `User` tool results, `Status`/`ApiRetry`,
 //!      `ControlRequest` (a permission request), and exactly one `Result` per turn with its
-//!      usage and cost (a CLI that reports no cost reports 0 until a price table exists).
-//!      The decoders of `codex.rs`/`gemini.rs` produce their own `Activity`; the adapter maps
-//!      it onto these events. Unknown lines are `Other`, never an error.
+//!      usage. Unknown lines are `Other`, never an error. A CLI whose answer or ids span
+//!      several lines returns a stateful [`adapter::LineDecoder`] from `decoder` (one per
+//!      process; Codex and Gemini fold their `Activity` with `activity::TurnTally`).
+//!    - Cost: `reports_cost` false when the CLI reports tokens only; Switchboard then prices
+//!      the turn from `[settings.prices."MODEL"]` (set `TurnResult.model` when the CLI says
+//!      which model answered; `Usage.cached_input_tokens` is priced apart).
+//!    - `credentials`: where the agent finds its key or login, for `doctor` (files and the
+//!      environment only, never a model call).
+//!    - The process model (`process_model`, below), and for a CLI that opens its
+//!      conversation over its protocol: `opening`, `reopening`, `track`, `encode_input`.
 //!    - MCP: `mcp_config` returns a JSON config the router writes to a private per-session
 //!      file ([`adapter::LaunchExtras::mcp_config`], Claude's `--mcp-config`); a CLI wired by
 //!      argv or environment (Codex `-c mcp_servers...`, Gemini settings with `$VAR` headers)
@@ -54,7 +61,8 @@
 //!      pinned CLI offline (see `tests/claude_code.rs` and the stand-ins in `tests/fake_api`).
 //! 2. `src/config/kinds.rs`: a [`crate::config::kinds::KindId`] variant and an entry of
 //!    [`crate::config::kinds::AGENT_KINDS`] naming the agent-specific team options it takes
-//!    (a team setting an option its kind does not take is a config error at that key).
+//!    (a team setting an option its kind does not take is a config error at that key), the
+//!    options of other kinds it refuses with a reason, and whether it may run on a remote host.
 //! 3. `src/agent/kinds.rs`: the match arm from that variant to the adapter (the build fails
 //!    until it is there).
 //!

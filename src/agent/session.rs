@@ -7,7 +7,7 @@
 //! A kind of [`ProcessModel::PerTurn`] (Gemini CLI headless) has no process between turns:
 //! `spawn` starts nothing (the caller still holds the session's lease and pool slot), each
 //! `send_message` starts that turn's process, and its exit after the turn's `Result` is the
-//! normal end of the turn (see [`PerTurn`]).
+//! normal end of the turn (see `PerTurn`).
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
