@@ -680,6 +680,80 @@ async fn real_claude_code_on_the_remote_host_tells_a_local_team_through_the_brid
     mcp.guard.close().await.unwrap();
 }
 
+/// The files of session `session_id` in the remote socket folder `dir`, by name.
+fn session_files(dir: &Path, session_id: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(session_id))
+        .collect();
+    names.sort();
+    names
+}
+
+/// The bridge of `mcp` answers `team_teams` as backend's agent.
+fn assert_bridge_works(f: &Fixture, mcp: &RemoteMcp, which: &str) {
+    let out = f.bridge(mcp, &session_lines(&[tool_call("team_teams", json!({}))]));
+    assert!(
+        out.status.success(),
+        "the {which} bridge failed: {}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        answers(&out)[&2]["result"]["structuredContent"]["you"],
+        "backend",
+        "{which}: {}",
+        text(&out.stdout)
+    );
+}
+
+/// The agent of a session stops, its take-down fails or has not finished (the control
+/// connection stays up, so its forward is still there), and the session's next agent
+/// starts: the new agent's bridge works, the first start's socket and credential are gone
+/// from the host, and the first take-down, finishing late, leaves the new agent's alone.
+/// (With one socket name per session, the second start asked `ssh -O forward` for the
+/// forward OpenSSH still had, which it took as done without making the removed socket
+/// again: the new bridge found no socket.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_start_of_a_session_works_when_the_last_take_down_did_not_happen() {
+    let f = Fixture::start();
+    let first = f.wire().await;
+    assert_bridge_works(&f, &first, "first");
+    let dir = Path::new(first.guard.remote_socket().unwrap())
+        .parent()
+        .unwrap()
+        .to_path_buf();
+
+    // No take-down: the first start's forward, socket and credential are still there.
+    let second = f.wire().await;
+    assert_bridge_works(&f, &second, "second");
+    let file_name = |p: &str| {
+        Path::new(p)
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned()
+    };
+    let mut mine = vec![
+        file_name(second.guard.remote_socket().unwrap()),
+        file_name(second.guard.token_file()),
+    ];
+    mine.sort();
+    assert_eq!(
+        session_files(&dir, &f.session_id),
+        mine,
+        "the first start's leftovers are still on the host"
+    );
+
+    // The first take-down finishes late: the second agent's socket and credential stay.
+    let _ = first.guard.close().await;
+    assert_eq!(session_files(&dir, &f.session_id), mine);
+    assert_bridge_works(&f, &second, "second (after the late take-down)");
+
+    second.guard.close().await.expect("take down the forward");
+    assert_eq!(session_files(&dir, &f.session_id), Vec::<String>::new());
+}
+
 /// Many calls at once through one bridge: each answer goes to its own request (by id), the
 /// tells to one team are answered in turn, each with its own text. Prints the calls per
 /// second through the bridge (docs/scaling.md; not asserted).

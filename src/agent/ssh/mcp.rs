@@ -4,12 +4,13 @@
 //!
 //! * the session's MCP endpoint (`127.0.0.1:PORT` here, the same one local agents use) is
 //!   forwarded over the host's control connection to a Unix socket in a 0700 folder of the
-//!   remote login user, `/tmp/sb-mcp-<remote uid>/<session id>.sock` (as
-//!   [`super::ops::reverse_forward`] does, with the credential's command);
+//!   remote login user, `/tmp/sb-mcp-<remote uid>/<session id>.<start>.sock` (as
+//!   [`super::ops::reverse_forward`] does, with the credential's command), where `<start>`
+//!   is new for each agent start (see [`start_name`]);
 //! * the agent's scoped credential (its `X-Switchboard-Agent` token, the only one it holds)
-//!   is written beside it, `<session id>.token` (0600), through ssh's stdin: never in an argv
-//!   here or there (a remote command line travels in the local `ssh`'s argv, which every
-//!   local user can read);
+//!   is written beside it, `<session id>.<start>.token` (0600), through ssh's stdin: never in
+//!   an argv here or there (a remote command line travels in the local `ssh`'s argv, which
+//!   every local user can read);
 //! * the agent's MCP config (given inline, `--mcp-config '<json>'`) runs the stdio bridge
 //!   `switchboard mcp-bridge --socket S --url U --token-file F` on the remote host (the team's
 //!   `switchboard_path`), which relays JSON-RPC lines between the agent and that endpoint.
@@ -158,20 +159,42 @@ fn forward_spec(forward: &ReverseForward) -> String {
 }
 
 /// Makes the 0700 folder `/tmp/sb-mcp-<uid>` of the login user (a symlink or another
-/// user's folder is refused), writes stdin to `<folder>/<name>.token` (0600, replaced
-/// whole), removes a stale `<name>.sock` (left by a killed Switchboard) and prints
-/// `dir <folder>`. The same checks as [`super::ops::reverse_forward`]'s, in the same command.
+/// user's folder is refused), writes stdin to `<folder>/<name>.token` (`$2`, 0600, replaced
+/// whole), removes what earlier starts of the same session (`$1`) left there (a killed
+/// Switchboard, a take-down that failed or has not finished yet: `<session>.*.sock` and
+/// `.token`, and the names of versions before the start suffix, `<session>.sock` and
+/// `.token`), printing `stale <socket>` for each socket so that its forward is cancelled,
+/// and prints `dir <folder>`. The same checks as [`super::ops::reverse_forward`]'s, in the
+/// same command. The session id is `[A-Za-z0-9-]+` (checked before), so it holds no glob
+/// character, and `.` ends it: another session's names never match.
 const TOKEN_SCRIPT: &str = r#"umask 077
 dir=/tmp/sb-mcp-$(id -u) || exit 1
 if [ -L "$dir" ]; then echo "symlink $dir"; exit 0; fi
 mkdir -p -- "$dir" || exit 1
 [ -O "$dir" ] || { echo "notmine $dir"; exit 0; }
 chmod 700 -- "$dir" || exit 1
-tmp="$dir/.$1.token.$$"
-cat > "$tmp" && mv -f -- "$tmp" "$dir/$1.token" || { rm -f -- "$tmp"; exit 1; }
-rm -f -- "$dir/$1.sock"
+tmp="$dir/.$2.token.$$"
+cat > "$tmp" && mv -f -- "$tmp" "$dir/$2.token" || { rm -f -- "$tmp"; exit 1; }
+for f in "$dir/$1".*.sock "$dir/$1".*.token "$dir/$1.sock" "$dir/$1.token"; do
+  case $f in "$dir/$2".*) continue ;; esac
+  [ -e "$f" ] || [ -L "$f" ] || continue
+  case $f in *.sock) echo "stale $f" ;; esac
+  rm -f -- "$f"
+done
 echo "dir $dir"
 "#;
+
+/// The name of one agent start's socket and credential file: `<session id>.<8 hex digits>`,
+/// new for every start. With the session id alone, a start that followed a take-down that
+/// failed (or had not finished) while the control connection stayed up asked `ssh -O
+/// forward` for a forward OpenSSH still had, which it answers as done without making the
+/// socket again (the new agent's bridge found none), and the late take-down could remove the
+/// new agent's socket and credential. Each start's names are its own; the next start of the
+/// session clears the leftovers (`TOKEN_SCRIPT`).
+pub fn start_name(session_id: &str) -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("{session_id}.{}", &id[..8])
+}
 
 /// Sets up Switchboard's tools for an agent of session `session_id` that is about to start
 /// on `host`: the forwarded socket and the credential file (see the module doc), and the MCP
@@ -213,10 +236,26 @@ pub async fn remote_mcp_wiring(
         .map(|(_, v)| v.as_str())
         .filter(|t| !t.is_empty() && !t.chars().any(char::is_control))
         .ok_or_else(|| fail("the agent has no credential (X-Switchboard-Agent)".into()))?;
-    let dir = write_token(transport, host, session_id, token).await?;
-    let token_file = format!("{dir}/{session_id}.token");
+    let name = start_name(session_id);
+    let (dir, stale) = write_token(transport, host, session_id, &name, token).await?;
+    // Earlier starts' forwards that were not taken down: cancelled (best effort: one that
+    // went to another local endpoint is not found, and its socket is already gone, so
+    // nothing can reach it; it ends with the control connection).
+    for socket in stale {
+        let old = ReverseForward {
+            remote_socket: socket,
+            local: local.clone(),
+        };
+        if let Err(e) = transport
+            .control(host, "cancel", &["-R".into(), forward_spec(&old)])
+            .await
+        {
+            tracing::debug!(%host, error = %e, "cannot cancel a stale MCP forward");
+        }
+    }
+    let token_file = format!("{dir}/{name}.token");
     let forward = ReverseForward {
-        remote_socket: format!("{dir}/{session_id}.sock"),
+        remote_socket: format!("{dir}/{name}.sock"),
         local,
     };
     // The forward on the control connection (the folder is made and checked above).
@@ -353,25 +392,28 @@ fn loopback_authority(url: &str) -> Option<String> {
     }
 }
 
-/// Writes `token` to the credential file of `session_id` on `host` through ssh's stdin;
-/// returns the remote folder.
+/// Writes `token` to the credential file `name` (see [`start_name`]) of `session_id` on
+/// `host` through ssh's stdin, removing earlier starts' leftovers; returns the remote folder
+/// and the sockets removed.
 async fn write_token(
     transport: &Transport,
     host: &Host,
     session_id: &str,
+    name: &str,
     token: &str,
-) -> Result<String, SshError> {
+) -> Result<(String, Vec<String>), SshError> {
     let fail = |detail: String| SshError::Remote {
         host: host.destination.clone(),
         what: "writing the agent's credential".into(),
         detail,
     };
     transport.connect(host).await?;
-    let command =
-        quote::script_command(TOKEN_SCRIPT, &[session_id]).map_err(|source| SshError::Quote {
+    let command = quote::script_command(TOKEN_SCRIPT, &[session_id, name]).map_err(|source| {
+        SshError::Quote {
             host: host.destination.clone(),
             source,
-        })?;
+        }
+    })?;
     let mut child = tokio::process::Command::new(transport.program())
         .args(transport.command_args(host, &command))
         .env_remove("SSH_ASKPASS")
@@ -417,8 +459,13 @@ async fn write_token(
         ));
     }
     let said = stdout.lines().last().unwrap_or("").trim();
+    let stale = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("stale "))
+        .map(str::to_string)
+        .collect();
     match said.split_once(' ') {
-        Some(("dir", dir)) if dir.starts_with("/tmp/sb-mcp-") => Ok(dir.to_string()),
+        Some(("dir", dir)) if dir.starts_with("/tmp/sb-mcp-") => Ok((dir.to_string(), stale)),
         Some(("symlink", dir)) => Err(fail(format!("{dir} is a symbolic link; remove it"))),
         Some(("notmine", dir)) => Err(fail(format!(
             "{dir} belongs to another user of {host}; remove it (or log in as its owner)"
