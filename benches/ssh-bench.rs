@@ -20,7 +20,14 @@
 //!   --example switchboard-test-agent`), message line in to result line out, with the agent
 //!   here and on the remote host: a tell's cost at the agent layer, without router or store;
 //! - `mcp_wiring` / `mcp_close`: `ssh::mcp::remote_mcp_wiring` (the agent's credential file
-//!   and the forward: one command and one control request) and its guard's `close`.
+//!   and the forward: one command and one control request) and its guard's `close`;
+//! - `router_local` / `router_ssh` (first, and alone with `--router-only`): tells through the
+//!   real `Router` (store, pair worker, session layer), as tests/remote_teams.rs drives it,
+//!   to the scripted agent in a local team and to the same agent in a remote team over the
+//!   test sshd: one pair, one tell at a time (each sample is `Router::tell` from submit to
+//!   the stored answer), then `_x5`: five pairs (five callers to the same team, so five
+//!   agents), each telling one at a time, all at once (`per_s` is the total). The first tell
+//!   of each pair (the agent's start) is left out and printed as `op=router_*_first`.
 //!
 //! Then, against a second server with sshd's defaults `MaxSessions 10` and `MaxStartups
 //! 10:30:100`: 10 sessions held open on one control connection, and what the 11th command gets (`op=max_sessions ...`: its
@@ -40,6 +47,7 @@ mod sshd;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use switchboard::agent::adapter::{AgentAdapter, LaunchSpec};
@@ -47,6 +55,8 @@ use switchboard::agent::event::AgentEvent;
 use switchboard::agent::process::{AgentProcess, StdoutLine};
 use switchboard::agent::ssh::launch::{self, Owner, RemoteAgent};
 use switchboard::agent::ssh::{ops, Host, Transport};
+use switchboard::router::{Router, Wait};
+use switchboard::{SessionManager, TeamsConfig};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 const STEP: Duration = Duration::from_secs(30);
@@ -192,9 +202,106 @@ async fn forward_round_trip(socket: &str) -> Result<Duration, String> {
     Ok(started.elapsed())
 }
 
+/// Callers of the router phase: `f0`..`f4` (local teams whose agents never start).
+const CALLERS: usize = 5;
+
+/// A teams config for the router phase: the callers, `here` (the scripted agent in a local
+/// folder) and `there` (the same agent in a folder of the remote host, over the test sshd),
+/// a pool big enough for every agent, no rate limit, nothing that expires during the run.
+fn router_config(r: &Remote, agent: &Path) -> Arc<TeamsConfig> {
+    let q = |v: &str| serde_json::Value::from(v).to_string();
+    let root = r.local.path();
+    let (here, home) = (root.join("here"), root.join("home"));
+    for d in [&here, &home] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let (there, there_home) = (r.folder("there"), r.folder("there-home"));
+    let options: Vec<String> = r.sshd.ssh_options().iter().map(|o| q(o)).collect();
+    let agent = agent.display().to_string();
+    let mut text = format!(
+        "[settings]\ncache_ttl = \"1h\"\nidle_timeout = \"1h\"\nmax_processes = 32\n\
+         max_queued_per_pair = 1000000\ntells_per_minute = 1000000000\n\n\
+         [database]\npath = {}\n\n\
+         [teams.here]\npath = {}\nagent_path = {}\nenv = {{ HOME = {} }}\n\n\
+         [teams.there]\npath = {}\nremote = {}\nssh_options = [{}]\nagent_path = {}\n\
+         env = {{ HOME = {} }}\n\n",
+        q(&root.join("sb.db").display().to_string()),
+        q(&here.display().to_string()),
+        q(&agent),
+        q(&home.display().to_string()),
+        q(&there.display().to_string()),
+        q(sshd::Sshd::ALIAS),
+        options.join(", "),
+        q(&agent),
+        q(&there_home.display().to_string()),
+    );
+    for i in 0..CALLERS {
+        text.push_str(&format!(
+            "[teams.f{i}]\npath = {}\nagent_path = {}\n\n",
+            q(&here.display().to_string()),
+            q(&agent)
+        ));
+    }
+    Arc::new(TeamsConfig::parse(&text, None, &|_| None).unwrap())
+}
+
+/// One tell through the router, to its stored answer (the scripted agent echoes).
+async fn router_tell(router: &Router, from: &str, to: &str, text: &str) -> Duration {
+    let t = Instant::now();
+    let tell = router.tell(from, to, text, Wait::For(STEP)).await.unwrap();
+    let took = t.elapsed();
+    assert_eq!(
+        tell.answer.as_deref(),
+        Some(format!("echo: {text}").as_str()),
+        "{tell:?}"
+    );
+    took
+}
+
+/// Tells through the real router to `here` and to `there` (see the module doc).
+async fn router_phase(r: &Remote, agent: &Path, n: usize) {
+    let m = SessionManager::open(router_config(r, agent)).unwrap();
+    m.initialize().unwrap();
+    let router = Router::new(Arc::new(m));
+    router.recover(None).unwrap();
+    for (op, to) in [("router_local", "here"), ("router_ssh", "there")] {
+        // The agents' starts (one per pair), apart from the tells.
+        let mut first = Vec::new();
+        for i in 0..CALLERS {
+            first.push(router_tell(&router, &format!("f{i}"), to, "start").await);
+        }
+        report(&format!("{op}_first"), first, None);
+        let mut samples = Vec::new();
+        let wall = Instant::now();
+        for i in 0..n {
+            samples.push(router_tell(&router, "f0", to, &format!("m{i}")).await);
+        }
+        report(op, samples, Some(wall.elapsed()));
+        let wall = Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        for c in 0..CALLERS {
+            let (router, to) = (router.clone(), to.to_string());
+            tasks.spawn(async move {
+                let mut s = Vec::new();
+                for i in 0..n / CALLERS {
+                    s.push(router_tell(&router, &format!("f{c}"), &to, &format!("p{c}-{i}")).await);
+                }
+                s
+            });
+        }
+        let mut samples = Vec::new();
+        while let Some(s) = tasks.join_next().await {
+            samples.extend(s.unwrap());
+        }
+        report(&format!("{op}_x{CALLERS}"), samples, Some(wall.elapsed()));
+    }
+    router.shutdown().await;
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 4)]
 async fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
+    let router_only = std::env::args().any(|a| a == "--router-only");
     let (n_connect, n_run, n_spawn, n_fwd) = if quick {
         (3, 50, 5, 50)
     } else {
@@ -205,6 +312,16 @@ async fn main() {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     let r = Remote::start(&[]);
+    match scripted_agent() {
+        Some(agent) => router_phase(&r, &agent, n_run).await,
+        None => eprintln!(
+            "# router_* skipped: build the scripted agent first \
+             (cargo build --locked --example switchboard-test-agent, same profile)"
+        ),
+    }
+    if router_only {
+        return;
+    }
     let folder = r.folder("work");
 
     let mut samples = Vec::new();
