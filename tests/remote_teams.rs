@@ -57,6 +57,28 @@ fn poll_until(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// The files of session `session` in the remote login user's folder for Switchboard's tools:
+/// `<session>.<start>.sock` and `.token`, one pair per agent start (src/agent/ssh/mcp.rs).
+fn mcp_files(session: &str) -> Vec<PathBuf> {
+    let dir = PathBuf::from(format!("/tmp/sb-mcp-{}", sshd::remote_user().0));
+    let prefix = format!("{session}.");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with(&prefix))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
 /// The live (not zombie) members of process group `pgid`.
 fn group_members(pgid: u32) -> Vec<u32> {
     procs::live_pids(|pid| {
@@ -298,11 +320,8 @@ async fn a_tell_and_a_resumed_tell_run_on_the_remote_host_and_the_transcript_is_
     assert_eq!(w.recorded(), None);
     assert!(w.remote_processes("claude").is_empty());
     // Its tools' socket and credential file there went with it.
-    let mcp_dir = PathBuf::from(format!("/tmp/sb-mcp-{}", sshd::remote_user().0));
-    for end in ["sock", "token"] {
-        let file = mcp_dir.join(format!("{session_id}.{end}"));
-        assert!(!file.exists(), "{} is left on the host", file.display());
-    }
+    let left = mcp_files(&session_id);
+    assert!(left.is_empty(), "left on the host: {left:?}");
 
     api.push(Answer::text("Resumed on the remote host."));
     let out = w.run(&["--json", "tell", "a", "b", "And again"]);
@@ -476,9 +495,13 @@ fn serve_runs_the_remote_agent_and_stops_it_there_at_shutdown() {
     assert!(!masters(&w).is_empty());
     // With its tools: the server's socket and the agent's credential file there.
     let session = tell["session_id"].as_str().unwrap().to_string();
-    let mcp_dir = PathBuf::from(format!("/tmp/sb-mcp-{}", sshd::remote_user().0));
-    let ends = ["sock", "token"].map(|end| mcp_dir.join(format!("{session}.{end}")));
-    assert!(ends.iter().all(|f| f.exists()), "{ends:?}");
+    let ends = mcp_files(&session);
+    let named = |end: &str| {
+        ends.iter()
+            .filter(|f| f.extension() == Some(end.as_ref()))
+            .count()
+    };
+    assert!(named("sock") == 1 && named("token") == 1, "{ends:?}");
     // SAFETY: kill(2).
     unsafe { libc::kill(serve.id() as i32, libc::SIGTERM) };
     let mut status = None;
@@ -494,7 +517,7 @@ fn serve_runs_the_remote_agent_and_stops_it_there_at_shutdown() {
     assert!(group_members(pid).is_empty(), "the agent there was stopped");
     assert_eq!(w.recorded(), None);
     assert!(
-        ends.iter().all(|f| !f.exists()),
+        ends.iter().all(|f| !f.exists()) && mcp_files(&session).is_empty(),
         "the agent's socket and credential went with it: {ends:?}"
     );
     assert!(
@@ -964,8 +987,8 @@ async fn secret_env_values_of_a_remote_team_are_on_no_command_line() {
         .launch_command
         .unwrap_or_default();
     assert!(!launch.contains("--mcp-config"), "{launch}");
-    let mcp_dir = PathBuf::from(format!("/tmp/sb-mcp-{}", sshd::remote_user().0));
-    assert!(!mcp_dir.join(format!("{}.sock", t.session_id)).exists());
+    let forwarded = mcp_files(&t.session_id);
+    assert!(forwarded.is_empty(), "{forwarded:?}");
     // The agent's own input still starts after the variables: it answers as before.
     let t = router.tell("a", "b", "hello", WAIT).await.unwrap();
     assert_eq!(t.answer.as_deref(), Some("echo: hello"), "{t:?}");
@@ -1108,7 +1131,6 @@ async fn a_chain_local_remote_local_keeps_its_hop_limit_and_loop_refusal() {
 #[test]
 fn a_remote_agent_that_cannot_start_leaves_no_socket_or_credential_there() {
     let w = World::start();
-    let mcp_dir = PathBuf::from(format!("/tmp/sb-mcp-{}", sshd::remote_user().0));
     let project = w.remote_folder("proj");
     let cases = [
         (
@@ -1129,14 +1151,8 @@ fn a_remote_agent_that_cannot_start_leaves_no_socket_or_credential_there() {
         assert!(stderr(&out).contains(why), "{}", stderr(&out));
         let store = SessionStore::open(&w.db_path()).unwrap();
         let session_id = store.get_by_pair("a", "b").unwrap().unwrap().session_id;
-        for end in ["sock", "token"] {
-            let file = mcp_dir.join(format!("{session_id}.{end}"));
-            assert!(
-                !file.exists(),
-                "{why}: {} is left on the host",
-                file.display()
-            );
-        }
+        let left = mcp_files(&session_id);
+        assert!(left.is_empty(), "{why}: left on the host: {left:?}");
         assert!(w.remote_processes("mcp-bridge").is_empty());
     }
 }
