@@ -61,6 +61,8 @@ const THREADS: usize = 8;
 const SEED: u64 = 0x5717_C4B0_A4D5_0005;
 
 fn main() -> ExitCode {
+    // The process settings of the `switchboard` binary (its `main` does the same).
+    switchboard::util::cap_malloc_arenas();
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

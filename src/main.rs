@@ -36,6 +36,7 @@ use clap::Parser;
 /// With `--json` (or `--format json`), an error is also JSON on stderr:
 /// `{"error": "...", "exit_code": N}`.
 fn main() -> ExitCode {
+    switchboard::util::cap_malloc_arenas();
     let args = match cli::Cli::try_parse() {
         Ok(args) => args,
         Err(e) => return cli::output::usage_error(e),

@@ -3,6 +3,23 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// Caps glibc's malloc arenas at [`MALLOC_ARENAS`]. By default every thread that allocates
+/// while another holds the arena lock gets an arena of its own (up to 8 per core), and memory
+/// freed in an arena stays with it: the 8 store threads of the session bench kept ~22 MB that
+/// way (peak RSS 51–54 MB; 35.5 MB with two arenas, 29.9 MB with one). Small allocations still
+/// go through each thread's own cache (tcache) without the arena lock. Call it first thing in
+/// `main`, before threads start. No-op on other C libraries.
+pub fn cap_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets a tunable of the allocator; M_ARENA_MAX takes any count ≥ 1.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, MALLOC_ARENAS);
+    }
+}
+
+/// Most malloc arenas a Switchboard process uses (see [`cap_malloc_arenas`]).
+pub const MALLOC_ARENAS: i32 = 1;
+
 /// Milliseconds since the unix epoch, now.
 pub fn now_ms() -> i64 {
     SystemTime::now()

@@ -768,3 +768,167 @@ fn the_wal_stays_under_its_bound_while_readers_never_stop() {
     let stats = store.wal_stats().expect("a file store has a checkpointer");
     assert!(stats.checkpoints > 0, "{stats:?}");
 }
+
+/// Builds the same mix of per-process states on `store` for the reset tests: sessions held by
+/// two dead owners (some processing a tell, some with an agent), ownerless live states, an
+/// ownerless agent, a row holding only a tell, interrupted compactions with and without a row.
+fn reset_world(store: &SessionStore, seed: u64) -> Vec<String> {
+    let mut rng = Rng(seed);
+    let dead = [
+        ProcessIdentity {
+            pid: 1,
+            started_at: 7,
+        },
+        ProcessIdentity {
+            pid: 1,
+            started_at: 9,
+        },
+    ];
+    let mut ids = Vec::new();
+    for i in 0..300u64 {
+        let id = format!("{i:08x}-0000-4000-8000-000000000000");
+        store
+            .insert_or_get(&format!("f{}", i % 17), &format!("t{i}"), &id, 1)
+            .expect("insert");
+        match rng.below(9) {
+            0 | 1 => {
+                let owner = dead[rng.below(2) as usize];
+                store
+                    .force_owner(&id, ProcessState::Processing, Some(owner), 5)
+                    .expect("owner");
+                store.set_current_tell(&id, Some("tell")).expect("tell");
+            }
+            2 => {
+                store
+                    .force_owner(&id, ProcessState::Idle, Some(dead[0]), 5)
+                    .expect("owner");
+                store
+                    .set_agent(
+                        &id,
+                        Some(ProcessIdentity {
+                            pid: 4_000_000 + i as u32,
+                            started_at: 3,
+                        }),
+                    )
+                    .expect("agent");
+            }
+            3 => {
+                store
+                    .update_process_state(&id, ProcessState::Spawning)
+                    .expect("state");
+            }
+            4 => {
+                store
+                    .set_agent(
+                        &id,
+                        Some(ProcessIdentity {
+                            pid: 4_100_000 + i as u32,
+                            started_at: 3,
+                        }),
+                    )
+                    .expect("agent");
+            }
+            5 => {
+                store.set_current_tell(&id, Some("quiet")).expect("tell");
+            }
+            6 => {
+                store
+                    .set_status(&id, SessionStatus::Compacting, None)
+                    .expect("compacting");
+                if rng.below(2) == 0 {
+                    store
+                        .force_owner(&id, ProcessState::Processing, Some(dead[1]), 5)
+                        .expect("owner");
+                }
+            }
+            _ => {}
+        }
+        ids.push(id);
+    }
+    ids
+}
+
+#[test]
+fn the_reset_with_every_owner_gone_resets_what_the_reset_by_owner_does() {
+    // With no live owner the reset empties session_live in one statement (foreign key checks
+    // off around it); with one, it deletes the dead owners' rows one by one. Both must reset the
+    // same sessions, report the same agents, and leave the same rows.
+    let all_gone = SessionStore::open_in_memory().expect("memory");
+    let one_live = SessionStore::open_in_memory().expect("memory");
+    let ids = reset_world(&all_gone, 0x51f1_5eed);
+    assert_eq!(reset_world(&one_live, 0x51f1_5eed), ids);
+    let live = ProcessIdentity {
+        pid: 42,
+        started_at: 42,
+    };
+    one_live
+        .insert_or_get("live", "held", "ffffffff-0000-4000-8000-000000000000", 1)
+        .expect("insert");
+    one_live
+        .force_owner(
+            "ffffffff-0000-4000-8000-000000000000",
+            ProcessState::Processing,
+            Some(live),
+            5,
+        )
+        .expect("live owner");
+
+    let fast = all_gone.reset_orphaned(&|_| false).expect("reset");
+    let slow = one_live.reset_orphaned(&|o| o == live).expect("reset");
+    assert_eq!(slow.owned_by_live_process, 1);
+    assert_eq!(fast.owned_by_live_process, 0);
+    assert!(fast.reset > 50, "the world resets many sessions: {fast:?}");
+    assert_eq!(fast.reset, slow.reset);
+    let sorted = |mut v: Vec<ProcessIdentity>| {
+        v.sort_by_key(|p| (p.pid, p.started_at));
+        v
+    };
+    assert_eq!(
+        sorted(fast.orphan_agents.clone()),
+        sorted(slow.orphan_agents)
+    );
+    for id in &ids {
+        let a = all_gone.get_by_session_id(id).expect("get").expect("a");
+        let b = one_live.get_by_session_id(id).expect("get").expect("b");
+        assert_eq!(a, b, "session {id}");
+        assert_eq!(a.process_state, ProcessState::Stopped);
+        assert_eq!(a.owner_pid, None);
+        assert_ne!(a.status, SessionStatus::Compacting);
+    }
+    let held = one_live
+        .get_by_session_id("ffffffff-0000-4000-8000-000000000000")
+        .expect("get")
+        .expect("held");
+    assert_eq!(
+        held.owner_pid,
+        Some(42),
+        "a live owner's session stays held"
+    );
+    assert_eq!(held.process_state, ProcessState::Processing);
+}
+
+#[test]
+fn foreign_keys_are_on_again_after_the_reset() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("fk.db");
+    let store = SessionStore::open(&path).expect("open");
+    reset_world(&store, 7);
+    drop(store);
+    let mut conn = Connection::open(&path).expect("conn");
+    switchboard::store::floor::init_connection(&mut conn).expect("init");
+    let report =
+        switchboard::store::floor::reset_orphaned_in(&mut conn, &|_| false).expect("reset");
+    assert!(report.reset > 0);
+    let fk: i64 = conn
+        .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
+        .expect("pragma");
+    assert_eq!(fk, 1, "the reset turned foreign key checks back on");
+    // And they act: a live row for a session that does not exist is refused.
+    let err = conn
+        .execute(
+            "INSERT INTO session_live (session, process_state) VALUES (999999, 'idle')",
+            [],
+        )
+        .expect_err("foreign key");
+    assert!(err.to_string().contains("FOREIGN KEY"), "{err}");
+}

@@ -12,6 +12,7 @@ mod inspect;
 mod migrate;
 mod model;
 mod remote;
+mod reset;
 mod sessions;
 mod tells;
 
@@ -34,7 +35,8 @@ pub use model::{
     TeamStats, Tell, TellKind, TellOutcome, TellState,
 };
 pub use remote::RemoteAgentRecord;
-pub use sessions::{DueQuery, ResetReport};
+pub use reset::ResetReport;
+pub use sessions::DueQuery;
 
 /// The store's own statements and the functions that run them on a given connection, for the
 /// benchmark's bare-rusqlite floor (`benches/switchboard-bench/raw.rs`): the floor runs exactly
@@ -42,14 +44,18 @@ pub use sessions::{DueQuery, ResetReport};
 /// drift from it. Not an API.
 #[doc(hidden)]
 pub mod floor {
+    pub use super::reset::reset_orphaned_in;
     pub use super::sessions::{
-        get_by_pair, list_in, live_in, read_rowid, read_session_id, reset_orphaned_in,
-        row_to_session, stats_in, update_in, COLUMNS, FORCE_OWNER_COLUMNS, FORCE_OWNER_SET, FROM,
-        INCR_SET, INSERT_SESSION, STATE_COLUMNS, STATE_SET, STATE_STOPPED_SET, STATE_VALUES,
+        get_by_pair, list_in, live_in, read_rowid, read_session_id, row_to_session, stats_in,
+        update_in, COLUMNS, FORCE_OWNER_COLUMNS, FORCE_OWNER_SET, FROM, INCR_SET, INSERT_SESSION,
+        STATE_COLUMNS, STATE_SET, STATE_STOPPED_SET, STATE_VALUES,
     };
     pub use super::{init_connection, write_returning};
 }
 pub use tells::NewTell;
+
+/// Pooled connections of a file database.
+pub const POOL_SIZE: u32 = 4;
 
 /// How long a connection waits for a lock held by another connection or process.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -328,8 +334,10 @@ impl SessionStore {
         let file = identity::OpenedFile::record(path)?;
         drop(probe);
         let manager = SqliteConnectionManager::file(path).with_init(init_connection);
+        // One writer at a time (the gate) and readers for two cores: more connections only add
+        // page caches (up to 1 MB each) to the process's memory.
         let pool = Pool::builder()
-            .max_size(8)
+            .max_size(POOL_SIZE)
             .min_idle(Some(1))
             .connection_timeout(BUSY_TIMEOUT)
             .build(manager)?;

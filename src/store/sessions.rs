@@ -2,13 +2,14 @@
 //! addresses a session by its `session_id` and returns the updated row (`UPDATE ... RETURNING`),
 //! so the caller knows which pair it touched.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 use rusqlite::{params, params_from_iter, types::Value, Connection, OptionalExtension, Row};
 
 use super::model::{
     ListFilter, ListOrder, PairStats, ProcessState, Session, SessionStatus, Stats, TeamStats,
 };
+use super::reset::{reset_orphaned_in, ResetReport};
 use super::{write_returning, SessionStore, StoreError, StoreResult};
 use crate::util::ProcessIdentity;
 
@@ -74,17 +75,6 @@ pub struct DueQuery {
 const DUE_WHERE: &str = "message_count >= min(?1, ?2) \
     AND (message_count >= ?1 OR (message_count >= ?2 AND last_used_at < ?3)) \
     AND +status IN ('active', 'compact_pending', 'error')";
-
-/// What [`SessionStore::reset_orphaned`] did.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ResetReport {
-    /// How many sessions were reset to `stopped` (or had an interrupted compaction put back).
-    pub reset: usize,
-    /// Sessions left alone because another live process owns them.
-    pub owned_by_live_process: usize,
-    /// Agent processes the reset sessions recorded (they may have outlived their owner).
-    pub orphan_agents: Vec<ProcessIdentity>,
-}
 
 fn not_found(session_id: &str) -> StoreError {
     StoreError::NotFound(format!("session {session_id}"))
@@ -737,98 +727,6 @@ pub fn list_in(conn: &Connection, f: &ListFilter) -> StoreResult<Vec<Session>> {
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(params_from_iter(args), row_to_session)?;
     Ok(rows.collect::<Result<_, _>>()?)
-}
-
-/// [`SessionStore::reset_orphaned`] on `conn`.
-pub fn reset_orphaned_in(
-    conn: &mut Connection,
-    is_alive: &dyn Fn(ProcessIdentity) -> bool,
-) -> StoreResult<ResetReport> {
-    let owners: Vec<(i64, Option<i64>, i64)> = conn
-        .prepare_cached(
-            "SELECT owner_pid, owner_started_at, count(*) FROM session_live \
-                 WHERE owner_pid IS NOT NULL GROUP BY owner_pid, owner_started_at",
-        )?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-        .collect::<Result<_, _>>()?;
-    let mut report = ResetReport::default();
-    let mut dead = Vec::new();
-    for (pid, started_at, n) in owners {
-        let identity = ProcessIdentity {
-            pid: u32::try_from(pid).unwrap_or(0),
-            started_at: started_at.unwrap_or(0),
-        };
-        if identity.pid != 0 && is_alive(identity) {
-            report.owned_by_live_process += n as usize;
-        } else {
-            dead.push((pid, started_at));
-        }
-    }
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    {
-        let agent_row = |r: &Row<'_>| Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?));
-        let mut found: Vec<(i64, Option<i64>)> = tx
-            .prepare_cached(
-                "SELECT agent_pid, agent_started_at FROM session_live \
-                     WHERE agent_pid IS NOT NULL AND owner_pid IS NULL",
-            )?
-            .query_map([], agent_row)?
-            .collect::<Result<_, _>>()?;
-        let mut by_owner = tx.prepare_cached(
-            "SELECT agent_pid, agent_started_at FROM session_live \
-                 WHERE owner_pid = ?1 AND owner_started_at IS ?2 AND agent_pid IS NOT NULL",
-        )?;
-        for (pid, started_at) in &dead {
-            for row in by_owner.query_map(params![pid, started_at], agent_row)? {
-                found.push(row?);
-            }
-        }
-        report.orphan_agents = found
-            .into_iter()
-            .filter_map(|(pid, st)| {
-                Some(ProcessIdentity {
-                    pid: u32::try_from(pid).ok()?,
-                    started_at: st.unwrap_or(0),
-                })
-            })
-            .collect();
-    }
-    let mut reset: HashSet<i64> = HashSet::new();
-    {
-        let mut by_owner = tx.prepare_cached(
-            "DELETE FROM session_live WHERE owner_pid = ?1 AND owner_started_at IS ?2 \
-                 RETURNING session",
-        )?;
-        for (pid, started_at) in dead {
-            for row in by_owner.query_map(params![pid, started_at], |r| r.get(0))? {
-                reset.insert(row?);
-            }
-        }
-        // Rows with no owner: a live state, an agent or a tell nobody holds.
-        let mut ownerless = tx.prepare_cached(
-            "DELETE FROM session_live WHERE owner_pid IS NULL \
-                 RETURNING session, process_state != 'stopped' OR agent_pid IS NOT NULL",
-        )?;
-        for row in ownerless.query_map([], |r| Ok((r.get(0)?, r.get::<_, bool>(1)?)))? {
-            let (id, live) = row?;
-            if live {
-                reset.insert(id);
-            }
-        }
-        // Compactions that no live holder runs any more (the status index finds them).
-        let mut compacting = tx.prepare_cached(
-            "UPDATE sessions SET status = 'compact_pending' WHERE status = 'compacting' \
-                 AND NOT EXISTS (SELECT 1 FROM session_live l WHERE l.session = sessions.id \
-                                 AND l.owner_pid IS NOT NULL) \
-                 RETURNING id",
-        )?;
-        for row in compacting.query_map([], |r| r.get(0))? {
-            reset.insert(row?);
-        }
-    }
-    tx.commit()?;
-    report.reset = reset.len();
-    Ok(report)
 }
 
 /// [`SessionStore::stats`] on `conn`.
