@@ -328,14 +328,7 @@ fn tool_output(result: &Value, error: &Value) -> String {
 
 /// Decodes one line of `codex app-server`'s stdout.
 pub fn decode(line: &[u8]) -> Result<Activity, BadLine> {
-    let trimmed = line.trim_ascii();
-    let v: Value = match serde_json::from_slice(trimmed) {
-        Ok(v @ Value::Object(_)) => v,
-        _ => {
-            let start = String::from_utf8_lossy(&trimmed[..trimmed.len().min(120)]).into_owned();
-            return Err(BadLine::NotJson(start));
-        }
-    };
+    let v = super::event::json_object(line)?;
     let method = v.get("method").and_then(Value::as_str);
     let id = v.get("id").cloned();
     let p = v.get("params").cloned().unwrap_or(Value::Null);

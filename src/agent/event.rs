@@ -336,7 +336,7 @@ impl std::fmt::Display for BadLine {
     }
 }
 
-fn s(v: &Value, key: &str) -> Option<String> {
+pub(super) fn s(v: &Value, key: &str) -> Option<String> {
     v.get(key).and_then(Value::as_str).map(str::to_string)
 }
 
@@ -344,16 +344,21 @@ fn i(v: &Value, key: &str) -> Option<i64> {
     v.get(key).and_then(Value::as_i64)
 }
 
+/// One stdout line of an agent CLI that prints a JSON object per line, parsed; anything else
+/// is a [`BadLine::NotJson`] carrying the line's first 120 bytes (every decoder's rule).
+pub fn json_object(line: &[u8]) -> Result<Value, BadLine> {
+    let trimmed = line.trim_ascii();
+    match serde_json::from_slice(trimmed) {
+        Ok(v @ Value::Object(_)) => Ok(v),
+        _ => Err(BadLine::NotJson(
+            String::from_utf8_lossy(&trimmed[..trimmed.len().min(120)]).into_owned(),
+        )),
+    }
+}
+
 /// Decodes one stdout line (without its newline).
 pub fn decode(line: &[u8]) -> Result<AgentEvent, BadLine> {
-    let trimmed = line.trim_ascii();
-    let v: Value = match serde_json::from_slice(trimmed) {
-        Ok(v @ Value::Object(_)) => v,
-        _ => {
-            let start = String::from_utf8_lossy(&trimmed[..trimmed.len().min(120)]).into_owned();
-            return Err(BadLine::NotJson(start));
-        }
-    };
+    let v = json_object(line)?;
     let kind = v.get("type").and_then(Value::as_str).unwrap_or("");
     let subtype = v.get("subtype").and_then(Value::as_str).unwrap_or("");
     Ok(match (kind, subtype) {

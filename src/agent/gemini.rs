@@ -287,35 +287,26 @@ pub fn exit_in_words(code: i32) -> Option<&'static str> {
     })
 }
 
-fn st(v: &Value, key: &str) -> Option<String> {
-    v.get(key).and_then(Value::as_str).map(String::from)
-}
-
 /// Decodes one line of `gemini --output-format stream-json`.
 pub fn decode(line: &[u8]) -> Result<Activity, BadLine> {
-    let trimmed = line.trim_ascii();
-    let v: Value = match serde_json::from_slice(trimmed) {
-        Ok(v @ Value::Object(_)) => v,
-        _ => {
-            let start = String::from_utf8_lossy(&trimmed[..trimmed.len().min(120)]).into_owned();
-            return Err(BadLine::NotJson(start));
-        }
-    };
+    let v = super::event::json_object(line)?;
     let kind = v.get("type").and_then(Value::as_str).unwrap_or("");
     Ok(match kind {
-        "init" => match st(&v, "session_id") {
+        "init" => match super::event::s(&v, "session_id") {
             Some(id) => Activity::Session { id },
             None => Activity::Other {
                 kind: "init".into(),
             },
         },
-        "message" if st(&v, "role").as_deref() == Some("assistant") => Activity::Text {
-            text: st(&v, "content").unwrap_or_default(),
-            delta: v.get("delta").and_then(Value::as_bool).unwrap_or(false),
-        },
+        "message" if super::event::s(&v, "role").as_deref() == Some("assistant") => {
+            Activity::Text {
+                text: super::event::s(&v, "content").unwrap_or_default(),
+                delta: v.get("delta").and_then(Value::as_bool).unwrap_or(false),
+            }
+        }
         "tool_use" => Activity::ToolUse {
-            id: st(&v, "tool_id").unwrap_or_default(),
-            tool: st(&v, "tool_name").unwrap_or_default(),
+            id: super::event::s(&v, "tool_id").unwrap_or_default(),
+            tool: super::event::s(&v, "tool_name").unwrap_or_default(),
             input: v
                 .get("parameters")
                 .cloned()
@@ -323,7 +314,7 @@ pub fn decode(line: &[u8]) -> Result<Activity, BadLine> {
                 .to_string(),
         },
         "tool_result" => {
-            let ok = st(&v, "status").as_deref() == Some("success");
+            let ok = super::event::s(&v, "status").as_deref() == Some("success");
             let output = if ok {
                 v.get("output").map(as_text).unwrap_or_default()
             } else {
@@ -334,18 +325,19 @@ pub fn decode(line: &[u8]) -> Result<Activity, BadLine> {
                     .unwrap_or_default()
             };
             Activity::ToolResult {
-                id: st(&v, "tool_id").unwrap_or_default(),
+                id: super::event::s(&v, "tool_id").unwrap_or_default(),
                 ok,
                 output,
             }
         }
         "error" => Activity::Status {
-            text: st(&v, "message").unwrap_or_else(|| "the agent reported an error".into()),
+            text: super::event::s(&v, "message")
+                .unwrap_or_else(|| "the agent reported an error".into()),
         },
         "result" => {
             let stats = v.get("stats").cloned().unwrap_or(Value::Null);
             let n = |k: &str| stats.get(k).and_then(Value::as_i64).unwrap_or(0).max(0);
-            let outcome = match st(&v, "status").as_deref() {
+            let outcome = match super::event::s(&v, "status").as_deref() {
                 Some("success") => TurnOutcome::Completed,
                 _ => TurnOutcome::Failed(
                     v.pointer("/error/message")
@@ -588,7 +580,7 @@ impl LineDecoder for TurnDecoder {
             .to_string();
         Ok(match activity {
             Activity::Session { id } => {
-                self.model = st(&raw, "model");
+                self.model = super::event::s(&raw, "model");
                 self.session = Some(id.clone());
                 AgentEvent::Init {
                     session_id: Some(id),

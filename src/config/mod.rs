@@ -21,7 +21,7 @@ pub use init::{new_teams_file, team_name, write_new_file, NewTeamsFile};
 pub use load::discover_in;
 pub use load::{discover, ConfigError, ConfigProblem, Folders};
 pub use permissions::{Ask, Permissions, Rule, ToolCall};
-pub use validate::check_ssh_destination;
+pub use validate::{check_ssh_destination, is_valid_env_name};
 
 /// The whole teams file, loaded and validated.
 #[derive(Debug, Clone)]

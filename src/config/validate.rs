@@ -540,7 +540,7 @@ fn provider(table: &Table, path: &KeyPath, report: &mut Report<'_>) -> Option<Pr
         }
     };
     let env_key = get_str(t, "env_key", &at, report).and_then(|k| {
-        if is_env_name(k) {
+        if is_valid_env_name(k) {
             Some(k.to_string())
         } else {
             report.add(
@@ -566,15 +566,6 @@ fn is_http_url(url: &str) -> bool {
             && !r.starts_with('/')
             && !url.chars().any(|c| c.is_whitespace() || c.is_control())
     })
-}
-
-/// `[A-Za-z_][A-Za-z0-9_]*`.
-fn is_env_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// `[settings.prices."MODEL"]`: `input` and `output` (US dollars per million tokens) required,
@@ -1142,7 +1133,8 @@ fn get_passthrough(table: &Table, path: &KeyPath, report: &mut Report<'_>) -> Ve
     out
 }
 
-fn is_valid_env_name(name: &str) -> bool {
+/// Whether `name` is an environment variable name: `[A-Za-z_][A-Za-z0-9_]*`.
+pub fn is_valid_env_name(name: &str) -> bool {
     let mut bytes = name.bytes();
     matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_')
         && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')

@@ -75,12 +75,7 @@ pub fn quote(value: &str, what: &str) -> Result<String, QuoteError> {
 /// Whether `name` may be exported by a POSIX shell (and is not one of the wrapper's own
 /// `_sb_` variables).
 pub fn is_env_name(name: &str) -> bool {
-    if name.starts_with("_sb_") {
-        return false;
-    }
-    let mut bytes = name.bytes();
-    matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_')
-        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    !name.starts_with("_sb_") && crate::config::is_valid_env_name(name)
 }
 
 /// The wrapper run by `/bin/sh` on the remote host. Constant: every value reaches it as a
