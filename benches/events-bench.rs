@@ -204,7 +204,9 @@ fn run(n: usize) -> BenchResult<()> {
 
 /// One tell, submitted and waited for.
 async fn tell(router: &Router, callee: &str, message: &str) -> BenchResult<()> {
-    let t = router.submit("bench-a", callee, TellKind::Tell, message, None)?;
+    let t = router
+        .submit("bench-a", callee, TellKind::Tell, message, None)
+        .await?;
     let t = router
         .wait_for(&t.tell_id, Wait::For(Duration::from_secs(60)))
         .await?;

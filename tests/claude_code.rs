@@ -519,6 +519,7 @@ async fn shutdown_during_a_turn_fails_the_tell_and_leaves_no_claude_process() {
         .push(Answer::text("Too late.").with_delay(Duration::from_secs(120)));
     let t = r
         .submit("a", "b", TellKind::Tell, "Take your time.", None)
+        .await
         .expect("submit");
     // Claude is in the turn once the stand-in holds its request.
     env.api.wait_for_requests(1, Duration::from_secs(30)).await;
@@ -593,6 +594,7 @@ async fn an_interrupted_turn_is_explained_in_words_not_claude_codes_diagnostic()
         .push(Answer::text("too late").with_delay(Duration::from_secs(30)));
     let t = r
         .submit("a", "b", TellKind::Tell, "Take your time.", None)
+        .await
         .expect("submit");
     let deadline = Instant::now() + Duration::from_secs(30);
     while env.api.message_requests().is_empty() {
@@ -626,6 +628,7 @@ async fn an_interrupt_while_a_tool_runs_is_explained_in_words() {
     ));
     let t = r
         .submit("a", "b", TellKind::Tell, "Run the slow thing.", None)
+        .await
         .expect("submit");
     // The tool's process carries the test's marker (claude passes its environment on).
     let tool_runs = || {

@@ -389,6 +389,7 @@ async fn cancel_stall_and_a_cut_connection_of_a_remote_agent() {
     // Cancel: the running turn is interrupted, the agent stays for the next tell.
     let t = router
         .submit("a", "b", TellKind::Tell, "sleep:30000", None)
+        .await
         .unwrap();
     assert!(poll_until(Duration::from_secs(20), || router
         .tell_status(&t.tell_id)
@@ -415,6 +416,7 @@ async fn cancel_stall_and_a_cut_connection_of_a_remote_agent() {
     // The connection cut mid-turn: the tell fails naming the host; the next one resumes.
     let t = router
         .submit("a", "b", TellKind::Tell, "sleep:20000", None)
+        .await
         .unwrap();
     assert!(poll_until(Duration::from_secs(20), || router
         .tell_status(&t.tell_id)

@@ -209,13 +209,14 @@ async fn a_tell_is_answered_and_everything_is_recorded() {
 async fn twenty_tells_on_one_pair_are_answered_in_order() {
     let env = Env::new("", "");
     let r = env.router();
-    let ids: Vec<String> = (0..20)
-        .map(|i| {
-            r.submit("a", "b", TellKind::Tell, &format!("m{i}"), None)
-                .expect("submit")
-                .tell_id
-        })
-        .collect();
+    let mut ids: Vec<String> = Vec::new();
+    for i in 0..20 {
+        let t = r
+            .submit("a", "b", TellKind::Tell, &format!("m{i}"), None)
+            .await
+            .expect("submit");
+        ids.push(t.tell_id);
+    }
     let mut answered_at = Vec::new();
     for (i, id) in ids.iter().enumerate() {
         let t = r.wait_for(id, FOREVER).await.expect("wait");
@@ -409,9 +410,11 @@ async fn cancel_interrupts_the_running_tell_and_drops_the_queued_ones() {
     let r = env.router();
     let running = r
         .submit("a", "b", TellKind::Tell, "sleep:30000", None)
+        .await
         .expect("submit");
     let queued = r
         .submit("a", "b", TellKind::Tell, "later", None)
+        .await
         .expect("submit");
     let m = Arc::clone(r.manager());
     eventually("processing", || {
@@ -539,6 +542,7 @@ async fn shutdown_lets_a_running_turn_finish_within_the_grace() {
     let r = env.router();
     let t = r
         .submit("a", "b", TellKind::Tell, "sleep:300", None)
+        .await
         .expect("submit");
     let m = Arc::clone(r.manager());
     eventually("processing", || {
@@ -563,6 +567,7 @@ async fn shutdown_lets_a_running_turn_finish_within_the_grace() {
     let r = env.router();
     let t = r
         .submit("a", "b", TellKind::Tell, "sleep:30000", None)
+        .await
         .expect("submit");
     let m = Arc::clone(r.manager());
     eventually("processing", || {
@@ -602,6 +607,7 @@ async fn chains_of_tells_are_bounded_and_loops_refused() {
     // a tells b; while b's agent works on it, b's agent (its session's caller) tells c.
     let first = r
         .submit("a", "b", TellKind::Tell, "sleep:5000", None)
+        .await
         .expect("submit");
     let m = Arc::clone(r.manager());
     eventually("processing", || {
@@ -640,13 +646,16 @@ async fn chains_of_tells_are_bounded_and_loops_refused() {
     assert!(r.caller_from_agent_token("forged").is_none());
 
     // b -> a would close a loop: a is waiting for b.
-    let err = r.submit_as(&b_agent, "a", "hi").expect_err("loop");
+    let err = r.submit_as(&b_agent, "a", "hi").await.expect_err("loop");
     assert_eq!(
         err.to_string(),
         "refused: a -> b -> a is a loop: a is waiting for an answer in this chain"
     );
     // b -> c is fine (2 hops) and chained to a's tell.
-    let bc = r.submit_as(&b_agent, "c", "sleep:5000").expect("b -> c");
+    let bc = r
+        .submit_as(&b_agent, "c", "sleep:5000")
+        .await
+        .expect("b -> c");
     assert_eq!(bc.from_team, "b");
     assert_eq!(bc.parent_tell_id.as_deref(), Some(first.tell_id.as_str()));
     eventually("c processing", || {
@@ -661,17 +670,23 @@ async fn chains_of_tells_are_bounded_and_loops_refused() {
         session_id: bc_session.session_id.clone(),
     };
     // c -> d would be 3 hops.
-    let err = r.submit_as(&c_agent, "d", "hi").expect_err("too long");
+    let err = r
+        .submit_as(&c_agent, "d", "hi")
+        .await
+        .expect_err("too long");
     assert!(
         err.to_string()
             .contains("a -> b -> c -> d is 3 hops, more than settings.max_hops = 2"),
         "{err}"
     );
     // c -> a and c -> b: loops.
-    assert!(r.submit_as(&c_agent, "a", "hi").is_err());
-    assert!(r.submit_as(&c_agent, "b", "hi").is_err());
+    assert!(r.submit_as(&c_agent, "a", "hi").await.is_err());
+    assert!(r.submit_as(&c_agent, "b", "hi").await.is_err());
     // A person acting as a team has no chain.
-    assert!(r.submit_as(&Caller::Team("d".into()), "a", "hi").is_ok());
+    assert!(r
+        .submit_as(&Caller::Team("d".into()), "a", "hi")
+        .await
+        .is_ok());
     r.cancel("a", "b").expect("cancel");
     r.cancel("b", "c").expect("cancel");
     r.shutdown().await;
@@ -950,6 +965,7 @@ async fn an_answer_that_arrives_while_the_database_is_read_only_is_kept_and_stor
     r.tell("a", "b", "warm up", FOREVER).await.expect("tell");
     let t = r
         .submit("a", "b", TellKind::Tell, "sleep:800", None)
+        .await
         .expect("submit");
     let m = Arc::clone(r.manager());
     eventually("delivered", || {
@@ -999,6 +1015,7 @@ async fn an_answer_that_arrives_while_the_disk_is_full_is_kept_and_stored_later(
     r.tell("a", "b", "warm up", FOREVER).await.expect("tell");
     let t = r
         .submit("a", "b", TellKind::Tell, "sleep:800", None)
+        .await
         .expect("submit");
     let m = Arc::clone(r.manager());
     eventually("delivered", || {
@@ -1166,6 +1183,7 @@ async fn shutdown_while_the_database_refuses_the_answer_ends_and_the_next_start_
     r.tell("a", "b", "warm up", FOREVER).await.expect("tell");
     let t = r
         .submit("a", "b", TellKind::Tell, "sleep:300", None)
+        .await
         .expect("submit");
     let m = Arc::clone(r.manager());
     eventually("delivered", || {

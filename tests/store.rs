@@ -932,3 +932,160 @@ fn foreign_keys_are_on_again_after_the_reset() {
         .expect_err("foreign key");
     assert!(err.to_string().contains("FOREIGN KEY"), "{err}");
 }
+
+/// The rate limit's look-up agrees with counting by hand: the `most`-th newest message a team
+/// sent in the window, whatever the other teams and the compactions in between, and whatever
+/// the limit (below, at and above what the team sent; a limit far above every id).
+#[test]
+fn the_rate_limit_lookup_finds_the_nth_newest_message_of_the_window() {
+    let store = SessionStore::open_in_memory().expect("memory");
+    let mut rng = Rng(0x5eed_1234);
+    let mut sent: Vec<(String, switchboard::store::TellKind, i64)> = Vec::new();
+    for i in 0..400u64 {
+        let from = ["a", "b", "c"][rng.below(3) as usize];
+        let kind = if rng.below(5) == 0 {
+            switchboard::store::TellKind::Compact
+        } else {
+            switchboard::store::TellKind::Tell
+        };
+        // Mostly increasing times, some equal, a few earlier than the previous one.
+        let at = 1_000 + i as i64 * 10 - rng.below(25) as i64;
+        let id = format!("aaaaaaaa-0000-4000-8000-{i:012}");
+        let new = switchboard::store::NewTell {
+            tell_id: &id,
+            session_id: "11111111-1111-4111-8111-111111111111",
+            from_team: from,
+            to_team: "z",
+            kind,
+            text: "hello",
+            parent_tell_id: None,
+        };
+        store.insert_tell(&new, at).expect("insert");
+        sent.push((from.to_string(), kind, at));
+    }
+    for from in ["a", "b", "c", "nobody"] {
+        for since in [0, 1_000, 2_500, 4_000, 5_000] {
+            let mut times: Vec<i64> = sent
+                .iter()
+                .filter(|(f, k, at)| {
+                    f == from && *k == switchboard::store::TellKind::Tell && *at >= since
+                })
+                .map(|(_, _, at)| *at)
+                .collect();
+            times.sort_unstable_by(|x, y| y.cmp(x));
+            for most in [1, 2, 5, 30, times.len(), times.len() + 1, 1_000_000_000] {
+                let want = if most >= 1 && times.len() >= most {
+                    Some(times[most - 1])
+                } else {
+                    None
+                };
+                let got = store
+                    .nth_tell_time_since(from, since, most)
+                    .expect("look-up");
+                assert_eq!(got, want, "team {from}, since {since}, most {most}");
+            }
+        }
+    }
+}
+
+/// Writes batched together commit together, but each stands alone: one that fails half-way
+/// (its session went idle, then its usage broke a constraint) is rolled back by itself and
+/// reports its own error, while every other write of its batch is stored. The batch waits for the write lock held by another
+/// process's connection, so the writes sent meanwhile pile up into one transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_write_of_a_batch_rolls_back_alone() {
+    use std::future::Future;
+    use std::pin::Pin;
+    use switchboard::store::{EndOfTurn, NewTell, TellKind, TellOutcome, TellState, WriteBatcher};
+    type Write<'a> = Pin<Box<dyn Future<Output = Result<String, StoreError>> + Send + 'a>>;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("batch.db");
+    let store = SessionStore::open(&path).expect("open");
+    let (s, _) = store
+        .insert_or_get("a", "b", "11111111-1111-4111-8111-111111111111", 1)
+        .expect("session");
+    store
+        .update_process_state(&s.session_id, ProcessState::Processing)
+        .expect("processing");
+    let batcher = WriteBatcher::start(store.clone()).expect("thread");
+    let ids: Vec<String> = (0..20)
+        .map(|i| format!("aaaaaaaa-0000-4000-8000-{i:012}"))
+        .collect();
+
+    // Another process holds the write lock: the batch thread waits for it while every write
+    // below is handed to it (each future is polled once: that queues its write).
+    let other = Connection::open(&path).expect("other connection");
+    other.execute_batch("BEGIN IMMEDIATE").expect("lock");
+    let mut writes: Vec<Write<'_>> = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        if i == 10 {
+            // In the middle: it shares its batch with writes before and after it.
+            writes.push(Box::pin(async {
+                batcher
+                    .end_turn(EndOfTurn {
+                        session_id: s.session_id.clone(),
+                        input_tokens: -1_000,
+                        output_tokens: 1,
+                        cost_usd: 0.0,
+                        counts: true,
+                        tell_id: "aaaaaaaa-0000-4000-8000-000000000000".into(),
+                        state: TellState::Answered,
+                        outcome: TellOutcome::default(),
+                        now: 50,
+                    })
+                    .await
+                    .map(|_| "ended".to_string())
+            }));
+        }
+        let session = s.session_id.clone();
+        let b = &batcher;
+        writes.push(Box::pin(async move {
+            let new = NewTell {
+                tell_id: id,
+                session_id: &session,
+                from_team: "a",
+                to_team: "b",
+                kind: TellKind::Tell,
+                text: "hello",
+                parent_tell_id: None,
+            };
+            b.insert_tell(&new, 10).await.map(|t| t.tell_id)
+        }));
+    }
+    for w in &mut writes {
+        std::future::poll_fn(|cx| {
+            assert!(
+                w.as_mut().poll(cx).is_pending(),
+                "answered before the lock went"
+            );
+            std::task::Poll::Ready(())
+        })
+        .await;
+    }
+    other.execute_batch("ROLLBACK").expect("unlock");
+
+    let mut results = Vec::new();
+    for w in writes {
+        results.push(w.await);
+    }
+    let err = results.remove(10).expect_err("negative usage");
+    assert!(
+        err.to_string().contains("CHECK constraint failed"),
+        "its own error, not the batch's: {err}"
+    );
+    for (i, r) in results.into_iter().enumerate() {
+        let tell_id = r.unwrap_or_else(|e| panic!("write {i} failed with its batch: {e}"));
+        let t = store.get_tell(&tell_id).expect("read").expect("stored");
+        assert_eq!(t.state, TellState::Queued);
+    }
+    // The failing end of turn left nothing: the session is still processing and counts no
+    // message, and the tell it named (one of the 20) is still queued.
+    let s2 = store
+        .get_by_session_id(&s.session_id)
+        .expect("read")
+        .expect("session");
+    assert_eq!(s2.process_state, ProcessState::Processing);
+    assert_eq!(s2.message_count, 0);
+    let t0 = store.get_tell(&ids[0]).expect("read").expect("stored");
+    assert_eq!(t0.state, TellState::Queued);
+}

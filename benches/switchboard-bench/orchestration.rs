@@ -401,7 +401,9 @@ async fn tell_roundtrip(
         let c0 = measure::process_cpu();
         for text in block {
             let t0 = Instant::now();
-            let queued = router.submit(from, to, switchboard::store::TellKind::Tell, text, None)?;
+            let queued = router
+                .submit(from, to, switchboard::store::TellKind::Tell, text, None)
+                .await?;
             let t1 = Instant::now();
             let t = router.wait_for(&queued.tell_id, wait).await?;
             let d = t0.elapsed();
@@ -662,8 +664,9 @@ async fn tells_50_pairs(
         for (k, to) in callees.iter().enumerate() {
             let text = format!("b{k} t{i}");
             let t0 = Instant::now();
-            let queued =
-                router.submit(from, to, switchboard::store::TellKind::Tell, &text, None)?;
+            let queued = router
+                .submit(from, to, switchboard::store::TellKind::Tell, &text, None)
+                .await?;
             let r = router.clone();
             set.spawn(async move {
                 let t = r.wait_for(&queued.tell_id, wait).await?;

@@ -190,16 +190,20 @@ pub fn send(
                     to,
                     text,
                     key,
-                } => router.submit_with(
-                    from,
-                    to,
-                    TellKind::Tell,
-                    text,
-                    &TellOptions {
-                        idempotency_key: key,
-                        ..Default::default()
-                    },
-                )?,
+                } => {
+                    router
+                        .submit_with(
+                            from,
+                            to,
+                            TellKind::Tell,
+                            text,
+                            &TellOptions {
+                                idempotency_key: key,
+                                ..Default::default()
+                            },
+                        )
+                        .await?
+                }
                 Sending::Retry(id) => router.retry(id)?,
             };
             let m = router.manager();

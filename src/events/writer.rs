@@ -14,6 +14,8 @@ use crate::store::{Event, EventKind, EventRow, NewEvent, SessionStore, TellActiv
 
 /// Most events written in one transaction.
 const BATCH: usize = 512;
+/// How long the writer waits for more events after the first of a batch (see `run`).
+const LINGER: Duration = Duration::from_millis(2);
 /// Tells whose counts are kept in memory at most (the store is asked again when one is evicted).
 const TRACKED_TELLS: usize = 4096;
 /// Attempts at a batch the database refuses for a reason that can pass.
@@ -40,8 +42,13 @@ impl Writer {
     pub(super) fn run(mut self, rx: Receiver<Msg>) {
         while let Ok(first) = rx.recv() {
             let mut batch = vec![first];
+            // What else is published within LINGER goes in the same transaction: a tell
+            // publishes several events within a millisecond, and one commit per event would
+            // cost more than the tell's own writes.
+            let until = std::time::Instant::now() + LINGER;
             while batch.len() < BATCH {
-                match rx.try_recv() {
+                let left = until.saturating_duration_since(std::time::Instant::now());
+                match rx.recv_timeout(left) {
                     Ok(m) => batch.push(m),
                     Err(_) => break,
                 }

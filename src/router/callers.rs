@@ -213,18 +213,18 @@ impl Router {
         text: &str,
         wait: Wait,
     ) -> RouterResult<Tell> {
-        let tell = self.submit_as(caller, to, text)?;
+        let tell = self.submit_as(caller, to, text).await?;
         self.wait_for(&tell.tell_id, wait).await
     }
 
     /// Stores a tell from `caller` and returns at once (see [`Router::tell_as`]).
-    pub fn submit_as(&self, caller: &Caller, to: &str, text: &str) -> RouterResult<Tell> {
-        self.submit_as_keyed(caller, to, text, None)
+    pub async fn submit_as(&self, caller: &Caller, to: &str, text: &str) -> RouterResult<Tell> {
+        self.submit_as_keyed(caller, to, text, None).await
     }
 
     /// [`Router::submit_as`] with the caller's idempotency key (see
     /// [`super::TellOptions::idempotency_key`]).
-    pub fn submit_as_keyed(
+    pub async fn submit_as_keyed(
         &self,
         caller: &Caller,
         to: &str,
@@ -249,6 +249,7 @@ impl Router {
             retry_of: None,
         };
         self.submit_with(&from, to, TellKind::Tell, text, &options)
+            .await
     }
 
     fn check_chain(&self, from: &str, to: &str, parent: &str) -> RouterResult<()> {

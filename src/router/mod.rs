@@ -516,12 +516,12 @@ impl Router {
     /// Sends `text` from team `from` to team `to`'s agent and waits for the answer as `wait`
     /// says. The tell is stored before it is delivered; tells of a pair are answered in order.
     pub async fn tell(&self, from: &str, to: &str, text: &str, wait: Wait) -> RouterResult<Tell> {
-        let tell = self.submit(from, to, TellKind::Tell, text, None)?;
+        let tell = self.submit(from, to, TellKind::Tell, text, None).await?;
         self.wait_for(&tell.tell_id, wait).await
     }
 
-    /// Stores a tell (`queued`) and wakes the pair's worker; returns at once.
-    pub fn submit(
+    /// Stores a tell (`queued`) and wakes the pair's worker; returns once it is stored.
+    pub async fn submit(
         &self,
         from: &str,
         to: &str,
@@ -533,12 +533,12 @@ impl Router {
             parent_tell_id,
             ..Default::default()
         };
-        self.submit_with(from, to, kind, text, &options)
+        self.submit_with(from, to, kind, text, &options).await
     }
 
     /// [`Router::submit`] with an idempotency key and the tell it retries (see
     /// [`TellOptions`]). With a key already used for the same tell, that tell comes back.
-    pub fn submit_with(
+    pub async fn submit_with(
         &self,
         from: &str,
         to: &str,
@@ -549,7 +549,7 @@ impl Router {
         if !self.inner.accepting.load(Ordering::SeqCst) {
             return Err(RouterError::ShuttingDown);
         }
-        let tell = queue_tell_with(&self.inner.manager, from, to, kind, text, options)?;
+        let tell = queue_tell_batched(&self.inner.manager, from, to, kind, text, options).await?;
         tracing::debug!(from, to, tell_id = %tell.tell_id, "tell queued");
         self.wake_worker(from, to);
         Ok(tell)
@@ -757,7 +757,7 @@ impl Router {
             ))
         })?;
         self.inner.manager.request_compaction(&session)?;
-        let tell = self.submit(from, to, TellKind::Compact, text, None)?;
+        let tell = self.submit(from, to, TellKind::Compact, text, None).await?;
         self.wait_for(&tell.tell_id, wait).await
     }
 
@@ -886,33 +886,38 @@ impl Router {
         state: TellState,
         mut outcome: TellOutcome,
     ) -> RouterResult<Option<Tell>> {
-        // An error can quote the agent's stderr or an API error holding a secret.
-        outcome.error = outcome.error.map(|e| crate::redact::text(&e));
+        outcome = redacted(outcome);
         let done = self
             .inner
             .manager
             .store()
             .finish_tell(&t.tell_id, state, &outcome, now_ms())?;
         if let Some(done) = &done {
-            publish_end(&self.inner.manager, done);
-            if state != TellState::Answered {
-                // Nobody will read what the tells sent during this one bring back.
-                if let Ok(children) = self.inner.manager.store().open_child_tells(&done.tell_id) {
-                    for child in children {
-                        if let Err(e) = self.cancel_tell(&child.tell_id) {
-                            tracing::warn!(tell = %child.tell_id, error = %e, "cannot cancel a child tell");
-                        }
+            self.ended(done);
+        }
+        Ok(done)
+    }
+
+    /// What follows a tell's end once it is stored: its event, its open children cancelled
+    /// unless it was answered (nobody will read what they bring back), the counters. Its
+    /// waiters are told next ([`Router::notify`]).
+    pub(crate) fn ended(&self, done: &Tell) {
+        publish_end(&self.inner.manager, done);
+        if done.state != TellState::Answered {
+            if let Ok(children) = self.inner.manager.store().open_child_tells(&done.tell_id) {
+                for child in children {
+                    if let Err(e) = self.cancel_tell(&child.tell_id) {
+                        tracing::warn!(tell = %child.tell_id, error = %e, "cannot cancel a child tell");
                     }
                 }
             }
-            let c = &self.inner.counters;
-            match state {
-                TellState::Answered => c.answered.fetch_add(1, Ordering::Relaxed),
-                TellState::Failed => c.failed.fetch_add(1, Ordering::Relaxed),
-                _ => c.cancelled.fetch_add(1, Ordering::Relaxed),
-            };
         }
-        Ok(done)
+        let c = &self.inner.counters;
+        match done.state {
+            TellState::Answered => c.answered.fetch_add(1, Ordering::Relaxed),
+            TellState::Failed => c.failed.fetch_add(1, Ordering::Relaxed),
+            _ => c.cancelled.fetch_add(1, Ordering::Relaxed),
+        };
     }
 
     fn notify(&self, t: &Tell) {
@@ -952,6 +957,66 @@ pub fn queue_tell_with(
     text: &str,
     options: &TellOptions<'_>,
 ) -> RouterResult<Tell> {
+    let (session_id, tell_id) = match check_tell(m, from, to, kind, text, options)? {
+        Checked::Stored(t) => return Ok(*t),
+        Checked::New {
+            session_id,
+            tell_id,
+        } => (session_id, tell_id),
+    };
+    let new = new_tell(&tell_id, &session_id, from, to, kind, text, options);
+    if options.idempotency_key.is_none() && options.retry_of.is_none() {
+        let t = m.store().insert_tell(&new, now_ms())?;
+        publish_queued(m, &t);
+        return Ok(t);
+    }
+    insert_keyed(m, &new, to, kind, text, options)
+}
+
+/// [`queue_tell_with`] for a caller that can wait without holding its thread: a tell without
+/// a key goes through the store's batch-write thread (`SessionManager::insert_tell_batched`),
+/// with the writes of other pairs' tells and turns meanwhile. Stored when this returns.
+pub async fn queue_tell_batched(
+    m: &SessionManager,
+    from: &str,
+    to: &str,
+    kind: TellKind,
+    text: &str,
+    options: &TellOptions<'_>,
+) -> RouterResult<Tell> {
+    let (session_id, tell_id) = match check_tell(m, from, to, kind, text, options)? {
+        Checked::Stored(t) => return Ok(*t),
+        Checked::New {
+            session_id,
+            tell_id,
+        } => (session_id, tell_id),
+    };
+    let new = new_tell(&tell_id, &session_id, from, to, kind, text, options);
+    if options.idempotency_key.is_none() && options.retry_of.is_none() {
+        let t = m.insert_tell_batched(&new).await?;
+        publish_queued(m, &t);
+        return Ok(t);
+    }
+    insert_keyed(m, &new, to, kind, text, options)
+}
+
+/// What [`check_tell`] found: the tell already stored under the caller's key, or what a new
+/// tell needs.
+enum Checked {
+    Stored(Box<Tell>),
+    New { session_id: String, tell_id: String },
+}
+
+/// Everything before a new tell is stored: the key (a request made again gets its tell back),
+/// the message and the limits, the pair's session, the callee's agent kind.
+fn check_tell(
+    m: &SessionManager,
+    from: &str,
+    to: &str,
+    kind: TellKind,
+    text: &str,
+    options: &TellOptions<'_>,
+) -> RouterResult<Checked> {
     if let Some(key) = options.idempotency_key {
         if key.is_empty()
             || key.len() > MAX_IDEMPOTENCY_KEY
@@ -962,7 +1027,8 @@ pub fn queue_tell_with(
             )));
         }
         if let Some(existing) = m.store().tell_by_key(from, key)? {
-            return same_request(existing, key, to, kind, text);
+            return same_request(existing, key, to, kind, text)
+                .map(|t| Checked::Stored(Box::new(t)));
         }
     }
     if kind == TellKind::Tell {
@@ -980,24 +1046,44 @@ pub fn queue_tell_with(
             agent: team.agent.clone(),
         });
     }
-    let tell_id = uuid::Uuid::new_v4().to_string();
-    let new = NewTell {
-        tell_id: &tell_id,
-        session_id: &session.session_id,
+    Ok(Checked::New {
+        session_id: session.session_id.clone(),
+        tell_id: uuid::Uuid::new_v4().to_string(),
+    })
+}
+
+fn new_tell<'a>(
+    tell_id: &'a str,
+    session_id: &'a str,
+    from: &'a str,
+    to: &'a str,
+    kind: TellKind,
+    text: &'a str,
+    options: &TellOptions<'a>,
+) -> NewTell<'a> {
+    NewTell {
+        tell_id,
+        session_id,
         from_team: from,
         to_team: to,
         kind,
         text,
         parent_tell_id: options.parent_tell_id,
-    };
-    if options.idempotency_key.is_none() && options.retry_of.is_none() {
-        let t = m.store().insert_tell(&new, now_ms())?;
-        publish_queued(m, &t);
-        return Ok(t);
     }
+}
+
+/// Stores a tell with an idempotency key or one that retries another.
+fn insert_keyed(
+    m: &SessionManager,
+    new: &NewTell<'_>,
+    to: &str,
+    kind: TellKind,
+    text: &str,
+    options: &TellOptions<'_>,
+) -> RouterResult<Tell> {
     match m
         .store()
-        .insert_tell_keyed(&new, options.idempotency_key, options.retry_of, now_ms())?
+        .insert_tell_keyed(new, options.idempotency_key, options.retry_of, now_ms())?
     {
         Ok(t) => {
             publish_queued(m, &t);
@@ -1018,6 +1104,13 @@ fn tell_event(t: &Tell, kind: EventKind) -> NewEvent {
     NewEvent::pair(&t.from_team, &t.to_team, kind)
         .session(&t.session_id)
         .tell(Some(&t.tell_id))
+}
+
+/// A tell's outcome as it may be stored: an error can quote the agent's stderr or an API error
+/// holding a secret.
+pub(crate) fn redacted(mut outcome: TellOutcome) -> TellOutcome {
+    outcome.error = outcome.error.map(|e| crate::redact::text(&e));
+    outcome
 }
 
 /// Publishes that a tell was stored, waiting for its pair's agent.
@@ -1195,11 +1288,7 @@ pub fn check_limits(m: &SessionManager, from: &str, to: &str, text: &str) -> Rou
     let now = now_ms();
     let window = i64::try_from(RATE_WINDOW.as_millis()).unwrap_or(i64::MAX);
     let limit = usize::try_from(settings.tells_per_minute).unwrap_or(usize::MAX);
-    let times = m.store().tell_times_since(from, now - window, limit)?;
-    if let Some(oldest) = times
-        .get(limit.saturating_sub(1))
-        .filter(|_| times.len() >= limit)
-    {
+    if let Some(oldest) = m.store().nth_tell_time_since(from, now - window, limit)? {
         // Newest first: one more may be sent once the limit-th newest leaves the window.
         let freed_at = oldest + window;
         let wait = u64::try_from((freed_at - now).max(1_000)).unwrap_or(1_000);

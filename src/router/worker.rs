@@ -31,6 +31,8 @@ const STOP_GRACE: Duration = Duration::from_secs(3);
 const KILL_GRACE: Duration = Duration::from_millis(1500);
 /// After an interrupt, how long the agent may take to end the turn before it is killed.
 const INTERRUPT_GRACE: Duration = Duration::from_secs(15);
+/// How often, at most, a turn stores when its agent last printed (see `read_turn`).
+const RESPONSE_WRITE_EVERY: Duration = Duration::from_secs(1);
 
 pub(super) enum Cmd {
     /// Look at the queue.
@@ -538,6 +540,9 @@ impl Worker {
     async fn deliver_one(&mut self, tell: Tell) {
         let router = self.router.clone();
         let m = router.manager();
+        // A live agent means this process held the lease all along: the tell is still the
+        // oldest queued one.
+        let held = self.agent.as_mut().is_some_and(|a| !a.proc.has_exited());
         match self.ensure_agent(true).await {
             Ok(true) => {}
             Ok(false) => return, // nothing queued any more
@@ -551,16 +556,20 @@ impl Worker {
         }
         // The lease may have come after a wait during which another process delivered the
         // tell picked before: the agent (started for the queue) takes what is oldest now.
-        let tell = match self.next_queued() {
-            Ok(Some(next)) => next,
-            Ok(None) => return,
-            Err(_) => tell,
+        let tell = if held {
+            tell
+        } else {
+            match self.next_queued() {
+                Ok(Some(next)) => next,
+                Ok(None) => return,
+                Err(_) => tell,
+            }
         };
         let Some(agent) = self.agent.as_mut() else {
             return;
         };
         let session_id = agent.session_id.clone();
-        let tell = match m.begin_turn(&session_id, &tell.tell_id) {
+        let tell = match m.begin_turn_batched(&session_id, &tell.tell_id).await {
             Ok(Some(t)) => t,
             Ok(None) => return, // cancelled meanwhile
             Err(e) => {
@@ -660,6 +669,17 @@ impl Worker {
         let mut interrupt_deadline: Option<Instant> = None;
         let mut shutdown_deadline: Option<Instant> = None;
         let mut last_output = Instant::now();
+        // When the agent last printed is for people (`sessions show`): stored at most once per
+        // RESPONSE_WRITE_EVERY while a turn runs (a commit per line would cost more than the
+        // turn's other writes together), and exactly with the turn's end. A turn shorter than
+        // that stores it once, with its end.
+        let mut response_written = Instant::now();
+        let mut note_response = |session: &str| {
+            if response_written.elapsed() >= RESPONSE_WRITE_EVERY {
+                m.update_last_response(session).ok();
+                response_written = Instant::now();
+            }
+        };
         loop {
             let (limit, stall_at) = if agent.proc.is_started() {
                 (
@@ -688,7 +708,7 @@ impl Worker {
                         Some(StdoutLine::Bad(bad)) => {
                             counters.bad_lines.fetch_add(1, Ordering::Relaxed);
                             tracing::warn!(pair = %format!("{}:{}", self.from, self.to), "agent printed a line that is not an event: {bad}");
-                            m.update_last_response(&agent.session_id).ok();
+                            note_response(&agent.session_id);
                         }
                         Some(StdoutLine::Event(ev)) => {
                             if !agent.proc.is_started() {
@@ -702,7 +722,7 @@ impl Worker {
                             activity.on_event(&ev);
                             // The result's own time is written with the turn's end (one write).
                             if !matches!(ev, AgentEvent::Result(_)) {
-                                m.update_last_response(&agent.session_id).ok();
+                                note_response(&agent.session_id);
                             }
                             match ev {
                                 AgentEvent::Result(result) => {

@@ -172,7 +172,9 @@ async fn tell(router: &Router, a: TellRequest) -> Result<Value, Error> {
         idempotency_key: a.id.as_deref(),
         ..Default::default()
     };
-    let t: Tell = router.submit_with(&a.from, &a.to, TellKind::Tell, &a.text, &options)?;
+    let t: Tell = router
+        .submit_with(&a.from, &a.to, TellKind::Tell, &a.text, &options)
+        .await?;
     if a.quick {
         return out(TellAnswer::of(t));
     }

@@ -147,6 +147,7 @@ impl SwitchboardTools {
                 &args.message,
                 args.idempotency_key.as_deref(),
             )
+            .await
             .map_err(|e| msg(&e))?;
         let (t, pending) = approvals::wait_for_answer_or_caller(&self.router, &t.tell_id, wait)
             .await
@@ -236,6 +237,7 @@ impl SwitchboardTools {
         let t = self
             .router
             .submit_as(&caller, &args.to, &args.message)
+            .await
             .map_err(|e| msg(&e))?;
         Ok(Json(TellOut::from_tell(&t)))
     }

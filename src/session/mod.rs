@@ -11,7 +11,8 @@ use std::sync::Arc;
 
 use crate::config::{is_valid_team_name, TeamsConfig};
 use crate::store::{
-    DueQuery, ListFilter, ProcessState, Session, SessionStatus, SessionStore, Stats, StoreError,
+    DueQuery, EndOfTurn, ListFilter, ProcessState, Session, SessionStatus, SessionStore, Stats,
+    StoreError, WriteBatcher,
 };
 use crate::util::{now_ms, ProcessIdentity};
 
@@ -122,6 +123,9 @@ pub struct SessionManager {
     cache: SessionCache,
     me: ProcessIdentity,
     events: crate::events::EventBus,
+    /// The store's batch-write thread (the turn's writes), started on first use; `None` when
+    /// the thread could not be started.
+    batcher: std::sync::OnceLock<Option<WriteBatcher>>,
 }
 
 impl std::fmt::Debug for SessionManager {
@@ -147,6 +151,7 @@ impl SessionManager {
             cache,
             me: ProcessIdentity::current(),
             events,
+            batcher: std::sync::OnceLock::new(),
         }
     }
 
@@ -516,6 +521,73 @@ impl SessionManager {
             }
             None => Ok(None),
         }
+    }
+
+    fn batcher(&self) -> SessionResult<&WriteBatcher> {
+        self.batcher
+            .get_or_init(|| {
+                WriteBatcher::start(self.store.clone())
+                    .map_err(
+                        |e| tracing::error!(error = %e, "cannot start the store's write thread"),
+                    )
+                    .ok()
+            })
+            .as_ref()
+            .ok_or_else(|| StoreError::WriterGone.into())
+    }
+
+    /// Stores a new tell (no idempotency key, not a retry) through the store's batch-write
+    /// thread: the calling task waits without holding its thread, and the tells and turns of
+    /// other pairs stored meanwhile share its commit. It is on disk when this returns.
+    pub async fn insert_tell_batched(
+        &self,
+        t: &crate::store::NewTell<'_>,
+    ) -> SessionResult<crate::store::Tell> {
+        Ok(self.batcher()?.insert_tell(t, now_ms()).await?)
+    }
+
+    /// [`Self::begin_turn`] through the store's batch-write thread: the calling task waits
+    /// without holding its thread, and the turns of other pairs starting or ending meanwhile
+    /// share its commit.
+    pub async fn begin_turn_batched(
+        &self,
+        session_id: &str,
+        tell_id: &str,
+    ) -> SessionResult<Option<crate::store::Tell>> {
+        let begun = self
+            .batcher()?
+            .begin_turn(session_id.to_string(), tell_id.to_string(), now_ms())
+            .await?;
+        match begun {
+            Some((tell, s)) => {
+                self.cache.invalidate(&s.from_team, &s.to_team);
+                self.state_event(&s, ProcessState::Processing);
+                Ok(Some(tell))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// The end of a turn with a result, in one write through the store's batch-write thread:
+    /// [`Self::end_turn`] (usage, idle, one more message when `end.counts`) and the tell's end
+    /// (`end.state`, its outcome as given: the caller redacts it). Returns the session and the
+    /// ended tell (`None` when it had ended already: the first ending wins). `end.now` is set
+    /// here.
+    pub async fn end_turn_with_tell(
+        &self,
+        mut end: EndOfTurn,
+    ) -> SessionResult<(Session, Option<crate::store::Tell>)> {
+        check_usage(
+            &end.session_id,
+            end.input_tokens,
+            end.output_tokens,
+            end.cost_usd,
+        )?;
+        end.now = now_ms();
+        let (s, tell) = self.batcher()?.end_turn(end).await?;
+        self.cache.invalidate(&s.from_team, &s.to_team);
+        self.state_event(&s, ProcessState::Idle);
+        Ok((s, tell))
     }
 
     /// A turn ended with a result: usage added, idle, no current tell; an answered tell counts

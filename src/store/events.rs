@@ -401,7 +401,9 @@ fn row_to_event(r: &Row<'_>) -> rusqlite::Result<Event> {
 impl SessionStore {
     /// Inserts the rows in one transaction, in order; returns their ids.
     pub fn insert_events(&self, rows: &[EventRow]) -> StoreResult<Vec<i64>> {
-        let mut conn = self.conn()?;
+        // Behind the write gate like every writer of this process: waiting on the gate wakes
+        // at the previous commit's end, where SQLite's busy handler would sleep 1 to 100 ms.
+        let mut conn = self.wconn()?;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut ids = Vec::with_capacity(rows.len());
         {

@@ -3,6 +3,7 @@
 //! embedded migrations applied at open. It knows nothing of configs, caches or processes.
 
 mod approvals;
+mod batch;
 mod checkpoint;
 mod claim;
 mod dashboard;
@@ -23,6 +24,7 @@ use r2d2::{Pool, PooledConnection};
 use r2d2_sqlite::SqliteConnectionManager;
 
 pub use approvals::{Approval, ApprovalQuery, NewApproval, SessionRule};
+pub use batch::{EndOfTurn, WriteBatcher, MAX_BATCH};
 pub use checkpoint::{WalStats, WAL_BOUND_BYTES};
 pub use claim::{runtime_dir, ClaimHolder, DatabaseClaim};
 pub use dashboard::{HourCount, PairCounts, TeamDayCost, TellTotals};
@@ -140,6 +142,17 @@ pub enum StoreError {
     /// The row asked for does not exist.
     #[error("{0} not found")]
     NotFound(String),
+    /// The batch a write was in could not be committed (or its thread is gone): the write
+    /// was not stored. The same error reaches every write of that batch.
+    #[error("{0}")]
+    Batch(std::sync::Arc<StoreError>),
+    /// Another write of the batch failed in a way that made SQLite roll the whole transaction
+    /// back: this write was not stored (trying again stores it).
+    #[error("the write was rolled back with its batch, after another write of the batch failed")]
+    BatchRolledBack,
+    /// The store's batch-write thread has stopped (the process is shutting down).
+    #[error("the store's write thread has stopped")]
+    WriterGone,
 }
 
 impl StoreError {
@@ -149,7 +162,8 @@ impl StoreError {
     pub fn is_transient(&self) -> bool {
         use rusqlite::ErrorCode as C;
         match self {
-            StoreError::Pool(_) => true,
+            StoreError::Pool(_) | StoreError::BatchRolledBack => true,
+            StoreError::Batch(e) => e.is_transient(),
             StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
                 e.code,
                 C::ReadOnly

@@ -389,31 +389,14 @@ impl SessionStore {
     ) -> StoreResult<Session> {
         let mut conn = self.wconn()?;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        live_in(
+        let s = end_turn_in(
             &tx,
             session_id,
-            "process_state",
-            "'idle'",
-            "current_tell_id = NULL, process_state = 'idle'",
-            params![session_id],
-        )?;
-        let s = update_in(
-            &tx,
-            session_id,
-            "input_tokens = input_tokens + ?2, output_tokens = output_tokens + ?3, \
-             cost_usd = cost_usd + ?4, last_response_at = ?5, \
-             message_count = message_count + CASE WHEN ?6 THEN 1 ELSE 0 END, \
-             last_used_at = CASE WHEN ?6 THEN ?5 ELSE last_used_at END, \
-             status = CASE WHEN ?6 AND status = 'error' THEN 'active' ELSE status END, \
-             last_error = CASE WHEN ?6 THEN NULL ELSE last_error END",
-            params![
-                session_id,
-                input_tokens,
-                output_tokens,
-                cost_usd,
-                now,
-                answered
-            ],
+            input_tokens,
+            output_tokens,
+            cost_usd,
+            answered,
+            now,
         )?;
         tx.commit()?;
         Ok(s)
@@ -830,4 +813,42 @@ pub fn stats_in(conn: &mut Connection, q: DueQuery) -> StoreResult<Stats> {
         .collect::<Result<_, _>>()?;
     tx.commit()?;
     Ok(stats)
+}
+
+/// [`SessionStore::end_turn`] on `conn` (in the caller's transaction).
+pub(super) fn end_turn_in(
+    conn: &Connection,
+    session_id: &str,
+    input_tokens: i64,
+    output_tokens: i64,
+    cost_usd: f64,
+    answered: bool,
+    now: i64,
+) -> StoreResult<Session> {
+    live_in(
+        conn,
+        session_id,
+        "process_state",
+        "'idle'",
+        "current_tell_id = NULL, process_state = 'idle'",
+        params![session_id],
+    )?;
+    update_in(
+        conn,
+        session_id,
+        "input_tokens = input_tokens + ?2, output_tokens = output_tokens + ?3, \
+         cost_usd = cost_usd + ?4, last_response_at = ?5, \
+         message_count = message_count + CASE WHEN ?6 THEN 1 ELSE 0 END, \
+         last_used_at = CASE WHEN ?6 THEN ?5 ELSE last_used_at END, \
+         status = CASE WHEN ?6 AND status = 'error' THEN 'active' ELSE status END, \
+         last_error = CASE WHEN ?6 THEN NULL ELSE last_error END",
+        params![
+            session_id,
+            input_tokens,
+            output_tokens,
+            cost_usd,
+            now,
+            answered
+        ],
+    )
 }

@@ -85,29 +85,9 @@ impl SessionStore {
     ) -> StoreResult<Option<(Tell, super::Session)>> {
         let mut conn = self.wconn()?;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let sql = format!(
-            "UPDATE tells SET state = 'delivered', delivered_at = ?2 WHERE tell_id = ?1 \
-             AND state = 'queued' RETURNING {COLUMNS}"
-        );
-        let Some(tell) = write_returning(
-            &mut tx.prepare_cached(&sql)?,
-            params![tell_id, now],
-            row_to_tell,
-        )?
-        else {
-            return Ok(None);
-        };
-        let id = super::sessions::live_in(
-            &tx,
-            session_id,
-            "current_tell_id, process_state",
-            "?2, 'processing'",
-            "current_tell_id = excluded.current_tell_id, process_state = 'processing'",
-            params![session_id, tell_id],
-        )?;
-        let session = super::sessions::read_rowid(&tx, id)?;
+        let begun = begin_turn_in(&tx, session_id, tell_id, now)?;
         tx.commit()?;
-        Ok(Some((tell, session)))
+        Ok(begun)
     }
 
     /// `queued` → `delivered`, only if still queued (a cancelled tell is not delivered).
@@ -140,27 +120,7 @@ impl SessionStore {
             )));
         }
         let conn = self.wconn()?;
-        let sql = format!(
-            "UPDATE tells SET state = ?2, answered_at = ?3, answer = ?4, error = ?5, input_tokens = ?6, \
-             output_tokens = ?7, cost_usd = ?8, duration_ms = ?9 \
-             WHERE tell_id = ?1 AND state IN ('queued', 'delivered') RETURNING {COLUMNS}"
-        );
-        let found = write_returning(
-            &mut conn.prepare_cached(&sql)?,
-            params![
-                tell_id,
-                state,
-                now,
-                outcome.answer,
-                outcome.error,
-                outcome.input_tokens,
-                outcome.output_tokens,
-                outcome.cost_usd,
-                outcome.duration_ms
-            ],
-            row_to_tell,
-        )?;
-        Ok(found)
+        finish_tell_in(&conn, tell_id, state, outcome, now)
     }
 
     /// The open tells (`queued` or `delivered`) of a pair, oldest first.
@@ -281,19 +241,54 @@ impl SessionStore {
         Ok(n)
     }
 
-    /// When the messages (`kind = 'tell'`) team `from` sent since `since` (unix ms) were
-    /// stored, newest first, at most `most`. Reads only the team's own tells of the window.
-    pub fn tell_times_since(&self, from: &str, since: i64, most: usize) -> StoreResult<Vec<i64>> {
-        let conn = self.conn()?;
-        // The team's own tells of the window, from the index (migration 0008): nothing else.
-        let mut stmt = conn.prepare_cached(
-            "SELECT created_at FROM tells INDEXED BY tells_by_caller \
-             WHERE from_team = ?1 AND kind = 'tell' AND created_at >= ?2 \
-             ORDER BY created_at DESC LIMIT ?3",
-        )?;
+    /// The rate limit's question: when the `most`-th newest message (`kind = 'tell'`) that team
+    /// `from` sent since `since` (unix ms) was stored, or `None` while the team sent fewer than
+    /// `most` in that window.
+    ///
+    /// Its cost does not grow with the window. Every tell stored after the team's oldest tell
+    /// of the window has a larger row id, so the ids from that tell to the newest row bound the
+    /// count from above (two index look-ups). Only when that bound reaches `most` are the
+    /// team's tells of the window walked, newest first, at most `most` of them. (A tell is
+    /// stamped just before it waits for the write lock, so a tell stamped later may be stored
+    /// earlier; the bound can then miss the few tells stored while another waited for the lock,
+    /// never more.)
+    pub fn nth_tell_time_since(
+        &self,
+        from: &str,
+        since: i64,
+        most: usize,
+    ) -> StoreResult<Option<i64>> {
         let most = i64::try_from(most).unwrap_or(i64::MAX);
-        let rows = stmt.query_map(params![from, since, most], |r| r.get(0))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        if most <= 0 {
+            return Ok(None);
+        }
+        let conn = self.conn()?;
+        let oldest: Option<i64> = conn
+            .prepare_cached(
+                "SELECT id FROM tells INDEXED BY tells_by_caller \
+                 WHERE from_team = ?1 AND kind = 'tell' AND created_at >= ?2 \
+                 ORDER BY created_at, id LIMIT 1",
+            )?
+            .query_row(params![from, since], |r| r.get(0))
+            .optional()?;
+        let Some(oldest) = oldest else {
+            return Ok(None);
+        };
+        let newest: i64 = conn
+            .prepare_cached("SELECT max(id) FROM tells")?
+            .query_row([], |r| r.get(0))?;
+        if newest.saturating_sub(oldest).saturating_add(1) < most {
+            return Ok(None);
+        }
+        let nth = conn
+            .prepare_cached(
+                "SELECT created_at FROM tells INDEXED BY tells_by_caller \
+                 WHERE from_team = ?1 AND kind = 'tell' AND created_at >= ?2 \
+                 ORDER BY created_at DESC LIMIT 1 OFFSET ?3",
+            )?
+            .query_row(params![from, since, most - 1], |r| r.get(0))
+            .optional()?;
+        Ok(nth)
     }
 
     /// Open tells (queued or delivered) of a pair.
@@ -323,29 +318,7 @@ impl SessionStore {
         now: i64,
     ) -> StoreResult<Result<Tell, Tell>> {
         let conn = self.wconn()?;
-        let sql = format!(
-            "INSERT INTO tells (tell_id, session_id, from_team, to_team, kind, text, created_at, \
-             parent_tell_id, idempotency_key, retry_of) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
-             ON CONFLICT (from_team, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
-             RETURNING {COLUMNS}"
-        );
-        let inserted = write_returning(
-            &mut conn.prepare_cached(&sql)?,
-            params![
-                t.tell_id,
-                t.session_id,
-                t.from_team,
-                t.to_team,
-                t.kind,
-                t.text,
-                now,
-                t.parent_tell_id,
-                idempotency_key,
-                retry_of
-            ],
-            row_to_tell,
-        )?;
+        let inserted = insert_tell_in(&conn, t, idempotency_key, retry_of, now)?;
         if let Some(tell) = inserted {
             return Ok(Ok(tell));
         }
@@ -400,4 +373,100 @@ impl SessionStore {
         let rows = stmt.query_map(params![from, to, since], row_to_tell)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+}
+
+/// [`SessionStore::begin_turn`] on `conn` (in the caller's transaction).
+pub(super) fn begin_turn_in(
+    conn: &rusqlite::Connection,
+    session_id: &str,
+    tell_id: &str,
+    now: i64,
+) -> StoreResult<Option<(Tell, super::Session)>> {
+    let sql = format!(
+        "UPDATE tells SET state = 'delivered', delivered_at = ?2 WHERE tell_id = ?1 \
+         AND state = 'queued' RETURNING {COLUMNS}"
+    );
+    let Some(tell) = write_returning(
+        &mut conn.prepare_cached(&sql)?,
+        params![tell_id, now],
+        row_to_tell,
+    )?
+    else {
+        return Ok(None);
+    };
+    let id = super::sessions::live_in(
+        conn,
+        session_id,
+        "current_tell_id, process_state",
+        "?2, 'processing'",
+        "current_tell_id = excluded.current_tell_id, process_state = 'processing'",
+        params![session_id, tell_id],
+    )?;
+    let session = super::sessions::read_rowid(conn, id)?;
+    Ok(Some((tell, session)))
+}
+
+/// [`SessionStore::finish_tell`] on `conn` (`state` is final: the caller checked).
+pub(super) fn finish_tell_in(
+    conn: &rusqlite::Connection,
+    tell_id: &str,
+    state: TellState,
+    outcome: &TellOutcome,
+    now: i64,
+) -> StoreResult<Option<Tell>> {
+    let sql = format!(
+        "UPDATE tells SET state = ?2, answered_at = ?3, answer = ?4, error = ?5, input_tokens = ?6, \
+         output_tokens = ?7, cost_usd = ?8, duration_ms = ?9 \
+         WHERE tell_id = ?1 AND state IN ('queued', 'delivered') RETURNING {COLUMNS}"
+    );
+    let found = write_returning(
+        &mut conn.prepare_cached(&sql)?,
+        params![
+            tell_id,
+            state,
+            now,
+            outcome.answer,
+            outcome.error,
+            outcome.input_tokens,
+            outcome.output_tokens,
+            outcome.cost_usd,
+            outcome.duration_ms
+        ],
+        row_to_tell,
+    )?;
+    Ok(found)
+}
+
+/// Stores a new tell as `queued` on `conn`; `None` when the team already has a tell with
+/// `idempotency_key` (nothing stored).
+pub(super) fn insert_tell_in(
+    conn: &rusqlite::Connection,
+    t: &NewTell<'_>,
+    idempotency_key: Option<&str>,
+    retry_of: Option<&str>,
+    now: i64,
+) -> StoreResult<Option<Tell>> {
+    let sql = format!(
+        "INSERT INTO tells (tell_id, session_id, from_team, to_team, kind, text, created_at, \
+         parent_tell_id, idempotency_key, retry_of) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+         ON CONFLICT (from_team, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
+         RETURNING {COLUMNS}"
+    );
+    Ok(write_returning(
+        &mut conn.prepare_cached(&sql)?,
+        params![
+            t.tell_id,
+            t.session_id,
+            t.from_team,
+            t.to_team,
+            t.kind,
+            t.text,
+            now,
+            t.parent_tell_id,
+            idempotency_key,
+            retry_of
+        ],
+        row_to_tell,
+    )?)
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::{TurnEnd, Worker, KILL_GRACE};
 use crate::agent::event::{TurnEnding, TurnResult};
 use crate::events::EventKind;
-use crate::store::{SessionStatus, Tell, TellKind, TellOutcome, TellState};
+use crate::store::{EndOfTurn, SessionStatus, Tell, TellKind, TellOutcome, TellState};
 
 impl Worker {
     /// Gives a turn of an agent whose CLI reports no cost the price of its tokens
@@ -87,8 +87,14 @@ impl Worker {
                     // A partial answer is not an answer: the tell fails, its text is kept.
                     TellState::Failed
                 };
-                // One write: usage, idle, no current tell; an answered tell counts once.
+                // An answered tell counts once.
                 let counts = tell.kind == TellKind::Tell && state == TellState::Answered;
+                if tell.kind == TellKind::Tell {
+                    self.end_tell_turn(tell, session_id, &result, counts, state, outcome)
+                        .await;
+                    return;
+                }
+                // One write: usage, idle, no current tell.
                 self.keep("the end of the turn", || {
                     m.end_turn(
                         session_id,
@@ -101,61 +107,50 @@ impl Worker {
                 .await;
                 // Idle in the pool before the caller hears the answer.
                 self.mark_idle();
-                match tell.kind {
-                    TellKind::Compact => match compacted {
-                        Some((pre, post)) if !result.is_error => {
-                            // Claude Code's numbers as it reports them: no stand-in when one
-                            // is missing (the turn's own usage is the summary's, not the context).
-                            self.keep("the compaction's numbers", || {
-                                m.finish_compaction(session_id, pre, post)
-                            })
-                            .await;
-                            self.event(
-                                session_id,
-                                Some(&tell.tell_id),
-                                EventKind::CompactionEnd {
-                                    pre_tokens: pre,
-                                    post_tokens: post,
-                                },
-                            );
-                            let outcome = TellOutcome {
-                                answer: Some(describe_compaction(pre, post)),
+                match compacted {
+                    Some((pre, post)) if !result.is_error => {
+                        // Claude Code's numbers as it reports them: no stand-in when one
+                        // is missing (the turn's own usage is the summary's, not the context).
+                        self.keep("the compaction's numbers", || {
+                            m.finish_compaction(session_id, pre, post)
+                        })
+                        .await;
+                        self.event(
+                            session_id,
+                            Some(&tell.tell_id),
+                            EventKind::CompactionEnd {
+                                pre_tokens: pre,
+                                post_tokens: post,
+                            },
+                        );
+                        let outcome = TellOutcome {
+                            answer: Some(describe_compaction(pre, post)),
+                            ..outcome
+                        };
+                        self.finish(tell, TellState::Answered, outcome).await;
+                    }
+                    _ => {
+                        let why = outcome.error.clone().unwrap_or_else(|| {
+                            "the agent ended the turn without compacting".into()
+                        });
+                        self.keep("the failed compaction", || {
+                            m.fail_compaction(session_id, &why)
+                        })
+                        .await;
+                        let state = if interrupted {
+                            TellState::Cancelled
+                        } else {
+                            TellState::Failed
+                        };
+                        self.finish(
+                            tell,
+                            state,
+                            TellOutcome {
+                                error: Some(why),
                                 ..outcome
-                            };
-                            self.finish(tell, TellState::Answered, outcome).await;
-                        }
-                        _ => {
-                            let why = outcome.error.clone().unwrap_or_else(|| {
-                                "the agent ended the turn without compacting".into()
-                            });
-                            self.keep("the failed compaction", || {
-                                m.fail_compaction(session_id, &why)
-                            })
-                            .await;
-                            let state = if interrupted {
-                                TellState::Cancelled
-                            } else {
-                                TellState::Failed
-                            };
-                            self.finish(
-                                tell,
-                                state,
-                                TellOutcome {
-                                    error: Some(why),
-                                    ..outcome
-                                },
-                            )
-                            .await;
-                        }
-                    },
-                    TellKind::Tell => {
-                        if state == TellState::Failed {
-                            let why = outcome.error.clone().unwrap_or_default();
-                            let why = format!("turn failed: {why}");
-                            self.keep("the session's error", || m.mark_error(session_id, &why))
-                                .await;
-                        }
-                        self.finish(tell, state, outcome).await;
+                            },
+                        )
+                        .await;
                     }
                 }
             }
@@ -196,6 +191,61 @@ impl Worker {
                         .await;
                     }
                 }
+            }
+        }
+    }
+
+    /// The end of a message's turn with a result: the session's usage and idle state and the
+    /// tell's end in one write (through the store's batch-write thread, shared with the other
+    /// pairs' turns ending meanwhile), the session's error when the turn failed, then the
+    /// tell's waiters.
+    async fn end_tell_turn(
+        &mut self,
+        tell: &Tell,
+        session_id: &str,
+        result: &TurnResult,
+        counts: bool,
+        state: TellState,
+        outcome: TellOutcome,
+    ) {
+        let router = self.router.clone();
+        let m = router.manager().clone();
+        let end = EndOfTurn {
+            session_id: session_id.to_string(),
+            input_tokens: result.usage.input_tokens,
+            output_tokens: result.usage.output_tokens,
+            cost_usd: result.cost_usd,
+            counts,
+            tell_id: tell.tell_id.clone(),
+            state,
+            outcome: crate::router::redacted(outcome),
+            now: 0,
+        };
+        let stored = self
+            .keep_async("the end of the turn", || m.end_turn_with_tell(end.clone()))
+            .await;
+        // Idle in the pool before the caller hears the answer.
+        self.mark_idle();
+        if state == TellState::Failed {
+            let why = format!(
+                "turn failed: {}",
+                end.outcome.error.as_deref().unwrap_or("")
+            );
+            self.keep("the session's error", || m.mark_error(session_id, &why))
+                .await;
+        }
+        match stored {
+            Some((_, Some(done))) => {
+                router.ended(&done);
+                router.notify(&done);
+            }
+            // Ended already (cancelled meanwhile): the first ending stands.
+            Some((_, None)) => {}
+            None => {
+                // Given up (shutdown with the database still refusing): the log keeps the answer.
+                tracing::error!(tell = %tell.tell_id, pair = %self.pair(), state = %state,
+                    answer = ?end.outcome.answer, error = ?end.outcome.error,
+                    "the end of this tell could not be stored; the next start fails it");
             }
         }
     }
@@ -293,12 +343,25 @@ impl Worker {
     where
         E: std::fmt::Display + Transient,
     {
+        self.keep_async(what, || std::future::ready(op())).await
+    }
+
+    /// [`Worker::keep`] of a write that is awaited (see `SessionManager::end_turn_with_tell`).
+    pub(super) async fn keep_async<T, E, F>(
+        &self,
+        what: &str,
+        mut op: impl FnMut() -> F,
+    ) -> Option<T>
+    where
+        E: std::fmt::Display + Transient,
+        F: std::future::Future<Output = Result<T, E>>,
+    {
         let grace = self.router.manager().config().settings.shutdown_grace;
         let mut backoff = RETRY_FIRST;
         let mut since_shutdown: Option<tokio::time::Instant> = None;
         let mut attempts = 0u32;
         loop {
-            let e = match op() {
+            let e = match op().await {
                 Ok(v) => {
                     if attempts > 0 {
                         tracing::info!(pair = %self.pair(), what, attempts, "the database took the write again");

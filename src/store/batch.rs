@@ -1,0 +1,265 @@
+//! Group commit: the writes of concurrent callers in one transaction, on a thread of their own.
+//!
+//! Each pair's worker stores a turn's start and end; with many pairs at once, one commit per
+//! write makes the commits (WAL frames, locks, the write gate) the bottleneck, and each one
+//! blocks the async runtime's thread that made it. A [`WriteBatcher`] takes writes from any
+//! number of tasks without blocking them: its thread runs whatever is waiting in ONE
+//! `BEGIN IMMEDIATE` transaction, each write in a savepoint of its own (a write that fails rolls
+//! back only itself), commits, and only then answers each caller. Durability is unchanged: a
+//! caller hears of its write once it is committed, never before; a commit that fails fails
+//! every write of the batch with that error (and none of them is stored).
+//!
+//! The thread takes the store's write gate like any other writer, so in-process writers that
+//! do not batch still go one at a time with it.
+
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use rusqlite::Connection;
+use tokio::sync::oneshot;
+
+use super::{SessionStore, StoreError, StoreResult};
+
+/// Most writes in one transaction (a batch's callers wait for all of it).
+pub const MAX_BATCH: usize = 64;
+
+/// A write waiting for the batch thread.
+trait Job: Send {
+    /// Runs the write's statements; whether they succeeded.
+    fn run(&mut self, conn: &Connection) -> bool;
+    /// Answers the caller: with its own result once the batch committed, else with the error
+    /// that ended the batch (`failed`).
+    fn answer(self: Box<Self>, failed: Option<&Arc<StoreError>>);
+}
+
+struct Pending<R, F> {
+    op: Option<F>,
+    result: Option<StoreResult<R>>,
+    reply: oneshot::Sender<StoreResult<R>>,
+}
+
+impl<R, F> Job for Pending<R, F>
+where
+    R: Send,
+    F: FnOnce(&Connection) -> StoreResult<R> + Send,
+{
+    fn run(&mut self, conn: &Connection) -> bool {
+        let Some(op) = self.op.take() else {
+            return false;
+        };
+        let result = op(conn);
+        let ok = result.is_ok();
+        self.result = Some(result);
+        ok
+    }
+
+    fn answer(self: Box<Self>, failed: Option<&Arc<StoreError>>) {
+        let answer = match (self.result, failed) {
+            // Its own error stands (it was rolled back either way).
+            (Some(Err(e)), _) => Err(e),
+            (_, Some(e)) => Err(StoreError::Batch(Arc::clone(e))),
+            (Some(Ok(v)), None) => Ok(v),
+            (None, None) => Err(StoreError::BatchRolledBack),
+        };
+        // The caller may have gone (its task was dropped): nothing to tell.
+        let _ = self.reply.send(answer);
+    }
+}
+
+/// The batch thread of a store: see the module docs. Dropping it lets the thread write what
+/// is already queued, then waits for it to end.
+pub struct WriteBatcher {
+    tx: Option<mpsc::Sender<Box<dyn Job>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for WriteBatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteBatcher").finish_non_exhaustive()
+    }
+}
+
+impl WriteBatcher {
+    /// Starts the thread, writing to `store` (a clone of the caller's).
+    pub fn start(store: SessionStore) -> std::io::Result<Self> {
+        let (tx, rx) = mpsc::channel::<Box<dyn Job>>();
+        let thread = std::thread::Builder::new()
+            .name("sb-store-batch".into())
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    let mut jobs = Vec::with_capacity(8);
+                    jobs.push(first);
+                    while jobs.len() < MAX_BATCH {
+                        match rx.try_recv() {
+                            Ok(job) => jobs.push(job),
+                            Err(_) => break,
+                        }
+                    }
+                    store.run_batch(jobs);
+                }
+            })?;
+        Ok(Self {
+            tx: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// Runs `op` in the next batch; resolves once the batch committed (or failed).
+    pub(super) async fn write<R, F>(&self, op: F) -> StoreResult<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job: Box<dyn Job> = Box::new(Pending {
+            op: Some(op),
+            result: None,
+            reply,
+        });
+        self.tx
+            .as_ref()
+            .ok_or(StoreError::WriterGone)?
+            .send(job)
+            .map_err(|_| StoreError::WriterGone)?;
+        answer.await.map_err(|_| StoreError::WriterGone)?
+    }
+}
+
+impl Drop for WriteBatcher {
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl SessionStore {
+    /// Runs `jobs` in one immediate transaction, each in a savepoint, commits, then answers
+    /// each one.
+    fn run_batch(&self, jobs: Vec<Box<dyn Job>>) {
+        let mut ran: Vec<Box<dyn Job>> = Vec::with_capacity(jobs.len());
+        let mut waiting = jobs.into_iter();
+        let result = (|| -> StoreResult<()> {
+            let mut conn = self.wconn()?;
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            for mut job in waiting.by_ref() {
+                tx.prepare_cached("SAVEPOINT batch_write")?.execute([])?;
+                let ok = job.run(&tx);
+                ran.push(job);
+                if !ok {
+                    // SQLite may have rolled the whole transaction back (disk full, I/O):
+                    // then the batch is over for everyone.
+                    if tx.is_autocommit() {
+                        return Err(StoreError::BatchRolledBack);
+                    }
+                    tx.prepare_cached("ROLLBACK TO batch_write")?.execute([])?;
+                }
+                tx.prepare_cached("RELEASE batch_write")?.execute([])?;
+            }
+            tx.commit()?;
+            Ok(())
+        })();
+        let failed = result.err().map(Arc::new);
+        for job in ran.into_iter().chain(waiting) {
+            job.answer(failed.as_ref());
+        }
+    }
+}
+
+/// How a turn ended, for [`WriteBatcher::end_turn`]: the session's side (usage, idle, one more
+/// message when `counts`) and the tell's (`state`, final, with its outcome).
+#[derive(Debug, Clone)]
+pub struct EndOfTurn {
+    /// The session (UUID).
+    pub session_id: String,
+    /// Tokens read by the turn.
+    pub input_tokens: i64,
+    /// Tokens written by the turn.
+    pub output_tokens: i64,
+    /// What the turn cost.
+    pub cost_usd: f64,
+    /// An answered tell: counts one message and clears the session's error.
+    pub counts: bool,
+    /// The tell (UUID).
+    pub tell_id: String,
+    /// Its final state.
+    pub state: super::TellState,
+    /// Its outcome.
+    pub outcome: super::TellOutcome,
+    /// Unix ms.
+    pub now: i64,
+}
+
+impl WriteBatcher {
+    /// [`SessionStore::begin_turn`], in the next batch.
+    pub async fn begin_turn(
+        &self,
+        session_id: String,
+        tell_id: String,
+        now: i64,
+    ) -> StoreResult<Option<(super::Tell, super::Session)>> {
+        self.write(move |conn| super::tells::begin_turn_in(conn, &session_id, &tell_id, now))
+            .await
+    }
+
+    /// The end of a turn in one write: [`SessionStore::end_turn`] and
+    /// [`SessionStore::finish_tell`] together (the tell is `None` when it had ended already).
+    pub async fn end_turn(
+        &self,
+        end: EndOfTurn,
+    ) -> StoreResult<(super::Session, Option<super::Tell>)> {
+        if !end.state.is_final() {
+            return Err(StoreError::NotFound(format!(
+                "final state for tell {}",
+                end.tell_id
+            )));
+        }
+        self.write(move |conn| {
+            let session = super::sessions::end_turn_in(
+                conn,
+                &end.session_id,
+                end.input_tokens,
+                end.output_tokens,
+                end.cost_usd,
+                end.counts,
+                end.now,
+            )?;
+            let tell =
+                super::tells::finish_tell_in(conn, &end.tell_id, end.state, &end.outcome, end.now)?;
+            Ok((session, tell))
+        })
+        .await
+    }
+}
+
+impl WriteBatcher {
+    /// [`SessionStore::insert_tell`] (no idempotency key, not a retry), in the next batch.
+    pub async fn insert_tell(&self, t: &super::NewTell<'_>, now: i64) -> StoreResult<super::Tell> {
+        let (tell_id, session_id, from_team, to_team, kind, text, parent_tell_id) = (
+            t.tell_id.to_string(),
+            t.session_id.to_string(),
+            t.from_team.to_string(),
+            t.to_team.to_string(),
+            t.kind,
+            t.text.to_string(),
+            t.parent_tell_id.map(str::to_string),
+        );
+        self.write(move |conn| {
+            let new = super::NewTell {
+                tell_id: &tell_id,
+                session_id: &session_id,
+                from_team: &from_team,
+                to_team: &to_team,
+                kind,
+                text: &text,
+                parent_tell_id: parent_tell_id.as_deref(),
+            };
+            // Without a key nothing can conflict: the tell is always the one just stored.
+            super::tells::insert_tell_in(conn, &new, None, None, now)?
+                .ok_or_else(|| StoreError::NotFound(format!("tell {tell_id} just stored")))
+        })
+        .await
+    }
+}
