@@ -1089,3 +1089,130 @@ async fn a_failing_write_of_a_batch_rolls_back_alone() {
     let t0 = store.get_tell(&ids[0]).expect("read").expect("stored");
     assert_eq!(t0.state, TellState::Queued);
 }
+
+/// Migration 11 drops two indexes of `tells` and nothing else: a version 10 database with
+/// sessions and tells in every state keeps every row and value, its open tells are still found
+/// (by the index that remains) and it takes new tells.
+#[test]
+fn migration_11_keeps_every_tell_of_a_version_10_database() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("v10.db");
+    {
+        let mut c = Connection::open(&path).expect("open raw");
+        c.execute_batch("PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON;")
+            .expect("pragmas");
+        let tx = c.transaction().expect("tx");
+        tx.execute_batch(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, \
+             applied_at INTEGER NOT NULL)",
+        )
+        .expect("schema_migrations");
+        for &(version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 <= 10) {
+            tx.execute_batch(sql).expect(name);
+            tx.execute(
+                "INSERT INTO schema_migrations VALUES (?1, ?2, 1)",
+                rusqlite::params![version, name],
+            )
+            .expect("record");
+        }
+        for (i, from) in ["a", "b", "c"].iter().enumerate() {
+            tx.execute(
+                "INSERT INTO sessions (from_team, to_team, session_id, created_at, last_used_at) \
+                 VALUES (?1, 'z', ?2, 1, 1)",
+                rusqlite::params![from, format!("11111111-1111-4111-8111-00000000000{i}")],
+            )
+            .expect("session");
+        }
+        let states = ["queued", "delivered", "answered", "failed", "cancelled"];
+        for n in 0..40i64 {
+            let from = ["a", "b", "c"][(n % 3) as usize];
+            let state = states[(n % 5) as usize];
+            tx.execute(
+                "INSERT INTO tells (tell_id, session_id, from_team, to_team, kind, text, state, \
+                 created_at, answer, parent_tell_id, idempotency_key) \
+                 VALUES (?1, ?2, ?3, 'z', ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                rusqlite::params![
+                    format!("aaaaaaaa-0000-4000-8000-{n:012}"),
+                    format!("11111111-1111-4111-8111-00000000000{}", n % 3),
+                    from,
+                    if n % 7 == 0 { "compact" } else { "tell" },
+                    format!("message {n}"),
+                    state,
+                    100 + n,
+                    (state == "answered").then(|| format!("answer {n}")),
+                    (n > 5 && n % 4 == 0).then(|| format!("aaaaaaaa-0000-4000-8000-{:012}", n - 4)),
+                    (n % 6 == 0).then(|| format!("key-{n}")),
+                ],
+            )
+            .expect("tell");
+        }
+        tx.commit().expect("commit");
+    }
+    let dump = |c: &Connection| -> Vec<String> {
+        c.prepare("SELECT * FROM tells ORDER BY id")
+            .expect("prepare")
+            .query_map([], |r| {
+                let n = r.as_ref().column_count();
+                let mut cells = Vec::with_capacity(n);
+                for i in 0..n {
+                    cells.push(format!("{:?}", r.get_ref(i)?));
+                }
+                Ok(cells.join("|"))
+            })
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows")
+    };
+    let before = dump(&Connection::open(&path).expect("raw"));
+    assert_eq!(before.len(), 40);
+
+    let store = SessionStore::open(&path).expect("open a version 10 database");
+    assert_eq!(store.schema_version().expect("version"), 11);
+    let c = Connection::open(&path).expect("raw");
+    assert_eq!(dump(&c), before, "every tell keeps every value");
+    let indexes: Vec<String> = c
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'tells'")
+        .expect("prepare")
+        .query_map([], |r| r.get(0))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert!(
+        !indexes
+            .iter()
+            .any(|i| i == "tells_by_session" || i == "tells_open"),
+        "{indexes:?}"
+    );
+    assert!(
+        indexes.iter().any(|i| i == "tells_open_by_pair"),
+        "{indexes:?}"
+    );
+
+    let open: Vec<String> = store
+        .all_open_tells()
+        .expect("open tells")
+        .into_iter()
+        .map(|t| t.tell_id)
+        .collect();
+    let want: Vec<String> = (0..40i64)
+        .filter(|n| n % 5 < 2)
+        .map(|n| format!("aaaaaaaa-0000-4000-8000-{n:012}"))
+        .collect();
+    assert_eq!(open, want, "the queued and delivered tells, oldest first");
+    let next = store
+        .next_queued_tell("a", "z")
+        .expect("next")
+        .expect("one");
+    assert_eq!(next.tell_id, "aaaaaaaa-0000-4000-8000-000000000000");
+    let new = switchboard::store::NewTell {
+        tell_id: "bbbbbbbb-0000-4000-8000-000000000001",
+        session_id: "11111111-1111-4111-8111-000000000000",
+        from_team: "a",
+        to_team: "z",
+        kind: switchboard::store::TellKind::Tell,
+        text: "after the migration",
+        parent_tell_id: None,
+    };
+    let t = store.insert_tell(&new, 500).expect("insert");
+    assert_eq!(t.state, switchboard::store::TellState::Queued);
+}

@@ -396,7 +396,9 @@ async fn tell_roundtrip(
     let (mut layer_cpu, mut floor_cpu) = (Duration::ZERO, Duration::ZERO);
     let (mut agent_cpu, mut raw_agent_cpu) = (Duration::ZERO, Duration::ZERO);
     let cpu_of = |pid: u32| proc_cpu(pid).unwrap_or(Duration::ZERO);
+    let mut layer_written = 0u64;
     for block in texts.chunks(BLOCK) {
+        let w0 = written_bytes();
         let a0 = cpu_of(agent_pid);
         let c0 = measure::process_cpu();
         for text in block {
@@ -415,6 +417,7 @@ async fn tell_roundtrip(
         }
         layer_cpu += measure::process_cpu().saturating_sub(c0);
         agent_cpu += cpu_of(agent_pid).saturating_sub(a0);
+        layer_written += written_bytes().saturating_sub(w0);
 
         let a0 = cpu_of(direct.pid());
         let c0 = measure::process_cpu();
@@ -452,6 +455,11 @@ async fn tell_roundtrip(
         agent_ms.last().unwrap_or(&0),
         per_turn(agent_cpu),
         per_turn(raw_agent_cpu)
+    );
+    eprintln!(
+        "# tell_roundtrip: this process wrote {:.1} KB per tell (write syscalls: the WAL, \
+         checkpoints into the database file, the agent's pipe)",
+        layer_written as f64 / 1024.0 / n.max(1) as f64
     );
     layer.print();
     floor.print();
@@ -596,6 +604,7 @@ async fn tells_50_pairs(
         });
     }
     let c0 = measure::process_cpu();
+    let w0 = written_bytes();
     barrier.wait().await;
     let start = Instant::now();
     let mut lat = Vec::with_capacity(callees.len() * per_pair);
@@ -605,6 +614,10 @@ async fn tells_50_pairs(
     let wall = start.elapsed();
     let mut layer = Measurement::new("tells_50_pairs", wall, lat);
     layer.cpu = Some(measure::process_cpu().saturating_sub(c0));
+    eprintln!(
+        "# tells_50_pairs: this process wrote {:.1} KB per tell",
+        written_bytes().saturating_sub(w0) as f64 / 1024.0 / layer.n.max(1) as f64
+    );
     wal_after(raw, "tells_50_pairs")?;
 
     // The same closed loops with 50 agents driven directly.
@@ -705,4 +718,17 @@ async fn tells_50_pairs(
         if f_ops > 0.0 { l_ops / f_ops } else { f64::NAN }
     );
     Ok(())
+}
+
+/// Bytes this process has written through write syscalls (`wchar` of `/proc/self/io`); 0 when
+/// the file cannot be read.
+fn written_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/io")
+        .ok()
+        .and_then(|io| {
+            io.lines()
+                .find_map(|l| l.strip_prefix("wchar:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0)
 }

@@ -57,6 +57,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0010_session_remote",
         include_str!("../../migrations/0010_session_remote.sql"),
     ),
+    (
+        11,
+        "0011_tell_indexes",
+        include_str!("../../migrations/0011_tell_indexes.sql"),
+    ),
 ];
 
 /// The newest schema version this binary knows.

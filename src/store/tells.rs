@@ -168,7 +168,8 @@ impl SessionStore {
     pub fn all_open_tells(&self) -> StoreResult<Vec<Tell>> {
         let conn = self.conn()?;
         let sql = format!(
-            "SELECT {COLUMNS} FROM tells WHERE state IN ('queued', 'delivered') ORDER BY id"
+            "SELECT {COLUMNS} FROM tells INDEXED BY tells_open_by_pair \
+             WHERE state IN ('queued', 'delivered') ORDER BY id"
         );
         let mut stmt = conn.prepare_cached(&sql)?;
         let rows = stmt.query_map([], row_to_tell)?;
