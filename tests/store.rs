@@ -504,6 +504,41 @@ fn v5_session(r: &rusqlite::Row<'_>) -> rusqlite::Result<switchboard::store::Ses
     })
 }
 
+/// Every row `sql` returns, each as its values joined by `|`.
+fn dump_rows(c: &Connection, sql: &str) -> Vec<String> {
+    c.prepare(sql)
+        .expect("prepare")
+        .query_map([], |r| {
+            let n = r.as_ref().column_count();
+            let mut cells = Vec::with_capacity(n);
+            for i in 0..n {
+                cells.push(format!("{:?}", r.get_ref(i)?));
+            }
+            Ok(cells.join("|"))
+        })
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows")
+}
+
+/// Applies the embedded migrations 1 to `version` and records them, as an older Switchboard
+/// left its database.
+fn migrate_to(tx: &rusqlite::Transaction<'_>, version: i64) {
+    tx.execute_batch(
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, \
+         applied_at INTEGER NOT NULL)",
+    )
+    .expect("schema_migrations");
+    for &(v, name, sql) in MIGRATIONS.iter().filter(|m| m.0 <= version) {
+        tx.execute_batch(sql).expect(name);
+        tx.execute(
+            "INSERT INTO schema_migrations VALUES (?1, ?2, 1)",
+            rusqlite::params![v, name],
+        )
+        .expect("record");
+    }
+}
+
 /// A database at schema version 5 (the schema before the write-path migration), built with
 /// the embedded migration texts 1-5, holding a session in every status x process state
 /// (owned and not, with and without agent, current tell, errors, compaction numbers) and tells
@@ -513,19 +548,7 @@ fn v5_database_with_data(path: &Path) {
     c.execute_batch("PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON;")
         .expect("pragmas");
     let tx = c.transaction().expect("tx");
-    tx.execute_batch(
-        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, \
-         applied_at INTEGER NOT NULL)",
-    )
-    .expect("schema_migrations");
-    for &(version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 <= 5) {
-        tx.execute_batch(sql).expect(name);
-        tx.execute(
-            "INSERT INTO schema_migrations VALUES (?1, ?2, 1)",
-            rusqlite::params![version, name],
-        )
-        .expect("record");
-    }
+    migrate_to(&tx, 5);
     let mut n = 0i64;
     for (si, status) in SessionStatus::ALL.iter().enumerate() {
         for (pi, state) in ProcessState::ALL.iter().enumerate() {
@@ -620,21 +643,7 @@ fn migration_8_keeps_every_value_of_a_version_5_database() {
             .expect("query")
             .collect::<Result<_, _>>()
             .expect("rows");
-        let dump = |sql: &str| -> Vec<String> {
-            c.prepare(sql)
-                .expect("prepare")
-                .query_map([], |r| {
-                    let n = r.as_ref().column_count();
-                    let mut cells = Vec::with_capacity(n);
-                    for i in 0..n {
-                        cells.push(format!("{:?}", r.get_ref(i)?));
-                    }
-                    Ok(cells.join("|"))
-                })
-                .expect("query")
-                .collect::<Result<_, _>>()
-                .expect("rows")
-        };
+        let dump = |sql: &str| dump_rows(&c, sql);
         (
             sessions,
             dump("SELECT * FROM tells ORDER BY id"),
@@ -1102,19 +1111,7 @@ fn migration_11_keeps_every_tell_of_a_version_10_database() {
         c.execute_batch("PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON;")
             .expect("pragmas");
         let tx = c.transaction().expect("tx");
-        tx.execute_batch(
-            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, \
-             applied_at INTEGER NOT NULL)",
-        )
-        .expect("schema_migrations");
-        for &(version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 <= 10) {
-            tx.execute_batch(sql).expect(name);
-            tx.execute(
-                "INSERT INTO schema_migrations VALUES (?1, ?2, 1)",
-                rusqlite::params![version, name],
-            )
-            .expect("record");
-        }
+        migrate_to(&tx, 10);
         for (i, from) in ["a", "b", "c"].iter().enumerate() {
             tx.execute(
                 "INSERT INTO sessions (from_team, to_team, session_id, created_at, last_used_at) \
@@ -1148,21 +1145,7 @@ fn migration_11_keeps_every_tell_of_a_version_10_database() {
         }
         tx.commit().expect("commit");
     }
-    let dump = |c: &Connection| -> Vec<String> {
-        c.prepare("SELECT * FROM tells ORDER BY id")
-            .expect("prepare")
-            .query_map([], |r| {
-                let n = r.as_ref().column_count();
-                let mut cells = Vec::with_capacity(n);
-                for i in 0..n {
-                    cells.push(format!("{:?}", r.get_ref(i)?));
-                }
-                Ok(cells.join("|"))
-            })
-            .expect("query")
-            .collect::<Result<_, _>>()
-            .expect("rows")
-    };
+    let dump = |c: &Connection| dump_rows(c, "SELECT * FROM tells ORDER BY id");
     let before = dump(&Connection::open(&path).expect("raw"));
     assert_eq!(before.len(), 40);
 

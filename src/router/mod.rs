@@ -957,20 +957,17 @@ pub fn queue_tell_with(
     text: &str,
     options: &TellOptions<'_>,
 ) -> RouterResult<Tell> {
-    let (session_id, tell_id) = match check_tell(m, from, to, kind, text, options)? {
+    let ids = match check_tell(m, from, to, kind, text, options)? {
         Checked::Stored(t) => return Ok(*t),
-        Checked::New {
-            session_id,
-            tell_id,
-        } => (session_id, tell_id),
+        Checked::New(ids) => ids,
     };
-    let new = new_tell(&tell_id, &session_id, from, to, kind, text, options);
-    if options.idempotency_key.is_none() && options.retry_of.is_none() {
-        let t = m.store().insert_tell(&new, now_ms())?;
-        publish_queued(m, &t);
-        return Ok(t);
-    }
-    insert_keyed(m, &new, to, kind, text, options)
+    let new = ids.tell(from, to, kind, text, options);
+    let t = match plain(options) {
+        true => m.store().insert_tell(&new, now_ms())?,
+        false => return insert_keyed(m, &new, to, kind, text, options),
+    };
+    publish_queued(m, &t);
+    Ok(t)
 }
 
 /// [`queue_tell_with`] for a caller that can wait without holding its thread: a tell without
@@ -984,27 +981,56 @@ pub async fn queue_tell_batched(
     text: &str,
     options: &TellOptions<'_>,
 ) -> RouterResult<Tell> {
-    let (session_id, tell_id) = match check_tell(m, from, to, kind, text, options)? {
+    let ids = match check_tell(m, from, to, kind, text, options)? {
         Checked::Stored(t) => return Ok(*t),
-        Checked::New {
-            session_id,
-            tell_id,
-        } => (session_id, tell_id),
+        Checked::New(ids) => ids,
     };
-    let new = new_tell(&tell_id, &session_id, from, to, kind, text, options);
-    if options.idempotency_key.is_none() && options.retry_of.is_none() {
-        let t = m.insert_tell_batched(&new).await?;
-        publish_queued(m, &t);
-        return Ok(t);
+    let new = ids.tell(from, to, kind, text, options);
+    if !plain(options) {
+        return insert_keyed(m, &new, to, kind, text, options);
     }
-    insert_keyed(m, &new, to, kind, text, options)
+    let t = m.insert_tell_batched(&new).await?;
+    publish_queued(m, &t);
+    Ok(t)
+}
+
+/// A tell without an idempotency key that retries nothing: nothing can conflict with it.
+fn plain(options: &TellOptions<'_>) -> bool {
+    options.idempotency_key.is_none() && options.retry_of.is_none()
 }
 
 /// What [`check_tell`] found: the tell already stored under the caller's key, or what a new
 /// tell needs.
 enum Checked {
     Stored(Box<Tell>),
-    New { session_id: String, tell_id: String },
+    New(NewIds),
+}
+
+/// The session and the id of a tell about to be stored.
+struct NewIds {
+    session_id: String,
+    tell_id: String,
+}
+
+impl NewIds {
+    fn tell<'a>(
+        &'a self,
+        from: &'a str,
+        to: &'a str,
+        kind: TellKind,
+        text: &'a str,
+        options: &TellOptions<'a>,
+    ) -> NewTell<'a> {
+        NewTell {
+            tell_id: &self.tell_id,
+            session_id: &self.session_id,
+            from_team: from,
+            to_team: to,
+            kind,
+            text,
+            parent_tell_id: options.parent_tell_id,
+        }
+    }
 }
 
 /// Everything before a new tell is stored: the key (a request made again gets its tell back),
@@ -1046,30 +1072,10 @@ fn check_tell(
             agent: team.agent.clone(),
         });
     }
-    Ok(Checked::New {
+    Ok(Checked::New(NewIds {
         session_id: session.session_id.clone(),
         tell_id: uuid::Uuid::new_v4().to_string(),
-    })
-}
-
-fn new_tell<'a>(
-    tell_id: &'a str,
-    session_id: &'a str,
-    from: &'a str,
-    to: &'a str,
-    kind: TellKind,
-    text: &'a str,
-    options: &TellOptions<'a>,
-) -> NewTell<'a> {
-    NewTell {
-        tell_id,
-        session_id,
-        from_team: from,
-        to_team: to,
-        kind,
-        text,
-        parent_tell_id: options.parent_tell_id,
-    }
+    }))
 }
 
 /// Stores a tell with an idempotency key or one that retries another.

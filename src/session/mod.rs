@@ -513,14 +513,19 @@ impl SessionManager {
         session_id: &str,
         tell_id: &str,
     ) -> SessionResult<Option<crate::store::Tell>> {
-        match self.store.begin_turn(session_id, tell_id, now_ms())? {
-            Some((tell, s)) => {
-                self.cache.invalidate(&s.from_team, &s.to_team);
-                self.state_event(&s, ProcessState::Processing);
-                Ok(Some(tell))
-            }
-            None => Ok(None),
-        }
+        let begun = self.store.begin_turn(session_id, tell_id, now_ms())?;
+        Ok(self.turn_begun(begun))
+    }
+
+    /// After a turn's start is stored: the pair's cache entry goes, the state is published.
+    fn turn_begun(
+        &self,
+        begun: Option<(crate::store::Tell, Session)>,
+    ) -> Option<crate::store::Tell> {
+        let (tell, s) = begun?;
+        self.cache.invalidate(&s.from_team, &s.to_team);
+        self.state_event(&s, ProcessState::Processing);
+        Some(tell)
     }
 
     fn batcher(&self) -> SessionResult<&WriteBatcher> {
@@ -558,14 +563,7 @@ impl SessionManager {
             .batcher()?
             .begin_turn(session_id.to_string(), tell_id.to_string(), now_ms())
             .await?;
-        match begun {
-            Some((tell, s)) => {
-                self.cache.invalidate(&s.from_team, &s.to_team);
-                self.state_event(&s, ProcessState::Processing);
-                Ok(Some(tell))
-            }
-            None => Ok(None),
-        }
+        Ok(self.turn_begun(begun))
     }
 
     /// The end of a turn with a result, in one write through the store's batch-write thread:
