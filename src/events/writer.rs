@@ -14,8 +14,8 @@ use crate::store::{Event, EventKind, EventRow, NewEvent, SessionStore, TellActiv
 
 /// Most events written in one transaction.
 const BATCH: usize = 512;
-/// How long the writer waits for more events after the first of a batch (see `run`).
-const LINGER: Duration = Duration::from_millis(2);
+/// Under a steady stream of events, at most one transaction this often (see `Writer::run`).
+const GATHER: Duration = Duration::from_millis(5);
 /// Tells whose counts are kept in memory at most (the store is asked again when one is evicted).
 const TRACKED_TELLS: usize = 4096;
 /// Attempts at a batch the database refuses for a reason that can pass.
@@ -40,19 +40,28 @@ struct Planned {
 
 impl Writer {
     pub(super) fn run(mut self, rx: Receiver<Msg>) {
+        let mut last_write: Option<std::time::Instant> = None;
         while let Ok(first) = rx.recv() {
+            // Events that keep coming (a tell publishes several within a millisecond, and many
+            // pairs at once publish a steady stream) go in one transaction per GATHER: one
+            // commit per event or two would cost more than the tells' own writes, and keep
+            // their writers waiting behind the write gate. The thread sleeps rather than waits
+            // on the channel meanwhile, so a publish wakes nothing. An event after a quiet
+            // spell goes at once.
+            if let Some(left) = last_write
+                .and_then(|t| (t + GATHER).checked_duration_since(std::time::Instant::now()))
+            {
+                std::thread::sleep(left);
+            }
             let mut batch = vec![first];
-            // What else is published within LINGER goes in the same transaction: a tell
-            // publishes several events within a millisecond, and one commit per event would
-            // cost more than the tell's own writes.
-            let until = std::time::Instant::now() + LINGER;
             while batch.len() < BATCH {
-                let left = until.saturating_duration_since(std::time::Instant::now());
-                match rx.recv_timeout(left) {
+                match rx.try_recv() {
                     Ok(m) => batch.push(m),
                     Err(_) => break,
                 }
             }
+            // A full batch leaves more behind it: the next one goes at once.
+            last_write = (batch.len() < BATCH).then(std::time::Instant::now);
             let n = batch.len() as u64;
             let bytes: usize = batch.iter().map(|Msg::Event(_, _, w)| w).sum();
             self.write(batch);
