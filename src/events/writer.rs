@@ -48,10 +48,11 @@ impl Writer {
             // their writers waiting behind the write gate. The thread sleeps rather than waits
             // on the channel meanwhile, so a publish wakes nothing. An event after a quiet
             // spell goes at once.
-            if let Some(left) = last_write
-                .and_then(|t| (t + GATHER).checked_duration_since(std::time::Instant::now()))
-            {
-                std::thread::sleep(left);
+            if let Some(until) = last_write.map(|t| t + GATHER) {
+                // Pacing, not waiting for a condition (a park can end early: park again).
+                while let Some(left) = until.checked_duration_since(std::time::Instant::now()) {
+                    std::thread::park_timeout(left);
+                }
             }
             let mut batch = vec![first];
             while batch.len() < BATCH {
