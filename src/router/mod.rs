@@ -800,6 +800,10 @@ impl Router {
         self.lock_workers().clear();
         // The agents are stopped: their hosts' control connections go too.
         self.disconnect_remote_hosts().await;
+        // Every event published so far is stored before this returns: the process may end
+        // next, and another holder of the manager (a thread of the CLI) would keep the event
+        // writer from being dropped (and from writing the rest).
+        self.inner.manager.events().flush().await;
     }
 
     fn command(&self, from: &str, to: &str, cmd: Cmd) -> RouterResult<()> {
