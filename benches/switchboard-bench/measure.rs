@@ -215,6 +215,45 @@ pub fn process_cpu() -> Duration {
     )
 }
 
+/// CPU time of this process's threads named `name` (`/proc/self/task/*/comm`, which the kernel
+/// cuts to 15 bytes) so far, from `schedstat` (nanoseconds on a CPU).
+pub fn threads_cpu(name: &str) -> Duration {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Duration::ZERO;
+    };
+    let mut total = 0u64;
+    for task in tasks.flatten() {
+        let dir = task.path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if comm.trim_end() != name {
+            continue;
+        }
+        let sched = std::fs::read_to_string(dir.join("schedstat")).unwrap_or_default();
+        total += sched
+            .split_whitespace()
+            .next()
+            .and_then(|ns| ns.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    Duration::from_nanos(total)
+}
+
+/// CPU of the store's background threads (the event writer, the checkpointer) so far.
+pub fn background_cpu() -> (Duration, Duration) {
+    (threads_cpu("switchboard-eve"), threads_cpu("sb-checkpoint"))
+}
+
+/// Prints the CPU the background threads spent per op of `name` since `before`.
+pub fn print_background(name: &str, n: usize, before: (Duration, Duration)) {
+    let (events, checkpoint) = background_cpu();
+    let per_op = |d: Duration| d.as_secs_f64() * 1e6 / n.max(1) as f64;
+    eprintln!(
+        "# {name}: background threads cpu {:.2} us/op (event writer), {:.2} us/op (checkpointer)",
+        per_op(events.saturating_sub(before.0)),
+        per_op(checkpoint.saturating_sub(before.1))
+    );
+}
+
 /// `/proc/loadavg` (first three fields), for context on a shared machine.
 pub fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")

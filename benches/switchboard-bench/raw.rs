@@ -98,19 +98,26 @@ impl Raw {
     }
 
     /// Inserts sessions for `pairs` in one transaction with the store's INSERT (set-up only).
-    pub fn insert_many(&self, pairs: &[(String, String)], now: i64) -> RawResult<()> {
+    /// Returns how many were inserted.
+    pub fn insert_many<'a>(
+        &self,
+        pairs: impl Iterator<Item = (&'a str, &'a str)>,
+        now: i64,
+    ) -> RawResult<usize> {
         let mut conn = self.conn.borrow_mut();
         let tx = conn.transaction()?;
+        let mut n = 0;
         {
             let mut stmt = tx.prepare_cached(floor::INSERT_SESSION)?;
             for (from, to) in pairs {
                 let id = uuid::Uuid::new_v4().to_string();
                 let mut rows = stmt.query(params![from, to, id, now])?;
                 while rows.next()?.is_some() {}
+                n += 1;
             }
         }
         tx.commit()?;
-        Ok(())
+        Ok(n)
     }
 
     /// `force_owner` on every session of `ids`, in one transaction (set-up only).
@@ -176,12 +183,20 @@ impl Raw {
         Ok(frames? as f64 / n.max(1) as f64)
     }
 
-    /// Every session id, in the order of the pair index (set-up only).
-    pub fn all_session_ids(&self) -> RawResult<Vec<String>> {
+    /// The number of sessions, and every other session id in the order of the pair index
+    /// (the first, the third, ...; set-up only).
+    pub fn every_other_session_id(&self) -> RawResult<(usize, Vec<String>)> {
         let conn = self.conn.borrow();
         let mut stmt =
             conn.prepare("SELECT session_id FROM sessions ORDER BY from_team, to_team")?;
-        let rows = stmt.query_map([], |r| r.get(0))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let mut rows = stmt.query([])?;
+        let (mut n, mut half) = (0, Vec::new());
+        while let Some(r) = rows.next()? {
+            if n % 2 == 0 {
+                half.push(r.get(0)?);
+            }
+            n += 1;
+        }
+        Ok((n, half))
     }
 }

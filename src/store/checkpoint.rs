@@ -71,7 +71,7 @@ pub(super) struct Checkpointer {
 
 impl Checkpointer {
     /// Opens a connection of its own to `path` (already in WAL mode) and starts the thread.
-    pub(super) fn start(path: &Path, gate: Arc<Mutex<()>>) -> rusqlite::Result<Self> {
+    pub(super) fn start(path: &Path, gate: super::Gate) -> rusqlite::Result<Self> {
         let conn = Connection::open(path)?;
         conn.busy_timeout(TRUNCATE_WAIT)?;
         conn.execute_batch(&format!(
@@ -170,7 +170,7 @@ fn checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<(i64, i64, i64)
     })
 }
 
-fn run(conn: Connection, s: &Shared, gate: &Mutex<()>) {
+fn run(conn: Connection, s: &Shared, gate: &Mutex<Option<Connection>>) {
     let page: i64 = conn
         .query_row("PRAGMA page_size", [], |r| r.get(0))
         .unwrap_or(4096);

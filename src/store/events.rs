@@ -401,8 +401,9 @@ fn row_to_event(r: &Row<'_>) -> rusqlite::Result<Event> {
 impl SessionStore {
     /// Inserts the rows in one transaction, in order; returns their ids.
     pub fn insert_events(&self, rows: &[EventRow]) -> StoreResult<Vec<i64>> {
-        // Behind the write gate like every writer of this process: waiting on the gate wakes
-        // at the previous commit's end, where SQLite's busy handler would sleep 1 to 100 ms.
+        // Through the write gate, as the session writes: they queue behind each other instead
+        // of meeting SQLite's lock and sleeping in its busy handler (1 ms and up), and the
+        // checkpointer counts these writes too.
         let mut conn = self.wconn()?;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut ids = Vec::with_capacity(rows.len());

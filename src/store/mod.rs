@@ -56,7 +56,8 @@ pub mod floor {
 }
 pub use tells::NewTell;
 
-/// Pooled connections of a file database.
+/// Connections of a file database: the writer's own (see [`SessionStore`]) and the pooled
+/// readers'.
 pub const POOL_SIZE: u32 = 4;
 
 /// How long a connection waits for a lock held by another connection or process.
@@ -219,35 +220,56 @@ pub fn write_returning<T, P: rusqlite::Params>(
 /// lock and sleeping in its busy handler (1, 2, 5, 10 ... 100 ms). The busy timeout is left
 /// for other processes. Checkpoints run on a background thread ([`checkpoint`]), not inside
 /// the write that happens to cross the auto-checkpoint size.
+///
+/// The gate holds the writer's own connection (file databases): every write of the process
+/// runs on it, so its page cache stays warm. A write on a pooled connection met a page cache
+/// that another connection's commit had made stale (SQLite then drops the whole cache and reads
+/// the pages again): 40% more CPU per `update_process_state` with the event writer taking
+/// turns on the pool (perf, the session bench).
 #[derive(Clone)]
 pub struct SessionStore {
     pool: Pool<SqliteConnectionManager>,
     path: String,
     /// The file opened (none in memory): every checkout checks the path still names it.
     file: Option<std::sync::Arc<identity::OpenedFile>>,
-    /// One writer at a time in this process.
-    gate: std::sync::Arc<std::sync::Mutex<()>>,
+    /// One writer at a time in this process, on this connection (none in memory: the pool's
+    /// one connection is the database).
+    gate: Gate,
     /// The background checkpointer (file databases only); stops with the last clone.
     checkpointer: Option<std::sync::Arc<checkpoint::Checkpointer>>,
 }
 
-/// A pooled connection that holds the store's write gate: every write goes through one.
+/// The write gate and the writer's connection.
+type Gate = std::sync::Arc<std::sync::Mutex<Option<rusqlite::Connection>>>;
+
+/// The writer's connection (or, in memory, the pooled one) with the store's write gate held:
+/// every write goes through one.
 pub(crate) struct WriteConn<'a> {
-    conn: PooledConnection<SqliteConnectionManager>,
-    _gate: std::sync::MutexGuard<'a, ()>,
+    /// Only when the gate holds no connection.
+    pooled: Option<PooledConnection<SqliteConnectionManager>>,
+    gate: std::sync::MutexGuard<'a, Option<rusqlite::Connection>>,
     checkpointer: Option<&'a checkpoint::Checkpointer>,
 }
 
 impl std::ops::Deref for WriteConn<'_> {
     type Target = rusqlite::Connection;
     fn deref(&self) -> &rusqlite::Connection {
-        &self.conn
+        match (&self.pooled, self.gate.as_ref()) {
+            (Some(conn), _) => conn,
+            (None, Some(conn)) => conn,
+            // `wconn` takes a pooled connection whenever the gate holds none.
+            (None, None) => unreachable!("a write connection without a connection"),
+        }
     }
 }
 
 impl std::ops::DerefMut for WriteConn<'_> {
     fn deref_mut(&mut self) -> &mut rusqlite::Connection {
-        &mut self.conn
+        match (&mut self.pooled, self.gate.as_mut()) {
+            (Some(conn), _) => conn,
+            (None, Some(conn)) => conn,
+            (None, None) => unreachable!("a write connection without a connection"),
+        }
     }
 }
 
@@ -348,14 +370,24 @@ impl SessionStore {
         let file = identity::OpenedFile::record(path)?;
         drop(probe);
         let manager = SqliteConnectionManager::file(path).with_init(init_connection);
-        // One writer at a time (the gate) and readers for two cores: more connections only add
-        // page caches (up to 1 MB each) to the process's memory.
+        // The writer's own connection (the gate's) and readers for two cores: more connections
+        // only add page caches (up to 1 MB each) to the process's memory. A local SQLite
+        // connection does not go stale: no test query on every checkout.
         let pool = Pool::builder()
-            .max_size(POOL_SIZE)
+            .max_size(POOL_SIZE - 1)
             .min_idle(Some(1))
+            .test_on_check_out(false)
             .connection_timeout(BUSY_TIMEOUT)
             .build(manager)?;
-        let gate: std::sync::Arc<std::sync::Mutex<()>> = Default::default();
+        let mut writer = rusqlite::Connection::open(path).map_err(|source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        init_connection(&mut writer).map_err(|source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let gate: Gate = std::sync::Arc::new(std::sync::Mutex::new(Some(writer)));
         let checkpointer = checkpoint::Checkpointer::start(path, std::sync::Arc::clone(&gate))
             .map_err(|source| StoreError::Open {
                 path: path.to_path_buf(),
@@ -383,6 +415,7 @@ impl SessionStore {
         // One connection: every connection of `memory()` would be its own empty database.
         let pool = Pool::builder()
             .max_size(1)
+            .test_on_check_out(false)
             .connection_timeout(BUSY_TIMEOUT)
             .build(manager)?;
         let store = Self {
@@ -438,17 +471,22 @@ impl SessionStore {
     /// A connection for a write: waits for this process's previous write to finish first.
     pub(crate) fn wconn(&self) -> StoreResult<WriteConn<'_>> {
         self.check_file()?;
-        // A poisoned gate only means a writer panicked; the database rolled its work back.
+        // A poisoned gate only means a writer panicked; its transaction was rolled back as it
+        // unwound (rusqlite's `Transaction` rolls back on drop), so the connection is clean.
         let gate = self.gate.lock().unwrap_or_else(|p| p.into_inner());
-        let conn = self.pool.get()?;
-        if let Some(c) = self.checkpointer.as_deref() {
+        let pooled = match gate.as_ref() {
+            Some(_) => None,
+            None => Some(self.pool.get()?),
+        };
+        let conn = WriteConn {
+            pooled,
+            gate,
+            checkpointer: self.checkpointer.as_deref(),
+        };
+        if let Some(c) = conn.checkpointer {
             c.bound(&conn);
         }
-        Ok(WriteConn {
-            conn,
-            _gate: gate,
-            checkpointer: self.checkpointer.as_deref(),
-        })
+        Ok(conn)
     }
 
     /// The WAL's size and the checkpointer's work so far (`None` in memory).
