@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::{broadcast, watch};
 
@@ -14,10 +14,8 @@ use crate::store::{Event, EventKind, EventRow, NewEvent, SessionStore, TellActiv
 
 /// Most events written in one transaction.
 const BATCH: usize = 512;
-/// Under a steady stream of events, at most one transaction this often (see [`Writer::run`]).
+/// Under a steady stream of events, at most one transaction this often (see `Writer::run`).
 const GATHER: Duration = Duration::from_millis(5);
-/// Events per GATHER from which the writer paces its transactions.
-const BUSY: usize = 64;
 /// Tells whose counts are kept in memory at most (the store is asked again when one is evicted).
 const TRACKED_TELLS: usize = 4096;
 /// Attempts at a batch the database refuses for a reason that can pass.
@@ -42,42 +40,32 @@ struct Planned {
 
 impl Writer {
     pub(super) fn run(mut self, rx: Receiver<Msg>) {
-        let mut last_write: Option<Instant> = None;
-        // Events written in the current GATHER window: past BUSY, the stream is a storm.
-        let (mut window, mut in_window) = (Instant::now(), 0usize);
+        let mut last_write: Option<std::time::Instant> = None;
         while let Ok(first) = rx.recv() {
-            let mut batch = vec![first];
-            // A storm of events (more than BUSY per GATHER: a write loop, many agents at once)
-            // goes in one transaction per GATHER: each transaction takes the store's write
-            // gate, and a transaction per event or two kept the session writers waiting behind
-            // it (and, before the gate, sleeping in SQLite's busy handler). Anything calmer
-            // (a tell's timeline) is written at once, as it comes.
-            // The thread parks rather than waits on the channel meanwhile: a receiver waiting
-            // on it would have every publish wake it (a syscall in the publisher's thread).
-            // (Pacing to a deadline, not waiting for a condition; park_timeout may return
-            // early, hence the loop.)
+            // Events that keep coming (a tell publishes several within a millisecond, and many
+            // pairs at once publish a steady stream) go in one transaction per GATHER: one
+            // commit per event or two would cost more than the tells' own writes, and keep
+            // their writers waiting behind the write gate. The thread sleeps rather than waits
+            // on the channel meanwhile, so a publish wakes nothing. An event after a quiet
+            // spell goes at once.
             if let Some(until) = last_write.map(|t| t + GATHER) {
-                while let Some(left) = until.checked_duration_since(Instant::now()) {
+                // Pacing, not waiting for a condition (a park can end early: park again).
+                while let Some(left) = until.checked_duration_since(std::time::Instant::now()) {
                     std::thread::park_timeout(left);
                 }
             }
+            let mut batch = vec![first];
             while batch.len() < BATCH {
                 match rx.try_recv() {
                     Ok(m) => batch.push(m),
                     Err(_) => break,
                 }
             }
+            // A full batch leaves more behind it: the next one goes at once.
+            last_write = (batch.len() < BATCH).then(std::time::Instant::now);
             let n = batch.len() as u64;
             let bytes: usize = batch.iter().map(|Msg::Event(_, _, w)| w).sum();
-            let full = batch.len() == BATCH;
             self.write(batch);
-            let now = Instant::now();
-            if now.duration_since(window) > GATHER {
-                (window, in_window) = (now, 0);
-            }
-            in_window += n as usize;
-            // A full batch leaves more behind it: the next one goes at once.
-            last_write = (in_window >= BUSY && !full).then_some(now);
             self.queued_bytes.fetch_sub(bytes, Ordering::SeqCst);
             self.done.send_modify(|d| *d += n);
         }
