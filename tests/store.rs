@@ -685,21 +685,7 @@ fn migration_8_keeps_every_value_of_a_version_5_database() {
         assert_eq!(stats.by_process_state[ps.as_str()], n, "state {ps}");
     }
     let c = Connection::open(&path).expect("raw");
-    let dump = |sql: &str| -> Vec<String> {
-        c.prepare(sql)
-            .expect("prepare")
-            .query_map([], |r| {
-                let n = r.as_ref().column_count();
-                let mut cells = Vec::with_capacity(n);
-                for i in 0..n {
-                    cells.push(format!("{:?}", r.get_ref(i)?));
-                }
-                Ok(cells.join("|"))
-            })
-            .expect("query")
-            .collect::<Result<_, _>>()
-            .expect("rows")
-    };
+    let dump = |sql: &str| dump_rows(&c, sql);
     assert_eq!(dump("SELECT * FROM tells ORDER BY id"), tells_before);
     assert_eq!(
         dump("SELECT * FROM session_totals ORDER BY scope, key"),

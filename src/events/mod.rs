@@ -215,8 +215,14 @@ mod tests {
         NewEvent::pair("a", "b", EventKind::Text { text: t.into() }).tell(Some(tell))
     }
 
-    #[tokio::test]
-    async fn a_stuck_database_bounds_the_queue_by_bytes_not_only_by_count() {
+    /// A bus over a file database whose write lock another connection holds (the returned
+    /// one, in an open `BEGIN EXCLUSIVE`): the writer waits, the queue fills.
+    fn stuck_bus() -> (
+        tempfile::TempDir,
+        SessionStore,
+        EventBus,
+        rusqlite::Connection,
+    ) {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("sb.db");
         let store = SessionStore::open(&path).expect("store");
@@ -227,9 +233,14 @@ mod tests {
                 max_bytes_per_tell: u64::MAX,
             },
         );
-        // Another connection holds the write lock: the writer waits, the queue fills.
         let lock = rusqlite::Connection::open(&path).expect("second connection");
         lock.execute_batch("BEGIN EXCLUSIVE").expect("lock");
+        (dir, store, bus, lock)
+    }
+
+    #[tokio::test]
+    async fn a_stuck_database_bounds_the_queue_by_bytes_not_only_by_count() {
+        let (_dir, store, bus, lock) = stuck_bus();
         let big = "x".repeat(8000);
         let n = 6000u64; // about 50 MB of text, far under the queue's count bound
         for i in 0..n {
@@ -256,18 +267,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_stuck_database_bounds_the_queue_by_count_for_small_events() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("sb.db");
-        let store = SessionStore::open(&path).expect("store");
-        let bus = EventBus::new(
-            store.clone(),
-            EventLimits {
-                max_events_per_tell: u64::MAX,
-                max_bytes_per_tell: u64::MAX,
-            },
-        );
-        let lock = rusqlite::Connection::open(&path).expect("second connection");
-        lock.execute_batch("BEGIN EXCLUSIVE").expect("lock");
+        let (_dir, store, bus, lock) = stuck_bus();
         // Small events, far under the byte bound: the count bound must stop them.
         let n = QUEUE as u64 + 5_000;
         for i in 0..n {

@@ -210,12 +210,6 @@ impl WriteBatcher {
         &self,
         end: EndOfTurn,
     ) -> StoreResult<(super::Session, Option<super::Tell>)> {
-        if !end.state.is_final() {
-            return Err(StoreError::NotFound(format!(
-                "final state for tell {}",
-                end.tell_id
-            )));
-        }
         self.write(move |conn| {
             let session = super::sessions::end_turn_in(
                 conn,

@@ -114,11 +114,6 @@ impl SessionStore {
         outcome: &TellOutcome,
         now: i64,
     ) -> StoreResult<Option<Tell>> {
-        if !state.is_final() {
-            return Err(StoreError::NotFound(format!(
-                "final state for tell {tell_id}"
-            )));
-        }
         let conn = self.wconn()?;
         finish_tell_in(&conn, tell_id, state, outcome, now)
     }
@@ -407,7 +402,7 @@ pub(super) fn begin_turn_in(
     Ok(Some((tell, session)))
 }
 
-/// [`SessionStore::finish_tell`] on `conn` (`state` is final: the caller checked).
+/// [`SessionStore::finish_tell`] on `conn`; refused unless `state` is final.
 pub(super) fn finish_tell_in(
     conn: &rusqlite::Connection,
     tell_id: &str,
@@ -415,6 +410,11 @@ pub(super) fn finish_tell_in(
     outcome: &TellOutcome,
     now: i64,
 ) -> StoreResult<Option<Tell>> {
+    if !state.is_final() {
+        return Err(StoreError::NotFound(format!(
+            "final state for tell {tell_id}"
+        )));
+    }
     let sql = format!(
         "UPDATE tells SET state = ?2, answered_at = ?3, answer = ?4, error = ?5, input_tokens = ?6, \
          output_tokens = ?7, cost_usd = ?8, duration_ms = ?9 \
