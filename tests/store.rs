@@ -5,8 +5,8 @@ use std::path::Path;
 
 use rusqlite::Connection;
 use switchboard::store::{
-    DueQuery, ListFilter, ProcessState, SessionStatus, SessionStore, StoreError, MIGRATIONS,
-    SCHEMA_VERSION,
+    DueQuery, ListFilter, ListOrder, ProcessState, Session, SessionStatus, SessionStore, Stats,
+    StoreError, MIGRATIONS, SCHEMA_VERSION,
 };
 use switchboard::util::ProcessIdentity;
 
@@ -331,6 +331,62 @@ fn trigger_totals_match_a_full_count_after_random_operations() {
         .map(|p| p.session_id.clone())
         .collect();
     assert_eq!(got, expected);
+
+    // Every read here adds the pending counters (migration 0012) to the folded ones: the lists
+    // in each order, with and without a limit (which finds its candidates by the folded
+    // values), then the same reads once the counters are folded into the rows.
+    let lists = |store: &SessionStore| {
+        let mut out = Vec::new();
+        for order in [ListOrder::MessagesDesc, ListOrder::LastUsedDesc] {
+            for limit in [None, Some(7)] {
+                for to_team in [None, Some("t2")] {
+                    let f = ListFilter {
+                        order,
+                        limit,
+                        to_team: to_team.map(str::to_string),
+                        used_after: Some(1_000),
+                        ..ListFilter::default()
+                    };
+                    let mut want: Vec<_> = all
+                        .iter()
+                        .filter(|s| s.last_used_at >= 1_000)
+                        .filter(|s| to_team.is_none_or(|t| s.to_team == t))
+                        .collect();
+                    want.sort_by(|a, b| match order {
+                        ListOrder::MessagesDesc => {
+                            b.message_count.cmp(&a.message_count).then(a.id.cmp(&b.id))
+                        }
+                        _ => b.last_used_at.cmp(&a.last_used_at).then(b.id.cmp(&a.id)),
+                    });
+                    want.truncate(limit.unwrap_or(usize::MAX as u32) as usize);
+                    let got = store.list(&f).expect("list");
+                    let ids = |v: &[&Session]| v.iter().map(|s| s.id).collect::<Vec<_>>();
+                    assert_eq!(ids(&got.iter().collect::<Vec<_>>()), ids(&want), "{f:?}");
+                    out.push(got);
+                }
+            }
+        }
+        out
+    };
+    let before_fold = lists(&store);
+    let folded = store.fold_pending(u32::MAX).expect("fold");
+    assert!(folded > 10, "the run left counters pending ({folded})");
+    assert_eq!(store.fold_pending(u32::MAX).expect("fold again"), 0);
+    assert_eq!(store.list(&ListFilter::default()).expect("list"), all);
+    assert_eq!(lists(&store), before_fold);
+    let after = store.stats(q).expect("stats after the fold");
+    let costless = |mut s: Stats| {
+        s.total_cost_usd = 0.0;
+        s.per_team
+            .iter_mut()
+            .for_each(|t| t.cost_usd_as_callee = 0.0);
+        s
+    };
+    assert!((after.total_cost_usd - stats.total_cost_usd).abs() < 1e-6);
+    for (a, b) in after.per_team.iter().zip(&stats.per_team) {
+        assert!((a.cost_usd_as_callee - b.cost_usd_as_callee).abs() < 1e-6);
+    }
+    assert_eq!(costless(after), costless(stats));
 }
 
 #[test]
@@ -1136,7 +1192,7 @@ fn migration_11_keeps_every_tell_of_a_version_10_database() {
     assert_eq!(before.len(), 40);
 
     let store = SessionStore::open(&path).expect("open a version 10 database");
-    assert_eq!(store.schema_version().expect("version"), 11);
+    assert_eq!(store.schema_version().expect("version"), SCHEMA_VERSION);
     let c = Connection::open(&path).expect("raw");
     assert_eq!(dump(&c), before, "every tell keeps every value");
     let indexes: Vec<String> = c
@@ -1184,4 +1240,154 @@ fn migration_11_keeps_every_tell_of_a_version_10_database() {
     };
     let t = store.insert_tell(&new, 500).expect("insert");
     assert_eq!(t.state, switchboard::store::TellState::Queued);
+}
+
+/// Migration 12 adds the pending counters' table and drops three indexes of `events`: a
+/// version 11 database keeps every session and event as they were, reads the same through the
+/// store, and its counters then move through `session_pending` and fold back into the rows.
+#[test]
+fn migration_12_keeps_every_session_and_event_of_a_version_11_database() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("v11.db");
+    {
+        let mut c = Connection::open(&path).expect("open raw");
+        c.execute_batch("PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON;")
+            .expect("pragmas");
+        let tx = c.transaction().expect("tx");
+        migrate_to(&tx, 11);
+        let statuses = [
+            "active",
+            "compact_pending",
+            "compacting",
+            "archived",
+            "error",
+        ];
+        for i in 0..30i64 {
+            tx.execute(
+                "INSERT INTO sessions (from_team, to_team, session_id, created_at, last_used_at, \
+                 message_count, status, last_response_at, input_tokens, output_tokens, cost_usd, \
+                 last_error, compaction_count) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                rusqlite::params![
+                    format!("t{}", i % 4),
+                    format!("u{}", i / 4),
+                    format!("11111111-1111-4111-8111-{i:012}"),
+                    i,
+                    1_000 + 37 * i % 101,
+                    i * 3 % 17,
+                    statuses[(i % 5) as usize],
+                    (i % 3 == 0).then_some(2_000 + i),
+                    i * 1_000,
+                    i * 10,
+                    i as f64 * 0.125,
+                    (i % 5 == 4).then(|| format!("error {i}")),
+                    i % 2,
+                ],
+            )
+            .expect("session");
+        }
+        for n in 0..50i64 {
+            tx.execute(
+                "INSERT INTO events (at, type, from_team, to_team, tell_id, session_id, data) \
+                 VALUES (?1, 'text', 't0', 'u0', ?2, NULL, ?3)",
+                rusqlite::params![
+                    10 * n,
+                    (n % 2 == 0).then(|| format!("tell-{}", n % 5)),
+                    format!("{{\"type\":\"text\",\"text\":\"{n}\"}}"),
+                ],
+            )
+            .expect("event");
+        }
+        tx.commit().expect("commit");
+    }
+    let raw = Connection::open(&path).expect("raw");
+    let sessions = |c: &Connection| dump_rows(c, "SELECT * FROM sessions ORDER BY id");
+    let events = |c: &Connection| dump_rows(c, "SELECT * FROM events ORDER BY id");
+    let (sessions_before, events_before) = (sessions(&raw), events(&raw));
+    let totals = |c: &Connection| dump_rows(c, "SELECT * FROM session_totals ORDER BY 1, 2");
+    let totals_before = totals(&raw);
+    drop(raw);
+
+    let store = SessionStore::open(&path).expect("open a version 11 database");
+    assert_eq!(store.schema_version().expect("version"), 12);
+    let raw = Connection::open(&path).expect("raw");
+    assert_eq!(
+        sessions(&raw),
+        sessions_before,
+        "every session keeps every value"
+    );
+    assert_eq!(events(&raw), events_before, "every event is kept");
+    assert_eq!(totals(&raw), totals_before, "the totals are kept");
+    let indexes: Vec<String> = raw
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events'")
+        .expect("prepare")
+        .query_map([], |r| r.get(0))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert_eq!(indexes, ["events_by_tell"]);
+    let timeline = store.tell_events("tell-2").expect("timeline");
+    assert_eq!(
+        timeline.iter().map(|e| e.id).collect::<Vec<_>>(),
+        [3, 13, 23, 33, 43],
+        "a tell's events, by its index"
+    );
+
+    // The store reads the old rows as they were ...
+    let s7 = store
+        .get_by_session_id("11111111-1111-4111-8111-000000000007")
+        .expect("get")
+        .expect("there");
+    assert_eq!(
+        (s7.message_count, s7.input_tokens, s7.last_used_at),
+        (4, 7_000, 1_000 + 37 * 7 % 101)
+    );
+    // ... and a counter's write goes to the pending row, the session's row unchanged.
+    let after = store
+        .increment_message_count(&s7.session_id, 2, 99_999)
+        .expect("incr");
+    assert_eq!((after.message_count, after.last_used_at), (6, 99_999));
+    let after = store.add_usage(&s7.session_id, 5, 6, 0.5).expect("usage");
+    assert_eq!(
+        (after.input_tokens, after.output_tokens, after.cost_usd),
+        (7_005, 76, 0.875 + 0.5)
+    );
+    assert_eq!(
+        sessions(&raw),
+        sessions_before,
+        "the rows wait for the fold"
+    );
+    let pending = dump_rows(&raw, "SELECT * FROM session_pending");
+    assert_eq!(
+        pending,
+        ["Integer(8)|Integer(2)|Integer(5)|Integer(6)|Real(0.5)|Integer(99999)|Null"]
+    );
+    let stats = store
+        .stats(DueQuery {
+            max_messages: 100,
+            stale_messages: 100,
+            stale_before: 0,
+        })
+        .expect("stats");
+    let folded_messages: i64 = (0..30).map(|i| i * 3 % 17).sum();
+    assert_eq!(stats.total_messages, folded_messages + 2);
+    assert_eq!(store.fold_pending(100).expect("fold"), 1);
+    assert_eq!(
+        store.get_by_session_id(&s7.session_id).expect("get"),
+        Some(after),
+        "the fold changes nothing a reader sees"
+    );
+    assert!(dump_rows(&raw, "SELECT * FROM session_pending").is_empty());
+    let stats_after = store
+        .stats(DueQuery {
+            max_messages: 100,
+            stale_messages: 100,
+            stale_before: 0,
+        })
+        .expect("stats");
+    assert_eq!(stats_after.total_messages, stats.total_messages);
+
+    // Retention walks the oldest ids: the events before 200 ms go, the rest stay.
+    assert_eq!(store.prune_events(200).expect("prune"), 20);
+    assert_eq!(events(&raw).len(), 30);
 }

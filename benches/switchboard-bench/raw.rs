@@ -52,14 +52,25 @@ impl Raw {
         floor::get_by_pair(&self.conn.borrow(), from, to)
     }
 
-    /// `increment_message_count`.
+    /// `increment_message_count`: the session's pending counters (the store's background
+    /// thread folds them; see [`Raw::fold`]).
     pub fn incr_msg(&self, session_id: &str, n: i64, now: i64) -> RawResult<Session> {
-        floor::update_in(
-            &self.conn.borrow(),
-            session_id,
-            floor::INCR_SET,
-            params![session_id, n, now],
-        )
+        let conn = self.conn.borrow();
+        let id = floor::pending_in(&conn, session_id, &floor::Counters::messages(n, now))?;
+        floor::read_rowid(&conn, id)
+    }
+
+    /// Folds every pending counter into the sessions' rows, in transactions of `chunk`
+    /// sessions, as the store's background thread does; returns how many sessions.
+    pub fn fold(&self, chunk: u32) -> RawResult<usize> {
+        let mut total = 0;
+        loop {
+            let n = floor::fold_pending_tx(&mut self.conn.borrow_mut(), chunk)?;
+            total += n;
+            if n < chunk as usize {
+                return Ok(total);
+            }
+        }
     }
 
     /// `update_process_state` for a state other than `stopped`.

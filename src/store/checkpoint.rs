@@ -11,6 +11,12 @@
 //! copies what is left and empties the file. The WAL therefore stays under
 //! [`WAL_BOUND_BYTES`]. Other processes on the same
 //! database run their own checkpointer; SQLite serialises checkpoints.
+//!
+//! The same thread folds the sessions' pending counters (migration 0012) into their rows: once
+//! [`FOLD_EVERY`] has passed since the last fold, or after [`FOLD_WRITES`] writes, in
+//! transactions of at most [`FOLD_CHUNK`] sessions with the write gate held (and released
+//! between them). Readers see the same values either way; the fold keeps the pending table
+//! small, and folds many increments of a session into one write of its row.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,6 +40,12 @@ pub(super) const JOURNAL_SIZE_LIMIT: i64 = 4 << 20;
 const WAKE_EVERY: u64 = 256;
 /// And at least this often while writes come in.
 const POLL: Duration = Duration::from_millis(50);
+/// Pending counters are folded at least this often while writes come in ...
+const FOLD_EVERY: Duration = Duration::from_secs(1);
+/// ... and after this many writes of this process.
+const FOLD_WRITES: u64 = 4096;
+/// Sessions folded per transaction (each holds this process's writers for a few ms at most).
+const FOLD_CHUNK: u32 = 512;
 /// How long a TRUNCATE checkpoint may wait for the writer and readers of the moment.
 const TRUNCATE_WAIT: Duration = Duration::from_secs(2);
 
@@ -170,15 +182,44 @@ fn checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<(i64, i64, i64)
     })
 }
 
+/// Folds every session's pending counters, [`FOLD_CHUNK`] sessions per transaction on the
+/// writer's connection (the gate held for each). `conn` (the thread's own) only looks whether
+/// anything is pending.
+fn fold(conn: &Connection, gate: &Mutex<Option<Connection>>) {
+    loop {
+        match super::sessions::any_pending(conn) {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the pending counters");
+                return;
+            }
+        }
+        let mut writer = gate.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(w) = writer.as_mut() else { return };
+        match super::sessions::fold_pending_tx(w, FOLD_CHUNK) {
+            Ok(n) if n < FOLD_CHUNK as usize => return,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "folding the pending counters failed");
+                return;
+            }
+        }
+    }
+}
+
 fn run(conn: Connection, s: &Shared, gate: &Mutex<Option<Connection>>) {
     let page: i64 = conn
         .query_row("PRAGMA page_size", [], |r| r.get(0))
         .unwrap_or(4096);
     let mut seen = 0;
+    let (mut folded_at, mut folded_writes) = (std::time::Instant::now(), 0);
     loop {
         {
             let stop = s.stop.lock().unwrap_or_else(|p| p.into_inner());
             if *stop {
+                drop(stop);
+                fold(&conn, gate);
                 return;
             }
             let (stop, _) = s
@@ -186,10 +227,18 @@ fn run(conn: Connection, s: &Shared, gate: &Mutex<Option<Connection>>) {
                 .wait_timeout(stop, POLL)
                 .unwrap_or_else(|p| p.into_inner());
             if *stop {
+                drop(stop);
+                fold(&conn, gate);
                 return;
             }
         }
         let writes = s.writes.load(Ordering::Relaxed);
+        if writes != folded_writes
+            && (folded_at.elapsed() >= FOLD_EVERY || writes - folded_writes >= FOLD_WRITES)
+        {
+            fold(&conn, gate);
+            (folded_at, folded_writes) = (std::time::Instant::now(), writes);
+        }
         if writes == seen {
             continue;
         }

@@ -490,11 +490,18 @@ impl SessionStore {
         })
     }
 
-    /// Deletes the events older than `before` (unix ms); returns how many.
+    /// Deletes the events older than `before` (unix ms); returns how many. Ids follow time (the
+    /// writer stores events in the order they were published), so these are the oldest ids: the
+    /// walk reads them in id order up to the first event at or after `before`, and no index on
+    /// the time is kept up at every insert for it (migration 0012).
     pub fn prune_events(&self, before: i64) -> StoreResult<usize> {
         let conn = self.conn()?;
         let n = conn
-            .prepare_cached("DELETE FROM events WHERE at < ?1")?
+            .prepare_cached(
+                "DELETE FROM events WHERE id < coalesce( \
+                   (SELECT id FROM events WHERE at >= ?1 ORDER BY id LIMIT 1), \
+                   (SELECT max(id) + 1 FROM events))",
+            )?
             .execute([before])?;
         Ok(n)
     }

@@ -62,6 +62,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0011_tell_indexes",
         include_str!("../../migrations/0011_tell_indexes.sql"),
     ),
+    (
+        12,
+        "0012_session_pending",
+        include_str!("../../migrations/0012_session_pending.sql"),
+    ),
 ];
 
 /// The newest schema version this binary knows.

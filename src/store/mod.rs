@@ -48,9 +48,10 @@ pub use sessions::DueQuery;
 pub mod floor {
     pub use super::reset::reset_orphaned_in;
     pub use super::sessions::{
-        get_by_pair, list_in, live_in, read_rowid, read_session_id, row_to_session, stats_in,
-        update_in, COLUMNS, FORCE_OWNER_COLUMNS, FORCE_OWNER_SET, FROM, INCR_SET, INSERT_SESSION,
-        STATE_COLUMNS, STATE_SET, STATE_STOPPED_SET, STATE_VALUES,
+        fold_pending_tx, get_by_pair, list_in, live_in, pending_in, read_rowid, read_session_id,
+        row_to_session, stats_in, update_in, Counters, COLUMNS, FORCE_OWNER_COLUMNS,
+        FORCE_OWNER_SET, FROM, INSERT_SESSION, STATE_COLUMNS, STATE_SET, STATE_STOPPED_SET,
+        STATE_VALUES,
     };
     pub use super::{init_connection, write_returning};
 }

@@ -13,17 +13,30 @@ use super::reset::{reset_orphaned_in, ResetReport};
 use super::{write_returning, SessionStore, StoreError, StoreResult};
 use crate::util::ProcessIdentity;
 
-/// The columns of a [`Session`]: the session row and its per-process row (migration 0008),
-/// read with [`FROM`]. A session without a `session_live` row is stopped, with no owner.
+/// The columns of a [`Session`]: the session row, its per-process row (migration 0008) and its
+/// pending counters (migration 0012), read with [`FROM`]. A session without a `session_live`
+/// row is stopped, with no owner; without a `session_pending` row its counters are folded.
 pub const COLUMNS: &str = "s.id, s.from_team, s.to_team, s.session_id, s.created_at, \
-    s.last_used_at, s.message_count, s.status, coalesce(l.process_state, 'stopped'), \
-    l.current_tell_id, s.last_response_at, s.launch_command, s.team_config_snapshot, \
+    max(s.last_used_at, coalesce(p.last_used_at, 0)), s.message_count + coalesce(p.messages, 0), \
+    s.status, \
+    coalesce(l.process_state, 'stopped'), l.current_tell_id, \
+    coalesce(max(s.last_response_at, p.last_response_at), s.last_response_at, p.last_response_at), \
+    s.launch_command, s.team_config_snapshot, \
     s.compaction_count, s.last_compacted_at, s.last_pre_compact_tokens, s.last_post_compact_tokens, \
-    s.input_tokens, s.output_tokens, s.cost_usd, s.last_error, l.owner_pid, l.owner_started_at, \
+    s.input_tokens + coalesce(p.input_tokens, 0), s.output_tokens + coalesce(p.output_tokens, 0), \
+    s.cost_usd + coalesce(p.cost_usd, 0), s.last_error, l.owner_pid, l.owner_started_at, \
     l.owner_heartbeat_at, l.agent_pid, l.agent_started_at, s.agent_session_id";
 
 /// The tables [`COLUMNS`] reads.
-pub const FROM: &str = "sessions s LEFT JOIN session_live l ON l.session = s.id";
+pub const FROM: &str = "sessions s LEFT JOIN session_live l ON l.session = s.id \
+    LEFT JOIN session_pending p ON p.session = s.id";
+
+/// A session's message count in a query over [`FROM`]: folded plus pending.
+const MESSAGES: &str = "(s.message_count + coalesce(p.messages, 0))";
+/// A session's last use in a query over [`FROM`]: the later of the folded and the pending one.
+/// Neither count nor time is ever less than its folded value, which the queries that find
+/// candidates by the folded values' indexes rely on.
+const LAST_USED: &str = "max(s.last_used_at, coalesce(p.last_used_at, 0))";
 
 /// The rowid of the session with UUID `?1`, for writes to `session_live`.
 const SESSION_ROWID: &str = "(SELECT id FROM sessions WHERE session_id = ?1)";
@@ -72,9 +85,16 @@ pub struct DueQuery {
     pub stale_before: i64,
 }
 
-const DUE_WHERE: &str = "message_count >= min(?1, ?2) \
-    AND (message_count >= ?1 OR (message_count >= ?2 AND last_used_at < ?3)) \
-    AND +status IN ('active', 'compact_pending', 'error')";
+/// The sessions due for compaction, over [`FROM`]. A session without pending counters is due
+/// by its folded values, which the message_count index answers alone (it holds last_used_at
+/// too); the few with pending counters are tested on the sums. The candidates are both.
+const DUE_WHERE: &str = "s.id IN (SELECT id FROM sessions WHERE message_count >= min(?1, ?2) \
+        AND (message_count >= ?1 OR (message_count >= ?2 AND last_used_at < ?3)) \
+      UNION ALL SELECT session FROM session_pending) \
+    AND (s.message_count + coalesce(p.messages, 0) >= ?1 \
+      OR (s.message_count + coalesce(p.messages, 0) >= ?2 \
+        AND max(s.last_used_at, coalesce(p.last_used_at, 0)) < ?3)) \
+    AND +s.status IN ('active', 'compact_pending', 'error')";
 
 fn not_found(session_id: &str) -> StoreError {
     StoreError::NotFound(format!("session {session_id}"))
@@ -215,7 +235,13 @@ impl SessionStore {
 
     /// Marks the session used now.
     pub fn touch(&self, session_id: &str, now: i64) -> StoreResult<Session> {
-        self.update(session_id, "last_used_at = ?2", params![session_id, now])
+        self.pending(
+            session_id,
+            &Counters {
+                last_used_at: Some(now),
+                ..Counters::default()
+            },
+        )
     }
 
     /// Adds `n` completed tells to the message count; marks the session used now.
@@ -225,7 +251,15 @@ impl SessionStore {
         n: i64,
         now: i64,
     ) -> StoreResult<Session> {
-        self.update(session_id, INCR_SET, params![session_id, n, now])
+        self.pending(session_id, &Counters::messages(n, now))
+    }
+
+    /// Folds the pending counters of up to `limit` sessions into their rows (and so into the
+    /// indexes and totals), in one transaction; returns how many sessions it folded. Readers see
+    /// the same values before and after. The store's background thread calls it; so can tests.
+    pub fn fold_pending(&self, limit: u32) -> StoreResult<usize> {
+        let mut conn = self.wconn()?;
+        fold_pending_tx(&mut conn, limit)
     }
 
     /// Sets the process state; `stopped` also clears the current tell and the agent pid.
@@ -419,10 +453,12 @@ impl SessionStore {
 
     /// Records that the agent printed something now.
     pub fn update_last_response(&self, session_id: &str, now: i64) -> StoreResult<Session> {
-        self.update(
+        self.pending(
             session_id,
-            "last_response_at = ?2",
-            params![session_id, now],
+            &Counters {
+                last_response_at: Some(now),
+                ..Counters::default()
+            },
         )
     }
 
@@ -448,10 +484,14 @@ impl SessionStore {
         output_tokens: i64,
         cost_usd: f64,
     ) -> StoreResult<Session> {
-        self.update(
+        self.pending(
             session_id,
-            "input_tokens = input_tokens + ?2, output_tokens = output_tokens + ?3, cost_usd = cost_usd + ?4",
-            params![session_id, input_tokens, output_tokens, cost_usd],
+            &Counters {
+                input_tokens,
+                output_tokens,
+                cost_usd,
+                ..Counters::default()
+            },
         )
     }
 
@@ -481,13 +521,20 @@ impl SessionStore {
         post_tokens: impl Into<Option<i64>>,
         now: i64,
     ) -> StoreResult<Session> {
-        self.update(
+        let mut conn = self.wconn()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        // The count starts over: what is pending goes into the row first.
+        fold_session_in(&tx, session_id)?;
+        let s = update_in(
+            &tx,
             session_id,
             "message_count = 0, compaction_count = compaction_count + 1, last_compacted_at = ?2, \
              last_pre_compact_tokens = ?3, last_post_compact_tokens = ?4, status = 'active', \
              last_error = NULL",
             params![session_id, now, pre_tokens.into(), post_tokens.into()],
-        )
+        )?;
+        tx.commit()?;
+        Ok(s)
     }
 
     /// Gives the pair a new conversation: a new session id, message count 0, status active,
@@ -500,6 +547,8 @@ impl SessionStore {
     ) -> StoreResult<Session> {
         let mut conn = self.wconn()?;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        // The count starts over and the session is used now: what is pending goes in first.
+        fold_session_in(&tx, session_id)?;
         let id = update_rowid(
             &tx,
             session_id,
@@ -552,7 +601,7 @@ impl SessionStore {
     pub fn due_for_compaction(&self, q: DueQuery, limit: Option<u32>) -> StoreResult<Vec<Session>> {
         let conn = self.conn()?;
         let mut sql = format!(
-            "SELECT {COLUMNS} FROM {FROM} WHERE {DUE_WHERE} ORDER BY s.message_count DESC, s.id ASC"
+            "SELECT {COLUMNS} FROM {FROM} WHERE {DUE_WHERE} ORDER BY {MESSAGES} DESC, s.id ASC"
         );
         if let Some(n) = limit {
             sql.push_str(&format!(" LIMIT {n}"));
@@ -608,6 +657,13 @@ impl SessionStore {
         update_in(&conn, session_id, set, params)
     }
 
+    /// Adds to the session's pending counters (see [`pending_in`]), then the session as it is.
+    fn pending(&self, session_id: &str, add: &Counters) -> StoreResult<Session> {
+        let conn = self.wconn()?;
+        let id = pending_in(&conn, session_id, add)?;
+        read_rowid(&conn, id)
+    }
+
     /// A write to the `session_live` row (see [`live_in`]), then the session as it is.
     fn live(
         &self,
@@ -628,8 +684,128 @@ pub const INSERT_SESSION: &str =
     "INSERT INTO sessions (from_team, to_team, session_id, created_at, last_used_at) \
      VALUES (?1, ?2, ?3, ?4, ?4) ON CONFLICT (from_team, to_team) DO NOTHING RETURNING id";
 
-/// `SET` of `increment_message_count` (`?2` = n, `?3` = now), for [`update_in`].
-pub const INCR_SET: &str = "message_count = message_count + ?2, last_used_at = ?3";
+/// What a write adds to a session's counters (migration 0012). The times, when set, move the
+/// session's forward (the later one is kept).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Counters {
+    /// Messages (answered tells) to add.
+    pub messages: i64,
+    /// Input tokens to add.
+    pub input_tokens: i64,
+    /// Output tokens to add.
+    pub output_tokens: i64,
+    /// Cost to add, in US dollars.
+    pub cost_usd: f64,
+    /// The session's new last use (unix ms), if any.
+    pub last_used_at: Option<i64>,
+    /// The agent's new last output (unix ms), if any.
+    pub last_response_at: Option<i64>,
+}
+
+impl Counters {
+    /// `n` messages, used `now`: what `increment_message_count` adds.
+    pub fn messages(n: i64, now: i64) -> Self {
+        Self {
+            messages: n,
+            last_used_at: Some(now),
+            ..Self::default()
+        }
+    }
+}
+
+/// Adds `add` to the pending counters of session `session_id` (its `session_pending` row,
+/// created if need be): one narrow row, no index, no trigger. Returns the session's row id.
+pub fn pending_in(conn: &Connection, session_id: &str, add: &Counters) -> StoreResult<i64> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO session_pending (session, messages, input_tokens, output_tokens, cost_usd, \
+           last_used_at, last_response_at) \
+         SELECT id, ?2, ?3, ?4, ?5, ?6, ?7 FROM sessions WHERE session_id = ?1 \
+         ON CONFLICT (session) DO UPDATE SET messages = messages + excluded.messages, \
+           input_tokens = input_tokens + excluded.input_tokens, \
+           output_tokens = output_tokens + excluded.output_tokens, \
+           cost_usd = cost_usd + excluded.cost_usd, \
+           last_used_at = coalesce(max(last_used_at, excluded.last_used_at), \
+             last_used_at, excluded.last_used_at), \
+           last_response_at = coalesce(max(last_response_at, excluded.last_response_at), \
+             last_response_at, excluded.last_response_at) \
+         RETURNING session",
+    )?;
+    write_returning(
+        &mut stmt,
+        params![
+            session_id,
+            add.messages,
+            add.input_tokens,
+            add.output_tokens,
+            add.cost_usd,
+            add.last_used_at,
+            add.last_response_at
+        ],
+        |r| r.get(0),
+    )?
+    .ok_or_else(|| not_found(session_id))
+}
+
+/// Moves the pending counters of the sessions with row ids in `lo..=hi` into their rows (the
+/// triggers then update the totals) and deletes those pending rows. Call it inside a
+/// transaction: between the two statements a reader would count the counters twice. The
+/// `IN` makes the pending rows drive the update (the planner would walk the sessions' range).
+fn fold_range_in(conn: &Connection, lo: i64, hi: i64) -> StoreResult<usize> {
+    let n = conn
+        .prepare_cached(
+            "UPDATE sessions SET message_count = sessions.message_count + p.messages, \
+               input_tokens = sessions.input_tokens + p.input_tokens, \
+               output_tokens = sessions.output_tokens + p.output_tokens, \
+               cost_usd = sessions.cost_usd + p.cost_usd, \
+               last_used_at = max(sessions.last_used_at, coalesce(p.last_used_at, 0)), \
+               last_response_at = coalesce(max(sessions.last_response_at, p.last_response_at), \
+                 sessions.last_response_at, p.last_response_at) \
+             FROM session_pending p \
+             WHERE sessions.id IN (SELECT session FROM session_pending WHERE session BETWEEN ?1 AND ?2) \
+               AND p.session = sessions.id",
+        )?
+        .execute([lo, hi])?;
+    conn.prepare_cached("DELETE FROM session_pending WHERE session BETWEEN ?1 AND ?2")?
+        .execute([lo, hi])?;
+    Ok(n)
+}
+
+/// Folds the pending counters of session `session_id` (see [`fold_range_in`]), inside the
+/// caller's transaction: before a write that sets a counter outright.
+fn fold_session_in(conn: &Connection, session_id: &str) -> StoreResult<()> {
+    let id: Option<i64> = conn
+        .prepare_cached("SELECT id FROM sessions WHERE session_id = ?1")?
+        .query_row([session_id], |r| r.get(0))
+        .optional()?;
+    if let Some(id) = id {
+        fold_range_in(conn, id, id)?;
+    }
+    Ok(())
+}
+
+/// [`SessionStore::fold_pending`] on `conn`: the `limit` pending rows with the lowest row ids,
+/// in one immediate transaction.
+pub fn fold_pending_tx(conn: &mut Connection, limit: u32) -> StoreResult<usize> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let hi: Option<i64> = tx
+        .prepare_cached(
+            "SELECT max(session) FROM (SELECT session FROM session_pending ORDER BY session LIMIT ?1)",
+        )?
+        .query_row([limit], |r| r.get(0))?;
+    let n = match hi {
+        Some(hi) => fold_range_in(&tx, i64::MIN, hi)?,
+        None => 0,
+    };
+    tx.commit()?;
+    Ok(n)
+}
+
+/// Whether any session has pending counters (a read, no lock).
+pub fn any_pending(conn: &Connection) -> StoreResult<bool> {
+    Ok(conn
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM session_pending)")?
+        .query_row([], |r| r.get(0))?)
+}
 /// Columns, values and `SET` of `update_process_state` (`?2` = state), for [`live_in`].
 pub const STATE_COLUMNS: &str = "process_state";
 /// See [`STATE_COLUMNS`].
@@ -644,11 +820,23 @@ const STATS_TOTALS: &str =
     "SELECT scope, key, sessions, messages, input_tokens, output_tokens, cost_usd FROM session_totals";
 const STATS_STATES: &str = "SELECT process_state, count(*) FROM session_live \
     WHERE process_state != 'stopped' GROUP BY process_state";
-const STATS_BUSIEST: &str = "SELECT s.from_team, s.to_team, s.session_id, s.message_count, \
+/// The ten sessions with the most messages. A pending count only adds to the folded one, so
+/// each of them is among the ten first by folded count (the message_count index) or pending.
+const STATS_BUSIEST: &str = "SELECT s.from_team, s.to_team, s.session_id, \
+       s.message_count + coalesce(p.messages, 0) AS n, \
        (SELECT count(*) FROM tells t WHERE t.from_team = s.from_team \
           AND t.to_team = s.to_team AND t.state = 'answered' AND t.kind = 'tell') \
-     FROM sessions s WHERE s.message_count > 0 \
-     ORDER BY s.message_count DESC, s.id ASC LIMIT 10";
+     FROM sessions s LEFT JOIN session_pending p ON p.session = s.id \
+     WHERE s.id IN (SELECT id FROM (SELECT id FROM sessions WHERE message_count > 0 \
+         ORDER BY message_count DESC, id ASC LIMIT 10) \
+       UNION ALL SELECT session FROM session_pending) \
+       AND n > 0 \
+     ORDER BY n DESC, s.id ASC LIMIT 10";
+/// Every pending counter with its pair, for the totals of `stats` (the rows of
+/// `session_totals` count folded values only). `CROSS JOIN` keeps the small table outside: the
+/// planner, knowing neither table's size, would walk every session instead.
+const STATS_PENDING: &str = "SELECT s.from_team, s.to_team, p.messages, p.input_tokens, \
+     p.output_tokens, p.cost_usd FROM session_pending p CROSS JOIN sessions s ON s.id = p.session";
 /// Columns of `force_owner` (`?2` state, `?3` pid, `?4` started at, `?5` heartbeat), for
 /// [`live_in`] with values `?2, ?3, ?4, ?5`.
 pub const FORCE_OWNER_COLUMNS: &str =
@@ -670,46 +858,98 @@ pub fn get_by_pair(conn: &Connection, from: &str, to: &str) -> StoreResult<Optio
 
 /// [`SessionStore::list`] on `conn`.
 pub fn list_in(conn: &Connection, f: &ListFilter) -> StoreResult<Vec<Session>> {
-    let mut sql = format!("SELECT {COLUMNS} FROM {FROM} WHERE 1 = 1");
+    // Each filter on the session as readers see it (`wh`) and on its folded values (`folded`,
+    // for the first `n` below). Both use the same parameters.
+    let (mut wh, mut folded) = (String::new(), String::new());
     let mut args: Vec<Value> = Vec::new();
-    let mut cond = |sql: &mut String, clause: &str, v: Value| {
+    let mut cond = |read: &str, fold: &str, v: Value| {
         args.push(v);
-        sql.push_str(&format!(" AND {clause} ?{}", args.len()));
+        wh.push_str(&format!(" AND {read} ?{}", args.len()));
+        folded.push_str(&format!(" AND {fold} ?{}", args.len()));
     };
     if let Some(t) = &f.from_team {
-        cond(&mut sql, "s.from_team =", Value::Text(t.clone()));
+        cond("s.from_team =", "s.from_team =", Value::Text(t.clone()));
     }
     if let Some(t) = &f.to_team {
-        cond(&mut sql, "s.to_team =", Value::Text(t.clone()));
+        cond("s.to_team =", "s.to_team =", Value::Text(t.clone()));
     }
     if let Some(s) = f.status {
-        cond(&mut sql, "s.status =", Value::Text(s.as_str().into()));
+        cond("s.status =", "s.status =", Value::Text(s.as_str().into()));
     }
     if let Some(p) = f.process_state {
-        cond(
-            &mut sql,
-            "coalesce(l.process_state, 'stopped') =",
-            Value::Text(p.as_str().into()),
-        );
+        let state = "coalesce(l.process_state, 'stopped') =";
+        cond(state, state, Value::Text(p.as_str().into()));
     }
     if let Some(t) = f.created_after {
-        cond(&mut sql, "s.created_at >=", Value::Integer(t));
+        cond("s.created_at >=", "s.created_at >=", Value::Integer(t));
     }
     if let Some(t) = f.used_after {
-        cond(&mut sql, "s.last_used_at >=", Value::Integer(t));
+        let read = format!("{LAST_USED} >=");
+        cond(&read, "s.last_used_at >=", Value::Integer(t));
     }
-    sql.push_str(match f.order {
-        ListOrder::LastUsedDesc => " ORDER BY s.last_used_at DESC, s.id DESC",
-        ListOrder::CreatedAsc => " ORDER BY s.created_at ASC, s.id ASC",
-        ListOrder::CreatedDesc => " ORDER BY s.created_at DESC, s.id DESC",
-        ListOrder::MessagesDesc => " ORDER BY s.message_count DESC, s.id ASC",
-    });
-    if let Some(n) = f.limit {
-        sql.push_str(&format!(" LIMIT {n}"));
+    let query = |sql: &str| -> StoreResult<Vec<Session>> {
+        let mut stmt = conn.prepare_cached(sql)?;
+        let rows = stmt.query_map(params_from_iter(&args), row_to_session)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    };
+    // Orders on a counter: the order readers see, the same on folded values, and the same as a
+    // comparison of sessions.
+    type Cmp = fn(&Session, &Session) -> std::cmp::Ordering;
+    let (order, counter): (String, Option<(&str, Cmp)>) = match f.order {
+        ListOrder::LastUsedDesc => (
+            format!("{LAST_USED} DESC, s.id DESC"),
+            Some(("s.last_used_at DESC, s.id DESC", |a, b| {
+                b.last_used_at.cmp(&a.last_used_at).then(b.id.cmp(&a.id))
+            })),
+        ),
+        ListOrder::MessagesDesc => (
+            format!("{MESSAGES} DESC, s.id ASC"),
+            Some(("s.message_count DESC, s.id ASC", |a, b| {
+                b.message_count.cmp(&a.message_count).then(a.id.cmp(&b.id))
+            })),
+        ),
+        ListOrder::CreatedAsc => ("s.created_at ASC, s.id ASC".into(), None),
+        ListOrder::CreatedDesc => ("s.created_at DESC, s.id DESC".into(), None),
+    };
+    let (n, (folded_order, cmp)) = match (f.limit, counter) {
+        (Some(n), Some(c)) => (n, c),
+        (Some(n), None) => {
+            return query(&format!(
+                "SELECT {COLUMNS} FROM {FROM} WHERE 1 = 1{wh} ORDER BY {order} LIMIT {n}"
+            ))
+        }
+        (None, _) => {
+            return query(&format!(
+                "SELECT {COLUMNS} FROM {FROM} WHERE 1 = 1{wh} ORDER BY {order}"
+            ))
+        }
+    };
+    // The first `n` by a counter, without reading every row for the pending-aware order: a
+    // session without pending counters that is among them is also among the first `n` by its
+    // folded values (a pending value is never less than the folded one), which the indexes give
+    // in order; the sessions with pending counters that pass the filters are the other
+    // candidates. Both reads in one snapshot, so a fold between them cannot hide a session.
+    let snapshot = conn
+        .is_autocommit()
+        .then(|| conn.unchecked_transaction())
+        .transpose()?;
+    let mut rows = query(&format!(
+        "SELECT {COLUMNS} FROM {FROM} WHERE 1 = 1{folded} ORDER BY {folded_order} LIMIT {n}"
+    ))?;
+    let pending = query(&format!(
+        "SELECT {COLUMNS} FROM session_pending p CROSS JOIN sessions s ON s.id = p.session \
+         LEFT JOIN session_live l ON l.session = s.id WHERE 1 = 1{wh}"
+    ))?;
+    drop(snapshot);
+    if !pending.is_empty() {
+        // A session read twice has the same values both times (one snapshot): the sort puts
+        // its two rows side by side.
+        rows.extend(pending);
+        rows.sort_by(cmp);
+        rows.dedup_by_key(|s| s.id);
+        rows.truncate(n as usize);
     }
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(params_from_iter(args), row_to_session)?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    Ok(rows)
 }
 
 /// [`SessionStore::stats`] on `conn`.
@@ -773,6 +1013,26 @@ pub fn stats_in(conn: &mut Connection, q: DueQuery) -> StoreResult<Stats> {
             }
         }
     }
+    {
+        // What is not folded yet: every team of a pending row has a totals row (its session).
+        let mut stmt = tx.prepare_cached(STATS_PENDING)?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let (from, to): (String, String) = (r.get(0)?, r.get(1)?);
+            let (messages, cost): (i64, f64) = (r.get(2)?, r.get(5)?);
+            stats.total_messages += messages;
+            stats.total_input_tokens += r.get::<_, i64>(3)?;
+            stats.total_output_tokens += r.get::<_, i64>(4)?;
+            stats.total_cost_usd += cost;
+            if let Some(t) = teams.get_mut(&from) {
+                t.messages_as_caller += messages;
+            }
+            if let Some(t) = teams.get_mut(&to) {
+                t.messages_as_callee += messages;
+                t.cost_usd_as_callee += cost;
+            }
+        }
+    }
     stats.per_team = teams.into_values().collect();
     {
         let mut live = 0;
@@ -790,7 +1050,10 @@ pub fn stats_in(conn: &mut Connection, q: DueQuery) -> StoreResult<Stats> {
         );
     }
     stats.due_for_compaction = tx
-        .prepare_cached(&format!("SELECT count(*) FROM sessions WHERE {DUE_WHERE}"))?
+        .prepare_cached(&format!(
+            "SELECT count(*) FROM sessions s LEFT JOIN session_pending p ON p.session = s.id \
+             WHERE {DUE_WHERE}"
+        ))?
         .query_row(
             params![q.max_messages, q.stale_messages, q.stale_before],
             |r| r.get(0),
@@ -815,7 +1078,9 @@ pub fn stats_in(conn: &mut Connection, q: DueQuery) -> StoreResult<Stats> {
     Ok(stats)
 }
 
-/// [`SessionStore::end_turn`] on `conn` (in the caller's transaction).
+/// [`SessionStore::end_turn`] on `conn` (in the caller's transaction): the session's
+/// `session_live` and `session_pending` rows, and its own row only when an answer clears an
+/// error.
 pub(super) fn end_turn_in(
     conn: &Connection,
     session_id: &str,
@@ -833,22 +1098,24 @@ pub(super) fn end_turn_in(
         "current_tell_id = NULL, process_state = 'idle'",
         params![session_id],
     )?;
-    update_in(
+    let id = pending_in(
         conn,
         session_id,
-        "input_tokens = input_tokens + ?2, output_tokens = output_tokens + ?3, \
-         cost_usd = cost_usd + ?4, last_response_at = ?5, \
-         message_count = message_count + CASE WHEN ?6 THEN 1 ELSE 0 END, \
-         last_used_at = CASE WHEN ?6 THEN ?5 ELSE last_used_at END, \
-         status = CASE WHEN ?6 AND status = 'error' THEN 'active' ELSE status END, \
-         last_error = CASE WHEN ?6 THEN NULL ELSE last_error END",
-        params![
-            session_id,
+        &Counters {
+            messages: i64::from(answered),
             input_tokens,
             output_tokens,
             cost_usd,
-            now,
-            answered
-        ],
-    )
+            last_used_at: answered.then_some(now),
+            last_response_at: Some(now),
+        },
+    )?;
+    if answered {
+        conn.prepare_cached(
+            "UPDATE sessions SET status = CASE WHEN status = 'error' THEN 'active' ELSE status END, \
+             last_error = NULL WHERE id = ?1 AND (status = 'error' OR last_error IS NOT NULL)",
+        )?
+        .execute([id])?;
+    }
+    read_rowid(conn, id)
 }

@@ -232,6 +232,13 @@ impl TestEnv {
             )
             .expect("backdate session");
         assert_eq!(n, 1, "no session {session_id} to backdate");
+        // A use not folded into the row yet (migration 0012) would be the later one.
+        conn.execute(
+            "UPDATE session_pending SET last_used_at = NULL \
+             WHERE session = (SELECT id FROM sessions WHERE session_id = ?1)",
+            [session_id],
+        )
+        .expect("backdate the pending use");
     }
 
     /// Where Claude Code keeps a session's transcript for `team`, under this env's `HOME`:
