@@ -403,7 +403,13 @@ fn session_mix(
     compare("incr_msg", layer, floor);
     // The floor's increments wait in the pending table; fold them (untimed) as the store's
     // thread would, so the next phases start from the same state as the store's.
-    raw.fold(512)?;
+    let t0 = Instant::now();
+    let folded = raw.fold(512)?;
+    let fold_ms = t0.elapsed().as_secs_f64() * 1000.0;
+    eprintln!(
+        "# fold: {folded} sessions in {fold_ms:.1} ms ({:.2} us a session)",
+        fold_ms * 1000.0 / folded.max(1) as f64
+    );
 
     let idx = rng.indices(c.n(100_000), n_pairs);
     let state = |i: usize| {

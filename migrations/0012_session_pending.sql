@@ -20,6 +20,24 @@ CREATE TABLE session_pending (
     last_response_at INTEGER
 );
 
+-- The fold adds a batch's counters to the totals in one statement per scope (`fold_range_in`);
+-- the row trigger stays for every other write of these columns, which folds the session's
+-- pending row first (so it is gone when the trigger looks).
+DROP TRIGGER sessions_totals_usage;
+CREATE TRIGGER sessions_totals_usage AFTER UPDATE OF message_count, input_tokens, output_tokens, cost_usd ON sessions
+WHEN (new.message_count != old.message_count OR new.input_tokens != old.input_tokens
+  OR new.output_tokens != old.output_tokens OR new.cost_usd != old.cost_usd)
+  AND NOT EXISTS (SELECT 1 FROM session_pending WHERE session = new.id)
+BEGIN
+    UPDATE session_totals SET
+        messages      = messages + new.message_count - old.message_count,
+        input_tokens  = input_tokens + new.input_tokens - old.input_tokens,
+        output_tokens = output_tokens + new.output_tokens - old.output_tokens,
+        cost_usd      = cost_usd + new.cost_usd - old.cost_usd
+    WHERE (scope = 'all' AND key = '') OR (scope = 'from' AND key = new.from_team)
+       OR (scope = 'to' AND key = new.to_team);
+END;
+
 -- Events: a row was written into five b-trees, four of them indexes. Only the tell index serves
 -- a query (a tell's timeline). The stream (`events_after`) walks ids with its filters, which no
 -- team index can serve; retention walks the oldest ids (ids follow time), not an index on `at`.
