@@ -1391,3 +1391,83 @@ fn migration_12_keeps_every_session_and_event_of_a_version_11_database() {
     assert_eq!(store.prune_events(200).expect("prune"), 20);
     assert_eq!(events(&raw).len(), 30);
 }
+
+/// Counters a killed process left pending (committed rows of `session_pending`, never folded)
+/// count in every read at once, and the next process to open the database folds them into the
+/// sessions and their totals without being asked.
+#[test]
+fn counters_a_killed_process_left_pending_are_read_and_then_folded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("sb.db");
+    let ids: Vec<String> = {
+        let store = SessionStore::open(&path).expect("open");
+        (0..3)
+            .map(|i| {
+                let (s, _) = store
+                    .insert_or_get(
+                        "a",
+                        &format!("b{i}"),
+                        &format!("11111111-1111-4111-8111-00000000000{i}"),
+                        10,
+                    )
+                    .expect("insert");
+                s.session_id
+            })
+            .collect()
+    };
+    // What the killed process had committed: its increments and usage, as its writes left them.
+    {
+        let c = Connection::open(&path).expect("raw");
+        c.execute_batch(
+            "INSERT INTO session_pending (session, messages, input_tokens, output_tokens, \
+               cost_usd, last_used_at, last_response_at) \
+             VALUES (1, 4, 100, 10, 0.5, 5000, 5001), (3, 2, 0, 0, 0, 6000, NULL)",
+        )
+        .expect("pending rows");
+    }
+    let store = SessionStore::open(&path).expect("reopen");
+    let read = |store: &SessionStore| -> Vec<(i64, i64, f64, i64)> {
+        ids.iter()
+            .map(|id| {
+                let s = store.get_by_session_id(id).expect("get").expect("there");
+                (s.message_count, s.input_tokens, s.cost_usd, s.last_used_at)
+            })
+            .collect()
+    };
+    let want = vec![(4, 100, 0.5, 5000), (0, 0, 0.0, 10), (2, 0, 0.0, 6000)];
+    assert_eq!(read(&store), want, "read at once, before any fold");
+    let raw = Connection::open(&path).expect("raw");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !dump_rows(&raw, "SELECT * FROM session_pending").is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pending rows were never folded"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(read(&store), want, "the same values once folded");
+    assert_eq!(
+        dump_rows(
+            &raw,
+            "SELECT message_count, input_tokens FROM sessions ORDER BY id"
+        ),
+        [
+            "Integer(4)|Integer(100)",
+            "Integer(0)|Integer(0)",
+            "Integer(2)|Integer(0)"
+        ],
+        "in the rows themselves"
+    );
+    let stats = store
+        .stats(DueQuery {
+            max_messages: 100,
+            stale_messages: 100,
+            stale_before: 0,
+        })
+        .expect("stats");
+    assert_eq!(
+        (stats.total_messages, stats.total_input_tokens),
+        (6, 100),
+        "and in the totals"
+    );
+}

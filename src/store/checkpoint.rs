@@ -185,27 +185,17 @@ fn checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<(i64, i64, i64)
 /// Folds every session's pending counters, [`FOLD_CHUNK`] sessions per transaction on the
 /// writer's connection (the gate held for each). `conn` (the thread's own) only looks whether
 /// anything is pending.
-fn fold(conn: &Connection, gate: &Mutex<Option<Connection>>) {
-    loop {
-        match super::sessions::any_pending(conn) {
-            Ok(true) => {}
-            Ok(false) => return,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the pending counters");
-                return;
-            }
-        }
+fn fold(conn: &Connection, gate: &Mutex<Option<Connection>>) -> super::StoreResult<()> {
+    while super::sessions::any_pending(conn)? {
         let mut writer = gate.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(w) = writer.as_mut() else { return };
-        match super::sessions::fold_pending_tx(w, FOLD_CHUNK) {
-            Ok(n) if n < FOLD_CHUNK as usize => return,
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, "folding the pending counters failed");
-                return;
-            }
+        let Some(w) = writer.as_mut() else {
+            return Ok(());
+        };
+        if super::sessions::fold_pending_tx(w, FOLD_CHUNK)? < FOLD_CHUNK as usize {
+            break;
         }
     }
+    Ok(())
 }
 
 fn run(conn: Connection, s: &Shared, gate: &Mutex<Option<Connection>>) {
@@ -214,12 +204,20 @@ fn run(conn: Connection, s: &Shared, gate: &Mutex<Option<Connection>>) {
         .unwrap_or(4096);
     let mut seen = 0;
     let (mut folded_at, mut folded_writes) = (std::time::Instant::now(), 0);
+    // What a process that died left pending is folded at the first wake (the store migrates
+    // the database meanwhile: until it has, the pending table may not exist yet).
+    let mut leftovers = true;
+    let last_fold = |conn: &Connection| {
+        if let Err(e) = fold(conn, gate) {
+            tracing::warn!(error = %e, "folding the pending counters at exit failed");
+        }
+    };
     loop {
         {
             let stop = s.stop.lock().unwrap_or_else(|p| p.into_inner());
             if *stop {
                 drop(stop);
-                fold(&conn, gate);
+                last_fold(&conn);
                 return;
             }
             let (stop, _) = s
@@ -228,15 +226,22 @@ fn run(conn: Connection, s: &Shared, gate: &Mutex<Option<Connection>>) {
                 .unwrap_or_else(|p| p.into_inner());
             if *stop {
                 drop(stop);
-                fold(&conn, gate);
+                last_fold(&conn);
                 return;
             }
         }
         let writes = s.writes.load(Ordering::Relaxed);
-        if writes != folded_writes
-            && (folded_at.elapsed() >= FOLD_EVERY || writes - folded_writes >= FOLD_WRITES)
+        if leftovers
+            || (writes != folded_writes
+                && (folded_at.elapsed() >= FOLD_EVERY || writes - folded_writes >= FOLD_WRITES))
         {
-            fold(&conn, gate);
+            match fold(&conn, gate) {
+                Ok(()) => leftovers = false,
+                Err(e) if leftovers => {
+                    tracing::debug!(error = %e, "pending counters not folded yet (migrating?)")
+                }
+                Err(e) => tracing::warn!(error = %e, "folding the pending counters failed"),
+            }
             (folded_at, folded_writes) = (std::time::Instant::now(), writes);
         }
         if writes == seen {
