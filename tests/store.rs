@@ -1443,7 +1443,7 @@ fn counters_a_killed_process_left_pending_are_read_and_then_folded() {
             std::time::Instant::now() < deadline,
             "the pending rows were never folded"
         );
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::thread::park_timeout(std::time::Duration::from_millis(20));
     }
     assert_eq!(read(&store), want, "the same values once folded");
     assert_eq!(
