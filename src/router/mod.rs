@@ -213,11 +213,25 @@ impl Interrupt {
     }
 }
 
+/// Who waits for which tell, and which tells this router queued that it has not seen end.
+#[derive(Default)]
+struct Waiters {
+    by_tell: HashMap<String, Vec<oneshot::Sender<Tell>>>,
+    /// Tells queued through [`Router::submit_with`] whose end this router has not announced
+    /// ([`Router::notify`]): a waiter of one of them hears of its end from here, and needs no
+    /// read of the tell first. A tell ended by another process (cancelled there) stays in the
+    /// set; its waiters see the end at their next poll. Cleared when full (waiters then read).
+    open_here: std::collections::HashSet<String>,
+}
+
+/// Most tells in [`Waiters::open_here`].
+const OPEN_HERE: usize = 65_536;
+
 pub(crate) struct Inner {
     manager: Arc<SessionManager>,
     supervisor: Arc<Supervisor>,
     workers: Mutex<HashMap<String, WorkerHandle>>,
-    waiters: Mutex<HashMap<String, Vec<oneshot::Sender<Tell>>>>,
+    waiters: Mutex<Waiters>,
     shutdown: watch::Sender<bool>,
     accepting: AtomicBool,
     log_dir: PathBuf,
@@ -278,7 +292,7 @@ impl Router {
                 manager,
                 supervisor,
                 workers: Mutex::new(HashMap::new()),
-                waiters: Mutex::new(HashMap::new()),
+                waiters: Mutex::new(Waiters::default()),
                 shutdown,
                 accepting: AtomicBool::new(true),
                 log_dir,
@@ -551,6 +565,13 @@ impl Router {
         }
         let tell = queue_tell_batched(&self.inner.manager, from, to, kind, text, options).await?;
         tracing::debug!(from, to, tell_id = %tell.tell_id, "tell queued");
+        if !tell.state.is_final() {
+            let mut w = self.lock_waiters();
+            if w.open_here.len() >= OPEN_HERE {
+                w.open_here.clear();
+            }
+            w.open_here.insert(tell.tell_id.clone());
+        }
         self.wake_worker(from, to);
         Ok(tell)
     }
@@ -583,39 +604,47 @@ impl Router {
             return self.tell_status(tell_id);
         }
         let (tx, rx) = oneshot::channel();
-        self.lock_waiters()
-            .entry(tell_id.to_string())
-            .or_default()
-            .push(tx);
-        let result = self.wait_registered(tell_id, wait, rx).await;
+        let open_here = {
+            let mut w = self.lock_waiters();
+            w.by_tell.entry(tell_id.to_string()).or_default().push(tx);
+            w.open_here.contains(tell_id)
+        };
+        let result = self.wait_registered(tell_id, wait, rx, open_here).await;
         // Drop our registration if the tell did not end here (e.g. timed out).
         let mut waiters = self.lock_waiters();
-        if let Some(list) = waiters.get_mut(tell_id) {
+        if let Some(list) = waiters.by_tell.get_mut(tell_id) {
             list.retain(|w| !w.is_closed());
             if list.is_empty() {
-                waiters.remove(tell_id);
+                waiters.by_tell.remove(tell_id);
             }
         }
         result
     }
 
+    /// Waits on `rx` (registered), reading the tell first and at each poll; `open_here`: the
+    /// tell was queued here and has not ended here when `rx` was registered, so the first read
+    /// is skipped (its end comes through `rx`).
     async fn wait_registered(
         &self,
         tell_id: &str,
         wait: Wait,
         rx: oneshot::Receiver<Tell>,
+        open_here: bool,
     ) -> RouterResult<Tell> {
         let mut rx = Some(rx);
         let deadline = match wait {
             Wait::For(d) => Some(tokio::time::Instant::now() + d),
             Wait::None | Wait::Forever => None,
         };
+        let mut read = !open_here;
         loop {
-            let current = self.tell_status(tell_id)?;
-            if current.state.is_final()
-                || deadline.is_some_and(|d| tokio::time::Instant::now() >= d)
-            {
-                return Ok(current);
+            if std::mem::replace(&mut read, true) {
+                let current = self.tell_status(tell_id)?;
+                if current.state.is_final()
+                    || deadline.is_some_and(|d| tokio::time::Instant::now() >= d)
+                {
+                    return Ok(current);
+                }
             }
             let answer = async {
                 match rx.as_mut() {
@@ -862,9 +891,7 @@ impl Router {
         self.inner.workers.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn lock_waiters(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<String, Vec<oneshot::Sender<Tell>>>> {
+    fn lock_waiters(&self) -> std::sync::MutexGuard<'_, Waiters> {
         self.inner.waiters.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -925,7 +952,11 @@ impl Router {
     }
 
     fn notify(&self, t: &Tell) {
-        let waiters = self.lock_waiters().remove(&t.tell_id);
+        let waiters = {
+            let mut w = self.lock_waiters();
+            w.open_here.remove(&t.tell_id);
+            w.by_tell.remove(&t.tell_id)
+        };
         for w in waiters.into_iter().flatten() {
             let _ = w.send(t.clone());
         }

@@ -204,12 +204,34 @@ impl WriteBatcher {
             .await
     }
 
+    /// The turn of the pair's oldest queued tell starts, in the next batch: the look-up and
+    /// [`SessionStore::begin_turn`] in one write (`None`: nothing is queued). The pair's worker
+    /// reads its queue here, on the writer's connection, instead of in a read of its own before
+    /// each turn.
+    pub async fn begin_next_turn(
+        &self,
+        session_id: String,
+        from: String,
+        to: String,
+        now: i64,
+    ) -> StoreResult<Option<(super::Tell, super::Session)>> {
+        self.write(move |conn| {
+            let Some(next) = super::tells::next_queued_in(conn, &from, &to)? else {
+                return Ok(None);
+            };
+            super::tells::begin_turn_in(conn, &session_id, &next.tell_id, now)
+        })
+        .await
+    }
+
     /// The end of a turn in one write: [`SessionStore::end_turn`] and
-    /// [`SessionStore::finish_tell`] together (the tell is `None` when it had ended already).
+    /// [`SessionStore::finish_tell`] together (the tell is `None` when it had ended already),
+    /// and whether the pair has a tell queued after it (read in the same transaction: a tell
+    /// queued after it is committed, by this process, wakes the pair's worker).
     pub async fn end_turn(
         &self,
         end: EndOfTurn,
-    ) -> StoreResult<(super::Session, Option<super::Tell>)> {
+    ) -> StoreResult<(super::Session, Option<super::Tell>, bool)> {
         self.write(move |conn| {
             let session = super::sessions::end_turn_in(
                 conn,
@@ -222,7 +244,9 @@ impl WriteBatcher {
             )?;
             let tell =
                 super::tells::finish_tell_in(conn, &end.tell_id, end.state, &end.outcome, end.now)?;
-            Ok((session, tell))
+            let more =
+                super::tells::next_queued_in(conn, &session.from_team, &session.to_team)?.is_some();
+            Ok((session, tell, more))
         })
         .await
     }

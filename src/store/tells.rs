@@ -132,17 +132,7 @@ impl SessionStore {
 
     /// The oldest `queued` tell of a pair, if any.
     pub fn next_queued_tell(&self, from: &str, to: &str) -> StoreResult<Option<Tell>> {
-        let conn = self.conn()?;
-        let sql = format!(
-            "SELECT {COLUMNS} FROM tells INDEXED BY tells_open_by_pair \
-             WHERE from_team = ?1 AND to_team = ?2 AND state IN ('queued', 'delivered') \
-             AND state = 'queued' ORDER BY id LIMIT 1"
-        );
-        let found = conn
-            .prepare_cached(&sql)?
-            .query_row([from, to], row_to_tell)
-            .optional()?;
-        Ok(found)
+        next_queued_in(&*self.conn()?, from, to)
     }
 
     /// Cancels every `queued` tell of a pair; returns them.
@@ -372,6 +362,25 @@ impl SessionStore {
 }
 
 /// [`SessionStore::begin_turn`] on `conn` (in the caller's transaction).
+/// [`SessionStore::next_queued_tell`] on `conn` (inside a write: see
+/// `WriteBatcher::begin_next_turn`).
+pub(super) fn next_queued_in(
+    conn: &rusqlite::Connection,
+    from: &str,
+    to: &str,
+) -> StoreResult<Option<Tell>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM tells INDEXED BY tells_open_by_pair \
+         WHERE from_team = ?1 AND to_team = ?2 AND state IN ('queued', 'delivered') \
+         AND state = 'queued' ORDER BY id LIMIT 1"
+    );
+    let found = conn
+        .prepare_cached(&sql)?
+        .query_row([from, to], row_to_tell)
+        .optional()?;
+    Ok(found)
+}
+
 pub(super) fn begin_turn_in(
     conn: &rusqlite::Connection,
     session_id: &str,
