@@ -551,6 +551,19 @@ impl SessionManager {
         Ok(self.batcher()?.insert_tell(t, now_ms()).await?)
     }
 
+    /// [`Self::insert_tell_batched`] for a pair whose session exists: the session, the limits
+    /// and the insert in one write (see `WriteBatcher::insert_tell_for_pair`).
+    pub async fn insert_tell_for_pair_batched(
+        &self,
+        t: &crate::store::NewTell<'_>,
+        limits: Option<crate::store::TellLimits>,
+    ) -> SessionResult<crate::store::PairInsert> {
+        Ok(self
+            .batcher()?
+            .insert_tell_for_pair(t, limits, now_ms())
+            .await?)
+    }
+
     /// [`Self::begin_turn`] through the store's batch-write thread: the calling task waits
     /// without holding its thread, and the turns of other pairs starting or ending meanwhile
     /// share its commit.

@@ -16,7 +16,7 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 use tokio::sync::oneshot;
 
 use super::{SessionStore, StoreError, StoreResult};
@@ -280,4 +280,119 @@ impl WriteBatcher {
         })
         .await
     }
+}
+
+/// The limits a new tell is checked against in the write that stores it
+/// ([`WriteBatcher::insert_tell_for_pair`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TellLimits {
+    /// Most open (queued or delivered) tells of the pair.
+    pub max_open: u64,
+    /// Most bytes of open tells' texts of the pair (a first tell always passes).
+    pub max_open_bytes: u64,
+    /// Most messages the caller may send in `window_ms`.
+    pub per_window: usize,
+    /// The rate limit's window, ms.
+    pub window_ms: i64,
+}
+
+/// The limit a new tell would pass, with what the store found; nothing is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitHit {
+    /// The pair has this many open tells already.
+    Open(u64),
+    /// The pair's open tells hold this many bytes already.
+    OpenBytes(u64),
+    /// The caller's `per_window`-th newest message of the window was stored then (unix ms).
+    PerWindow(i64),
+}
+
+/// What [`WriteBatcher::insert_tell_for_pair`] did.
+#[derive(Debug)]
+pub enum PairInsert {
+    /// Stored, `queued`.
+    Stored(Box<super::Tell>),
+    /// The pair has no session yet: nothing stored.
+    NoSession,
+    /// Refused by a limit: nothing stored.
+    Limited(LimitHit),
+}
+
+impl WriteBatcher {
+    /// A new tell (no idempotency key, not a retry) of a pair whose session exists, in the next
+    /// batch: the pair's session, the limits (for a message: `limits`) and the insert in one
+    /// write, on the writer's connection (no reads before it on the caller's thread).
+    /// `t.session_id` is ignored: the pair's is used.
+    pub async fn insert_tell_for_pair(
+        &self,
+        t: &super::NewTell<'_>,
+        limits: Option<TellLimits>,
+        now: i64,
+    ) -> StoreResult<PairInsert> {
+        let (tell_id, from_team, to_team, kind, text, parent_tell_id) = (
+            t.tell_id.to_string(),
+            t.from_team.to_string(),
+            t.to_team.to_string(),
+            t.kind,
+            t.text.to_string(),
+            t.parent_tell_id.map(str::to_string),
+        );
+        self.write(move |conn| {
+            let session_id: Option<String> = conn
+                .prepare_cached(
+                    "SELECT session_id FROM sessions WHERE from_team = ?1 AND to_team = ?2",
+                )?
+                .query_row([&from_team, &to_team], |r| r.get(0))
+                .optional()?;
+            let Some(session_id) = session_id else {
+                return Ok(PairInsert::NoSession);
+            };
+            if let Some(l) = limits {
+                if let Some(hit) = limit_hit(conn, &from_team, &to_team, text.len(), &l, now)? {
+                    return Ok(PairInsert::Limited(hit));
+                }
+            }
+            let new = super::NewTell {
+                tell_id: &tell_id,
+                session_id: &session_id,
+                from_team: &from_team,
+                to_team: &to_team,
+                kind,
+                text: &text,
+                parent_tell_id: parent_tell_id.as_deref(),
+            };
+            // Without a key nothing can conflict: the tell is always the one just stored.
+            super::tells::insert_tell_in(conn, &new, None, None, now)?
+                .map(|t| PairInsert::Stored(Box::new(t)))
+                .ok_or_else(|| StoreError::NotFound(format!("tell {tell_id} just stored")))
+        })
+        .await
+    }
+}
+
+/// The first of `l` that a message of `len` bytes from `from` to `to` would pass.
+fn limit_hit(
+    conn: &Connection,
+    from: &str,
+    to: &str,
+    len: usize,
+    l: &TellLimits,
+    now: i64,
+) -> StoreResult<Option<LimitHit>> {
+    let (open, bytes) = super::tells::open_tells_load_in(conn, from, to)?;
+    let open = u64::try_from(open).unwrap_or(0);
+    let bytes = u64::try_from(bytes).unwrap_or(0);
+    if open >= l.max_open {
+        return Ok(Some(LimitHit::Open(open)));
+    }
+    if open > 0 && bytes.saturating_add(len as u64) > l.max_open_bytes {
+        return Ok(Some(LimitHit::OpenBytes(bytes)));
+    }
+    if l.per_window == 0 {
+        return Ok(None);
+    }
+    Ok(
+        super::tells::nth_tell_time_since_in(conn, from, now - l.window_ms, l.per_window)?
+            .map(LimitHit::PerWindow),
+    )
 }
