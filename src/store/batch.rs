@@ -11,6 +11,11 @@
 //!
 //! The thread takes the store's write gate like any other writer, so in-process writers that
 //! do not batch still go one at a time with it.
+//!
+//! What a write needs to read goes in the write, on the writer's connection (whose page cache
+//! stays warm; a reader's is emptied by every commit): a new tell's session and limits
+//! ([`WriteBatcher::insert_tell_for_pair`]), the pair's oldest queued tell at a turn's start
+//! ([`WriteBatcher::begin_next_turn`]), and whether another is queued at its end.
 
 use std::sync::mpsc;
 use std::sync::Arc;
