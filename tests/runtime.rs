@@ -598,6 +598,63 @@ async fn bad_tells_are_refused_before_anything_is_stored() {
     let _ = &env.dir;
 }
 
+/// A pair's queue bound holds for tells submitted at the same moment: each is checked in the
+/// write that stores it, so callers that all looked before any of them was stored cannot all
+/// pass it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tells_submitted_together_cannot_pass_the_queue_bound_together() {
+    use std::future::Future;
+    use std::pin::Pin;
+    type Submit = Pin<Box<dyn Future<Output = Result<switchboard::store::Tell, String>> + Send>>;
+    let env = Env::new("max_queued_per_pair = 3\nshutdown_grace = \"1s\"", "");
+    let r = env.router();
+    r.manager().get_or_create("a", "b").expect("session");
+    // Another connection holds the write lock: every tell below is checked and handed to the
+    // store before any of them is stored (each future is polled once).
+    let other = rusqlite::Connection::open(env.dir.path().join("sb.db")).expect("connection");
+    other.execute_batch("BEGIN IMMEDIATE").expect("lock");
+    let mut submits: Vec<Submit> = Vec::new();
+    for _ in 0..12 {
+        let r = r.clone();
+        submits.push(Box::pin(async move {
+            r.submit("a", "b", TellKind::Tell, "hang", None)
+                .await
+                .map_err(|e| e.to_string())
+        }));
+    }
+    for s in &mut submits {
+        std::future::poll_fn(|cx| {
+            assert!(
+                s.as_mut().poll(cx).is_pending(),
+                "stored before the lock went"
+            );
+            std::task::Poll::Ready(())
+        })
+        .await;
+    }
+    other.execute_batch("ROLLBACK").expect("unlock");
+    let (mut stored, mut refused) = (0, 0);
+    for s in submits {
+        match s.await {
+            Ok(_) => stored += 1,
+            Err(e) => {
+                assert!(e.contains("max_queued_per_pair"), "{e}");
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!((stored, refused), (3, 9), "stored, refused");
+    assert_eq!(
+        r.manager()
+            .store()
+            .count_open_tells("a", "b")
+            .expect("count"),
+        3
+    );
+    r.shutdown().await;
+    env.assert_no_agents();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chains_of_tells_are_bounded_and_loops_refused() {
     use switchboard::router::Caller;

@@ -359,6 +359,66 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_bound_holds_for_a_tell_delivered_here_and_for_one_delivered_before() {
+        let (bus, store) = new_bus(3, 1 << 20);
+        // Delivered through this bus: its count starts at zero.
+        bus.publish(NewEvent::pair("a", "b", EventKind::TellDelivered).tell(Some("t")));
+        for i in 0..5 {
+            bus.publish(text("t", &format!("line {i}")));
+        }
+        bus.flush().await;
+        let types: Vec<&str> = store
+            .tell_events("t")
+            .expect("events")
+            .iter()
+            .map(|e| e.kind.type_name())
+            .collect();
+        assert_eq!(
+            types,
+            [
+                "tell_delivered",
+                "text",
+                "text",
+                "text",
+                "activity_truncated"
+            ]
+        );
+        drop(bus);
+        // A tell whose activity another bus stored (another process, a restart): counted from
+        // what is stored.
+        let bus = EventBus::new(
+            store.clone(),
+            EventLimits {
+                max_events_per_tell: 3,
+                max_bytes_per_tell: 1 << 20,
+            },
+        );
+        bus.publish(NewEvent::pair("a", "b", EventKind::TellDelivered).tell(Some("u")));
+        bus.publish(text("u", "first"));
+        bus.publish(text("u", "second"));
+        bus.flush().await;
+        drop(bus);
+        let bus = EventBus::new(
+            store.clone(),
+            EventLimits {
+                max_events_per_tell: 3,
+                max_bytes_per_tell: 1 << 20,
+            },
+        );
+        for i in 0..3 {
+            bus.publish(text("u", &format!("more {i}")));
+        }
+        bus.flush().await;
+        let texts = store
+            .tell_events("u")
+            .expect("events")
+            .iter()
+            .filter(|e| e.kind.type_name() == "text")
+            .count();
+        assert_eq!(texts, 3, "the stored activity counts against the bound");
+    }
+
+    #[tokio::test]
     async fn a_subscriber_that_never_reads_does_not_block_publishing() {
         let (bus, store) = new_bus(100_000, 1 << 30);
         let _idle = bus.subscribe();

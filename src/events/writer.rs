@@ -31,11 +31,10 @@ pub(super) struct Writer {
     pub(super) tells: HashMap<String, TellActivity>,
 }
 
-/// One published event, and where its row went (if it is stored).
-struct Planned {
-    at: i64,
-    event: NewEvent,
-    row: Option<usize>,
+/// One published event: stored (its row's index), or only broadcast.
+enum Planned {
+    Row(usize),
+    Only(i64, Box<NewEvent>),
 }
 
 impl Writer {
@@ -76,51 +75,61 @@ impl Writer {
         let mut plan: Vec<Planned> = Vec::with_capacity(batch.len() + 1);
         for Msg::Event(at, event, _) in batch {
             let row = EventRow::new(at, event);
+            self.note_delivered(&row.event);
             match self.admit(&row) {
                 Admit::Store => {
-                    plan.push(Planned {
-                        at,
-                        event: row.event.clone(),
-                        row: Some(rows.len()),
-                    });
+                    plan.push(Planned::Row(rows.len()));
                     rows.push(row);
                 }
                 Admit::Truncate(marker) => {
-                    let m = EventRow::new(at, *marker);
-                    plan.push(Planned {
-                        at,
-                        event: m.event.clone(),
-                        row: Some(rows.len()),
-                    });
-                    rows.push(m);
-                    plan.push(Planned {
-                        at,
-                        event: row.event,
-                        row: None,
-                    });
+                    plan.push(Planned::Row(rows.len()));
+                    rows.push(EventRow::new(at, *marker));
+                    plan.push(Planned::Only(at, Box::new(row.event)));
                 }
-                Admit::Drop => plan.push(Planned {
-                    at,
-                    event: row.event,
-                    row: None,
-                }),
+                Admit::Drop => plan.push(Planned::Only(at, Box::new(row.event))),
             }
         }
         let ids = self.insert(&rows);
+        // The rows are written: their events go out as they are (no copy).
+        let mut stored: Vec<Option<EventRow>> = rows.into_iter().map(Some).collect();
         let mut newest = None;
         for p in plan {
-            let id = p.row.and_then(|i| ids.get(i).copied()).unwrap_or(0);
+            let (id, at, event) = match p {
+                Planned::Row(i) => {
+                    let Some(row) = stored.get_mut(i).and_then(Option::take) else {
+                        continue;
+                    };
+                    (ids.get(i).copied().unwrap_or(0), row.at, row.event)
+                }
+                Planned::Only(at, event) => (0, at, *event),
+            };
             if id > 0 {
                 newest = Some(id);
             }
-            if let (Some(tell), true) = (&p.event.tell_id, ends_tell(&p.event.kind)) {
+            if let (Some(tell), true) = (&event.tell_id, ends_tell(&event.kind)) {
                 self.tells.remove(tell);
             }
             // No receiver is fine: nobody is watching.
-            let _ = self.live.send(Arc::new(p.event.into_event(id, p.at)));
+            let _ = self.live.send(Arc::new(event.into_event(id, at)));
         }
         if let Some(id) = newest {
             self.last_id.send_replace(id);
+        }
+    }
+
+    /// A tell is delivered once, by the process that then runs its turn and publishes its
+    /// activity: when this bus sees it delivered, none of its activity is stored yet, and its
+    /// count starts at zero without asking the store (a read of the `events` table per tell,
+    /// on the thread that writes every event of the process).
+    fn note_delivered(&mut self, e: &NewEvent) {
+        let (EventKind::TellDelivered, Some(tell)) = (&e.kind, e.tell_id.as_deref()) else {
+            return;
+        };
+        if !self.tells.contains_key(tell) {
+            if self.tells.len() >= TRACKED_TELLS {
+                self.tells.clear();
+            }
+            self.tells.insert(tell.to_string(), TellActivity::default());
         }
     }
 

@@ -23,7 +23,10 @@ use crate::agent::adapter::adapter_for;
 use crate::agent::supervisor::{LiveAgent, Supervisor};
 use crate::events::{EventKind, NewEvent};
 use crate::session::{SessionError, SessionManager};
-use crate::store::{NewTell, Session, StoreError, Tell, TellKind, TellOutcome, TellState};
+use crate::store::{
+    LimitHit, NewTell, PairInsert, Session, StoreError, Tell, TellKind, TellLimits, TellOutcome,
+    TellState,
+};
 use crate::util::now_ms;
 
 use worker::{Cmd, Worker};
@@ -213,11 +216,25 @@ impl Interrupt {
     }
 }
 
+/// Who waits for which tell, and which tells this router queued that it has not seen end.
+#[derive(Default)]
+struct Waiters {
+    by_tell: HashMap<String, Vec<oneshot::Sender<Tell>>>,
+    /// Tells queued through [`Router::submit_with`] whose end this router has not announced
+    /// ([`Router::notify`]): a waiter of one of them hears of its end from here, and needs no
+    /// read of the tell first. A tell ended by another process (cancelled there) stays in the
+    /// set; its waiters see the end at their next poll. Cleared when full (waiters then read).
+    open_here: std::collections::HashSet<String>,
+}
+
+/// Most tells in [`Waiters::open_here`].
+const OPEN_HERE: usize = 65_536;
+
 pub(crate) struct Inner {
     manager: Arc<SessionManager>,
     supervisor: Arc<Supervisor>,
     workers: Mutex<HashMap<String, WorkerHandle>>,
-    waiters: Mutex<HashMap<String, Vec<oneshot::Sender<Tell>>>>,
+    waiters: Mutex<Waiters>,
     shutdown: watch::Sender<bool>,
     accepting: AtomicBool,
     log_dir: PathBuf,
@@ -278,7 +295,7 @@ impl Router {
                 manager,
                 supervisor,
                 workers: Mutex::new(HashMap::new()),
-                waiters: Mutex::new(HashMap::new()),
+                waiters: Mutex::new(Waiters::default()),
                 shutdown,
                 accepting: AtomicBool::new(true),
                 log_dir,
@@ -551,6 +568,13 @@ impl Router {
         }
         let tell = queue_tell_batched(&self.inner.manager, from, to, kind, text, options).await?;
         tracing::debug!(from, to, tell_id = %tell.tell_id, "tell queued");
+        if !tell.state.is_final() {
+            let mut w = self.lock_waiters();
+            if w.open_here.len() >= OPEN_HERE {
+                w.open_here.clear();
+            }
+            w.open_here.insert(tell.tell_id.clone());
+        }
         self.wake_worker(from, to);
         Ok(tell)
     }
@@ -583,39 +607,47 @@ impl Router {
             return self.tell_status(tell_id);
         }
         let (tx, rx) = oneshot::channel();
-        self.lock_waiters()
-            .entry(tell_id.to_string())
-            .or_default()
-            .push(tx);
-        let result = self.wait_registered(tell_id, wait, rx).await;
+        let open_here = {
+            let mut w = self.lock_waiters();
+            w.by_tell.entry(tell_id.to_string()).or_default().push(tx);
+            w.open_here.contains(tell_id)
+        };
+        let result = self.wait_registered(tell_id, wait, rx, open_here).await;
         // Drop our registration if the tell did not end here (e.g. timed out).
         let mut waiters = self.lock_waiters();
-        if let Some(list) = waiters.get_mut(tell_id) {
+        if let Some(list) = waiters.by_tell.get_mut(tell_id) {
             list.retain(|w| !w.is_closed());
             if list.is_empty() {
-                waiters.remove(tell_id);
+                waiters.by_tell.remove(tell_id);
             }
         }
         result
     }
 
+    /// Waits on `rx` (registered), reading the tell first and at each poll; `open_here`: the
+    /// tell was queued here and has not ended here when `rx` was registered, so the first read
+    /// is skipped (its end comes through `rx`).
     async fn wait_registered(
         &self,
         tell_id: &str,
         wait: Wait,
         rx: oneshot::Receiver<Tell>,
+        open_here: bool,
     ) -> RouterResult<Tell> {
         let mut rx = Some(rx);
         let deadline = match wait {
             Wait::For(d) => Some(tokio::time::Instant::now() + d),
             Wait::None | Wait::Forever => None,
         };
+        let mut read = !open_here;
         loop {
-            let current = self.tell_status(tell_id)?;
-            if current.state.is_final()
-                || deadline.is_some_and(|d| tokio::time::Instant::now() >= d)
-            {
-                return Ok(current);
+            if std::mem::replace(&mut read, true) {
+                let current = self.tell_status(tell_id)?;
+                if current.state.is_final()
+                    || deadline.is_some_and(|d| tokio::time::Instant::now() >= d)
+                {
+                    return Ok(current);
+                }
             }
             let answer = async {
                 match rx.as_mut() {
@@ -862,9 +894,7 @@ impl Router {
         self.inner.workers.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn lock_waiters(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<String, Vec<oneshot::Sender<Tell>>>> {
+    fn lock_waiters(&self) -> std::sync::MutexGuard<'_, Waiters> {
         self.inner.waiters.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -925,7 +955,11 @@ impl Router {
     }
 
     fn notify(&self, t: &Tell) {
-        let waiters = self.lock_waiters().remove(&t.tell_id);
+        let waiters = {
+            let mut w = self.lock_waiters();
+            w.open_here.remove(&t.tell_id);
+            w.by_tell.remove(&t.tell_id)
+        };
         for w in waiters.into_iter().flatten() {
             let _ = w.send(t.clone());
         }
@@ -985,6 +1019,12 @@ pub async fn queue_tell_batched(
     text: &str,
     options: &TellOptions<'_>,
 ) -> RouterResult<Tell> {
+    if plain(options) {
+        if let Some(t) = queue_for_pair(m, from, to, kind, text, options).await? {
+            publish_queued(m, &t);
+            return Ok(t);
+        }
+    }
     let ids = match check_tell(m, from, to, kind, text, options)? {
         Checked::Stored(t) => return Ok(*t),
         Checked::New(ids) => ids,
@@ -996,6 +1036,55 @@ pub async fn queue_tell_batched(
     let t = m.insert_tell_batched(&new).await?;
     publish_queued(m, &t);
     Ok(t)
+}
+
+/// A plain tell (see [`plain`]) of a pair whose session exists: the checks that need no
+/// store here, then the session, the limits and the insert in one write of the batch thread,
+/// on its connection (the reads of [`check_tell`] cost more on a reader, whose cache every
+/// commit empties). `None` when the pair has no session yet: [`check_tell`] creates it (after
+/// the limits, so a refused tell leaves nothing behind).
+async fn queue_for_pair(
+    m: &SessionManager,
+    from: &str,
+    to: &str,
+    kind: TellKind,
+    text: &str,
+    options: &TellOptions<'_>,
+) -> RouterResult<Option<Tell>> {
+    let limits = (kind == TellKind::Tell).then(|| tell_limits(m));
+    if limits.is_some() {
+        check_message(text, m.config().settings.max_message_bytes)?;
+    }
+    m.check_team(from)?;
+    m.check_team(to)?;
+    if from == to {
+        return Err(SessionError::SelfPair(from.to_string()).into());
+    }
+    let team = m
+        .config()
+        .team(to)
+        .ok_or_else(|| RouterError::Agent(format!("team {to} vanished from the config")))?;
+    if adapter_for(&team.agent).is_none() {
+        return Err(RouterError::UnknownAgent {
+            team: to.to_string(),
+            agent: team.agent.clone(),
+        });
+    }
+    let tell_id = uuid::Uuid::new_v4().to_string();
+    let new = NewTell {
+        tell_id: &tell_id,
+        session_id: "",
+        from_team: from,
+        to_team: to,
+        kind,
+        text,
+        parent_tell_id: options.parent_tell_id,
+    };
+    match m.insert_tell_for_pair_batched(&new, limits).await? {
+        PairInsert::Stored(t) => Ok(Some(*t)),
+        PairInsert::NoSession => Ok(None),
+        PairInsert::Limited(hit) => Err(limit_error(m, from, to, text, hit, now_ms())),
+    }
 }
 
 /// A tell without an idempotency key that retries nothing: nothing can conflict with it.
@@ -1268,49 +1357,83 @@ const QUEUE_RETRY: Duration = Duration::from_secs(60);
 /// (`settings.tells_per_minute`). Checked before storing; concurrent callers may pass the
 /// limits by the few tells they store at the same moment.
 pub fn check_limits(m: &SessionManager, from: &str, to: &str, text: &str) -> RouterResult<()> {
-    let settings = &m.config().settings;
+    let limits = tell_limits(m);
     let (open, bytes) = m.store().open_tells_load(from, to)?;
     let open = u64::try_from(open).unwrap_or(0);
     let bytes = u64::try_from(bytes).unwrap_or(0);
-    if open >= settings.max_queued_per_pair {
-        return Err(RouterError::Limited {
+    let now = now_ms();
+    let hit = if open >= limits.max_open {
+        Some(LimitHit::Open(open))
+    } else if open > 0 && bytes.saturating_add(text.len() as u64) > limits.max_open_bytes {
+        Some(LimitHit::OpenBytes(bytes))
+    } else {
+        m.store()
+            .nth_tell_time_since(from, now - limits.window_ms, limits.per_window)?
+            .map(LimitHit::PerWindow)
+    };
+    match hit {
+        Some(hit) => Err(limit_error(m, from, to, text, hit, now)),
+        None => Ok(()),
+    }
+}
+
+/// The settings' limits of a new message.
+fn tell_limits(m: &SessionManager) -> TellLimits {
+    let settings = &m.config().settings;
+    TellLimits {
+        max_open: settings.max_queued_per_pair,
+        max_open_bytes: settings.max_queued_bytes_per_pair,
+        per_window: usize::try_from(settings.tells_per_minute).unwrap_or(usize::MAX),
+        window_ms: i64::try_from(RATE_WINDOW.as_millis()).unwrap_or(i64::MAX),
+    }
+}
+
+/// The error of a limit a message would pass (found at `now`).
+fn limit_error(
+    m: &SessionManager,
+    from: &str,
+    to: &str,
+    text: &str,
+    hit: LimitHit,
+    now: i64,
+) -> RouterError {
+    let limits = tell_limits(m);
+    match hit {
+        LimitHit::Open(open) => RouterError::Limited {
             setting: "max_queued_per_pair",
             what: format!(
                 "{from} -> {to} already has {open} tells waiting or being answered, the most \
                  allowed is {}",
-                settings.max_queued_per_pair
+                limits.max_open
             ),
             retry_after: QUEUE_RETRY,
-        });
+        },
+        LimitHit::OpenBytes(bytes) => {
+            let len = text.len() as u64;
+            RouterError::Limited {
+                setting: "max_queued_bytes_per_pair",
+                what: format!(
+                    "{from} -> {to} already has {bytes} bytes of messages waiting; {len} more \
+                     would pass the most allowed, {} bytes",
+                    limits.max_open_bytes
+                ),
+                retry_after: QUEUE_RETRY,
+            }
+        }
+        LimitHit::PerWindow(oldest) => {
+            // Newest first: one more may be sent once the limit-th newest leaves the window.
+            let freed_at = oldest + limits.window_ms;
+            let wait = u64::try_from((freed_at - now).max(1_000)).unwrap_or(1_000);
+            RouterError::Limited {
+                setting: "tells_per_minute",
+                what: format!(
+                    "{from} already sent {} tells in the last minute, which is the most allowed",
+                    limits.per_window
+                ),
+                retry_after: Duration::from_millis(wait.div_ceil(1_000) * 1_000),
+            }
+        }
     }
-    let len = text.len() as u64;
-    if open > 0 && bytes.saturating_add(len) > settings.max_queued_bytes_per_pair {
-        return Err(RouterError::Limited {
-            setting: "max_queued_bytes_per_pair",
-            what: format!(
-                "{from} -> {to} already has {bytes} bytes of messages waiting; {len} more would \
-                 pass the most allowed, {} bytes",
-                settings.max_queued_bytes_per_pair
-            ),
-            retry_after: QUEUE_RETRY,
-        });
-    }
-    let now = now_ms();
-    let window = i64::try_from(RATE_WINDOW.as_millis()).unwrap_or(i64::MAX);
-    let limit = usize::try_from(settings.tells_per_minute).unwrap_or(usize::MAX);
-    if let Some(oldest) = m.store().nth_tell_time_since(from, now - window, limit)? {
-        // Newest first: one more may be sent once the limit-th newest leaves the window.
-        let freed_at = oldest + window;
-        let wait = u64::try_from((freed_at - now).max(1_000)).unwrap_or(1_000);
-        return Err(RouterError::Limited {
-            setting: "tells_per_minute",
-            what: format!(
-                "{from} already sent {limit} tells in the last minute, which is the most allowed"
-            ),
-            retry_after: Duration::from_millis(wait.div_ceil(1_000) * 1_000),
-        });
-    }
-    Ok(())
 }
 
 /// A message must be non-empty and at most `limit` bytes (`settings.max_message_bytes`).

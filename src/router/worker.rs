@@ -68,6 +68,23 @@ pub(super) struct Worker {
     agent: Option<Live>,
     /// The tell being delivered, for the events of the agent started for it.
     tell_hint: Option<String>,
+    /// What the worker knows of its pair's queue without reading it (see [`QueueHint`]).
+    pub(super) queue_hint: QueueHint,
+}
+
+/// What a worker knows of its pair's queue without reading it, for its next look only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(super) enum QueueHint {
+    /// Read it.
+    #[default]
+    Unknown,
+    /// The write that ended the last turn found nothing else queued, and nothing happened
+    /// since: the look is skipped. A tell this process queues later wakes the worker; one
+    /// another process queues is seen at the next tick, as when the worker is idle.
+    Empty,
+    /// A tell was queued (a wake-up, or the end of the last turn saw one): with the agent up,
+    /// the write that starts the turn finds it (no read before it).
+    Queued,
 }
 
 /// How a turn ended.
@@ -114,6 +131,7 @@ impl Worker {
             shutdown,
             agent: None,
             tell_hint: None,
+            queue_hint: QueueHint::Unknown,
         }
     }
 
@@ -151,17 +169,29 @@ impl Worker {
             if self.shutting_down() {
                 break;
             }
-            match self.next_queued() {
-                Ok(Some(tell)) => {
-                    self.deliver(tell).await;
-                    continue;
+            match std::mem::take(&mut self.queue_hint) {
+                QueueHint::Empty => {}
+                // The queue is read in the write that starts the turn.
+                QueueHint::Queued if self.agent_live() => {
+                    if self.deliver_next().await {
+                        continue;
+                    }
                 }
-                Ok(None) => {}
-                Err(e) => tracing::error!(pair = %self.pair(), error = %e, "cannot read the queue"),
+                QueueHint::Queued | QueueHint::Unknown => match self.next_queued() {
+                    Ok(Some(tell)) => {
+                        self.deliver(tell).await;
+                        continue;
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::error!(pair = %self.pair(), error = %e, "cannot read the queue")
+                    }
+                },
             }
             self.mark_idle();
             match self.wait_idle().await {
                 Idle::Cmd(None) | Idle::Shutdown => break,
+                Idle::Cmd(Some(Cmd::Wake)) => self.queue_hint = QueueHint::Queued,
                 Idle::Cmd(Some(cmd)) => self.handle(cmd).await,
                 Idle::TimedOut => self.stop_agent("idle", None).await,
                 Idle::Evicted => {
@@ -565,7 +595,7 @@ impl Worker {
                 Err(_) => tell,
             }
         };
-        let Some(agent) = self.agent.as_mut() else {
+        let Some(agent) = self.agent.as_ref() else {
             return;
         };
         let session_id = agent.session_id.clone();
@@ -578,6 +608,47 @@ impl Worker {
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 return;
             }
+        };
+        self.run_begun(tell, session_id).await;
+    }
+
+    /// Whether the pair's agent is up (this process holds the lease).
+    fn agent_live(&mut self) -> bool {
+        self.agent.as_mut().is_some_and(|a| !a.proc.has_exited())
+    }
+
+    /// With the agent up: starts the turn of the pair's oldest queued tell (looked up in the
+    /// write that marks it delivered) and runs it. False when nothing was queued.
+    async fn deliver_next(&mut self) -> bool {
+        let router = self.router.clone();
+        let m = router.manager();
+        let Some(session_id) = self.agent.as_ref().map(|a| a.session_id.clone()) else {
+            return false;
+        };
+        let tell = match m
+            .begin_next_turn_batched(&session_id, &self.from, &self.to)
+            .await
+        {
+            Ok(Some(t)) => t,
+            Ok(None) => return false,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot mark the tell delivered; retrying shortly");
+                // Rate-limit the retry of a database that keeps failing.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                return true;
+            }
+        };
+        self.run_begun(tell, session_id).await;
+        self.tell_hint = None;
+        true
+    }
+
+    /// The turn of a tell just marked delivered: tells the agent, reads the turn, records it.
+    async fn run_begun(&mut self, tell: Tell, session_id: String) {
+        let router = self.router.clone();
+        let m = router.manager();
+        let Some(agent) = self.agent.as_mut() else {
+            return;
         };
         agent.slot_idle = false;
         agent._slot.set_idle(false);

@@ -551,6 +551,19 @@ impl SessionManager {
         Ok(self.batcher()?.insert_tell(t, now_ms()).await?)
     }
 
+    /// [`Self::insert_tell_batched`] for a pair whose session exists: the session, the limits
+    /// and the insert in one write (see `WriteBatcher::insert_tell_for_pair`).
+    pub async fn insert_tell_for_pair_batched(
+        &self,
+        t: &crate::store::NewTell<'_>,
+        limits: Option<crate::store::TellLimits>,
+    ) -> SessionResult<crate::store::PairInsert> {
+        Ok(self
+            .batcher()?
+            .insert_tell_for_pair(t, limits, now_ms())
+            .await?)
+    }
+
     /// [`Self::begin_turn`] through the store's batch-write thread: the calling task waits
     /// without holding its thread, and the turns of other pairs starting or ending meanwhile
     /// share its commit.
@@ -566,15 +579,35 @@ impl SessionManager {
         Ok(self.turn_begun(begun))
     }
 
+    /// [`Self::begin_turn_batched`] of the pair's oldest queued tell, looked up in the same
+    /// write; `None` when nothing is queued.
+    pub async fn begin_next_turn_batched(
+        &self,
+        session_id: &str,
+        from: &str,
+        to: &str,
+    ) -> SessionResult<Option<crate::store::Tell>> {
+        let begun = self
+            .batcher()?
+            .begin_next_turn(
+                session_id.to_string(),
+                from.to_string(),
+                to.to_string(),
+                now_ms(),
+            )
+            .await?;
+        Ok(self.turn_begun(begun))
+    }
+
     /// The end of a turn with a result, in one write through the store's batch-write thread:
     /// [`Self::end_turn`] (usage, idle, one more message when `end.counts`) and the tell's end
     /// (`end.state`, its outcome as given: the caller redacts it). Returns the session and the
-    /// ended tell (`None` when it had ended already: the first ending wins). `end.now` is set
-    /// here.
+    /// ended tell (`None` when it had ended already: the first ending wins), and whether the
+    /// pair had another tell queued when it was stored. `end.now` is set here.
     pub async fn end_turn_with_tell(
         &self,
         mut end: EndOfTurn,
-    ) -> SessionResult<(Session, Option<crate::store::Tell>)> {
+    ) -> SessionResult<(Session, Option<crate::store::Tell>, bool)> {
         check_usage(
             &end.session_id,
             end.input_tokens,
@@ -582,10 +615,10 @@ impl SessionManager {
             end.cost_usd,
         )?;
         end.now = now_ms();
-        let (s, tell) = self.batcher()?.end_turn(end).await?;
+        let (s, tell, more) = self.batcher()?.end_turn(end).await?;
         self.cache.invalidate(&s.from_team, &s.to_team);
         self.state_event(&s, ProcessState::Idle);
-        Ok((s, tell))
+        Ok((s, tell, more))
     }
 
     /// A turn ended with a result: usage added, idle, no current tell; an answered tell counts

@@ -11,12 +11,17 @@
 //!
 //! The thread takes the store's write gate like any other writer, so in-process writers that
 //! do not batch still go one at a time with it.
+//!
+//! What a write needs to read goes in the write, on the writer's connection (whose page cache
+//! stays warm; a reader's is emptied by every commit): a new tell's session and limits
+//! ([`WriteBatcher::insert_tell_for_pair`]), the pair's oldest queued tell at a turn's start
+//! ([`WriteBatcher::begin_next_turn`]), and whether another is queued at its end.
 
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 use tokio::sync::oneshot;
 
 use super::{SessionStore, StoreError, StoreResult};
@@ -204,12 +209,34 @@ impl WriteBatcher {
             .await
     }
 
+    /// The turn of the pair's oldest queued tell starts, in the next batch: the look-up and
+    /// [`SessionStore::begin_turn`] in one write (`None`: nothing is queued). The pair's worker
+    /// reads its queue here, on the writer's connection, instead of in a read of its own before
+    /// each turn.
+    pub async fn begin_next_turn(
+        &self,
+        session_id: String,
+        from: String,
+        to: String,
+        now: i64,
+    ) -> StoreResult<Option<(super::Tell, super::Session)>> {
+        self.write(move |conn| {
+            let Some(next) = super::tells::next_queued_in(conn, &from, &to)? else {
+                return Ok(None);
+            };
+            super::tells::begin_turn_in(conn, &session_id, &next.tell_id, now)
+        })
+        .await
+    }
+
     /// The end of a turn in one write: [`SessionStore::end_turn`] and
-    /// [`SessionStore::finish_tell`] together (the tell is `None` when it had ended already).
+    /// [`SessionStore::finish_tell`] together (the tell is `None` when it had ended already),
+    /// and whether the pair has a tell queued after it (read in the same transaction: a tell
+    /// queued after it is committed, by this process, wakes the pair's worker).
     pub async fn end_turn(
         &self,
         end: EndOfTurn,
-    ) -> StoreResult<(super::Session, Option<super::Tell>)> {
+    ) -> StoreResult<(super::Session, Option<super::Tell>, bool)> {
         self.write(move |conn| {
             let session = super::sessions::end_turn_in(
                 conn,
@@ -222,7 +249,9 @@ impl WriteBatcher {
             )?;
             let tell =
                 super::tells::finish_tell_in(conn, &end.tell_id, end.state, &end.outcome, end.now)?;
-            Ok((session, tell))
+            let more =
+                super::tells::next_queued_in(conn, &session.from_team, &session.to_team)?.is_some();
+            Ok((session, tell, more))
         })
         .await
     }
@@ -256,4 +285,119 @@ impl WriteBatcher {
         })
         .await
     }
+}
+
+/// The limits a new tell is checked against in the write that stores it
+/// ([`WriteBatcher::insert_tell_for_pair`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TellLimits {
+    /// Most open (queued or delivered) tells of the pair.
+    pub max_open: u64,
+    /// Most bytes of open tells' texts of the pair (a first tell always passes).
+    pub max_open_bytes: u64,
+    /// Most messages the caller may send in `window_ms`.
+    pub per_window: usize,
+    /// The rate limit's window, ms.
+    pub window_ms: i64,
+}
+
+/// The limit a new tell would pass, with what the store found; nothing is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitHit {
+    /// The pair has this many open tells already.
+    Open(u64),
+    /// The pair's open tells hold this many bytes already.
+    OpenBytes(u64),
+    /// The caller's `per_window`-th newest message of the window was stored then (unix ms).
+    PerWindow(i64),
+}
+
+/// What [`WriteBatcher::insert_tell_for_pair`] did.
+#[derive(Debug)]
+pub enum PairInsert {
+    /// Stored, `queued`.
+    Stored(Box<super::Tell>),
+    /// The pair has no session yet: nothing stored.
+    NoSession,
+    /// Refused by a limit: nothing stored.
+    Limited(LimitHit),
+}
+
+impl WriteBatcher {
+    /// A new tell (no idempotency key, not a retry) of a pair whose session exists, in the next
+    /// batch: the pair's session, the limits (for a message: `limits`) and the insert in one
+    /// write, on the writer's connection (no reads before it on the caller's thread).
+    /// `t.session_id` is ignored: the pair's is used.
+    pub async fn insert_tell_for_pair(
+        &self,
+        t: &super::NewTell<'_>,
+        limits: Option<TellLimits>,
+        now: i64,
+    ) -> StoreResult<PairInsert> {
+        let (tell_id, from_team, to_team, kind, text, parent_tell_id) = (
+            t.tell_id.to_string(),
+            t.from_team.to_string(),
+            t.to_team.to_string(),
+            t.kind,
+            t.text.to_string(),
+            t.parent_tell_id.map(str::to_string),
+        );
+        self.write(move |conn| {
+            let session_id: Option<String> = conn
+                .prepare_cached(
+                    "SELECT session_id FROM sessions WHERE from_team = ?1 AND to_team = ?2",
+                )?
+                .query_row([&from_team, &to_team], |r| r.get(0))
+                .optional()?;
+            let Some(session_id) = session_id else {
+                return Ok(PairInsert::NoSession);
+            };
+            if let Some(l) = limits {
+                if let Some(hit) = limit_hit(conn, &from_team, &to_team, text.len(), &l, now)? {
+                    return Ok(PairInsert::Limited(hit));
+                }
+            }
+            let new = super::NewTell {
+                tell_id: &tell_id,
+                session_id: &session_id,
+                from_team: &from_team,
+                to_team: &to_team,
+                kind,
+                text: &text,
+                parent_tell_id: parent_tell_id.as_deref(),
+            };
+            // Without a key nothing can conflict: the tell is always the one just stored.
+            super::tells::insert_tell_in(conn, &new, None, None, now)?
+                .map(|t| PairInsert::Stored(Box::new(t)))
+                .ok_or_else(|| StoreError::NotFound(format!("tell {tell_id} just stored")))
+        })
+        .await
+    }
+}
+
+/// The first of `l` that a message of `len` bytes from `from` to `to` would pass.
+fn limit_hit(
+    conn: &Connection,
+    from: &str,
+    to: &str,
+    len: usize,
+    l: &TellLimits,
+    now: i64,
+) -> StoreResult<Option<LimitHit>> {
+    let (open, bytes) = super::tells::open_tells_load_in(conn, from, to)?;
+    let open = u64::try_from(open).unwrap_or(0);
+    let bytes = u64::try_from(bytes).unwrap_or(0);
+    if open >= l.max_open {
+        return Ok(Some(LimitHit::Open(open)));
+    }
+    if open > 0 && bytes.saturating_add(len as u64) > l.max_open_bytes {
+        return Ok(Some(LimitHit::OpenBytes(bytes)));
+    }
+    if l.per_window == 0 {
+        return Ok(None);
+    }
+    Ok(
+        super::tells::nth_tell_time_since_in(conn, from, now - l.window_ms, l.per_window)?
+            .map(LimitHit::PerWindow),
+    )
 }

@@ -132,17 +132,7 @@ impl SessionStore {
 
     /// The oldest `queued` tell of a pair, if any.
     pub fn next_queued_tell(&self, from: &str, to: &str) -> StoreResult<Option<Tell>> {
-        let conn = self.conn()?;
-        let sql = format!(
-            "SELECT {COLUMNS} FROM tells INDEXED BY tells_open_by_pair \
-             WHERE from_team = ?1 AND to_team = ?2 AND state IN ('queued', 'delivered') \
-             AND state = 'queued' ORDER BY id LIMIT 1"
-        );
-        let found = conn
-            .prepare_cached(&sql)?
-            .query_row([from, to], row_to_tell)
-            .optional()?;
-        Ok(found)
+        next_queued_in(&*self.conn()?, from, to)
     }
 
     /// Cancels every `queued` tell of a pair; returns them.
@@ -226,65 +216,22 @@ impl SessionStore {
 
     /// Open tells (queued or delivered) of a pair and the bytes of their texts.
     pub fn open_tells_load(&self, from: &str, to: &str) -> StoreResult<(i64, i64)> {
-        let conn = self.conn()?;
-        let n = conn
-            .prepare_cached(
-                "SELECT count(*), coalesce(sum(length(CAST(text AS BLOB))), 0) FROM tells \
-                 INDEXED BY tells_open_by_pair \
-                 WHERE from_team = ?1 AND to_team = ?2 AND state IN ('queued', 'delivered')",
-            )?
-            .query_row([from, to], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        Ok(n)
+        open_tells_load_in(&*self.conn()?, from, to)
     }
 
     /// The rate limit's question: when the `most`-th newest message (`kind = 'tell'`) that team
     /// `from` sent since `since` (unix ms) was stored, or `None` while the team sent fewer than
-    /// `most` in that window.
-    ///
-    /// Its cost does not grow with the window. Every tell stored after the team's oldest tell
-    /// of the window has a larger row id, so the ids from that tell to the newest row bound the
-    /// count from above (two index look-ups). Only when that bound reaches `most` are the
-    /// team's tells of the window walked, newest first, at most `most` of them. (A tell is
-    /// stamped just before it waits for the write lock, so a tell stamped later may be stored
-    /// earlier; the bound can then miss the few tells stored while another waited for the lock,
-    /// never more.)
+    /// `most` in that window (see [`nth_tell_time_since_in`]).
     pub fn nth_tell_time_since(
         &self,
         from: &str,
         since: i64,
         most: usize,
     ) -> StoreResult<Option<i64>> {
-        let most = i64::try_from(most).unwrap_or(i64::MAX);
-        if most <= 0 {
+        if most == 0 {
             return Ok(None);
         }
-        let conn = self.conn()?;
-        let oldest: Option<i64> = conn
-            .prepare_cached(
-                "SELECT id FROM tells INDEXED BY tells_by_caller \
-                 WHERE from_team = ?1 AND kind = 'tell' AND created_at >= ?2 \
-                 ORDER BY created_at, id LIMIT 1",
-            )?
-            .query_row(params![from, since], |r| r.get(0))
-            .optional()?;
-        let Some(oldest) = oldest else {
-            return Ok(None);
-        };
-        let newest: i64 = conn
-            .prepare_cached("SELECT max(id) FROM tells")?
-            .query_row([], |r| r.get(0))?;
-        if newest.saturating_sub(oldest).saturating_add(1) < most {
-            return Ok(None);
-        }
-        let nth = conn
-            .prepare_cached(
-                "SELECT created_at FROM tells INDEXED BY tells_by_caller \
-                 WHERE from_team = ?1 AND kind = 'tell' AND created_at >= ?2 \
-                 ORDER BY created_at DESC LIMIT 1 OFFSET ?3",
-            )?
-            .query_row(params![from, since, most - 1], |r| r.get(0))
-            .optional()?;
-        Ok(nth)
+        nth_tell_time_since_in(&*self.conn()?, from, since, most)
     }
 
     /// Open tells (queued or delivered) of a pair.
@@ -372,6 +319,88 @@ impl SessionStore {
 }
 
 /// [`SessionStore::begin_turn`] on `conn` (in the caller's transaction).
+/// [`SessionStore::open_tells_load`] on `conn`.
+pub(super) fn open_tells_load_in(
+    conn: &rusqlite::Connection,
+    from: &str,
+    to: &str,
+) -> StoreResult<(i64, i64)> {
+    let n = conn
+        .prepare_cached(
+            "SELECT count(*), coalesce(sum(length(CAST(text AS BLOB))), 0) FROM tells \
+             INDEXED BY tells_open_by_pair \
+             WHERE from_team = ?1 AND to_team = ?2 AND state IN ('queued', 'delivered')",
+        )?
+        .query_row([from, to], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(n)
+}
+
+/// [`SessionStore::nth_tell_time_since`] on `conn`.
+///
+/// Its cost does not grow with the window. Every tell stored after the team's oldest tell
+/// of the window has a larger row id, so the ids from that tell to the newest row bound the
+/// count from above (two index look-ups). Only when that bound reaches `most` are the
+/// team's tells of the window walked, newest first, at most `most` of them. (A tell is
+/// stamped just before it waits for the write lock, so a tell stamped later may be stored
+/// earlier; the bound can then miss the few tells stored while another waited for the lock,
+/// never more.)
+pub(super) fn nth_tell_time_since_in(
+    conn: &rusqlite::Connection,
+    from: &str,
+    since: i64,
+    most: usize,
+) -> StoreResult<Option<i64>> {
+    let most = i64::try_from(most).unwrap_or(i64::MAX);
+    if most <= 0 {
+        return Ok(None);
+    }
+    let oldest: Option<i64> = conn
+        .prepare_cached(
+            "SELECT id FROM tells INDEXED BY tells_by_caller \
+             WHERE from_team = ?1 AND kind = 'tell' AND created_at >= ?2 \
+             ORDER BY created_at, id LIMIT 1",
+        )?
+        .query_row(params![from, since], |r| r.get(0))
+        .optional()?;
+    let Some(oldest) = oldest else {
+        return Ok(None);
+    };
+    let newest: i64 = conn
+        .prepare_cached("SELECT max(id) FROM tells")?
+        .query_row([], |r| r.get(0))?;
+    if newest.saturating_sub(oldest).saturating_add(1) < most {
+        return Ok(None);
+    }
+    let nth = conn
+        .prepare_cached(
+            "SELECT created_at FROM tells INDEXED BY tells_by_caller \
+             WHERE from_team = ?1 AND kind = 'tell' AND created_at >= ?2 \
+             ORDER BY created_at DESC LIMIT 1 OFFSET ?3",
+        )?
+        .query_row(params![from, since, most - 1], |r| r.get(0))
+        .optional()?;
+    Ok(nth)
+}
+
+/// [`SessionStore::next_queued_tell`] on `conn` (inside a write: see
+/// `WriteBatcher::begin_next_turn`).
+pub(super) fn next_queued_in(
+    conn: &rusqlite::Connection,
+    from: &str,
+    to: &str,
+) -> StoreResult<Option<Tell>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM tells INDEXED BY tells_open_by_pair \
+         WHERE from_team = ?1 AND to_team = ?2 AND state IN ('queued', 'delivered') \
+         AND state = 'queued' ORDER BY id LIMIT 1"
+    );
+    let found = conn
+        .prepare_cached(&sql)?
+        .query_row([from, to], row_to_tell)
+        .optional()?;
+    Ok(found)
+}
+
 pub(super) fn begin_turn_in(
     conn: &rusqlite::Connection,
     session_id: &str,

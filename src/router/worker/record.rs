@@ -234,13 +234,20 @@ impl Worker {
             self.keep("the session's error", || m.mark_error(session_id, &why))
                 .await;
         }
+        // Nothing else queued when the turn's end was stored: the next look at the queue can
+        // wait for a wake-up.
+        self.queue_hint = match stored {
+            Some((_, _, false)) => super::QueueHint::Empty,
+            Some((_, _, true)) => super::QueueHint::Queued,
+            None => super::QueueHint::Unknown,
+        };
         match stored {
-            Some((_, Some(done))) => {
+            Some((_, Some(done), _)) => {
                 router.ended(&done);
                 router.notify(&done);
             }
             // Ended already (cancelled meanwhile): the first ending stands.
-            Some((_, None)) => {}
+            Some((_, None, _)) => {}
             None => {
                 // Given up (shutdown with the database still refusing): the log keeps the answer.
                 tracing::error!(tell = %tell.tell_id, pair = %self.pair(), state = %state,
