@@ -577,8 +577,19 @@ fn dump_rows(c: &Connection, sql: &str) -> Vec<String> {
         .expect("rows")
 }
 
-/// Applies the embedded migrations 1 to `version` and records them, as an older Switchboard
-/// left its database.
+/// Creates the database at `path` as an older Switchboard left it: the embedded migrations 1 to
+/// `version` applied and recorded (WAL, foreign keys on), then `fill`, in one transaction.
+fn database_at(path: &Path, version: i64, fill: impl FnOnce(&rusqlite::Transaction<'_>)) {
+    let mut c = Connection::open(path).expect("open raw");
+    c.execute_batch("PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON;")
+        .expect("pragmas");
+    let tx = c.transaction().expect("tx");
+    migrate_to(&tx, version);
+    fill(&tx);
+    tx.commit().expect("commit");
+}
+
+/// Applies the embedded migrations 1 to `version` and records them.
 fn migrate_to(tx: &rusqlite::Transaction<'_>, version: i64) {
     tx.execute_batch(
         "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, \
@@ -600,61 +611,57 @@ fn migrate_to(tx: &rusqlite::Transaction<'_>, version: i64) {
 /// (owned and not, with and without agent, current tell, errors, compaction numbers) and tells
 /// in every state.
 fn v5_database_with_data(path: &Path) {
-    let mut c = Connection::open(path).expect("open raw");
-    c.execute_batch("PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON;")
-        .expect("pragmas");
-    let tx = c.transaction().expect("tx");
-    migrate_to(&tx, 5);
-    let mut n = 0i64;
-    for (si, status) in SessionStatus::ALL.iter().enumerate() {
-        for (pi, state) in ProcessState::ALL.iter().enumerate() {
-            n += 1;
-            let owned = n % 2 == 0;
-            let with_agent = *state != ProcessState::Stopped && n % 3 != 0;
-            let current = (*state == ProcessState::Processing).then(|| format!("tell-{n}"));
-            tx.execute(
-                &format!(
+    database_at(path, 5, |tx| {
+        let mut n = 0i64;
+        for (si, status) in SessionStatus::ALL.iter().enumerate() {
+            for (pi, state) in ProcessState::ALL.iter().enumerate() {
+                n += 1;
+                let owned = n % 2 == 0;
+                let with_agent = *state != ProcessState::Stopped && n % 3 != 0;
+                let current = (*state == ProcessState::Processing).then(|| format!("tell-{n}"));
+                tx.execute(
+                    &format!(
                     "INSERT INTO sessions ({V5_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, \
                      ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, \
                      ?24, ?25, ?26)"
                 ),
-                rusqlite::params![
-                    n,
-                    format!("from{si}"),
-                    format!("to{pi}"),
-                    format!("{n:08}-0000-4000-8000-000000000000"),
-                    1_000 + n,
-                    2_000 + n,
-                    n * 3,
-                    status,
-                    state,
-                    current,
-                    (n % 4 != 0).then_some(3_000 + n),
-                    (n % 2 == 1).then(|| format!("[\"claude\",\"-p\",\"{n}\"]")),
-                    (n % 2 == 1).then(|| format!("{{\"path\":\"/p/{n}\"}}")),
-                    n % 5,
-                    (n % 5 != 0).then_some(4_000 + n),
-                    (n % 5 != 0).then_some(90_000 + n),
-                    (n % 5 != 0).then_some(9_000 + n),
-                    n * 100,
-                    n * 10,
-                    n as f64 * 0.125,
-                    (*status == SessionStatus::Error).then(|| format!("failed {n}")),
-                    owned.then_some(40_000 + n % 3),
-                    owned.then_some(50_000 + n % 3),
-                    owned.then_some(60_000 + n),
-                    with_agent.then_some(70_000 + n),
-                    with_agent.then_some(80_000 + n),
-                ],
-            )
-            .expect("insert session");
+                    rusqlite::params![
+                        n,
+                        format!("from{si}"),
+                        format!("to{pi}"),
+                        format!("{n:08}-0000-4000-8000-000000000000"),
+                        1_000 + n,
+                        2_000 + n,
+                        n * 3,
+                        status,
+                        state,
+                        current,
+                        (n % 4 != 0).then_some(3_000 + n),
+                        (n % 2 == 1).then(|| format!("[\"claude\",\"-p\",\"{n}\"]")),
+                        (n % 2 == 1).then(|| format!("{{\"path\":\"/p/{n}\"}}")),
+                        n % 5,
+                        (n % 5 != 0).then_some(4_000 + n),
+                        (n % 5 != 0).then_some(90_000 + n),
+                        (n % 5 != 0).then_some(9_000 + n),
+                        n * 100,
+                        n * 10,
+                        n as f64 * 0.125,
+                        (*status == SessionStatus::Error).then(|| format!("failed {n}")),
+                        owned.then_some(40_000 + n % 3),
+                        owned.then_some(50_000 + n % 3),
+                        owned.then_some(60_000 + n),
+                        with_agent.then_some(70_000 + n),
+                        with_agent.then_some(80_000 + n),
+                    ],
+                )
+                .expect("insert session");
+            }
         }
-    }
-    // Tells in every state, and of both kinds, with every optional column used somewhere.
-    let states = ["queued", "delivered", "answered", "failed", "cancelled"];
-    for (i, state) in states.iter().enumerate() {
-        for kind in ["tell", "compact"] {
-            tx.execute(
+        // Tells in every state, and of both kinds, with every optional column used somewhere.
+        let states = ["queued", "delivered", "answered", "failed", "cancelled"];
+        for (i, state) in states.iter().enumerate() {
+            for kind in ["tell", "compact"] {
+                tx.execute(
                 "INSERT INTO tells (tell_id, session_id, from_team, to_team, kind, text, state, \
                  created_at, delivered_at, answered_at, answer, error, input_tokens, output_tokens, \
                  cost_usd, duration_ms, parent_tell_id, idempotency_key, retry_of) \
@@ -680,9 +687,9 @@ fn v5_database_with_data(path: &Path) {
                 ],
             )
             .expect("insert tell");
+            }
         }
-    }
-    tx.commit().expect("commit");
+    });
 }
 
 #[test]
@@ -1148,12 +1155,7 @@ async fn a_failing_write_of_a_batch_rolls_back_alone() {
 fn migration_11_keeps_every_tell_of_a_version_10_database() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("v10.db");
-    {
-        let mut c = Connection::open(&path).expect("open raw");
-        c.execute_batch("PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON;")
-            .expect("pragmas");
-        let tx = c.transaction().expect("tx");
-        migrate_to(&tx, 10);
+    database_at(&path, 10, |tx| {
         for (i, from) in ["a", "b", "c"].iter().enumerate() {
             tx.execute(
                 "INSERT INTO sessions (from_team, to_team, session_id, created_at, last_used_at) \
@@ -1185,8 +1187,7 @@ fn migration_11_keeps_every_tell_of_a_version_10_database() {
             )
             .expect("tell");
         }
-        tx.commit().expect("commit");
-    }
+    });
     let dump = |c: &Connection| dump_rows(c, "SELECT * FROM tells ORDER BY id");
     let before = dump(&Connection::open(&path).expect("raw"));
     assert_eq!(before.len(), 40);
@@ -1249,12 +1250,7 @@ fn migration_11_keeps_every_tell_of_a_version_10_database() {
 fn migration_12_keeps_every_session_and_event_of_a_version_11_database() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("v11.db");
-    {
-        let mut c = Connection::open(&path).expect("open raw");
-        c.execute_batch("PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON;")
-            .expect("pragmas");
-        let tx = c.transaction().expect("tx");
-        migrate_to(&tx, 11);
+    database_at(&path, 11, |tx| {
         let statuses = [
             "active",
             "compact_pending",
@@ -1298,8 +1294,7 @@ fn migration_12_keeps_every_session_and_event_of_a_version_11_database() {
             )
             .expect("event");
         }
-        tx.commit().expect("commit");
-    }
+    });
     let raw = Connection::open(&path).expect("raw");
     let sessions = |c: &Connection| dump_rows(c, "SELECT * FROM sessions ORDER BY id");
     let events = |c: &Connection| dump_rows(c, "SELECT * FROM events ORDER BY id");

@@ -1060,16 +1060,7 @@ async fn queue_for_pair(
     if from == to {
         return Err(SessionError::SelfPair(from.to_string()).into());
     }
-    let team = m
-        .config()
-        .team(to)
-        .ok_or_else(|| RouterError::Agent(format!("team {to} vanished from the config")))?;
-    if adapter_for(&team.agent).is_none() {
-        return Err(RouterError::UnknownAgent {
-            team: to.to_string(),
-            agent: team.agent.clone(),
-        });
-    }
+    check_agent_kind(m, to)?;
     let tell_id = uuid::Uuid::new_v4().to_string();
     let new = NewTell {
         tell_id: &tell_id,
@@ -1155,16 +1146,7 @@ fn check_tell(
         check_limits(m, from, to, text)?;
     }
     let session = m.get_or_create(from, to)?;
-    let team = m
-        .config()
-        .team(to)
-        .ok_or_else(|| RouterError::Agent(format!("team {to} vanished from the config")))?;
-    if adapter_for(&team.agent).is_none() {
-        return Err(RouterError::UnknownAgent {
-            team: to.to_string(),
-            agent: team.agent.clone(),
-        });
-    }
+    check_agent_kind(m, to)?;
     Ok(Checked::New(NewIds {
         session_id: session.session_id.clone(),
         tell_id: uuid::Uuid::new_v4().to_string(),
@@ -1434,6 +1416,21 @@ fn limit_error(
             }
         }
     }
+}
+
+/// The callee team `to` is in the config and names an agent kind Switchboard can drive.
+fn check_agent_kind(m: &SessionManager, to: &str) -> Result<(), RouterError> {
+    let team = m
+        .config()
+        .team(to)
+        .ok_or_else(|| RouterError::Agent(format!("team {to} vanished from the config")))?;
+    if adapter_for(&team.agent).is_none() {
+        return Err(RouterError::UnknownAgent {
+            team: to.to_string(),
+            agent: team.agent.clone(),
+        });
+    }
+    Ok(())
 }
 
 /// A message must be non-empty and at most `limit` bytes (`settings.max_message_bytes`).

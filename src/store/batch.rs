@@ -257,33 +257,53 @@ impl WriteBatcher {
     }
 }
 
+/// A [`super::NewTell`] owned, to move into a batched write.
+struct OwnedTell {
+    tell_id: String,
+    session_id: String,
+    from_team: String,
+    to_team: String,
+    kind: super::TellKind,
+    text: String,
+    parent_tell_id: Option<String>,
+}
+
+impl OwnedTell {
+    fn new(t: &super::NewTell<'_>) -> Self {
+        Self {
+            tell_id: t.tell_id.to_string(),
+            session_id: t.session_id.to_string(),
+            from_team: t.from_team.to_string(),
+            to_team: t.to_team.to_string(),
+            kind: t.kind,
+            text: t.text.to_string(),
+            parent_tell_id: t.parent_tell_id.map(str::to_string),
+        }
+    }
+
+    /// Stores it on `conn` (inside the batch's transaction) for session `session_id`.
+    fn insert(&self, conn: &Connection, session_id: &str, now: i64) -> StoreResult<super::Tell> {
+        let new = super::NewTell {
+            tell_id: &self.tell_id,
+            session_id,
+            from_team: &self.from_team,
+            to_team: &self.to_team,
+            kind: self.kind,
+            text: &self.text,
+            parent_tell_id: self.parent_tell_id.as_deref(),
+        };
+        // Without a key nothing can conflict: the tell is always the one just stored.
+        super::tells::insert_tell_in(conn, &new, None, None, now)?
+            .ok_or_else(|| StoreError::NotFound(format!("tell {} just stored", self.tell_id)))
+    }
+}
+
 impl WriteBatcher {
     /// [`SessionStore::insert_tell`] (no idempotency key, not a retry), in the next batch.
     pub async fn insert_tell(&self, t: &super::NewTell<'_>, now: i64) -> StoreResult<super::Tell> {
-        let (tell_id, session_id, from_team, to_team, kind, text, parent_tell_id) = (
-            t.tell_id.to_string(),
-            t.session_id.to_string(),
-            t.from_team.to_string(),
-            t.to_team.to_string(),
-            t.kind,
-            t.text.to_string(),
-            t.parent_tell_id.map(str::to_string),
-        );
-        self.write(move |conn| {
-            let new = super::NewTell {
-                tell_id: &tell_id,
-                session_id: &session_id,
-                from_team: &from_team,
-                to_team: &to_team,
-                kind,
-                text: &text,
-                parent_tell_id: parent_tell_id.as_deref(),
-            };
-            // Without a key nothing can conflict: the tell is always the one just stored.
-            super::tells::insert_tell_in(conn, &new, None, None, now)?
-                .ok_or_else(|| StoreError::NotFound(format!("tell {tell_id} just stored")))
-        })
-        .await
+        let t = OwnedTell::new(t);
+        self.write(move |conn| t.insert(conn, &t.session_id, now))
+            .await
     }
 }
 
@@ -334,42 +354,28 @@ impl WriteBatcher {
         limits: Option<TellLimits>,
         now: i64,
     ) -> StoreResult<PairInsert> {
-        let (tell_id, from_team, to_team, kind, text, parent_tell_id) = (
-            t.tell_id.to_string(),
-            t.from_team.to_string(),
-            t.to_team.to_string(),
-            t.kind,
-            t.text.to_string(),
-            t.parent_tell_id.map(str::to_string),
-        );
+        let t = OwnedTell::new(t);
         self.write(move |conn| {
+            let (from_team, to_team) = (&t.from_team, &t.to_team);
             let session_id: Option<String> = conn
                 .prepare_cached(
                     "SELECT session_id FROM sessions WHERE from_team = ?1 AND to_team = ?2",
                 )?
-                .query_row([&from_team, &to_team], |r| r.get(0))
+                .query_row([from_team, to_team], |r| r.get(0))
                 .optional()?;
             let Some(session_id) = session_id else {
                 return Ok(PairInsert::NoSession);
             };
             if let Some(l) = limits {
-                if let Some(hit) = limit_hit(conn, &from_team, &to_team, text.len(), &l, now)? {
+                if let Some(hit) = limit_hit(conn, from_team, to_team, t.text.len(), &l, now)? {
                     return Ok(PairInsert::Limited(hit));
                 }
             }
-            let new = super::NewTell {
-                tell_id: &tell_id,
-                session_id: &session_id,
-                from_team: &from_team,
-                to_team: &to_team,
-                kind,
-                text: &text,
-                parent_tell_id: parent_tell_id.as_deref(),
-            };
-            // Without a key nothing can conflict: the tell is always the one just stored.
-            super::tells::insert_tell_in(conn, &new, None, None, now)?
-                .map(|t| PairInsert::Stored(Box::new(t)))
-                .ok_or_else(|| StoreError::NotFound(format!("tell {tell_id} just stored")))
+            Ok(PairInsert::Stored(Box::new(t.insert(
+                conn,
+                &session_id,
+                now,
+            )?)))
         })
         .await
     }
