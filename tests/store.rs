@@ -589,6 +589,16 @@ fn database_at(path: &Path, version: i64, fill: impl FnOnce(&rusqlite::Transacti
     tx.commit().expect("commit");
 }
 
+/// The names of the indexes of `table`.
+fn indexes_of(c: &Connection, table: &str) -> Vec<String> {
+    c.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ?1")
+        .expect("prepare")
+        .query_map([table], |r| r.get(0))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows")
+}
+
 /// Applies the embedded migrations 1 to `version` and records them.
 fn migrate_to(tx: &rusqlite::Transaction<'_>, version: i64) {
     tx.execute_batch(
@@ -1196,13 +1206,7 @@ fn migration_11_keeps_every_tell_of_a_version_10_database() {
     assert_eq!(store.schema_version().expect("version"), SCHEMA_VERSION);
     let c = Connection::open(&path).expect("raw");
     assert_eq!(dump(&c), before, "every tell keeps every value");
-    let indexes: Vec<String> = c
-        .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'tells'")
-        .expect("prepare")
-        .query_map([], |r| r.get(0))
-        .expect("query")
-        .collect::<Result<_, _>>()
-        .expect("rows");
+    let indexes = indexes_of(&c, "tells");
     assert!(
         !indexes
             .iter()
@@ -1313,13 +1317,7 @@ fn migration_12_keeps_every_session_and_event_of_a_version_11_database() {
     );
     assert_eq!(events(&raw), events_before, "every event is kept");
     assert_eq!(totals(&raw), totals_before, "the totals are kept");
-    let indexes: Vec<String> = raw
-        .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events'")
-        .expect("prepare")
-        .query_map([], |r| r.get(0))
-        .expect("query")
-        .collect::<Result<_, _>>()
-        .expect("rows");
+    let indexes = indexes_of(&raw, "events");
     assert_eq!(indexes, ["events_by_tell"]);
     let timeline = store.tell_events("tell-2").expect("timeline");
     assert_eq!(
