@@ -120,7 +120,9 @@ pub fn read_session_id(conn: &Connection, session_id: &str) -> StoreResult<Optio
 }
 
 /// `UPDATE sessions SET {set} WHERE session_id = ?1` on `conn` (which may be a transaction);
-/// returns the session as it is then.
+/// returns the session as it is then. A `set` that writes a counter of [`Counters`] outright
+/// must fold the session's pending row first, in the same transaction (see
+/// `finish_compaction`): the totals' row trigger skips a session with a pending row.
 pub fn update_in(
     conn: &Connection,
     session_id: &str,
