@@ -589,6 +589,13 @@ fn database_at(path: &Path, version: i64, fill: impl FnOnce(&rusqlite::Transacti
     tx.commit().expect("commit");
 }
 
+/// A compaction policy under which no session of the migration tests is due.
+const NONE_DUE: DueQuery = DueQuery {
+    max_messages: 100,
+    stale_messages: 100,
+    stale_before: 0,
+};
+
 /// The names of the indexes of `table`.
 fn indexes_of(c: &Connection, table: &str) -> Vec<String> {
     c.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ?1")
@@ -1355,13 +1362,7 @@ fn migration_12_keeps_every_session_and_event_of_a_version_11_database() {
         pending,
         ["Integer(8)|Integer(2)|Integer(5)|Integer(6)|Real(0.5)|Integer(99999)|Null"]
     );
-    let stats = store
-        .stats(DueQuery {
-            max_messages: 100,
-            stale_messages: 100,
-            stale_before: 0,
-        })
-        .expect("stats");
+    let stats = store.stats(NONE_DUE).expect("stats");
     let folded_messages: i64 = (0..30).map(|i| i * 3 % 17).sum();
     assert_eq!(stats.total_messages, folded_messages + 2);
     assert_eq!(store.fold_pending(100).expect("fold"), 1);
@@ -1371,13 +1372,7 @@ fn migration_12_keeps_every_session_and_event_of_a_version_11_database() {
         "the fold changes nothing a reader sees"
     );
     assert!(dump_rows(&raw, "SELECT * FROM session_pending").is_empty());
-    let stats_after = store
-        .stats(DueQuery {
-            max_messages: 100,
-            stale_messages: 100,
-            stale_before: 0,
-        })
-        .expect("stats");
+    let stats_after = store.stats(NONE_DUE).expect("stats");
     assert_eq!(stats_after.total_messages, stats.total_messages);
 
     // Retention walks the oldest ids: the events before 200 ms go, the rest stay.
@@ -1451,13 +1446,7 @@ fn counters_a_killed_process_left_pending_are_read_and_then_folded() {
         ],
         "in the rows themselves"
     );
-    let stats = store
-        .stats(DueQuery {
-            max_messages: 100,
-            stale_messages: 100,
-            stale_before: 0,
-        })
-        .expect("stats");
+    let stats = store.stats(NONE_DUE).expect("stats");
     assert_eq!(
         (stats.total_messages, stats.total_input_tokens),
         (6, 100),

@@ -386,25 +386,22 @@ mod tests {
         drop(bus);
         // A tell whose activity another bus stored (another process, a restart): counted from
         // what is stored.
-        let bus = EventBus::new(
-            store.clone(),
-            EventLimits {
-                max_events_per_tell: 3,
-                max_bytes_per_tell: 1 << 20,
-            },
-        );
+        let another_bus = || {
+            EventBus::new(
+                store.clone(),
+                EventLimits {
+                    max_events_per_tell: 3,
+                    max_bytes_per_tell: 1 << 20,
+                },
+            )
+        };
+        let bus = another_bus();
         bus.publish(NewEvent::pair("a", "b", EventKind::TellDelivered).tell(Some("u")));
         bus.publish(text("u", "first"));
         bus.publish(text("u", "second"));
         bus.flush().await;
         drop(bus);
-        let bus = EventBus::new(
-            store.clone(),
-            EventLimits {
-                max_events_per_tell: 3,
-                max_bytes_per_tell: 1 << 20,
-            },
-        );
+        let bus = another_bus();
         for i in 0..3 {
             bus.publish(text("u", &format!("more {i}")));
         }
