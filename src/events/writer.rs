@@ -21,6 +21,21 @@ const TRACKED_TELLS: usize = 4096;
 /// Attempts at a batch the database refuses for a reason that can pass.
 const ATTEMPTS: u32 = 5;
 
+/// Starts counting `tell` in `tells` (its activity so far from `known`) unless it is counted
+/// already; past [`TRACKED_TELLS`] the counts start over.
+fn track(
+    tells: &mut HashMap<String, TellActivity>,
+    tell: &str,
+    known: impl FnOnce() -> TellActivity,
+) {
+    if !tells.contains_key(tell) {
+        if tells.len() >= TRACKED_TELLS {
+            tells.clear();
+        }
+        tells.insert(tell.to_string(), known());
+    }
+}
+
 pub(super) struct Writer {
     pub(super) queued_bytes: Arc<AtomicUsize>,
     pub(super) store: SessionStore,
@@ -125,12 +140,7 @@ impl Writer {
         let (EventKind::TellDelivered, Some(tell)) = (&e.kind, e.tell_id.as_deref()) else {
             return;
         };
-        if !self.tells.contains_key(tell) {
-            if self.tells.len() >= TRACKED_TELLS {
-                self.tells.clear();
-            }
-            self.tells.insert(tell.to_string(), TellActivity::default());
-        }
+        track(&mut self.tells, tell, TellActivity::default);
     }
 
     /// Whether the row is stored, given its tell's bound.
@@ -139,16 +149,12 @@ impl Writer {
         let Some(tell) = e.tell_id.as_deref().filter(|_| e.kind.is_activity()) else {
             return Admit::Store;
         };
-        if !self.tells.contains_key(tell) {
-            if self.tells.len() >= TRACKED_TELLS {
-                self.tells.clear();
-            }
-            let known = self.store.tell_activity(tell).unwrap_or_else(|err| {
+        track(&mut self.tells, tell, || {
+            self.store.tell_activity(tell).unwrap_or_else(|err| {
                 tracing::warn!(tell, error = %err, "cannot read a tell's stored activity");
                 TellActivity::default()
-            });
-            self.tells.insert(tell.to_string(), known);
-        }
+            })
+        });
         let Some(act) = self.tells.get_mut(tell) else {
             return Admit::Store;
         };
