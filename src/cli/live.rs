@@ -66,6 +66,16 @@ where
         .build()
         .map_err(|e| Error::Other(format!("cannot start the async runtime: {e}")))?;
     runtime.block_on(async move {
+        // The handlers first: recovery below may start a turn at once, and a signal that came
+        // before the wait below was first polled took its default action (killed the command,
+        // its agents left behind) instead of stopping them.
+        let mut watch = match signals.watch() {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot install signal handlers; Ctrl-C will not stop agents cleanly");
+                Signals::None.watch().map_err(|e| Error::Other(e.to_string()))?
+            }
+        };
         let router = Router::new(manager);
         router.wait_when_busy(busy_wait);
         if let Some(pair) = pair {
@@ -78,7 +88,7 @@ where
             .map_err(|e| Error::Other(format!("cannot serve MCP to spawned agents: {e}")))?;
         let result = tokio::select! {
             r = body(router.clone()) => r.map(Ended::Done),
-            sig = signals.wait() => {
+            sig = watch.recv() => {
                 eprintln!("{sig}: stopping; running turns get {} to finish",
                     switchboard::util::format_duration(router.manager().config().settings.shutdown_grace));
                 Ok(Ended::Signal(sig))
