@@ -239,6 +239,118 @@ async fn twenty_tells_on_one_pair_are_answered_in_order() {
     env.assert_no_agents();
 }
 
+/// A tell to a pair whose agent is up and waiting is delivered in the write that stores it
+/// (handed over): its events still come in order, each tell is answered, and the counter shows
+/// the hand-over happened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tells_to_a_waiting_agent_are_handed_over_with_their_events_in_order() {
+    let env = Env::new("", "");
+    let r = env.router();
+    let first = r.tell("a", "b", "first", FOREVER).await.expect("first");
+    assert_eq!(first.state, TellState::Answered);
+    let mut tells = Vec::new();
+    for i in 0..20 {
+        let text = format!("m{i}");
+        let t = r.tell("a", "b", &text, FOREVER).await.expect("tell");
+        assert_eq!(t.state, TellState::Answered, "{t:?}");
+        assert_eq!(t.answer, Some(format!("echo: {text}")));
+        tells.push(t);
+    }
+    let handed = r.counters().handed_over.load(Ordering::Relaxed);
+    assert!(
+        handed >= 10,
+        "tells to a waiting agent are handed over (20 sent one at a time, {handed} handed over)"
+    );
+    r.manager().events().flush().await;
+    for t in &tells {
+        let events = r.manager().store().tell_events(&t.tell_id).expect("events");
+        let types: Vec<&str> = events.iter().map(|e| e.kind.type_name()).collect();
+        let at = |name: &str| {
+            let found: Vec<usize> = (0..types.len()).filter(|&i| types[i] == name).collect();
+            assert_eq!(
+                found.len(),
+                1,
+                "one {name} event of {}: {types:?}",
+                t.tell_id
+            );
+            found[0]
+        };
+        let (queued, delivered, answered) =
+            (at("tell_queued"), at("tell_delivered"), at("tell_answered"));
+        assert!(
+            queued < delivered && delivered < answered,
+            "queued, delivered, answered, in that order: {types:?}"
+        );
+        assert!(
+            !types.contains(&"agent_spawning"),
+            "the agent was up: {types:?}"
+        );
+    }
+    let s = r.manager().get("a", "b").expect("get").expect("session");
+    assert_eq!(s.message_count, 21);
+    assert_eq!(s.process_state, ProcessState::Idle);
+    assert_eq!(s.current_tell_id, None);
+    r.shutdown().await;
+    env.assert_no_agents();
+}
+
+/// A tell another process queued while the pair's agent waited (not yet seen here) keeps its
+/// place: a tell submitted here after it, to the waiting agent, is not handed over ahead of
+/// it but answered after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tell_queued_elsewhere_first_is_answered_before_a_handed_over_one() {
+    // A long tick: the worker does not look at the queue on its own meanwhile.
+    let env = Env::new("health_check_interval = \"1h\"", "");
+    let r = env.router();
+    r.tell("a", "b", "first", FOREVER).await.expect("first");
+    // Queued with no wake-up of this router's worker, as by another process.
+    let other = SessionManager::open(Arc::clone(&env.config)).expect("open");
+    for round in 0..10 {
+        let elsewhere = switchboard::router::queue_tell(
+            &other,
+            "a",
+            "b",
+            TellKind::Tell,
+            &format!("elsewhere {round}"),
+            None,
+        )
+        .expect("queue elsewhere");
+        let here = r
+            .tell("a", "b", &format!("here {round}"), FOREVER)
+            .await
+            .expect("tell here");
+        let elsewhere = r
+            .wait_for(&elsewhere.tell_id, FOREVER)
+            .await
+            .expect("wait elsewhere");
+        assert_eq!(elsewhere.state, TellState::Answered, "{elsewhere:?}");
+        assert_eq!(here.state, TellState::Answered, "{here:?}");
+        assert!(
+            elsewhere.answered_at.expect("answered") <= here.delivered_at.expect("delivered"),
+            "round {round}: the tell queued first is answered before the next one is delivered: \
+             {elsewhere:?} {here:?}"
+        );
+        // The same, to the event (milliseconds can tie).
+        r.manager().events().flush().await;
+        let delivered = |id: &str| {
+            r.manager()
+                .store()
+                .tell_events(id)
+                .expect("events")
+                .iter()
+                .find(|e| e.kind.type_name() == "tell_delivered")
+                .map(|e| e.id)
+                .expect("a tell_delivered event")
+        };
+        assert!(
+            delivered(&elsewhere.tell_id) < delivered(&here.tell_id),
+            "round {round}: delivered in the order queued"
+        );
+    }
+    r.shutdown().await;
+    env.assert_no_agents();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_mid_turn_fails_the_tell_and_the_next_tell_resumes() {
     let env = Env::new("", "");

@@ -552,12 +552,13 @@ pub fn timing(t: &Tell) -> String {
 }
 
 /// Prints a tell (as stored, or as a server sent it): the answer on stdout and a summary on
-/// stderr, or the JSON. Ok when answered (or queued, for a tell not waited for); a failed or
-/// cancelled tell is an error (exit 1) after its output.
+/// stderr, or the JSON. Ok when answered (or still open, for a tell not waited for: a server
+/// hands a tell to a waiting agent in the write that stores it, so it can come back
+/// `delivered`); a failed or cancelled tell is an error (exit 1) after its output.
 fn print_tell(ctx: &Ctx, answer: &TellAnswer, waited: bool) -> Result<ExitCode, Error> {
     let t = &answer.tell;
     let state = t.state;
-    let ok = state == TellState::Answered || (!waited && state == TellState::Queued);
+    let ok = state == TellState::Answered || (!waited && !state.is_final());
     let id = &t.tell_id;
     let failure = || {
         let why = t.error.clone().unwrap_or_default();

@@ -13,7 +13,7 @@ pub use callers::{AGENT_TOOL_TIMEOUT_MS, MCP_SERVER_NAME};
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,8 +24,8 @@ use crate::agent::supervisor::{LiveAgent, Supervisor};
 use crate::events::{EventKind, NewEvent};
 use crate::session::{SessionError, SessionManager};
 use crate::store::{
-    LimitHit, NewTell, PairInsert, Session, StoreError, Tell, TellKind, TellLimits, TellOutcome,
-    TellState,
+    Handoff, LimitHit, NewTell, PairInsert, Session, StoreError, Tell, TellKind, TellLimits,
+    TellOutcome, TellState,
 };
 use crate::util::now_ms;
 
@@ -183,11 +183,41 @@ pub struct Counters {
     pub write_retries: AtomicU64,
     /// Tells found `delivered` with no live Switchboard process delivering them, and failed.
     pub swept: AtomicU64,
+    /// Tells delivered in the write that stored them: the pair's agent was up and waiting,
+    /// with nothing else open (one write and one wake-up fewer than a queued tell).
+    pub handed_over: AtomicU64,
 }
 
 struct WorkerHandle {
     tx: mpsc::UnboundedSender<Cmd>,
     interrupt: Arc<Interrupt>,
+    /// See [`worker::ready`].
+    ready: Arc<AtomicU8>,
+}
+
+/// A claim on a waiting worker ([`Router::claim_worker`]): its word goes to the worker exactly
+/// once, [`Cmd::Run`] with a begun turn or [`Cmd::Released`] (also when it is dropped unused).
+struct Claim {
+    tx: Option<mpsc::UnboundedSender<Cmd>>,
+}
+
+impl Claim {
+    fn settle(mut self, begun: Option<(Tell, Session)>) {
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send(match begun {
+                Some(b) => Cmd::Run(Box::new(b)),
+                None => Cmd::Released,
+            });
+        }
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send(Cmd::Released);
+        }
+    }
 }
 
 /// A request to interrupt one tell. Naming the tell keeps a request that arrives just after
@@ -566,17 +596,31 @@ impl Router {
         if !self.inner.accepting.load(Ordering::SeqCst) {
             return Err(RouterError::ShuttingDown);
         }
-        let tell = queue_tell_batched(&self.inner.manager, from, to, kind, text, options).await?;
-        tracing::debug!(from, to, tell_id = %tell.tell_id, "tell queued");
-        if !tell.state.is_final() {
-            let mut w = self.lock_waiters();
-            if w.open_here.len() >= OPEN_HERE {
-                w.open_here.clear();
+        // A message to a pair whose agent waits, with nothing else open: delivered in the
+        // write that stores it, and handed to the worker from there.
+        let handoff = match plain(options) && kind == TellKind::Tell {
+            true => self.claim_worker(from, to),
+            false => None,
+        };
+        let (tell, begun) =
+            queue_tell_batched(&self.inner.manager, from, to, kind, text, options, handoff).await?;
+        tracing::debug!(from, to, tell_id = %tell.tell_id, begun, "tell queued");
+        if !begun {
+            if !tell.state.is_final() {
+                self.note_open_here(&tell.tell_id);
             }
-            w.open_here.insert(tell.tell_id.clone());
+            self.wake_worker(from, to);
         }
-        self.wake_worker(from, to);
         Ok(tell)
+    }
+
+    /// A tell queued here: its end is announced here ([`Waiters::open_here`]).
+    fn note_open_here(&self, tell_id: &str) {
+        let mut w = self.lock_waiters();
+        if w.open_here.len() >= OPEN_HERE {
+            w.open_here.clear();
+        }
+        w.open_here.insert(tell_id.to_string());
     }
 
     /// Queues a copy of an ended tell that failed or was cancelled (an interrupted tell is
@@ -853,6 +897,33 @@ impl Router {
         let _ = self.worker(from, to).send(Cmd::Wake);
     }
 
+    /// The pair's worker, if it waits with its agent up: claimed, it takes the tell about to
+    /// be stored straight from the write that stores it (see `store::Handoff`), and acts on
+    /// nothing else until that write's word reaches it.
+    fn claim_worker(&self, from: &str, to: &str) -> Option<Handoff> {
+        let workers = self.lock_workers();
+        let w = workers.get(&pair_key(from, to))?;
+        w.ready
+            .compare_exchange(
+                worker::ready::READY,
+                worker::ready::CLAIMED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .ok()?;
+        let claim = Claim {
+            tx: Some(w.tx.clone()),
+        };
+        let router = self.clone();
+        Some(Box::new(move |begun: Option<(Tell, Session)>| {
+            // Before the worker has it (it could end before the caller hears it is stored).
+            if let Some((t, _)) = &begun {
+                router.note_open_here(&t.tell_id);
+            }
+            claim.settle(begun)
+        }))
+    }
+
     fn worker(&self, from: &str, to: &str) -> mpsc::UnboundedSender<Cmd> {
         let mut workers = self.lock_workers();
         if let Some(w) = workers.get(&pair_key(from, to)) {
@@ -862,6 +933,7 @@ impl Router {
         }
         let (tx, rx) = mpsc::unbounded_channel();
         let interrupt = Arc::new(Interrupt::default());
+        let ready = Arc::new(AtomicU8::new(worker::ready::BUSY));
         let worker = Worker::new(
             self.clone(),
             from.to_string(),
@@ -869,6 +941,7 @@ impl Router {
             rx,
             Arc::clone(&interrupt),
             self.inner.shutdown.subscribe(),
+            Arc::clone(&ready),
         );
         let task = tokio::spawn(worker.run());
         self.inner
@@ -881,6 +954,7 @@ impl Router {
             WorkerHandle {
                 tx: tx.clone(),
                 interrupt,
+                ready,
             },
         );
         tx
@@ -1011,38 +1085,47 @@ pub fn queue_tell_with(
 /// [`queue_tell_with`] for a caller that can wait without holding its thread: a tell without
 /// a key goes through the store's batch-write thread (`SessionManager::insert_tell_batched`),
 /// with the writes of other pairs' tells and turns meanwhile. Stored when this returns.
-pub async fn queue_tell_batched(
+/// With a `handoff` (a plain tell only), a tell whose pair has a session and nothing else open
+/// is delivered in the same write and goes to `handoff` (true comes back: its queued event is
+/// left to whoever takes it); `handoff` always hears what happened, once.
+async fn queue_tell_batched(
     m: &SessionManager,
     from: &str,
     to: &str,
     kind: TellKind,
     text: &str,
     options: &TellOptions<'_>,
-) -> RouterResult<Tell> {
+    handoff: Option<Handoff>,
+) -> RouterResult<(Tell, bool)> {
     if plain(options) {
-        if let Some(t) = queue_for_pair(m, from, to, kind, text, options).await? {
-            publish_queued(m, &t);
-            return Ok(t);
+        match queue_for_pair(m, from, to, kind, text, options, handoff).await? {
+            Some((t, true)) => return Ok((t, true)),
+            Some((t, false)) => {
+                publish_queued(m, &t);
+                return Ok((t, false));
+            }
+            None => {}
         }
     }
     let ids = match check_tell(m, from, to, kind, text, options)? {
-        Checked::Stored(t) => return Ok(*t),
+        Checked::Stored(t) => return Ok((*t, false)),
         Checked::New(ids) => ids,
     };
     let new = ids.tell(from, to, kind, text, options);
     if !plain(options) {
-        return insert_keyed(m, &new, to, kind, text, options);
+        return Ok((insert_keyed(m, &new, to, kind, text, options)?, false));
     }
     let t = m.insert_tell_batched(&new).await?;
     publish_queued(m, &t);
-    Ok(t)
+    Ok((t, false))
 }
 
 /// A plain tell (see [`plain`]) of a pair whose session exists: the checks that need no
 /// store here, then the session, the limits and the insert in one write of the batch thread,
 /// on its connection (the reads of [`check_tell`] cost more on a reader, whose cache every
 /// commit empties). `None` when the pair has no session yet: [`check_tell`] creates it (after
-/// the limits, so a refused tell leaves nothing behind).
+/// the limits, so a refused tell leaves nothing behind). With the tell, whether its turn began
+/// in that write (only with a `handoff`, which hears of it).
 async fn queue_for_pair(
     m: &SessionManager,
     from: &str,
@@ -1050,7 +1133,8 @@ async fn queue_for_pair(
     kind: TellKind,
     text: &str,
     options: &TellOptions<'_>,
-) -> RouterResult<Option<Tell>> {
+    handoff: Option<Handoff>,
+) -> RouterResult<Option<(Tell, bool)>> {
     let limits = (kind == TellKind::Tell).then(|| tell_limits(m));
     if limits.is_some() {
         check_message(text, m.config().settings.max_message_bytes)?;
@@ -1071,8 +1155,12 @@ async fn queue_for_pair(
         text,
         parent_tell_id: options.parent_tell_id,
     };
-    match m.insert_tell_for_pair_batched(&new, limits).await? {
-        PairInsert::Stored(t) => Ok(Some(*t)),
+    match m
+        .insert_tell_for_pair_batched(&new, limits, handoff)
+        .await?
+    {
+        PairInsert::Stored(t) => Ok(Some((*t, false))),
+        PairInsert::Begun(b) => Ok(Some((b.0, true))),
         PairInsert::NoSession => Ok(None),
         PairInsert::Limited(hit) => Err(limit_error(m, from, to, text, hit, now_ms())),
     }

@@ -3,7 +3,8 @@
 //! events until the result, and records everything through the SessionManager. Stops the agent
 //! when idle too long, when the pool needs its slot, or at shutdown.
 
-use std::sync::atomic::Ordering;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,6 +44,25 @@ pub(super) enum Cmd {
     Sleep(oneshot::Sender<RouterResult<bool>>),
     /// Stop the agent and start a new conversation.
     Reboot(oneshot::Sender<RouterResult<Session>>),
+    /// The word of whoever claimed the waiting worker ([`super::Router::claim_worker`]): a
+    /// tell stored with its turn begun, to run now.
+    Run(Box<(Tell, Session)>),
+    /// The word of whoever claimed the waiting worker: nothing begun (a tell may have been
+    /// queued).
+    Released,
+}
+
+/// Whether a worker takes a tell straight from the write that stores it
+/// ([`super::Router::claim_worker`]): [`READY`] only while it waits with its agent up and no
+/// command of its own pending.
+pub(super) mod ready {
+    /// Running, starting, stopping, or without an agent.
+    pub const BUSY: u8 = 0;
+    /// Waiting with its agent up: a submitter may claim it.
+    pub const READY: u8 = 1;
+    /// Claimed: the claimer's word ([`super::Cmd::Run`] or [`super::Cmd::Released`]) always
+    /// comes, and the worker acts on nothing else (it stops no agent) before it does.
+    pub const CLAIMED: u8 = 2;
 }
 
 struct Live {
@@ -70,6 +90,10 @@ pub(super) struct Worker {
     tell_hint: Option<String>,
     /// What the worker knows of its pair's queue without reading it (see [`QueueHint`]).
     pub(super) queue_hint: QueueHint,
+    /// See [`ready`]; shared with the router's handle of this worker.
+    ready: Arc<AtomicU8>,
+    /// Commands that came while a claim was settling, handled before the next wait.
+    deferred: VecDeque<Cmd>,
 }
 
 /// What a worker knows of its pair's queue without reading it, for its next look only.
@@ -121,6 +145,7 @@ impl Worker {
         rx: mpsc::UnboundedReceiver<Cmd>,
         interrupt: Arc<Interrupt>,
         shutdown: watch::Receiver<bool>,
+        ready: Arc<AtomicU8>,
     ) -> Self {
         Self {
             router,
@@ -132,6 +157,8 @@ impl Worker {
             agent: None,
             tell_hint: None,
             queue_hint: QueueHint::Unknown,
+            ready,
+            deferred: VecDeque::new(),
         }
     }
 
@@ -189,9 +216,28 @@ impl Worker {
                 },
             }
             self.mark_idle();
-            match self.wait_idle().await {
+            let idle = match self.deferred.pop_front() {
+                Some(cmd) => Idle::Cmd(Some(cmd)),
+                None => {
+                    let take = self.agent_live();
+                    if take {
+                        self.ready.store(ready::READY, Ordering::Release);
+                    }
+                    let idle = self.wait_idle().await;
+                    if take && self.ready.swap(ready::BUSY, Ordering::AcqRel) == ready::CLAIMED {
+                        match self.settle_claim(idle).await {
+                            Some(idle) => idle,
+                            None => continue,
+                        }
+                    } else {
+                        idle
+                    }
+                }
+            };
+            match idle {
                 Idle::Cmd(None) | Idle::Shutdown => break,
-                Idle::Cmd(Some(Cmd::Wake)) => self.queue_hint = QueueHint::Queued,
+                Idle::Cmd(Some(Cmd::Wake | Cmd::Released)) => self.queue_hint = QueueHint::Queued,
+                Idle::Cmd(Some(Cmd::Run(begun))) => self.take_begun(*begun).await,
                 Idle::Cmd(Some(cmd)) => self.handle(cmd).await,
                 Idle::TimedOut => self.stop_agent("idle", None).await,
                 Idle::Evicted => {
@@ -204,9 +250,15 @@ impl Worker {
         }
         self.stop_agent("shutdown", None).await;
         // Answer whatever command is still waiting.
-        while let Ok(cmd) = self.rx.try_recv() {
+        while let Some(cmd) = self
+            .deferred
+            .pop_front()
+            .or_else(|| self.rx.try_recv().ok())
+        {
             match cmd {
-                Cmd::Wake => {}
+                Cmd::Wake | Cmd::Released => {}
+                // Never sent now: a claim is settled before the worker acts on anything else.
+                Cmd::Run(begun) => self.take_begun(*begun).await,
                 Cmd::Start(tx) => drop(tx.send(Err(RouterError::ShuttingDown))),
                 Cmd::Sleep(tx) => drop(tx.send(Err(RouterError::ShuttingDown))),
                 Cmd::Reboot(tx) => drop(tx.send(Err(RouterError::ShuttingDown))),
@@ -256,6 +308,76 @@ impl Worker {
         }
     }
 
+    /// The worker was claimed while it waited (`idle` is what woke it): the claimer's write
+    /// decides, and its word always comes. A turn it began runs now, and `None` comes back
+    /// (what woke the worker meanwhile is stale, or comes again). Otherwise what woke the
+    /// worker comes back to handle as usual (`None` when that was the word itself), and the
+    /// queue is read next. Other commands that come first wait in `deferred`.
+    async fn settle_claim(&mut self, idle: Idle) -> Option<Idle> {
+        let (mut first, stash) = match idle {
+            Idle::Cmd(Some(cmd)) => (Some(cmd), None),
+            other => (None, Some(other)),
+        };
+        loop {
+            let cmd = match first.take() {
+                Some(cmd) => cmd,
+                None => match self.rx.recv().await {
+                    Some(cmd) => cmd,
+                    // The router is gone: so is the claimer.
+                    None => return stash.or(Some(Idle::Cmd(None))),
+                },
+            };
+            match cmd {
+                Cmd::Run(begun) => {
+                    self.take_begun(*begun).await;
+                    return None;
+                }
+                Cmd::Released => {
+                    self.queue_hint = QueueHint::Queued;
+                    return stash;
+                }
+                Cmd::Wake => self.queue_hint = QueueHint::Queued,
+                other => self.deferred.push_back(other),
+            }
+        }
+    }
+
+    /// A tell stored with its turn begun, handed over by the write that stored it: runs the
+    /// turn on this worker's agent.
+    async fn take_begun(&mut self, (tell, session): (Tell, Session)) {
+        let router = self.router.clone();
+        let m = router.manager();
+        // Its caller left the event to the worker: it comes before the delivery's.
+        super::publish_queued(m, &tell);
+        let session_id = session.session_id.clone();
+        let Some(tell) = m.turn_begun(Some((tell, session))) else {
+            return;
+        };
+        router
+            .inner
+            .counters
+            .handed_over
+            .fetch_add(1, Ordering::Relaxed);
+        if self
+            .agent
+            .as_ref()
+            .is_none_or(|a| a.session_id != session_id)
+        {
+            // Not reached: a claimed worker keeps its agent until the claim is settled.
+            self.fail_turn(
+                &tell,
+                &session_id,
+                "internal error: the pair's agent was not up when the tell's turn began; \
+                 it was not sent (retry it)",
+                "crash",
+            )
+            .await;
+            return;
+        }
+        self.run_begun(tell, session_id).await;
+        self.tell_hint = None;
+    }
+
     fn heartbeat(&self) {
         if let Some(a) = &self.agent {
             if let Err(e) = self.router.manager().heartbeat(&a.session_id) {
@@ -266,7 +388,8 @@ impl Worker {
 
     async fn handle(&mut self, cmd: Cmd) {
         match cmd {
-            Cmd::Wake => {}
+            Cmd::Wake | Cmd::Released => self.queue_hint = QueueHint::Queued,
+            Cmd::Run(begun) => self.take_begun(*begun).await,
             Cmd::Start(tx) => {
                 let r = match self.ensure_agent(false).await {
                     Ok(_) => self.probe_ready().await,
@@ -738,7 +861,10 @@ impl Worker {
         let mut said = None;
         let mut interrupted = false;
         let mut interrupt_deadline: Option<Instant> = None;
-        let mut shutdown_deadline: Option<Instant> = None;
+        // A turn handed over as shutdown began (see `settle_claim`) gets the grace at once: the
+        // change was seen already.
+        let mut shutdown_deadline: Option<Instant> =
+            (*self.shutdown.borrow()).then(|| Instant::now() + settings.shutdown_grace);
         let mut last_output = Instant::now();
         // When the agent last printed is for people (`sessions show`): stored at most once per
         // RESPONSE_WRITE_EVERY while a turn runs (a commit per line would cost more than the

@@ -145,6 +145,11 @@ pub fn metrics(router: &Router, m: &Metrics, started_at_ms: i64) -> String {
             "Agent output lines that were not events.",
             &c.bad_lines,
         ),
+        (
+            "switchboard_tells_handed_over_total",
+            "Tells delivered in the write that stored them (their agent was waiting).",
+            &c.handed_over,
+        ),
     ] {
         header(&mut out, name, "counter", help);
         let _ = writeln!(out, "{name} {}", v.load(Ordering::Relaxed));

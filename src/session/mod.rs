@@ -518,7 +518,7 @@ impl SessionManager {
     }
 
     /// After a turn's start is stored: the pair's cache entry goes, the state is published.
-    fn turn_begun(
+    pub fn turn_begun(
         &self,
         begun: Option<(crate::store::Tell, Session)>,
     ) -> Option<crate::store::Tell> {
@@ -552,15 +552,18 @@ impl SessionManager {
     }
 
     /// [`Self::insert_tell_batched`] for a pair whose session exists: the session, the limits
-    /// and the insert in one write (see `WriteBatcher::insert_tell_for_pair`).
+    /// and the insert in one write (see `WriteBatcher::insert_tell_for_pair`). With a
+    /// `handoff`, a tell that finds its pair with nothing else open is delivered in that write,
+    /// and `handoff` gets it (call [`Self::turn_begun`] with it).
     pub async fn insert_tell_for_pair_batched(
         &self,
         t: &crate::store::NewTell<'_>,
         limits: Option<crate::store::TellLimits>,
+        handoff: Option<crate::store::Handoff>,
     ) -> SessionResult<crate::store::PairInsert> {
         Ok(self
             .batcher()?
-            .insert_tell_for_pair(t, limits, now_ms())
+            .insert_tell_for_pair(t, limits, handoff, now_ms())
             .await?)
     }
 

@@ -38,10 +38,15 @@ trait Job: Send {
     fn answer(self: Box<Self>, failed: Option<&Arc<StoreError>>);
 }
 
+/// What a write does on the batch thread once its fate is known, before its caller hears of it
+/// (see [`WriteBatcher::insert_tell_for_pair`]).
+type Then<R> = Box<dyn FnOnce(&StoreResult<R>) + Send>;
+
 struct Pending<R, F> {
     op: Option<F>,
     result: Option<StoreResult<R>>,
     reply: oneshot::Sender<StoreResult<R>>,
+    then: Option<Then<R>>,
 }
 
 impl<R, F> Job for Pending<R, F>
@@ -67,6 +72,9 @@ where
             (Some(Ok(v)), None) => Ok(v),
             (None, None) => Err(StoreError::BatchRolledBack),
         };
+        if let Some(then) = self.then {
+            then(&answer);
+        }
         // The caller may have gone (its task was dropped): nothing to tell.
         let _ = self.reply.send(answer);
     }
@@ -116,11 +124,23 @@ impl WriteBatcher {
         R: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
     {
+        self.write_then(op, None).await
+    }
+
+    /// [`Self::write`], and `then` runs on the batch thread with the write's result once the
+    /// batch committed (or failed), before the caller is answered; it runs even when the
+    /// caller has gone. Dropped unrun only when the batch thread is gone.
+    async fn write_then<R, F>(&self, op: F, then: Option<Then<R>>) -> StoreResult<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
+    {
         let (reply, answer) = oneshot::channel();
         let job: Box<dyn Job> = Box::new(Pending {
             op: Some(op),
             result: None,
             reply,
+            then,
         });
         self.tx
             .as_ref()
@@ -337,60 +357,101 @@ pub enum LimitHit {
 pub enum PairInsert {
     /// Stored, `queued`.
     Stored(Box<super::Tell>),
+    /// Stored and, in the same write, delivered: its turn has begun (asked for with a
+    /// [`Handoff`], and the pair had no other open tell). The tell as delivered, and its
+    /// session.
+    Begun(Box<(super::Tell, super::Session)>),
     /// The pair has no session yet: nothing stored.
     NoSession,
     /// Refused by a limit: nothing stored.
     Limited(LimitHit),
 }
 
+/// Whoever takes a tell whose turn [`WriteBatcher::insert_tell_for_pair`] began: called once,
+/// on the batch thread, with the tell as delivered and its session once that write is
+/// committed, or with `None` (nothing begun: the tell was queued, refused, or not stored).
+pub type Handoff = Box<dyn FnOnce(Option<(super::Tell, super::Session)>) + Send>;
+
 impl WriteBatcher {
     /// A new tell (no idempotency key, not a retry) of a pair whose session exists, in the next
     /// batch: the pair's session, the limits (for a message: `limits`) and the insert in one
     /// write, on the writer's connection (no reads before it on the caller's thread).
     /// `t.session_id` is ignored: the pair's is used.
+    ///
+    /// With a `handoff` (the pair's agent is up and waiting), a tell that finds no other open
+    /// tell of its pair is stored delivered, its turn begun ([`SessionStore::begin_turn`]) in
+    /// the same write: `handoff` gets it once that is committed, without a second write or a
+    /// wake-up in between. The order of a pair's tells holds: any open tell (queued here or by
+    /// another process) makes the new one wait its turn, queued.
     pub async fn insert_tell_for_pair(
         &self,
         t: &super::NewTell<'_>,
         limits: Option<TellLimits>,
+        handoff: Option<Handoff>,
         now: i64,
     ) -> StoreResult<PairInsert> {
         let t = OwnedTell::new(t);
-        self.write(move |conn| {
-            let (from_team, to_team) = (&t.from_team, &t.to_team);
-            let session_id: Option<String> = conn
-                .prepare_cached(
-                    "SELECT session_id FROM sessions WHERE from_team = ?1 AND to_team = ?2",
-                )?
-                .query_row([from_team, to_team], |r| r.get(0))
-                .optional()?;
-            let Some(session_id) = session_id else {
-                return Ok(PairInsert::NoSession);
-            };
-            if let Some(l) = limits {
-                if let Some(hit) = limit_hit(conn, from_team, to_team, t.text.len(), &l, now)? {
-                    return Ok(PairInsert::Limited(hit));
+        let begin = handoff.is_some();
+        let then = handoff.map(|h| -> Then<PairInsert> {
+            Box::new(move |r| h(r.as_ref().ok().and_then(PairInsert::begun)))
+        });
+        self.write_then(
+            move |conn| {
+                let (from_team, to_team) = (&t.from_team, &t.to_team);
+                let session_id: Option<String> = conn
+                    .prepare_cached(
+                        "SELECT session_id FROM sessions WHERE from_team = ?1 AND to_team = ?2",
+                    )?
+                    .query_row([from_team, to_team], |r| r.get(0))
+                    .optional()?;
+                let Some(session_id) = session_id else {
+                    return Ok(PairInsert::NoSession);
+                };
+                let load = match (limits, begin) {
+                    (None, false) => None,
+                    _ => Some(super::tells::open_tells_load_in(conn, from_team, to_team)?),
+                };
+                if let (Some(l), Some(load)) = (limits, load) {
+                    if let Some(hit) = limit_hit(conn, from_team, t.text.len(), &l, load, now)? {
+                        return Ok(PairInsert::Limited(hit));
+                    }
                 }
-            }
-            Ok(PairInsert::Stored(Box::new(t.insert(
-                conn,
-                &session_id,
-                now,
-            )?)))
-        })
+                let stored = t.insert(conn, &session_id, now)?;
+                if begin && load.is_some_and(|(open, _)| open == 0) {
+                    if let Some((tell, session)) =
+                        super::tells::begin_turn_in(conn, &session_id, &stored.tell_id, now)?
+                    {
+                        return Ok(PairInsert::Begun(Box::new((tell, session))));
+                    }
+                }
+                Ok(PairInsert::Stored(Box::new(stored)))
+            },
+            then,
+        )
         .await
     }
 }
 
-/// The first of `l` that a message of `len` bytes from `from` to `to` would pass.
+impl PairInsert {
+    /// The tell and session of a [`PairInsert::Begun`].
+    fn begun(&self) -> Option<(super::Tell, super::Session)> {
+        match self {
+            PairInsert::Begun(b) => Some((**b).clone()),
+            _ => None,
+        }
+    }
+}
+
+/// The first of `l` that a message of `len` bytes from `from` would pass; `load`: its pair's
+/// open tells and their bytes.
 fn limit_hit(
     conn: &Connection,
     from: &str,
-    to: &str,
     len: usize,
     l: &TellLimits,
+    (open, bytes): (i64, i64),
     now: i64,
 ) -> StoreResult<Option<LimitHit>> {
-    let (open, bytes) = super::tells::open_tells_load_in(conn, from, to)?;
     let open = u64::try_from(open).unwrap_or(0);
     let bytes = u64::try_from(bytes).unwrap_or(0);
     if open >= l.max_open {

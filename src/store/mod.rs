@@ -24,7 +24,7 @@ use r2d2::{Pool, PooledConnection};
 use r2d2_sqlite::SqliteConnectionManager;
 
 pub use approvals::{Approval, ApprovalQuery, NewApproval, SessionRule};
-pub use batch::{EndOfTurn, LimitHit, PairInsert, TellLimits, WriteBatcher, MAX_BATCH};
+pub use batch::{EndOfTurn, Handoff, LimitHit, PairInsert, TellLimits, WriteBatcher, MAX_BATCH};
 pub use checkpoint::{WalStats, WAL_BOUND_BYTES};
 pub use claim::{runtime_dir, ClaimHolder, DatabaseClaim};
 pub use dashboard::{HourCount, PairCounts, TeamDayCost, TellTotals};
