@@ -460,3 +460,92 @@ fn team_tell_with_an_idempotency_key_gives_the_same_tell() {
     server.stop();
     env.assert_no_agents();
 }
+
+/// Makes a named pipe at `path` (0600).
+fn mkfifo(path: &std::path::Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).expect("a path without NUL");
+    // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
+    let rc = unsafe { libc::mkfifo(c.as_ptr(), 0o600) };
+    assert_eq!(
+        rc,
+        0,
+        "mkfifo {}: {}",
+        path.display(),
+        std::io::Error::last_os_error()
+    );
+}
+
+/// The writing end of the named pipe `path`, once a reader waits at the other end (`None`
+/// while there is none: a non-blocking open fails then).
+fn fifo_writer(path: &std::path::Path) -> Option<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .ok()
+}
+
+/// A SIGTERM or SIGINT that reaches `serve` while it is still starting (recovery has already
+/// started the agent of a queued tell; the server does not listen yet) stops it as one that
+/// comes later does: exit 0, no agent left, the pair's lease given back, the tell ended with a
+/// reason. Before the fix the signal took its default action and killed the server outright.
+/// The server is held in that moment by its token file: a named pipe that gets the token only
+/// after the signal is sent.
+#[test]
+fn a_signal_while_serve_starts_stops_it_cleanly() {
+    for signal in [libc::SIGTERM, libc::SIGINT] {
+        let env = TestEnv::scripted_with_config("[settings]\nshutdown_grace = \"200ms\"\n");
+        let queued = env.run_json(&["tell", "frontend", "backend", "sleep:60000", "--async"]);
+        let id = queued["tell_id"].as_str().expect("tell id").to_string();
+        let token_file = env.db_path().with_file_name("server.token");
+        mkfifo(&token_file);
+        let mut child = env.spawn(&["serve", "--http", "127.0.0.1:0"]);
+
+        // The server waits for its token; recovery meanwhile gave the tell to an agent.
+        let mut writer = None;
+        let mut exited = None;
+        poll_until(WAIT, || {
+            exited = child.try_wait().expect("poll the server");
+            writer = fifo_writer(&token_file);
+            writer.is_some() || exited.is_some()
+        });
+        assert!(exited.is_none(), "serve exited early: {exited:?}");
+        let mut writer = writer.expect("serve reads its token file");
+        let processing = poll_until(WAIT, || {
+            env.session("frontend", "backend")
+                .is_some_and(|s| s.process_state.as_str() == "processing")
+        });
+        assert!(processing, "recovery did not start the queued tell's agent");
+        assert!(!env.agent_pids().is_empty());
+        assert!(
+            !env.db_path().with_file_name("server.json").exists(),
+            "the server is still starting"
+        );
+
+        send_signal(child.id(), signal);
+        // Then the token, and the end of the file: the server goes on starting (a server
+        // the signal killed is not there to read it).
+        let _ = std::io::Write::write_all(&mut writer, b"0123456789abcdef0123456789abcdef\n");
+        drop(writer);
+
+        let (code, _, err) = finish(child);
+        assert_eq!(code, Some(0), "signal {signal}: {err}");
+        env.assert_no_agents();
+        let s = env.session("frontend", "backend").expect("session");
+        assert_eq!(
+            s.owner_pid, None,
+            "signal {signal}: the lease is given back"
+        );
+        assert!(!env.db_path().with_file_name("server.json").exists());
+        let t = env.run_json(&["tells", "show", &id]);
+        assert_eq!(t["state"], "failed", "signal {signal}: {t}");
+        assert!(
+            t["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("shut down before the agent answered")),
+            "signal {signal}: {t}"
+        );
+    }
+}

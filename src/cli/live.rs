@@ -69,13 +69,7 @@ where
         // The handlers first: recovery below may start a turn at once, and a signal that came
         // before the wait below was first polled took its default action (killed the command,
         // its agents left behind) instead of stopping them.
-        let mut watch = match signals.watch() {
-            Ok(w) => w,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot install signal handlers; Ctrl-C will not stop agents cleanly");
-                Signals::None.watch().map_err(|e| Error::Other(e.to_string()))?
-            }
-        };
+        let mut watch = signals.watch_or_warn();
         let router = Router::new(manager);
         router.wait_when_busy(busy_wait);
         if let Some(pair) = pair {
