@@ -63,6 +63,16 @@ impl Signals {
 }
 
 impl Watch {
+    /// Moves the SIGINT handler out into a watch of its own, for a command that handles ^C
+    /// itself while SIGTERM still ends it (a waiting `tell`): this one keeps SIGTERM only. The
+    /// handler stays installed throughout, so no ^C in between takes its default action.
+    pub fn split_interrupt(&mut self) -> Watch {
+        Watch {
+            int: self.int.take(),
+            term: None,
+        }
+    }
+
     /// Resolves with the signal's name when one arrives.
     pub async fn recv(&mut self) -> &'static str {
         async fn next(s: &mut Option<tokio::signal::unix::Signal>) {
