@@ -1,5 +1,10 @@
 //! Shutdown signals in one place: SIGINT and SIGTERM end the wait; tests use
 //! [`Signals::none`], which never fires.
+//!
+//! The handlers are installed by [`Signals::watch`], before anything that can start an agent
+//! (recovery, a tell), and the same [`Watch`] is awaited later: a signal that came in between
+//! is not lost, and never takes its default action (killing the process, its agents left
+//! behind).
 
 /// Where shutdown requests come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,38 +21,6 @@ impl Signals {
     /// No signal handling.
     pub fn none() -> Self {
         Signals::None
-    }
-
-    /// Resolves with the signal's name when one arrives. Must be called inside a runtime.
-    pub async fn wait(self) -> &'static str {
-        match self {
-            Signals::None => std::future::pending().await,
-            Signals::TermOnly => {
-                use tokio::signal::unix::{signal, SignalKind};
-                let Ok(mut term) = signal(SignalKind::terminate()) else {
-                    tracing::warn!("cannot install a SIGTERM handler");
-                    return std::future::pending().await;
-                };
-                term.recv().await;
-                "SIGTERM"
-            }
-            Signals::Os => {
-                use tokio::signal::unix::{signal, SignalKind};
-                let (Ok(mut int), Ok(mut term)) = (
-                    signal(SignalKind::interrupt()),
-                    signal(SignalKind::terminate()),
-                ) else {
-                    tracing::warn!(
-                        "cannot install signal handlers; Ctrl-C will not stop agents cleanly"
-                    );
-                    return std::future::pending().await;
-                };
-                tokio::select! {
-                    _ = int.recv() => "SIGINT",
-                    _ = term.recv() => "SIGTERM",
-                }
-            }
-        }
     }
 }
 
@@ -74,9 +47,32 @@ impl Signals {
         };
         Ok(Watch { int, term })
     }
+
+    /// [`Signals::watch`], or (logged) a watch that never fires when the handlers cannot be
+    /// installed: the command then runs on, without a clean stop on a signal. Must be called
+    /// inside a runtime.
+    pub fn watch_or_warn(self) -> Watch {
+        self.watch().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot install signal handlers; Ctrl-C will not stop agents cleanly");
+            Watch {
+                int: None,
+                term: None,
+            }
+        })
+    }
 }
 
 impl Watch {
+    /// Moves the SIGINT handler out into a watch of its own, for a command that handles ^C
+    /// itself while SIGTERM still ends it (a waiting `tell`): this one keeps SIGTERM only. The
+    /// handler stays installed throughout, so no ^C in between takes its default action.
+    pub fn split_interrupt(&mut self) -> Watch {
+        Watch {
+            int: self.int.take(),
+            term: None,
+        }
+    }
+
     /// Resolves with the signal's name when one arrives.
     pub async fn recv(&mut self) -> &'static str {
         async fn next(s: &mut Option<tokio::signal::unix::Signal>) {

@@ -460,3 +460,114 @@ fn team_tell_with_an_idempotency_key_gives_the_same_tell() {
     server.stop();
     env.assert_no_agents();
 }
+
+/// Makes a named pipe at `path` (0600).
+fn mkfifo(path: &std::path::Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).expect("a path without NUL");
+    // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
+    let rc = unsafe { libc::mkfifo(c.as_ptr(), 0o600) };
+    assert_eq!(
+        rc,
+        0,
+        "mkfifo {}: {}",
+        path.display(),
+        std::io::Error::last_os_error()
+    );
+}
+
+/// The writing end of the named pipe `path`, once a reader waits at the other end (`None`
+/// while there is none: a non-blocking open fails then).
+fn fifo_writer(path: &std::path::Path) -> Option<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .ok()
+}
+
+/// `serve --http 127.0.0.1:0` held while it starts: a `sleep:60000` tell is queued first, and
+/// the server's token file is a named pipe, so the server waits at it (not listening yet)
+/// while its start-up recovery gives the tell to an agent. Returns once the agent is
+/// processing the tell: the server, the writing end of its token file, and the tell's id.
+fn serve_held_while_starting(env: &TestEnv) -> (std::process::Child, std::fs::File, String) {
+    let queued = env.run_json(&["tell", "frontend", "backend", "sleep:60000", "--async"]);
+    let id = queued["tell_id"].as_str().expect("tell id").to_string();
+    let token_file = env.db_path().with_file_name("server.token");
+    mkfifo(&token_file);
+    let mut child = env.spawn(&["serve", "--http", "127.0.0.1:0"]);
+    let mut writer = None;
+    let mut exited = None;
+    poll_until(WAIT, || {
+        exited = child.try_wait().expect("poll the server");
+        writer = fifo_writer(&token_file);
+        writer.is_some() || exited.is_some()
+    });
+    assert!(exited.is_none(), "serve exited early: {exited:?}");
+    let writer = writer.expect("serve reads its token file");
+    let processing = poll_until(WAIT, || {
+        env.session("frontend", "backend")
+            .is_some_and(|s| s.process_state.as_str() == "processing")
+    });
+    assert!(processing, "recovery did not start the queued tell's agent");
+    assert!(!env.agent_pids().is_empty());
+    assert!(
+        !env.db_path().with_file_name("server.json").exists(),
+        "the server is still starting"
+    );
+    (child, writer, id)
+}
+
+/// After a server ended: no agent left, the pair's lease given back, no announcement left,
+/// and the tell its recovery started failed with the reason.
+fn assert_stopped_cleanly(env: &TestEnv, id: &str, what: &str) {
+    env.assert_no_agents();
+    let s = env.session("frontend", "backend").expect("session");
+    assert_eq!(s.owner_pid, None, "{what}: the lease is given back");
+    assert!(!env.db_path().with_file_name("server.json").exists());
+    let t = env.run_json(&["tells", "show", id]);
+    assert_eq!(t["state"], "failed", "{what}: {t}");
+    assert!(
+        t["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("shut down before the agent answered")),
+        "{what}: {t}"
+    );
+}
+
+/// A SIGTERM or SIGINT that reaches `serve` while it is still starting (recovery has already
+/// started the agent of a queued tell; the server does not listen yet) stops it as one that
+/// comes later does: exit 0, no agent left, the pair's lease given back, the tell ended with a
+/// reason. Before the fix the signal took its default action and killed the server outright.
+#[test]
+fn a_signal_while_serve_starts_stops_it_cleanly() {
+    for signal in [libc::SIGTERM, libc::SIGINT] {
+        let env = TestEnv::scripted_with_config("[settings]\nshutdown_grace = \"200ms\"\n");
+        let (child, mut writer, id) = serve_held_while_starting(&env);
+        send_signal(child.id(), signal);
+        // Then the token, and the end of the file: the server goes on starting (a server
+        // the signal killed is not there to read it).
+        let _ = std::io::Write::write_all(&mut writer, b"0123456789abcdef0123456789abcdef\n");
+        drop(writer);
+        let (code, _, err) = finish(child);
+        // No exit code: the signal killed the server.
+        assert_eq!(code, Some(0), "signal {signal}: {err}");
+        assert_stopped_cleanly(&env, &id, &format!("signal {signal}"));
+    }
+}
+
+/// A server that cannot start after its recovery started agents (here: a bad stored token)
+/// exits 1 with the reason, having stopped those agents and given their leases back.
+#[test]
+fn serve_that_cannot_start_stops_the_agents_recovery_started() {
+    let env = TestEnv::scripted_with_config("[settings]\nshutdown_grace = \"200ms\"\n");
+    let (child, mut writer, id) = serve_held_while_starting(&env);
+    let _ = std::io::Write::write_all(&mut writer, b"short\n");
+    drop(writer);
+    let (code, _, err) = finish(child);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("server.token"), "{err}");
+    assert!(err.contains("at least 16 characters"), "{err}");
+    assert_stopped_cleanly(&env, &id, "bad token");
+}

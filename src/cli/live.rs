@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use switchboard::router::Router;
 use switchboard::server::serve::start_agent_endpoint;
-use switchboard::signals::Signals;
+use switchboard::signals::{Signals, Watch};
 use switchboard::Error;
 
 use super::Ctx;
@@ -42,12 +42,14 @@ where
     F: FnOnce(Router) -> Fut,
     Fut: Future<Output = Result<T, Error>>,
 {
-    with_router_on(ctx, pair, Signals::Os, None, body)
+    with_router_on(ctx, pair, Signals::Os, None, |router, _| body(router))
 }
 
-/// [`with_router`], ending early on `signals` only (a body that handles SIGINT itself passes
-/// [`Signals::TermOnly`]), and waiting up to `busy_wait` for a pair another process holds
-/// (`Router::wait_when_busy`, set before the pair's queued tells are recovered).
+/// [`with_router`], ending early on `signals` only, and waiting up to `busy_wait` for a pair
+/// another process holds (`Router::wait_when_busy`, set before the pair's queued tells are
+/// recovered). A body that handles SIGINT itself passes [`Signals::TermOnly`] and gets SIGINT's
+/// [`Watch`], installed with the others before recovery; other bodies get a watch that never
+/// fires.
 pub fn with_router_on<T, F, Fut>(
     ctx: &Ctx,
     pair: Option<(&str, &str)>,
@@ -56,7 +58,7 @@ pub fn with_router_on<T, F, Fut>(
     body: F,
 ) -> Result<Ended<T>, Error>
 where
-    F: FnOnce(Router) -> Fut,
+    F: FnOnce(Router, Watch) -> Fut,
     Fut: Future<Output = Result<T, Error>>,
 {
     let manager = Arc::new(ctx.manager()?);
@@ -69,12 +71,13 @@ where
         // The handlers first: recovery below may start a turn at once, and a signal that came
         // before the wait below was first polled took its default action (killed the command,
         // its agents left behind) instead of stopping them.
-        let mut watch = match signals.watch() {
-            Ok(w) => w,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot install signal handlers; Ctrl-C will not stop agents cleanly");
-                Signals::None.watch().map_err(|e| Error::Other(e.to_string()))?
+        let (mut watch, own) = match signals {
+            Signals::TermOnly => {
+                let mut watch = Signals::Os.watch_or_warn();
+                let own = watch.split_interrupt();
+                (watch, own)
             }
+            signals => (signals.watch_or_warn(), Signals::None.watch_or_warn()),
         };
         let router = Router::new(manager);
         router.wait_when_busy(busy_wait);
@@ -87,7 +90,7 @@ where
             .await
             .map_err(|e| Error::Other(format!("cannot serve MCP to spawned agents: {e}")))?;
         let result = tokio::select! {
-            r = body(router.clone()) => r.map(Ended::Done),
+            r = body(router.clone(), own) => r.map(Ended::Done),
             sig = watch.recv() => {
                 eprintln!("{sig}: stopping; running turns get {} to finish",
                     switchboard::util::format_duration(router.manager().config().settings.shutdown_grace));

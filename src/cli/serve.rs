@@ -92,7 +92,6 @@ impl ServeCmd {
             .map_err(|e| Error::Other(format!("cannot start the async runtime: {e}")))?;
         let result = runtime.block_on(async move {
             let router = Router::new(manager);
-            router.recover(None)?;
             let (tx, rx) = tokio::sync::oneshot::channel();
             tokio::spawn(async move {
                 if let Ok(addr) = rx.await {

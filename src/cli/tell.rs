@@ -18,7 +18,7 @@ use std::time::Duration;
 use clap::Args;
 use serde_json::{json, Value};
 use switchboard::router::{Router, TellOptions, Wait};
-use switchboard::signals::Signals;
+use switchboard::signals::{Signals, Watch};
 use switchboard::store::{Tell, TellKind, TellState};
 use switchboard::Error;
 
@@ -179,11 +179,9 @@ pub fn send(
         Some((&from, &to)),
         Signals::TermOnly,
         busy_wait,
-        |router| async move {
-            // Watch for ^C before the tell exists, so no ^C can kill the process unhandled
-            // while it runs.
-            let sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-                .map_err(|e| Error::Other(format!("cannot watch for ^C: {e}")))?;
+        // ^C is watched from before recovery (which may start the pair's agent) and before
+        // the tell exists, so no ^C can kill the process unhandled while it runs.
+        |router, sigint| async move {
             let t = match what {
                 Sending::New {
                     from,
@@ -273,7 +271,7 @@ async fn wait_here(
     router: &Router,
     tell_id: &str,
     wait: Wait,
-    mut sigint: tokio::signal::unix::Signal,
+    mut sigint: Watch,
     json: bool,
 ) -> Result<Outcome, Error> {
     let first = tokio::select! {

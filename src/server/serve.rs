@@ -1,6 +1,6 @@
-//! The server as a library function: [`run`] serves until a signal (or, on stdio, until the
-//! client leaves), then shuts the router down; [`start`] returns a [`ServerHandle`] for tests
-//! that boot the server in-process.
+//! The server as a library function: [`run`] recovers the open tells and serves until a
+//! signal (or, on stdio, until the client leaves), then shuts the router down; [`start`]
+//! returns a [`ServerHandle`] for tests that boot the server in-process.
 //!
 //! Both transports also listen on HTTP: `--http ADDR` on ADDR, stdio on `127.0.0.1:0`, so the
 //! agents Switchboard spawns can call back (the router gets the URL via
@@ -89,18 +89,34 @@ pub struct ServerHandle {
     _claim: Option<crate::store::DatabaseClaim>,
 }
 
-/// Serves until a signal arrives (or the stdio client leaves), then stops the router: running
-/// turns get `settings.shutdown_grace`, agents are stopped, leases given back.
+/// Recovers the database's open tells (queued ones are delivered, see [`Router::recover`]),
+/// serves until a signal arrives (or the stdio client leaves), then stops the router: running
+/// turns get `settings.shutdown_grace`, agents are stopped, leases given back. A signal that
+/// comes while the server is still starting is acted on once it listens; when it cannot start,
+/// the agents recovery started are stopped before the error is returned.
 pub async fn run(router: Router, mut options: ServeOptions) -> Result<(), McpError> {
-    let signals = options.signals;
+    // The handlers first: recovery may start agents at once, and a signal that came before
+    // the wait below was first polled took its default action (killed the server, its agents
+    // left behind) instead of stopping them.
+    let mut watch = options.signals.watch_or_warn();
     let ready = options.ready.take();
-    let mut handle = start(router, options).await?;
+    let started = match router.recover(None) {
+        Ok(_) => start(router.clone(), options).await,
+        Err(e) => Err(e.into()),
+    };
+    let mut handle = match started {
+        Ok(handle) => handle,
+        Err(e) => {
+            router.shutdown().await;
+            return Err(e);
+        }
+    };
     if let Some(tx) = ready {
         let _ = tx.send(handle.addr());
     }
     let result = tokio::select! {
         r = handle.finished() => r,
-        sig = signals.wait() => {
+        sig = watch.recv() => {
             tracing::info!(signal = sig, "shutting down");
             Ok(())
         }
