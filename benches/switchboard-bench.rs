@@ -43,7 +43,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use switchboard::session::SessionManager;
-use switchboard::store::{DueQuery, ListFilter, ProcessState};
+use switchboard::store::{floor, DueQuery, ListFilter, ProcessState};
 use switchboard::util::{now_ms, ProcessIdentity};
 use switchboard::TeamsConfig;
 
@@ -404,7 +404,7 @@ fn session_mix(
     // The floor's increments wait in the pending table; fold them (untimed) as the store's
     // thread would, so the next phases start from the same state as the store's.
     let t0 = Instant::now();
-    let folded = raw.fold(512)?;
+    let folded = raw.fold(floor::FOLD_CHUNK)?;
     let fold_ms = t0.elapsed().as_secs_f64() * 1000.0;
     eprintln!(
         "# fold: {folded} sessions in {fold_ms:.1} ms ({:.2} us a session)",
@@ -450,13 +450,13 @@ fn session_mix(
     })?;
     println!("pages_per_commit=incr_msg {incr:.2}");
     println!("pages_per_commit=set_proc_state {set:.2}");
-    // The fold's share: the store folds after 4,096 writes (or a second); its transactions
-    // write each folded session's row, its index entries and the totals once.
-    let idx = rng.indices(4096, n_pairs);
+    // The fold's share: the store folds after FOLD_WRITES writes (or a second); its
+    // transactions write each folded session's row, its index entries and the totals once.
+    let idx = rng.indices(floor::FOLD_WRITES as usize, n_pairs);
     let with_fold = raw.pages_per_commit(idx.len(), |i| {
         raw.incr_msg(w.id(idx[i]), 1, now_ms())?;
         if i + 1 == idx.len() {
-            raw.fold(512)?;
+            raw.fold(floor::FOLD_CHUNK)?;
         }
         Ok(())
     })?;

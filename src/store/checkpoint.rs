@@ -42,10 +42,12 @@ const WAKE_EVERY: u64 = 256;
 const POLL: Duration = Duration::from_millis(50);
 /// Pending counters are folded at least this often while writes come in ...
 const FOLD_EVERY: Duration = Duration::from_secs(1);
-/// ... and after this many writes of this process.
-const FOLD_WRITES: u64 = 4096;
+/// ... and after this many writes of this process (a fold then rewrites each session written
+/// meanwhile once: the more writes between folds, the fewer rows per write; every read adds
+/// the pending rows, so they must stay few).
+pub const FOLD_WRITES: u64 = 16384;
 /// Sessions folded per transaction (each holds this process's writers for a few ms at most).
-const FOLD_CHUNK: u32 = 512;
+pub const FOLD_CHUNK: u32 = 512;
 /// How long a TRUNCATE checkpoint may wait for the writer and readers of the moment.
 const TRUNCATE_WAIT: Duration = Duration::from_secs(2);
 

@@ -46,6 +46,7 @@ pub use sessions::DueQuery;
 /// drift from it. Not an API.
 #[doc(hidden)]
 pub mod floor {
+    pub use super::checkpoint::{FOLD_CHUNK, FOLD_WRITES};
     pub use super::reset::reset_orphaned_in;
     pub use super::sessions::{
         fold_pending_tx, get_by_pair, list_in, live_in, pending_in, read_rowid, read_session_id,
