@@ -155,7 +155,11 @@ impl Drop for WriteBatcher {
     fn drop(&mut self) {
         drop(self.tx.take());
         if let Some(t) = self.thread.take() {
-            let _ = t.join();
+            // Dropped by the thread itself (what a write's `then` held was the last owner): it
+            // ends once it returns to its channel, now closed.
+            if t.thread().id() != std::thread::current().id() {
+                let _ = t.join();
+            }
         }
     }
 }
@@ -269,8 +273,7 @@ impl WriteBatcher {
             )?;
             let tell =
                 super::tells::finish_tell_in(conn, &end.tell_id, end.state, &end.outcome, end.now)?;
-            let more =
-                super::tells::next_queued_in(conn, &session.from_team, &session.to_team)?.is_some();
+            let more = super::tells::any_queued_in(conn, &session.from_team, &session.to_team)?;
             Ok((session, tell, more))
         })
         .await

@@ -401,6 +401,23 @@ pub(super) fn next_queued_in(
     Ok(found)
 }
 
+/// Whether the pair has a tell queued (inside a write: see `WriteBatcher::end_turn`).
+pub(super) fn any_queued_in(
+    conn: &rusqlite::Connection,
+    from: &str,
+    to: &str,
+) -> StoreResult<bool> {
+    let found = conn
+        .prepare_cached(
+            "SELECT 1 FROM tells INDEXED BY tells_open_by_pair \
+             WHERE from_team = ?1 AND to_team = ?2 AND state IN ('queued', 'delivered') \
+             AND state = 'queued' LIMIT 1",
+        )?
+        .query_row([from, to], |_| Ok(()))
+        .optional()?;
+    Ok(found.is_some())
+}
+
 pub(super) fn begin_turn_in(
     conn: &rusqlite::Connection,
     session_id: &str,
