@@ -94,6 +94,9 @@ pub(super) struct Worker {
     ready: Arc<AtomicU8>,
     /// Commands that came while a claim was settling, handled before the next wait.
     deferred: VecDeque<Cmd>,
+    /// Counts this worker's turn as running, from its start until its end is stored (see
+    /// `SessionManager::turn_running`).
+    running: Option<crate::store::TurnRunning>,
 }
 
 /// What a worker knows of its pair's queue without reading it, for its next look only.
@@ -159,6 +162,7 @@ impl Worker {
             queue_hint: QueueHint::Unknown,
             ready,
             deferred: VecDeque::new(),
+            running: None,
         }
     }
 
@@ -767,7 +771,14 @@ impl Worker {
     }
 
     /// The turn of a tell just marked delivered: tells the agent, reads the turn, records it.
+    /// Counted as running meanwhile (until its end is stored).
     async fn run_begun(&mut self, tell: Tell, session_id: String) {
+        self.running = self.router.manager().turn_running();
+        self.run_turn_of(tell, session_id).await;
+        self.running = None;
+    }
+
+    async fn run_turn_of(&mut self, tell: Tell, session_id: String) {
         let router = self.router.clone();
         let m = router.manager();
         let Some(agent) = self.agent.as_mut() else {

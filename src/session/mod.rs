@@ -528,6 +528,12 @@ impl SessionManager {
         Some(tell)
     }
 
+    /// Counts a turn as running while the result lives: with no other turn running, its
+    /// writes go straight to SQLite on the caller's thread (see `WriteBatcher::turn`).
+    pub fn turn_running(&self) -> Option<crate::store::TurnRunning> {
+        self.batcher().ok().map(WriteBatcher::turn)
+    }
+
     fn batcher(&self) -> SessionResult<&WriteBatcher> {
         self.batcher
             .get_or_init(|| {

@@ -17,6 +17,7 @@
 //! ([`WriteBatcher::insert_tell_for_pair`]), the pair's oldest queued tell at a turn's start
 //! ([`WriteBatcher::begin_next_turn`]), and whether another is queued at its end.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -85,6 +86,22 @@ where
 pub struct WriteBatcher {
     tx: Option<mpsc::Sender<Box<dyn Job>>>,
     thread: Option<JoinHandle<()>>,
+    /// The store, for a write made on the caller's thread (see [`WriteBatcher::turn`]).
+    store: SessionStore,
+    /// Writes handed to the thread and not answered yet.
+    queued: Arc<AtomicUsize>,
+    /// Turns running now ([`WriteBatcher::turn`]).
+    turns: Arc<AtomicUsize>,
+}
+
+/// A turn running, counted while this lives ([`WriteBatcher::turn`]).
+#[derive(Debug)]
+pub struct TurnRunning(Arc<AtomicUsize>);
+
+impl Drop for TurnRunning {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl std::fmt::Debug for WriteBatcher {
@@ -97,6 +114,8 @@ impl WriteBatcher {
     /// Starts the thread, writing to `store` (a clone of the caller's).
     pub fn start(store: SessionStore) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel::<Box<dyn Job>>();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let (thread_store, thread_queued) = (store.clone(), Arc::clone(&queued));
         let thread = std::thread::Builder::new()
             .name("sb-store-batch".into())
             .spawn(move || {
@@ -109,32 +128,104 @@ impl WriteBatcher {
                             Err(_) => break,
                         }
                     }
-                    store.run_batch(jobs);
+                    let n = jobs.len();
+                    thread_store.run_batch(jobs);
+                    thread_queued.fetch_sub(n, Ordering::AcqRel);
                 }
             })?;
         Ok(Self {
             tx: Some(tx),
             thread: Some(thread),
+            store,
+            queued,
+            turns: Arc::new(AtomicUsize::new(0)),
         })
     }
 
-    /// Runs `op` in the next batch; resolves once the batch committed (or failed).
-    pub(super) async fn write<R, F>(&self, op: F) -> StoreResult<R>
-    where
-        R: Send + 'static,
-        F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
-    {
-        self.write_then(op, None).await
+    /// Counts a turn as running while the result lives. With no other turn running and
+    /// nothing waiting for the thread, a turn's writes (its start, a tell that starts it, its
+    /// end) are made at once on the caller's thread: no commit is there to share, and two
+    /// thread hand-offs are saved. With turns of other pairs running they go to the thread,
+    /// to share its commits.
+    pub fn turn(&self) -> TurnRunning {
+        self.turns.fetch_add(1, Ordering::AcqRel);
+        TurnRunning(Arc::clone(&self.turns))
     }
 
-    /// [`Self::write`], and `then` runs on the batch thread with the write's result once the
-    /// batch committed (or failed), before the caller is answered; it runs even when the
-    /// caller has gone. Dropped unrun only when the batch thread is gone.
-    async fn write_then<R, F>(&self, op: F, then: Option<Then<R>>) -> StoreResult<R>
+    /// Whether a write made while `mine` turns of the caller's own are running goes on the
+    /// caller's thread (see [`Self::turn`]).
+    fn alone(&self, mine: usize) -> bool {
+        self.turns.load(Ordering::Acquire) <= mine && self.queued.load(Ordering::Acquire) == 0
+    }
+
+    /// Runs `op` in a transaction of its own on this thread, then `then`, if it can start at
+    /// once; `Err` gives both back when another write holds this process's gate or SQLite's
+    /// write lock (another process's): the caller's thread never waits for them.
+    #[allow(clippy::type_complexity)]
+    fn write_here<R, F>(
+        &self,
+        op: F,
+        then: Option<Then<R>>,
+    ) -> Result<StoreResult<R>, (F, Option<Then<R>>)>
+    where
+        F: FnOnce(&Connection) -> StoreResult<R>,
+    {
+        let answer = |result: StoreResult<R>, then: Option<Then<R>>| {
+            if let Some(then) = then {
+                then(&result);
+            }
+            result
+        };
+        let mut conn = match self.store.try_wconn() {
+            None => return Err((op, then)),
+            Some(Err(e)) => return Ok(answer(Err(e), then)),
+            Some(Ok(c)) => c,
+        };
+        if let Err(e) = conn.busy_timeout(std::time::Duration::ZERO) {
+            return Ok(answer(Err(e.into()), then));
+        }
+        let e = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
+            Ok(tx) => {
+                let result = (|| {
+                    tx.busy_timeout(super::BUSY_TIMEOUT)?;
+                    let value = op(&tx)?;
+                    tx.commit()?;
+                    Ok(value)
+                })();
+                return Ok(answer(result, then));
+            }
+            Err(e) => e,
+        };
+        let restored = conn.busy_timeout(super::BUSY_TIMEOUT);
+        if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) && restored.is_ok() {
+            return Err((op, then));
+        }
+        Ok(answer(Err(restored.err().unwrap_or(e).into()), then))
+    }
+
+    /// Runs `op` in the next batch; resolves once the batch committed (or failed). `then`
+    /// runs on the batch thread with the write's result once the batch committed (or failed),
+    /// before the caller is answered; it runs even when the caller has gone. Dropped unrun
+    /// only when the batch thread is gone. With `turn` (the caller's own running turns, see
+    /// [`Self::turn`]), a write made alone runs on the caller's thread instead, `then` after
+    /// it.
+    async fn write_then<R, F>(
+        &self,
+        op: F,
+        then: Option<Then<R>>,
+        turn: Option<usize>,
+    ) -> StoreResult<R>
     where
         R: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
     {
+        let (op, then) = match turn.is_some_and(|mine| self.alone(mine)) {
+            true => match self.write_here(op, then) {
+                Ok(done) => return done,
+                Err(back) => back,
+            },
+            false => (op, then),
+        };
         let (reply, answer) = oneshot::channel();
         let job: Box<dyn Job> = Box::new(Pending {
             op: Some(op),
@@ -142,11 +233,12 @@ impl WriteBatcher {
             reply,
             then,
         });
-        self.tx
-            .as_ref()
-            .ok_or(StoreError::WriterGone)?
-            .send(job)
-            .map_err(|_| StoreError::WriterGone)?;
+        let tx = self.tx.as_ref().ok_or(StoreError::WriterGone)?;
+        self.queued.fetch_add(1, Ordering::AcqRel);
+        if tx.send(job).is_err() {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            return Err(StoreError::WriterGone);
+        }
         answer.await.map_err(|_| StoreError::WriterGone)?
     }
 }
@@ -229,8 +321,12 @@ impl WriteBatcher {
         tell_id: String,
         now: i64,
     ) -> StoreResult<Option<(super::Tell, super::Session)>> {
-        self.write(move |conn| super::tells::begin_turn_in(conn, &session_id, &tell_id, now))
-            .await
+        self.write_then(
+            move |conn| super::tells::begin_turn_in(conn, &session_id, &tell_id, now),
+            None,
+            Some(0),
+        )
+        .await
     }
 
     /// The turn of the pair's oldest queued tell starts, in the next batch: the look-up and
@@ -244,12 +340,16 @@ impl WriteBatcher {
         to: String,
         now: i64,
     ) -> StoreResult<Option<(super::Tell, super::Session)>> {
-        self.write(move |conn| {
-            let Some(next) = super::tells::next_queued_in(conn, &from, &to)? else {
-                return Ok(None);
-            };
-            super::tells::begin_turn_in(conn, &session_id, &next.tell_id, now)
-        })
+        self.write_then(
+            move |conn| {
+                let Some(next) = super::tells::next_queued_in(conn, &from, &to)? else {
+                    return Ok(None);
+                };
+                super::tells::begin_turn_in(conn, &session_id, &next.tell_id, now)
+            },
+            None,
+            Some(0),
+        )
         .await
     }
 
@@ -261,7 +361,7 @@ impl WriteBatcher {
         &self,
         end: EndOfTurn,
     ) -> StoreResult<(super::Session, Option<super::Tell>, bool)> {
-        self.write(move |conn| {
+        let op = move |conn: &Connection| {
             let session = super::sessions::end_turn_in(
                 conn,
                 &end.session_id,
@@ -275,8 +375,9 @@ impl WriteBatcher {
                 super::tells::finish_tell_in(conn, &end.tell_id, end.state, &end.outcome, end.now)?;
             let more = super::tells::any_queued_in(conn, &session.from_team, &session.to_team)?;
             Ok((session, tell, more))
-        })
-        .await
+        };
+        // Made by a running turn: alone when it is the only one.
+        self.write_then(op, None, Some(1)).await
     }
 }
 
@@ -325,8 +426,12 @@ impl WriteBatcher {
     /// [`SessionStore::insert_tell`] (no idempotency key, not a retry), in the next batch.
     pub async fn insert_tell(&self, t: &super::NewTell<'_>, now: i64) -> StoreResult<super::Tell> {
         let t = OwnedTell::new(t);
-        self.write(move |conn| t.insert(conn, &t.session_id, now))
-            .await
+        self.write_then(
+            move |conn| t.insert(conn, &t.session_id, now),
+            None,
+            Some(0),
+        )
+        .await
     }
 }
 
@@ -430,6 +535,7 @@ impl WriteBatcher {
                 Ok(PairInsert::Stored(Box::new(stored)))
             },
             then,
+            Some(0),
         )
         .await
     }

@@ -24,7 +24,9 @@ use r2d2::{Pool, PooledConnection};
 use r2d2_sqlite::SqliteConnectionManager;
 
 pub use approvals::{Approval, ApprovalQuery, NewApproval, SessionRule};
-pub use batch::{EndOfTurn, Handoff, LimitHit, PairInsert, TellLimits, WriteBatcher, MAX_BATCH};
+pub use batch::{
+    EndOfTurn, Handoff, LimitHit, PairInsert, TellLimits, TurnRunning, WriteBatcher, MAX_BATCH,
+};
 pub use checkpoint::{WalStats, WAL_BOUND_BYTES};
 pub use claim::{runtime_dir, ClaimHolder, DatabaseClaim};
 pub use dashboard::{HourCount, PairCounts, TeamDayCost, TellTotals};
@@ -476,6 +478,27 @@ impl SessionStore {
         // A poisoned gate only means a writer panicked; its transaction was rolled back as it
         // unwound (rusqlite's `Transaction` rolls back on drop), so the connection is clean.
         let gate = self.gate.lock().unwrap_or_else(|p| p.into_inner());
+        self.write_conn(gate)
+    }
+
+    /// [`Self::wconn`] only if no other write of this process is under way now (`None`:
+    /// one is).
+    pub(crate) fn try_wconn(&self) -> Option<StoreResult<WriteConn<'_>>> {
+        if let Err(e) = self.check_file() {
+            return Some(Err(e));
+        }
+        let gate = match self.gate.try_lock() {
+            Ok(g) => g,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        };
+        Some(self.write_conn(gate))
+    }
+
+    fn write_conn<'a>(
+        &'a self,
+        gate: std::sync::MutexGuard<'a, Option<rusqlite::Connection>>,
+    ) -> StoreResult<WriteConn<'a>> {
         let pooled = match gate.as_ref() {
             Some(_) => None,
             None => Some(self.pool.get()?),

@@ -224,6 +224,8 @@ impl Worker {
         let stored = self
             .keep_async("the end of the turn", || m.end_turn_with_tell(end.clone()))
             .await;
+        // The turn's writes are done: a tell its caller sends next can be written at once.
+        self.running = None;
         // Idle in the pool before the caller hears the answer.
         self.mark_idle();
         if state == TellState::Failed {
