@@ -12,6 +12,11 @@
 //! The thread takes the store's write gate like any other writer, so in-process writers that
 //! do not batch still go one at a time with it.
 //!
+//! A write made while no other turn runs and nothing waits for the thread (see
+//! [`WriteBatcher::turn`]) has no commit to share: it is made at once on the caller's thread,
+//! if this process's write gate and SQLite's write lock are both free at that moment (else it
+//! goes to the thread as usual: the caller's thread never waits for a lock).
+//!
 //! What a write needs to read goes in the write, on the writer's connection (whose page cache
 //! stays warm; a reader's is emptied by every commit): a new tell's session and limits
 //! ([`WriteBatcher::insert_tell_for_pair`]), the pair's oldest queued tell at a turn's start
