@@ -1453,3 +1453,71 @@ fn counters_a_killed_process_left_pending_are_read_and_then_folded() {
         "and in the totals"
     );
 }
+
+/// A tell whose turn began but that was never sent to the agent (its worker found Switchboard
+/// shutting down or the agent gone when it took it) goes back to the queue: `queued` again,
+/// delivered at no time, and the session idle with no current tell. Only a tell still
+/// `delivered` goes back: one that ended stays as it ended.
+#[test]
+fn a_begun_tell_that_was_never_sent_goes_back_to_the_queue() {
+    use switchboard::store::{NewTell, TellKind, TellOutcome, TellState};
+    let store = SessionStore::open_in_memory().expect("memory");
+    let (s, _) = store
+        .insert_or_get("a", "b", "11111111-1111-4111-8111-111111111111", 1)
+        .expect("session");
+    let ids = [
+        "aaaaaaaa-0000-4000-8000-000000000001",
+        "aaaaaaaa-0000-4000-8000-000000000002",
+    ];
+    for id in ids {
+        let new = NewTell {
+            tell_id: id,
+            session_id: &s.session_id,
+            from_team: "a",
+            to_team: "b",
+            kind: TellKind::Tell,
+            text: "hello",
+            parent_tell_id: None,
+        };
+        store.insert_tell(&new, 5).expect("insert");
+    }
+    let (t, begun) = store
+        .begin_turn(&s.session_id, ids[0], 10)
+        .expect("begin")
+        .expect("begun");
+    assert_eq!(t.state, TellState::Delivered);
+    assert_eq!(begun.current_tell_id.as_deref(), Some(ids[0]));
+    assert_eq!(begun.process_state, ProcessState::Processing);
+
+    let back = store
+        .undeliver_tell(&s.session_id, ids[0])
+        .expect("undeliver")
+        .expect("it was delivered");
+    assert_eq!(back.current_tell_id, None);
+    assert_eq!(back.process_state, ProcessState::Idle);
+    let t = store.get_tell(ids[0]).expect("get").expect("tell");
+    assert_eq!((t.state, t.delivered_at), (TellState::Queued, None));
+    // First in the queue again, before the tell queued after it.
+    let next = store.next_queued_tell("a", "b").expect("next").expect("queued");
+    assert_eq!(next.tell_id, ids[0]);
+    // Twice: nothing more to undo.
+    assert!(store
+        .undeliver_tell(&s.session_id, ids[0])
+        .expect("undeliver")
+        .is_none());
+
+    // A tell that ended is left as it ended.
+    store
+        .begin_turn(&s.session_id, ids[0], 20)
+        .expect("begin")
+        .expect("begun");
+    store
+        .finish_tell(ids[0], TellState::Answered, &TellOutcome::default(), 30)
+        .expect("finish");
+    assert!(store
+        .undeliver_tell(&s.session_id, ids[0])
+        .expect("undeliver")
+        .is_none());
+    let t = store.get_tell(ids[0]).expect("get").expect("tell");
+    assert_eq!(t.state, TellState::Answered);
+}

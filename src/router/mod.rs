@@ -202,12 +202,21 @@ struct Claim {
 }
 
 impl Claim {
-    fn settle(mut self, begun: Option<(Tell, Session)>) {
-        if let Some(tx) = self.tx.take() {
-            let _ = tx.send(match begun {
-                Some(b) => Cmd::Run(Box::new(b)),
-                None => Cmd::Released,
-            });
+    /// Gives the worker the claim's word; a begun tell whose worker is gone (its task ended)
+    /// goes back to the queue (nothing was sent to the agent).
+    fn settle(mut self, begun: Option<(Tell, Session)>, m: &SessionManager) {
+        let Some(tx) = self.tx.take() else {
+            return;
+        };
+        let Some(b) = begun else {
+            let _ = tx.send(Cmd::Released);
+            return;
+        };
+        if let Err(mpsc::error::SendError(Cmd::Run(b))) = tx.send(Cmd::Run(Box::new(b))) {
+            let (t, s) = *b;
+            if let Err(e) = m.undeliver(&s.session_id, &t.tell_id) {
+                tracing::error!(tell = %t.tell_id, error = %e, "a tell handed to a worker that is gone could not be queued again");
+            }
         }
     }
 }
@@ -567,7 +576,9 @@ impl Router {
         self.wait_for(&tell.tell_id, wait).await
     }
 
-    /// Stores a tell (`queued`) and wakes the pair's worker; returns once it is stored.
+    /// Stores a tell (`queued`) and wakes the pair's worker; returns once it is stored. A tell
+    /// to a pair whose agent waits, with nothing else open, comes back `delivered`: it was
+    /// handed to the worker in the write that stored it.
     pub async fn submit(
         &self,
         from: &str,
@@ -902,7 +913,9 @@ impl Router {
     /// nothing else until that write's word reaches it.
     fn claim_worker(&self, from: &str, to: &str) -> Option<Handoff> {
         let workers = self.lock_workers();
-        let w = workers.get(&pair_key(from, to))?;
+        let w = workers
+            .get(&pair_key(from, to))
+            .filter(|w| !w.tx.is_closed())?;
         w.ready
             .compare_exchange(
                 worker::ready::READY,
@@ -916,11 +929,16 @@ impl Router {
         };
         let router = self.clone();
         Some(Box::new(move |begun: Option<(Tell, Session)>| {
-            // Before the worker has it (it could end before the caller hears it is stored).
-            if let Some((t, _)) = &begun {
+            let m = router.manager();
+            if let Some((t, s)) = &begun {
+                // Before the worker has it (it could end before the caller hears it is
+                // stored), and in the order of its life: queued, processing, then delivered
+                // (by the worker).
                 router.note_open_here(&t.tell_id);
+                publish_queued(m, t);
+                m.began(s);
             }
-            claim.settle(begun)
+            claim.settle(begun, m)
         }))
     }
 

@@ -241,7 +241,9 @@ impl Worker {
             match idle {
                 Idle::Cmd(None) | Idle::Shutdown => break,
                 Idle::Cmd(Some(Cmd::Wake | Cmd::Released)) => self.queue_hint = QueueHint::Queued,
-                Idle::Cmd(Some(Cmd::Run(begun))) => self.take_begun(*begun).await,
+                Idle::Cmd(Some(Cmd::Run(begun))) => {
+                    self.take_begun(*begun).await;
+                }
                 Idle::Cmd(Some(cmd)) => self.handle(cmd).await,
                 Idle::TimedOut => self.stop_agent("idle", None).await,
                 Idle::Evicted => {
@@ -261,8 +263,11 @@ impl Worker {
         {
             match cmd {
                 Cmd::Wake | Cmd::Released => {}
-                // Never sent now: a claim is settled before the worker acts on anything else.
-                Cmd::Run(begun) => self.take_begun(*begun).await,
+                // Never sent now (a claim is settled before the worker acts on anything else);
+                // it would go back to the queue.
+                Cmd::Run(begun) => {
+                    self.take_begun(*begun).await;
+                }
                 Cmd::Start(tx) => drop(tx.send(Err(RouterError::ShuttingDown))),
                 Cmd::Sleep(tx) => drop(tx.send(Err(RouterError::ShuttingDown))),
                 Cmd::Reboot(tx) => drop(tx.send(Err(RouterError::ShuttingDown))),
@@ -333,8 +338,10 @@ impl Worker {
             };
             match cmd {
                 Cmd::Run(begun) => {
-                    self.take_begun(*begun).await;
-                    return None;
+                    if self.take_begun(*begun).await {
+                        return None;
+                    }
+                    return stash;
                 }
                 Cmd::Released => {
                     self.queue_hint = QueueHint::Queued;
@@ -347,39 +354,35 @@ impl Worker {
     }
 
     /// A tell stored with its turn begun, handed over by the write that stored it: runs the
-    /// turn on this worker's agent.
-    async fn take_begun(&mut self, (tell, session): (Tell, Session)) {
+    /// turn on this worker's agent, and true. When the worker learned meanwhile that it should
+    /// not (Switchboard is shutting down, the agent exited), the tell goes back to the queue
+    /// (nothing was sent: the next process, or the agent started again, takes it), and false.
+    async fn take_begun(&mut self, (tell, session): (Tell, Session)) -> bool {
         let router = self.router.clone();
         let m = router.manager();
-        // Its caller left the event to the worker: it comes before the delivery's.
-        super::publish_queued(m, &tell);
-        let session_id = session.session_id.clone();
-        let Some(tell) = m.turn_begun(Some((tell, session))) else {
-            return;
-        };
+        let session_id = session.session_id;
+        let usable = !self.shutting_down()
+            && self.agent_live()
+            && self
+                .agent
+                .as_ref()
+                .is_some_and(|a| a.session_id == session_id);
+        if !usable {
+            self.keep("the tell back in the queue", || {
+                m.undeliver(&session_id, &tell.tell_id)
+            })
+            .await;
+            self.queue_hint = QueueHint::Queued;
+            return false;
+        }
         router
             .inner
             .counters
             .handed_over
             .fetch_add(1, Ordering::Relaxed);
-        if self
-            .agent
-            .as_ref()
-            .is_none_or(|a| a.session_id != session_id)
-        {
-            // Not reached: a claimed worker keeps its agent until the claim is settled.
-            self.fail_turn(
-                &tell,
-                &session_id,
-                "internal error: the pair's agent was not up when the tell's turn began; \
-                 it was not sent (retry it)",
-                "crash",
-            )
-            .await;
-            return;
-        }
         self.run_begun(tell, session_id).await;
         self.tell_hint = None;
+        true
     }
 
     fn heartbeat(&self) {
@@ -393,7 +396,9 @@ impl Worker {
     async fn handle(&mut self, cmd: Cmd) {
         match cmd {
             Cmd::Wake | Cmd::Released => self.queue_hint = QueueHint::Queued,
-            Cmd::Run(begun) => self.take_begun(*begun).await,
+            Cmd::Run(begun) => {
+                self.take_begun(*begun).await;
+            }
             Cmd::Start(tx) => {
                 let r = match self.ensure_agent(false).await {
                     Ok(_) => self.probe_ready().await,

@@ -124,7 +124,8 @@ pub struct SessionManager {
     me: ProcessIdentity,
     events: crate::events::EventBus,
     /// The store's batch-write thread (the turn's writes), started on first use; `None` when
-    /// the thread could not be started.
+    /// the thread could not be started. (With no other turn running, the `*_batched` writes
+    /// below are made at once on the calling thread instead: see `WriteBatcher::turn`.)
     batcher: std::sync::OnceLock<Option<WriteBatcher>>,
 }
 
@@ -517,15 +518,34 @@ impl SessionManager {
         Ok(self.turn_begun(begun))
     }
 
+    /// Undoes the start of a turn whose tell was never sent to the agent: the tell is `queued`
+    /// again and the session idle (see `SessionStore::undeliver_tell`). False when the tell was
+    /// no longer delivered.
+    pub fn undeliver(&self, session_id: &str, tell_id: &str) -> SessionResult<bool> {
+        let Some(s) = self.store.undeliver_tell(session_id, tell_id)? else {
+            return Ok(false);
+        };
+        self.cache.invalidate(&s.from_team, &s.to_team);
+        self.state_event(&s, ProcessState::Idle);
+        Ok(true)
+    }
+
     /// After a turn's start is stored: the pair's cache entry goes, the state is published.
-    pub fn turn_begun(
+    fn turn_begun(
         &self,
         begun: Option<(crate::store::Tell, Session)>,
     ) -> Option<crate::store::Tell> {
         let (tell, s) = begun?;
-        self.cache.invalidate(&s.from_team, &s.to_team);
-        self.state_event(&s, ProcessState::Processing);
+        self.began(&s);
         Some(tell)
+    }
+
+    /// What follows a stored start of a turn of session `s` (made through a store write of
+    /// its own, such as a tell delivered in the write that stores it): the pair's cache entry
+    /// goes, the processing state is published.
+    pub fn began(&self, s: &Session) {
+        self.cache.invalidate(&s.from_team, &s.to_team);
+        self.state_event(s, ProcessState::Processing);
     }
 
     /// Counts a turn as running while the result lives: with no other turn running, its
@@ -549,7 +569,8 @@ impl SessionManager {
 
     /// Stores a new tell (no idempotency key, not a retry) through the store's batch-write
     /// thread: the calling task waits without holding its thread, and the tells and turns of
-    /// other pairs stored meanwhile share its commit. It is on disk when this returns.
+    /// other pairs stored meanwhile share its commit (made on the calling thread when no turn
+    /// runs, see `WriteBatcher::turn`). It is on disk when this returns.
     pub async fn insert_tell_batched(
         &self,
         t: &crate::store::NewTell<'_>,

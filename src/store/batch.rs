@@ -44,8 +44,9 @@ trait Job: Send {
     fn answer(self: Box<Self>, failed: Option<&Arc<StoreError>>);
 }
 
-/// What a write does on the batch thread once its fate is known, before its caller hears of it
-/// (see [`WriteBatcher::insert_tell_for_pair`]).
+/// What a write does once its fate is known, before its caller hears of it: on the batch
+/// thread, or on the caller's thread after a write made there (this process's write gate is
+/// free by then). See [`WriteBatcher::insert_tell_for_pair`].
 type Then<R> = Box<dyn FnOnce(&StoreResult<R>) + Send>;
 
 struct Pending<R, F> {
@@ -187,25 +188,41 @@ impl WriteBatcher {
             Some(Ok(c)) => c,
         };
         if let Err(e) = conn.busy_timeout(std::time::Duration::ZERO) {
+            drop(conn);
             return Ok(answer(Err(e.into()), then));
         }
-        let e = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
-            Ok(tx) => {
-                let result = (|| {
-                    tx.busy_timeout(super::BUSY_TIMEOUT)?;
-                    let value = op(&tx)?;
-                    tx.commit()?;
-                    Ok(value)
-                })();
+        let mut op = Some(op);
+        let outcome = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        {
+            Ok(tx) => Ok((|| {
+                tx.busy_timeout(super::BUSY_TIMEOUT)?;
+                let value = op.take().ok_or(StoreError::BatchRolledBack)?(&tx)?;
+                tx.commit()?;
+                Ok(value)
+            })()),
+            Err(e) => Err(e),
+        };
+        let e = match outcome {
+            Ok(result) => {
+                // The gate goes first: `then` may write.
+                drop(conn);
                 return Ok(answer(result, then));
             }
             Err(e) => e,
         };
         let restored = conn.busy_timeout(super::BUSY_TIMEOUT);
-        if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) && restored.is_ok() {
-            return Err((op, then));
+        match op {
+            Some(op)
+                if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+                    && restored.is_ok() =>
+            {
+                Err((op, then))
+            }
+            _ => {
+                drop(conn);
+                Ok(answer(Err(restored.err().unwrap_or(e).into()), then))
+            }
         }
-        Ok(answer(Err(restored.err().unwrap_or(e).into()), then))
     }
 
     /// Runs `op` in the next batch; resolves once the batch committed (or failed). `then`
@@ -480,9 +497,11 @@ pub enum PairInsert {
     Limited(LimitHit),
 }
 
-/// Whoever takes a tell whose turn [`WriteBatcher::insert_tell_for_pair`] began: called once,
-/// on the batch thread, with the tell as delivered and its session once that write is
-/// committed, or with `None` (nothing begun: the tell was queued, refused, or not stored).
+/// Whoever takes a tell whose turn [`WriteBatcher::insert_tell_for_pair`] began: called once
+/// (on the batch thread, or on the caller's after a write made there), with the tell as
+/// delivered and its session once that write is committed, or with `None` (nothing begun:
+/// the tell was queued, refused, or not stored). Dropped uncalled only when the batch thread
+/// is gone.
 pub type Handoff = Box<dyn FnOnce(Option<(super::Tell, super::Session)>) + Send>;
 
 impl WriteBatcher {

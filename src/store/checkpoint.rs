@@ -127,18 +127,21 @@ impl Checkpointer {
         }
     }
 
+    /// Whether [`Self::bound`] would checkpoint now (and so wait for the thread and for
+    /// readers): the writer looks at the WAL this time and it is past [`WRITER_TRUNCATES_AT`].
+    pub(super) fn would_bound(&self) -> bool {
+        let s = &self.shared;
+        s.writes
+            .load(Ordering::Relaxed)
+            .is_multiple_of(WRITER_LOOKS_EVERY)
+            && std::fs::metadata(&s.wal).map_or(0, |m| m.len()) >= WRITER_TRUNCATES_AT
+    }
+
     /// Called by a writer holding the write gate, before it writes: past
     /// [`WRITER_TRUNCATES_AT`], checkpoints and truncates the WAL on the writer's connection.
     pub(super) fn bound(&self, conn: &Connection) {
         let s = &self.shared;
-        if !s
-            .writes
-            .load(Ordering::Relaxed)
-            .is_multiple_of(WRITER_LOOKS_EVERY)
-        {
-            return;
-        }
-        if std::fs::metadata(&s.wal).map_or(0, |m| m.len()) < WRITER_TRUNCATES_AT {
+        if !self.would_bound() {
             return;
         }
         // The thread is checkpointing: it finishes first, then this writer goes on.

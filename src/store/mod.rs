@@ -481,8 +481,9 @@ impl SessionStore {
         self.write_conn(gate)
     }
 
-    /// [`Self::wconn`] only if no other write of this process is under way now (`None`:
-    /// one is).
+    /// [`Self::wconn`] only if it can be had without waiting (`None`: another write of this
+    /// process is under way, the in-memory database's connection is in use, or this write
+    /// would first have to cut the WAL back, which waits for the checkpointer and readers).
     pub(crate) fn try_wconn(&self) -> Option<StoreResult<WriteConn<'_>>> {
         if let Err(e) = self.check_file() {
             return Some(Err(e));
@@ -492,7 +493,22 @@ impl SessionStore {
             Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
             Err(std::sync::TryLockError::WouldBlock) => return None,
         };
-        Some(self.write_conn(gate))
+        if self
+            .checkpointer
+            .as_deref()
+            .is_some_and(|c| c.would_bound())
+        {
+            return None;
+        }
+        let pooled = match gate.as_ref() {
+            Some(_) => None,
+            None => Some(self.pool.try_get()?),
+        };
+        Some(Ok(WriteConn {
+            pooled,
+            gate,
+            checkpointer: self.checkpointer.as_deref(),
+        }))
     }
 
     fn write_conn<'a>(

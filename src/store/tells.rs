@@ -90,6 +90,37 @@ impl SessionStore {
         Ok(begun)
     }
 
+    /// Undoes [`Self::begin_turn`] of a tell that was never sent to the agent: `delivered` →
+    /// `queued` again (only if still delivered), and the session, if that tell is its current
+    /// one, idle with no current tell; in one transaction. `None` when the tell was no longer
+    /// delivered (nothing changed).
+    pub fn undeliver_tell(
+        &self,
+        session_id: &str,
+        tell_id: &str,
+    ) -> StoreResult<Option<super::Session>> {
+        let mut conn = self.wconn()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let back = tx
+            .prepare_cached(
+                "UPDATE tells SET state = 'queued', delivered_at = NULL \
+                 WHERE tell_id = ?1 AND state = 'delivered'",
+            )?
+            .execute([tell_id])?;
+        if back == 0 {
+            return Ok(None);
+        }
+        tx.prepare_cached(
+            "UPDATE session_live SET current_tell_id = NULL, process_state = 'idle' \
+             WHERE session = (SELECT id FROM sessions WHERE session_id = ?1) \
+             AND current_tell_id = ?2",
+        )?
+        .execute([session_id, tell_id])?;
+        let s = super::sessions::read_session_id(&tx, session_id)?;
+        tx.commit()?;
+        Ok(s)
+    }
+
     /// `queued` → `delivered`, only if still queued (a cancelled tell is not delivered).
     pub fn mark_tell_delivered(&self, tell_id: &str, now: i64) -> StoreResult<Option<Tell>> {
         let conn = self.wconn()?;

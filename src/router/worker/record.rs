@@ -197,8 +197,8 @@ impl Worker {
 
     /// The end of a message's turn with a result: the session's usage and idle state and the
     /// tell's end in one write (through the store's batch-write thread, shared with the other
-    /// pairs' turns ending meanwhile), the session's error when the turn failed, then the
-    /// tell's waiters.
+    /// pairs' turns ending meanwhile; at once on this thread when no other turn runs), the
+    /// session's error when the turn failed, then the tell's waiters.
     async fn end_tell_turn(
         &mut self,
         tell: &Tell,
