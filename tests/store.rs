@@ -1498,7 +1498,10 @@ fn a_begun_tell_that_was_never_sent_goes_back_to_the_queue() {
     let t = store.get_tell(ids[0]).expect("get").expect("tell");
     assert_eq!((t.state, t.delivered_at), (TellState::Queued, None));
     // First in the queue again, before the tell queued after it.
-    let next = store.next_queued_tell("a", "b").expect("next").expect("queued");
+    let next = store
+        .next_queued_tell("a", "b")
+        .expect("next")
+        .expect("queued");
     assert_eq!(next.tell_id, ids[0]);
     // Twice: nothing more to undo.
     assert!(store
