@@ -73,6 +73,17 @@ impl Watch {
         }
     }
 
+    /// The signal's name if one came already, without waiting (it is then taken: [`Self::recv`]
+    /// waits for the next one).
+    pub fn try_recv(&mut self) -> Option<&'static str> {
+        use std::future::Future;
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match std::pin::pin!(self.recv()).poll(&mut cx) {
+            std::task::Poll::Ready(signal) => Some(signal),
+            std::task::Poll::Pending => None,
+        }
+    }
+
     /// Resolves with the signal's name when one arrives.
     pub async fn recv(&mut self) -> &'static str {
         async fn next(s: &mut Option<tokio::signal::unix::Signal>) {

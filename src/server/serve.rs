@@ -91,19 +91,29 @@ pub struct ServerHandle {
 
 /// Recovers the database's open tells (queued ones are delivered, see [`Router::recover`]),
 /// serves until a signal arrives (or the stdio client leaves), then stops the router: running
-/// turns get `settings.shutdown_grace`, agents are stopped, leases given back. A signal that
-/// comes while the server is still starting is acted on once it listens; when it cannot start,
-/// the agents recovery started are stopped before the error is returned.
+/// turns get `settings.shutdown_grace`, agents are stopped, leases given back.
+///
+/// Recovery runs once the server has its address and before it answers a request: a server
+/// that cannot start (another one serves the database already, a bad token, a taken port)
+/// touches no tell and starts no agent, and the agents recovery starts get the server's MCP
+/// endpoint. A signal that comes while the server starts is acted on once it listens, and one
+/// that came before recovery skips it (the tells stay for the next process).
 pub async fn run(router: Router, mut options: ServeOptions) -> Result<(), McpError> {
-    // The handlers first: recovery may start agents at once, and a signal that came before
-    // the wait below was first polled took its default action (killed the server, its agents
-    // left behind) instead of stopping them.
+    // The handlers first: a signal that came before the wait below was first polled took its
+    // default action (killed the server, the agents recovery started left behind) instead of
+    // stopping it.
     let mut watch = options.signals.watch_or_warn();
     let ready = options.ready.take();
-    let started = match router.recover(None) {
-        Ok(_) => start(router.clone(), options).await,
-        Err(e) => Err(e.into()),
-    };
+    let mut early = None;
+    let started = start_with(router.clone(), options, |router, url| {
+        router.set_mcp_endpoint(Some(url.to_string()));
+        early = watch.try_recv();
+        if early.is_none() {
+            router.recover(None)?;
+        }
+        Ok(())
+    })
+    .await;
     let mut handle = match started {
         Ok(handle) => handle,
         Err(e) => {
@@ -114,19 +124,38 @@ pub async fn run(router: Router, mut options: ServeOptions) -> Result<(), McpErr
     if let Some(tx) = ready {
         let _ = tx.send(handle.addr());
     }
-    let result = tokio::select! {
-        r = handle.finished() => r,
-        sig = watch.recv() => {
-            tracing::info!(signal = sig, "shutting down");
+    let result = match early {
+        Some(sig) => {
+            tracing::info!(
+                signal = sig,
+                "shutting down (the signal came while starting)"
+            );
             Ok(())
         }
+        None => tokio::select! {
+            r = handle.finished() => r,
+            sig = watch.recv() => {
+                tracing::info!(signal = sig, "shutting down");
+                Ok(())
+            }
+        },
     };
     handle.shutdown().await;
     result
 }
 
 /// Starts serving and returns at once (the stdio handshake runs in the background).
-pub async fn start(router: Router, mut options: ServeOptions) -> Result<ServerHandle, McpError> {
+pub async fn start(router: Router, options: ServeOptions) -> Result<ServerHandle, McpError> {
+    start_with(router, options, |_, _| Ok(())).await
+}
+
+/// [`start`], with `ready` run once the address is bound (given its URL) and before any
+/// request is answered; its error ends the start.
+async fn start_with(
+    router: Router,
+    mut options: ServeOptions,
+    ready: impl FnOnce(&Router, &str) -> Result<(), McpError>,
+) -> Result<ServerHandle, McpError> {
     let config = Arc::clone(router.manager().config());
     let loopback = match &options.transport {
         Transport::Stdio { .. } => true,
@@ -201,6 +230,7 @@ pub async fn start(router: Router, mut options: ServeOptions) -> Result<ServerHa
         .local_addr()
         .map_err(|source| McpError::Bind { addr: bind, source })?;
     let url = endpoint_url(addr);
+    ready(&router, &url)?;
     let started_at = now_ms();
     let stop = CancellationToken::new();
     let metrics = Arc::new(Metrics::default());
