@@ -240,10 +240,6 @@ impl Worker {
             };
             match idle {
                 Idle::Cmd(None) | Idle::Shutdown => break,
-                Idle::Cmd(Some(Cmd::Wake | Cmd::Released)) => self.queue_hint = QueueHint::Queued,
-                Idle::Cmd(Some(Cmd::Run(begun))) => {
-                    self.take_begun(*begun).await;
-                }
                 Idle::Cmd(Some(cmd)) => self.handle(cmd).await,
                 Idle::TimedOut => self.stop_agent("idle", None).await,
                 Idle::Evicted => {
@@ -877,10 +873,7 @@ impl Worker {
         let mut said = None;
         let mut interrupted = false;
         let mut interrupt_deadline: Option<Instant> = None;
-        // A turn handed over as shutdown began (see `settle_claim`) gets the grace at once: the
-        // change was seen already.
-        let mut shutdown_deadline: Option<Instant> =
-            (*self.shutdown.borrow()).then(|| Instant::now() + settings.shutdown_grace);
+        let mut shutdown_deadline: Option<Instant> = None;
         let mut last_output = Instant::now();
         // When the agent last printed is for people (`sessions show`): stored at most once per
         // RESPONSE_WRITE_EVERY while a turn runs (a commit per line would cost more than the

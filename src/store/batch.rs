@@ -228,20 +228,14 @@ impl WriteBatcher {
     /// Runs `op` in the next batch; resolves once the batch committed (or failed). `then`
     /// runs on the batch thread with the write's result once the batch committed (or failed),
     /// before the caller is answered; it runs even when the caller has gone. Dropped unrun
-    /// only when the batch thread is gone. With `turn` (the caller's own running turns, see
-    /// [`Self::turn`]), a write made alone runs on the caller's thread instead, `then` after
-    /// it.
-    async fn write_then<R, F>(
-        &self,
-        op: F,
-        then: Option<Then<R>>,
-        turn: Option<usize>,
-    ) -> StoreResult<R>
+    /// only when the batch thread is gone. A write made alone (`mine`: the caller's own
+    /// running turns, see [`Self::turn`]) runs on the caller's thread instead, `then` after it.
+    async fn write_then<R, F>(&self, op: F, then: Option<Then<R>>, mine: usize) -> StoreResult<R>
     where
         R: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
     {
-        let (op, then) = match turn.is_some_and(|mine| self.alone(mine)) {
+        let (op, then) = match self.alone(mine) {
             true => match self.write_here(op, then) {
                 Ok(done) => return done,
                 Err(back) => back,
@@ -346,7 +340,7 @@ impl WriteBatcher {
         self.write_then(
             move |conn| super::tells::begin_turn_in(conn, &session_id, &tell_id, now),
             None,
-            Some(0),
+            0,
         )
         .await
     }
@@ -370,7 +364,7 @@ impl WriteBatcher {
                 super::tells::begin_turn_in(conn, &session_id, &next.tell_id, now)
             },
             None,
-            Some(0),
+            0,
         )
         .await
     }
@@ -399,7 +393,7 @@ impl WriteBatcher {
             Ok((session, tell, more))
         };
         // Made by a running turn: alone when it is the only one.
-        self.write_then(op, None, Some(1)).await
+        self.write_then(op, None, 1).await
     }
 }
 
@@ -448,12 +442,8 @@ impl WriteBatcher {
     /// [`SessionStore::insert_tell`] (no idempotency key, not a retry), in the next batch.
     pub async fn insert_tell(&self, t: &super::NewTell<'_>, now: i64) -> StoreResult<super::Tell> {
         let t = OwnedTell::new(t);
-        self.write_then(
-            move |conn| t.insert(conn, &t.session_id, now),
-            None,
-            Some(0),
-        )
-        .await
+        self.write_then(move |conn| t.insert(conn, &t.session_id, now), None, 0)
+            .await
     }
 }
 
@@ -559,7 +549,7 @@ impl WriteBatcher {
                 Ok(PairInsert::Stored(Box::new(stored)))
             },
             then,
-            Some(0),
+            0,
         )
         .await
     }
