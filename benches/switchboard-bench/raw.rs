@@ -79,9 +79,7 @@ impl Raw {
         let id = floor::live_in(
             &conn,
             session_id,
-            floor::STATE_COLUMNS,
-            floor::STATE_VALUES,
-            floor::STATE_SET,
+            floor::STATE_UPSERT,
             params![session_id, state],
         )?;
         floor::read_rowid(&conn, id)
@@ -145,9 +143,7 @@ impl Raw {
             floor::live_in(
                 &tx,
                 id,
-                floor::FORCE_OWNER_COLUMNS,
-                "?2, ?3, ?4, ?5",
-                floor::FORCE_OWNER_SET,
+                floor::FORCE_OWNER_UPSERT,
                 params![id, state, owner.pid, owner.started_at, now],
             )?;
         }

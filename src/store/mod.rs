@@ -52,9 +52,8 @@ pub mod floor {
     pub use super::reset::reset_orphaned_in;
     pub use super::sessions::{
         fold_pending_tx, get_by_pair, list_in, live_in, pending_in, read_rowid, read_session_id,
-        row_to_session, stats_in, update_in, Counters, COLUMNS, FORCE_OWNER_COLUMNS,
-        FORCE_OWNER_SET, FROM, INSERT_SESSION, STATE_COLUMNS, STATE_SET, STATE_STOPPED_SET,
-        STATE_VALUES,
+        row_to_session, stats_in, update_in, Counters, COLUMNS, FORCE_OWNER_UPSERT, FROM,
+        INSERT_SESSION, STATE_STOPPED_UPSERT, STATE_UPSERT,
     };
     pub use super::{init_connection, write_returning};
 }

@@ -13,23 +13,35 @@ use super::reset::{reset_orphaned_in, ResetReport};
 use super::{write_returning, SessionStore, StoreError, StoreResult};
 use crate::util::ProcessIdentity;
 
+/// [`COLUMNS`] as a literal, for statements built once (`concat!`).
+macro_rules! session_columns {
+    () => {
+        "s.id, s.from_team, s.to_team, s.session_id, s.created_at, \
+         max(s.last_used_at, coalesce(p.last_used_at, 0)), s.message_count + coalesce(p.messages, 0), \
+         s.status, \
+         coalesce(l.process_state, 'stopped'), l.current_tell_id, \
+         coalesce(max(s.last_response_at, p.last_response_at), s.last_response_at, p.last_response_at), \
+         s.launch_command, s.team_config_snapshot, \
+         s.compaction_count, s.last_compacted_at, s.last_pre_compact_tokens, s.last_post_compact_tokens, \
+         s.input_tokens + coalesce(p.input_tokens, 0), s.output_tokens + coalesce(p.output_tokens, 0), \
+         s.cost_usd + coalesce(p.cost_usd, 0), s.last_error, l.owner_pid, l.owner_started_at, \
+         l.owner_heartbeat_at, l.agent_pid, l.agent_started_at, s.agent_session_id"
+    };
+}
 /// The columns of a [`Session`]: the session row, its per-process row (migration 0008) and its
 /// pending counters (migration 0012), read with [`FROM`]. A session without a `session_live`
 /// row is stopped, with no owner; without a `session_pending` row its counters are folded.
-pub const COLUMNS: &str = "s.id, s.from_team, s.to_team, s.session_id, s.created_at, \
-    max(s.last_used_at, coalesce(p.last_used_at, 0)), s.message_count + coalesce(p.messages, 0), \
-    s.status, \
-    coalesce(l.process_state, 'stopped'), l.current_tell_id, \
-    coalesce(max(s.last_response_at, p.last_response_at), s.last_response_at, p.last_response_at), \
-    s.launch_command, s.team_config_snapshot, \
-    s.compaction_count, s.last_compacted_at, s.last_pre_compact_tokens, s.last_post_compact_tokens, \
-    s.input_tokens + coalesce(p.input_tokens, 0), s.output_tokens + coalesce(p.output_tokens, 0), \
-    s.cost_usd + coalesce(p.cost_usd, 0), s.last_error, l.owner_pid, l.owner_started_at, \
-    l.owner_heartbeat_at, l.agent_pid, l.agent_started_at, s.agent_session_id";
+pub const COLUMNS: &str = session_columns!();
 
+/// [`FROM`] as a literal.
+macro_rules! session_from {
+    () => {
+        "sessions s LEFT JOIN session_live l ON l.session = s.id \
+         LEFT JOIN session_pending p ON p.session = s.id"
+    };
+}
 /// The tables [`COLUMNS`] reads.
-pub const FROM: &str = "sessions s LEFT JOIN session_live l ON l.session = s.id \
-    LEFT JOIN session_pending p ON p.session = s.id";
+pub const FROM: &str = session_from!();
 
 /// A session's message count in a query over [`FROM`]: folded plus pending.
 const MESSAGES: &str = "(s.message_count + coalesce(p.messages, 0))";
@@ -102,9 +114,15 @@ fn not_found(session_id: &str) -> StoreError {
 
 /// The session with row id `id`, as [`COLUMNS`] reads it.
 pub fn read_rowid(conn: &Connection, id: i64) -> StoreResult<Session> {
-    let sql = format!("SELECT {COLUMNS} FROM {FROM} WHERE s.id = ?1");
+    const SQL: &str = concat!(
+        "SELECT ",
+        session_columns!(),
+        " FROM ",
+        session_from!(),
+        " WHERE s.id = ?1"
+    );
     let found = conn
-        .prepare_cached(&sql)?
+        .prepare_cached(SQL)?
         .query_row([id], row_to_session)
         .optional()?;
     found.ok_or_else(|| StoreError::NotFound(format!("session row {id}")))
@@ -112,9 +130,15 @@ pub fn read_rowid(conn: &Connection, id: i64) -> StoreResult<Session> {
 
 /// The session with UUID `session_id`, as [`COLUMNS`] reads it.
 pub fn read_session_id(conn: &Connection, session_id: &str) -> StoreResult<Option<Session>> {
-    let sql = format!("SELECT {COLUMNS} FROM {FROM} WHERE s.session_id = ?1");
+    const SQL: &str = concat!(
+        "SELECT ",
+        session_columns!(),
+        " FROM ",
+        session_from!(),
+        " WHERE s.session_id = ?1"
+    );
     Ok(conn
-        .prepare_cached(&sql)?
+        .prepare_cached(SQL)?
         .query_row([session_id], row_to_session)
         .optional()?)
 }
@@ -176,22 +200,46 @@ fn upsert_for(
     }
 }
 
-/// Sets per-process columns of session `?1`: inserts its `session_live` row with `columns` =
-/// `values`, or, if it has one, runs `set` on it. Returns the session's row id.
+/// An upsert of per-process columns into `session_live` (`?1` = the session's row id): inserts
+/// its row with `$columns` = `$values`, or, if it has one, runs `$set` on it. A literal: the
+/// statement is built once, not per write.
+macro_rules! live_upsert {
+    ($columns:literal, $values:literal, $set:literal) => {
+        concat!(
+            "INSERT INTO session_live (session, ",
+            $columns,
+            ") VALUES (?1, ",
+            $values,
+            ") ON CONFLICT (session) DO UPDATE SET ",
+            $set
+        )
+    };
+}
+
+/// Runs `upsert` (made with `live_upsert!`) for session `session_id` (`params[0]`); returns the
+/// session's row id.
 pub fn live_in(
     conn: &Connection,
     session_id: &str,
-    columns: &str,
-    values: &str,
-    set: &str,
+    upsert: &str,
     params: &[&dyn rusqlite::ToSql],
 ) -> StoreResult<i64> {
-    let sql = format!(
-        "INSERT INTO session_live (session, {columns}) VALUES (?1, {values}) \
-         ON CONFLICT (session) DO UPDATE SET {set}"
-    );
-    upsert_for(conn, session_id, &sql, params)
+    upsert_for(conn, session_id, upsert, params)
 }
+
+/// A turn starts: the session's current tell is `?2`, and it is processing.
+pub(super) const TURN_BEGINS: &str = live_upsert!(
+    "current_tell_id, process_state",
+    "?2, 'processing'",
+    "current_tell_id = excluded.current_tell_id, process_state = 'processing'"
+);
+
+/// A turn ended: no current tell, idle.
+pub(super) const TURN_ENDS: &str = live_upsert!(
+    "process_state",
+    "'idle'",
+    "current_tell_id = NULL, process_state = 'idle'"
+);
 
 impl SessionStore {
     /// Inserts a new session for the pair, or returns the existing one. Race-free across threads
@@ -301,18 +349,12 @@ impl SessionStore {
         session_id: &str,
         state: ProcessState,
     ) -> StoreResult<Session> {
-        let set = if state == ProcessState::Stopped {
-            STATE_STOPPED_SET
+        let upsert = if state == ProcessState::Stopped {
+            STATE_STOPPED_UPSERT
         } else {
-            STATE_SET
+            STATE_UPSERT
         };
-        self.live(
-            session_id,
-            STATE_COLUMNS,
-            STATE_VALUES,
-            set,
-            params![session_id, state],
-        )
+        self.live(session_id, upsert, params![session_id, state])
     }
 
     /// Records the live agent process of the session (or clears it).
@@ -323,9 +365,11 @@ impl SessionStore {
     ) -> StoreResult<Session> {
         self.live(
             session_id,
-            "agent_pid, agent_started_at",
-            "?2, ?3",
-            "agent_pid = excluded.agent_pid, agent_started_at = excluded.agent_started_at",
+            live_upsert!(
+                "agent_pid, agent_started_at",
+                "?2, ?3",
+                "agent_pid = excluded.agent_pid, agent_started_at = excluded.agent_started_at"
+            ),
             params![
                 session_id,
                 agent.map(|a| a.pid),
@@ -477,9 +521,11 @@ impl SessionStore {
     ) -> StoreResult<Session> {
         self.live(
             session_id,
-            "current_tell_id",
-            "?2",
-            "current_tell_id = excluded.current_tell_id",
+            live_upsert!(
+                "current_tell_id",
+                "?2",
+                "current_tell_id = excluded.current_tell_id"
+            ),
             params![session_id, tell_id],
         )
     }
@@ -666,9 +712,7 @@ impl SessionStore {
     ) -> StoreResult<Session> {
         self.live(
             session_id,
-            FORCE_OWNER_COLUMNS,
-            "?2, ?3, ?4, ?5",
-            FORCE_OWNER_SET,
+            FORCE_OWNER_UPSERT,
             params![
                 session_id,
                 state,
@@ -701,13 +745,11 @@ impl SessionStore {
     fn live(
         &self,
         session_id: &str,
-        columns: &str,
-        values: &str,
-        set: &str,
+        upsert: &str,
         params: &[&dyn rusqlite::ToSql],
     ) -> StoreResult<Session> {
         let conn = self.wconn()?;
-        let id = live_in(&conn, session_id, columns, values, set, params)?;
+        let id = live_in(&conn, session_id, upsert, params)?;
         read_rowid(&conn, id)
     }
 }
@@ -854,15 +896,19 @@ pub fn any_pending(conn: &Connection) -> StoreResult<bool> {
         .prepare_cached("SELECT EXISTS (SELECT 1 FROM session_pending)")?
         .query_row([], |r| r.get(0))?)
 }
-/// Columns, values and `SET` of `update_process_state` (`?2` = state), for [`live_in`].
-pub const STATE_COLUMNS: &str = "process_state";
-/// See [`STATE_COLUMNS`].
-pub const STATE_VALUES: &str = "?2";
-/// See [`STATE_COLUMNS`] (any state but `stopped`).
-pub const STATE_SET: &str = "process_state = excluded.process_state";
-/// See [`STATE_COLUMNS`] (`stopped`).
-pub const STATE_STOPPED_SET: &str = "process_state = excluded.process_state, \
-    current_tell_id = NULL, agent_pid = NULL, agent_started_at = NULL";
+/// `update_process_state` (`?2` = state, any but `stopped`), for [`live_in`].
+pub const STATE_UPSERT: &str = live_upsert!(
+    "process_state",
+    "?2",
+    "process_state = excluded.process_state"
+);
+/// `update_process_state` to `stopped` (`?2`): no current tell, no agent either.
+pub const STATE_STOPPED_UPSERT: &str = live_upsert!(
+    "process_state",
+    "?2",
+    "process_state = excluded.process_state, \
+     current_tell_id = NULL, agent_pid = NULL, agent_started_at = NULL"
+);
 
 const STATS_TOTALS: &str =
     "SELECT scope, key, sessions, messages, input_tokens, output_tokens, cost_usd FROM session_totals";
@@ -885,14 +931,14 @@ const STATS_BUSIEST: &str = "SELECT s.from_team, s.to_team, s.session_id, \
 /// planner, knowing neither table's size, would walk every session instead.
 const STATS_PENDING: &str = "SELECT s.from_team, s.to_team, p.messages, p.input_tokens, \
      p.output_tokens, p.cost_usd FROM session_pending p CROSS JOIN sessions s ON s.id = p.session";
-/// Columns of `force_owner` (`?2` state, `?3` pid, `?4` started at, `?5` heartbeat), for
-/// [`live_in`] with values `?2, ?3, ?4, ?5`.
-pub const FORCE_OWNER_COLUMNS: &str =
-    "process_state, owner_pid, owner_started_at, owner_heartbeat_at";
-/// `SET` of `force_owner`; see [`FORCE_OWNER_COLUMNS`].
-pub const FORCE_OWNER_SET: &str = "process_state = excluded.process_state, \
-    owner_pid = excluded.owner_pid, owner_started_at = excluded.owner_started_at, \
-    owner_heartbeat_at = excluded.owner_heartbeat_at";
+/// `force_owner` (`?2` state, `?3` pid, `?4` started at, `?5` heartbeat), for [`live_in`].
+pub const FORCE_OWNER_UPSERT: &str = live_upsert!(
+    "process_state, owner_pid, owner_started_at, owner_heartbeat_at",
+    "?2, ?3, ?4, ?5",
+    "process_state = excluded.process_state, \
+     owner_pid = excluded.owner_pid, owner_started_at = excluded.owner_started_at, \
+     owner_heartbeat_at = excluded.owner_heartbeat_at"
+);
 
 /// The session of the pair, as [`COLUMNS`] reads it.
 pub fn get_by_pair(conn: &Connection, from: &str, to: &str) -> StoreResult<Option<Session>> {
@@ -1138,14 +1184,7 @@ pub(super) fn end_turn_in(
     answered: bool,
     now: i64,
 ) -> StoreResult<Session> {
-    live_in(
-        conn,
-        session_id,
-        "process_state",
-        "'idle'",
-        "current_tell_id = NULL, process_state = 'idle'",
-        params![session_id],
-    )?;
+    live_in(conn, session_id, TURN_ENDS, params![session_id])?;
     let id = pending_in(
         conn,
         session_id,

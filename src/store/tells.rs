@@ -3,12 +3,18 @@
 use rusqlite::{params, OptionalExtension, Row};
 
 use super::model::{Tell, TellKind, TellOutcome, TellState};
-use super::{write_returning, SessionStore, StoreError, StoreResult};
+use super::{SessionStore, StoreError, StoreResult};
 
-const COLUMNS: &str =
-    "id, tell_id, session_id, from_team, to_team, kind, text, state, created_at, \
-    delivered_at, answered_at, answer, error, input_tokens, output_tokens, cost_usd, duration_ms, \
-    parent_tell_id, idempotency_key, retry_of";
+/// The columns [`row_to_tell`] reads, as a literal (for `concat!`: statements built once).
+macro_rules! tell_columns {
+    () => {
+        "id, tell_id, session_id, from_team, to_team, kind, text, state, created_at, \
+         delivered_at, answered_at, answer, error, input_tokens, output_tokens, cost_usd, \
+         duration_ms, parent_tell_id, idempotency_key, retry_of"
+    };
+}
+
+const COLUMNS: &str = tell_columns!();
 
 fn row_to_tell(r: &Row<'_>) -> rusqlite::Result<Tell> {
     Ok(Tell {
@@ -33,6 +39,47 @@ fn row_to_tell(r: &Row<'_>) -> rusqlite::Result<Tell> {
         idempotency_key: r.get(18)?,
         retry_of: r.get(19)?,
     })
+}
+
+/// A new tell, `queued` (nothing when the team has a tell with its idempotency key `?9`).
+const INSERT: &str = "INSERT INTO tells (tell_id, session_id, from_team, to_team, kind, text, \
+     created_at, parent_tell_id, idempotency_key, retry_of) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+     ON CONFLICT (from_team, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING";
+
+/// An open tell ends in state `?2` with its outcome.
+const FINISH: &str = "UPDATE tells SET state = ?2, answered_at = ?3, answer = ?4, error = ?5, \
+     input_tokens = ?6, output_tokens = ?7, cost_usd = ?8, duration_ms = ?9 \
+     WHERE tell_id = ?1 AND state IN ('queued', 'delivered')";
+
+/// A turn starts: its tell `queued` → `delivered` (only if still queued: a cancelled tell is
+/// not delivered).
+const DELIVER: &str =
+    "UPDATE tells SET state = 'delivered', delivered_at = ?2 WHERE tell_id = ?1 AND state = 'queued'";
+
+/// Reads tell `tell_id` on `conn`.
+fn read_tell_in(conn: &rusqlite::Connection, tell_id: &str) -> StoreResult<Option<Tell>> {
+    const SQL: &str = concat!("SELECT ", tell_columns!(), " FROM tells WHERE tell_id = ?1");
+    Ok(conn
+        .prepare_cached(SQL)?
+        .query_row([tell_id], row_to_tell)
+        .optional()?)
+}
+
+/// Runs `sql`, a write of the one tell `tell_id` (at most one row), and reads the tell back if
+/// it wrote it. Not `... RETURNING`: SQLite builds a temporary table (a pager and its page
+/// cache, allocated and freed) for every statement with RETURNING; the read back is a lookup
+/// of a page the write has just used.
+fn write_tell_in<P: rusqlite::Params>(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    params: P,
+    tell_id: &str,
+) -> StoreResult<Option<Tell>> {
+    if conn.prepare_cached(sql)?.execute(params)? == 0 {
+        return Ok(None);
+    }
+    read_tell_in(conn, tell_id)
 }
 
 /// A tell to store.
@@ -65,13 +112,7 @@ impl SessionStore {
 
     /// A tell by its UUID.
     pub fn get_tell(&self, tell_id: &str) -> StoreResult<Option<Tell>> {
-        let conn = self.conn()?;
-        let sql = format!("SELECT {COLUMNS} FROM tells WHERE tell_id = ?1");
-        let found = conn
-            .prepare_cached(&sql)?
-            .query_row([tell_id], row_to_tell)
-            .optional()?;
-        Ok(found)
+        read_tell_in(&*self.conn()?, tell_id)
     }
 
     /// A turn starts, in one transaction: the tell `queued` → `delivered` (only if still
@@ -124,16 +165,7 @@ impl SessionStore {
     /// `queued` → `delivered`, only if still queued (a cancelled tell is not delivered).
     pub fn mark_tell_delivered(&self, tell_id: &str, now: i64) -> StoreResult<Option<Tell>> {
         let conn = self.wconn()?;
-        let sql = format!(
-            "UPDATE tells SET state = 'delivered', delivered_at = ?2 WHERE tell_id = ?1 \
-             AND state = 'queued' RETURNING {COLUMNS}"
-        );
-        let found = write_returning(
-            &mut conn.prepare_cached(&sql)?,
-            params![tell_id, now],
-            row_to_tell,
-        )?;
-        Ok(found)
+        write_tell_in(&conn, DELIVER, params![tell_id, now], tell_id)
     }
 
     /// Ends an open tell (`queued` or `delivered`) in `state` with its outcome. Returns `None`
@@ -420,13 +452,15 @@ pub(super) fn next_queued_in(
     from: &str,
     to: &str,
 ) -> StoreResult<Option<Tell>> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM tells INDEXED BY tells_open_by_pair \
+    const SQL: &str = concat!(
+        "SELECT ",
+        tell_columns!(),
+        " FROM tells INDEXED BY tells_open_by_pair \
          WHERE from_team = ?1 AND to_team = ?2 AND state IN ('queued', 'delivered') \
          AND state = 'queued' ORDER BY id LIMIT 1"
     );
     let found = conn
-        .prepare_cached(&sql)?
+        .prepare_cached(SQL)?
         .query_row([from, to], row_to_tell)
         .optional()?;
     Ok(found)
@@ -455,24 +489,13 @@ pub(super) fn begin_turn_in(
     tell_id: &str,
     now: i64,
 ) -> StoreResult<Option<(Tell, super::Session)>> {
-    let sql = format!(
-        "UPDATE tells SET state = 'delivered', delivered_at = ?2 WHERE tell_id = ?1 \
-         AND state = 'queued' RETURNING {COLUMNS}"
-    );
-    let Some(tell) = write_returning(
-        &mut conn.prepare_cached(&sql)?,
-        params![tell_id, now],
-        row_to_tell,
-    )?
-    else {
+    let Some(tell) = write_tell_in(conn, DELIVER, params![tell_id, now], tell_id)? else {
         return Ok(None);
     };
     let id = super::sessions::live_in(
         conn,
         session_id,
-        "current_tell_id, process_state",
-        "?2, 'processing'",
-        "current_tell_id = excluded.current_tell_id, process_state = 'processing'",
+        super::sessions::TURN_BEGINS,
         params![session_id, tell_id],
     )?;
     let session = super::sessions::read_rowid(conn, id)?;
@@ -492,13 +515,9 @@ pub(super) fn finish_tell_in(
             "final state for tell {tell_id}"
         )));
     }
-    let sql = format!(
-        "UPDATE tells SET state = ?2, answered_at = ?3, answer = ?4, error = ?5, input_tokens = ?6, \
-         output_tokens = ?7, cost_usd = ?8, duration_ms = ?9 \
-         WHERE tell_id = ?1 AND state IN ('queued', 'delivered') RETURNING {COLUMNS}"
-    );
-    let found = write_returning(
-        &mut conn.prepare_cached(&sql)?,
+    write_tell_in(
+        conn,
+        FINISH,
         params![
             tell_id,
             state,
@@ -510,9 +529,8 @@ pub(super) fn finish_tell_in(
             outcome.cost_usd,
             outcome.duration_ms
         ],
-        row_to_tell,
-    )?;
-    Ok(found)
+        tell_id,
+    )
 }
 
 /// Stores a new tell as `queued` on `conn`; `None` when the team already has a tell with
@@ -524,15 +542,9 @@ pub(super) fn insert_tell_in(
     retry_of: Option<&str>,
     now: i64,
 ) -> StoreResult<Option<Tell>> {
-    let sql = format!(
-        "INSERT INTO tells (tell_id, session_id, from_team, to_team, kind, text, created_at, \
-         parent_tell_id, idempotency_key, retry_of) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
-         ON CONFLICT (from_team, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
-         RETURNING {COLUMNS}"
-    );
-    Ok(write_returning(
-        &mut conn.prepare_cached(&sql)?,
+    write_tell_in(
+        conn,
+        INSERT,
         params![
             t.tell_id,
             t.session_id,
@@ -545,6 +557,7 @@ pub(super) fn insert_tell_in(
             idempotency_key,
             retry_of
         ],
-        row_to_tell,
-    )?)
+        t.tell_id,
+    )
 }
+
