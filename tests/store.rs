@@ -1315,7 +1315,7 @@ fn migration_12_keeps_every_session_and_event_of_a_version_11_database() {
     drop(raw);
 
     let store = SessionStore::open(&path).expect("open a version 11 database");
-    assert_eq!(store.schema_version().expect("version"), 12);
+    assert_eq!(store.schema_version().expect("version"), SCHEMA_VERSION);
     let raw = Connection::open(&path).expect("raw");
     assert_eq!(
         sessions(&raw),
@@ -1378,6 +1378,121 @@ fn migration_12_keeps_every_session_and_event_of_a_version_11_database() {
     // Retention walks the oldest ids: the events before 200 ms go, the rest stay.
     assert_eq!(store.prune_events(200).expect("prune"), 20);
     assert_eq!(events(&raw).len(), 30);
+}
+
+/// Migration 13 rewrites three CHECK constraints in place (`IN (...)` as ORs): a version 12
+/// database keeps every row, the constraints refuse what they refused, a connection opened
+/// before the migration reads the new schema too, and the store writes as before.
+#[test]
+fn migration_13_keeps_every_row_of_a_version_12_database_and_its_constraints() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("v12.db");
+    let statuses = [
+        "active",
+        "compact_pending",
+        "compacting",
+        "archived",
+        "error",
+    ];
+    let states = ["stopped", "spawning", "idle", "processing", "terminating"];
+    let tell_states = ["queued", "delivered", "answered", "failed", "cancelled"];
+    database_at(&path, 12, |tx| {
+        for i in 0..10i64 {
+            tx.execute(
+                "INSERT INTO sessions (from_team, to_team, session_id, created_at, last_used_at, \
+                 status) VALUES ('a', ?1, ?2, 1, 1, ?3)",
+                rusqlite::params![
+                    format!("b{i}"),
+                    format!("11111111-1111-4111-8111-{i:012}"),
+                    statuses[(i % 5) as usize]
+                ],
+            )
+            .expect("session");
+            tx.execute(
+                "INSERT INTO session_live (session, process_state, current_tell_id) \
+                 VALUES (?1, ?2, ?3)",
+                rusqlite::params![i + 1, states[(i % 5) as usize], format!("tell-{i}")],
+            )
+            .expect("live");
+            tx.execute(
+                "INSERT INTO tells (tell_id, session_id, from_team, to_team, text, state, \
+                 created_at) VALUES (?1, ?2, 'a', ?3, 'hello', ?4, ?5)",
+                rusqlite::params![
+                    format!("tell-{i}"),
+                    format!("11111111-1111-4111-8111-{i:012}"),
+                    format!("b{i}"),
+                    tell_states[(i % 5) as usize],
+                    i
+                ],
+            )
+            .expect("tell");
+        }
+    });
+    let dump = |c: &Connection| {
+        ["sessions", "session_live", "tells", "session_totals"]
+            .iter()
+            .flat_map(|t| dump_rows(c, &format!("SELECT * FROM {t} ORDER BY 1, 2")))
+            .collect::<Vec<_>>()
+    };
+    // Open (and used) before the migration: it must not go on with the old text.
+    let early = Connection::open(&path).expect("raw");
+    let before = dump(&early);
+
+    let store = SessionStore::open(&path).expect("open a version 12 database");
+    assert_eq!(store.schema_version().expect("version"), SCHEMA_VERSION);
+    assert_eq!(dump(&early), before, "every row keeps every value");
+    let schema: String = early
+        .query_row(
+            "SELECT group_concat(sql, ' ') FROM sqlite_schema \
+             WHERE name IN ('sessions', 'session_live', 'tells')",
+            [],
+            |r| r.get(0),
+        )
+        .expect("schema");
+    for column in ["status", "process_state", "state"] {
+        assert!(!schema.contains(&format!("({column} IN (")), "{schema}");
+    }
+    let ok: String = early
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .expect("integrity");
+    assert_eq!(ok, "ok");
+    // Compiled with the new text: SQLite builds a temporary b-tree (`OpenEphemeral`) for an
+    // `IN` of more than two values, at every write.
+    let opcodes: Vec<String> = early
+        .prepare("EXPLAIN UPDATE tells SET state = 'failed' WHERE tell_id = 'tell-9'")
+        .expect("explain")
+        .query_map([], |r| r.get(1))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert!(!opcodes.iter().any(|o| o == "OpenEphemeral"), "{opcodes:?}");
+    for bad in [
+        "UPDATE tells SET state = 'lost' WHERE tell_id = 'tell-1'",
+        "UPDATE session_live SET process_state = 'asleep' WHERE session = 1",
+        "UPDATE sessions SET status = 'gone' WHERE id = 1",
+    ] {
+        let e = early.execute(bad, []).expect_err(bad);
+        assert!(
+            e.to_string().contains("CHECK constraint failed"),
+            "{bad}: {e}"
+        );
+    }
+    for good in [
+        "UPDATE tells SET state = 'cancelled' WHERE tell_id = 'tell-0'",
+        "UPDATE session_live SET process_state = 'terminating' WHERE session = 1",
+        "UPDATE sessions SET status = 'archived' WHERE id = 1",
+    ] {
+        assert_eq!(early.execute(good, []).expect(good), 1);
+    }
+    drop(early);
+
+    // The store writes and reads as before.
+    let s = store
+        .update_process_state("11111111-1111-4111-8111-000000000002", ProcessState::Idle)
+        .expect("state");
+    assert_eq!(s.process_state, ProcessState::Idle);
+    let t = store.get_tell("tell-3").expect("tell").expect("there");
+    assert_eq!(t.state, switchboard::store::TellState::Failed);
 }
 
 /// Counters a killed process left pending (committed rows of `session_pending`, never folded)

@@ -67,6 +67,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0012_session_pending",
         include_str!("../../migrations/0012_session_pending.sql"),
     ),
+    (
+        13,
+        "0013_checks_without_in",
+        include_str!("../../migrations/0013_checks_without_in.sql"),
+    ),
 ];
 
 /// The newest schema version this binary knows.
@@ -149,6 +154,7 @@ pub(crate) fn apply(conn: &mut Connection, path: &str) -> StoreResult<()> {
             continue; // applied before, or meanwhile by another process; the transaction rolls back
         }
         tx.execute_batch(sql).map_err(fail)?;
+        bump_schema_cookie(&tx).map_err(fail)?;
         tx.execute(
             "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
             rusqlite::params![version, name, crate::util::now_ms()],
@@ -158,6 +164,15 @@ pub(crate) fn apply(conn: &mut Connection, path: &str) -> StoreResult<()> {
         tracing::info!(version, name, db = path, "applied migration");
     }
     Ok(())
+}
+
+/// Increments the schema cookie once more. A migration that rewrites `sqlite_schema` in place
+/// (0013) changes no cookie by itself, and a connection reads the schema again only when it
+/// finds the cookie changed: other connections, open now or in the pool, would go on with the
+/// text they parsed. Then this connection reads it again too.
+fn bump_schema_cookie(tx: &Connection) -> rusqlite::Result<()> {
+    let cookie: i64 = tx.query_row("PRAGMA schema_version", [], |r| r.get(0))?;
+    tx.execute_batch(&format!("PRAGMA schema_version = {}", cookie + 1))
 }
 
 #[cfg(test)]

@@ -561,3 +561,66 @@ pub(super) fn insert_tell_in(
     )
 }
 
+#[cfg(test)]
+mod tests {
+    use super::super::sessions::{FORCE_OWNER_UPSERT, STATE_STOPPED_UPSERT, STATE_UPSERT};
+    use super::super::sessions::{TURN_BEGINS, TURN_ENDS};
+    use super::super::SessionStore;
+    use super::{DELIVER, FINISH, INSERT};
+
+    /// The opcodes SQLite compiles `sql` to, on `conn`.
+    fn opcodes(conn: &rusqlite::Connection, sql: &str) -> Vec<String> {
+        let mut stmt = conn.prepare(&format!("EXPLAIN {sql}")).expect("explain");
+        // Parameters left unbound (NULL): the program is the same.
+        let mut rows = stmt.raw_query();
+        let mut ops = Vec::new();
+        while let Some(row) = rows.next().expect("row") {
+            ops.push(row.get(1).expect("opcode"));
+        }
+        ops
+    }
+
+    /// The statements of every turn compare a CHECK's values in place and return nothing:
+    /// SQLite builds a temporary b-tree (`OpenEphemeral`: a pager and its page cache, allocated
+    /// and freed) at every write for `x IN (...)` of more than two values and for `RETURNING`.
+    /// On the store's own write connection, which ran the migrations (0013 rewrote the CHECKs).
+    #[test]
+    fn the_writes_of_a_turn_build_no_temporary_table() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SessionStore::open(&dir.path().join("sb.db")).expect("store");
+        let conn = store.wconn().expect("write connection");
+        // The check can fail: a statement that does build one.
+        let returning = opcodes(
+            &conn,
+            "UPDATE tells SET state = 'failed' WHERE id = 1 RETURNING id",
+        );
+        assert!(
+            returning.iter().any(|o| o == "OpenEphemeral"),
+            "{returning:?}"
+        );
+        for sql in [
+            INSERT,
+            DELIVER,
+            FINISH,
+            TURN_BEGINS,
+            TURN_ENDS,
+            STATE_UPSERT,
+            STATE_STOPPED_UPSERT,
+            FORCE_OWNER_UPSERT,
+        ] {
+            let ops = opcodes(&conn, sql);
+            assert!(!ops.iter().any(|o| o == "OpenEphemeral"), "{sql}: {ops:?}");
+        }
+        // The constraints still refuse what they refused.
+        for bad in [
+            "INSERT INTO tells (tell_id, session_id, from_team, to_team, text, state, created_at) \
+             VALUES ('t', 's', 'a', 'b', 'x', 'lost', 1)",
+            "INSERT INTO session_live (session, process_state) VALUES (1, 'asleep')",
+            "INSERT INTO sessions (from_team, to_team, session_id, created_at, last_used_at, status) \
+             VALUES ('a', 'b', '11111111-1111-4111-8111-000000000000', 1, 1, 'gone')",
+        ] {
+            let e = conn.execute(bad, []).expect_err(bad);
+            assert!(e.to_string().contains("CHECK constraint failed"), "{bad}: {e}");
+        }
+    }
+}
