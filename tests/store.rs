@@ -589,6 +589,17 @@ fn database_at(path: &Path, version: i64, fill: impl FnOnce(&rusqlite::Transacti
     tx.commit().expect("commit");
 }
 
+/// Every session status, for the migration tests' rows.
+const SESSION_STATUSES: [&str; 5] = [
+    "active",
+    "compact_pending",
+    "compacting",
+    "archived",
+    "error",
+];
+/// Every tell state, for the migration tests' rows.
+const TELL_STATES: [&str; 5] = ["queued", "delivered", "answered", "failed", "cancelled"];
+
 /// A compaction policy under which no session of the migration tests is due.
 const NONE_DUE: DueQuery = DueQuery {
     max_messages: 100,
@@ -1181,10 +1192,9 @@ fn migration_11_keeps_every_tell_of_a_version_10_database() {
             )
             .expect("session");
         }
-        let states = ["queued", "delivered", "answered", "failed", "cancelled"];
         for n in 0..40i64 {
             let from = ["a", "b", "c"][(n % 3) as usize];
-            let state = states[(n % 5) as usize];
+            let state = TELL_STATES[(n % 5) as usize];
             tx.execute(
                 "INSERT INTO tells (tell_id, session_id, from_team, to_team, kind, text, state, \
                  created_at, answer, parent_tell_id, idempotency_key) \
@@ -1262,13 +1272,6 @@ fn migration_12_keeps_every_session_and_event_of_a_version_11_database() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("v11.db");
     database_at(&path, 11, |tx| {
-        let statuses = [
-            "active",
-            "compact_pending",
-            "compacting",
-            "archived",
-            "error",
-        ];
         for i in 0..30i64 {
             tx.execute(
                 "INSERT INTO sessions (from_team, to_team, session_id, created_at, last_used_at, \
@@ -1282,7 +1285,7 @@ fn migration_12_keeps_every_session_and_event_of_a_version_11_database() {
                     i,
                     1_000 + 37 * i % 101,
                     i * 3 % 17,
-                    statuses[(i % 5) as usize],
+                    SESSION_STATUSES[(i % 5) as usize],
                     (i % 3 == 0).then_some(2_000 + i),
                     i * 1_000,
                     i * 10,
@@ -1387,15 +1390,7 @@ fn migration_12_keeps_every_session_and_event_of_a_version_11_database() {
 fn migration_13_keeps_every_row_of_a_version_12_database_and_its_constraints() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("v12.db");
-    let statuses = [
-        "active",
-        "compact_pending",
-        "compacting",
-        "archived",
-        "error",
-    ];
     let states = ["stopped", "spawning", "idle", "processing", "terminating"];
-    let tell_states = ["queued", "delivered", "answered", "failed", "cancelled"];
     database_at(&path, 12, |tx| {
         for i in 0..10i64 {
             tx.execute(
@@ -1404,7 +1399,7 @@ fn migration_13_keeps_every_row_of_a_version_12_database_and_its_constraints() {
                 rusqlite::params![
                     format!("b{i}"),
                     format!("11111111-1111-4111-8111-{i:012}"),
-                    statuses[(i % 5) as usize]
+                    SESSION_STATUSES[(i % 5) as usize]
                 ],
             )
             .expect("session");
@@ -1421,7 +1416,7 @@ fn migration_13_keeps_every_row_of_a_version_12_database_and_its_constraints() {
                     format!("tell-{i}"),
                     format!("11111111-1111-4111-8111-{i:012}"),
                     format!("b{i}"),
-                    tell_states[(i % 5) as usize],
+                    TELL_STATES[(i % 5) as usize],
                     i
                 ],
             )
