@@ -1472,12 +1472,16 @@ fn migration_13_keeps_every_row_of_a_version_12_database_and_its_constraints() {
             "{bad}: {e}"
         );
     }
-    for good in [
-        "UPDATE tells SET state = 'cancelled' WHERE tell_id = 'tell-0'",
-        "UPDATE session_live SET process_state = 'terminating' WHERE session = 1",
-        "UPDATE sessions SET status = 'archived' WHERE id = 1",
+    // ... and accept every value they accepted.
+    for (table, column, key, values) in [
+        ("tells", "state", "tell_id = 'tell-0'", &TELL_STATES),
+        ("session_live", "process_state", "session = 1", &states),
+        ("sessions", "status", "id = 1", &SESSION_STATUSES),
     ] {
-        assert_eq!(early.execute(good, []).expect(good), 1);
+        for value in values {
+            let good = format!("UPDATE {table} SET {column} = '{value}' WHERE {key}");
+            assert_eq!(early.execute(&good, []).expect(&good), 1);
+        }
     }
     drop(early);
 

@@ -234,6 +234,11 @@ pub(super) const TURN_BEGINS: &str = live_upsert!(
     "current_tell_id = excluded.current_tell_id, process_state = 'processing'"
 );
 
+/// An answered turn clears session `?1`'s error (an `error` status is `active` again).
+pub(super) const CLEAR_ERROR: &str = "UPDATE sessions SET \
+     status = CASE WHEN status = 'error' THEN 'active' ELSE status END, last_error = NULL \
+     WHERE id = ?1 AND (status = 'error' OR last_error IS NOT NULL)";
+
 /// A turn ended: no current tell, idle.
 pub(super) const TURN_ENDS: &str = live_upsert!(
     "process_state",
@@ -788,22 +793,26 @@ impl Counters {
     }
 }
 
+/// [`pending_in`]'s statement (`?1` the session's row id, then the counters of [`Counters`]).
+pub(super) const PENDING_UPSERT: &str = "INSERT INTO session_pending (session, messages, \
+       input_tokens, output_tokens, cost_usd, last_used_at, last_response_at) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+     ON CONFLICT (session) DO UPDATE SET messages = messages + excluded.messages, \
+       input_tokens = input_tokens + excluded.input_tokens, \
+       output_tokens = output_tokens + excluded.output_tokens, \
+       cost_usd = cost_usd + excluded.cost_usd, \
+       last_used_at = coalesce(max(last_used_at, excluded.last_used_at), \
+         last_used_at, excluded.last_used_at), \
+       last_response_at = coalesce(max(last_response_at, excluded.last_response_at), \
+         last_response_at, excluded.last_response_at)";
+
 /// Adds `add` to the pending counters of session `session_id` (its `session_pending` row,
 /// created if need be): one narrow row, no index, no trigger. Returns the session's row id.
 pub fn pending_in(conn: &Connection, session_id: &str, add: &Counters) -> StoreResult<i64> {
     upsert_for(
         conn,
         session_id,
-        "INSERT INTO session_pending (session, messages, input_tokens, output_tokens, cost_usd, \
-           last_used_at, last_response_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
-         ON CONFLICT (session) DO UPDATE SET messages = messages + excluded.messages, \
-           input_tokens = input_tokens + excluded.input_tokens, \
-           output_tokens = output_tokens + excluded.output_tokens, \
-           cost_usd = cost_usd + excluded.cost_usd, \
-           last_used_at = coalesce(max(last_used_at, excluded.last_used_at), \
-             last_used_at, excluded.last_used_at), \
-           last_response_at = coalesce(max(last_response_at, excluded.last_response_at), \
-             last_response_at, excluded.last_response_at)",
+        PENDING_UPSERT,
         params![
             session_id,
             add.messages,
@@ -1198,11 +1207,7 @@ pub(super) fn end_turn_in(
         },
     )?;
     if answered {
-        conn.prepare_cached(
-            "UPDATE sessions SET status = CASE WHEN status = 'error' THEN 'active' ELSE status END, \
-             last_error = NULL WHERE id = ?1 AND (status = 'error' OR last_error IS NOT NULL)",
-        )?
-        .execute([id])?;
+        conn.prepare_cached(CLEAR_ERROR)?.execute([id])?;
     }
     read_rowid(conn, id)
 }

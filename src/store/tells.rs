@@ -124,11 +124,7 @@ impl SessionStore {
         tell_id: &str,
         now: i64,
     ) -> StoreResult<Option<(Tell, super::Session)>> {
-        let mut conn = self.wconn()?;
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let begun = begin_turn_in(&tx, session_id, tell_id, now)?;
-        tx.commit()?;
-        Ok(begun)
+        self.in_write(|tx| begin_turn_in(tx, session_id, tell_id, now))
     }
 
     /// Undoes [`Self::begin_turn`] of a tell that was never sent to the agent: `delivered` →
@@ -162,10 +158,23 @@ impl SessionStore {
         Ok(s)
     }
 
+    /// Runs `write` in an immediate transaction of its own: a write and the read back of
+    /// what it wrote (see [`write_tell_in`]) see the same database, whatever another process
+    /// does meanwhile.
+    fn in_write<R>(
+        &self,
+        write: impl FnOnce(&rusqlite::Connection) -> StoreResult<R>,
+    ) -> StoreResult<R> {
+        let mut conn = self.wconn()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let r = write(&tx)?;
+        tx.commit()?;
+        Ok(r)
+    }
+
     /// `queued` → `delivered`, only if still queued (a cancelled tell is not delivered).
     pub fn mark_tell_delivered(&self, tell_id: &str, now: i64) -> StoreResult<Option<Tell>> {
-        let conn = self.wconn()?;
-        write_tell_in(&conn, DELIVER, params![tell_id, now], tell_id)
+        self.in_write(|tx| write_tell_in(tx, DELIVER, params![tell_id, now], tell_id))
     }
 
     /// Ends an open tell (`queued` or `delivered`) in `state` with its outcome. Returns `None`
@@ -177,8 +186,7 @@ impl SessionStore {
         outcome: &TellOutcome,
         now: i64,
     ) -> StoreResult<Option<Tell>> {
-        let conn = self.wconn()?;
-        finish_tell_in(&conn, tell_id, state, outcome, now)
+        self.in_write(|tx| finish_tell_in(tx, tell_id, state, outcome, now))
     }
 
     /// The open tells (`queued` or `delivered`) of a pair, oldest first.
@@ -323,8 +331,7 @@ impl SessionStore {
         retry_of: Option<&str>,
         now: i64,
     ) -> StoreResult<Result<Tell, Tell>> {
-        let conn = self.wconn()?;
-        let inserted = insert_tell_in(&conn, t, idempotency_key, retry_of, now)?;
+        let inserted = self.in_write(|tx| insert_tell_in(tx, t, idempotency_key, retry_of, now))?;
         if let Some(tell) = inserted {
             return Ok(Ok(tell));
         }
@@ -563,8 +570,8 @@ pub(super) fn insert_tell_in(
 
 #[cfg(test)]
 mod tests {
+    use super::super::sessions::{CLEAR_ERROR, PENDING_UPSERT, TURN_BEGINS, TURN_ENDS};
     use super::super::sessions::{FORCE_OWNER_UPSERT, STATE_STOPPED_UPSERT, STATE_UPSERT};
-    use super::super::sessions::{TURN_BEGINS, TURN_ENDS};
     use super::super::SessionStore;
     use super::{DELIVER, FINISH, INSERT};
 
@@ -604,6 +611,8 @@ mod tests {
             FINISH,
             TURN_BEGINS,
             TURN_ENDS,
+            PENDING_UPSERT,
+            CLEAR_ERROR,
             STATE_UPSERT,
             STATE_STOPPED_UPSERT,
             FORCE_OWNER_UPSERT,
