@@ -106,7 +106,7 @@ impl World {
 
 fn run() -> BenchResult<()> {
     const USAGE: &str =
-        "usage: cargo bench --bench switchboard-bench -- [--quick] [--only sessions|orchestration|soak]   (see BENCHMARKS.md)";
+        "usage: cargo bench --bench switchboard-bench -- [--quick] [--only sessions|orchestration|soak] [--per-pair N]   (see BENCHMARKS.md)";
     // `cargo bench` passes `--bench`; `cargo test --all-targets` (or `--benches`) runs this
     // target without it, as a test: then there is nothing to do (a run takes minutes).
     if !std::env::args().skip(1).any(|a| a == "--bench") {
@@ -114,6 +114,8 @@ fn run() -> BenchResult<()> {
         return Ok(());
     }
     let mut quick = false;
+    // Tells per pair of the 50-pair phases (None: 1,000 / 50, or a tenth of it with --quick).
+    let mut per_pair: Option<usize> = None;
     let (mut sessions, mut orchestration, mut soak) = (true, true, false);
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -135,6 +137,19 @@ fn run() -> BenchResult<()> {
                     .into())
                 }
             },
+            "--per-pair" => {
+                let n = args.next();
+                match n.as_deref().map(str::parse::<usize>) {
+                    Some(Ok(n @ 1..=10_000)) => per_pair = Some(n),
+                    _ => {
+                        return Err(format!(
+                            "--per-pair takes a number of tells from 1 to 10000, not {}; {USAGE}",
+                            n.map_or("nothing".to_string(), |n| format!("{n:?}"))
+                        )
+                        .into())
+                    }
+                }
+            }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return Ok(());
@@ -170,6 +185,9 @@ fn run() -> BenchResult<()> {
         if quick {
             child.arg("--quick");
         }
+        if let Some(n) = per_pair {
+            child.args(["--per-pair", &n.to_string()]);
+        }
         let status = child
             .status()
             .map_err(|e| format!("cannot run {} for part 3: {e}", exe.display()))?;
@@ -183,7 +201,7 @@ fn run() -> BenchResult<()> {
             orchestration::Counts {
                 tells: counts.n(1_000),
                 spawns: counts.n(50),
-                per_pair: counts.n(1_000) / 50,
+                per_pair: per_pair.unwrap_or(counts.n(1_000) / 50),
             },
         )?;
         println!(
