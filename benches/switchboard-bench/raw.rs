@@ -2,7 +2,7 @@
 //! store's connection settings, no pool, no write gate, no background checkpointer, no cache.
 //!
 //! No SQL is copied here: every statement comes from `switchboard::store::floor`, the functions
-//! the store itself runs on its pooled connections (`update_in`, `live_in`, `list_in`,
+//! the store itself runs on its pooled connections (`update_in`, `upsert_for`, `list_in`,
 //! `stats_in`, `reset_orphaned_in`, ...), so the floor cannot drift from the store. Rows are
 //! decoded by the store's `row_to_session`, so the ratio layer/raw measures what the layers add
 //! (pool checkout, write gate, cache invalidation, ...), not the decoding every caller needs.
@@ -76,7 +76,7 @@ impl Raw {
     /// `update_process_state` for a state other than `stopped`.
     pub fn set_proc_state(&self, session_id: &str, state: ProcessState) -> RawResult<Session> {
         let conn = self.conn.borrow();
-        let id = floor::live_in(
+        let id = floor::upsert_for(
             &conn,
             session_id,
             floor::STATE_UPSERT,
@@ -140,7 +140,7 @@ impl Raw {
         let mut conn = self.conn.borrow_mut();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         for id in ids {
-            floor::live_in(
+            floor::upsert_for(
                 &tx,
                 id,
                 floor::FORCE_OWNER_UPSERT,

@@ -51,9 +51,9 @@ pub mod floor {
     pub use super::checkpoint::{FOLD_CHUNK, FOLD_WRITES};
     pub use super::reset::reset_orphaned_in;
     pub use super::sessions::{
-        fold_pending_tx, get_by_pair, list_in, live_in, pending_in, read_rowid, read_session_id,
-        row_to_session, stats_in, update_in, Counters, COLUMNS, FORCE_OWNER_UPSERT, FROM,
-        INSERT_SESSION, STATE_STOPPED_UPSERT, STATE_UPSERT,
+        fold_pending_tx, get_by_pair, list_in, pending_in, read_rowid, read_session_id,
+        row_to_session, stats_in, update_in, upsert_for, Counters, COLUMNS, FORCE_OWNER_UPSERT,
+        FROM, INSERT_SESSION, STATE_STOPPED_UPSERT, STATE_UPSERT,
     };
     pub use super::{init_connection, write_returning};
 }

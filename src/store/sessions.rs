@@ -180,7 +180,7 @@ fn session_rowid(conn: &Connection, session_id: &str) -> StoreResult<Option<i64>
 /// for session `session_id`; returns its row id. The row id is read first: an
 /// `INSERT ... SELECT ... RETURNING` costs a temporary table per write (measured: 4% of an
 /// `update_process_state`). A session deleted in between fails the foreign key: not found.
-fn upsert_for(
+pub fn upsert_for(
     conn: &Connection,
     session_id: &str,
     sql: &str,
@@ -214,17 +214,6 @@ macro_rules! live_upsert {
             $set
         )
     };
-}
-
-/// Runs `upsert` (made with `live_upsert!`) for session `session_id` (`params[0]`); returns the
-/// session's row id.
-pub fn live_in(
-    conn: &Connection,
-    session_id: &str,
-    upsert: &str,
-    params: &[&dyn rusqlite::ToSql],
-) -> StoreResult<i64> {
-    upsert_for(conn, session_id, upsert, params)
 }
 
 /// A turn starts: the session's current tell is `?2`, and it is processing.
@@ -746,7 +735,8 @@ impl SessionStore {
         read_rowid(&conn, id)
     }
 
-    /// A write to the `session_live` row (see [`live_in`]), then the session as it is.
+    /// A write to the `session_live` row (an upsert made with `live_upsert!`, see
+    /// [`upsert_for`]), then the session as it is.
     fn live(
         &self,
         session_id: &str,
@@ -754,7 +744,7 @@ impl SessionStore {
         params: &[&dyn rusqlite::ToSql],
     ) -> StoreResult<Session> {
         let conn = self.wconn()?;
-        let id = live_in(&conn, session_id, upsert, params)?;
+        let id = upsert_for(&conn, session_id, upsert, params)?;
         read_rowid(&conn, id)
     }
 }
@@ -905,7 +895,7 @@ pub fn any_pending(conn: &Connection) -> StoreResult<bool> {
         .prepare_cached("SELECT EXISTS (SELECT 1 FROM session_pending)")?
         .query_row([], |r| r.get(0))?)
 }
-/// `update_process_state` (`?2` = state, any but `stopped`), for [`live_in`].
+/// `update_process_state` (`?2` = state, any but `stopped`), for [`upsert_for`].
 pub const STATE_UPSERT: &str = live_upsert!(
     "process_state",
     "?2",
@@ -940,7 +930,7 @@ const STATS_BUSIEST: &str = "SELECT s.from_team, s.to_team, s.session_id, \
 /// planner, knowing neither table's size, would walk every session instead.
 const STATS_PENDING: &str = "SELECT s.from_team, s.to_team, p.messages, p.input_tokens, \
      p.output_tokens, p.cost_usd FROM session_pending p CROSS JOIN sessions s ON s.id = p.session";
-/// `force_owner` (`?2` state, `?3` pid, `?4` started at, `?5` heartbeat), for [`live_in`].
+/// `force_owner` (`?2` state, `?3` pid, `?4` started at, `?5` heartbeat), for [`upsert_for`].
 pub const FORCE_OWNER_UPSERT: &str = live_upsert!(
     "process_state, owner_pid, owner_started_at, owner_heartbeat_at",
     "?2, ?3, ?4, ?5",
@@ -1193,7 +1183,7 @@ pub(super) fn end_turn_in(
     answered: bool,
     now: i64,
 ) -> StoreResult<Session> {
-    live_in(conn, session_id, TURN_ENDS, params![session_id])?;
+    upsert_for(conn, session_id, TURN_ENDS, params![session_id])?;
     let id = pending_in(
         conn,
         session_id,

@@ -499,7 +499,7 @@ pub(super) fn begin_turn_in(
     let Some(tell) = write_tell_in(conn, DELIVER, params![tell_id, now], tell_id)? else {
         return Ok(None);
     };
-    let id = super::sessions::live_in(
+    let id = super::sessions::upsert_for(
         conn,
         session_id,
         super::sessions::TURN_BEGINS,
