@@ -1074,6 +1074,84 @@ fn the_rate_limit_lookup_finds_the_nth_newest_message_of_the_window() {
     }
 }
 
+/// A tell handed over in the write that stores it comes back (and to its hand-over) exactly as
+/// its row and its session read afterwards: delivered, at the write's time, the session
+/// processing it. One that finds the pair's first tell still open is stored queued instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tell_handed_over_in_its_write_is_returned_as_stored() {
+    use switchboard::store::{NewTell, PairInsert, TellKind, TellState, WriteBatcher};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SessionStore::open(&dir.path().join("sb.db")).expect("open");
+    let (s, _) = store
+        .insert_or_get("a", "b", "11111111-1111-4111-8111-111111111111", 1)
+        .expect("session");
+    let batcher = WriteBatcher::start(store.clone()).expect("thread");
+    let new = |tell_id| NewTell {
+        tell_id,
+        session_id: "",
+        from_team: "a",
+        to_team: "b",
+        kind: TellKind::Tell,
+        text: "hello",
+        parent_tell_id: None,
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let handoff = move |begun| tx.send(begun).expect("send");
+    let first = batcher
+        .insert_tell_for_pair(
+            &new("aaaaaaaa-0000-4000-8000-000000000001"),
+            None,
+            Some(Box::new(handoff.clone())),
+            77,
+        )
+        .await
+        .expect("first");
+    let PairInsert::Begun(begun) = first else {
+        panic!("not handed over: {first:?}");
+    };
+    let (tell, session) = *begun;
+    assert_eq!(
+        (tell.state, tell.delivered_at),
+        (TellState::Delivered, Some(77))
+    );
+    assert_eq!(
+        Some(&tell),
+        store.get_tell(&tell.tell_id).expect("read").as_ref()
+    );
+    assert_eq!(
+        Some(&session),
+        store
+            .get_by_session_id(&s.session_id)
+            .expect("read")
+            .as_ref()
+    );
+    assert_eq!(session.process_state, ProcessState::Processing);
+    assert_eq!(
+        session.current_tell_id.as_deref(),
+        Some(tell.tell_id.as_str())
+    );
+    assert_eq!(rx.recv().expect("handed over"), Some((tell, session)));
+
+    let second = batcher
+        .insert_tell_for_pair(
+            &new("aaaaaaaa-0000-4000-8000-000000000002"),
+            None,
+            Some(Box::new(handoff)),
+            78,
+        )
+        .await
+        .expect("second");
+    let PairInsert::Stored(stored) = second else {
+        panic!("handed over past an open tell: {second:?}");
+    };
+    assert_eq!(stored.state, TellState::Queued);
+    assert_eq!(
+        Some(&*stored),
+        store.get_tell(&stored.tell_id).expect("read").as_ref()
+    );
+    assert_eq!(rx.recv().expect("told"), None);
+}
+
 /// Writes batched together commit together, but each stands alone: one that fails half-way
 /// (its session went idle, then its usage broke a constraint) is rolled back by itself and
 /// reports its own error, while every other write of its batch is stored. The batch waits for the write lock held by another

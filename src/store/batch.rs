@@ -539,14 +539,15 @@ impl WriteBatcher {
                     }
                 }
                 let stored = t.insert(conn, &session_id, now)?;
-                if begin && load.is_some_and(|(open, _)| open == 0) {
-                    if let Some((tell, session)) =
-                        super::tells::begin_turn_in(conn, &session_id, &stored.tell_id, now)?
-                    {
-                        return Ok(PairInsert::Begun(Box::new((tell, session))));
-                    }
+                if !(begin && load.is_some_and(|(open, _)| open == 0)) {
+                    return Ok(PairInsert::Stored(Box::new(stored)));
                 }
-                Ok(PairInsert::Stored(Box::new(stored)))
+                Ok(
+                    match super::tells::begin_read_turn_in(conn, &session_id, stored, now)? {
+                        Ok(begun) => PairInsert::Begun(Box::new(begun)),
+                        Err(stored) => PairInsert::Stored(Box::new(stored)),
+                    },
+                )
             },
             then,
             0,

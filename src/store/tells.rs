@@ -499,14 +499,45 @@ pub(super) fn begin_turn_in(
     let Some(tell) = write_tell_in(conn, DELIVER, params![tell_id, now], tell_id)? else {
         return Ok(None);
     };
+    let session = turn_begins_in(conn, session_id, tell_id)?;
+    Ok(Some((tell, session)))
+}
+
+/// [`begin_turn_in`] for `tell`, read on `conn` in the same transaction (a tell just stored):
+/// its row is not read again, [`DELIVER`] sets exactly its state and delivery time. `Err`
+/// gives the tell back when it was no longer queued (nothing changed).
+pub(super) fn begin_read_turn_in(
+    conn: &rusqlite::Connection,
+    session_id: &str,
+    mut tell: Tell,
+    now: i64,
+) -> StoreResult<Result<(Tell, super::Session), Tell>> {
+    if conn
+        .prepare_cached(DELIVER)?
+        .execute(params![tell.tell_id, now])?
+        == 0
+    {
+        return Ok(Err(tell));
+    }
+    (tell.state, tell.delivered_at) = (TellState::Delivered, Some(now));
+    let session = turn_begins_in(conn, session_id, &tell.tell_id)?;
+    Ok(Ok((tell, session)))
+}
+
+/// The session's side of a turn's start: `tell_id` is its current tell, processing. The
+/// session as it is then.
+fn turn_begins_in(
+    conn: &rusqlite::Connection,
+    session_id: &str,
+    tell_id: &str,
+) -> StoreResult<super::Session> {
     let id = super::sessions::upsert_for(
         conn,
         session_id,
         super::sessions::TURN_BEGINS,
         params![session_id, tell_id],
     )?;
-    let session = super::sessions::read_rowid(conn, id)?;
-    Ok(Some((tell, session)))
+    super::sessions::read_rowid(conn, id)
 }
 
 /// [`SessionStore::finish_tell`] on `conn`; refused unless `state` is final.
