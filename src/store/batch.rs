@@ -4,8 +4,12 @@
 //! write makes the commits (WAL frames, locks, the write gate) the bottleneck, and each one
 //! blocks the async runtime's thread that made it. A [`WriteBatcher`] takes writes from any
 //! number of tasks without blocking them: its thread runs whatever is waiting in ONE
-//! `BEGIN IMMEDIATE` transaction, each write in a savepoint of its own (a write that fails rolls
-//! back only itself), commits, and only then answers each caller. Durability is unchanged: a
+//! `BEGIN IMMEDIATE` transaction, commits, and only then answers each caller. A write that fails
+//! rolls back only itself: the writes run one after another with no savepoint (a savepoint per
+//! write copies every page the write touches into SQLite's sub-journal), and when one fails
+//! the whole transaction is rolled back and the batch runs again, each write in a savepoint of
+//! its own. A write is therefore a function that can run twice (`FnMut`): it only reads and
+//! writes the database, whose first attempt the rollback undid. Durability is unchanged: a
 //! caller hears of its write once it is committed, never before; a commit that fails fails
 //! every write of the batch with that error (and none of them is stored).
 //!
@@ -37,7 +41,8 @@ pub const MAX_BATCH: usize = 64;
 
 /// A write waiting for the batch thread.
 trait Job: Send {
-    /// Runs the write's statements; whether they succeeded.
+    /// Runs the write's statements; whether they succeeded. Runs again (its result replaced)
+    /// when the batch is rolled back and run once more (see the module docs).
     fn run(&mut self, conn: &Connection) -> bool;
     /// Answers the caller: with its own result once the batch committed, else with the error
     /// that ended the batch (`failed`).
@@ -50,7 +55,7 @@ trait Job: Send {
 type Then<R> = Box<dyn FnOnce(&StoreResult<R>) + Send>;
 
 struct Pending<R, F> {
-    op: Option<F>,
+    op: F,
     result: Option<StoreResult<R>>,
     reply: oneshot::Sender<StoreResult<R>>,
     then: Option<Then<R>>,
@@ -59,13 +64,10 @@ struct Pending<R, F> {
 impl<R, F> Job for Pending<R, F>
 where
     R: Send,
-    F: FnOnce(&Connection) -> StoreResult<R> + Send,
+    F: FnMut(&Connection) -> StoreResult<R> + Send,
 {
     fn run(&mut self, conn: &Connection) -> bool {
-        let Some(op) = self.op.take() else {
-            return false;
-        };
-        let result = op(conn);
+        let result = (self.op)(conn);
         let ok = result.is_ok();
         self.result = Some(result);
         ok
@@ -233,7 +235,7 @@ impl WriteBatcher {
     async fn write_then<R, F>(&self, op: F, then: Option<Then<R>>, mine: usize) -> StoreResult<R>
     where
         R: Send + 'static,
-        F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
+        F: FnMut(&Connection) -> StoreResult<R> + Send + 'static,
     {
         let (op, then) = match self.alone(mine) {
             true => match self.write_here(op, then) {
@@ -244,7 +246,7 @@ impl WriteBatcher {
         };
         let (reply, answer) = oneshot::channel();
         let job: Box<dyn Job> = Box::new(Pending {
-            op: Some(op),
+            op,
             result: None,
             reply,
             then,
@@ -273,35 +275,65 @@ impl Drop for WriteBatcher {
 }
 
 impl SessionStore {
-    /// Runs `jobs` in one immediate transaction, each in a savepoint, commits, then answers
-    /// each one.
-    fn run_batch(&self, jobs: Vec<Box<dyn Job>>) {
-        let mut ran: Vec<Box<dyn Job>> = Vec::with_capacity(jobs.len());
-        let mut waiting = jobs.into_iter();
-        let result = (|| -> StoreResult<()> {
-            let mut conn = self.wconn()?;
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            for mut job in waiting.by_ref() {
-                tx.prepare_cached("SAVEPOINT batch_write")?.execute([])?;
-                let ok = job.run(&tx);
-                ran.push(job);
-                if !ok {
-                    // SQLite may have rolled the whole transaction back (disk full, I/O):
-                    // then the batch is over for everyone.
-                    if tx.is_autocommit() {
-                        return Err(StoreError::BatchRolledBack);
-                    }
-                    tx.prepare_cached("ROLLBACK TO batch_write")?.execute([])?;
-                }
-                tx.prepare_cached("RELEASE batch_write")?.execute([])?;
-            }
-            tx.commit()?;
-            Ok(())
-        })();
-        let failed = result.err().map(Arc::new);
-        for job in ran.into_iter().chain(waiting) {
+    /// Runs `jobs` in one immediate transaction and commits, then answers each one. They run
+    /// first with no savepoint; when one fails, that transaction is rolled back and they run
+    /// again, each in a savepoint of its own, so the failing one rolls back alone.
+    fn run_batch(&self, mut jobs: Vec<Box<dyn Job>>) {
+        let result = match self.try_batch(&mut jobs, false) {
+            Err(Retry::Separately) => self.try_batch(&mut jobs, true),
+            other => other,
+        };
+        let failed = match result {
+            Ok(()) => None,
+            Err(Retry::Separately) => Some(Arc::new(StoreError::BatchRolledBack)),
+            Err(Retry::Not(e)) => Some(Arc::new(e)),
+        };
+        for job in jobs {
             job.answer(failed.as_ref());
         }
+    }
+
+    /// One attempt at a batch: every job in one immediate transaction, each in a savepoint of
+    /// its own when `separately`, then the commit. Without savepoints, a job that fails rolls
+    /// the transaction back and asks for [`Retry::Separately`].
+    fn try_batch(&self, jobs: &mut [Box<dyn Job>], separately: bool) -> Result<(), Retry> {
+        let mut conn = self.wconn()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        for job in jobs.iter_mut() {
+            if !separately {
+                if job.run(&tx) {
+                    continue;
+                }
+                // Dropping the transaction rolls it back (if SQLite has not already).
+                return Err(Retry::Separately);
+            }
+            tx.prepare_cached("SAVEPOINT batch_write")?.execute([])?;
+            if !job.run(&tx) {
+                // SQLite may have rolled the whole transaction back (disk full, I/O): then the
+                // batch is over for everyone.
+                if tx.is_autocommit() {
+                    return Err(Retry::Not(StoreError::BatchRolledBack));
+                }
+                tx.prepare_cached("ROLLBACK TO batch_write")?.execute([])?;
+            }
+            tx.prepare_cached("RELEASE batch_write")?.execute([])?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+/// Why an attempt at a batch stopped.
+enum Retry {
+    /// A job failed in a batch run without savepoints: run it again with them.
+    Separately,
+    /// The batch failed for everyone with this error.
+    Not(StoreError),
+}
+
+impl<E: Into<StoreError>> From<E> for Retry {
+    fn from(e: E) -> Self {
+        Retry::Not(e.into())
     }
 }
 
@@ -591,4 +623,89 @@ fn limit_hit(
         super::tells::nth_tell_time_since_in(conn, from, now - l.window_ms, l.per_window)?
             .map(LimitHit::PerWindow),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use tokio::sync::oneshot;
+
+    use super::{Job, Pending};
+    use crate::store::{SessionStore, StoreResult};
+
+    /// A job that inserts `n` into table `t` and counts its runs; it fails after its insert
+    /// when `fail`.
+    fn job(
+        n: i64,
+        fail: bool,
+        runs: &Arc<AtomicUsize>,
+    ) -> (Box<dyn Job>, oneshot::Receiver<StoreResult<i64>>) {
+        let (reply, rx) = oneshot::channel();
+        let runs = Arc::clone(runs);
+        let op = move |conn: &rusqlite::Connection| -> StoreResult<i64> {
+            runs.fetch_add(1, Ordering::SeqCst);
+            conn.execute("INSERT INTO t (n) VALUES (?1)", [n])?;
+            if fail {
+                conn.execute("INSERT INTO t (n) VALUES (NULL)", [])?;
+            }
+            Ok(n)
+        };
+        let job: Box<dyn Job> = Box::new(Pending {
+            op,
+            result: None,
+            reply,
+            then: None,
+        });
+        (job, rx)
+    }
+
+    fn stored(store: &SessionStore) -> Vec<i64> {
+        let conn = store.conn().expect("conn");
+        let mut stmt = conn.prepare("SELECT n FROM t ORDER BY n").expect("prepare");
+        let rows = stmt.query_map([], |r| r.get(0)).expect("query");
+        rows.map(|r| r.expect("row")).collect()
+    }
+
+    /// A batch whose writes all succeed runs each once; one where a write fails after its
+    /// first statement runs again, each write in a savepoint: the failing one is rolled back
+    /// alone with its own error, and every other write is stored once, not twice.
+    #[test]
+    fn a_batch_runs_its_writes_once_unless_one_fails() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SessionStore::open(&dir.path().join("b.db")).expect("open");
+        store
+            .wconn()
+            .expect("conn")
+            .execute_batch("CREATE TABLE t (n INTEGER NOT NULL UNIQUE)")
+            .expect("table");
+
+        let runs = Arc::new(AtomicUsize::new(0));
+        let (jobs, replies): (Vec<_>, Vec<_>) = (1..=3).map(|n| job(n, false, &runs)).unzip();
+        store.run_batch(jobs);
+        assert_eq!(runs.load(Ordering::SeqCst), 3, "one run each");
+        for (n, mut rx) in (1..=3).zip(replies) {
+            assert_eq!(rx.try_recv().expect("answered").expect("stored"), n);
+        }
+
+        let runs = Arc::new(AtomicUsize::new(0));
+        let (jobs, replies): (Vec<_>, Vec<_>) = (4..=6).map(|n| job(n, n == 5, &runs)).unzip();
+        store.run_batch(jobs);
+        // 4 and 5 ran, 5 failed; then all three again.
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            5,
+            "a second run, in savepoints"
+        );
+        let answers: Vec<_> = replies
+            .into_iter()
+            .map(|mut rx| rx.try_recv().expect("answered"))
+            .collect();
+        assert_eq!(answers[0].as_ref().ok(), Some(&4));
+        let err = answers[1].as_ref().expect_err("its own failure");
+        assert!(err.to_string().contains("NOT NULL"), "{err}");
+        assert_eq!(answers[2].as_ref().ok(), Some(&6));
+        assert_eq!(stored(&store), vec![1, 2, 3, 4, 6]);
+    }
 }
