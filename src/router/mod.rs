@@ -460,6 +460,11 @@ impl Router {
         &self.inner.manager
     }
 
+    /// The limits a new tell is checked against, from the settings.
+    pub fn tell_limits(&self) -> TellLimits {
+        tell_limits(&self.inner.manager)
+    }
+
     /// Counters since start.
     pub fn counters(&self) -> &Counters {
         &self.inner.counters

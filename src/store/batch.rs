@@ -409,24 +409,29 @@ impl WriteBatcher {
         &self,
         end: EndOfTurn,
     ) -> StoreResult<(super::Session, Option<super::Tell>, bool)> {
-        let op = move |conn: &Connection| {
-            let session = super::sessions::end_turn_in(
-                conn,
-                &end.session_id,
-                end.input_tokens,
-                end.output_tokens,
-                end.cost_usd,
-                end.counts,
-                end.now,
-            )?;
-            let tell =
-                super::tells::finish_tell_in(conn, &end.tell_id, end.state, &end.outcome, end.now)?;
-            let more = super::tells::any_queued_in(conn, &session.from_team, &session.to_team)?;
-            Ok((session, tell, more))
-        };
         // Made by a running turn: alone when it is the only one.
-        self.write_then(op, None, 1).await
+        self.write_then(move |conn| end_turn_in(conn, &end), None, 1)
+            .await
     }
+}
+
+/// The write of [`WriteBatcher::end_turn`], on `conn` (in a transaction).
+pub fn end_turn_in(
+    conn: &Connection,
+    end: &EndOfTurn,
+) -> StoreResult<(super::Session, Option<super::Tell>, bool)> {
+    let session = super::sessions::end_turn_in(
+        conn,
+        &end.session_id,
+        end.input_tokens,
+        end.output_tokens,
+        end.cost_usd,
+        end.counts,
+        end.now,
+    )?;
+    let tell = super::tells::finish_tell_in(conn, &end.tell_id, end.state, &end.outcome, end.now)?;
+    let more = super::tells::any_queued_in(conn, &session.from_team, &session.to_team)?;
+    Ok((session, tell, more))
 }
 
 /// A [`super::NewTell`] owned, to move into a batched write.
@@ -453,29 +458,42 @@ impl OwnedTell {
         }
     }
 
-    /// Stores it on `conn` (inside the batch's transaction) for session `session_id`.
-    fn insert(&self, conn: &Connection, session_id: &str, now: i64) -> StoreResult<super::Tell> {
-        let new = super::NewTell {
+    fn borrowed(&self) -> super::NewTell<'_> {
+        super::NewTell {
             tell_id: &self.tell_id,
-            session_id,
+            session_id: &self.session_id,
             from_team: &self.from_team,
             to_team: &self.to_team,
             kind: self.kind,
             text: &self.text,
             parent_tell_id: self.parent_tell_id.as_deref(),
-        };
-        // Without a key nothing can conflict: the tell is always the one just stored.
-        super::tells::insert_tell_in(conn, &new, None, None, now)?
-            .ok_or_else(|| StoreError::NotFound(format!("tell {} just stored", self.tell_id)))
+        }
     }
+}
+
+/// Stores `t` on `conn` (inside the batch's transaction) for session `session_id`.
+fn insert_new_in(
+    conn: &Connection,
+    t: &super::NewTell<'_>,
+    session_id: &str,
+    now: i64,
+) -> StoreResult<super::Tell> {
+    let new = super::NewTell { session_id, ..*t };
+    // Without a key nothing can conflict: the tell is always the one just stored.
+    super::tells::insert_tell_in(conn, &new, None, None, now)?
+        .ok_or_else(|| StoreError::NotFound(format!("tell {} just stored", t.tell_id)))
 }
 
 impl WriteBatcher {
     /// [`SessionStore::insert_tell`] (no idempotency key, not a retry), in the next batch.
     pub async fn insert_tell(&self, t: &super::NewTell<'_>, now: i64) -> StoreResult<super::Tell> {
         let t = OwnedTell::new(t);
-        self.write_then(move |conn| t.insert(conn, &t.session_id, now), None, 0)
-            .await
+        self.write_then(
+            move |conn| insert_new_in(conn, &t.borrowed(), &t.session_id, now),
+            None,
+            0,
+        )
+        .await
     }
 }
 
@@ -550,42 +568,50 @@ impl WriteBatcher {
             Box::new(move |r| h(r.as_ref().ok().and_then(PairInsert::begun)))
         });
         self.write_then(
-            move |conn| {
-                let (from_team, to_team) = (&t.from_team, &t.to_team);
-                let session_id: Option<String> = conn
-                    .prepare_cached(
-                        "SELECT session_id FROM sessions WHERE from_team = ?1 AND to_team = ?2",
-                    )?
-                    .query_row([from_team, to_team], |r| r.get(0))
-                    .optional()?;
-                let Some(session_id) = session_id else {
-                    return Ok(PairInsert::NoSession);
-                };
-                let load = match (limits, begin) {
-                    (None, false) => None,
-                    _ => Some(super::tells::open_tells_load_in(conn, from_team, to_team)?),
-                };
-                if let (Some(l), Some(load)) = (limits, load) {
-                    if let Some(hit) = limit_hit(conn, from_team, t.text.len(), &l, load, now)? {
-                        return Ok(PairInsert::Limited(hit));
-                    }
-                }
-                let stored = t.insert(conn, &session_id, now)?;
-                if !(begin && load.is_some_and(|(open, _)| open == 0)) {
-                    return Ok(PairInsert::Stored(Box::new(stored)));
-                }
-                Ok(
-                    match super::tells::begin_read_turn_in(conn, &session_id, stored, now)? {
-                        Ok(begun) => PairInsert::Begun(Box::new(begun)),
-                        Err(stored) => PairInsert::Stored(Box::new(stored)),
-                    },
-                )
-            },
+            move |conn| insert_tell_for_pair_in(conn, &t.borrowed(), limits, begin, now),
             then,
             0,
         )
         .await
     }
+}
+
+/// The write of [`WriteBatcher::insert_tell_for_pair`], on `conn` (in a transaction): `begin`
+/// when a handoff waits.
+pub fn insert_tell_for_pair_in(
+    conn: &Connection,
+    t: &super::NewTell<'_>,
+    limits: Option<TellLimits>,
+    begin: bool,
+    now: i64,
+) -> StoreResult<PairInsert> {
+    let (from_team, to_team) = (t.from_team, t.to_team);
+    let session_id: Option<String> = conn
+        .prepare_cached("SELECT session_id FROM sessions WHERE from_team = ?1 AND to_team = ?2")?
+        .query_row([from_team, to_team], |r| r.get(0))
+        .optional()?;
+    let Some(session_id) = session_id else {
+        return Ok(PairInsert::NoSession);
+    };
+    let load = match (limits, begin) {
+        (None, false) => None,
+        _ => Some(super::tells::open_tells_load_in(conn, from_team, to_team)?),
+    };
+    if let (Some(l), Some(load)) = (limits, load) {
+        if let Some(hit) = limit_hit(conn, from_team, t.text.len(), &l, load, now)? {
+            return Ok(PairInsert::Limited(hit));
+        }
+    }
+    let stored = insert_new_in(conn, t, &session_id, now)?;
+    if !(begin && load.is_some_and(|(open, _)| open == 0)) {
+        return Ok(PairInsert::Stored(Box::new(stored)));
+    }
+    Ok(
+        match super::tells::begin_read_turn_in(conn, &session_id, stored, now)? {
+            Ok(begun) => PairInsert::Begun(Box::new(begun)),
+            Err(stored) => PairInsert::Stored(Box::new(stored)),
+        },
+    )
 }
 
 impl PairInsert {

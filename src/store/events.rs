@@ -382,6 +382,29 @@ impl EventRow {
 
 const COLUMNS: &str = "id, at, from_team, to_team, tell_id, session_id, data";
 
+/// Inserts `rows` on `conn` (in the caller's transaction); their ids.
+pub fn insert_events_in(conn: &rusqlite::Connection, rows: &[EventRow]) -> StoreResult<Vec<i64>> {
+    let mut ids = Vec::with_capacity(rows.len());
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO events (at, type, from_team, to_team, tell_id, session_id, data) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    for row in rows {
+        let e = &row.event;
+        stmt.execute(params![
+            row.at,
+            e.kind.type_name(),
+            e.from_team,
+            e.to_team,
+            e.tell_id,
+            e.session_id,
+            row.data
+        ])?;
+        ids.push(conn.last_insert_rowid());
+    }
+    Ok(ids)
+}
+
 fn row_to_event(r: &Row<'_>) -> rusqlite::Result<Event> {
     let data: String = r.get(6)?;
     let kind: EventKind = serde_json::from_str(&data).map_err(|e| {
@@ -406,26 +429,7 @@ impl SessionStore {
         // checkpointer counts these writes too.
         let mut conn = self.wconn()?;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let mut ids = Vec::with_capacity(rows.len());
-        {
-            let mut stmt = tx.prepare_cached(
-                "INSERT INTO events (at, type, from_team, to_team, tell_id, session_id, data) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?;
-            for row in rows {
-                let e = &row.event;
-                stmt.execute(params![
-                    row.at,
-                    e.kind.type_name(),
-                    e.from_team,
-                    e.to_team,
-                    e.tell_id,
-                    e.session_id,
-                    row.data
-                ])?;
-                ids.push(tx.last_insert_rowid());
-            }
-        }
+        let ids = insert_events_in(&tx, rows)?;
         tx.commit()?;
         Ok(ids)
     }

@@ -48,7 +48,9 @@ pub use sessions::DueQuery;
 /// drift from it. Not an API.
 #[doc(hidden)]
 pub mod floor {
+    pub use super::batch::{end_turn_in, insert_tell_for_pair_in};
     pub use super::checkpoint::{FOLD_CHUNK, FOLD_WRITES};
+    pub use super::events::insert_events_in;
     pub use super::reset::reset_orphaned_in;
     pub use super::sessions::{
         fold_pending_tx, get_by_pair, list_in, pending_in, read_rowid, read_session_id,
