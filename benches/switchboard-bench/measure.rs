@@ -1,6 +1,7 @@
 //! Timing helpers: a seeded PRNG (splitmix64), per-op timing into preallocated `u32` nanosecond
 //! buffers, nearest-rank percentiles and the one-line report format.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// Errors of the benchmark: anything that can fail, with a message.
@@ -236,6 +237,84 @@ pub fn threads_cpu(name: &str) -> Duration {
             .unwrap_or(0);
     }
     Duration::from_nanos(total)
+}
+
+/// On-CPU time and time spent runnable but waiting for a CPU (the run queue), in ns, from a
+/// task's `schedstat`.
+fn schedstat(task: &Path) -> (u64, u64) {
+    let sched = std::fs::read_to_string(task.join("schedstat")).unwrap_or_default();
+    let mut f = sched
+        .split_whitespace()
+        .map(|v| v.parse::<u64>().unwrap_or(0));
+    (f.next().unwrap_or(0), f.next().unwrap_or(0))
+}
+
+/// The groups of [`Breakdown`]: this process's threads by name, then the agents.
+const GROUPS: [(&str, &str); 6] = [
+    ("sb-store-batch", "batch thread"),
+    ("tokio-rt-worker", "runtime threads"),
+    ("switchboard-eve", "event writer"),
+    ("sb-checkpoint", "checkpointer"),
+    ("", "other threads"),
+    ("", "agents"),
+];
+
+/// Where the CPU of a phase went: (on a CPU, waiting for one) in ns so far, per group of
+/// [`GROUPS`]. Threads and agents that end before the next sample are not counted.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Breakdown([(u64, u64); 6]);
+
+impl Breakdown {
+    /// Sums this process's threads and every task of the `agents` processes now.
+    pub fn now(agents: &[u32]) -> Self {
+        let mut b = Breakdown::default();
+        let mut add = |group: usize, task: &Path| {
+            let (cpu, wait) = schedstat(task);
+            b.0[group].0 += cpu;
+            b.0[group].1 += wait;
+        };
+        for task in std::fs::read_dir("/proc/self/task")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let dir = task.path();
+            let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+            let group = GROUPS[..4]
+                .iter()
+                .position(|(name, _)| *name == comm.trim_end())
+                .unwrap_or(4);
+            add(group, &dir);
+        }
+        for pid in agents {
+            let tasks = std::fs::read_dir(format!("/proc/{pid}/task"));
+            for task in tasks.into_iter().flatten().flatten() {
+                add(5, &task.path());
+            }
+        }
+        b
+    }
+
+    /// Prints, per op of `name` since `before`, each group's CPU and its wait for a CPU.
+    pub fn print_since(&self, before: &Breakdown, name: &str, n: usize) {
+        let per_op = |ns: u64| ns as f64 / 1000.0 / n.max(1) as f64;
+        let parts: Vec<String> = GROUPS
+            .iter()
+            .zip(self.0.iter().zip(before.0.iter()))
+            .filter(|(_, (now, then))| now.0 > then.0)
+            .map(|((_, label), (now, then))| {
+                format!(
+                    "{label} {:.1} (waited {:.1})",
+                    per_op(now.0.saturating_sub(then.0)),
+                    per_op(now.1.saturating_sub(then.1))
+                )
+            })
+            .collect();
+        eprintln!(
+            "# {name}: cpu us/op by thread, and us/op runnable waiting for a cpu: {}",
+            parts.join(", ")
+        );
+    }
 }
 
 /// CPU of the store's background threads (the event writer, the checkpointer) so far.

@@ -605,6 +605,7 @@ async fn tells_50_pairs(
     }
     let c0 = measure::process_cpu();
     let w0 = written_bytes();
+    let b0 = measure::Breakdown::now(&agents);
     barrier.wait().await;
     let start = Instant::now();
     let mut lat = Vec::with_capacity(callees.len() * per_pair);
@@ -612,8 +613,10 @@ async fn tells_50_pairs(
         lat.extend(r??);
     }
     let wall = start.elapsed();
+    let b1 = measure::Breakdown::now(&agents);
     let mut layer = Measurement::new("tells_50_pairs", wall, lat);
     layer.cpu = Some(measure::process_cpu().saturating_sub(c0));
+    b1.print_since(&b0, "tells_50_pairs", layer.n);
     eprintln!(
         "# tells_50_pairs: this process wrote {:.1} KB per tell",
         written_bytes().saturating_sub(w0) as f64 / 1024.0 / layer.n.max(1) as f64
@@ -645,27 +648,38 @@ async fn tells_50_pairs(
                     return Err(e);
                 }
             }
-            a.stop().await;
-            BenchResult::Ok(lat)
+            BenchResult::Ok((lat, a))
         });
     }
     let c0 = measure::process_cpu();
+    let all_agents = processes_in(&p.root);
+    let b0 = measure::Breakdown::now(&all_agents);
     barrier.wait().await;
     let start = Instant::now();
     let mut lat = Vec::with_capacity(callees.len() * per_pair);
     let mut first_err = None;
+    let mut done = Vec::with_capacity(callees.len());
     while let Some(r) = set.join_next().await {
         match r {
-            Ok(Ok(l)) => lat.extend(l),
+            Ok(Ok((l, a))) => {
+                lat.extend(l);
+                done.push(a);
+            }
             Ok(Err(e)) => first_err = first_err.or(Some(e)),
             Err(e) => first_err = first_err.or(Some(e.into())),
         }
     }
     let wall = start.elapsed();
+    // Sampled while the agents live (their counts go with them).
+    let b1 = measure::Breakdown::now(&all_agents);
+    for a in done {
+        a.stop().await;
+    }
     if let Some(e) = first_err {
         return Err(e);
     }
     let mut floor = Measurement::new("tells_50_pairs_raw", wall, lat);
+    b1.print_since(&b0, "tells_50_pairs_raw", floor.n);
     floor.cpu = Some(measure::process_cpu().saturating_sub(c0));
 
     // Burst: every tell submitted at once, round-robin over the pairs; each latency runs from
@@ -703,6 +717,20 @@ async fn tells_50_pairs(
         submitted.as_secs_f64() * 1000.0
     );
     wal_after(raw, "tells_50_pairs_burst")?;
+
+    // What the store's own statements cost: the same turns' writes on one bare connection.
+    let pairs: Vec<(String, String)> = callees
+        .iter()
+        .map(|to| (from.to_string(), to.clone()))
+        .collect();
+    let (n, cpu) = raw.turn_floor(&pairs, per_pair, router.tell_limits())?;
+    eprintln!(
+        "# tells_50_pairs_store_floor: the store's writes of {n} turns (50 a transaction) and \
+         their 7 event rows each, on one bare connection, no threads, checkpoints not counted: \
+         cpu {:.1} us/op",
+        cpu.as_secs_f64() * 1e6 / n.max(1) as f64
+    );
+    wal_after(raw, "tells_50_pairs_store_floor")?;
 
     eprintln!(
         "# tells_50_pairs*: {} pairs x {per_pair} tells; the cpu lines are this whole process",

@@ -16,7 +16,10 @@ use std::path::Path;
 
 use rusqlite::{params, Connection, TransactionBehavior};
 use switchboard::store::floor;
-use switchboard::store::{DueQuery, ListFilter, ProcessState, Session, Stats, StoreError};
+use switchboard::store::{
+    DueQuery, EndOfTurn, EventKind, EventRow, ListFilter, NewEvent, NewTell, PairInsert,
+    ProcessState, Session, Stats, StoreError, TellKind, TellLimits, TellOutcome, TellState,
+};
 use switchboard::util::ProcessIdentity;
 
 /// One bare connection.
@@ -151,6 +154,119 @@ impl Raw {
         Ok(())
     }
 
+    /// The store's writes of `rounds` turns of every pair of `pairs` (callers' pairs with a
+    /// session), as the batch thread makes them with 50 pairs at work, with none of its
+    /// threads: per round, every pair's new tell stored and handed over (delivered) in one
+    /// transaction, every turn's end in a second, and each tell's seven event rows (what the
+    /// event writer stores for a tell answered at once) in a third. Returns how many tells and
+    /// the CPU of those writes: the WAL is checkpointed between rounds (as the store's
+    /// checkpointer does, on its own thread), outside that count.
+    pub fn turn_floor(
+        &self,
+        pairs: &[(String, String)],
+        rounds: usize,
+        limits: TellLimits,
+    ) -> RawResult<(usize, std::time::Duration)> {
+        let mut conn = self.conn.borrow_mut();
+        conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")?;
+        let (mut n, mut cpu) = (0, std::time::Duration::ZERO);
+        for round in 0..rounds {
+            if self.wal_bytes() > 8 << 20 {
+                conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+            }
+            let c0 = crate::measure::thread_cpu();
+            let now = now_ms();
+            let text = format!("floor {round}");
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut begun = Vec::with_capacity(pairs.len());
+            for (from, to) in pairs {
+                let tell_id = uuid::Uuid::new_v4().to_string();
+                let t = NewTell {
+                    tell_id: &tell_id,
+                    session_id: "",
+                    from_team: from,
+                    to_team: to,
+                    kind: TellKind::Tell,
+                    text: &text,
+                    parent_tell_id: None,
+                };
+                match floor::insert_tell_for_pair_in(&tx, &t, Some(limits), true, now)? {
+                    PairInsert::Begun(b) => begun.push(*b),
+                    other => return Err(StoreError::NotFound(format!("not begun: {other:?}"))),
+                }
+            }
+            tx.commit()?;
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            for (tell, session) in &begun {
+                let end = EndOfTurn {
+                    session_id: session.session_id.clone(),
+                    input_tokens: 3,
+                    output_tokens: 2,
+                    cost_usd: 0.0001,
+                    counts: true,
+                    tell_id: tell.tell_id.clone(),
+                    state: TellState::Answered,
+                    outcome: TellOutcome {
+                        answer: Some(format!("echo: {text}")),
+                        error: None,
+                        input_tokens: Some(3),
+                        output_tokens: Some(2),
+                        cost_usd: Some(0.0001),
+                        duration_ms: Some(0),
+                    },
+                    now,
+                };
+                floor::end_turn_in(&tx, &end)?;
+            }
+            tx.commit()?;
+            let rows: Vec<EventRow> = begun
+                .iter()
+                .flat_map(|(tell, session)| {
+                    let event = |kind| {
+                        EventRow::new(
+                            now,
+                            NewEvent::pair(&tell.from_team, &tell.to_team, kind)
+                                .session(&session.session_id)
+                                .tell(Some(&tell.tell_id)),
+                        )
+                    };
+                    let state = |s: &str| EventKind::ProcessState { state: s.into() };
+                    [
+                        event(EventKind::TellQueued {
+                            kind: "tell".into(),
+                            bytes: text.len() as u64,
+                            parent_tell_id: None,
+                        }),
+                        event(EventKind::TellDelivered),
+                        event(state("processing")),
+                        event(EventKind::Text {
+                            text: format!("echo: {text}"),
+                        }),
+                        event(EventKind::Usage {
+                            input_tokens: 3,
+                            output_tokens: 2,
+                            cost_usd: 0.0001,
+                        }),
+                        event(EventKind::TellAnswered {
+                            input_tokens: 3,
+                            output_tokens: 2,
+                            cost_usd: 0.0001,
+                            duration_ms: 0,
+                        }),
+                        event(state("idle")),
+                    ]
+                })
+                .collect();
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            floor::insert_events_in(&tx, &rows)?;
+            tx.commit()?;
+            n += begun.len();
+            cpu += crate::measure::thread_cpu().saturating_sub(c0);
+        }
+        conn.execute_batch("PRAGMA wal_autocheckpoint = 1000;")?;
+        Ok((n, cpu))
+    }
+
     /// Size of the WAL file in bytes (0 when there is none).
     pub fn wal_bytes(&self) -> u64 {
         std::fs::metadata(&self.wal).map(|m| m.len()).unwrap_or(0)
@@ -206,4 +322,11 @@ impl Raw {
         }
         Ok((n, half))
     }
+}
+
+/// Unix ms now.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
