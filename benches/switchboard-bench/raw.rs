@@ -13,6 +13,7 @@
 
 use std::cell::RefCell;
 use std::path::Path;
+use std::time::Duration;
 
 use rusqlite::{params, Connection, TransactionBehavior};
 use switchboard::store::floor;
@@ -159,17 +160,18 @@ impl Raw {
     /// threads: per round, every pair's new tell stored and handed over (delivered) in one
     /// transaction, every turn's end in a second, and each tell's seven event rows (what the
     /// event writer stores for a tell answered at once) in a third. Returns how many tells and
-    /// the CPU of those writes: the WAL is checkpointed between rounds (as the store's
-    /// checkpointer does, on its own thread), outside that count.
+    /// the CPU of the tells' writes and of the event rows' (as the event writer makes them:
+    /// the rows built from the events, then inserted): the WAL is checkpointed between rounds
+    /// (as the store's checkpointer does, on its own thread), outside those counts.
     pub fn turn_floor(
         &self,
         pairs: &[(String, String)],
         rounds: usize,
         limits: TellLimits,
-    ) -> RawResult<(usize, std::time::Duration)> {
+    ) -> RawResult<(usize, Duration, Duration)> {
         let mut conn = self.conn.borrow_mut();
         conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")?;
-        let (mut n, mut cpu) = (0, std::time::Duration::ZERO);
+        let (mut n, mut cpu, mut events_cpu) = (0, Duration::ZERO, Duration::ZERO);
         for round in 0..rounds {
             if self.wal_bytes() > 8 << 20 {
                 conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
@@ -219,6 +221,8 @@ impl Raw {
                 floor::end_turn_in(&tx, &end)?;
             }
             tx.commit()?;
+            let c1 = crate::measure::thread_cpu();
+            cpu += c1.saturating_sub(c0);
             let rows: Vec<EventRow> = begun
                 .iter()
                 .flat_map(|(tell, session)| {
@@ -261,10 +265,10 @@ impl Raw {
             floor::insert_events_in(&tx, &rows)?;
             tx.commit()?;
             n += begun.len();
-            cpu += crate::measure::thread_cpu().saturating_sub(c0);
+            events_cpu += crate::measure::thread_cpu().saturating_sub(c1);
         }
         conn.execute_batch("PRAGMA wal_autocheckpoint = 1000;")?;
-        Ok((n, cpu))
+        Ok((n, cpu, events_cpu))
     }
 
     /// Size of the WAL file in bytes (0 when there is none).
