@@ -1389,7 +1389,12 @@ fn migration_12_keeps_every_session_and_event_of_a_version_11_database() {
     });
     let raw = Connection::open(&path).expect("raw");
     let sessions = |c: &Connection| dump_rows(c, "SELECT * FROM sessions ORDER BY id");
-    let events = |c: &Connection| dump_rows(c, "SELECT * FROM events ORDER BY id");
+    let events = |c: &Connection| {
+        dump_rows(
+            c,
+            &format!("SELECT {EVENT_COLUMNS} FROM events ORDER BY id"),
+        )
+    };
     let (sessions_before, events_before) = (sessions(&raw), events(&raw));
     let totals = |c: &Connection| dump_rows(c, "SELECT * FROM session_totals ORDER BY 1, 2");
     let totals_before = totals(&raw);
@@ -1406,7 +1411,8 @@ fn migration_12_keeps_every_session_and_event_of_a_version_11_database() {
     assert_eq!(events(&raw), events_before, "every event is kept");
     assert_eq!(totals(&raw), totals_before, "the totals are kept");
     let indexes = indexes_of(&raw, "events");
-    assert_eq!(indexes, ["events_by_tell"]);
+    // (Migration 14 replaced `events_by_tell`.)
+    assert_eq!(indexes, ["events_by_tell_row", "events_of_unknown_tells"]);
     let timeline = store.tell_events("tell-2").expect("timeline");
     assert_eq!(
         timeline.iter().map(|e| e.id).collect::<Vec<_>>(),
@@ -1570,6 +1576,127 @@ fn migration_13_keeps_every_row_of_a_version_12_database_and_its_constraints() {
     assert_eq!(s.process_state, ProcessState::Idle);
     let t = store.get_tell("tell-3").expect("tell").expect("there");
     assert_eq!(t.state, switchboard::store::TellState::Failed);
+}
+
+/// The columns of `events` before migration 14.
+const EVENT_COLUMNS: &str = "id, at, type, from_team, to_team, tell_id, session_id, data";
+
+/// Migration 14 keys a tell's events by the tell's row id: a version 13 database keeps every
+/// event as it was, each event of a tell it holds gets that tell's row, one naming a tell it
+/// does not hold (or none) gets none, and every tell's timeline and bound read the same rows
+/// as before, by the new indexes; events stored after it get their tell's row.
+#[test]
+fn migration_14_keys_the_events_of_a_version_13_database_by_their_tell_row() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("v13.db");
+    let tell_of = |n: i64| match n % 4 {
+        0 => None,
+        3 => Some("gone-tell".to_string()),
+        k => Some(format!("tell-{k}")),
+    };
+    database_at(&path, 13, |tx| {
+        tx.execute(
+            "INSERT INTO sessions (from_team, to_team, session_id, created_at, last_used_at) \
+             VALUES ('a', 'b', '11111111-1111-4111-8111-000000000001', 1, 1)",
+            [],
+        )
+        .expect("session");
+        // Row ids 7 and 8: a tell's row is not its position.
+        for (row, k) in [(7i64, 1), (8, 2)] {
+            tx.execute(
+                "INSERT INTO tells (id, tell_id, session_id, from_team, to_team, text, state, \
+                 created_at) VALUES (?1, ?2, '11111111-1111-4111-8111-000000000001', 'a', 'b', \
+                 'hello', 'answered', 1)",
+                rusqlite::params![row, format!("tell-{k}")],
+            )
+            .expect("tell");
+        }
+        for n in 0..40i64 {
+            let kind = if n % 5 == 0 { "text" } else { "tell_delivered" };
+            let data = if kind == "text" {
+                format!("{{\"type\":\"text\",\"text\":\"{n}\"}}")
+            } else {
+                "{\"type\":\"tell_delivered\"}".to_string()
+            };
+            tx.execute(
+                "INSERT INTO events (at, type, from_team, to_team, tell_id, session_id, data) \
+                 VALUES (?1, ?2, 'a', 'b', ?3, NULL, ?4)",
+                rusqlite::params![10 * n, kind, tell_of(n), data],
+            )
+            .expect("event");
+        }
+    });
+    let raw = Connection::open(&path).expect("raw");
+    let events = |c: &Connection| {
+        dump_rows(
+            c,
+            &format!("SELECT {EVENT_COLUMNS} FROM events ORDER BY id"),
+        )
+    };
+    let before = events(&raw);
+    drop(raw);
+
+    let store = SessionStore::open(&path).expect("open a version 13 database");
+    assert_eq!(store.schema_version().expect("version"), SCHEMA_VERSION);
+    let raw = Connection::open(&path).expect("raw");
+    assert_eq!(events(&raw), before, "every event keeps every value");
+    let rows: Vec<(Option<String>, Option<i64>)> = raw
+        .prepare("SELECT tell_id, tell_row FROM events ORDER BY id")
+        .expect("prepare")
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    for (n, (tell, row)) in rows.iter().enumerate() {
+        let expected = match tell.as_deref() {
+            Some("tell-1") => Some(7),
+            Some("tell-2") => Some(8),
+            _ => None,
+        };
+        assert_eq!(*row, expected, "event {n} of {tell:?}");
+    }
+    assert_eq!(
+        indexes_of(&raw, "events"),
+        ["events_by_tell_row", "events_of_unknown_tells"]
+    );
+    let ok: String = raw
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .expect("integrity");
+    assert_eq!(ok, "ok");
+    for tell in ["tell-1", "tell-2", "gone-tell"] {
+        let ids: Vec<i64> = store
+            .tell_events(tell)
+            .expect("timeline")
+            .iter()
+            .map(|e| e.id)
+            .collect();
+        let expected: Vec<i64> = (0..40)
+            .filter(|&n| tell_of(n).as_deref() == Some(tell))
+            .map(|n| n + 1)
+            .collect();
+        assert_eq!(ids, expected, "the timeline of {tell}");
+        let texts = expected.iter().filter(|id| (*id - 1) % 5 == 0).count();
+        assert_eq!(
+            store.tell_activity(tell).expect("bound").events,
+            texts as u64,
+            "the activity of {tell}"
+        );
+    }
+
+    // An event stored now gets its tell's row.
+    let ev =
+        switchboard::store::NewEvent::pair("a", "b", switchboard::store::EventKind::TellDelivered)
+            .tell(Some("tell-2"));
+    let ids = store
+        .insert_events(&[switchboard::store::EventRow::new(500, ev)])
+        .expect("insert");
+    let row: Option<i64> = raw
+        .query_row("SELECT tell_row FROM events WHERE id = ?1", [ids[0]], |r| {
+            r.get(0)
+        })
+        .expect("row");
+    assert_eq!(row, Some(8));
+    assert_eq!(store.tell_events("tell-2").expect("timeline").len(), 11);
 }
 
 /// Counters a killed process left pending (committed rows of `session_pending`, never folded)

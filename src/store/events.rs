@@ -2,7 +2,9 @@
 //! agents' own activity). The event types live here so the store can read and write them; the
 //! event layer (`crate::events`) re-exports them and owns the bus, the bounds and the writer.
 
-use rusqlite::{params, Row};
+use std::collections::HashMap;
+
+use rusqlite::{params, OptionalExtension, Row};
 use serde::{Deserialize, Serialize};
 
 use super::{SessionStore, StoreResult};
@@ -380,17 +382,38 @@ impl EventRow {
     }
 }
 
-const COLUMNS: &str = "id, at, from_team, to_team, tell_id, session_id, data";
+macro_rules! columns {
+    () => {
+        "id, at, from_team, to_team, tell_id, session_id, data"
+    };
+}
+const COLUMNS: &str = columns!();
 
-/// Inserts `rows` on `conn` (in the caller's transaction); their ids.
+/// Inserts `rows` on `conn` (in the caller's transaction); their ids. An event of a tell is
+/// stored with the tell's row id (migration 0014), looked up once per tell of the batch.
 pub fn insert_events_in(conn: &rusqlite::Connection, rows: &[EventRow]) -> StoreResult<Vec<i64>> {
     let mut ids = Vec::with_capacity(rows.len());
     let mut stmt = conn.prepare_cached(
-        "INSERT INTO events (at, type, from_team, to_team, tell_id, session_id, data) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO events (at, type, from_team, to_team, tell_id, session_id, data, tell_row) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?;
+    let mut tell_rows: HashMap<&str, Option<i64>> = HashMap::new();
     for row in rows {
         let e = &row.event;
+        let tell_row = match e.tell_id.as_deref() {
+            None => None,
+            Some(tell) => match tell_rows.get(tell) {
+                Some(known) => *known,
+                None => {
+                    let found = conn
+                        .prepare_cached("SELECT id FROM tells WHERE tell_id = ?1")?
+                        .query_row([tell], |r| r.get(0))
+                        .optional()?;
+                    tell_rows.insert(tell, found);
+                    found
+                }
+            },
+        };
         stmt.execute(params![
             row.at,
             e.kind.type_name(),
@@ -398,11 +421,28 @@ pub fn insert_events_in(conn: &rusqlite::Connection, rows: &[EventRow]) -> Store
             e.to_team,
             e.tell_id,
             e.session_id,
-            row.data
+            row.data,
+            tell_row
         ])?;
         ids.push(conn.last_insert_rowid());
     }
     Ok(ids)
+}
+
+/// The events of tell `?1` with `columns`: by the tell's row id, and those stored while no
+/// tell had that id (migration 0014). Both match the id: a row id used again after its tell
+/// was deleted finds only the new tell's events.
+macro_rules! of_tell {
+    ($columns:expr) => {
+        concat!(
+            "SELECT ",
+            $columns,
+            " FROM events WHERE tell_row = (SELECT id FROM tells WHERE tell_id = ?1) \
+             AND tell_id = ?1 UNION ALL SELECT ",
+            $columns,
+            " FROM events WHERE tell_row IS NULL AND tell_id = ?1"
+        )
+    };
 }
 
 fn row_to_event(r: &Row<'_>) -> rusqlite::Result<Event> {
@@ -464,8 +504,7 @@ impl SessionStore {
     /// Every stored event of a tell, oldest first.
     pub fn tell_events(&self, tell_id: &str) -> StoreResult<Vec<Event>> {
         let conn = self.conn()?;
-        let sql = format!("SELECT {COLUMNS} FROM events WHERE tell_id = ?1 ORDER BY id");
-        let mut stmt = conn.prepare_cached(&sql)?;
+        let mut stmt = conn.prepare_cached(concat!(of_tell!(columns!()), " ORDER BY id"))?;
         let rows = stmt.query_map([tell_id], row_to_event)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -480,11 +519,14 @@ impl SessionStore {
     pub fn tell_activity(&self, tell_id: &str) -> StoreResult<TellActivity> {
         let conn = self.conn()?;
         let (events, bytes, truncated): (i64, i64, bool) = conn
-            .prepare_cached(
+            .prepare_cached(concat!(
                 "SELECT COUNT(*) FILTER (WHERE type IN ('text', 'tool_use', 'tool_result', 'agent_status')), \
                  COALESCE(SUM(LENGTH(data)) FILTER (WHERE type IN ('text', 'tool_use', 'tool_result', 'agent_status')), 0), \
                  COUNT(*) FILTER (WHERE type = 'activity_truncated') > 0 \
-                 FROM events WHERE tell_id = ?1",
+                 FROM (",
+                of_tell!("type, data"),
+                ")"
+            ),
             )?
             .query_row([tell_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         Ok(TellActivity {
@@ -560,6 +602,88 @@ mod tests {
         assert_eq!(act.bytes, rows[1].data.len() as u64);
         assert_eq!(st.prune_events(3).expect("prune"), 2);
         assert_eq!(st.max_event_id().expect("max"), 3);
+    }
+
+    /// A tell's events are stored with its row id and found by it (the timeline and the bound
+    /// read two indexes, no scan of the events); those naming a tell the database does not
+    /// hold are found by that id; a row id used again after its tell was deleted finds only
+    /// the new tell's events.
+    #[test]
+    fn a_tells_events_are_found_by_its_row() {
+        use crate::store::{NewTell, TellKind};
+        let st = SessionStore::open_in_memory().expect("store");
+        let (s, _) = st
+            .insert_or_get("a", "b", "11111111-1111-4111-8111-111111111111", 1)
+            .expect("session");
+        let tell = |tell_id: &str| {
+            let new = NewTell {
+                tell_id,
+                session_id: &s.session_id,
+                from_team: "a",
+                to_team: "b",
+                kind: TellKind::Tell,
+                text: "hi",
+                parent_tell_id: None,
+            };
+            st.insert_tell(&new, 1).expect("tell")
+        };
+        let of = |tell: &str, kind| {
+            EventRow::new(
+                1,
+                NewEvent::pair("a", "b", kind)
+                    .session(&s.session_id)
+                    .tell(Some(tell)),
+            )
+        };
+        let text = || EventKind::Text { text: "x".into() };
+        let t1 = tell("aaaaaaaa-0000-4000-8000-000000000001");
+        st.insert_events(&[
+            of(&t1.tell_id, EventKind::TellDelivered),
+            of("not-a-tell", EventKind::TellDelivered),
+            of(&t1.tell_id, text()),
+        ])
+        .expect("events");
+        let tell_rows: Vec<Option<i64>> = {
+            let conn = st.conn().expect("conn");
+            let mut stmt = conn
+                .prepare("SELECT tell_row FROM events ORDER BY id")
+                .expect("prepare");
+            let rows = stmt.query_map([], |r| r.get(0)).expect("query");
+            rows.map(|r| r.expect("row")).collect()
+        };
+        assert_eq!(tell_rows, [Some(t1.id), None, Some(t1.id)]);
+        let ids = |tell: &str| -> Vec<i64> {
+            let events = st.tell_events(tell).expect("timeline");
+            events.iter().map(|e| e.id).collect()
+        };
+        assert_eq!(ids(&t1.tell_id), [1, 3]);
+        assert_eq!(ids("not-a-tell"), [2]);
+        assert_eq!(st.tell_activity(&t1.tell_id).expect("bound").events, 1);
+
+        let conn = st.conn().expect("conn");
+        for sql in [
+            concat!(of_tell!(columns!()), " ORDER BY id"),
+            of_tell!("type, data"),
+        ] {
+            let plan: Vec<String> = conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .expect("plan")
+                .query_map(["x"], |r| r.get(3))
+                .expect("query")
+                .map(|r| r.expect("row"))
+                .collect();
+            let plan = plan.join("; ");
+            assert!(plan.contains("events_by_tell_row"), "{plan}");
+            assert!(plan.contains("events_of_unknown_tells"), "{plan}");
+            assert!(!plan.contains("SCAN events"), "{plan}");
+        }
+        drop(conn);
+
+        st.delete_tells("a", "b").expect("delete");
+        let t2 = tell("bbbbbbbb-0000-4000-8000-000000000002");
+        assert_eq!(t2.id, t1.id, "SQLite gives the row id again");
+        st.insert_events(&[of(&t2.tell_id, text())]).expect("event");
+        assert_eq!(ids(&t2.tell_id), [4]);
     }
 
     #[test]

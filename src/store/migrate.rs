@@ -72,6 +72,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0013_checks_without_in",
         include_str!("../../migrations/0013_checks_without_in.sql"),
     ),
+    (
+        14,
+        "0014_events_by_tell_row",
+        include_str!("../../migrations/0014_events_by_tell_row.sql"),
+    ),
 ];
 
 /// The newest schema version this binary knows.
