@@ -25,6 +25,9 @@
 //! `ratio=<phase> <its p50 / the mean p50 of the baselines just before and after>`. Context
 //! goes to stderr (`#` lines).
 
+// The allocator of the process the bench stands in for (src/alloc.rs).
+switchboard::use_jemalloc!();
+
 use std::io::Write;
 use std::net::TcpStream;
 use std::path::PathBuf;

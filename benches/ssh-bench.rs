@@ -41,6 +41,9 @@
     reason = "a bench: a failed set-up step ends it with the reason"
 )]
 
+// The allocator of the process the bench stands in for (src/alloc.rs).
+switchboard::use_jemalloc!();
+
 #[path = "../tests/support/sshd.rs"]
 mod sshd;
 

@@ -26,6 +26,9 @@
 //! `--quick` divides every operation count by 10 (seed sizes and the 50 pairs stay). Progress and
 //! context go to stderr; stdout holds only the result lines. See BENCHMARKS.md.
 
+// The allocator of the process the bench stands in for (src/alloc.rs).
+switchboard::use_jemalloc!();
+
 #[path = "switchboard-bench/measure.rs"]
 mod measure;
 #[path = "switchboard-bench/orchestration.rs"]

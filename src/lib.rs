@@ -15,6 +15,7 @@
 //! - [`util`]: small shared helpers (time, durations, process identity).
 
 pub mod agent;
+pub mod alloc;
 pub mod config;
 pub mod doctor;
 pub mod error;

@@ -20,6 +20,8 @@ macro_rules! out {
 
 mod cli;
 
+switchboard::use_jemalloc!();
+
 use std::process::ExitCode;
 
 use clap::Parser;

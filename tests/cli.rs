@@ -127,6 +127,33 @@ fn redaction_replaces_ids_times_pids_and_temp_paths() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// allocator
+
+/// The binary runs on jemalloc with the options of `switchboard::alloc::CONF` (one arena, small
+/// thread caches, freed pages returned within half a second: the resident memory the benches
+/// hold to). jemalloc prints the options it took at exit when asked to in its environment.
+#[test]
+fn the_binary_allocates_with_jemalloc_and_its_options() {
+    let env = TestEnv::new();
+    let mut cmd = env.command();
+    cmd.arg("--version").env("MALLOC_CONF", "stats_print:true");
+    let out = support::finish(cmd);
+    assert!(out.status.success(), "{out:?}");
+    let stats = String::from_utf8_lossy(&out.stderr);
+    for option in [
+        "opt.narenas: 1",
+        "opt.tcache_max: 4096",
+        "opt.dirty_decay_ms: 500",
+        "opt.muzzy_decay_ms: 0",
+    ] {
+        assert!(
+            stats.contains(option),
+            "{option} not in jemalloc's stats:\n{stats}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // config check
 
 #[test]
