@@ -10,7 +10,9 @@
 //! samples were in glibc's lock wait and wake, each a futex call and a context switch).
 //! jemalloc frees into the freeing thread's cache and returns it to its arena in batches.
 //!
-//! It replaces `malloc` for the whole process (the crate's `unprefixed_malloc_on_supported_platforms`):
+//! On Linux it replaces `malloc` for the whole process (the crate's
+//! `unprefixed_malloc_on_supported_platforms`; elsewhere only Rust's allocations, with
+//! jemalloc's default options):
 //! SQLite, compiled into the binary, allocates through `malloc` for every statement, page and
 //! row, and most of the waiting was there. Measured at 50 pairs, jemalloc for Rust's
 //! allocations alone changed nothing; for every allocation it cut the process's CPU per tell

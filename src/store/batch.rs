@@ -283,6 +283,8 @@ impl SessionStore {
             Err(Retry::Separately) => self.try_batch(&mut jobs, true),
             other => other,
         };
+        // A job that failed in the first attempt and did not run in a second one that stopped
+        // early keeps its own first error (it was rolled back either way).
         let failed = match result {
             Ok(()) => None,
             Err(Retry::Separately) => Some(Arc::new(StoreError::BatchRolledBack)),

@@ -445,6 +445,20 @@ macro_rules! of_tell {
     };
 }
 
+/// Every event of tell `?1`, oldest first.
+const TELL_EVENTS: &str = concat!(of_tell!(columns!()), " ORDER BY id");
+
+/// How much activity tell `?1` has stored: events and bytes that count against its bound, and
+/// whether it was cut.
+const TELL_ACTIVITY: &str = concat!(
+    "SELECT COUNT(*) FILTER (WHERE type IN ('text', 'tool_use', 'tool_result', 'agent_status')), \
+     COALESCE(SUM(LENGTH(data)) FILTER (WHERE type IN ('text', 'tool_use', 'tool_result', 'agent_status')), 0), \
+     COUNT(*) FILTER (WHERE type = 'activity_truncated') > 0 \
+     FROM (",
+    of_tell!("type, data"),
+    ")"
+);
+
 fn row_to_event(r: &Row<'_>) -> rusqlite::Result<Event> {
     let data: String = r.get(6)?;
     let kind: EventKind = serde_json::from_str(&data).map_err(|e| {
@@ -504,7 +518,7 @@ impl SessionStore {
     /// Every stored event of a tell, oldest first.
     pub fn tell_events(&self, tell_id: &str) -> StoreResult<Vec<Event>> {
         let conn = self.conn()?;
-        let mut stmt = conn.prepare_cached(concat!(of_tell!(columns!()), " ORDER BY id"))?;
+        let mut stmt = conn.prepare_cached(TELL_EVENTS)?;
         let rows = stmt.query_map([tell_id], row_to_event)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -519,15 +533,7 @@ impl SessionStore {
     pub fn tell_activity(&self, tell_id: &str) -> StoreResult<TellActivity> {
         let conn = self.conn()?;
         let (events, bytes, truncated): (i64, i64, bool) = conn
-            .prepare_cached(concat!(
-                "SELECT COUNT(*) FILTER (WHERE type IN ('text', 'tool_use', 'tool_result', 'agent_status')), \
-                 COALESCE(SUM(LENGTH(data)) FILTER (WHERE type IN ('text', 'tool_use', 'tool_result', 'agent_status')), 0), \
-                 COUNT(*) FILTER (WHERE type = 'activity_truncated') > 0 \
-                 FROM (",
-                of_tell!("type, data"),
-                ")"
-            ),
-            )?
+            .prepare_cached(TELL_ACTIVITY)?
             .query_row([tell_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         Ok(TellActivity {
             events: u64::try_from(events).unwrap_or(0),
@@ -661,10 +667,7 @@ mod tests {
         assert_eq!(st.tell_activity(&t1.tell_id).expect("bound").events, 1);
 
         let conn = st.conn().expect("conn");
-        for sql in [
-            concat!(of_tell!(columns!()), " ORDER BY id"),
-            of_tell!("type, data"),
-        ] {
+        for sql in [TELL_EVENTS, TELL_ACTIVITY] {
             let plan: Vec<String> = conn
                 .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
                 .expect("plan")
@@ -679,11 +682,15 @@ mod tests {
         }
         drop(conn);
 
+        // A deleted tell's events stay its own, found by its id.
         st.delete_tells("a", "b").expect("delete");
+        assert_eq!(ids(&t1.tell_id), [1, 3]);
         let t2 = tell("bbbbbbbb-0000-4000-8000-000000000002");
         assert_eq!(t2.id, t1.id, "SQLite gives the row id again");
         st.insert_events(&[of(&t2.tell_id, text())]).expect("event");
         assert_eq!(ids(&t2.tell_id), [4]);
+        assert_eq!(ids(&t1.tell_id), [1, 3]);
+        assert_eq!(st.tell_activity(&t1.tell_id).expect("bound").events, 1);
     }
 
     #[test]

@@ -298,8 +298,7 @@ impl SessionStore {
         // Its session_live row goes with it (ON DELETE CASCADE).
         tx.prepare_cached("DELETE FROM sessions WHERE id = ?1")?
             .execute([deleted.id])?;
-        tx.prepare_cached("DELETE FROM tells WHERE from_team = ?1 AND to_team = ?2")?
-            .execute(params![deleted.from_team, deleted.to_team])?;
+        super::tells::delete_pair_tells_in(&tx, &deleted.from_team, &deleted.to_team)?;
         tx.prepare_cached("DELETE FROM approvals WHERE session_id = ?1")?
             .execute(params![session_id])?;
         tx.prepare_cached("DELETE FROM session_rules WHERE session_id = ?1")?

@@ -246,12 +246,30 @@ impl SessionStore {
 
     /// Deletes every tell of a pair (with its session).
     pub fn delete_tells(&self, from: &str, to: &str) -> StoreResult<usize> {
-        let conn = self.wconn()?;
-        let n = conn
-            .prepare_cached("DELETE FROM tells WHERE from_team = ?1 AND to_team = ?2")?
-            .execute([from, to])?;
+        let mut conn = self.wconn()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let n = delete_pair_tells_in(&tx, from, to)?;
+        tx.commit()?;
         Ok(n)
     }
+}
+
+/// Deletes every tell of a pair on `conn` (in the caller's transaction). Their events stay, as
+/// events of a tell the database does not hold (`tell_row` NULL, migration 0014): still found
+/// by the tell's id, and never taken for the events of a later tell given the same row id.
+pub(super) fn delete_pair_tells_in(
+    conn: &rusqlite::Connection,
+    from: &str,
+    to: &str,
+) -> StoreResult<usize> {
+    conn.prepare_cached(
+        "UPDATE events SET tell_row = NULL WHERE tell_row IN \
+         (SELECT id FROM tells WHERE from_team = ?1 AND to_team = ?2)",
+    )?
+    .execute([from, to])?;
+    Ok(conn
+        .prepare_cached("DELETE FROM tells WHERE from_team = ?1 AND to_team = ?2")?
+        .execute([from, to])?)
 }
 
 impl SessionStore {
