@@ -15,8 +15,8 @@
 //! jemalloc's default options):
 //! SQLite, compiled into the binary, allocates through `malloc` for every statement, page and
 //! row, and most of the waiting was there. Measured at 50 pairs, jemalloc for Rust's
-//! allocations alone changed nothing; for every allocation it cut the process's CPU per tell
-//! by a quarter (BENCHMARKS.md, seventh pass).
+//! allocations alone made no difference beyond the noise; for every allocation it cut the
+//! process's CPU per tell by a quarter (BENCHMARKS.md, seventh pass).
 //!
 //! [`CONF`] keeps the resident memory where glibc's was (one arena, small thread caches, freed
 //! pages returned within half a second): with jemalloc's defaults (an arena per thread up to four
