@@ -120,55 +120,80 @@ fn is_applied(conn: &Connection, version: i64) -> rusqlite::Result<bool> {
 /// numbers are given out to branches that merge in any order, so a database may have 8 before
 /// 6 and 7.
 pub(crate) fn apply(conn: &mut Connection, path: &str) -> StoreResult<()> {
+    apply_list(conn, path, MIGRATIONS)
+}
+
+/// [`apply`] with the migrations `list` (the newest last).
+fn apply_list(
+    conn: &mut Connection,
+    path: &str,
+    list: &[(i64, &'static str, &'static str)],
+) -> StoreResult<()> {
+    let newest = list.last().map_or(0, |m| m.0);
     // Read-only check first, so a database from the future is not touched at all.
     let found = current_version(conn)?;
-    if found > SCHEMA_VERSION {
+    if found > newest {
         return Err(StoreError::SchemaTooNew {
             path: path.to_string(),
             found,
-            known: SCHEMA_VERSION,
+            known: newest,
         });
     }
-    if found == SCHEMA_VERSION
-        && MIGRATIONS
-            .iter()
-            .all(|m| is_applied(conn, m.0).unwrap_or(false))
-    {
+    if found == newest && list.iter().all(|m| is_applied(conn, m.0).unwrap_or(false)) {
         return Ok(());
     }
-    for &(version, name, sql) in MIGRATIONS {
-        let fail = |source| StoreError::Migration {
-            path: path.to_string(),
-            version,
-            name,
-            source,
-        };
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(fail)?;
-        tx.execute_batch(CREATE_TABLE).map_err(fail)?;
-        let now_version = current_version(&tx).map_err(fail)?;
-        if now_version > SCHEMA_VERSION {
-            return Err(StoreError::SchemaTooNew {
-                path: path.to_string(),
-                found: now_version,
-                known: SCHEMA_VERSION,
-            });
+    for &(version, name, sql) in list {
+        let step = apply_one(conn, path, newest, (version, name, sql));
+        if step.is_err() {
+            // Connection state, not undone by the rollback: a migration that rewrites the
+            // schema in place (0013) turns it on and would leave it on.
+            let _ = conn.execute_batch("PRAGMA writable_schema = OFF");
         }
-        if is_applied(&tx, version).map_err(fail)? {
-            continue; // applied before, or meanwhile by another process; the transaction rolls back
+        if step? {
+            tracing::info!(version, name, db = path, "applied migration");
         }
-        tx.execute_batch(sql).map_err(fail)?;
-        bump_schema_cookie(&tx).map_err(fail)?;
-        tx.execute(
-            "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
-            rusqlite::params![version, name, crate::util::now_ms()],
-        )
-        .map_err(fail)?;
-        tx.commit().map_err(fail)?;
-        tracing::info!(version, name, db = path, "applied migration");
     }
     Ok(())
+}
+
+/// Applies one migration in an IMMEDIATE transaction unless it is recorded as applied; whether
+/// it was applied now.
+fn apply_one(
+    conn: &mut Connection,
+    path: &str,
+    newest: i64,
+    (version, name, sql): (i64, &'static str, &'static str),
+) -> StoreResult<bool> {
+    let fail = |source| StoreError::Migration {
+        path: path.to_string(),
+        version,
+        name,
+        source,
+    };
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(fail)?;
+    tx.execute_batch(CREATE_TABLE).map_err(fail)?;
+    let now_version = current_version(&tx).map_err(fail)?;
+    if now_version > newest {
+        return Err(StoreError::SchemaTooNew {
+            path: path.to_string(),
+            found: now_version,
+            known: newest,
+        });
+    }
+    if is_applied(&tx, version).map_err(fail)? {
+        return Ok(false); // applied before, or meanwhile by another process; the transaction rolls back
+    }
+    tx.execute_batch(sql).map_err(fail)?;
+    bump_schema_cookie(&tx).map_err(fail)?;
+    tx.execute(
+        "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
+        rusqlite::params![version, name, crate::util::now_ms()],
+    )
+    .map_err(fail)?;
+    tx.commit().map_err(fail)?;
+    Ok(true)
 }
 
 /// Increments the schema cookie once more. A migration that rewrites `sqlite_schema` in place
@@ -183,6 +208,32 @@ fn bump_schema_cookie(tx: &Connection) -> rusqlite::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A migration that fails after turning `writable_schema` on (as 0013 does, to rewrite
+    /// the schema in place) is rolled back and reported, and leaves the connection as it was:
+    /// the setting is the connection's, which a rollback does not undo.
+    #[test]
+    fn a_failed_migration_leaves_the_schema_read_only() {
+        let mut conn = Connection::open_in_memory().expect("db");
+        let list: &[(i64, &str, &str)] = &[
+            (1, "0001_t", "CREATE TABLE t (x INTEGER);"),
+            (
+                2,
+                "0002_broken",
+                "PRAGMA writable_schema = ON; INSERT INTO no_such_table VALUES (1);",
+            ),
+        ];
+        let err = apply_list(&mut conn, "test.db", list).expect_err("the second fails");
+        assert!(
+            matches!(err, StoreError::Migration { version: 2, .. }),
+            "{err}"
+        );
+        let writable: i64 = conn
+            .query_row("PRAGMA writable_schema", [], |r| r.get(0))
+            .expect("pragma");
+        assert_eq!(writable, 0, "writable_schema left on");
+        assert_eq!(current_version(&conn).expect("version"), 1);
+    }
 
     #[test]
     fn migrations_are_numbered_in_order_and_match_the_folder() {
