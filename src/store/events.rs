@@ -429,9 +429,10 @@ pub fn insert_events_in(conn: &rusqlite::Connection, rows: &[EventRow]) -> Store
     Ok(ids)
 }
 
-/// The events of tell `?1` with `columns`: by the tell's row id, and those stored while no
-/// tell had that id (migration 0014). Both match the id: a row id used again after its tell
-/// was deleted finds only the new tell's events.
+/// The events of tell `?1` with `columns`: by the tell's row id, and those without a row (the
+/// database did not hold the tell when they were stored, or no longer holds it: migration
+/// 0014, `delete_pair_tells_in`). Both match the id: a row id used again after its tell was
+/// deleted finds only the new tell's events.
 macro_rules! of_tell {
     ($columns:expr) => {
         concat!(
