@@ -216,27 +216,18 @@ pub fn process_cpu() -> Duration {
     )
 }
 
-/// CPU time of this process's threads named `name` (`/proc/self/task/*/comm`, which the kernel
-/// cuts to 15 bytes) so far, from `schedstat` (nanoseconds on a CPU).
-pub fn threads_cpu(name: &str) -> Duration {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return Duration::ZERO;
-    };
-    let mut total = 0u64;
-    for task in tasks.flatten() {
-        let dir = task.path();
-        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
-        if comm.trim_end() != name {
-            continue;
-        }
-        let sched = std::fs::read_to_string(dir.join("schedstat")).unwrap_or_default();
-        total += sched
-            .split_whitespace()
-            .next()
-            .and_then(|ns| ns.parse::<u64>().ok())
-            .unwrap_or(0);
-    }
-    Duration::from_nanos(total)
+/// This process's threads now: each one's name (`comm`, which the kernel cuts to 15 bytes) and
+/// its `/proc/self/task/TID` folder.
+fn own_threads() -> impl Iterator<Item = (String, std::path::PathBuf)> {
+    std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|task| {
+            let dir = task.path();
+            let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+            (comm.trim_end().to_string(), dir)
+        })
 }
 
 /// On-CPU time and time spent runnable but waiting for a CPU (the run queue), in ns, from a
@@ -247,6 +238,16 @@ fn schedstat(task: &Path) -> (u64, u64) {
         .split_whitespace()
         .map(|v| v.parse::<u64>().unwrap_or(0));
     (f.next().unwrap_or(0), f.next().unwrap_or(0))
+}
+
+/// CPU time of this process's threads named `name` so far, from `schedstat` (nanoseconds on a
+/// CPU).
+pub fn threads_cpu(name: &str) -> Duration {
+    let total = own_threads()
+        .filter(|(comm, _)| comm == name)
+        .map(|(_, dir)| schedstat(&dir).0)
+        .sum();
+    Duration::from_nanos(total)
 }
 
 /// The groups of [`Breakdown`]: this process's threads by name, then the agents.
@@ -273,16 +274,10 @@ impl Breakdown {
             b.0[group].0 += cpu;
             b.0[group].1 += wait;
         };
-        for task in std::fs::read_dir("/proc/self/task")
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let dir = task.path();
-            let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        for (comm, dir) in own_threads() {
             let group = GROUPS[..4]
                 .iter()
-                .position(|(name, _)| *name == comm.trim_end())
+                .position(|(name, _)| *name == comm)
                 .unwrap_or(4);
             add(group, &dir);
         }
