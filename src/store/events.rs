@@ -482,11 +482,7 @@ impl SessionStore {
         // Through the write gate, as the session writes: they queue behind each other instead
         // of meeting SQLite's lock and sleeping in its busy handler (1 ms and up), and the
         // checkpointer counts these writes too.
-        let mut conn = self.wconn()?;
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let ids = insert_events_in(&tx, rows)?;
-        tx.commit()?;
-        Ok(ids)
+        self.in_write(|tx| insert_events_in(tx, rows))
     }
 
     /// Up to `limit` events with id > `after_id` that pass `filter`, oldest first.

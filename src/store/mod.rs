@@ -473,6 +473,20 @@ impl SessionStore {
         Ok(self.pool.get()?)
     }
 
+    /// Runs `write` in an immediate transaction of its own, through the write gate: a write
+    /// and the read back of what it wrote (see `tells::write_tell_in`) see the same database,
+    /// whatever another process does meanwhile.
+    fn in_write<R>(
+        &self,
+        write: impl FnOnce(&rusqlite::Connection) -> StoreResult<R>,
+    ) -> StoreResult<R> {
+        let mut conn = self.wconn()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let r = write(&tx)?;
+        tx.commit()?;
+        Ok(r)
+    }
+
     /// A connection for a write: waits for this process's previous write to finish first.
     pub(crate) fn wconn(&self) -> StoreResult<WriteConn<'_>> {
         self.check_file()?;

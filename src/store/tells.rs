@@ -158,20 +158,6 @@ impl SessionStore {
         Ok(s)
     }
 
-    /// Runs `write` in an immediate transaction of its own: a write and the read back of
-    /// what it wrote (see [`write_tell_in`]) see the same database, whatever another process
-    /// does meanwhile.
-    fn in_write<R>(
-        &self,
-        write: impl FnOnce(&rusqlite::Connection) -> StoreResult<R>,
-    ) -> StoreResult<R> {
-        let mut conn = self.wconn()?;
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let r = write(&tx)?;
-        tx.commit()?;
-        Ok(r)
-    }
-
     /// `queued` → `delivered`, only if still queued (a cancelled tell is not delivered).
     pub fn mark_tell_delivered(&self, tell_id: &str, now: i64) -> StoreResult<Option<Tell>> {
         self.in_write(|tx| write_tell_in(tx, DELIVER, params![tell_id, now], tell_id))
@@ -246,11 +232,7 @@ impl SessionStore {
 
     /// Deletes every tell of a pair (with its session).
     pub fn delete_tells(&self, from: &str, to: &str) -> StoreResult<usize> {
-        let mut conn = self.wconn()?;
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let n = delete_pair_tells_in(&tx, from, to)?;
-        tx.commit()?;
-        Ok(n)
+        self.in_write(|tx| delete_pair_tells_in(tx, from, to))
     }
 }
 
